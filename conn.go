@@ -1,0 +1,152 @@
+package postern
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Conn describes one client connection. It lives from accept to close and
+// survives STARTTLS; the server updates HELO, TLS and AuthUser as the
+// dialogue goes on. Filters read it and keep per-connection results in
+// Values.
+type Conn struct {
+	ID     string
+	Remote netip.AddrPort
+	Local  netip.AddrPort
+	// Started is when the connection was accepted.
+	Started time.Time
+	// ClientName is the client's verified host name (forward-confirmed
+	// reverse DNS), "" when unknown. The server does not look it up; a filter
+	// or the embedding program may set it at the connect stage.
+	ClientName string
+	// HELO is the argument of the last HELO/EHLO, "" before it.
+	HELO string
+	// ESMTP is true after EHLO (not HELO).
+	ESMTP bool
+	// TLS is the state after STARTTLS or implicit TLS, nil before.
+	TLS *tls.ConnectionState
+	// AuthUser is the SMTP AUTH identity, "" when not authenticated.
+	AuthUser string
+	// AuthMech is the SASL mechanism used.
+	AuthMech string
+	// Trusted marks a client whose network is trusted to relay (a "mynetworks"
+	// or Connect:RELAY client).
+	Trusted bool
+	// Log is tagged with conn_id and remote_ip. Never nil when made by the
+	// server; use Logger to be safe.
+	Log *slog.Logger
+	// Values carries results between filters for the whole connection.
+	Values Values
+}
+
+// Logger returns c.Log, or a discarding logger when c or c.Log is nil.
+func (c *Conn) Logger() *slog.Logger {
+	if c == nil || c.Log == nil {
+		return DiscardLogger()
+	}
+	return c.Log
+}
+
+// RemoteAddr returns the client IP, unmapped from IPv4-in-IPv6.
+func (c *Conn) RemoteAddr() netip.Addr { return c.Remote.Addr().Unmap() }
+
+// Authenticated reports whether the client completed SMTP AUTH.
+func (c *Conn) Authenticated() bool { return c.AuthUser != "" }
+
+// DiscardLogger returns a logger that drops everything.
+func DiscardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// MailParams are the ESMTP parameters of MAIL FROM.
+type MailParams struct {
+	// Size is the SIZE the client declared (RFC 1870), 0 if none.
+	Size int64
+	// Body is "7BIT", "8BITMIME" or "BINARYMIME" (RFC 6152, RFC 3030), "" if
+	// not given.
+	Body string
+	// SMTPUTF8 is set for RFC 6531 transactions.
+	SMTPUTF8 bool
+	// RequireTLS is the RFC 8689 REQUIRETLS flag.
+	RequireTLS bool
+	// Ret is the RFC 3461 RET parameter: "FULL", "HDRS" or "".
+	Ret string
+	// EnvID is the RFC 3461 ENVID, decoded from xtext.
+	EnvID string
+	// Auth is the RFC 4954 AUTH= mailbox, nil if not given; "" means <>.
+	Auth *string
+}
+
+// Rcpt is one recipient of a transaction.
+type Rcpt struct {
+	// Addr is where the message goes; filters may rewrite it.
+	Addr string
+	// Original is the address as the client gave it. It never changes and
+	// feeds the DSN Original-Recipient field when ORCPT was not given.
+	Original string
+	// Notify is the RFC 3461 NOTIFY list (upper case), nil if not given.
+	Notify []string
+	// ORcptType and ORcpt are the RFC 3461 ORCPT parameter.
+	ORcptType string
+	ORcpt     string
+	// Values carries per-recipient results between filters.
+	Values Values
+}
+
+// Domain returns the domain of Addr, lower-cased, without a trailing dot.
+func (r *Rcpt) Domain() string { return AddrDomain(r.Addr) }
+
+// Txn is one mail transaction, from MAIL FROM to the end of DATA.
+type Txn struct {
+	// ID identifies the transaction in logs; the queue ID is given at
+	// hand-off.
+	ID string
+	// From is the reverse path, "" for the null sender <>.
+	From  string
+	Mail  MailParams
+	Rcpts []*Rcpt
+	// Discard is set when a filter decided to drop the whole message while
+	// claiming delivery (sendmail's DISCARD).
+	Discard bool
+	// Quarantine holds the reason when a filter decided to hold the message.
+	Quarantine string
+	// Values carries results between filters for this transaction.
+	Values Values
+}
+
+// Clone returns a copy of t that shares no slices with it, for the DATA
+// stage that must not see a concurrent RSET (go-smtp BDAT).
+func (t *Txn) Clone() *Txn {
+	c := &Txn{ID: t.ID, From: t.From, Mail: t.Mail, Discard: t.Discard, Quarantine: t.Quarantine}
+	c.Rcpts = append([]*Rcpt(nil), t.Rcpts...)
+	t.Values.mu.RLock()
+	if len(t.Values.m) > 0 {
+		c.Values.m = make(map[any]any, len(t.Values.m))
+		for k, v := range t.Values.m {
+			c.Values.m[k] = v
+		}
+	}
+	t.Values.mu.RUnlock()
+	return c
+}
+
+// AddrDomain returns the domain of an address (text after the last '@'),
+// lower-cased and without a trailing dot; "" if there is none.
+func AddrDomain(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return ""
+	}
+	return strings.TrimSuffix(strings.ToLower(addr[i+1:]), ".")
+}
+
+// AddrLocal returns the local part of an address (text before the last '@'),
+// or the whole address when it has no '@'.
+func AddrLocal(addr string) string {
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return addr
+	}
+	return addr[:i]
+}

@@ -1,0 +1,45 @@
+// Package postern is the shared vocabulary of the Postern mail-filtering
+// toolkit: SMTP replies, policy verdicts, the connection and transaction a
+// filter looks at, the spooled message, the stage interfaces and the Chain
+// that runs filters in order.
+//
+// It imports only the standard library, so a custom MTA can use any Postern
+// component (access maps, DNSBL, rate limits, scanners) without the SMTP
+// server in package smtpserver.
+//
+// # Replies (RFC 5321 §4.2, RFC 3463, RFC 2034)
+//
+// A Reply is a code, an enhanced status code and text lines. It implements
+// error; ParseReply reads multi-line replies from a remote server. Only the
+// server edge turns replies into bytes on the wire.
+//
+// # Verdicts and filters
+//
+// A filter is any value with a Name that implements one or more of
+// ConnectChecker, HeloChecker, MailChecker, RcptChecker and DataChecker.
+// Each returns a Verdict (Continue, Accept, Reject, TempFail, Discard,
+// Quarantine) or an error meaning "could not decide". Filters are shared by
+// all sessions; they keep no per-session state except through the Conn,
+// Txn and Rcpt they are given, whose Values bags carry typed results from one
+// filter to the next.
+//
+// A Chain runs its entries in order; the first verdict that is not Continue
+// ends the stage. Per entry, an ErrorPolicy decides whether an error fails
+// closed (4xx, the default) or open, a Timeout bounds the call and a Skip
+// predicate leaves it out. Panics are recovered and treated as errors. An
+// Observer sees every decision.
+//
+//	chain, err := postern.NewChain(postern.ChainConfig{
+//		Name: "inbound",
+//		Entries: []postern.Entry{
+//			{Filter: relayControl},
+//			{Filter: dnsblFilter, OnError: postern.FailOpen, Timeout: 5 * time.Second},
+//		},
+//	})
+//
+// # Messages
+//
+// A Message wraps the spooled bytes (an io.ReaderAt, so DKIM can verify what
+// arrived byte for byte). Filters record header additions and deletions;
+// Render writes the final message once.
+package postern

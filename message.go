@@ -1,0 +1,245 @@
+package postern
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/textproto"
+	"strings"
+)
+
+// ErrHeaderTooLarge is returned by NewMessage when the header block is larger
+// than the limit it was given.
+var ErrHeaderTooLarge = errors.New("postern: message header too large")
+
+// DefaultMaxHeaderBytes bounds the header block NewMessage keeps in memory
+// when no limit is given.
+const DefaultMaxHeaderBytes = 256 << 10
+
+// Field is one header field as received: its name and its exact bytes
+// (name, colon, value, folding and the line end).
+type Field struct {
+	Name string
+	Raw  []byte
+}
+
+// Value returns the unfolded value with surrounding white space removed.
+func (f Field) Value() string {
+	_, v, _ := bytes.Cut(f.Raw, []byte{':'})
+	s := strings.NewReplacer("\r\n", "", "\n", "").Replace(string(v))
+	return strings.TrimSpace(s)
+}
+
+// EditKind says what a HeaderEdit does.
+type EditKind uint8
+
+// Edit kinds.
+const (
+	EditAdd EditKind = iota + 1
+	EditDelete
+)
+
+// HeaderEdit records one change requested by a filter.
+type HeaderEdit struct {
+	Kind EditKind
+	Name string
+	// Value is the added value (EditAdd).
+	Value string
+	// Index is the occurrence of Name among the received fields, counting
+	// from 0 (EditDelete).
+	Index int
+}
+
+// Message is a spooled message. The received bytes are never changed: they
+// stay readable through ReaderAt so signatures can be checked on exactly what
+// arrived. Filters record header edits; Render writes the final message.
+//
+// A Message is owned by one transaction; its edit methods are not safe for
+// concurrent use.
+type Message struct {
+	src     io.ReaderAt
+	size    int64
+	bodyOff int64
+	fields  []Field
+	header  textproto.MIMEHeader
+	edits   []HeaderEdit
+	deleted map[int]bool
+}
+
+// NewMessage parses the header of the size bytes in src. maxHeader bounds
+// the header block (0 means DefaultMaxHeaderBytes); a longer header returns
+// ErrHeaderTooLarge. Lines may end in CRLF or bare LF. A line that is
+// neither a field nor a continuation ends the header (RFC 5322 §2.1 would
+// have a blank line there; the line is then the first of the body).
+func NewMessage(src io.ReaderAt, size int64, maxHeader int) (*Message, error) {
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	m := &Message{src: src, size: size, header: textproto.MIMEHeader{}}
+	br := bufio.NewReaderSize(io.NewSectionReader(src, 0, size), 4096)
+	var off int64
+	var cur *Field
+	flush := func() {
+		if cur != nil {
+			m.fields = append(m.fields, *cur)
+			m.header.Add(cur.Name, cur.Value())
+			cur = nil
+		}
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// A single line longer than the buffer: gather it, within bounds.
+			buf := append([]byte(nil), line...)
+			for errors.Is(err, bufio.ErrBufferFull) && len(buf) <= maxHeader {
+				line, err = br.ReadSlice('\n')
+				buf = append(buf, line...)
+			}
+			line = buf
+		}
+		if len(line) == 0 && err != nil {
+			break // end of message without a body
+		}
+		if off+int64(len(line)) > int64(maxHeader) {
+			return nil, fmt.Errorf("%w: over %d bytes", ErrHeaderTooLarge, maxHeader)
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		switch {
+		case len(trimmed) == 0 && (len(line) > 0 && line[len(line)-1] == '\n'):
+			flush()
+			m.bodyOff = off + int64(len(line))
+			return m, nil
+		case (line[0] == ' ' || line[0] == '\t') && cur != nil:
+			cur.Raw = append(cur.Raw, line...)
+		default:
+			name, ok := fieldName(trimmed)
+			if !ok {
+				flush()
+				m.bodyOff = off
+				return m, nil
+			}
+			flush()
+			cur = &Field{Name: name, Raw: append([]byte(nil), line...)}
+		}
+		off += int64(len(line))
+		if err != nil {
+			break
+		}
+	}
+	flush()
+	m.bodyOff = off
+	return m, nil
+}
+
+// fieldName returns the name of a "Name: value" line. RFC 5322 §3.6.8: a
+// name is printable US-ASCII except colon.
+func fieldName(line []byte) (string, bool) {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return "", false
+	}
+	name := bytes.TrimRight(line[:i], " \t") // obsolete syntax allows WSP before ':'
+	if len(name) == 0 {
+		return "", false
+	}
+	for _, c := range name {
+		if c < 33 || c > 126 {
+			return "", false
+		}
+	}
+	return string(name), true
+}
+
+// Size is the size of the received message in bytes.
+func (m *Message) Size() int64 { return m.size }
+
+// ReaderAt gives the received bytes, unchanged.
+func (m *Message) ReaderAt() io.ReaderAt { return m.src }
+
+// NewReader returns a reader over the received bytes from the start.
+func (m *Message) NewReader() io.Reader { return io.NewSectionReader(m.src, 0, m.size) }
+
+// BodyOffset is where the body starts in the received bytes.
+func (m *Message) BodyOffset() int64 { return m.bodyOff }
+
+// NewBodyReader returns a reader over the received body.
+func (m *Message) NewBodyReader() io.Reader {
+	return io.NewSectionReader(m.src, m.bodyOff, m.size-m.bodyOff)
+}
+
+// Fields returns the received header fields in order. Do not modify.
+func (m *Message) Fields() []Field { return m.fields }
+
+// Header returns the received header, unfolded, keyed canonically. It does
+// not reflect edits. Do not modify.
+func (m *Message) Header() textproto.MIMEHeader { return m.header }
+
+// AddHeader records a field to add at the top of the header, as trace and
+// result fields are (RFC 5321 §4.4, RFC 8601 §5). The last field added is
+// rendered first. value may be folded with CRLF followed by white space.
+func (m *Message) AddHeader(name, value string) {
+	m.edits = append(m.edits, HeaderEdit{Kind: EditAdd, Name: name, Value: value})
+}
+
+// DeleteHeader records the removal of the index-th received field named name
+// (case-insensitive, counting from 0). It reports whether such a field
+// exists.
+func (m *Message) DeleteHeader(name string, index int) bool {
+	n := 0
+	for i, f := range m.fields {
+		if !strings.EqualFold(f.Name, name) {
+			continue
+		}
+		if n == index {
+			if m.deleted == nil {
+				m.deleted = make(map[int]bool)
+			}
+			m.deleted[i] = true
+			m.edits = append(m.edits, HeaderEdit{Kind: EditDelete, Name: name, Index: index})
+			return true
+		}
+		n++
+	}
+	return false
+}
+
+// Edits returns the edits recorded so far, in order.
+func (m *Message) Edits() []HeaderEdit { return m.edits }
+
+// Render writes the final message: added fields (last added first), the
+// received fields not deleted, then the received body. Added fields end in
+// CRLF; received bytes are copied as they are.
+func (m *Message) Render(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	for i := len(m.edits) - 1; i >= 0; i-- {
+		e := m.edits[i]
+		if e.Kind != EditAdd {
+			continue
+		}
+		bw.WriteString(e.Name)
+		bw.WriteString(": ")
+		bw.WriteString(strings.TrimRight(e.Value, "\r\n"))
+		bw.WriteString("\r\n")
+	}
+	for i, f := range m.fields {
+		if !m.deleted[i] {
+			bw.Write(f.Raw)
+		}
+	}
+	if _, err := io.Copy(bw, io.NewSectionReader(m.src, m.headerEnd(), m.size-m.headerEnd())); err != nil {
+		return fmt.Errorf("postern: render body: %w", err)
+	}
+	return bw.Flush()
+}
+
+// headerEnd is where the received fields end: the blank line (if any) and
+// the body follow.
+func (m *Message) headerEnd() int64 {
+	var n int64
+	for _, f := range m.fields {
+		n += int64(len(f.Raw))
+	}
+	return n
+}

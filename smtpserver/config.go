@@ -1,0 +1,219 @@
+package smtpserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/postern/postern"
+)
+
+// ErrConfig is returned (wrapped) by New for an invalid Config.
+var ErrConfig = errors.New("smtpserver: invalid config")
+
+// ErrNoSpace is what a Handoff returns (wrapped) when it cannot store the
+// message for lack of space; the client is told 452 4.3.1 and retries later.
+var ErrNoSpace = errors.New("smtpserver: insufficient storage")
+
+// Handoff takes an accepted message. It must return only once the message
+// is durable (on disk and synced): the client is then told
+// "250 2.0.0 Ok: queued as <id>". Render m to store the final message.
+//
+// A returned postern.Reply is sent to the client as is; an error wrapping
+// ErrNoSpace becomes 452 4.3.1; any other error 451 4.3.0.
+type Handoff interface {
+	Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (id string, err error)
+}
+
+// HandoffFunc adapts a function to Handoff.
+type HandoffFunc func(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error)
+
+// Handoff calls f.
+func (f HandoffFunc) Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error) {
+	return f(ctx, c, t, m)
+}
+
+// PasswordChecker verifies SMTP AUTH credentials (PLAIN and LOGIN). It
+// returns nil for good credentials and any error otherwise; the client only
+// ever sees 535 5.7.8.
+type PasswordChecker interface {
+	CheckPassword(ctx context.Context, c *postern.Conn, user, password string) error
+}
+
+// Config configures a Server. The zero value of every field is its
+// documented default; Handoff is the only required field.
+type Config struct {
+	// Hostname is used in the banner and the Received header; default
+	// os.Hostname().
+	Hostname string
+	// Policy is run at every stage (usually a *postern.Chain); nil accepts
+	// everything. The server applies no relay policy of its own: put
+	// access.RelayControl (or your own) first in the RCPT stage.
+	Policy postern.Filter
+	// Handoff takes accepted messages. Required.
+	Handoff Handoff
+	// Logger receives one line per connection and per transaction; nil
+	// discards.
+	Logger *slog.Logger
+
+	// MaxMessageBytes is the SIZE limit; larger messages get 552 5.3.4.
+	// Default 10 MiB.
+	MaxMessageBytes int64
+	// MaxRecipients per transaction; more get 452 4.5.3. Default 1000
+	// (Postfix smtpd_recipient_limit).
+	MaxRecipients int
+	// MaxHeaderBytes bounds the header block; larger gets 552 5.3.4.
+	// Default 256 KiB.
+	MaxHeaderBytes int
+	// MaxCommandLine bounds a command line including CRLF; longer lines get
+	// 500 5.5.2. Default 2048 (Postfix line_length_limit; RFC 5321
+	// §4.5.3.1.4 asks for at least 512).
+	MaxCommandLine int
+	// SpoolMemoryBytes of a message are kept in memory; the rest goes to a
+	// temporary file in SpoolDir. Default 1 MiB.
+	SpoolMemoryBytes int
+	// SpoolDir holds temporary files of large messages; default
+	// os.TempDir().
+	SpoolDir string
+
+	// CommandTimeout is how long the server waits for a command (RFC 5321
+	// §4.5.3.2.7 asks for 5 minutes); also the write and TLS handshake
+	// timeout. Default 5m.
+	CommandTimeout time.Duration
+	// DataTimeout is how long the server waits for each block of DATA or
+	// BDAT (RFC 5321 §4.5.3.2.5: 3 minutes). Default 3m.
+	DataTimeout time.Duration
+	// SessionTimeout bounds a whole connection. Default 1h; negative means
+	// none.
+	SessionTimeout time.Duration
+	// ConnectTimeout bounds the connect stage (and implicit TLS handshake)
+	// before the banner. Default 30s.
+	ConnectTimeout time.Duration
+
+	// SoftErrorLimit: past this many errors each error reply is delayed by
+	// ErrorSleep. Default 10 (Postfix smtpd_soft_error_limit).
+	SoftErrorLimit int
+	// HardErrorLimit: at this many errors the client is told 421 and
+	// disconnected. Default 20 (Postfix smtpd_hard_error_limit). A message
+	// delivered resets the count.
+	HardErrorLimit int
+	// ErrorSleep is the delay past the soft limit. Default 1s; negative
+	// means none.
+	ErrorSleep time.Duration
+
+	// TLSConfig enables STARTTLS (or implicit TLS with ImplicitTLS). TLS
+	// session tickets are turned off unless TLSSessionTickets is set: some
+	// large senders fail STARTTLS against Go servers that send them.
+	TLSConfig         *tls.Config
+	TLSSessionTickets bool
+	// ImplicitTLS makes the listener speak TLS from the first byte (port
+	// 465, RFC 8314).
+	ImplicitTLS bool
+	// RequireTLS refuses MAIL and AUTH before STARTTLS with 530 5.7.0.
+	RequireTLS bool
+	// RequireAuth refuses MAIL before AUTH with 530 5.7.0 (RFC 4954 §6):
+	// a submission port.
+	RequireAuth bool
+	// Auth enables AUTH PLAIN and LOGIN; mechanisms are offered only over
+	// TLS unless AllowInsecureAuth.
+	Auth              PasswordChecker
+	AllowInsecureAuth bool
+
+	// DisableSMTPUTF8 and DisableDSN turn off the RFC 6531 and RFC 3461
+	// extensions, which are on by default.
+	DisableSMTPUTF8 bool
+	DisableDSN      bool
+
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// NewID makes connection and transaction IDs; default random,
+	// time-ordered 16-character IDs.
+	NewID func() string
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if cfg.Handoff == nil {
+		return cfg, fmt.Errorf("%w: Handoff is required", ErrConfig)
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "localhost"
+		}
+		cfg.Hostname = h
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = postern.DiscardLogger()
+	}
+	setDefault(&cfg.MaxMessageBytes, 10<<20)
+	setDefault(&cfg.MaxRecipients, 1000)
+	setDefault(&cfg.MaxHeaderBytes, 256<<10)
+	setDefault(&cfg.MaxCommandLine, 2048)
+	setDefault(&cfg.SpoolMemoryBytes, 1<<20)
+	setDefault(&cfg.CommandTimeout, 5*time.Minute)
+	setDefault(&cfg.DataTimeout, 3*time.Minute)
+	setDefault(&cfg.SessionTimeout, time.Hour)
+	setDefault(&cfg.ConnectTimeout, 30*time.Second)
+	setDefault(&cfg.SoftErrorLimit, 10)
+	setDefault(&cfg.HardErrorLimit, 20)
+	setDefault(&cfg.ErrorSleep, time.Second)
+	if cfg.SessionTimeout < 0 {
+		cfg.SessionTimeout = 0
+	}
+	if cfg.ErrorSleep < 0 {
+		cfg.ErrorSleep = 0
+	}
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = os.TempDir()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = NewID
+	}
+	switch {
+	case cfg.MaxMessageBytes < 0, cfg.MaxRecipients < 0, cfg.MaxHeaderBytes < 0, cfg.SpoolMemoryBytes < 0:
+		return cfg, fmt.Errorf("%w: negative size limit", ErrConfig)
+	case cfg.MaxCommandLine < 512:
+		return cfg, fmt.Errorf("%w: MaxCommandLine %d is below RFC 5321's 512", ErrConfig, cfg.MaxCommandLine)
+	case cfg.HardErrorLimit < cfg.SoftErrorLimit:
+		return cfg, fmt.Errorf("%w: HardErrorLimit %d below SoftErrorLimit %d", ErrConfig, cfg.HardErrorLimit, cfg.SoftErrorLimit)
+	case cfg.CommandTimeout < 0, cfg.DataTimeout < 0, cfg.ConnectTimeout < 0:
+		return cfg, fmt.Errorf("%w: negative timeout", ErrConfig)
+	case cfg.ImplicitTLS && cfg.TLSConfig == nil:
+		return cfg, fmt.Errorf("%w: ImplicitTLS needs TLSConfig", ErrConfig)
+	case cfg.RequireTLS && cfg.TLSConfig == nil:
+		return cfg, fmt.Errorf("%w: RequireTLS needs TLSConfig", ErrConfig)
+	case cfg.RequireAuth && cfg.Auth == nil:
+		return cfg, fmt.Errorf("%w: RequireAuth needs Auth", ErrConfig)
+	}
+	return cfg, nil
+}
+
+func setDefault[T int | int64 | time.Duration](p *T, v T) {
+	if *p == 0 {
+		*p = v
+	}
+}
+
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+// NewID returns a 16-character ID: 48 bits of milliseconds then 32 random
+// bits, in Crockford's base32, so IDs sort by time and are safe in file
+// names and log searches.
+func NewID() string {
+	var b [10]byte
+	ms := uint64(time.Now().UnixMilli())
+	binary.BigEndian.PutUint64(b[:8], ms<<16)
+	_, _ = rand.Read(b[6:])
+	return idEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,568 @@
+package smtpserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// postmasterMarker is the domain the edge appends to a bare
+// "RCPT TO:<Postmaster>" so that go-smtp, which insists on a domain, passes
+// it to the backend. RFC 2606 reserves .invalid, so no real address clashes,
+// and the session honours it only when the edge says it added it.
+const postmasterMarker = "postmaster.invalid"
+
+// saslLineMax bounds a SASL response line (RFC 4954 §4 asks servers to take
+// at least 12288 octets).
+const saslLineMax = 12288 + 2
+
+// errSessionLimit ends a session whose total time ran out.
+var errSessionLimit = errors.New("smtpserver: session time limit reached")
+
+type edgeMode uint8
+
+const (
+	modeCommand edgeMode = iota
+	modeData
+	modeBDAT
+)
+
+// edgeConn sits between the socket and go-smtp. go-smtp reads through it
+// one command line at a time, so when it asks for the next line every reply
+// to the previous one has been written and the edge knows the protocol state
+// exactly. That lets it:
+//   - enforce command line length, NUL bytes and unknown verbs with proper
+//     enhanced status codes, under our soft/hard error limits (go-smtp has a
+//     fixed limit of 3);
+//   - own STARTTLS (so the connection keeps one wrapper across TLS);
+//   - set per-command, per-data-block and whole-session deadlines;
+//   - pass "RCPT TO:<Postmaster>" (RFC 5321 §4.5.1) that go-smtp rejects;
+//   - keep bare LF from ending DATA (SMTP smuggling) while normalising it.
+type edgeConn struct {
+	raw net.Conn // the accepted connection
+	nc  net.Conn // current transport: raw, or a *tls.Conn over it
+	br  *bufio.Reader
+	srv *Server
+	st  *connState
+
+	// Written only by the go-smtp connection goroutine (Read/Write).
+	mode        edgeMode
+	pending     []byte
+	bdatLeft    int64
+	prevBareLF  bool // in DATA: the last line ended in LF without CR
+	midLine     bool // in DATA: the last piece did not end a line
+	lastCR      bool // in DATA: the last piece ended in CR
+	lastVerb    string
+	ehloInsert  bool // add STARTTLS to the EHLO reply being written
+	rewriteRcpt bool // the RCPT reply being written echoes the marker
+	awaitResult bool // the next final reply ends a transaction
+	needHelo    bool // STARTTLS done, EHLO not yet repeated
+	saslLine    bool // a 334 was sent: the next line is a SASL response
+	inTxn       bool // between a 250 to MAIL and the end of the transaction
+	authed      bool
+	errors      int
+	deadline    time.Time // whole-session deadline
+
+	closeOnce sync.Once
+	mu        sync.Mutex // guards shutting, idle, closed
+	shutting  bool
+	idle      bool // blocked waiting for a command outside a transaction
+	closed    bool
+}
+
+func newEdge(raw net.Conn, nc net.Conn, srv *Server, st *connState) *edgeConn {
+	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st}
+	e.br = bufio.NewReaderSize(nc, 4096)
+	if srv.cfg.SessionTimeout > 0 {
+		e.deadline = st.conn.Started.Add(srv.cfg.SessionTimeout)
+	}
+	return e
+}
+
+func (e *edgeConn) LocalAddr() net.Addr  { return e.raw.LocalAddr() }
+func (e *edgeConn) RemoteAddr() net.Addr { return e.raw.RemoteAddr() }
+
+// The edge owns deadlines; go-smtp's are ignored (its timeouts are off).
+func (e *edgeConn) SetDeadline(time.Time) error      { return nil }
+func (e *edgeConn) SetReadDeadline(time.Time) error  { return nil }
+func (e *edgeConn) SetWriteDeadline(time.Time) error { return nil }
+
+func (e *edgeConn) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		err = e.nc.Close()
+		e.srv.connClosed(e)
+	})
+	return err
+}
+
+// shutdown asks an idle session to end: a session waiting for a command
+// outside a transaction is told 421 at once; one inside a transaction
+// finishes it first.
+func (e *edgeConn) shutdown() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.shutting = true
+	if e.idle && !e.closed {
+		// Wake the blocked Read; readCommand then answers 421.
+		_ = e.nc.SetReadDeadline(time.Now())
+	}
+}
+
+func (e *edgeConn) isShutting() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.shutting
+}
+
+func (e *edgeConn) armRead(d time.Duration) error {
+	t := time.Time{}
+	if d > 0 {
+		t = time.Now().Add(d)
+	}
+	if !e.deadline.IsZero() && (t.IsZero() || e.deadline.Before(t)) {
+		t = e.deadline
+	}
+	return e.nc.SetReadDeadline(t)
+}
+
+// Read hands go-smtp at most one command line per call in command mode, and
+// DATA or BDAT bytes otherwise.
+func (e *edgeConn) Read(p []byte) (int, error) {
+	for {
+		if len(e.pending) > 0 {
+			n := copy(p, e.pending)
+			e.pending = e.pending[n:]
+			return n, nil
+		}
+		var err error
+		switch e.mode {
+		case modeBDAT:
+			return e.readBDAT(p)
+		case modeData:
+			err = e.readData(p)
+		default:
+			err = e.readCommand()
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (e *edgeConn) readBDAT(p []byte) (int, error) {
+	if err := e.armRead(e.srv.cfg.DataTimeout); err != nil {
+		return 0, err
+	}
+	if int64(len(p)) > e.bdatLeft {
+		p = p[:e.bdatLeft]
+	}
+	n, err := e.br.Read(p)
+	e.bdatLeft -= int64(n)
+	if e.bdatLeft == 0 {
+		e.mode = modeCommand
+	}
+	return n, e.readErr(err)
+}
+
+// readErr turns a deadline into the session limit when that is what ran out.
+func (e *edgeConn) readErr(err error) error {
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() && !e.deadline.IsZero() && !time.Now().Before(e.deadline) {
+		e.writeReply(421, "4.4.2", e.srv.cfg.Hostname+" Error: session time limit exceeded")
+		e.Close()
+		return errSessionLimit
+	}
+	return err
+}
+
+// readData moves DATA lines into e.pending. RFC 5321 §4.1.1.4: only
+// CRLF "." CRLF ends the data. A line ending in bare LF is given a CR
+// (Postfix's smtpd_forbid_bare_newline=normalize), but a "." line after it, or
+// itself ending in bare LF, is kept as content by doubling the dot: a bare LF
+// must never end the message (SMTP smuggling).
+func (e *edgeConn) readData(p []byte) error {
+	if err := e.armRead(e.srv.cfg.DataTimeout); err != nil {
+		return err
+	}
+	buf := e.pending[:0]
+	for len(buf) < len(p) {
+		line, err := e.br.ReadSlice('\n')
+		if len(line) > 0 {
+			buf = e.appendDataPiece(buf, line)
+			if e.mode != modeData {
+				break
+			}
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if len(buf) > 0 {
+				break // hand over what we have; the error comes back next time
+			}
+			return e.readErr(err)
+		}
+		if e.br.Buffered() == 0 {
+			break // do not block while holding bytes for go-smtp
+		}
+	}
+	e.pending = buf
+	return nil
+}
+
+func (e *edgeConn) appendDataPiece(buf, piece []byte) []byte {
+	startOfLine := !e.midLine
+	endsLine := piece[len(piece)-1] == '\n'
+	if !endsLine {
+		e.midLine = true
+		e.lastCR = piece[len(piece)-1] == '\r'
+		return append(buf, piece...)
+	}
+	bare := !(len(piece) >= 2 && piece[len(piece)-2] == '\r') && !(len(piece) == 1 && e.lastCR)
+	e.midLine, e.lastCR = false, false
+	if startOfLine && piece[0] == '.' && (len(piece) == 2 || len(piece) == 3 && !bare) {
+		// A lone "." line: the end marker only with CRLF on both sides.
+		if !bare && !e.prevBareLF {
+			e.mode = modeCommand
+			e.awaitResult = true
+			e.prevBareLF = false
+			return append(buf, ".\r\n"...)
+		}
+		e.prevBareLF = bare
+		return append(buf, "..\r\n"...)
+	}
+	e.prevBareLF = bare
+	if bare {
+		buf = append(buf, piece[:len(piece)-1]...)
+		return append(buf, '\r', '\n')
+	}
+	return append(buf, piece...)
+}
+
+// readCommand reads one command line; it either answers it itself or puts
+// it in e.pending for go-smtp.
+func (e *edgeConn) readCommand() error {
+	// Arm the deadline and mark the session idle under the lock, so a
+	// concurrent shutdown either sees the mark and wakes the Read or is seen
+	// here.
+	e.mu.Lock()
+	if e.shutting && !e.inTxn {
+		e.mu.Unlock()
+		e.writeReply(421, "4.3.2", e.srv.cfg.Hostname+" Service shutting down, closing transmission channel")
+		e.Close()
+		return net.ErrClosed
+	}
+	if err := e.armRead(e.srv.cfg.CommandTimeout); err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	e.idle = !e.inTxn && e.br.Buffered() == 0
+	e.mu.Unlock()
+	max := e.srv.cfg.MaxCommandLine
+	if e.saslLine {
+		max = saslLineMax
+	}
+	line, tooLong, err := e.readLine(max)
+	e.mu.Lock()
+	e.idle = false
+	e.mu.Unlock()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && e.isShutting() && !e.inTxn && len(line) == 0 {
+			return nil // woken by shutdown: the loop answers 421
+		}
+		if len(line) == 0 || !errors.Is(err, io.EOF) {
+			return e.readErr(err)
+		}
+	}
+	if tooLong && e.saslLine {
+		// Cancel the exchange (RFC 4954 §4); go-smtp answers 501.
+		e.saslLine = false
+		e.pending = append(e.pending[:0], "*\r\n"...)
+		return nil
+	}
+	if tooLong {
+		e.writeReply(500, "5.5.2", "Error: command line too long")
+		return e.checkClosed()
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		e.writeReply(500, "5.5.2", "Error: NUL character in command")
+		return e.checkClosed()
+	}
+	text := strings.TrimRight(string(line), "\r\n")
+	if e.saslLine {
+		// A SASL response, not a command: go-smtp reads it itself.
+		e.saslLine = false
+		e.pending = append(append(e.pending[:0], text...), '\r', '\n')
+		return nil
+	}
+	verb, arg, _ := strings.Cut(text, " ")
+	verb = strings.ToUpper(verb)
+	e.lastVerb = verb
+	switch verb {
+	case "":
+		e.writeReply(500, "5.5.2", "Error: bad syntax")
+		return e.checkClosed()
+	case "HELO", "EHLO":
+		e.needHelo = false
+		e.inTxn = false
+		e.ehloInsert = verb == "EHLO" && e.srv.tlsConfig != nil && e.st.tlsState() == nil
+		e.st.setGreeting(strings.TrimSpace(arg), verb == "EHLO")
+	case "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "VRFY":
+		if e.needHelo {
+			e.writeReply(503, "5.5.1", "Error: send HELO/EHLO first")
+			return e.checkClosed()
+		}
+	case "RSET", "QUIT", "NOOP":
+	case "STARTTLS":
+		return e.startTLS(arg)
+	case "EXPN", "HELP", "SEND", "SOML", "SAML", "TURN":
+		// go-smtp answers 502 5.5.1, which is right.
+	default:
+		e.writeReply(500, "5.5.2", "Error: command not recognized")
+		return e.checkClosed()
+	}
+	switch verb {
+	case "RSET":
+		e.inTxn = false
+	case "RCPT":
+		rewritten, ok := rewriteBarePostmaster(text)
+		if ok {
+			text = rewritten
+		}
+		e.rewriteRcpt = ok
+		e.st.setBarePostmaster(ok)
+	case "BDAT":
+		if n, last, ok := parseBDAT(arg); ok {
+			e.bdatLeft = n
+			if n > 0 {
+				e.mode = modeBDAT
+			}
+			if last {
+				e.awaitResult = true
+			}
+		}
+	}
+	// go-smtp's DATA reader switches on its own after our 354; the edge
+	// follows when it sees that reply.
+	e.pending = append(append(e.pending[:0], text...), '\r', '\n')
+	return nil
+}
+
+// readLine reads one line of at most max bytes; a longer line is drained and
+// reported, without holding more than max bytes.
+func (e *edgeConn) readLine(max int) ([]byte, bool, error) {
+	var out []byte
+	tooLong := false
+	for {
+		frag, err := e.br.ReadSlice('\n')
+		if !tooLong {
+			if len(out)+len(frag) > max {
+				tooLong = true
+				out = nil
+			} else {
+				out = append(out, frag...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		return out, tooLong, err
+	}
+}
+
+// checkClosed returns an error when the error limit closed the connection.
+func (e *edgeConn) checkClosed() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return net.ErrClosed
+	}
+	return nil
+}
+
+func parseBDAT(arg string) (n int64, last, ok bool) {
+	// Mirror go-smtp's checks exactly: it reads the chunk only when these
+	// pass, and the edge must skip the same bytes.
+	f := strings.Fields(arg)
+	if len(f) == 0 || len(f) > 2 {
+		return 0, false, false
+	}
+	if len(f) == 2 {
+		if !strings.EqualFold(f[1], "LAST") {
+			return 0, false, false
+		}
+		last = true
+	}
+	u, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil {
+		return 0, false, false
+	}
+	return int64(u), last, true
+}
+
+// rewriteBarePostmaster turns "RCPT TO:<Postmaster> params" into an
+// address go-smtp accepts.
+func rewriteBarePostmaster(cmd string) (string, bool) {
+	rest, ok := cutPrefixFold(cmd, "RCPT TO:")
+	if !ok {
+		return "", false
+	}
+	rest = strings.TrimLeft(rest, " ")
+	const pm = "<postmaster>"
+	if len(rest) < len(pm) || !strings.EqualFold(rest[:len(pm)], pm) {
+		return "", false
+	}
+	if len(rest) > len(pm) && rest[len(pm)] != ' ' {
+		return "", false
+	}
+	return "RCPT TO:<" + rest[1:len(pm)-1] + "@" + postmasterMarker + ">" + rest[len(pm):], true
+}
+
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
+}
+
+// startTLS performs RFC 3207 STARTTLS on behalf of go-smtp.
+func (e *edgeConn) startTLS(arg string) error {
+	switch {
+	case strings.TrimSpace(arg) != "":
+		e.writeReply(501, "5.5.4", "Syntax: STARTTLS")
+		return e.checkClosed()
+	case e.srv.tlsConfig == nil:
+		e.writeReply(502, "5.5.1", "Error: STARTTLS not supported")
+		return e.checkClosed()
+	case e.st.tlsState() != nil:
+		e.writeReply(503, "5.5.1", "Error: TLS already active")
+		return e.checkClosed()
+	case e.inTxn:
+		e.writeReply(503, "5.5.1", "Error: STARTTLS not allowed during a mail transaction")
+		return e.checkClosed()
+	case e.authed:
+		e.writeReply(503, "5.5.1", "Error: STARTTLS not allowed after AUTH")
+		return e.checkClosed()
+	}
+	e.writeReply(220, "2.0.0", "Ready to start TLS")
+	// Anything the client sent after STARTTLS in the clear is dropped
+	// (CVE-2011-0411: plaintext command injection).
+	e.br.Discard(e.br.Buffered())
+	tc := tls.Server(e.raw, e.srv.tlsConfig)
+	ctx, cancel := context.WithTimeout(context.Background(), e.srv.cfg.CommandTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		e.st.conn.Logger().Info("tls handshake failed", "stage", "starttls", "error", err)
+		e.Close()
+		return fmt.Errorf("smtpserver: STARTTLS handshake: %w", err)
+	}
+	e.nc = tc
+	e.br.Reset(tc)
+	cs := tc.ConnectionState()
+	e.st.setTLS(&cs)
+	// RFC 3207 §4.2: the client must greet again; go-smtp resets its
+	// transaction state at that EHLO.
+	e.needHelo = true
+	return nil
+}
+
+// Write forwards go-smtp's reply lines, watching them to follow the
+// protocol and count errors.
+func (e *edgeConn) Write(p []byte) (int, error) {
+	code, final := replyCode(p)
+	out := p
+	if e.rewriteRcpt && code != 0 {
+		out = bytes.ReplaceAll(p, []byte("@"+postmasterMarker), nil)
+	}
+	if _, err := e.writeCounted(out, code, final); err != nil {
+		return 0, err
+	}
+	if e.ehloInsert && code == 250 && !final {
+		e.ehloInsert = false
+		if _, err := e.writeCounted([]byte("250-STARTTLS\r\n"), 250, false); err != nil {
+			return 0, err
+		}
+	}
+	if final {
+		e.observeFinal(code)
+	}
+	return len(p), nil
+}
+
+func (e *edgeConn) observeFinal(code int) {
+	e.rewriteRcpt = false
+	e.ehloInsert = false
+	switch {
+	case code == 354:
+		e.mode = modeData
+		e.prevBareLF, e.midLine, e.lastCR = false, false, false
+	case code == 235:
+		e.authed = true
+	case code == 334:
+		e.saslLine = true
+	case e.lastVerb == "MAIL" && code == 250:
+		e.inTxn = true
+	}
+	if e.awaitResult && code != 354 {
+		e.awaitResult = false
+		e.inTxn = false
+		if code >= 200 && code < 300 {
+			e.errors = 0 // Postfix counts errors "without delivering mail"
+		}
+	}
+}
+
+func (e *edgeConn) writeReply(code int, esc, text string) {
+	line := fmt.Sprintf("%d %s %s\r\n", code, esc, text)
+	_, _ = e.writeCounted([]byte(line), code, true)
+}
+
+// writeCounted writes one reply line. Errors (4xx/5xx final lines) past the
+// soft limit are delayed; at the hard limit the client is told 421 and
+// disconnected (Postfix smtpd_soft_error_limit / smtpd_hard_error_limit).
+func (e *edgeConn) writeCounted(p []byte, code int, final bool) (int, error) {
+	cfg := &e.srv.cfg
+	isErr := final && code >= 400 && code < 600
+	if isErr {
+		e.errors++
+		if e.errors > cfg.SoftErrorLimit && cfg.ErrorSleep > 0 {
+			time.Sleep(cfg.ErrorSleep)
+		}
+	}
+	if err := e.nc.SetWriteDeadline(time.Now().Add(cfg.CommandTimeout)); err != nil {
+		return 0, err
+	}
+	n, err := e.nc.Write(p)
+	if err != nil {
+		return n, err
+	}
+	if isErr && e.errors >= cfg.HardErrorLimit {
+		e.st.conn.Logger().Info("too many errors", "stage", "smtp", "action", "disconnect", "code", 421, "errors", e.errors)
+		_, _ = e.nc.Write([]byte("421 4.7.0 " + cfg.Hostname + " Error: too many errors\r\n"))
+		e.Close()
+	}
+	return n, nil
+}
+
+// replyCode reads the code of a reply line and whether it is the last line.
+func replyCode(p []byte) (int, bool) {
+	if len(p) < 4 {
+		return 0, false
+	}
+	c, err := strconv.Atoi(string(p[:3]))
+	if err != nil {
+		return 0, false
+	}
+	return c, p[3] == ' ' || p[3] == '\r'
+}

@@ -1,0 +1,85 @@
+package smtpserver
+
+import (
+	"crypto/tls"
+	"strings"
+	"time"
+
+	"github.com/postern/postern"
+)
+
+// received builds the value of our Received header (RFC 5321 §4.4), with
+// the with-protocol keywords of RFC 3848 and RFC 6531 (ESMTPSA: ESMTP with
+// TLS and AUTH) and a comment naming the TLS version and cipher.
+func (s *session) received(t *postern.Txn) string {
+	c := s.conn
+	var b strings.Builder
+	b.WriteString("from ")
+	b.WriteString(sanitizeHelo(c.HELO))
+	b.WriteString(" (")
+	if c.ClientName != "" {
+		b.WriteString(c.ClientName)
+	} else {
+		b.WriteString("unknown")
+	}
+	b.WriteString(" [")
+	ip := c.RemoteAddr()
+	if ip.Is6() {
+		b.WriteString("IPv6:") // RFC 5321 §4.1.3 address literal
+	}
+	b.WriteString(ip.String())
+	b.WriteString("])")
+	if c.TLS != nil {
+		b.WriteString("\r\n\t(using ")
+		b.WriteString(tls.VersionName(c.TLS.Version))
+		b.WriteString(" with cipher ")
+		b.WriteString(tls.CipherSuiteName(c.TLS.CipherSuite))
+		b.WriteString(")")
+	}
+	b.WriteString("\r\n\tby ")
+	b.WriteString(s.srv.cfg.Hostname)
+	b.WriteString(" (Postern) with ")
+	b.WriteString(withProtocol(c, t))
+	b.WriteString(" id ")
+	b.WriteString(t.ID)
+	if len(t.Rcpts) == 1 {
+		// Only for one recipient, so Bcc recipients are not disclosed.
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(t.Rcpts[0].Addr)
+		b.WriteString(">")
+	}
+	b.WriteString("; ")
+	b.WriteString(s.srv.cfg.Now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+func withProtocol(c *postern.Conn, t *postern.Txn) string {
+	p := "SMTP"
+	if c.ESMTP {
+		p = "ESMTP"
+	}
+	if t.Mail.SMTPUTF8 {
+		p = "UTF8SMTP"
+	}
+	if c.TLS != nil {
+		p += "S"
+	}
+	if c.Authenticated() {
+		p += "A"
+	}
+	return p
+}
+
+// sanitizeHelo keeps a hostile HELO from breaking the header: it is text
+// chosen by the client.
+func sanitizeHelo(h string) string {
+	if h == "" {
+		return "unknown"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' {
+			return '?'
+		}
+		return r
+	}, h)
+}

@@ -1,0 +1,244 @@
+package smtpserver
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern"
+)
+
+// Server is an SMTP server on go-smtp that runs a policy at each stage and
+// hands accepted mail to a Handoff. It is safe for concurrent use; serve as
+// many listeners as needed.
+type Server struct {
+	cfg       Config
+	tlsConfig *tls.Config
+	policy    atomic.Pointer[policyBox]
+	smtp      *smtp.Server
+
+	mu       sync.Mutex
+	edges    map[*edgeConn]struct{}
+	closing  bool
+	sessions sync.WaitGroup
+}
+
+type policyBox struct{ f postern.Filter }
+
+// New validates cfg and builds a server.
+func New(cfg Config) (*Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: c, edges: make(map[*edgeConn]struct{})}
+	if c.TLSConfig != nil {
+		s.tlsConfig = c.TLSConfig.Clone()
+		s.tlsConfig.SessionTicketsDisabled = !c.TLSSessionTickets
+	}
+	s.policy.Store(&policyBox{c.Policy})
+
+	be := &backend{srv: s}
+	gs := smtp.NewServer(be)
+	gs.Domain = c.Hostname
+	gs.MaxMessageBytes = c.MaxMessageBytes
+	gs.MaxRecipients = c.MaxRecipients
+	gs.MaxLineLength = 0 // the edge bounds command lines; DATA lines pass
+	gs.AllowInsecureAuth = true
+	gs.EnableSMTPUTF8 = !c.DisableSMTPUTF8
+	gs.EnableDSN = !c.DisableDSN
+	gs.ErrorLog = log.New(io.Discard, "", 0)
+	s.smtp = gs
+	return s, nil
+}
+
+// SetPolicy replaces the policy for new stages of all sessions (hot
+// reload). Build the new chain first; the swap is atomic.
+func (s *Server) SetPolicy(f postern.Filter) { s.policy.Store(&policyBox{f}) }
+
+func (s *Server) currentPolicy() postern.Filter { return s.policy.Load().f }
+
+// Config returns the effective configuration, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// Serve accepts connections on l until it is closed or the server shuts
+// down. It runs the connect stage before the banner (see Listen).
+func (s *Server) Serve(l net.Listener) error {
+	ll := s.Listen(l)
+	err := s.smtp.Serve(ll)
+	if errors.Is(err, net.ErrClosed) {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return nil
+		}
+	}
+	return err
+}
+
+// ListenAndServe listens on the TCP address addr and serves.
+func (s *Server) ListenAndServe(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("smtpserver: %w", err)
+	}
+	return s.Serve(l)
+}
+
+// Shutdown stops accepting, tells idle sessions 421 and lets sessions in a
+// transaction finish it. It waits until all sessions have ended or ctx is
+// done; then remaining connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	edges := make([]*edgeConn, 0, len(s.edges))
+	for e := range s.edges {
+		edges = append(edges, e)
+	}
+	s.mu.Unlock()
+	for _, e := range edges {
+		e.shutdown()
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = s.smtp.Shutdown(context.Background())
+		s.sessions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		_ = s.smtp.Close()
+		return ctx.Err()
+	}
+}
+
+// Close closes listeners and all connections at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	err := s.smtp.Close()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) trackEdge(e *edgeConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.edges[e] = struct{}{}
+	s.sessions.Add(1)
+	return true
+}
+
+func (s *Server) connClosed(e *edgeConn) {
+	s.mu.Lock()
+	_, ok := s.edges[e]
+	delete(s.edges, e)
+	s.mu.Unlock()
+	if ok {
+		s.sessions.Done()
+		e.st.logClose()
+	}
+}
+
+// connState is what the edge and the go-smtp session share about one
+// connection.
+type connState struct {
+	conn *postern.Conn
+
+	mu             sync.Mutex
+	greeting       string
+	esmtp          bool
+	greetingSeq    int
+	tls            *tls.ConnectionState
+	barePostmaster bool
+	connectVerdict postern.Verdict // a connect-stage Discard/Quarantine
+	messages       int
+}
+
+func (st *connState) setGreeting(helo string, esmtp bool) {
+	st.mu.Lock()
+	st.greeting, st.esmtp = helo, esmtp
+	st.greetingSeq++
+	st.mu.Unlock()
+}
+
+func (st *connState) greetingNow() (string, bool, int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.greeting, st.esmtp, st.greetingSeq
+}
+
+func (st *connState) setTLS(cs *tls.ConnectionState) {
+	st.mu.Lock()
+	st.tls = cs
+	st.mu.Unlock()
+}
+
+func (st *connState) tlsState() *tls.ConnectionState {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.tls
+}
+
+func (st *connState) setBarePostmaster(v bool) {
+	st.mu.Lock()
+	st.barePostmaster = v
+	st.mu.Unlock()
+}
+
+func (st *connState) takeBarePostmaster() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	v := st.barePostmaster
+	st.barePostmaster = false
+	return v
+}
+
+func (st *connState) logClose() {
+	st.mu.Lock()
+	n := st.messages
+	st.mu.Unlock()
+	st.conn.Logger().Debug("disconnect", "stage", "disconnect", "messages", n,
+		"duration", time.Since(st.conn.Started).Round(time.Millisecond).String())
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func (s *Server) newConnState(nc net.Conn) *connState {
+	c := &postern.Conn{
+		ID:      s.cfg.NewID(),
+		Remote:  addrPort(nc.RemoteAddr()),
+		Local:   addrPort(nc.LocalAddr()),
+		Started: s.cfg.Now(),
+	}
+	c.Log = s.cfg.Logger.With("conn_id", c.ID, "remote_ip", c.RemoteAddr().String())
+	return &connState{conn: c}
+}

@@ -1,0 +1,333 @@
+package smtpserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern"
+)
+
+type backend struct{ srv *Server }
+
+// NewSession runs when go-smtp sees the first HELO/EHLO (and never again:
+// a later EHLO only resets, which the session notices by the greeting
+// sequence number).
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s := b.srv
+	e, ok := c.Conn().(*edgeConn)
+	if !ok {
+		// Served without Listen (a go-smtp server of the caller's): no edge,
+		// so the connect stage runs now and its answer goes to HELO.
+		st := s.newConnState(c.Conn())
+		st.setGreeting(c.Hostname(), true)
+		if v, ok := s.checkConnect(context.Background(), st); !ok {
+			return nil, toSMTPError(v.Reply)
+		}
+		e = &edgeConn{st: st, srv: s}
+	}
+	sess := &session{srv: s, st: e.st, conn: e.st.conn}
+	if err := sess.checkHelo(); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
+type session struct {
+	srv  *Server
+	st   *connState
+	conn *postern.Conn
+
+	heloSeq int // greeting sequence last checked
+
+	mu  sync.Mutex // guards txn: go-smtp may Reset during BDAT's Data
+	txn *postern.Txn
+}
+
+// checkHelo runs the HELO stage for the current greeting, once.
+func (s *session) checkHelo() error {
+	helo, esmtp, seq := s.st.greetingNow()
+	if seq == s.heloSeq {
+		return nil
+	}
+	s.heloSeq = seq
+	s.conn.HELO, s.conn.ESMTP = helo, esmtp
+	if cs := s.st.tlsState(); cs != nil {
+		s.conn.TLS = cs
+	}
+	f, _ := s.srv.currentPolicy().(postern.HeloChecker)
+	if f == nil {
+		return nil
+	}
+	v, err := f.CheckHelo(context.Background(), s.conn)
+	return s.apply(postern.StageHelo, v, err, nil)
+}
+
+// apply turns a verdict into go-smtp's answer: nil to go on, an unwrapped
+// *smtp.SMTPError to refuse (go-smtp only sends those as they are).
+func (s *session) apply(st postern.Stage, v postern.Verdict, err error, t *postern.Txn) error {
+	if err != nil {
+		v = postern.TempFailed(451, postern.ESC(4, 3, 0), "Temporary local problem, try again later", err.Error())
+	}
+	switch v.Action {
+	case postern.Reject, postern.TempFail:
+		rep := v.Reply
+		if rep.IsZero() {
+			rep = postern.DefaultReply(st, v.Action)
+		}
+		if v.Action == postern.TempFail && !rep.Temporary() || v.Action == postern.Reject && !rep.Permanent() {
+			// A verdict and its reply disagree; the action wins.
+			rep = postern.DefaultReply(st, v.Action)
+		}
+		s.conn.Logger().Info("refused", "stage", st.String(), "action", v.Action.String(),
+			"code", rep.Code, "reason", v.Reason)
+		return toSMTPError(rep)
+	case postern.Discard:
+		if t != nil {
+			t.Discard = true
+		}
+	case postern.Quarantine:
+		if t != nil && t.Quarantine == "" {
+			t.Quarantine = v.Reason
+			if t.Quarantine == "" {
+				t.Quarantine = "quarantined by policy"
+			}
+		}
+	}
+	return nil
+}
+
+func toSMTPError(r postern.Reply) *smtp.SMTPError {
+	esc := smtp.EnhancedCodeNotSet
+	if !r.Enhanced.IsZero() {
+		esc = smtp.EnhancedCode(r.Enhanced)
+	}
+	return &smtp.SMTPError{Code: r.Code, EnhancedCode: esc, Message: strings.Join(r.Lines, "\n")}
+}
+
+var (
+	errNeedTLS  = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
+	errNeedAuth = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	errAuthTLS  = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
+)
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.checkHelo(); err != nil {
+		return err
+	}
+	cfg := &s.srv.cfg
+	if cfg.RequireTLS && s.conn.TLS == nil {
+		return errNeedTLS
+	}
+	if cfg.RequireAuth && !s.conn.Authenticated() {
+		return errNeedAuth // RFC 4954 §6
+	}
+	t := &postern.Txn{ID: cfg.NewID(), From: from}
+	if opts != nil {
+		t.Mail = postern.MailParams{Size: opts.Size, Body: string(opts.Body), SMTPUTF8: opts.UTF8,
+			RequireTLS: opts.RequireTLS, Ret: string(opts.Return), EnvID: opts.EnvelopeID, Auth: opts.Auth}
+	}
+	if cv := s.st.connectVerdict; cv.Action != postern.Continue {
+		_ = s.apply(postern.StageConnect, cv, nil, t)
+	}
+	if f, _ := s.srv.currentPolicy().(postern.MailChecker); f != nil {
+		v, err := f.CheckMail(context.Background(), s.conn, t)
+		if err := s.apply(postern.StageMail, v, err, t); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.txn = t
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	s.mu.Lock()
+	t := s.txn
+	s.mu.Unlock()
+	if t == nil {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: need MAIL command"}
+	}
+	addr := to
+	if s.st.takeBarePostmaster() && strings.HasSuffix(to, "@"+postmasterMarker) {
+		addr = strings.TrimSuffix(to, "@"+postmasterMarker) // RFC 5321 §4.5.1
+	}
+	r := &postern.Rcpt{Addr: addr, Original: addr}
+	if opts != nil {
+		for _, n := range opts.Notify {
+			r.Notify = append(r.Notify, string(n))
+		}
+		r.ORcptType, r.ORcpt = string(opts.OriginalRecipientType), opts.OriginalRecipient
+	}
+	if f, _ := s.srv.currentPolicy().(postern.RcptChecker); f != nil {
+		v, err := f.CheckRcpt(context.Background(), s.conn, t, r)
+		if err := s.apply(postern.StageRcpt, v, err, t); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	if s.txn == t {
+		t.Rcpts = append(t.Rcpts, r)
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *session) Reset() {
+	s.mu.Lock()
+	s.txn = nil
+	s.mu.Unlock()
+}
+
+func (s *session) Logout() error { return nil }
+
+// Data spools the message, runs the DATA stage and hands the message off.
+// The transaction is snapshotted first: with BDAT this runs on another
+// goroutine and a RSET may reset the session meanwhile.
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	s.mu.Lock()
+	if s.txn == nil {
+		s.mu.Unlock()
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: need RCPT command"}
+	}
+	t := s.txn.Clone()
+	s.mu.Unlock()
+	cfg := &s.srv.cfg
+	log := s.conn.Logger().With("txn_id", t.ID)
+
+	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir)
+	defer sp.Release()
+	if _, err := io.Copy(sp, r); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			log.Info("data refused", "stage", "data", "action", "reject", "code", se.Code, "reason", se.Message)
+			return se // 552 5.3.4 from go-smtp's size limit
+		}
+		if errors.Is(err, smtp.ErrDataReset) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return err // the client went away or reset; nobody reads a reply
+		}
+		log.Warn("spool failed", "stage", "data", "error", err)
+		if isNoSpace(err) {
+			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
+		}
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	}
+	m, err := postern.NewMessage(sp, sp.Size(), cfg.MaxHeaderBytes)
+	if err != nil {
+		log.Info("data refused", "stage", "data", "action", "reject", "code", 552, "reason", err.Error())
+		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header size exceeds limit"}
+	}
+	m.AddHeader("Received", s.received(t))
+
+	if f, _ := s.srv.currentPolicy().(postern.DataChecker); f != nil {
+		v, err := f.CheckData(context.Background(), s.conn, t, m)
+		if err := s.apply(postern.StageData, v, err, t); err != nil {
+			code := 0
+			if se, ok := err.(*smtp.SMTPError); ok {
+				code = se.Code
+			}
+			s.logTxn(log, t, m, "reject", code, "", start)
+			return err
+		}
+	}
+	s.st.mu.Lock()
+	s.st.messages++
+	s.st.mu.Unlock()
+	if t.Discard {
+		s.logTxn(log, t, m, "discard", 250, t.ID, start)
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + t.ID}
+	}
+	id, err := cfg.Handoff.Handoff(context.Background(), s.conn, t, m)
+	if err != nil {
+		var rep postern.Reply
+		switch {
+		case errors.As(err, &rep):
+		case errors.Is(err, ErrNoSpace) || isNoSpace(err):
+			rep = postern.NewReply(452, postern.ESC(4, 3, 1), "Insufficient system storage")
+		default:
+			rep = postern.NewReply(451, postern.ESC(4, 3, 0), "Temporary local problem, try again later")
+		}
+		log.Warn("handoff failed", "stage", "handoff", "error", err, "code", rep.Code)
+		s.logTxn(log, t, m, "tempfail", rep.Code, "", start)
+		return toSMTPError(rep)
+	}
+	action := "queued"
+	if t.Quarantine != "" {
+		action = "quarantine"
+	}
+	s.logTxn(log, t, m, action, 250, id, start)
+	// go-smtp sends a 250 SMTPError as the final reply.
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+// logTxn writes the one info line per transaction.
+func (s *session) logTxn(log *slog.Logger, t *postern.Txn, m *postern.Message, action string, code int, id string, start time.Time) {
+	rcpts := make([]string, len(t.Rcpts))
+	for i, r := range t.Rcpts {
+		rcpts[i] = r.Addr
+	}
+	args := []any{"stage", "data", "action", action, "code", code, "from", t.From,
+		"rcpts", rcpts, "size", m.Size(), "helo", s.conn.HELO, "tls", s.conn.TLS != nil}
+	if id != "" {
+		args = append(args, "queue_id", id)
+	}
+	if s.conn.AuthUser != "" {
+		args = append(args, "auth_user", s.conn.AuthUser)
+	}
+	if t.Quarantine != "" {
+		args = append(args, "quarantine", t.Quarantine)
+	}
+	args = append(args, "duration", time.Since(start).Round(time.Microsecond).String())
+	log.Info("message", args...)
+}
+
+// AuthMechanisms offers PLAIN and LOGIN when a checker is configured and
+// the channel is encrypted (or insecure auth is allowed).
+func (s *session) AuthMechanisms() []string {
+	cfg := &s.srv.cfg
+	if cfg.Auth == nil || s.conn.Authenticated() {
+		return nil
+	}
+	if s.st.tlsState() == nil && !cfg.AllowInsecureAuth {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	cfg := &s.srv.cfg
+	if cfg.Auth == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if s.st.tlsState() == nil && !cfg.AllowInsecureAuth {
+		return nil, errAuthTLS // RFC 4954 §4
+	}
+	check := func(identity, user, pass string) error {
+		if identity != "" && identity != user {
+			return smtp.ErrAuthFailed // no proxy authorization
+		}
+		if err := cfg.Auth.CheckPassword(context.Background(), s.conn, user, pass); err != nil {
+			s.conn.Logger().Info("auth failed", "stage", "auth", "action", "reject", "code", 535, "user", user)
+			return smtp.ErrAuthFailed
+		}
+		s.conn.AuthUser, s.conn.AuthMech = user, mech
+		s.conn.Logger().Info("auth", "stage", "auth", "action", "accept", "user", user, "mech", mech)
+		return nil
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return sasl.NewPlainServer(check), nil
+	case sasl.Login:
+		return newLoginServer(func(u, p string) error { return check("", u, p) }), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
