@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/textproto"
+	"slices"
 	"strings"
 )
 
@@ -25,11 +26,21 @@ type Field struct {
 	Raw  []byte
 }
 
-// Value returns the unfolded value with surrounding white space removed.
+// Value returns the unfolded value (RFC 5322 §2.2.3: line ends removed)
+// with surrounding white space removed.
 func (f Field) Value() string {
 	_, v, _ := bytes.Cut(f.Raw, []byte{':'})
-	s := strings.NewReplacer("\r\n", "", "\n", "").Replace(string(v))
-	return strings.TrimSpace(s)
+	v = bytes.TrimSpace(v)
+	if bytes.IndexByte(v, '\n') < 0 {
+		return string(v)
+	}
+	out := make([]byte, 0, len(v))
+	for _, c := range v {
+		if c != '\r' && c != '\n' {
+			out = append(out, c)
+		}
+	}
+	return string(out)
 }
 
 // EditKind says what a HeaderEdit does.
@@ -77,60 +88,103 @@ func NewMessage(src io.ReaderAt, size int64, maxHeader int) (*Message, error) {
 	if maxHeader <= 0 {
 		maxHeader = DefaultMaxHeaderBytes
 	}
-	m := &Message{src: src, size: size, header: textproto.MIMEHeader{}}
-	br := bufio.NewReaderSize(io.NewSectionReader(src, 0, size), 4096)
-	var off int64
-	var cur *Field
-	flush := func() {
-		if cur != nil {
-			m.fields = append(m.fields, *cur)
-			m.header.Add(cur.Name, cur.Value())
-			cur = nil
-		}
-	}
+	m := &Message{src: src, size: size}
+	var p headerParser
+	var off int64 // bytes of src read into p.buf
 	for {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			// A single line longer than the buffer: gather it, within bounds.
-			buf := append([]byte(nil), line...)
-			for errors.Is(err, bufio.ErrBufferFull) && len(buf) <= maxHeader {
-				line, err = br.ReadSlice('\n')
-				buf = append(buf, line...)
-			}
-			line = buf
-		}
-		if len(line) == 0 && err != nil {
-			break // end of message without a body
-		}
-		if off+int64(len(line)) > int64(maxHeader) {
-			return nil, fmt.Errorf("%w: over %d bytes", ErrHeaderTooLarge, maxHeader)
-		}
-		trimmed := bytes.TrimRight(line, "\r\n")
-		switch {
-		case len(trimmed) == 0 && (len(line) > 0 && line[len(line)-1] == '\n'):
-			flush()
-			m.bodyOff = off + int64(len(line))
-			return m, nil
-		case (line[0] == ' ' || line[0] == '\t') && cur != nil:
-			cur.Raw = append(cur.Raw, line...)
-		default:
-			name, ok := fieldName(trimmed)
-			if !ok {
-				flush()
-				m.bodyOff = off
-				return m, nil
-			}
-			flush()
-			cur = &Field{Name: name, Raw: append([]byte(nil), line...)}
-		}
-		off += int64(len(line))
+		done, err := p.parse(off >= size)
 		if err != nil {
+			return nil, err
+		}
+		if done {
 			break
 		}
+		if off > int64(maxHeader) {
+			return nil, fmt.Errorf("%w: over %d bytes", ErrHeaderTooLarge, maxHeader)
+		}
+		chunk := int(min(size-off, 4096))
+		p.buf = slices.Grow(p.buf, chunk)
+		n, err := src.ReadAt(p.buf[len(p.buf):len(p.buf)+chunk], off)
+		p.buf = p.buf[:len(p.buf)+n]
+		off += int64(n)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("postern: read message: %w", err)
+		}
+		if n == 0 {
+			size = off // the source is shorter than it said
+		}
 	}
-	flush()
-	m.bodyOff = off
+	if p.pos > maxHeader {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrHeaderTooLarge, maxHeader)
+	}
+	m.fields = make([]Field, len(p.spans))
+	for i, sp := range p.spans {
+		m.fields[i] = Field{Name: sp.name, Raw: p.buf[sp.start:sp.end:sp.end]}
+	}
+	m.bodyOff = int64(p.body)
+	if p.body < 0 {
+		m.bodyOff = size
+	}
 	return m, nil
+}
+
+// headerParser finds the fields in a growing buffer by offsets, so the
+// buffer can be reallocated while it is read.
+type headerParser struct {
+	buf   []byte
+	pos   int // start of the first line not yet parsed
+	spans []fieldSpan
+	body  int // where the body starts, once known
+}
+
+type fieldSpan struct {
+	name       string
+	start, end int
+}
+
+// parse consumes complete lines; it reports true once the header's end is
+// known. eof means buf holds the whole message.
+func (p *headerParser) parse(eof bool) (bool, error) {
+	for {
+		nl := bytes.IndexByte(p.buf[p.pos:], '\n')
+		end := p.pos + nl + 1
+		if nl < 0 {
+			if !eof {
+				return false, nil
+			}
+			if p.pos < len(p.buf) && !p.addLine(p.pos, len(p.buf)) {
+				p.body = p.pos
+				return true, nil
+			}
+			p.pos, p.body = len(p.buf), -1
+			return true, nil
+		}
+		if len(bytes.TrimRight(p.buf[p.pos:end], "\r\n")) == 0 {
+			p.body = end
+			return true, nil
+		}
+		if !p.addLine(p.pos, end) {
+			p.body = p.pos
+			return true, nil
+		}
+		p.pos = end
+	}
+}
+
+// addLine adds a field or continues the last one; it reports false for a
+// line that is neither.
+func (p *headerParser) addLine(start, end int) bool {
+	line := p.buf[start:end]
+	if (line[0] == ' ' || line[0] == '\t') && len(p.spans) > 0 {
+		p.spans[len(p.spans)-1].end = end
+		return true
+	}
+	name, ok := fieldName(bytes.TrimRight(line, "\r\n"))
+	if !ok {
+		return false
+	}
+	p.spans = append(p.spans, fieldSpan{name: name, start: start, end: end})
+	return true
 }
 
 // fieldName returns the name of a "Name: value" line. RFC 5322 §3.6.8: a
@@ -173,8 +227,17 @@ func (m *Message) NewBodyReader() io.Reader {
 func (m *Message) Fields() []Field { return m.fields }
 
 // Header returns the received header, unfolded, keyed canonically. It does
-// not reflect edits. Do not modify.
-func (m *Message) Header() textproto.MIMEHeader { return m.header }
+// not reflect edits. It is built on first use. Do not modify.
+func (m *Message) Header() textproto.MIMEHeader {
+	if m.header == nil {
+		h := make(textproto.MIMEHeader, len(m.fields))
+		for _, f := range m.fields {
+			h.Add(f.Name, f.Value())
+		}
+		m.header = h
+	}
+	return m.header
+}
 
 // AddHeader records a field to add at the top of the header, as trace and
 // result fields are (RFC 5321 §4.4, RFC 8601 §5). The last field added is

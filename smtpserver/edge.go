@@ -56,7 +56,8 @@ type edgeConn struct {
 
 	// Written only by the go-smtp connection goroutine (Read/Write).
 	mode        edgeMode
-	pending     []byte
+	pending     []byte // bytes for go-smtp, a window into pbuf
+	pbuf        []byte
 	bdatLeft    int64
 	prevBareLF  bool // in DATA: the last line ended in LF without CR
 	midLine     bool // in DATA: the last piece did not end a line
@@ -197,7 +198,7 @@ func (e *edgeConn) readData(p []byte) error {
 	if err := e.armRead(e.srv.cfg.DataTimeout); err != nil {
 		return err
 	}
-	buf := e.pending[:0]
+	buf := e.pbuf[:0]
 	for len(buf) < len(p) {
 		line, err := e.br.ReadSlice('\n')
 		if len(line) > 0 {
@@ -216,7 +217,7 @@ func (e *edgeConn) readData(p []byte) error {
 			break // do not block while holding bytes for go-smtp
 		}
 	}
-	e.pending = buf
+	e.pbuf, e.pending = buf, buf
 	return nil
 }
 
@@ -288,7 +289,7 @@ func (e *edgeConn) readCommand() error {
 	if tooLong && e.saslLine {
 		// Cancel the exchange (RFC 4954 §4); go-smtp answers 501.
 		e.saslLine = false
-		e.pending = append(e.pending[:0], "*\r\n"...)
+		e.setPending("*")
 		return nil
 	}
 	if tooLong {
@@ -303,7 +304,7 @@ func (e *edgeConn) readCommand() error {
 	if e.saslLine {
 		// A SASL response, not a command: go-smtp reads it itself.
 		e.saslLine = false
-		e.pending = append(append(e.pending[:0], text...), '\r', '\n')
+		e.setPending(text)
 		return nil
 	}
 	verb, arg, _ := strings.Cut(text, " ")
@@ -355,8 +356,13 @@ func (e *edgeConn) readCommand() error {
 	}
 	// go-smtp's DATA reader switches on its own after our 354; the edge
 	// follows when it sees that reply.
-	e.pending = append(append(e.pending[:0], text...), '\r', '\n')
+	e.setPending(text)
 	return nil
+}
+
+func (e *edgeConn) setPending(line string) {
+	e.pbuf = append(append(e.pbuf[:0], line...), '\r', '\n')
+	e.pending = e.pbuf
 }
 
 // readLine reads one line of at most max bytes; a longer line is drained and

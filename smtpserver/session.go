@@ -204,9 +204,9 @@ func (s *session) Data(r io.Reader) error {
 	cfg := &s.srv.cfg
 	log := s.conn.Logger().With("txn_id", t.ID)
 
-	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir)
+	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size)
 	defer sp.Release()
-	if _, err := io.Copy(sp, r); err != nil {
+	if _, err := sp.ReadFrom(r); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			log.Info("data refused", "stage", "data", "action", "reject", "code", se.Code, "reason", se.Message)

@@ -20,12 +20,57 @@ type spool struct {
 	size     int64
 }
 
-func newSpool(memLimit int, dir string) *spool {
-	return &spool{memLimit: memLimit, dir: dir}
+func newSpool(memLimit int, dir string, sizeHint int64) *spool {
+	c := int64(4 << 10)
+	if sizeHint > c {
+		c = sizeHint + 1<<10
+	}
+	c = min(c, int64(memLimit))
+	return &spool{memLimit: memLimit, dir: dir, mem: make([]byte, 0, c)}
+}
+
+// ReadFrom reads the message straight into the memory buffer, without
+// io.Copy's 32 KiB intermediate buffer per message.
+func (s *spool) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		if s.file == nil && len(s.mem) < s.memLimit {
+			if len(s.mem) == cap(s.mem) {
+				s.mem = append(s.mem, 0)[:len(s.mem)] // grow
+			}
+			free := s.mem[len(s.mem):min(cap(s.mem), s.memLimit)]
+			n, err := r.Read(free)
+			s.mem = s.mem[:len(s.mem)+n]
+			s.size += int64(n)
+			total += int64(n)
+			if err == io.EOF {
+				return total, nil
+			}
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				if _, werr := s.Write(buf[:n]); werr != nil {
+					return total, werr
+				}
+				total += int64(n)
+			}
+			if err == io.EOF {
+				return total, nil
+			}
+			if err != nil {
+				return total, err
+			}
+		}
+	}
 }
 
 func (s *spool) Write(p []byte) (int, error) {
-	n := 0
 	if s.file == nil {
 		room := s.memLimit - len(s.mem)
 		if len(p) <= room {
@@ -45,12 +90,12 @@ func (s *spool) Write(p []byte) (int, error) {
 		}
 		s.mem = nil
 	}
-	m, err := s.file.Write(p[n:])
-	s.size += int64(m)
+	n, err := s.file.Write(p)
+	s.size += int64(n)
 	if err != nil {
-		return n + m, fmt.Errorf("smtpserver: spool: %w", err)
+		return n, fmt.Errorf("smtpserver: spool: %w", err)
 	}
-	return n + m, nil
+	return n, nil
 }
 
 // ReadAt reads the spooled bytes.

@@ -1,0 +1,61 @@
+// Package smtpserver is an SMTP server for Postern filters, built on
+// github.com/emersion/go-smtp. It runs a policy (usually a *postern.Chain)
+// at each stage of the dialogue and hands accepted messages to a Handoff,
+// whose queue ID goes into the final "250 2.0.0 Ok: queued as <id>".
+//
+// # What it adds to go-smtp
+//
+// go-smtp writes its 220 banner as soon as it accepts a connection and
+// calls the backend only at HELO. Server.Listen therefore runs the connect
+// stage (access Connect: entries, DNSBL, connection limits) in a
+// net.Listener wrapper before go-smtp sees the connection, concurrently for
+// all new connections; Accept never returns a per-connection error.
+//
+// Between the socket and go-smtp sits a protocol edge that reads one command
+// at a time, so it knows the exact state of the dialogue. It provides:
+//
+//   - replies with RFC 3463 enhanced status codes for unknown commands
+//     (500 5.5.2), over-long lines (500 5.5.2), NUL bytes (500 5.5.2);
+//   - Postfix-style soft and hard error limits (10 and 20 by default):
+//     past the soft limit each error reply is delayed, at the hard limit the
+//     client gets 421 4.7.0 and is disconnected; a delivered message resets
+//     the count;
+//   - command (5 min), DATA block (3 min) and whole-session (1 h) timeouts,
+//     answered 421 4.4.2 (RFC 5321 §4.5.3.2);
+//   - STARTTLS (RFC 3207) with TLS session tickets off by default, the
+//     plaintext pipelined after STARTTLS dropped (CVE-2011-0411), and a new
+//     EHLO required; implicit TLS for port 465 (RFC 8314);
+//   - "RCPT TO:<Postmaster>" without a domain, which RFC 5321 §4.5.1
+//     requires and go-smtp refuses; the recipient reaches the policy as
+//     "Postmaster";
+//   - bare LF in DATA normalised to CRLF, and never taken as the end of the
+//     message (SMTP smuggling);
+//   - graceful Shutdown: idle sessions are told 421 4.3.2, sessions in a
+//     transaction finish it.
+//
+// DATA is spooled in memory up to SpoolMemoryBytes, then to an unlinked
+// temporary file; the message reaches the DATA stage as a *postern.Message
+// over the exact bytes received, with our Received header (RFC 5321 §4.4,
+// RFC 3848 protocol keywords, TLS cipher) recorded as an edit. Size limits
+// answer 552 5.3.4, too many recipients 452 4.5.3, a full disk at hand-off
+// 452 4.3.1. SMTP AUTH PLAIN and LOGIN are offered over TLS when Config.Auth
+// is set; RequireAuth answers MAIL with 530 5.7.0 (RFC 4954 §6).
+// SMTPUTF8, 8BITMIME, PIPELINING, CHUNKING and DSN (RFC 3461) are advertised;
+// DSN parameters reach the policy in postern.Txn and postern.Rcpt.
+//
+// The server enforces no relay policy of its own. An empty policy accepts
+// every recipient: put access.RelayControl (or your own) first.
+//
+// # Example
+//
+//	srv, err := smtpserver.New(smtpserver.Config{
+//		Hostname: "mx.example.org",
+//		Policy:   chain,
+//		Handoff:  queue, // durable before it returns
+//		Logger:   slog.Default(),
+//	})
+//	if err != nil { ... }
+//	go srv.ListenAndServe(":25")
+//	...
+//	srv.Shutdown(ctx)
+package smtpserver

@@ -1,0 +1,61 @@
+package smtpserver_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/smtpserver"
+)
+
+// A server that refuses one recipient and accepts the rest, driven by a raw
+// client over loopback.
+func Example() {
+	policy := postern.RcptFunc("no-bob", func(_ context.Context, _ *postern.Conn, _ *postern.Txn, r *postern.Rcpt) (postern.Verdict, error) {
+		if strings.EqualFold(r.Addr, "bob@example.org") {
+			return postern.Rejected(550, postern.ESC(5, 1, 1), "No such user", "bob left"), nil
+		}
+		return postern.Pass, nil
+	})
+	handoff := smtpserver.HandoffFunc(func(_ context.Context, _ *postern.Conn, t *postern.Txn, _ *postern.Message) (string, error) {
+		return "ID42", nil // a real Handoff syncs the message to disk first
+	})
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: "mx.example.org", Policy: policy, Handoff: handoff})
+	if err != nil {
+		panic(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+
+	c, _ := net.Dial("tcp", l.Addr().String())
+	defer c.Close()
+	br := bufio.NewReader(c)
+	say := func(cmd string) {
+		if cmd != "" {
+			fmt.Fprintf(c, "%s\r\n", cmd)
+		}
+		r, _ := postern.ParseReply(br)
+		fmt.Println(r.Code, r.Enhanced, r.Lines[0])
+	}
+	say("")
+	say("HELO client.example.net")
+	say("MAIL FROM:<alice@example.net>")
+	say("RCPT TO:<bob@example.org>")
+	say("RCPT TO:<carol@example.org>")
+	say("DATA")
+	say("Subject: hello\r\n\r\nHi Carol.\r\n.")
+	say("QUIT")
+	// Output:
+	// 220  mx.example.org ESMTP Service Ready
+	// 250 2.0.0 Hello client.example.net
+	// 250 2.0.0 Roger, accepting mail from <alice@example.net>
+	// 550 5.1.1 No such user
+	// 250 2.0.0 I'll make sure <carol@example.org> gets this
+	// 354  Go ahead. End your data with <CR><LF>.<CR><LF>
+	// 250 2.0.0 Ok: queued as ID42
+	// 221 2.0.0 Bye
+}
