@@ -137,6 +137,13 @@ func (s *Server) Close() error {
 	return err
 }
 
+// openSessions counts connections past the connect stage not yet closed.
+func (s *Server) openSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.edges)
+}
+
 func (s *Server) trackEdge(e *edgeConn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

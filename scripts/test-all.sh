@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, from nothing: installs the real peers the
+# integration tests talk to (Debian packages), then runs formatting, vet,
+# staticcheck, the race-enabled tests in random order and a short run of
+# every fuzz target. Servers the tests need are started by the tests
+# themselves, on loopback only.
+#
+#   FUZZTIME=10s   how long each fuzz target runs (default 10s)
+#   SKIP_INSTALL=1 do not apt-get install anything
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${FUZZTIME:-10s}
+staticcheck_version=v0.8.2
+
+need_pkgs=()
+command -v swaks >/dev/null 2>&1 || need_pkgs+=(swaks)
+command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "!! missing ${need_pkgs[*]}: integration tests will skip (or fail under CI=true)"
+  fi
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== staticcheck $staticcheck_version"
+go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...
+
+echo "== go test -race -shuffle=on"
+go test -race -shuffle=on -count=1 -timeout 15m ./...
+
+echo "== fuzz targets, $fuzztime each"
+for pkg in $(go list ./...); do
+  for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+    echo "-- $pkg $target"
+    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/postern-fuzz.log 2>&1 || {
+      cat /tmp/postern-fuzz.log; exit 1; }
+  done
+done
+echo "== all passed"
