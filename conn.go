@@ -115,19 +115,18 @@ type Txn struct {
 	Values Values
 }
 
-// Clone returns a copy of t that shares no slices with it, for the DATA
-// stage that must not see a concurrent RSET (go-smtp BDAT).
+// Clone returns a deep copy of t: recipients and value bags are copied, so
+// the DATA stage can work on a snapshot that a concurrent RSET (go-smtp BDAT)
+// cannot change. Values themselves are shared.
 func (t *Txn) Clone() *Txn {
 	c := &Txn{ID: t.ID, From: t.From, Mail: t.Mail, Discard: t.Discard, Quarantine: t.Quarantine}
-	c.Rcpts = append([]*Rcpt(nil), t.Rcpts...)
-	t.Values.mu.RLock()
-	if len(t.Values.m) > 0 {
-		c.Values.m = make(map[any]any, len(t.Values.m))
-		for k, v := range t.Values.m {
-			c.Values.m[k] = v
-		}
+	c.Rcpts = make([]*Rcpt, len(t.Rcpts))
+	for i, r := range t.Rcpts {
+		c.Rcpts[i] = &Rcpt{Addr: r.Addr, Original: r.Original, Notify: append([]string(nil), r.Notify...),
+			ORcptType: r.ORcptType, ORcpt: r.ORcpt}
+		r.Values.copyTo(&c.Rcpts[i].Values)
 	}
-	t.Values.mu.RUnlock()
+	t.Values.copyTo(&c.Values)
 	return c
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // ErrHeaderTooLarge is returned by NewMessage when the header block is larger
@@ -75,6 +76,7 @@ type Message struct {
 	bodyOff int64
 	fields  []Field
 	header  textproto.MIMEHeader
+	hdrOnce sync.Once // Header is a read method: safe to call concurrently
 	edits   []HeaderEdit
 	deleted map[int]bool
 }
@@ -229,21 +231,62 @@ func (m *Message) Fields() []Field { return m.fields }
 // Header returns the received header, unfolded, keyed canonically. It does
 // not reflect edits. It is built on first use. Do not modify.
 func (m *Message) Header() textproto.MIMEHeader {
-	if m.header == nil {
+	m.hdrOnce.Do(func() {
 		h := make(textproto.MIMEHeader, len(m.fields))
 		for _, f := range m.fields {
 			h.Add(f.Name, f.Value())
 		}
 		m.header = h
-	}
+	})
 	return m.header
 }
 
 // AddHeader records a field to add at the top of the header, as trace and
 // result fields are (RFC 5321 §4.4, RFC 8601 §5). The last field added is
 // rendered first. value may be folded with CRLF followed by white space.
+//
+// Values often carry text chosen by the client (a HELO name, an address), so
+// a line break that is not a fold (CRLF followed by white space) becomes a
+// space, and a name that is not an RFC 5322 field name has its bad bytes
+// replaced by '-': an added field can never end the header or add another.
 func (m *Message) AddHeader(name, value string) {
-	m.edits = append(m.edits, HeaderEdit{Kind: EditAdd, Name: name, Value: value})
+	m.edits = append(m.edits, HeaderEdit{Kind: EditAdd, Name: safeFieldName(name), Value: safeFieldValue(value)})
+}
+
+func safeFieldName(name string) string {
+	if name == "" {
+		return "X-Unnamed"
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if c < 33 || c > 126 || c == ':' {
+			b[i] = '-'
+		}
+	}
+	return string(b)
+}
+
+func safeFieldValue(v string) string {
+	v = strings.TrimRight(v, "\r\n")
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	b := make([]byte, 0, len(v)+8)
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c == '\r' && i+2 < len(v) && v[i+1] == '\n' && (v[i+2] == ' ' || v[i+2] == '\t'):
+			b = append(b, '\r', '\n') // a fold: keep it
+			i++
+		case c == '\n' && i+1 < len(v) && (v[i+1] == ' ' || v[i+1] == '\t'):
+			b = append(b, '\r', '\n') // a fold with bare LF: make it CRLF
+		case c == '\r' || c == '\n':
+			b = append(b, ' ')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // DeleteHeader records the removal of the index-th received field named name

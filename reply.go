@@ -47,7 +47,7 @@ func ParseEnhancedCode(s string) (EnhancedCode, error) {
 	}
 	var e EnhancedCode
 	for i, p := range parts {
-		if p == "" || len(p) > 3 {
+		if p == "" || len(p) > 3 || (i == 0 && len(p) != 1) || strings.Trim(p, "0123456789") != "" {
 			return EnhancedCode{}, fmt.Errorf("%w: enhanced status code %q", ErrReplySyntax, s)
 		}
 		n, err := strconv.Atoi(p)
@@ -136,13 +136,10 @@ func sanitizeLine(s string) string {
 	if !strings.ContainsAny(s, "\r\n") {
 		return s
 	}
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
+	return crlfToSpace.Replace(s) // bytewise: 8-bit text is kept as is
 }
+
+var crlfToSpace = strings.NewReplacer("\r", " ", "\n", " ")
 
 // ParseReply reads one complete, possibly multi-line, reply from r
 // (RFC 5321 §4.2). Enhanced status codes are recognised when every line
@@ -151,18 +148,19 @@ func sanitizeLine(s string) string {
 func ParseReply(r *bufio.Reader) (Reply, error) {
 	var rep Reply
 	var escs []EnhancedCode
+	var texts []string
 	for n := 0; ; n++ {
 		if n >= maxReplyLines {
 			return Reply{}, fmt.Errorf("%w: more than %d lines", ErrReplySyntax, maxReplyLines)
 		}
 		line, err := r.ReadString('\n')
 		if err != nil {
-			if errors.Is(err, io.EOF) && line != "" {
+			if errors.Is(err, io.EOF) && (line != "" || n > 0) {
 				err = io.ErrUnexpectedEOF
 			}
 			return Reply{}, err
 		}
-		line = strings.TrimRight(line, "\r\n")
+		line = sanitizeLine(strings.TrimRight(line, "\r\n")) // a stray CR is not a line end
 		if len(line) < 3 {
 			return Reply{}, fmt.Errorf("%w: short line %q", ErrReplySyntax, line)
 		}
@@ -189,13 +187,14 @@ func ParseReply(r *bufio.Reader) (Reply, error) {
 		}
 		esc, rest := splitESC(text, code)
 		escs = append(escs, esc)
+		texts = append(texts, text)
 		rep.Lines = append(rep.Lines, rest)
 		if last {
 			break
 		}
 	}
 	// Keep the enhanced code only if every line had the same one; else put
-	// the codes back into the text, nothing is lost.
+	// the text back as it came, nothing is lost.
 	same := !escs[0].IsZero()
 	for _, e := range escs[1:] {
 		if e != escs[0] {
@@ -205,11 +204,7 @@ func ParseReply(r *bufio.Reader) (Reply, error) {
 	if same {
 		rep.Enhanced = escs[0]
 	} else {
-		for i, e := range escs {
-			if !e.IsZero() {
-				rep.Lines[i] = strings.TrimSpace(e.String() + " " + rep.Lines[i])
-			}
-		}
+		copy(rep.Lines, texts)
 	}
 	return rep, nil
 }

@@ -48,3 +48,17 @@ func DeleteValue[T any](v *Values, key *Key[T]) {
 	delete(v.m, key)
 	v.mu.Unlock()
 }
+
+func (v *Values) copyTo(dst *Values) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if len(v.m) == 0 {
+		return
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	dst.m = make(map[any]any, len(v.m))
+	for k, x := range v.m {
+		dst.m[k] = x
+	}
+}
