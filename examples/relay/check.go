@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+
+	"github.com/postern/postern"
+)
+
+// check runs the relay's policy for one client and envelope without
+// serving, and prints every decision: which filter said what, and why.
+func check(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s, finish := commonFlags(fs)
+	ipStr := fs.String("ip", "192.0.2.1", "client IP `address`")
+	name := fs.String("client-name", "", "client's verified host `name`, if any")
+	helo := fs.String("helo", "client.example", "HELO/EHLO `name`")
+	from := fs.String("from", "", "envelope sender (empty for <>)")
+	var rcpts multiFlag
+	fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several)")
+	authUser := fs.String("auth", "", "authenticated `user`, if the session used SMTP AUTH")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := finish(); err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 2
+	}
+	ip, err := netip.ParseAddr(*ipStr)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay: -ip:", err)
+		return 2
+	}
+	obs := func(_ context.Context, d postern.Decision) {
+		line := fmt.Sprintf("  %-8s %-14s %-10s", d.Stage, d.Filter, d.Verdict.Action)
+		if d.Verdict.Action == postern.Reject || d.Verdict.Action == postern.TempFail {
+			rep := d.Verdict.Reply
+			if rep.IsZero() {
+				rep = postern.DefaultReply(d.Stage, d.Verdict.Action)
+			}
+			line += " " + rep.Error()
+		}
+		if d.Verdict.Reason != "" {
+			line += "  (" + d.Verdict.Reason + ")"
+		}
+		if d.Err != nil {
+			line += "  error: " + d.Err.Error()
+		}
+		fmt.Fprintln(stdout, strings.TrimRight(line, " "))
+	}
+	// Map warnings go to stderr; the decisions to stdout.
+	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pol, err := buildPolicy(s, warnLog, obs)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+	ctx := context.Background()
+	c := &postern.Conn{ID: "check", Remote: netip.AddrPortFrom(ip, 0), ClientName: *name, AuthUser: *authUser}
+	if *authUser != "" {
+		c.AuthMech = "PLAIN"
+	}
+	d, why := pol.pause(ip)
+	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, why)
+
+	final := func(stage string, v postern.Verdict, st postern.Stage) bool {
+		switch v.Action {
+		case postern.Reject, postern.TempFail:
+			rep := v.Reply
+			if rep.IsZero() {
+				rep = postern.DefaultReply(st, v.Action)
+			}
+			fmt.Fprintf(stdout, "=> %s: %s\n", stage, rep.Error())
+			return false
+		}
+		fmt.Fprintf(stdout, "=> %s: %s\n", stage, v.Action)
+		return true
+	}
+	fmt.Fprintf(stdout, "connect %s\n", ip)
+	v, _ := pol.chain.CheckConnect(ctx, c)
+	if !final("connect", v, postern.StageConnect) {
+		return 0
+	}
+	c.HELO, c.ESMTP = *helo, true
+	fmt.Fprintf(stdout, "helo %s\n", c.HELO)
+	v, _ = pol.chain.CheckHelo(ctx, c)
+	if !final("helo", v, postern.StageHelo) {
+		return 0
+	}
+	t := &postern.Txn{ID: "check", From: *from}
+	fmt.Fprintf(stdout, "mail from:<%s>\n", t.From)
+	v, _ = pol.chain.CheckMail(ctx, c, t)
+	if !final("mail", v, postern.StageMail) {
+		return 0
+	}
+	applyTxn(t, v)
+	for _, r := range rcpts {
+		rc := &postern.Rcpt{Addr: r, Original: r}
+		fmt.Fprintf(stdout, "rcpt to:<%s>\n", r)
+		v, _ = pol.chain.CheckRcpt(ctx, c, t, rc)
+		if final("rcpt <"+r+">", v, postern.StageRcpt) {
+			applyTxn(t, v)
+			t.Rcpts = append(t.Rcpts, rc)
+		}
+	}
+	switch {
+	case len(t.Rcpts) == 0:
+		fmt.Fprintln(stdout, "=> message: no accepted recipients")
+	case t.Discard:
+		fmt.Fprintln(stdout, "=> message: accepted and discarded")
+	case t.Quarantine != "":
+		fmt.Fprintf(stdout, "=> message: accepted into quarantine (%s)\n", t.Quarantine)
+	default:
+		fmt.Fprintf(stdout, "=> message: accepted for %d recipient(s)\n", len(t.Rcpts))
+	}
+	return 0
+}
+
+// applyTxn mirrors what the server does with Discard and Quarantine.
+func applyTxn(t *postern.Txn, v postern.Verdict) {
+	switch v.Action {
+	case postern.Discard:
+		t.Discard = true
+	case postern.Quarantine:
+		if t.Quarantine == "" {
+			t.Quarantine = v.Reason
+		}
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,168 @@
+// Command relay is Postern's reference relay: the SMTP front door of a small
+// site, in front of its mail store. Run with no arguments it listens on
+// 127.0.0.1:2525, accepts mail for example.test (relaying for loopback
+// clients) and spools each accepted message durably under ./postern-spool.
+//
+// Usage:
+//
+//	relay [serve] [flags]      run the server (the default)
+//	relay check [flags]        what would the policy do with this mail?
+//
+// The check command is the equivalent of "sendmail -bt" or "postmap -q":
+//
+//	relay check -access /etc/mail/access -ip 192.0.2.7 -helo mx.example.net \
+//	    -from alice@example.net -rcpt bob@example.test
+//
+// Send SIGINT or SIGTERM for a graceful shutdown; SIGHUP reloads the access
+// file (it is also reloaded when it changes).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/postern/postern/smtpserver"
+	"github.com/postern/postern/smtpserver/greetpause"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "help":
+		fmt.Fprintln(stdout, "usage: relay [serve|check] [flags]; relay serve -h or relay check -h for flags")
+		return 0
+	}
+	fmt.Fprintf(stderr, "relay: unknown command %q (serve, check)\n", cmd)
+	return 2
+}
+
+// commonFlags are shared by serve and check, so check answers for the same
+// configuration.
+func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
+	s := &settings{}
+	var domains, trusted string
+	fs.StringVar(&s.accessFile, "access", "", "sendmail-format access `file` (plain text, as written for makemap)")
+	fs.StringVar(&domains, "domains", "example.test", "comma-separated local `domains` the relay accepts mail for")
+	fs.StringVar(&trusted, "trusted", "127.0.0.0/8,::1", "comma-separated trusted `networks` that may relay anywhere (Postfix mynetworks)")
+	fs.StringVar(&s.hostname, "hostname", "", "host name for the banner and Received header (default: the system's)")
+	fs.DurationVar(&s.greetPause, "greet-pause", 5*time.Second, "pause before the banner for untrusted clients; 0 turns it off")
+	return s, func() error {
+		for _, d := range strings.Split(domains, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				s.domains = append(s.domains, strings.ToLower(d))
+			}
+		}
+		var err error
+		s.trusted, err = parsePrefixes(trusted)
+		return err
+	}
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("relay serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	s, finish := commonFlags(fs)
+	fs.StringVar(&s.listen, "listen", "127.0.0.1:2525", "`address` to listen on")
+	fs.StringVar(&s.spoolDir, "spool", "postern-spool", "spool `directory` for accepted mail")
+	fs.BoolVar(&s.greetLogOnly, "greet-pause-log-only", false, "log early talkers instead of refusing them (rollout)")
+	fs.Int64Var(&s.maxSize, "max-size", 10<<20, "maximum message size in `bytes`")
+	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := finish(); err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 2
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintln(stderr, "relay: -log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	if err := serveWith(s, log); err != nil {
+		log.Error("relay stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func serveWith(s *settings, log *slog.Logger) error {
+	pol, err := buildPolicy(s, log, nil)
+	if err != nil {
+		return err
+	}
+	sp, err := openSpool(s.spoolDir)
+	if err != nil {
+		return err
+	}
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: pol.chain, Handoff: sp,
+		Logger: log, MaxMessageBytes: s.maxSize})
+	if err != nil {
+		return err
+	}
+	inner, err := net.Listen("tcp", s.listen)
+	if err != nil {
+		return err
+	}
+	gl, err := greetpause.New(inner, greetpause.Config{LogOnly: s.greetLogOnly, Logger: log,
+		Pause: func(ip netip.Addr) time.Duration { d, _ := pol.pause(ip); return d }})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if pol.watcher != nil {
+		go pol.watcher.Run(ctx)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				if err := pol.watcher.Reload(); err != nil {
+					log.Error("reload failed, previous access map stays in force", "error", err)
+				}
+			}
+		}()
+	}
+	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
+		"greet_pause", s.greetPause.String())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(gl) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	gl.Close()
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown timed out; open connections closed")
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/smtpserver/access"
+)
+
+// settings are what the flags (later a config file) say.
+type settings struct {
+	listen       string
+	hostname     string
+	domains      []string
+	trusted      []netip.Prefix
+	accessFile   string
+	spoolDir     string
+	greetPause   time.Duration
+	greetLogOnly bool
+	maxSize      int64
+}
+
+// policy is the relay's chain and what the greet pause needs to know.
+type policy struct {
+	chain   *postern.Chain
+	amap    access.MapSource // nil without an access file
+	watcher *access.Watcher
+	s       *settings
+}
+
+// buildPolicy wires the filters in the order sendmail applies them: relay
+// control first at RCPT (so no "To: OK" can open the relay), then the
+// access map at every stage. Serving and the check command share it, so a
+// dry run answers what the server would.
+func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, error) {
+	p := &policy{s: s}
+	if s.accessFile != "" {
+		// The watcher logs the warnings of each load (entries that cannot
+		// mean what they say) and keeps the last good map on a broken file.
+		w, err := access.NewWatcher(s.accessFile, access.WatcherConfig{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		p.watcher, p.amap = w, w
+	}
+	relay, err := access.NewRelayControl(access.RelayConfig{Map: p.amap, LocalDomains: s.domains,
+		TrustedNets: s.trusted, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	entries := []postern.Entry{{Filter: trustedNets(s.trusted)}, {Filter: relay}}
+	if p.amap != nil {
+		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, postern.Entry{Filter: af})
+	}
+	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// trustedNets marks clients of the trusted networks at connect, so the
+// Received header, logs and later filters know (Postfix mynetworks).
+func trustedNets(nets []netip.Prefix) postern.ConnectChecker {
+	return postern.ConnectFunc("trusted-nets", func(_ context.Context, c *postern.Conn) (postern.Verdict, error) {
+		ip := c.RemoteAddr()
+		for _, n := range nets {
+			if n.Contains(ip) {
+				c.Trusted = true
+				return postern.Pass, nil
+			}
+		}
+		return postern.Pass, nil
+	})
+}
+
+// pause is the greet pause for a client: none for trusted networks, the
+// access map's GreetPause: entry if any, else the configured default.
+func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
+	for _, n := range p.s.trusted {
+		if n.Contains(ip) {
+			return 0, "trusted network " + n.String()
+		}
+	}
+	if p.amap != nil {
+		if d, ok := p.amap.Current().GreetPause(ip, ""); ok {
+			return d, "access GreetPause: entry"
+		}
+	}
+	return p.s.greetPause, "default"
+}
+
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("trusted network %q: %w", f, err)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		pf, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted network %q: %w", f, err)
+		}
+		out = append(out, pf.Masked())
+	}
+	return out, nil
+}

@@ -1,0 +1,167 @@
+// Package integration drives the reference relay as a separate process with
+// real SMTP peers: swaks and Python's smtplib. With CI=true a missing peer
+// fails the test; otherwise the test skips and says why.
+package integration
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+var relayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "postern-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	relayBin = filepath.Join(dir, "relay")
+	build := exec.Command("go", "build", "-o", relayBin, "github.com/postern/postern/examples/relay")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the relay:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// need returns the path of a peer program, skipping (or failing under CI)
+// when it is missing.
+func need(t *testing.T, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed; scripts/test-all.sh installs it", prog)
+		}
+		t.Skipf("%s is not installed (scripts/test-all.sh installs it)", prog)
+	}
+	return p
+}
+
+type relay struct {
+	addr  string
+	dir   string // working directory; the spool is dir/postern-spool
+	mu    sync.Mutex
+	log   strings.Builder
+	cmd   *exec.Cmd
+	spool string
+}
+
+var listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
+
+// startRelay runs the relay binary in a fresh directory. With no args it is
+// exactly the newcomer's "go run ./examples/relay".
+func startRelay(t *testing.T, args ...string) *relay {
+	t.Helper()
+	r := &relay{dir: t.TempDir()}
+	r.spool = filepath.Join(r.dir, "postern-spool")
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cmd = exec.CommandContext(ctx, relayBin, args...)
+	r.cmd.Dir = r.dir
+	stderr, err := r.cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, r.cmd.Start())
+	addrCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			r.mu.Lock()
+			r.log.WriteString(line + "\n")
+			r.mu.Unlock()
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				addrCh <- m[1]
+			}
+		}
+		close(addrCh)
+	}()
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { r.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cancel()
+			<-done
+		}
+		cancel()
+		if t.Failed() {
+			t.Logf("relay log:\n%s", r.logs())
+		}
+	})
+	select {
+	case a, ok := <-addrCh:
+		require.True(t, ok, "relay exited: %s", r.logs())
+		r.addr = a
+	case <-time.After(60 * time.Second):
+		t.Fatalf("relay did not start: %s", r.logs())
+	}
+	return r
+}
+
+func (r *relay) logs() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.log.String()
+}
+
+// spooled returns the spool file of a queue ID under new/ or hold/.
+func (r *relay) spooled(t *testing.T, sub, id string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.spool, sub, id))
+	require.NoError(t, err)
+	return string(b)
+}
+
+func (r *relay) countSpooled(t *testing.T) int {
+	t.Helper()
+	n := 0
+	for _, sub := range []string{"new", "hold"} {
+		ents, err := os.ReadDir(filepath.Join(r.spool, sub))
+		require.NoError(t, err)
+		n += len(ents)
+	}
+	return n
+}
+
+// dialFrom connects from a chosen loopback source address (127.0.0.2 is an
+// "outside" client when only 127.0.0.1 is trusted).
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func readAll(c net.Conn, d time.Duration) string {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	return p
+}
