@@ -23,6 +23,16 @@ import (
 // returns an error for one connection, only when inner fails for good.
 func (s *Server) Listen(inner net.Listener) net.Listener {
 	l := &listener{srv: s, inner: inner, ready: make(chan net.Conn), done: make(chan struct{})}
+	s.mu.Lock()
+	closing := s.closing
+	if !closing {
+		s.listeners = append(s.listeners, l)
+	}
+	s.mu.Unlock()
+	if closing {
+		l.Close()
+		return l
+	}
 	go l.loop()
 	return l
 }

@@ -27,8 +27,9 @@ type Server struct {
 	policy    atomic.Pointer[policyBox]
 	smtp      *smtp.Server
 
-	mu       sync.Mutex
-	edges    map[*edgeConn]struct{}
+	mu        sync.Mutex
+	listeners []net.Listener // ours, closed by Close and Shutdown
+	edges     map[*edgeConn]struct{}
 	closing  bool
 	sessions sync.WaitGroup
 }
@@ -100,8 +101,8 @@ func (s *Server) ListenAndServe(addr string) error {
 // transaction finish it. It waits until all sessions have ended or ctx is
 // done; then remaining connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeListeners()
 	s.mu.Lock()
-	s.closing = true
 	edges := make([]*edgeConn, 0, len(s.edges))
 	for e := range s.edges {
 		edges = append(edges, e)
@@ -127,9 +128,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Close closes listeners and all connections at once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	s.closing = true
-	s.mu.Unlock()
+	s.closeListeners()
 	err := s.smtp.Close()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return nil
@@ -142,6 +141,20 @@ func (s *Server) openSessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.edges)
+}
+
+// closeListeners marks the server closing and closes the listeners made by
+// Listen: go-smtp's Close knows only those its Serve has registered, and a
+// listener may not have reached Serve yet.
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	s.closing = true
+	ls := s.listeners
+	s.listeners = nil
+	s.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
 }
 
 func (s *Server) trackEdge(e *edgeConn) bool {
