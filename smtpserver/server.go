@@ -30,8 +30,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener // ours, closed by Close and Shutdown
 	edges     map[*edgeConn]struct{}
-	closing  bool
-	sessions sync.WaitGroup
+	closing   bool
+	sessions  sync.WaitGroup
 }
 
 type policyBox struct{ f postern.Filter }
