@@ -467,3 +467,66 @@ func TestSilentClientsDoNotBlockOthers(t *testing.T) {
 	c.greet()
 	expect(t, c.cmd("MAIL FROM:<a@x.test>"), "250")
 }
+
+// RFC 2920: a client may send a whole group of commands at once; replies
+// come in order, and DATA's 354 comes before the body is read.
+func TestPipelining(t *testing.T) {
+	h := &memHandoff{}
+	_, addr := startServer(t, Config{Handoff: h, MaxRecipients: 50})
+	c := dial(t, addr)
+	c.greet()
+	c.send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<Postmaster>\r\nRCPT TO:<bad>\r\nDATA\r\n")
+	expect(t, c.reply(), "250 2.0.0 Roger")
+	expect(t, c.reply(), "250 2.0.0 I'll make sure <b@y.test>")
+	expect(t, c.reply(), "250 2.0.0 I'll make sure <Postmaster>")
+	expect(t, c.reply(), "501 5.5.2")
+	expect(t, c.reply(), "354")
+	c.send("Subject: piped\r\n\r\nbody\r\n.\r\nNOOP\r\n")
+	expect(t, c.reply(), "250 2.0.0 Ok: queued as")
+	expect(t, c.reply(), "250 2.0.0") // NOOP after the message is a command again
+	require.Len(t, h.all(), 1)
+
+	// Abuse: a flood of recipients in one write; the limit holds and the
+	// session stays in step.
+	var b strings.Builder
+	b.WriteString("RSET\r\nMAIL FROM:<a@x.test>\r\n")
+	for i := range 60 {
+		fmt.Fprintf(&b, "RCPT TO:<r%d@y.test>\r\n", i)
+	}
+	b.WriteString("NOOP\r\n")
+	c.send(b.String())
+	expect(t, c.reply(), "250") // RSET
+	expect(t, c.reply(), "250") // MAIL
+	for i := range 60 {
+		r := c.reply()
+		if i < 50 {
+			expect(t, r, "250")
+		} else {
+			expect(t, r, "452 4.5.3")
+		}
+	}
+	expect(t, c.reply(), "250 2.0.0") // NOOP
+}
+
+// A body sent without waiting for 354, after DATA was refused, is read as
+// commands: each line is an error, and the error limit ends the session.
+func TestPipelinedBodyAfterRefusedDATA(t *testing.T) {
+	h := &memHandoff{}
+	_, addr := startServer(t, Config{Handoff: h, HardErrorLimit: 5, SoftErrorLimit: 5})
+	c := dial(t, addr)
+	c.greet()
+	c.send("MAIL FROM:<a@x.test>\r\nDATA\r\nSubject: x\r\n\r\nline1\r\nline2\r\nline3\r\n.\r\n")
+	expect(t, c.reply(), "250")
+	expect(t, c.reply(), "502 5.5.1") // DATA without RCPT
+	var last postern.Reply
+	for i := 0; i < 10; i++ {
+		r, err := postern.ParseReply(c.br)
+		if err != nil {
+			break
+		}
+		last = r
+	}
+	expect(t, last, "421 4.7.0")
+	assert.True(t, c.closed())
+	assert.Empty(t, h.all())
+}

@@ -165,3 +165,9 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
 	return p
 }
+
+// runRelayOnce runs a relay command to completion and returns its output.
+func runRelayOnce(args ...string) (string, error) {
+	out, err := exec.Command(relayBin, args...).CombinedOutput()
+	return string(out), err
+}
