@@ -15,6 +15,7 @@ staticcheck_version=v0.8.2
 
 need_pkgs=()
 command -v swaks >/dev/null 2>&1 || need_pkgs+=(swaks)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -64,6 +64,7 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	s := &settings{}
 	var domains, trusted string
 	fs.StringVar(&s.accessFile, "access", "", "sendmail-format access `file` (plain text, as written for makemap)")
+	fs.StringVar(&s.recipients, "recipients", "", "`file` of valid addresses in the local domains, one per line; others get 550 5.1.1")
 	fs.StringVar(&domains, "domains", "example.test", "comma-separated local `domains` the relay accepts mail for")
 	fs.StringVar(&trusted, "trusted", "127.0.0.0/8,::1", "comma-separated trusted `networks` that may relay anywhere (Postfix mynetworks)")
 	fs.StringVar(&s.hostname, "hostname", "", "host name for the banner and Received header (default: the system's)")

@@ -19,6 +19,7 @@ type settings struct {
 	domains      []string
 	trusted      []netip.Prefix
 	accessFile   string
+	recipients   string
 	spoolDir     string
 	greetPause   time.Duration
 	greetLogOnly bool
@@ -60,6 +61,13 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 			return nil, err
 		}
 		entries = append(entries, postern.Entry{Filter: af})
+	}
+	if s.recipients != "" {
+		rf, err := loadRecipients(s.recipients, s.domains)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, postern.Entry{Filter: rf})
 	}
 	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
 	if err != nil {
