@@ -69,7 +69,15 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	fs.StringVar(&trusted, "trusted", "127.0.0.0/8,::1", "comma-separated trusted `networks` that may relay anywhere (Postfix mynetworks)")
 	fs.StringVar(&s.hostname, "hostname", "", "host name for the banner and Received header (default: the system's)")
 	fs.DurationVar(&s.greetPause, "greet-pause", 5*time.Second, "pause before the banner for untrusted clients; 0 turns it off")
+	var bl, wl, rhs, resolvers string
+	fs.StringVar(&bl, "dnsbl", "", "comma-separated DNS block lists for the client IP, `zone[=weight]`; listed at weight sum >= 1")
+	fs.StringVar(&wl, "dnswl", "", "comma-separated DNS allow lists, `zone[=weight]` (weight -1 by default)")
+	fs.StringVar(&rhs, "rhsbl", "", "comma-separated domain block lists for the HELO name and sender domain")
+	fs.StringVar(&resolvers, "dns-resolver", "", "comma-separated DNS `servers` for the lists (default: /etc/resolv.conf)")
+	fs.BoolVar(&s.dnsblAtRcpt, "dnsbl-at-rcpt", false, "refuse listed clients at RCPT (logs name sender and recipient) instead of before the banner")
+	fs.BoolVar(&s.dnsFailOpen, "dnsbl-fail-open", false, "accept mail when a list cannot be asked (default: answer 4xx)")
 	return s, func() error {
+		s.dnsbl, s.dnswl, s.rhsbl, s.dnsResolvers = splitList(bl), splitList(wl), splitList(rhs), splitList(resolvers)
 		for _, d := range strings.Split(domains, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				s.domains = append(s.domains, strings.ToLower(d))
@@ -79,6 +87,16 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 		s.trusted, err = parsePrefixes(trusted)
 		return err
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func serve(args []string, stderr io.Writer) int {

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/dnsbl"
 	"github.com/postern/postern/smtpserver/access"
 )
 
@@ -20,6 +22,12 @@ type settings struct {
 	trusted      []netip.Prefix
 	accessFile   string
 	recipients   string
+	dnsbl        []string // IP zones, "zone" or "zone=weight"
+	dnswl        []string // allow-list IP zones, weight -1 unless given
+	rhsbl        []string // domain zones for HELO and sender
+	dnsResolvers []string
+	dnsblAtRcpt  bool
+	dnsFailOpen  bool
 	spoolDir     string
 	greetPause   time.Duration
 	greetLogOnly bool
@@ -55,6 +63,15 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 		return nil, err
 	}
 	entries := []postern.Entry{{Filter: trustedNets(s.trusted)}, {Filter: relay}}
+	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
+		f, err := dnsblFilter(s, log)
+		if err != nil {
+			return nil, err
+		}
+		// The filter applies its own per-zone error policy, so a lookup
+		// failure arrives as a verdict, not an error.
+		entries = append(entries, postern.Entry{Filter: f})
+	}
 	if p.amap != nil {
 		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
 		if err != nil {
@@ -74,6 +91,49 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 		return nil, err
 	}
 	return p, nil
+}
+
+// dnsblFilter builds the DNS list checks. A lookup that fails answers 4xx
+// (mail waits rather than passing unchecked) unless -dnsbl-fail-open.
+func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
+	policy := dnsbl.TempFailOnError
+	if s.dnsFailOpen {
+		policy = dnsbl.PassOnError
+	}
+	var zones []dnsbl.Zone
+	add := func(list []string, kind dnsbl.Kind, defWeight float64) error {
+		for _, z := range list {
+			name, w, hasW := strings.Cut(z, "=")
+			weight := defWeight
+			if hasW {
+				var err error
+				if weight, err = strconv.ParseFloat(w, 64); err != nil {
+					return fmt.Errorf("dnsbl zone %q: bad weight: %w", z, err)
+				}
+			}
+			zones = append(zones, dnsbl.Zone{Name: name, Kind: kind, Weight: weight, OnError: policy, TXT: weight > 0})
+		}
+		return nil
+	}
+	if err := add(s.dnsbl, dnsbl.IPZone, 1); err != nil {
+		return nil, err
+	}
+	if err := add(s.dnswl, dnsbl.IPZone, -1); err != nil {
+		return nil, err
+	}
+	if err := add(s.rhsbl, dnsbl.DomainZone, 1); err != nil {
+		return nil, err
+	}
+	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolvers: s.dnsResolvers, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	at := postern.StageConnect
+	if s.dnsblAtRcpt {
+		at = postern.StageRcpt
+	}
+	return dnsbl.NewFilter(dnsbl.FilterConfig{Checker: c, EnforceAt: at, CheckHELO: len(s.rhsbl) > 0,
+		CheckSender: len(s.rhsbl) > 0, Logger: log})
 }
 
 // trustedNets marks clients of the trusted networks at connect, so the
