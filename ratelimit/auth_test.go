@@ -1,0 +1,92 @@
+package ratelimit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern"
+)
+
+func TestAuthLimiter(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	var logs logBuf
+	a, err := NewAuthLimiter(AuthConfig{MaxFailures: 3, Window: 10 * time.Minute, Block: 15 * time.Minute,
+		Logger: logs.logger(), Now: clk.Now})
+	require.NoError(t, err)
+	ipKey := IPKey(mustAddr("192.0.2.7"), Class{})
+	userKey := UserKey("alice")
+
+	for range 2 {
+		assert.Equal(t, postern.Continue, a.CheckAuth(ctx, ipKey, userKey).Action)
+		require.NoError(t, a.RecordAuthFailure(ctx, ipKey, userKey))
+		clk.Add(time.Minute)
+	}
+	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, ipKey, userKey).Action)
+	// The third failure within the window blocks both keys.
+	require.NoError(t, a.RecordAuthFailure(ctx, ipKey, userKey, ""))
+	v := a.CheckAuth(ctx, ipKey)
+	assert.Equal(t, postern.TempFail, v.Action)
+	assert.Equal(t, "454 4.7.0 Too many failed authentication attempts, try again later", v.Reply.Error())
+	assert.Contains(t, v.Reason, "ip:192.0.2.7/32 blocked for 15m0s more after 3 failures within 10m0s")
+	assert.Equal(t, postern.TempFail, a.CheckAuth(ctx, UserKey("ALICE")).Action, "user keys are case-insensitive")
+	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, UserKey("bob"), IPKey(mustAddr("192.0.2.8"), Class{})).Action)
+
+	blocked, left, err := a.Blocked(ctx, ipKey)
+	require.NoError(t, err)
+	assert.True(t, blocked)
+	assert.Equal(t, 15*time.Minute, left)
+
+	clk.Add(15 * time.Minute)
+	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, ipKey, userKey).Action, "the block ends by itself")
+
+	st := a.Stats()
+	assert.Equal(t, uint64(6), st.Failures)
+	assert.Equal(t, uint64(2), st.Blocks)
+	assert.Equal(t, uint64(2), st.Refused)
+	recs := logs.records(t, "too many AUTH failures: blocking AUTH")
+	require.Len(t, recs, 2)
+	assert.Equal(t, "auth", recs[0]["stage"])
+	assert.Equal(t, "block", recs[0]["action"])
+
+	// Release ends a block early.
+	for range 3 {
+		require.NoError(t, a.RecordAuthFailure(ctx, userKey))
+	}
+	assert.Equal(t, postern.TempFail, a.CheckAuth(ctx, userKey).Action)
+	require.NoError(t, a.Release(ctx, userKey, ""))
+	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, userKey).Action)
+}
+
+func TestAuthLimiterWindow(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	a, err := NewAuthLimiter(AuthConfig{Now: clk.Now}) // 5 in 10 min
+	require.NoError(t, err)
+	key := UserKey("alice")
+	// A user mistyping now and then is never blocked.
+	for range 20 {
+		require.NoError(t, a.RecordAuthFailure(ctx, key))
+		clk.Add(3 * time.Minute)
+	}
+	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, key).Action)
+}
+
+func TestAuthLimiterStoreDown(t *testing.T) {
+	ctx := context.Background()
+	a, err := NewAuthLimiter(AuthConfig{Store: failingStore{}})
+	require.NoError(t, err)
+	v := a.CheckAuth(ctx, "user:alice")
+	assert.Equal(t, postern.Continue, v.Action)
+	assert.Contains(t, v.Reason, "failing open")
+	assert.ErrorIs(t, a.RecordAuthFailure(ctx, "user:alice"), ErrStoreUnavailable)
+	assert.Equal(t, uint64(2), a.Stats().StoreErrors)
+
+	c, err := NewAuthLimiter(AuthConfig{Store: failingStore{}, FailClosed: true})
+	require.NoError(t, err)
+	assert.Equal(t, "454 4.3.0 Temporary authentication failure", c.CheckAuth(ctx, "user:alice").Reply.Error())
+}
