@@ -28,10 +28,12 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/greetpause"
 )
@@ -76,17 +78,46 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	fs.StringVar(&resolvers, "dns-resolver", "", "comma-separated DNS `servers` for the lists (default: /etc/resolv.conf)")
 	fs.BoolVar(&s.dnsblAtRcpt, "dnsbl-at-rcpt", false, "refuse listed clients at RCPT (logs name sender and recipient) instead of before the banner")
 	fs.BoolVar(&s.dnsFailOpen, "dnsbl-fail-open", false, "accept mail when a list cannot be asked (default: answer 4xx)")
+	fs.StringVar(&s.redisAddr, "redis", "", "Redis `host:port` to share rate and harvest counters between relays (default: in memory)")
+	fs.IntVar(&s.harvest.Threshold, "harvest-threshold", 0, "unknown recipients from one source that start a hold (default 10; -1 turns the guard off)")
+	fs.DurationVar(&s.harvest.Window, "harvest-window", 0, "window for counting unknown recipients (default 10m)")
+	fs.DurationVar(&s.harvest.HoldTime, "harvest-hold", 0, "how long a harvesting source is answered 451 4.7.1 (default 30m)")
+	var msgRate, rcptRate string
+	fs.StringVar(&msgRate, "message-rate", "", "messages per client, `N/duration` (e.g. 100/1h); default unlimited")
+	fs.StringVar(&rcptRate, "recipient-rate", "", "recipients per client, `N/duration`; default unlimited")
 	return s, func() error {
+		var err error
+		if s.msgRate, err = parseRate(msgRate); err != nil {
+			return fmt.Errorf("-message-rate: %w", err)
+		}
+		if s.rcptRate, err = parseRate(rcptRate); err != nil {
+			return fmt.Errorf("-recipient-rate: %w", err)
+		}
 		s.dnsbl, s.dnswl, s.rhsbl, s.dnsResolvers = splitList(bl), splitList(wl), splitList(rhs), splitList(resolvers)
 		for _, d := range strings.Split(domains, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				s.domains = append(s.domains, strings.ToLower(d))
 			}
 		}
-		var err error
 		s.trusted, err = parsePrefixes(trusted)
 		return err
 	}
+}
+
+func parseRate(s string) (ratelimit.Rate, error) {
+	if s == "" {
+		return ratelimit.Rate{}, nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil || count <= 0 {
+		return ratelimit.Rate{}, fmt.Errorf("%q is not N/duration", s)
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil || d <= 0 {
+		return ratelimit.Rate{}, fmt.Errorf("%q is not N/duration", s)
+	}
+	return ratelimit.Rate{Count: count, Per: d}, nil
 }
 
 func splitList(s string) []string {
@@ -107,6 +138,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&s.spoolDir, "spool", "postern-spool", "spool `directory` for accepted mail")
 	fs.BoolVar(&s.greetLogOnly, "greet-pause-log-only", false, "log early talkers instead of refusing them (rollout)")
 	fs.Int64Var(&s.maxSize, "max-size", 10<<20, "maximum message size in `bytes`")
+	fs.IntVar(&s.clientRate, "client-rate", 0, "connections per minute per client (sendmail ClientRate; access ClientRate: entries win); 0 unlimited")
+	fs.IntVar(&s.clientConn, "client-conn", 0, "concurrent connections per client (sendmail ClientConn; access ClientConn: entries win); 0 unlimited")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -133,6 +166,7 @@ func serveWith(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer pol.Close()
 	sp, err := openSpool(s.spoolDir)
 	if err != nil {
 		return err
@@ -146,7 +180,19 @@ func serveWith(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	gl, err := greetpause.New(inner, greetpause.Config{LogOnly: s.greetLogOnly, Logger: log,
+	// TCP → connection limits → greet pause → connect stage → go-smtp: the
+	// cheapest refusal comes first.
+	rlCfg := ratelimit.ListenerConfig{DefaultClientRate: s.clientRate, DefaultClientConn: s.clientConn,
+		Hostname: s.hostname, Logger: log}
+	if pol.amap != nil {
+		rlCfg.ClientRate = func(ip netip.Addr) (int, bool) { return pol.amap.Current().ClientRate(ip) }
+		rlCfg.ClientConn = func(ip netip.Addr) (int, bool) { return pol.amap.Current().ClientConn(ip) }
+	}
+	limited, err := ratelimit.NewListener(inner, rlCfg)
+	if err != nil {
+		return err
+	}
+	gl, err := greetpause.New(limited, greetpause.Config{LogOnly: s.greetLogOnly, Logger: log,
 		Pause: func(ip netip.Addr) time.Duration { d, _ := pol.pause(ip); return d }})
 	if err != nil {
 		return err

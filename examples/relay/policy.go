@@ -11,6 +11,8 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/dnsbl"
+	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/smtpserver/access"
 )
 
@@ -28,18 +30,32 @@ type settings struct {
 	dnsResolvers []string
 	dnsblAtRcpt  bool
 	dnsFailOpen  bool
+	redisAddr    string
+	clientRate   int // connections per minute per client; 0 unlimited
+	clientConn   int // concurrent connections per client; 0 unlimited
+	msgRate      ratelimit.Rate
+	rcptRate     ratelimit.Rate
+	harvest      ratelimit.GuardConfig // Threshold < 0 turns the guard off
 	spoolDir     string
 	greetPause   time.Duration
 	greetLogOnly bool
 	maxSize      int64
 }
 
-// policy is the relay's chain and what the greet pause needs to know.
+// policy is the relay's chain and what the listeners need to know.
 type policy struct {
 	chain   *postern.Chain
 	amap    access.MapSource // nil without an access file
 	watcher *access.Watcher
+	store   ratelimit.Store // shared counters: memory, or Redis
+	closers []func() error
 	s       *settings
+}
+
+func (p *policy) Close() {
+	for _, c := range p.closers {
+		c()
+	}
 }
 
 // buildPolicy wires the filters in the order sendmail applies them: relay
@@ -62,7 +78,43 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 	if err != nil {
 		return nil, err
 	}
+	if p.store, err = ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}); err != nil {
+		return nil, err
+	}
+	if s.redisAddr != "" {
+		rs, err := redisstore.New(redisstore.Config{Addr: s.redisAddr})
+		if err != nil {
+			return nil, err
+		}
+		p.store = rs
+		p.closers = append(p.closers, rs.Close)
+	}
 	entries := []postern.Entry{{Filter: trustedNets(s.trusted)}, {Filter: relay}}
+	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
+		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
+			Recipients: s.rcptRate, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, postern.Entry{Filter: rl})
+	}
+	// The harvest guard comes before the recipient checks and watches
+	// their answers through the chain's observer.
+	if s.harvest.Threshold >= 0 {
+		gc := s.harvest
+		gc.Store, gc.Logger = p.store, log
+		g, err := ratelimit.NewGuard(gc)
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, postern.Entry{Filter: g})
+		if obs == nil {
+			obs = g.Observe
+		} else {
+			outer := obs
+			obs = func(ctx context.Context, d postern.Decision) { g.Observe(ctx, d); outer(ctx, d) }
+		}
+	}
 	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
 		f, err := dnsblFilter(s, log)
 		if err != nil {
