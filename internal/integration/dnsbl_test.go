@@ -15,7 +15,7 @@ import (
 // answers 421 rather than letting mail through unchecked.
 func TestDNSBLThroughRelay(t *testing.T) {
 	z := startDNS(t, map[string]string{"3.0.0.127.bl.test": "127.0.0.2"})
-	z.txt["3.0.0.127.bl.test."] = "listed for testing"
+	z.setTXT("3.0.0.127.bl.test", "listed for testing")
 	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
 		"-dnsbl", "bl.test", "-dns-resolver", z.addr)
 

@@ -78,6 +78,12 @@ func startDNS(t *testing.T, listed map[string]string) *dnsZone {
 	return z
 }
 
+func (z *dnsZone) setTXT(name, txt string) {
+	z.mu.Lock()
+	z.txt[strings.ToLower(dns.Fqdn(name))] = txt
+	z.mu.Unlock()
+}
+
 func (z *dnsZone) serve(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(req)
