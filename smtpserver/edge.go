@@ -72,6 +72,9 @@ type edgeConn struct {
 	authed      bool
 	errors      int
 	deadline    time.Time // whole-session deadline
+	readArmed   time.Time // when the read deadline was last set, and for
+	readArmedD  time.Duration
+	writeArmed  time.Time // when the write deadline was last set
 
 	closeOnce sync.Once
 	mu        sync.Mutex // guards shutting, idle, closed
@@ -117,8 +120,11 @@ func (e *edgeConn) shutdown() {
 	defer e.mu.Unlock()
 	e.shutting = true
 	if e.idle && !e.closed {
-		// Wake the blocked Read; readCommand then answers 421.
+		// Wake the blocked Read; readCommand then answers 421. The reader
+		// takes e.mu right after its read returns, so the next armRead sees
+		// that the deadline must be set again.
 		_ = e.nc.SetReadDeadline(time.Now())
+		e.readArmed = time.Time{}
 	}
 }
 
@@ -128,15 +134,35 @@ func (e *edgeConn) isShutting() bool {
 	return e.shutting
 }
 
+// rearmSlack is how stale a deadline may get before it is set again: an
+// eighth of the timeout, at most a second. Setting one is a timer update in
+// the runtime; doing it for every command and reply costs measurable
+// throughput, and a timeout that fires a little early does not matter.
+func rearmSlack(d time.Duration) time.Duration { return min(d/8, time.Second) }
+
 func (e *edgeConn) armRead(d time.Duration) error {
+	now := time.Now()
+	if d == e.readArmedD && now.Sub(e.readArmed) < rearmSlack(d) {
+		return nil
+	}
+	e.readArmed, e.readArmedD = now, d
 	t := time.Time{}
 	if d > 0 {
-		t = time.Now().Add(d)
+		t = now.Add(d)
 	}
 	if !e.deadline.IsZero() && (t.IsZero() || e.deadline.Before(t)) {
 		t = e.deadline
 	}
 	return e.nc.SetReadDeadline(t)
+}
+
+func (e *edgeConn) armWrite() error {
+	now := time.Now()
+	if now.Sub(e.writeArmed) < rearmSlack(e.srv.cfg.CommandTimeout) {
+		return nil
+	}
+	e.writeArmed = now
+	return e.nc.SetWriteDeadline(now.Add(e.srv.cfg.CommandTimeout))
 }
 
 // Read hands go-smtp at most one command line per call in command mode, and
@@ -546,7 +572,7 @@ func (e *edgeConn) writeCounted(p []byte, code int, final bool) (int, error) {
 			time.Sleep(cfg.ErrorSleep)
 		}
 	}
-	if err := e.nc.SetWriteDeadline(time.Now().Add(cfg.CommandTimeout)); err != nil {
+	if err := e.armWrite(); err != nil {
 		return 0, err
 	}
 	n, err := e.nc.Write(p)

@@ -49,7 +49,7 @@ func (s *session) received(t *postern.Txn) string {
 		b.WriteString(">")
 	}
 	b.WriteString("; ")
-	b.WriteString(s.srv.cfg.Now().Format(time.RFC1123Z))
+	b.WriteString(s.srv.cfg.Now().Format(time.RFC1123Z)) // RFC 5322 §3.3 date-time
 	return b.String()
 }
 

@@ -202,20 +202,20 @@ func (s *session) Data(r io.Reader) error {
 	t := s.txn.Clone()
 	s.mu.Unlock()
 	cfg := &s.srv.cfg
-	log := s.conn.Logger().With("txn_id", t.ID)
+	log := s.conn.Logger()
 
 	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size)
 	defer sp.Release()
 	if _, err := sp.ReadFrom(r); err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
-			log.Info("data refused", "stage", "data", "action", "reject", "code", se.Code, "reason", se.Message)
+			log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", se.Code, "reason", se.Message)
 			return se // 552 5.3.4 from go-smtp's size limit
 		}
 		if errors.Is(err, smtp.ErrDataReset) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return err // the client went away or reset; nobody reads a reply
 		}
-		log.Warn("spool failed", "stage", "data", "error", err)
+		log.Warn("spool failed", "txn_id", t.ID, "stage", "data", "error", err)
 		if isNoSpace(err) {
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
 		}
@@ -223,7 +223,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	m, err := postern.NewMessage(sp, sp.Size(), cfg.MaxHeaderBytes)
 	if err != nil {
-		log.Info("data refused", "stage", "data", "action", "reject", "code", 552, "reason", err.Error())
+		log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", 552, "reason", err.Error())
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header size exceeds limit"}
 	}
 	m.AddHeader("Received", s.received(t))
@@ -256,7 +256,7 @@ func (s *session) Data(r io.Reader) error {
 		default:
 			rep = postern.NewReply(451, postern.ESC(4, 3, 0), "Temporary local problem, try again later")
 		}
-		log.Warn("handoff failed", "stage", "handoff", "error", err, "code", rep.Code)
+		log.Warn("handoff failed", "txn_id", t.ID, "stage", "handoff", "error", err, "code", rep.Code)
 		s.logTxn(log, t, m, "tempfail", rep.Code, "", start)
 		return toSMTPError(rep)
 	}
@@ -271,11 +271,14 @@ func (s *session) Data(r io.Reader) error {
 
 // logTxn writes the one info line per transaction.
 func (s *session) logTxn(log *slog.Logger, t *postern.Txn, m *postern.Message, action string, code int, id string, start time.Time) {
+	if !log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
 	rcpts := make([]string, len(t.Rcpts))
 	for i, r := range t.Rcpts {
 		rcpts[i] = r.Addr
 	}
-	args := []any{"stage", "data", "action", action, "code", code, "from", t.From,
+	args := []any{"txn_id", t.ID, "stage", "data", "action", action, "code", code, "from", t.From,
 		"rcpts", rcpts, "size", m.Size(), "helo", s.conn.HELO, "tls", s.conn.TLS != nil}
 	if id != "" {
 		args = append(args, "queue_id", id)
