@@ -530,3 +530,34 @@ func TestPipelinedBodyAfterRefusedDATA(t *testing.T) {
 	assert.True(t, c.closed())
 	assert.Empty(t, h.all())
 }
+
+// Session tickets are off unless asked for: some large senders fail
+// STARTTLS against Go servers that send them.
+func TestSessionTicketsOffByDefault(t *testing.T) {
+	cert := selfSigned(t)
+	base := &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv, err := New(Config{Handoff: &memHandoff{}, TLSConfig: base})
+	require.NoError(t, err)
+	assert.True(t, srv.tlsConfig.SessionTicketsDisabled)
+	assert.False(t, base.SessionTicketsDisabled, "the caller's config is not changed")
+	srv, err = New(Config{Handoff: &memHandoff{}, TLSConfig: base, TLSSessionTickets: true})
+	require.NoError(t, err)
+	assert.False(t, srv.tlsConfig.SessionTicketsDisabled)
+
+	// Over the wire: a TLS 1.3 client with a session cache gets no ticket
+	// to resume with (with TLSSessionTickets the second connection does
+	// resume).
+	_, addr := startServer(t, Config{Handoff: &memHandoff{}, TLSConfig: base})
+	cache := tls.NewLRUClientSessionCache(4)
+	for i := range 2 {
+		c := dial(t, addr)
+		c.greet()
+		c.send("STARTTLS\r\n")
+		expect(t, c.reply(), "220")
+		tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true, ClientSessionCache: cache, ServerName: "mx.test"})
+		require.NoError(t, tc.Handshake())
+		c.c, c.br = tc, bufio.NewReader(tc)
+		expect(t, c.cmd("EHLO again.test"), "250") // gives the client time to read any ticket
+		assert.False(t, tc.ConnectionState().DidResume, "connection %d resumed", i)
+	}
+}
