@@ -58,10 +58,8 @@ func (p *policy) Close() {
 	}
 }
 
-// buildPolicy wires the filters in the order sendmail applies them: relay
-// control first at RCPT (so no "To: OK" can open the relay), then the
-// access map at every stage. Serving and the check command share it, so a
-// dry run answers what the server would.
+// buildPolicy wires the filters (see the order below). Serving and the
+// check command share it, so a dry run answers what the server would.
 func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, error) {
 	p := &policy{s: s}
 	if s.accessFile != "" {
@@ -89,7 +87,31 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 		p.store = rs
 		p.closers = append(p.closers, rs.Close)
 	}
-	entries := []postern.Entry{{Filter: trustedNets(s.trusted)}, {Filter: relay}}
+	// Order matters, as in sendmail's rulesets:
+	//  - access first: Connect: OK/RELAY exempts a client from DNS lists
+	//    (check_relay answers before the RBL rules); at RCPT its OK/RELAY
+	//    only continue, so it cannot open the relay;
+	//  - relay control before anything that could accept a recipient;
+	//  - the harvest guard before the recipient list, whose 550 5.1.1
+	//    answers it counts through the chain's observer.
+	entries := []postern.Entry{{Filter: trustedNets(s.trusted)}}
+	if p.amap != nil {
+		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		entries = append(entries, postern.Entry{Filter: af})
+	}
+	entries = append(entries, postern.Entry{Filter: relay})
+	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
+		f, err := dnsblFilter(s, log)
+		if err != nil {
+			return nil, err
+		}
+		// The filter applies its own per-zone error policy, so a lookup
+		// failure arrives as a verdict, not an error.
+		entries = append(entries, postern.Entry{Filter: f})
+	}
 	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
 		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
 			Recipients: s.rcptRate, Logger: log})
@@ -98,8 +120,6 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 		}
 		entries = append(entries, postern.Entry{Filter: rl})
 	}
-	// The harvest guard comes before the recipient checks and watches
-	// their answers through the chain's observer.
 	if s.harvest.Threshold >= 0 {
 		gc := s.harvest
 		gc.Store, gc.Logger = p.store, log
@@ -114,22 +134,6 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 			outer := obs
 			obs = func(ctx context.Context, d postern.Decision) { g.Observe(ctx, d); outer(ctx, d) }
 		}
-	}
-	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
-		f, err := dnsblFilter(s, log)
-		if err != nil {
-			return nil, err
-		}
-		// The filter applies its own per-zone error policy, so a lookup
-		// failure arrives as a verdict, not an error.
-		entries = append(entries, postern.Entry{Filter: f})
-	}
-	if p.amap != nil {
-		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, postern.Entry{Filter: af})
 	}
 	if s.recipients != "" {
 		rf, err := loadRecipients(s.recipients, s.domains)

@@ -32,6 +32,16 @@ func TestDNSBLThroughRelay(t *testing.T) {
 	assert.True(t, strings.HasPrefix(banner("127.0.0.2"), "220 "))
 	assert.True(t, strings.HasPrefix(banner("127.0.0.1"), "220 "), "trusted clients are not checked")
 
+	// "Connect:127.0.0.3 OK" in the access map exempts the client from the
+	// lists, as sendmail's check_relay answers before its DNSBL rules.
+	acc := writeFile(t, t.TempDir(), "access", "Connect:127.0.0.3 OK\n")
+	r3 := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "",
+		"-dnsbl", "bl.test", "-dns-resolver", z.addr, "-access", acc)
+	c3 := dialFrom(t, "127.0.0.3", r3.addr)
+	_ = c3.SetReadDeadline(time.Now().Add(20 * time.Second))
+	l3, _ := bufio.NewReader(c3).ReadString('\n')
+	assert.True(t, strings.HasPrefix(l3, "220 "), l3)
+
 	// A second relay whose DNS server does not answer: temporary failure.
 	r2 := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "",
 		"-dnsbl", "bl.test", "-dns-resolver", "127.0.0.1:9") // discard port: nothing answers
