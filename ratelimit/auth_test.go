@@ -24,7 +24,7 @@ func TestAuthLimiter(t *testing.T) {
 	for range 2 {
 		assert.Equal(t, postern.Continue, a.CheckAuth(ctx, ipKey, userKey).Action)
 		require.NoError(t, a.RecordAuthFailure(ctx, ipKey, userKey))
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 	}
 	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, ipKey, userKey).Action)
 	// The third failure within the window blocks both keys.
@@ -41,7 +41,7 @@ func TestAuthLimiter(t *testing.T) {
 	assert.True(t, blocked)
 	assert.Equal(t, 15*time.Minute, left)
 
-	clk.Add(15 * time.Minute)
+	clk.Advance(15 * time.Minute)
 	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, ipKey, userKey).Action, "the block ends by itself")
 
 	st := a.Stats()
@@ -71,7 +71,7 @@ func TestAuthLimiterWindow(t *testing.T) {
 	// A user mistyping now and then is never blocked.
 	for range 20 {
 		require.NoError(t, a.RecordAuthFailure(ctx, key))
-		clk.Add(3 * time.Minute)
+		clk.Advance(3 * time.Minute)
 	}
 	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, key).Action)
 }

@@ -48,7 +48,7 @@ func TestFilterMessagesAndRecipients(t *testing.T) {
 		{0, postern.StageMail, "192.0.2.7", tooMuch},
 	}
 	for i, s := range steps {
-		clk.Add(s.advance)
+		clk.Advance(s.advance)
 		c.Remote = conn(s.ip).Remote
 		var v postern.Verdict
 		if s.stage == postern.StageMail {
@@ -157,7 +157,7 @@ func TestFilterStoreDown(t *testing.T) {
 	assert.Contains(t, recs[0]["error"], "connection refused")
 
 	// Ten seconds on, the next error is logged with the count it skipped.
-	clk.Add(storeErrorLogInterval)
+	clk.Advance(storeErrorLogInterval)
 	_, _ = open.CheckRcpt(ctx, c, &postern.Txn{}, &postern.Rcpt{})
 	recs = logs.records(t, "rate-limit store failed")
 	require.Len(t, recs, 2)

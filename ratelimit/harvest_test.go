@@ -41,7 +41,7 @@ func TestGuardThresholdHoldRecovery(t *testing.T) {
 		c := conn("192.0.2.7")
 		c.ID = "c" + string(rune('a'+i))
 		g.Observe(ctx, unknownUser(c))
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 	}
 	assert.Equal(t, postern.Continue, rcptAction(t, g, conn("192.0.2.7")).Action)
 
@@ -67,9 +67,9 @@ func TestGuardThresholdHoldRecovery(t *testing.T) {
 
 	// Still held just before the hold ends, served again after, with no
 	// one's help.
-	clk.Add(30*time.Minute - time.Second)
+	clk.Advance(30*time.Minute - time.Second)
 	assert.Equal(t, postern.TempFail, rcptAction(t, g, conn("192.0.2.7")).Action)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	assert.Equal(t, postern.Continue, rcptAction(t, g, conn("192.0.2.7")).Action)
 
 	st := g.Stats()
@@ -96,7 +96,7 @@ func TestGuardWindow(t *testing.T) {
 	// A slow prober (one per 6 minutes) never fills a 10-minute window.
 	for range 10 {
 		require.NoError(t, g.RecordUnknown(ctx, ip))
-		clk.Add(6 * time.Minute)
+		clk.Advance(6 * time.Minute)
 	}
 	held, _, _ := g.Held(ctx, ip)
 	assert.False(t, held)
@@ -241,7 +241,7 @@ func TestGuardInChain(t *testing.T) {
 	v, _ = ch.CheckConnect(ctx, conn("198.51.100.23"))
 	assert.Equal(t, "421 4.7.1 Too many unknown recipients from 198.51.100.23, try again later", v.Reply.Error())
 
-	clk.Add(time.Hour)
+	clk.Advance(time.Hour)
 	v, _ = ch.CheckRcpt(ctx, conn("198.51.100.23"), tx, &postern.Rcpt{Addr: "postmaster@example.test"})
 	assert.Equal(t, postern.Continue, v.Action, "recovered by itself")
 }

@@ -38,7 +38,7 @@ func TestLimitersAllow(t *testing.T) {
 		{time.Hour + time.Minute, "a", true},
 	}
 	for i, s := range steps {
-		clk.Add(s.advance)
+		clk.Advance(s.advance)
 		assert.Equal(t, s.want, l.Allow(s.key, r), "step %d", i)
 	}
 
@@ -67,7 +67,7 @@ func TestLimitersRateChangeKeepsTokens(t *testing.T) {
 	// by the change, but refills at the new rate (one per 6 s).
 	r10 := Rate{Count: 10, Per: time.Minute}
 	assert.False(t, l.Allow("k", r10))
-	clk.Add(6 * time.Second)
+	clk.Advance(6 * time.Second)
 	assert.True(t, l.Allow("k", r10))
 	assert.False(t, l.Allow("k", r10))
 }
@@ -107,7 +107,7 @@ func TestLimitersIdleFullBucketsDropped(t *testing.T) {
 	require.Equal(t, 100, l.Len())
 	// After a minute every old bucket is full again: equivalent to no
 	// bucket. New keys sweep them from the LRU end, two per insert.
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	for i := range 60 {
 		l.Allow(fmt.Sprintf("new%d", i), r)
 	}
@@ -193,24 +193,24 @@ func TestMemoryStore(t *testing.T) {
 		n, err := m.Incr(ctx, "c", time.Minute)
 		require.NoError(t, err)
 		assert.Equal(t, want, n)
-		clk.Add(10 * time.Second)
+		clk.Advance(10 * time.Second)
 	}
-	clk.Add(30 * time.Second) // 60 s after the first
+	clk.Advance(30 * time.Second) // 60 s after the first
 	n, _ := m.Incr(ctx, "c", time.Minute)
 	assert.Equal(t, int64(1), n, "a new window")
 
 	held, _, _ := m.Held(ctx, "h")
 	assert.False(t, held)
 	require.NoError(t, m.Hold(ctx, "h", time.Minute))
-	clk.Add(15 * time.Second)
+	clk.Advance(15 * time.Second)
 	held, left, _ := m.Held(ctx, "h")
 	assert.True(t, held)
 	assert.Equal(t, 45*time.Second, left)
 	require.NoError(t, m.Hold(ctx, "h", time.Minute), "a new hold replaces the old")
-	clk.Add(50 * time.Second)
+	clk.Advance(50 * time.Second)
 	held, _, _ = m.Held(ctx, "h")
 	assert.True(t, held)
-	clk.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	held, _, _ = m.Held(ctx, "h")
 	assert.False(t, held, "expired by itself")
 
@@ -252,7 +252,7 @@ func TestTablePrefersDeadOverLive(t *testing.T) {
 	for _, k := range []string{"b1", "b2", "b3"} {
 		_, _ = m.Take(ctx, k, r, 1)
 	}
-	clk.Add(2 * time.Second) // the buckets are full again: dead; the hold is not
+	clk.Advance(2 * time.Second) // the buckets are full again: dead; the hold is not
 	for _, k := range []string{"n1", "n2", "n3"} {
 		_, _ = m.Take(ctx, k, r, 1)
 	}

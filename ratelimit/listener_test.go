@@ -199,9 +199,9 @@ func TestListenerRate(t *testing.T) {
 	}
 	assert.Equal(t, "421 4.7.0 Error: connection rate limit exceeded for 127.0.0.1", refusedThenEOF(t, addr))
 	// 2 per minute is one every 30 s.
-	clk.Add(29 * time.Second)
+	clk.Advance(29 * time.Second)
 	assert.Contains(t, refusedThenEOF(t, addr), "421 4.7.0")
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	b, _ := dial(t, addr)
 	assert.Equal(t, "220 test ESMTP", b)
 	_ = s.next(t)
