@@ -35,6 +35,7 @@ import (
 
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
+	"github.com/postern/postern/smtpserver/access"
 	"github.com/postern/postern/smtpserver/greetpause"
 )
 
@@ -139,7 +140,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.BoolVar(&s.greetLogOnly, "greet-pause-log-only", false, "log early talkers instead of refusing them (rollout)")
 	fs.Int64Var(&s.maxSize, "max-size", 10<<20, "maximum message size in `bytes`")
 	fs.IntVar(&s.clientRate, "client-rate", 0, "connections per minute per client (sendmail ClientRate; access ClientRate: entries win); 0 unlimited")
-	fs.IntVar(&s.clientConn, "client-conn", 0, "concurrent connections per client (sendmail ClientConn; access ClientConn: entries win); 0 unlimited")
+	fs.IntVar(&s.clientConn, "client-conn", 50, "concurrent connections per client (sendmail ClientConn; access ClientConn: entries win; Postfix's default 50); 0 unlimited")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -182,11 +183,9 @@ func serveWith(s *settings, log *slog.Logger) error {
 	}
 	// TCP → connection limits → greet pause → connect stage → go-smtp: the
 	// cheapest refusal comes first.
-	rlCfg := ratelimit.ListenerConfig{DefaultClientRate: s.clientRate, DefaultClientConn: s.clientConn,
-		Hostname: s.hostname, Logger: log}
-	if pol.amap != nil {
-		rlCfg.ClientRate = func(ip netip.Addr) (int, bool) { return pol.amap.Current().ClientRate(ip) }
-		rlCfg.ClientConn = func(ip netip.Addr) (int, bool) { return pol.amap.Current().ClientConn(ip) }
+	rlCfg := ratelimit.ListenerConfig{Hostname: s.hostname, Logger: log,
+		ClientRate: func(ip netip.Addr) (int, bool) { return pol.clientLimit(ip, s.clientRate, (*access.Map).ClientRate) },
+		ClientConn: func(ip netip.Addr) (int, bool) { return pol.clientLimit(ip, s.clientConn, (*access.Map).ClientConn) },
 	}
 	limited, err := ratelimit.NewListener(inner, rlCfg)
 	if err != nil {

@@ -223,6 +223,23 @@ func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
 	return p.s.greetPause, "default"
 }
 
+// clientLimit is a connection limit for a client: none for trusted
+// networks (as Postfix exempts mynetworks from its anvil limits), the access
+// map's ClientRate:/ClientConn: entry if any, else the default.
+func (p *policy) clientLimit(ip netip.Addr, def int, lookup func(*access.Map, netip.Addr) (int, bool)) (int, bool) {
+	for _, n := range p.s.trusted {
+		if n.Contains(ip) {
+			return 0, true
+		}
+	}
+	if p.amap != nil {
+		if n, ok := lookup(p.amap.Current(), ip); ok {
+			return n, true
+		}
+	}
+	return def, true
+}
+
 func parsePrefixes(list string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {

@@ -212,25 +212,30 @@ func TestSmtplibExtensions(t *testing.T) {
 	assert.NotContains(t, file, "\tfor <", "no 'for' clause with two recipients")
 }
 
-// A thousand silent connections do not keep another client from being
-// served; bad input gets proper replies.
+// A client that opens a thousand connections and goes silent gets 50 (the
+// per-client limit, Postfix's default) and 421 for the rest; other clients
+// are served meanwhile. Bad input gets proper replies.
 func TestSilentFloodAndBadInput(t *testing.T) {
 	swaks := need(t, "swaks")
-	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1")
 	var conns []net.Conn
 	for i := 0; i < 1000; i++ {
-		c, err := net.DialTimeout("tcp", r.addr, 10*time.Second)
-		require.NoError(t, err)
-		conns = append(conns, c)
+		conns = append(conns, dialFrom(t, "127.0.0.2", r.addr))
 	}
-	defer func() {
-		for _, c := range conns {
-			c.Close()
+	refused := 0
+	for _, c := range conns[50:] {
+		if got := readAll(c, 10*time.Second); strings.HasPrefix(got, "421 4.7.0 ") {
+			refused++
 		}
-	}()
+	}
+	assert.Equal(t, 950, refused)
 	out, err := exec.Command(swaks, "--server", r.addr, "--to", "x@example.test", "--from", "y@example.net").CombinedOutput()
 	require.NoError(t, err, string(out))
 	assert.Regexp(t, queuedRE, string(out))
+	other := dialFrom(t, "127.0.0.3", r.addr)
+	_ = other.SetReadDeadline(time.Now().Add(10 * time.Second))
+	banner, _ := bufio.NewReader(other).ReadString('\n')
+	assert.True(t, strings.HasPrefix(banner, "220 "), banner)
 
 	c := dialFrom(t, "127.0.0.1", r.addr)
 	br := bufio.NewReader(c)
