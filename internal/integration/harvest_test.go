@@ -45,7 +45,7 @@ func TestHarvestGuardSharedThroughRedis(t *testing.T) {
 // Connection limits from the command line: a third concurrent connection
 // from one client is refused with 421 while others are served.
 func TestClientConnLimit(t *testing.T) {
-	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-client-conn", "2")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1", "-client-conn", "2")
 	c1 := dialFrom(t, "127.0.0.2", r.addr)
 	c2 := dialFrom(t, "127.0.0.2", r.addr)
 	for _, c := range []interface{ Read([]byte) (int, error) }{c1, c2} {
