@@ -456,6 +456,9 @@ func parseIPv6Key(s string) (ki keyInfo, isNet bool, err string) {
 		return ki, true, ""
 	}
 	groups := strings.Split(s, ":")
+	if len(groups) > 8 {
+		return keyInfo{}, false, fmt.Sprintf("malformed IPv6 address %q: more than 8 groups", s)
+	}
 	var b [16]byte
 	for i, g := range groups {
 		if g == "" || len(g) > 4 {
