@@ -62,7 +62,9 @@ func FuzzKey(f *testing.F) {
 		b[i/8] ^= 0x80 >> (i % 8)
 		other, _ := netip.AddrFromSlice(b)
 		ko := IPKey(other, c)
-		if (i < bits) == (ko == key) {
+		// Unless the flip turned an IPv6 address into an IPv4-mapped one,
+		// which is keyed as IPv4 (another family, not a bit of this one).
+		if !other.Is4In6() && (i < bits) == (ko == key) {
 			t.Fatalf("%v and %v (bit %d flipped) in class /%d: keys %q and %q", u, other, i, bits, key, ko)
 		}
 
