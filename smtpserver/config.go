@@ -47,6 +47,13 @@ type PasswordChecker interface {
 	CheckPassword(ctx context.Context, c *postern.Conn, user, password string) error
 }
 
+// AuthLimiter limits failed SMTP AUTH attempts. CheckAuth returns a
+// non-Continue verdict to refuse an attempt; RecordAuthFailure counts one.
+type AuthLimiter interface {
+	CheckAuth(ctx context.Context, keys ...string) postern.Verdict
+	RecordAuthFailure(ctx context.Context, keys ...string) error
+}
+
 // Config configures a Server. The zero value of every field is its
 // documented default; Handoff is the only required field.
 type Config struct {
@@ -125,6 +132,15 @@ type Config struct {
 	// TLS unless AllowInsecureAuth.
 	Auth              PasswordChecker
 	AllowInsecureAuth bool
+	// AuthLimit, if set, slows password guessing: it is asked before each
+	// AUTH and before each password check, and told of each failure
+	// (ratelimit.AuthLimiter implements it). A refusal is answered with
+	// its reply, 454 4.7.0 by default (RFC 4954 §6).
+	AuthLimit AuthLimiter
+	// AuthKeys names what AuthLimit counts for a client and the user name
+	// tried ("" before the name is known). nil means the client IP alone,
+	// as "ip:<addr>".
+	AuthKeys func(c *postern.Conn, user string) []string
 
 	// DisableSMTPUTF8 and DisableDSN turn off the RFC 6531 and RFC 3461
 	// extensions, which are on by default.
@@ -179,6 +195,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.NewID == nil {
 		cfg.NewID = NewID
+	}
+	if cfg.AuthKeys == nil {
+		cfg.AuthKeys = func(c *postern.Conn, _ string) []string { return []string{"ip:" + c.RemoteAddr().String()} }
 	}
 	switch {
 	case cfg.MaxMessageBytes < 0, cfg.MaxRecipients < 0, cfg.MaxHeaderBytes < 0, cfg.SpoolMemoryBytes < 0:

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/ratelimit"
 )
 
 func TestTransactionQueued(t *testing.T) {
@@ -560,4 +561,25 @@ func TestSessionTicketsOffByDefault(t *testing.T) {
 		expect(t, c.cmd("EHLO again.test"), "250") // gives the client time to read any ticket
 		assert.False(t, tc.ConnectionState().DidResume, "connection %d resumed", i)
 	}
+}
+
+// Password guessing is slowed by an AuthLimiter: here the real one from
+// ratelimit, counting failures per client address.
+func TestAuthLimit(t *testing.T) {
+	lim, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{MaxFailures: 3})
+	require.NoError(t, err)
+	_, addr := startServer(t, Config{Handoff: &memHandoff{}, Auth: passwords{"u": "p"}, AllowInsecureAuth: true, AuthLimit: lim})
+	c := dial(t, addr)
+	c.greet()
+	plain := func(user, pass string) string {
+		return "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+pass))
+	}
+	for range 3 {
+		expect(t, c.cmd(plain("u", "wrong")), "535 5.7.8")
+	}
+	// Blocked now, even with the right password, and from a new session.
+	expect(t, c.cmd(plain("u", "p")), "454 4.7.0")
+	c2 := dial(t, addr)
+	c2.greet()
+	expect(t, c2.cmd(plain("u", "p")), "454 4.7.0")
 }

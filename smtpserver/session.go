@@ -293,6 +293,25 @@ func (s *session) logTxn(log *slog.Logger, t *postern.Txn, m *postern.Message, a
 	log.Info("message", args...)
 }
 
+// authAllowed asks the AUTH limiter, if any, about this client (and user,
+// once known).
+func (s *session) authAllowed(ctx context.Context, user string) error {
+	cfg := &s.srv.cfg
+	if cfg.AuthLimit == nil {
+		return nil
+	}
+	v := cfg.AuthLimit.CheckAuth(ctx, cfg.AuthKeys(s.conn, user)...)
+	if v.Action == postern.Continue || v.Action == postern.Accept {
+		return nil
+	}
+	rep := v.Reply
+	if rep.IsZero() || rep.Code/100 == 2 {
+		rep = postern.NewReply(454, postern.ESC(4, 7, 0), "Temporary authentication failure")
+	}
+	s.conn.Logger().Info("auth refused", "stage", "auth", "action", v.Action.String(), "code", rep.Code, "user", user, "reason", v.Reason)
+	return toSMTPError(rep)
+}
+
 // AuthMechanisms offers PLAIN and LOGIN when a checker is configured and
 // the channel is encrypted (or insecure auth is allowed).
 func (s *session) AuthMechanisms() []string {
@@ -314,12 +333,24 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.st.tlsState() == nil && !cfg.AllowInsecureAuth {
 		return nil, errAuthTLS // RFC 4954 §4
 	}
+	ctx := context.Background()
+	if err := s.authAllowed(ctx, ""); err != nil {
+		return nil, err
+	}
 	check := func(identity, user, pass string) error {
 		if identity != "" && identity != user {
 			return smtp.ErrAuthFailed // no proxy authorization
 		}
-		if err := cfg.Auth.CheckPassword(context.Background(), s.conn, user, pass); err != nil {
+		if err := s.authAllowed(ctx, user); err != nil {
+			return err
+		}
+		if err := cfg.Auth.CheckPassword(ctx, s.conn, user, pass); err != nil {
 			s.conn.Logger().Info("auth failed", "stage", "auth", "action", "reject", "code", 535, "user", user)
+			if cfg.AuthLimit != nil {
+				if lerr := cfg.AuthLimit.RecordAuthFailure(ctx, cfg.AuthKeys(s.conn, user)...); lerr != nil {
+					s.conn.Logger().Warn("auth failure not recorded", "stage", "auth", "error", lerr)
+				}
+			}
 			return smtp.ErrAuthFailed
 		}
 		s.conn.AuthUser, s.conn.AuthMech = user, mech
