@@ -39,7 +39,9 @@
 // RFC 3848 protocol keywords, TLS cipher) recorded as an edit. Size limits
 // answer 552 5.3.4, too many recipients 452 4.5.3, a full disk at hand-off
 // 452 4.3.1. SMTP AUTH PLAIN and LOGIN are offered over TLS when Config.Auth
-// is set; RequireAuth answers MAIL with 530 5.7.0 (RFC 4954 §6).
+// is set; RequireAuth answers MAIL with 530 5.7.0 (RFC 4954 §6), and
+// AuthLimit (ratelimit.AuthLimiter fits) answers 454 4.7.0 to a client or
+// user past its allowance of failures.
 // SMTPUTF8, 8BITMIME, PIPELINING, CHUNKING and DSN (RFC 3461) are advertised;
 // DSN parameters reach the policy in postern.Txn and postern.Rcpt.
 //
