@@ -80,6 +80,7 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	fs.BoolVar(&s.dnsblAtRcpt, "dnsbl-at-rcpt", false, "refuse listed clients at RCPT (logs name sender and recipient) instead of before the banner")
 	fs.BoolVar(&s.dnsFailOpen, "dnsbl-fail-open", false, "accept mail when a list cannot be asked (default: answer 4xx)")
 	fs.StringVar(&s.redisAddr, "redis", "", "Redis `host:port` to share rate and harvest counters between relays (default: in memory)")
+	fs.BoolVar(&s.storeClosed, "redis-fail-closed", false, "answer 451 4.3.0 when Redis cannot be asked (default: fail open, log and count)")
 	fs.IntVar(&s.harvest.Threshold, "harvest-threshold", 0, "unknown recipients from one source that start a hold (default 10; -1 turns the guard off)")
 	fs.DurationVar(&s.harvest.Window, "harvest-window", 0, "window for counting unknown recipients (default 10m)")
 	fs.DurationVar(&s.harvest.HoldTime, "harvest-hold", 0, "how long a harvesting source is answered 451 4.7.1 (default 30m)")

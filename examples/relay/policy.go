@@ -31,6 +31,7 @@ type settings struct {
 	dnsblAtRcpt  bool
 	dnsFailOpen  bool
 	redisAddr    string
+	storeClosed  bool // fail closed (451 4.3.0) when the counter store is down
 	clientRate   int // connections per minute per client; 0 unlimited
 	clientConn   int // concurrent connections per client; 0 unlimited
 	msgRate      ratelimit.Rate
@@ -114,7 +115,7 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 	}
 	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
 		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
-			Recipients: s.rcptRate, Logger: log})
+			Recipients: s.rcptRate, FailClosed: s.storeClosed, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -122,7 +123,7 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 	}
 	if s.harvest.Threshold >= 0 {
 		gc := s.harvest
-		gc.Store, gc.Logger = p.store, log
+		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.storeClosed
 		g, err := ratelimit.NewGuard(gc)
 		if err != nil {
 			return nil, err

@@ -63,3 +63,25 @@ func TestClientConnLimit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "220 ", string(buf))
 }
+
+// Redis vanishing mid-run: by default the relay fails open (mail flows,
+// a log line says why); with -redis-fail-closed it answers 451 4.3.0.
+func TestRedisVanishes(t *testing.T) {
+	need(t, "python3")
+	redisAddr, stopRedis := startRedis(t)
+	rcpts := writeFile(t, t.TempDir(), "recipients", "alice@example.test\n")
+	common := []string{"-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
+		"-recipients", rcpts, "-redis", redisAddr}
+	open := startRelay(t, common...)
+	closed := startRelay(t, append(common, "-redis-fail-closed")...)
+	for _, r := range []*relay{open, closed} {
+		got := runDialog(t, r.addr, "127.0.0.2", "MAIL FROM:<a@example.net>", "RCPT TO:<alice@example.test>")
+		require.True(t, strings.HasPrefix(got[1], "250 "), got[1])
+	}
+	stopRedis()
+	got := runDialog(t, open.addr, "127.0.0.2", "MAIL FROM:<a@example.net>", "RCPT TO:<alice@example.test>")
+	assert.True(t, strings.HasPrefix(got[1], "250 "), "fail open: %s", got[1])
+	assert.Contains(t, open.logs(), "store")
+	got = runDialog(t, closed.addr, "127.0.0.2", "MAIL FROM:<a@example.net>", "RCPT TO:<alice@example.test>")
+	assert.True(t, strings.HasPrefix(got[1], "451 4.3.0"), "fail closed: %s", got[1])
+}
