@@ -32,8 +32,8 @@ type settings struct {
 	dnsFailOpen  bool
 	redisAddr    string
 	storeClosed  bool // fail closed (451 4.3.0) when the counter store is down
-	clientRate   int // connections per minute per client; 0 unlimited
-	clientConn   int // concurrent connections per client; 0 unlimited
+	clientRate   int  // connections per minute per client; 0 unlimited
+	clientConn   int  // concurrent connections per client; 0 unlimited
 	msgRate      ratelimit.Rate
 	rcptRate     ratelimit.Rate
 	harvest      ratelimit.GuardConfig // Threshold < 0 turns the guard off
