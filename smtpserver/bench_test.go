@@ -24,7 +24,7 @@ func (bareBackend) NewSession(*smtp.Conn) (smtp.Session, error) { return bareSes
 
 type bareSession struct{}
 
-func (bareSession) Reset()                               { _ = 0 }
+func (bareSession) Reset()                               {}
 func (bareSession) Logout() error                        { return nil }
 func (bareSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (bareSession) Rcpt(string, *smtp.RcptOptions) error { return nil }
