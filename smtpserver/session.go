@@ -19,21 +19,16 @@ type backend struct{ srv *Server }
 
 // NewSession runs when go-smtp sees the first HELO/EHLO (and never again:
 // a later EHLO only resets, which the session notices by the greeting
-// sequence number).
+// sequence number). The connection is always one of our edges.
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	s := b.srv
 	e, ok := c.Conn().(*edgeConn)
 	if !ok {
-		// Served without Listen (a go-smtp server of the caller's): no edge,
-		// so the connect stage runs now and its answer goes to HELO.
-		st := s.newConnState(c.Conn())
-		st.setGreeting(c.Hostname(), true)
-		if v, ok := s.checkConnect(context.Background(), st); !ok {
-			return nil, toSMTPError(v.Reply)
-		}
-		e = &edgeConn{st: st, srv: s}
+		// Server.Serve always puts the edge in front of go-smtp.
+		return nil, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Internal error"}
 	}
-	sess := &session{srv: s, st: e.st, conn: e.st.conn}
+	st := e.st
+	sess := &session{srv: s, st: st, conn: st.conn}
 	if err := sess.checkHelo(); err != nil {
 		return nil, err
 	}
