@@ -583,3 +583,32 @@ func TestAuthLimit(t *testing.T) {
 	c2.greet()
 	expect(t, c2.cmd(plain("u", "p")), "454 4.7.0")
 }
+
+// A Discard or Quarantine decided at connect applies to every transaction
+// of the connection.
+func TestConnectDiscardAndQuarantine(t *testing.T) {
+	for _, v := range []postern.Verdict{postern.Discarded("bad neighbourhood"), postern.Quarantined("suspicious")} {
+		t.Run(v.Action.String(), func(t *testing.T) {
+			h := &memHandoff{}
+			pol := postern.ConnectFunc("mark", func(context.Context, *postern.Conn) (postern.Verdict, error) { return v, nil })
+			_, addr := startServer(t, Config{Handoff: h, Policy: pol})
+			c := dial(t, addr)
+			c.greet()
+			for range 2 {
+				expect(t, c.cmd("MAIL FROM:<a@x.test>"), "250")
+				expect(t, c.cmd("RCPT TO:<b@y.test>"), "250")
+				expect(t, c.cmd("DATA"), "354")
+				expect(t, c.cmd("Subject: x\r\n\r\nx\r\n."), "250 2.0.0 Ok: queued as")
+			}
+			msgs := h.all()
+			if v.Action == postern.Discard {
+				assert.Empty(t, msgs)
+				return
+			}
+			require.Len(t, msgs, 2)
+			for _, m := range msgs {
+				assert.Equal(t, "suspicious", m.txn.Quarantine)
+			}
+		})
+	}
+}
