@@ -16,7 +16,7 @@ func TestAuthLimiter(t *testing.T) {
 	clk := newClock()
 	var logs logBuf
 	a, err := NewAuthLimiter(AuthConfig{MaxFailures: 3, Window: 10 * time.Minute, Block: 15 * time.Minute,
-		Logger: logs.logger(), Now: clk.Now})
+		Logger: logs.Logger(), Now: clk.Now})
 	require.NoError(t, err)
 	ipKey := IPKey(mustAddr("192.0.2.7"), Class{})
 	userKey := UserKey("alice")
@@ -48,7 +48,7 @@ func TestAuthLimiter(t *testing.T) {
 	assert.Equal(t, uint64(6), st.Failures)
 	assert.Equal(t, uint64(2), st.Blocks)
 	assert.Equal(t, uint64(2), st.Refused)
-	recs := logs.records(t, "too many AUTH failures: blocking AUTH")
+	recs := logs.Records(t, "too many AUTH failures: blocking AUTH")
 	require.Len(t, recs, 2)
 	assert.Equal(t, "auth", recs[0]["stage"])
 	assert.Equal(t, "block", recs[0]["action"])

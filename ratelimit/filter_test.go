@@ -137,7 +137,7 @@ func TestFilterStoreDown(t *testing.T) {
 	clk := newClock()
 	var logs logBuf
 	open, err := NewFilter(FilterConfig{Store: failingStore{}, Messages: Rate{Count: 1, Per: time.Minute},
-		Recipients: Rate{Count: 1, Per: time.Minute}, Logger: logs.logger(), Now: clk.Now})
+		Recipients: Rate{Count: 1, Per: time.Minute}, Logger: logs.Logger(), Now: clk.Now})
 	require.NoError(t, err)
 	c := conn("192.0.2.7")
 	for range 100 {
@@ -147,7 +147,7 @@ func TestFilterStoreDown(t *testing.T) {
 		assert.Contains(t, v.Reason, "failing open")
 	}
 	assert.Equal(t, uint64(100), open.Stats().StoreErrors)
-	recs := logs.records(t, "rate-limit store failed")
+	recs := logs.Records(t, "rate-limit store failed")
 	require.Len(t, recs, 1, "one log line, not one per call")
 	assert.Equal(t, "WARN", recs[0]["level"])
 	assert.Equal(t, "fail-open", recs[0]["action"])
@@ -159,7 +159,7 @@ func TestFilterStoreDown(t *testing.T) {
 	// Ten seconds on, the next error is logged with the count it skipped.
 	clk.Advance(storeErrorLogInterval)
 	_, _ = open.CheckRcpt(ctx, c, &postern.Txn{}, &postern.Rcpt{})
-	recs = logs.records(t, "rate-limit store failed")
+	recs = logs.Records(t, "rate-limit store failed")
 	require.Len(t, recs, 2)
 	assert.EqualValues(t, 99, recs[1]["suppressed"])
 	assert.Equal(t, "rcpt", recs[1]["stage"])

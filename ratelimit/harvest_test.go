@@ -32,7 +32,7 @@ func TestGuardThresholdHoldRecovery(t *testing.T) {
 	clk := newClock()
 	var logs logBuf
 	g, err := NewGuard(GuardConfig{Threshold: 10, Window: 10 * time.Minute, HoldTime: 30 * time.Minute,
-		Logger: logs.logger(), Now: clk.Now})
+		Logger: logs.Logger(), Now: clk.Now})
 	require.NoError(t, err)
 	assert.Equal(t, "harvest-guard", g.Name())
 
@@ -77,7 +77,7 @@ func TestGuardThresholdHoldRecovery(t *testing.T) {
 	assert.Equal(t, uint64(1), st.Holds)
 	assert.Equal(t, uint64(2), st.Refused)
 
-	recs := logs.records(t, "directory harvest suspected: holding source")
+	recs := logs.Records(t, "directory harvest suspected: holding source")
 	require.Len(t, recs, 1)
 	assert.Equal(t, "WARN", recs[0]["level"])
 	assert.Equal(t, "192.0.2.7", recs[0]["remote_ip"])
@@ -263,7 +263,7 @@ func TestGuardRelease(t *testing.T) {
 func TestGuardStoreDown(t *testing.T) {
 	ctx := context.Background()
 	var logs logBuf
-	g, err := NewGuard(GuardConfig{Store: failingStore{}, AtConnect: true, Logger: logs.logger()})
+	g, err := NewGuard(GuardConfig{Store: failingStore{}, AtConnect: true, Logger: logs.Logger()})
 	require.NoError(t, err)
 	c := conn("192.0.2.7")
 	for range 10 {
@@ -273,7 +273,7 @@ func TestGuardStoreDown(t *testing.T) {
 	err = g.RecordUnknown(ctx, mustAddr("192.0.2.7"))
 	assert.ErrorIs(t, err, ErrStoreUnavailable)
 	assert.Equal(t, uint64(21), g.Stats().StoreErrors)
-	assert.Len(t, logs.records(t, "rate-limit store failed"), 1)
+	assert.Len(t, logs.Records(t, "rate-limit store failed"), 1)
 
 	gc, err := NewGuard(GuardConfig{Store: failingStore{}, FailClosed: true, AtConnect: true})
 	require.NoError(t, err)

@@ -112,7 +112,7 @@ func TestListenerConcurrency(t *testing.T) {
 			return 2, true
 		},
 		Hostname: "mx.example.test",
-		Logger:   logs.logger(),
+		Logger:   logs.Logger(),
 	})
 	s := serve(t, l)
 	addr := l.Addr().String()
@@ -150,7 +150,7 @@ func TestListenerConcurrency(t *testing.T) {
 	assert.Zero(t, s.errs)
 	s.mu.Unlock()
 
-	recs := logs.records(t, "connection refused")
+	recs := logs.Records(t, "connection refused")
 	require.Len(t, recs, 3)
 	assert.Equal(t, "127.0.0.1", recs[0]["remote_ip"])
 	assert.Equal(t, "connect", recs[0]["stage"])

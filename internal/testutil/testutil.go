@@ -1,11 +1,14 @@
 // Package testutil holds small helpers shared by Postern's tests: a manual
-// clock, so tests move time instead of sleeping, and a buffer that several
+// clock, so tests move time instead of sleeping, and buffers that several
 // goroutines may log into.
 package testutil
 
 import (
+	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -48,4 +51,33 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// LogBuffer collects JSON log records from several goroutines.
+type LogBuffer struct {
+	SyncBuffer
+}
+
+// Logger returns a JSON logger at Debug level that writes into b.
+func (b *LogBuffer) Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Records returns the records whose message is msg, or all with msg "".
+func (b *LogBuffer) Records(t testing.TB, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if msg == "" || m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -335,7 +335,7 @@ func TestRedisVanishes(t *testing.T) {
 
 	assert.Equal(t, uint64(2*calls), open.Stats().StoreErrors)
 	assert.Equal(t, uint64(calls), flow.Stats().StoreErrors)
-	recs := logs.records(t, "rate-limit store failed")
+	recs := logs.Records(t, "rate-limit store failed")
 	assert.Len(t, recs, 2, "one line per component, not one per call")
 	for _, r := range recs {
 		assert.Equal(t, "WARN", r["level"])

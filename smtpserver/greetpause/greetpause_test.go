@@ -2,11 +2,8 @@ package greetpause
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -21,6 +18,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/internal/testutil"
 )
 
 // ioTimeout only keeps a broken test from hanging; no test asserts it.
@@ -145,36 +144,7 @@ func waitPaused(t *testing.T, l *Listener, n int) {
 }
 
 // syncBuffer collects JSON log lines from concurrent goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) records(t *testing.T) []map[string]any {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(b.b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &m))
-		out = append(out, m)
-	}
-	return out
-}
-
-func jsonLogger(b *syncBuffer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
+type syncBuffer = testutil.LogBuffer
 
 // leakCheck returns a function that fails the test if goroutines started
 // after this call are still running a few seconds later.
@@ -234,7 +204,7 @@ func TestEarlyTalkerRejected(t *testing.T) {
 			var mu sync.Mutex
 			l := newListener(t, Config{
 				Delay:  time.Hour, // detection must not wait for the pause
-				Logger: jsonLogger(&logs),
+				Logger: logs.Logger(),
 				Observer: func(e Event) {
 					mu.Lock()
 					events = append(events, e)
@@ -263,7 +233,7 @@ func TestEarlyTalkerRejected(t *testing.T) {
 			assert.Equal(t, time.Hour, events[0].Pause)
 			mu.Unlock()
 
-			recs := logs.records(t)
+			recs := logs.Records(t, "")
 			require.Len(t, recs, 1)
 			assert.Equal(t, "greetpause", recs[0]["stage"])
 			assert.Equal(t, "reject", recs[0]["action"])
@@ -360,7 +330,7 @@ func TestLogOnlyReplaysEarlyBytes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
-			l := newListener(t, Config{Delay: time.Hour, LogOnly: true, Logger: jsonLogger(&logs)})
+			l := newListener(t, Config{Delay: time.Hour, LogOnly: true, Logger: logs.Logger()})
 			srv := serve(t, l)
 
 			c := dial(t, l.Addr())
@@ -381,7 +351,7 @@ func TestLogOnlyReplaysEarlyBytes(t *testing.T) {
 			_, ok = gc.NetConn().(*net.TCPConn)
 			assert.True(t, ok)
 
-			recs := logs.records(t)
+			recs := logs.Records(t, "")
 			require.Len(t, recs, 1)
 			assert.Equal(t, "log-only", recs[0]["action"])
 			assert.Equal(t, "127.0.0.1", recs[0]["remote_ip"])
@@ -550,7 +520,7 @@ func TestAcceptSurvivesHangups(t *testing.T) {
 			// inside it; the second a short one.
 			var calls atomic.Int32
 			var logs syncBuffer
-			l := newListener(t, Config{Logger: jsonLogger(&logs), Pause: func(netip.Addr) time.Duration {
+			l := newListener(t, Config{Logger: logs.Logger(), Pause: func(netip.Addr) time.Duration {
 				if calls.Add(1) == 1 {
 					return time.Hour
 				}
@@ -570,7 +540,7 @@ func TestAcceptSurvivesHangups(t *testing.T) {
 			assert.Equal(t, banner, c.line(t))
 			assert.NoError(t, srv.loopErr(), "Accept must not fail for one connection")
 			assert.Equal(t, 1, srv.count())
-			recs := logs.records(t)
+			recs := logs.Records(t, "")
 			require.NotEmpty(t, recs)
 			assert.Equal(t, "hangup", recs[0]["action"])
 		})
