@@ -106,11 +106,7 @@ func NewAuthLimiter(cfg AuthConfig) (*AuthLimiter, error) {
 	}
 	now := orNow(cfg.Now)
 	if a.store == nil {
-		m, err := NewMemoryStore(MemoryConfig{Now: now})
-		if err != nil {
-			return nil, err
-		}
-		a.store = m
+		a.store = newDefaultStore(now)
 	}
 	a.fails = failures{now: now, log: a.log}
 	return a, nil

@@ -100,11 +100,7 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	}
 	now := orNow(cfg.Now)
 	if f.store == nil {
-		m, err := NewMemoryStore(MemoryConfig{Now: now})
-		if err != nil {
-			return nil, err
-		}
-		f.store = m
+		f.store = newDefaultStore(now)
 	}
 	f.fails = failures{now: now, log: f.log}
 	return f, nil

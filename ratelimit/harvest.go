@@ -151,11 +151,7 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	}
 	now := orNow(cfg.Now)
 	if g.store == nil {
-		m, err := NewMemoryStore(MemoryConfig{Now: now})
-		if err != nil {
-			return nil, err
-		}
-		g.store = m
+		g.store = newDefaultStore(now)
 	}
 	g.fails = failures{now: now, log: g.log}
 	return g, nil

@@ -65,6 +65,12 @@ func NewMemoryStore(cfg MemoryConfig) (*MemoryStore, error) {
 	return &MemoryStore{t: newTable(cfg.MaxKeys), now: orNow(cfg.Now)}, nil
 }
 
+// newDefaultStore is the store of a component configured without one: an
+// in-memory store of DefaultMaxKeys on the component's clock.
+func newDefaultStore(now func() time.Time) *MemoryStore {
+	return &MemoryStore{t: newTable(DefaultMaxKeys), now: now}
+}
+
 // Take implements Store.
 func (m *MemoryStore) Take(_ context.Context, key string, r Rate, n int) (Result, error) {
 	return m.t.take(key, r, n, m.now()), nil
