@@ -429,3 +429,25 @@ func TestVerdictHelpers(t *testing.T) {
 		assert.Equal(t, n, s.String())
 	}
 }
+
+func TestVerdictReplyAt(t *testing.T) {
+	custom := postern.NewReply(550, postern.ESC(5, 1, 1), "No such user")
+	tests := []struct {
+		name string
+		v    postern.Verdict
+		st   postern.Stage
+		want postern.Reply
+	}{
+		{"own reply", postern.Verdict{Action: postern.Reject, Reply: custom}, postern.StageRcpt, custom},
+		{"zero reply", postern.Verdict{Action: postern.Reject}, postern.StageRcpt, postern.DefaultReply(postern.StageRcpt, postern.Reject)},
+		{"reject with a 4xx reply", postern.Verdict{Action: postern.Reject, Reply: postern.NewReply(451, postern.ESC(4, 0, 0), "x")},
+			postern.StageMail, postern.DefaultReply(postern.StageMail, postern.Reject)},
+		{"tempfail with a 5xx reply", postern.Verdict{Action: postern.TempFail, Reply: custom},
+			postern.StageConnect, postern.DefaultReply(postern.StageConnect, postern.TempFail)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, tt.v.ReplyAt(tt.st))
+		})
+	}
+}

@@ -87,6 +87,20 @@ func (s Stage) String() string {
 	return fmt.Sprintf("stage(%d)", uint8(s))
 }
 
+// ReplyAt is the reply a server sends for v at stage s: v.Reply, or
+// DefaultReply when that is zero or disagrees with the action (a Reject
+// needs a 5xx reply, a TempFail a 4xx one; the action wins).
+func (v Verdict) ReplyAt(s Stage) Reply {
+	r := v.Reply
+	switch {
+	case r.IsZero(),
+		v.Action == Reject && !r.Permanent(),
+		v.Action == TempFail && !r.Temporary():
+		return DefaultReply(s, v.Action)
+	}
+	return r
+}
+
 // DefaultReply is the reply used for a verdict whose Reply is zero.
 func DefaultReply(s Stage, a Action) Reply {
 	switch a {

@@ -120,12 +120,8 @@ func (l *listener) admit(nc net.Conn) {
 		transport = tc
 	}
 	if v, ok := s.checkConnect(ctx, st); !ok {
-		rep := v.Reply
-		if rep.IsZero() {
-			rep = postern.DefaultReply(postern.StageConnect, v.Action)
-		}
 		_ = transport.SetWriteDeadline(time.Now().Add(s.cfg.CommandTimeout))
-		_, _ = transport.Write([]byte(rep.Wire()))
+		_, _ = transport.Write([]byte(v.Reply.Wire()))
 		transport.Close()
 		return
 	}
@@ -142,7 +138,7 @@ func (l *listener) admit(nc net.Conn) {
 }
 
 // checkConnect runs the connect stage; ok is false when the client must be
-// turned away.
+// turned away with v.Reply.
 func (s *Server) checkConnect(ctx context.Context, st *connState) (postern.Verdict, bool) {
 	f, _ := s.currentPolicy().(postern.ConnectChecker)
 	if f == nil {
@@ -155,10 +151,7 @@ func (s *Server) checkConnect(ctx context.Context, st *connState) (postern.Verdi
 	}
 	switch v.Action {
 	case postern.Reject, postern.TempFail:
-		rep := v.Reply
-		if rep.IsZero() {
-			rep = postern.DefaultReply(postern.StageConnect, v.Action)
-		}
+		rep := v.ReplyAt(postern.StageConnect)
 		if v.Action == postern.TempFail && rep.Code != 421 {
 			// Only 421 closes the channel cleanly before the banner.
 			rep.Code = 421

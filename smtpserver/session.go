@@ -73,14 +73,7 @@ func (s *session) apply(st postern.Stage, v postern.Verdict, err error, t *poste
 	}
 	switch v.Action {
 	case postern.Reject, postern.TempFail:
-		rep := v.Reply
-		if rep.IsZero() {
-			rep = postern.DefaultReply(st, v.Action)
-		}
-		if v.Action == postern.TempFail && !rep.Temporary() || v.Action == postern.Reject && !rep.Permanent() {
-			// A verdict and its reply disagree; the action wins.
-			rep = postern.DefaultReply(st, v.Action)
-		}
+		rep := v.ReplyAt(st)
 		s.conn.Logger().Info("refused", "stage", st.String(), "action", v.Action.String(),
 			"code", rep.Code, "reason", v.Reason)
 		return toSMTPError(rep)

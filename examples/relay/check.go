@@ -40,11 +40,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	obs := func(_ context.Context, d postern.Decision) {
 		line := fmt.Sprintf("  %-8s %-14s %-10s", d.Stage, d.Filter, d.Verdict.Action)
 		if d.Verdict.Action == postern.Reject || d.Verdict.Action == postern.TempFail {
-			rep := d.Verdict.Reply
-			if rep.IsZero() {
-				rep = postern.DefaultReply(d.Stage, d.Verdict.Action)
-			}
-			line += " " + rep.Error()
+			line += " " + d.Verdict.ReplyAt(d.Stage).Error()
 		}
 		if d.Verdict.Reason != "" {
 			line += "  (" + d.Verdict.Reason + ")"
@@ -72,11 +68,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	final := func(stage string, v postern.Verdict, st postern.Stage) bool {
 		switch v.Action {
 		case postern.Reject, postern.TempFail:
-			rep := v.Reply
-			if rep.IsZero() {
-				rep = postern.DefaultReply(st, v.Action)
-			}
-			fmt.Fprintf(stdout, "=> %s: %s\n", stage, rep.Error())
+			fmt.Fprintf(stdout, "=> %s: %s\n", stage, v.ReplyAt(st).Error())
 			return false
 		}
 		fmt.Fprintf(stdout, "=> %s: %s\n", stage, v.Action)
