@@ -95,7 +95,7 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 	//  - relay control before anything that could accept a recipient;
 	//  - the harvest guard before the recipient list, whose 550 5.1.1
 	//    answers it counts through the chain's observer.
-	entries := []postern.Entry{{Filter: trustedNets(s.trusted)}}
+	entries := []postern.Entry{{Filter: trustedNets(s)}}
 	if p.amap != nil {
 		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
 		if err != nil {
@@ -193,16 +193,22 @@ func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
 		CheckSender: len(s.rhsbl) > 0, Logger: log})
 }
 
+// trustedNet returns the trusted network (Postfix mynetworks) holding ip.
+func (s *settings) trustedNet(ip netip.Addr) (netip.Prefix, bool) {
+	for _, n := range s.trusted {
+		if n.Contains(ip) {
+			return n, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
 // trustedNets marks clients of the trusted networks at connect, so the
-// Received header, logs and later filters know (Postfix mynetworks).
-func trustedNets(nets []netip.Prefix) postern.ConnectChecker {
+// Received header, logs and later filters know.
+func trustedNets(s *settings) postern.ConnectChecker {
 	return postern.ConnectFunc("trusted-nets", func(_ context.Context, c *postern.Conn) (postern.Verdict, error) {
-		ip := c.RemoteAddr()
-		for _, n := range nets {
-			if n.Contains(ip) {
-				c.Trusted = true
-				return postern.Pass, nil
-			}
+		if _, ok := s.trustedNet(c.RemoteAddr()); ok {
+			c.Trusted = true
 		}
 		return postern.Pass, nil
 	})
@@ -211,10 +217,8 @@ func trustedNets(nets []netip.Prefix) postern.ConnectChecker {
 // pause is the greet pause for a client: none for trusted networks, the
 // access map's GreetPause: entry if any, else the configured default.
 func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
-	for _, n := range p.s.trusted {
-		if n.Contains(ip) {
-			return 0, "trusted network " + n.String()
-		}
+	if n, ok := p.s.trustedNet(ip); ok {
+		return 0, "trusted network " + n.String()
 	}
 	if p.amap != nil {
 		if d, ok := p.amap.Current().GreetPause(ip, ""); ok {
@@ -228,10 +232,8 @@ func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
 // networks (as Postfix exempts mynetworks from its anvil limits), the access
 // map's ClientRate:/ClientConn: entry if any, else the default.
 func (p *policy) clientLimit(ip netip.Addr, def int, lookup func(*access.Map, netip.Addr) (int, bool)) (int, bool) {
-	for _, n := range p.s.trusted {
-		if n.Contains(ip) {
-			return 0, true
-		}
+	if _, ok := p.s.trustedNet(ip); ok {
+		return 0, true
 	}
 	if p.amap != nil {
 		if n, ok := lookup(p.amap.Current(), ip); ok {

@@ -4,21 +4,19 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/smtpserver"
 )
 
 // spool is the relay's durable hand-off until the queue package takes over:
 // one file per message, written to tmp/, synced, renamed into new/ (or
 // hold/ for quarantined mail) and the directory synced, so a message
 // answered 250 survives a crash. A file is one JSON line of envelope, then
-// the message as rendered. Files are plain and self-contained: moving a
+// the message as rendered. Errors keep their cause, so smtpserver answers a
+// full disk (ENOSPC, EDQUOT) with 452 4.3.1. Files are plain and self-contained: moving a
 // relay is copying the directory.
 type spool struct {
 	dir string
@@ -98,11 +96,11 @@ func (s *spool) Handoff(_ context.Context, c *postern.Conn, t *postern.Txn, m *p
 func writeSynced(path string, env envelope, m *postern.Message) (err error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
-		return fmt.Errorf("spool: %w", wrapNoSpace(err))
+		return fmt.Errorf("spool: %w", err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("spool: %w", wrapNoSpace(cerr))
+			err = fmt.Errorf("spool: %w", cerr)
 		}
 	}()
 	w := bufio.NewWriterSize(f, 64<<10)
@@ -113,13 +111,13 @@ func writeSynced(path string, env envelope, m *postern.Message) (err error) {
 	w.Write(line)
 	w.WriteByte('\n')
 	if err := m.Render(w); err != nil {
-		return fmt.Errorf("spool: %w", wrapNoSpace(err))
+		return fmt.Errorf("spool: %w", err)
 	}
 	if err := w.Flush(); err != nil {
-		return fmt.Errorf("spool: %w", wrapNoSpace(err))
+		return fmt.Errorf("spool: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("spool: %w", wrapNoSpace(err))
+		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
 }
@@ -134,11 +132,4 @@ func syncDir(dir string) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
-}
-
-func wrapNoSpace(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("%w: %w", smtpserver.ErrNoSpace, err)
-	}
-	return err
 }
