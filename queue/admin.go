@@ -1,0 +1,331 @@
+package queue
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/postern/postern"
+)
+
+// Info describes a queued message for the admin API.
+type Info struct {
+	ID       string
+	Envelope Envelope
+	State    State
+	// Size is the size of the message bytes.
+	Size int64
+	// Active is set while a delivery attempt is running.
+	Active bool
+}
+
+// Held reports whether the message is in the hold area.
+func (i *Info) Held() bool { return i.State.Hold != "" }
+
+// ListFilter selects messages for List. Zero fields match everything.
+type ListFilter struct {
+	// Held: "only" lists held messages, "none" only the others.
+	Held string
+	// Sender and Recipient match addresses by case-insensitive substring.
+	Sender, Recipient string
+	// Destination lists messages with a pending recipient going there.
+	Destination string
+	// OlderThan lists messages received longer ago than this.
+	OlderThan time.Duration
+}
+
+// List returns the queued messages matching f, oldest first.
+func (q *Queue) List(f ListFilter) []Info {
+	now := q.cfg.Clock()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []Info
+	for _, it := range q.items {
+		if !q.match(it, f, now) {
+			continue
+		}
+		out = append(out, q.info(it))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Envelope.Received, out[j].Envelope.Received
+		if a.Equal(b) {
+			return out[i].ID < out[j].ID
+		}
+		return a.Before(b)
+	})
+	return out
+}
+
+func (q *Queue) match(it *item, f ListFilter, now time.Time) bool {
+	switch f.Held {
+	case "only":
+		if it.st.Hold == "" {
+			return false
+		}
+	case "none":
+		if it.st.Hold != "" {
+			return false
+		}
+	}
+	if f.Sender != "" && !containsFold(it.env.From, f.Sender) {
+		return false
+	}
+	if f.OlderThan > 0 && now.Sub(it.env.Received) < f.OlderThan {
+		return false
+	}
+	if f.Recipient == "" && f.Destination == "" {
+		return true
+	}
+	for i, r := range it.env.Recipients {
+		if f.Recipient != "" && !containsFold(r.Addr, f.Recipient) {
+			continue
+		}
+		if f.Destination != "" && (it.st.Rcpts[i].Status != Pending || q.cfg.Deliverer == nil ||
+			q.cfg.Deliverer.Destination(r.Addr) != f.Destination) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
+
+func (q *Queue) info(it *item) Info {
+	env := *it.env
+	env.Recipients = append([]Recipient(nil), it.env.Recipients...)
+	return Info{ID: it.id, Envelope: env, State: it.st.clone(), Size: it.size, Active: it.busy}
+}
+
+// Show returns one message's envelope and state.
+func (q *Queue) Show(id string) (Info, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	it := q.items[id]
+	if it == nil {
+		return Info{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return q.info(it), nil
+}
+
+// Open returns the message bytes of a queued message.
+func (q *Queue) Open(id string) (io.ReadCloser, error) {
+	q.mu.Lock()
+	it := q.items[id]
+	q.mu.Unlock()
+	if it == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	f, err := q.openData(it)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, 0, it.size), f}, nil
+}
+
+// Len returns the number of queued messages and how many are held.
+func (q *Queue) Len() (total, held int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, it := range q.items {
+		if it.st.Hold != "" {
+			held++
+		}
+	}
+	return len(q.items), held
+}
+
+// Oldest returns when the oldest queued message arrived (zero if none).
+func (q *Queue) Oldest() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var t time.Time
+	for _, it := range q.items {
+		if t.IsZero() || it.env.Received.Before(t) {
+			t = it.env.Received
+		}
+	}
+	return t
+}
+
+// Hold moves a message to the hold area with a reason (postsuper -h). A
+// message being delivered is held when the attempt ends.
+func (q *Queue) Hold(id, reason string) error {
+	if reason == "" {
+		reason = "held by administrator"
+	}
+	q.mu.Lock()
+	it := q.items[id]
+	if it == nil {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if it.busy {
+		it.holdReq = reason
+		q.mu.Unlock()
+		return nil
+	}
+	q.mu.Unlock()
+	return q.holdIdle(it, reason)
+}
+
+// holdIdle holds a message that is not being delivered.
+func (q *Queue) holdIdle(it *item, reason string) error {
+	return q.update(it, func(st *State) bool {
+		if st.Hold == reason {
+			return false
+		}
+		st.Hold, st.HeldAt = reason, q.cfg.Clock()
+		return true
+	}, Event{Kind: EventHeld, ID: it.id, Reason: reason})
+}
+
+// Release takes a message out of the hold area (postsuper -H) and
+// schedules it for delivery now.
+func (q *Queue) Release(id string) error {
+	it, err := q.idle(id)
+	if err != nil {
+		return err
+	}
+	return q.update(it, func(st *State) bool {
+		if st.Hold == "" {
+			return false
+		}
+		st.Hold, st.HeldAt = "", time.Time{}
+		st.NextAttempt = q.cfg.Clock()
+		return true
+	}, Event{Kind: EventReleased, ID: it.id})
+}
+
+// Retry schedules a message for delivery now (postqueue -i).
+func (q *Queue) Retry(id string) error {
+	it, err := q.idle(id)
+	if err != nil {
+		return err
+	}
+	q.mu.Lock()
+	it.st.NextAttempt = q.cfg.Clock()
+	q.schedule(it)
+	q.mu.Unlock()
+	q.wake()
+	return nil
+}
+
+// RetryDestination schedules every message with a pending recipient for
+// the destination now (postqueue -s), and returns how many.
+func (q *Queue) RetryDestination(dest string) int {
+	if q.cfg.Deliverer == nil {
+		return 0
+	}
+	now := q.cfg.Clock()
+	q.mu.Lock()
+	n := 0
+	for _, it := range q.items {
+		if it.busy || it.st.Hold != "" || !q.match(it, ListFilter{Destination: dest}, now) {
+			continue
+		}
+		it.st.NextAttempt = now
+		q.schedule(it)
+		n++
+	}
+	q.mu.Unlock()
+	q.wake()
+	return n
+}
+
+// Delete removes a message without notifying anyone (postsuper -d). A
+// message being delivered is removed when the attempt ends.
+func (q *Queue) Delete(id string) error {
+	q.mu.Lock()
+	it := q.items[id]
+	if it == nil {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if it.busy {
+		it.del = true
+		q.mu.Unlock()
+		return nil
+	}
+	seq := q.deleteLocked(it, "deleted by administrator")
+	q.mu.Unlock()
+	return q.wal.wait(seq)
+}
+
+func (q *Queue) deleteLocked(it *item, reason string) uint64 {
+	q.unschedule(it)
+	delete(q.items, it.id)
+	seq := q.remove(it.id)
+	q.log.Info("deleted", "queue_id", it.id, "reason", reason)
+	q.emit(Event{Kind: EventDeleted, ID: it.id, From: it.env.From, Reason: reason})
+	return seq
+}
+
+// Bounce gives up on every pending recipient of a message at once and
+// sends the failure DSN its sender asked for, with the reason as the
+// diagnostic.
+func (q *Queue) Bounce(id, reason string) error {
+	it, err := q.idle(id)
+	if err != nil {
+		return err
+	}
+	if reason == "" {
+		reason = "delivery cancelled by the administrator"
+	}
+	q.mu.Lock()
+	q.unschedule(it)
+	it.busy = true
+	st := it.st.clone()
+	q.mu.Unlock()
+	results := make([]Result, len(st.Rcpts))
+	for i := range st.Rcpts {
+		if st.Rcpts[i].Status == Pending {
+			results[i] = Result{Reply: postern.NewReply(550, postern.ESC(5, 0, 0), reason)}
+		}
+	}
+	q.finish(it, st, results, make([]time.Duration, len(st.Rcpts)), make([]string, len(st.Rcpts)), st.Attempts)
+	return nil
+}
+
+// idle returns a message that no attempt is delivering.
+func (q *Queue) idle(id string) (*item, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	it := q.items[id]
+	if it == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if it.busy {
+		return nil, fmt.Errorf("%w: %s", ErrBusy, id)
+	}
+	return it, nil
+}
+
+// update changes a message's state durably and reschedules it.
+func (q *Queue) update(it *item, change func(*State) bool, ev Event) error {
+	q.mu.Lock()
+	st := it.st.clone()
+	if !change(&st) {
+		q.mu.Unlock()
+		return nil
+	}
+	it.st = st
+	q.unschedule(it)
+	q.schedule(it)
+	q.mu.Unlock()
+	q.wake()
+	if err := q.persist(&item{id: it.id, st: st}); err != nil {
+		return err
+	}
+	q.log.Info(string(ev.Kind), "queue_id", it.id, "reason", ev.Reason)
+	ev.From = it.env.From
+	q.emit(ev)
+	return nil
+}

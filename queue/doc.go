@@ -1,0 +1,74 @@
+// Package queue is Postern's durable mail queue: it stores accepted
+// messages so that none is lost once the client was told 250, delivers them
+// through a Deliverer (package route implements one) with retries, and
+// tells senders what happened with delivery status notifications (package
+// queue/dsn, RFC 3464 and RFC 3461).
+//
+// # Durability
+//
+// Enqueue returns only when the message and its envelope are on disk and
+// synced. Concurrent enqueues share one fdatasync of a write-ahead log
+// (group commit), so durability does not cap throughput at one fsync per
+// message. A checkpoint (every 10 seconds by default) writes the messages
+// still queued to files of their own, makes them durable with one
+// syncfs(2), and drops the log; messages delivered before that never cost
+// a file. After a crash, Open replays what is left of the log, so every
+// acknowledged message is found again. A torn record at the end of the log
+// belongs to a message that was never acknowledged.
+//
+// A full disk or a failed write makes Enqueue return an error that wraps
+// the cause (syscall.ENOSPC for a full disk), for the server to answer
+// 452 4.3.1; nothing acknowledged is affected.
+//
+// # Delivery
+//
+// Run delivers due messages. Pending recipients of a message are grouped
+// by Deliverer.Destination and each group is one attempt (one SMTP
+// transaction), at most Config.DestinationConcurrency at a time per
+// destination. Each recipient has its own state, so a message delivered to
+// some recipients resumes with the others only, after a crash too.
+//
+//   - 2xx: delivered; a success DSN if the recipient asked (NOTIFY=SUCCESS).
+//   - 5xx: failed at once; a failure DSN unless NOTIFY excludes it.
+//   - 4xx: retried after a backoff that starts at 5 minutes and doubles to
+//     4000 seconds (Postfix's defaults), spread by ±10 %. After WarnAfter
+//     (4h, sendmail's Timeout.queuewarn) the sender gets one delay DSN;
+//     after ReturnAfter (5 days) delivery is given up with a failure DSN
+//     (status 4.4.7 with the last answer as the diagnostic).
+//
+// DSNs are sent from the null sender. A message from the null sender never
+// gets one (RFC 5321 §4.5.5); if it fails, the notice goes to
+// Config.Postmaster (a double bounce) or is dropped, and a failed double
+// bounce is only logged, so bounces cannot loop.
+//
+// # Administration
+//
+// List, Show, Open, Hold, Release, Delete, Retry, RetryDestination and
+// Bounce are the Go side of mailq, postsuper and postqueue. Held messages
+// (an Envelope.Hold reason at Enqueue, e.g. a quarantine verdict, or Hold)
+// stay in the hold area until released. An Observer sees every Event for
+// metrics; the Logger gets one line per enqueue, per recipient per
+// delivery attempt (queue_id, rcpt, relay, delay, status, reply) and per
+// admin action.
+//
+// # On disk
+//
+// One directory, locked by the process that opened it:
+//
+//	wal/*.log    the write-ahead log
+//	q/HH/ID      a message: its envelope as one JSON line, then its bytes
+//	q/HH/ID.st   its delivery state (JSON)
+//
+// HH spreads messages over 256 directories, because a directory that once
+// held a large backlog stays slow. Files are plain: a queue can be
+// inspected with a text editor and moved by copying the directory (stopped).
+//
+// Example:
+//
+//	q, err := queue.Open(queue.Config{Dir: "/var/spool/postern", Deliverer: transport})
+//	if err != nil { ... }
+//	defer q.Close()
+//	go q.Run(ctx)
+//	id, err := q.Enqueue(ctx, queue.Envelope{From: "alice@example.org",
+//		Recipients: []queue.Recipient{{Addr: "bob@example.net"}}}, message)
+package queue

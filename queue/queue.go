@@ -1,0 +1,722 @@
+package queue
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/queue/dsn"
+)
+
+// Errors of the queue.
+var (
+	ErrClosed   = errors.New("queue: closed")
+	ErrLocked   = errors.New("queue: spool directory is in use by another process")
+	ErrNotFound = errors.New("queue: no such message")
+	ErrCorrupt  = errors.New("queue: corrupt spool file")
+	ErrConfig   = errors.New("queue: bad configuration")
+	ErrBusy     = errors.New("queue: message is being delivered")
+)
+
+// Config configures a Queue. The zero value of every field but Dir is the
+// documented default.
+type Config struct {
+	// Dir is the spool directory (created if missing). Required.
+	Dir string
+	// Hostname names this MTA in DSNs (Reporting-MTA, the From address
+	// MAILER-DAEMON@Hostname); default os.Hostname().
+	Hostname string
+	// Deliverer delivers messages; required by Run, not by Enqueue or the
+	// admin API.
+	Deliverer Deliverer
+	// Logger gets one line per enqueue, per delivery attempt and recipient
+	// group, and per admin action; nil discards.
+	Logger *slog.Logger
+	// Observer, when set, is called for every Event (metrics); it must not
+	// block.
+	Observer func(Event)
+	// Clock returns the current time; default time.Now.
+	Clock func() time.Time
+	// NewID makes queue IDs (letters, digits, '-' and '_', at most 64);
+	// default: time-ordered and random, 16 characters.
+	NewID func() string
+	// Rand returns a number in [0,1) for retry jitter and nothing else;
+	// default math/rand/v2.
+	Rand func() float64
+
+	// MinBackoff is the delay after the first failed attempt; it doubles
+	// with each attempt up to MaxBackoff. Defaults 5 minutes and 4000
+	// seconds (Postfix's minimal_backoff_time and maximal_backoff_time).
+	// Each delay is spread by ±10 % so retries do not arrive in waves.
+	MinBackoff, MaxBackoff time.Duration
+	// WarnAfter is the age at which senders get a delay DSN (sendmail
+	// Timeout.queuewarn); default 4h, negative never.
+	WarnAfter time.Duration
+	// ReturnAfter is the age at which delivery is given up and a failure
+	// DSN sent (sendmail Timeout.queuereturn, Postfix
+	// maximal_queue_lifetime); default 5 days.
+	ReturnAfter time.Duration
+
+	// Concurrency bounds delivery attempts running at once; default 100.
+	Concurrency int
+	// DestinationConcurrency bounds attempts to one destination at once
+	// (Postfix default_destination_concurrency_limit); default 20.
+	DestinationConcurrency int
+	// AttemptTimeout bounds one delivery attempt; default 10 minutes.
+	AttemptTimeout time.Duration
+
+	// Postmaster receives double bounces: failure notices for undeliverable
+	// messages from the null sender. Empty: they are dropped and logged.
+	Postmaster string
+	// MaxReturned bounds how much of the original message a DSN carries
+	// (beyond it only the header is returned); default 1 MiB.
+	MaxReturned int64
+
+	// CheckpointInterval is how often the write-ahead log is folded into
+	// the message files; default 10s. Messages delivered within it never
+	// get a file of their own. SegmentSize starts a checkpoint early when
+	// a log segment grows past it; default 64 MiB.
+	CheckpointInterval time.Duration
+	SegmentSize        int64
+	// InlineLimit: messages up to this size go through the group-committed
+	// log; larger ones are synced in their own file (their size pays for
+	// the fsync). Default 1 MiB.
+	InlineLimit int
+
+	// Faults injects file-system errors (tests only).
+	Faults Faults
+}
+
+func (c *Config) setDefaults() error {
+	if c.Dir == "" {
+		return fmt.Errorf("%w: Dir is required", ErrConfig)
+	}
+	if c.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			h = "localhost"
+		}
+		c.Hostname = h
+	}
+	if c.Logger == nil {
+		c.Logger = postern.DiscardLogger()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.NewID == nil {
+		c.NewID = newIDFunc(c.Clock)
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	setDur(&c.MinBackoff, 5*time.Minute)
+	setDur(&c.MaxBackoff, 4000*time.Second)
+	setDur(&c.WarnAfter, 4*time.Hour)
+	setDur(&c.ReturnAfter, 5*24*time.Hour)
+	setDur(&c.AttemptTimeout, 10*time.Minute)
+	setDur(&c.CheckpointInterval, 10*time.Second)
+	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff || c.ReturnAfter < 0 || c.AttemptTimeout < 0 || c.CheckpointInterval < 0 {
+		return fmt.Errorf("%w: negative or inverted durations", ErrConfig)
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 100
+	}
+	if c.DestinationConcurrency == 0 {
+		c.DestinationConcurrency = 20
+	}
+	if c.Concurrency < 0 || c.DestinationConcurrency < 0 {
+		return fmt.Errorf("%w: negative concurrency", ErrConfig)
+	}
+	if c.MaxReturned == 0 {
+		c.MaxReturned = 1 << 20
+	}
+	if c.SegmentSize == 0 {
+		c.SegmentSize = 64 << 20
+	}
+	if c.InlineLimit == 0 {
+		c.InlineLimit = 1 << 20
+	}
+	return nil
+}
+
+// newIDFunc returns the default ID maker: 10 base-32 digits of the time in
+// microseconds (so IDs sort by arrival) and 6 random ones.
+func newIDFunc(clock func() time.Time) func() string {
+	const digits = "0123456789BCDFGHJKLMNPQRSTVWXYZ_"
+	return func() string {
+		var b [16]byte
+		t := uint64(clock().UnixMicro())
+		for i := 9; i >= 0; i-- {
+			b[i] = digits[t&31]
+			t >>= 5
+		}
+		r := rand.Uint64()
+		for i := 10; i < 16; i++ {
+			b[i] = digits[r&31]
+			r >>= 5
+		}
+		return string(b[:])
+	}
+}
+
+// Queue is a durable mail queue: Enqueue stores messages, Run delivers
+// them through the Deliverer, and the admin methods inspect and change
+// what is queued. Safe for concurrent use.
+type Queue struct {
+	cfg   Config
+	log   *slog.Logger
+	store store
+	wal   *wal
+	lock  *os.File
+	dsn   *dsn.Composer
+
+	mu       sync.Mutex
+	items    map[string]*item
+	sched    schedHeap
+	wakeCh   chan struct{}
+	closed   bool
+	dests    map[string]int // running attempts per destination
+	destCond *sync.Cond
+
+	ckptCh   chan struct{}
+	ckptDone chan struct{}
+	ckptMu   sync.Mutex
+	// gate keeps a checkpoint from dropping a log segment between an
+	// Enqueue writing its message there and registering the item.
+	gate    sync.RWMutex
+	dirty   atomic.Bool
+	running atomic.Bool
+}
+
+// item is one queued message in memory.
+type item struct {
+	id  string
+	env *Envelope
+	// The message bytes are at off in the log segment seg, or, when seg
+	// is 0, at off in the message's own data file.
+	seg     uint64
+	off     int64
+	size    int64
+	st      State
+	stDirty bool   // st changed since the state file was last written
+	busy    bool   // an attempt is running
+	del     bool   // deleted while busy
+	holdReq string // held while busy
+	idx     int    // index in the schedule heap, -1 if not in it
+}
+
+// Open opens (or creates) the queue in cfg.Dir, replays what a crash left
+// in the log, and loads every queued message. Close it when done.
+func Open(cfg Config) (*Queue, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	lock, err := lockDir(filepath.Join(cfg.Dir, "lock"))
+	if err != nil {
+		return nil, fmt.Errorf("queue: %s: %w", cfg.Dir, err)
+	}
+	q := &Queue{cfg: cfg, log: cfg.Logger, store: store{dir: cfg.Dir, faults: cfg.Faults}, lock: lock,
+		items: make(map[string]*item), wakeCh: make(chan struct{}, 1), dests: make(map[string]int),
+		ckptCh: make(chan struct{}, 1), ckptDone: make(chan struct{})}
+	q.destCond = sync.NewCond(&q.mu)
+	q.dsn, err = dsn.New(dsn.Config{ReportingMTA: cfg.Hostname, MaxReturn: cfg.MaxReturned, Now: cfg.Clock})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	q.wal, err = openWAL(filepath.Join(cfg.Dir, "wal"), cfg.Faults, cfg.SegmentSize, q.kickCheckpoint)
+	if err == nil {
+		err = q.store.replay(q.wal)
+	}
+	if err == nil {
+		err = q.load()
+	}
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	go q.checkpointLoop()
+	return q, nil
+}
+
+func (q *Queue) load() error {
+	now := q.cfg.Clock()
+	return q.store.scan(func(id string) error {
+		f, err := os.Open(q.store.dataPath(id))
+		if err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		env, off, size, err := readEnvelope(f)
+		f.Close()
+		if err != nil {
+			q.log.Error("queue: unreadable message left in place", "queue_id", id, "err", err)
+			return nil
+		}
+		st, err := readState(q.store.statePath(id), len(env.Recipients))
+		if err != nil {
+			q.log.Error("queue: unreadable state, every recipient retried", "queue_id", id, "err", err)
+			st = newState(len(env.Recipients))
+		}
+		if !st.pending() {
+			// Everything was done; only the removal did not survive.
+			q.store.remove(id)
+			return nil
+		}
+		if st.NextAttempt.IsZero() {
+			st.NextAttempt = now
+		}
+		it := &item{id: id, env: env, off: off, size: size, st: st, idx: -1}
+		q.items[id] = it
+		q.schedule(it)
+		return nil
+	})
+}
+
+// Close stops the queue: a last checkpoint, then the log is closed and the
+// directory unlocked. Run must have returned.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closed = true
+	q.mu.Unlock()
+	close(q.ckptCh)
+	<-q.ckptDone
+	err := q.checkpoint()
+	q.wal.close()
+	q.lock.Close()
+	return err
+}
+
+// Enqueue stores a message for delivery and returns its queue ID once the
+// message and its envelope are durable. Concurrent calls share one log
+// sync. An error wrapping syscall.ENOSPC means the disk is full.
+func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string, error) {
+	if len(env.Recipients) == 0 {
+		return "", fmt.Errorf("%w: no recipients", ErrConfig)
+	}
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return "", ErrClosed
+	}
+	if env.Received.IsZero() {
+		env.Received = q.cfg.Clock()
+	}
+	e := env
+	e.Recipients = append([]Recipient(nil), env.Recipients...)
+	line, err := json.Marshal(&e)
+	if err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	line = append(line, '\n')
+	id := env.ID
+	if id == "" {
+		id = q.cfg.NewID()
+	}
+	if !validID(id) {
+		return "", fmt.Errorf("%w: bad queue ID %q", ErrConfig, id)
+	}
+	q.mu.Lock()
+	_, dup := q.items[id]
+	q.mu.Unlock()
+	if dup {
+		return "", fmt.Errorf("%w: queue ID %s is in use", ErrConfig, id)
+	}
+	path := q.store.dataPath(id)
+	// Small messages live in the group-committed log until a checkpoint
+	// writes them to their own file, so most never cost a file at all:
+	// they are delivered before the next checkpoint.
+	var buf bytes.Buffer
+	n, err := io.CopyN(&buf, r, int64(q.cfg.InlineLimit)+1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("queue: reading message: %w", err)
+	}
+	it := &item{id: id, env: &e, size: n, st: newState(len(e.Recipients)), idx: -1}
+	it.st.NextAttempt = e.Received
+	if e.Hold != "" {
+		it.st.Hold, it.st.HeldAt = e.Hold, e.Received
+		it.stDirty = true
+	}
+	if n <= int64(q.cfg.InlineLimit) {
+		q.gate.RLock()
+		var loc walLoc
+		seq := q.wal.appendRecord(recMessage, id, &loc, line, buf.Bytes())
+		if it.stDirty {
+			st, _ := json.Marshal(&it.st)
+			seq = q.wal.appendRecord(recState, id, nil, st)
+		}
+		err := q.wal.wait(seq)
+		if err == nil {
+			q.mu.Lock()
+			it.seg, it.off = loc.seg, loc.off+int64(len(line))
+			q.items[id] = it
+			q.mu.Unlock()
+		}
+		q.gate.RUnlock()
+		if err != nil {
+			return "", err
+		}
+		q.dirty.Store(true)
+	} else {
+		it.size, err = q.writeLarge(path, line, &buf, r)
+		if err != nil {
+			return "", err
+		}
+		it.off = int64(len(line))
+		if it.stDirty {
+			if err := q.persist(it); err != nil {
+				// The message is safe; it is just not held. Say so loudly.
+				q.log.Error("queue: could not record hold", "queue_id", id, "err", err)
+			}
+		}
+	}
+	size := it.size
+	q.mu.Lock()
+	q.items[id] = it
+	q.schedule(it)
+	q.mu.Unlock()
+	q.wake()
+	q.log.Info("queued", "queue_id", id, "from", e.From, "nrcpt", len(e.Recipients), "size", size,
+		"conn_id", e.ConnID, "hold", e.Hold)
+	q.emit(Event{Kind: EventEnqueued, ID: id, From: e.From, Size: size, Reason: e.Hold})
+	if e.Hold != "" {
+		q.emit(Event{Kind: EventHeld, ID: id, Reason: e.Hold})
+	}
+	return id, nil
+}
+
+// writeLarge writes a message too big for the log straight to its file
+// and syncs file and directory.
+func (q *Queue) writeLarge(path string, line []byte, head *bytes.Buffer, rest io.Reader) (int64, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return 0, fmt.Errorf("queue: %w", err)
+	}
+	tmp := path + ".tmp"
+	fail := func(err error) (int64, error) {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("queue: write %s: %w", path, err)
+	}
+	if err := q.cfg.Faults.check(OpCreate, tmp); err != nil {
+		return fail(err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	if err := q.cfg.Faults.check(OpWrite, tmp); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(line); err != nil {
+		return fail(err)
+	}
+	n, err := io.Copy(f, io.MultiReader(head, rest))
+	if err != nil {
+		return fail(err)
+	}
+	if err := q.cfg.Faults.check(OpSync, tmp); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		return fail(err)
+	}
+	if err := q.cfg.Faults.check(OpRename, path); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(dir, q.cfg.Faults); err != nil {
+		os.Remove(path)
+		return 0, err
+	}
+	return n, nil
+}
+
+// persist records an item's state and waits until it is durable: a log
+// record now, the state file at the next checkpoint.
+func (q *Queue) persist(it *item) error {
+	b, err := json.Marshal(&it.st)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	q.mu.Lock()
+	if cur := q.items[it.id]; cur != nil {
+		cur.stDirty = true // before the record, so a checkpoint sees one or the other
+	}
+	q.mu.Unlock()
+	seq := q.wal.appendRecord(recState, it.id, nil, b)
+	q.dirty.Store(true)
+	return q.wal.wait(seq)
+}
+
+// remove deletes a message and returns the log sequence of the removal.
+// A finished message need not wait for it: the state saying every
+// recipient is done is already durable. An administrator's deletion waits.
+func (q *Queue) remove(id string) uint64 {
+	seq := q.wal.appendRecord(recRemove, id, nil)
+	q.store.remove(id)
+	q.dirty.Store(true)
+	return seq
+}
+
+func (q *Queue) kickCheckpoint() {
+	defer func() { recover() }() // ckptCh closed by Close
+	select {
+	case q.ckptCh <- struct{}{}:
+	default:
+	}
+}
+
+func (q *Queue) checkpointLoop() {
+	defer close(q.ckptDone)
+	t := time.NewTicker(q.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case _, ok := <-q.ckptCh:
+			if !ok {
+				return
+			}
+		case <-t.C:
+		}
+		if err := q.checkpoint(); err != nil {
+			q.log.Error("queue: checkpoint failed; the log keeps everything", "err", err)
+		}
+	}
+}
+
+// checkpoint writes the messages and states still only in the log to
+// their files, makes them durable with one syncfs, and drops the log
+// segments they came from.
+func (q *Queue) checkpoint() error {
+	q.ckptMu.Lock()
+	defer q.ckptMu.Unlock()
+	if !q.dirty.Swap(false) {
+		return nil
+	}
+	q.gate.Lock()
+	segs, err := q.wal.rotate()
+	type move struct {
+		it   *item
+		env  []byte
+		seg  uint64
+		off  int64
+		size int64
+	}
+	var moves []move
+	var states []*item
+	if err == nil {
+		q.mu.Lock()
+		for _, it := range q.items {
+			if it.seg != 0 {
+				line, _ := json.Marshal(it.env)
+				moves = append(moves, move{it, append(line, '\n'), it.seg, it.off, it.size})
+			}
+			if it.stDirty {
+				it.stDirty = false
+				states = append(states, &item{id: it.id, st: it.st.clone()})
+			}
+		}
+		q.mu.Unlock()
+	}
+	q.gate.Unlock()
+	if err == nil {
+		segFiles := map[uint64]*os.File{}
+		for _, m := range moves {
+			f := segFiles[m.seg]
+			if f == nil {
+				if f, err = os.Open(q.wal.segPath(m.seg)); err != nil {
+					break
+				}
+				segFiles[m.seg] = f
+			}
+			if err = q.materialize(f, m.it.id, m.env, m.off, m.size); err != nil {
+				break
+			}
+		}
+		for _, f := range segFiles {
+			f.Close()
+		}
+	}
+	if err == nil {
+		for _, it := range states {
+			b, _ := json.Marshal(&it.st)
+			if err = q.store.writeDirect(q.store.statePath(it.id), b); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = q.cfg.Faults.check(OpSync, q.cfg.Dir)
+	}
+	if err == nil {
+		err = syncFilesystem(q.cfg.Dir, q.store.allPaths)
+	}
+	if err != nil {
+		// Everything is still in the log; try again next time.
+		q.mu.Lock()
+		for _, it := range states {
+			if cur := q.items[it.id]; cur != nil {
+				cur.stDirty = true
+			}
+		}
+		q.mu.Unlock()
+		q.dirty.Store(true)
+		return err
+	}
+	q.mu.Lock()
+	for _, m := range moves {
+		if cur := q.items[m.it.id]; cur == m.it {
+			cur.seg, cur.off = 0, int64(len(m.env))
+		} else {
+			q.store.remove(m.it.id) // finished while we wrote it
+		}
+	}
+	q.mu.Unlock()
+	for _, n := range segs {
+		os.Remove(q.wal.segPath(n))
+	}
+	return nil
+}
+
+// materialize copies a message from the log into its own data file. It is
+// written in place, without a temporary name: until the checkpoint's sync
+// the log still has it, and replay rewrites a torn file.
+func (q *Queue) materialize(seg *os.File, id string, line []byte, off, size int64) error {
+	buf := make([]byte, int64(len(line))+size)
+	copy(buf, line)
+	if _, err := seg.ReadAt(buf[len(line):], off); err != nil {
+		return fmt.Errorf("queue: reading log: %w", err)
+	}
+	return q.store.writeDirect(q.store.dataPath(id), buf)
+}
+
+// schedule puts an item in the delivery schedule if it is due some time;
+// called with mu held.
+func (q *Queue) schedule(it *item) {
+	if it.busy || it.del || it.st.Hold != "" || !it.st.pending() {
+		return
+	}
+	if it.idx >= 0 {
+		heap.Fix(&q.sched, it.idx)
+		return
+	}
+	heap.Push(&q.sched, it)
+}
+
+func (q *Queue) unschedule(it *item) {
+	if it.idx >= 0 {
+		heap.Remove(&q.sched, it.idx)
+	}
+}
+
+func (q *Queue) wake() {
+	select {
+	case q.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// schedHeap orders items by next attempt.
+type schedHeap []*item
+
+func (h schedHeap) Len() int { return len(h) }
+func (h schedHeap) Less(i, j int) bool {
+	return h[i].st.NextAttempt.Before(h[j].st.NextAttempt)
+}
+func (h schedHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *schedHeap) Push(x any) {
+	it := x.(*item)
+	it.idx = len(*h)
+	*h = append(*h, it)
+}
+func (h *schedHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	it.idx = -1
+	return it
+}
+
+// backoff is the delay before attempt n+1 after n failed ones.
+func (q *Queue) backoff(n int) time.Duration {
+	d := q.cfg.MinBackoff
+	for i := 1; i < n && d < q.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, q.cfg.MaxBackoff)
+	return time.Duration(float64(d) * (0.9 + 0.2*q.cfg.Rand()))
+}
+
+// EventKind says what happened.
+type EventKind string
+
+// Event kinds.
+const (
+	EventEnqueued  EventKind = "enqueued"
+	EventDelivered EventKind = "delivered" // one recipient, 2xx
+	EventDeferred  EventKind = "deferred"  // one recipient, 4xx, will retry
+	EventBounced   EventKind = "bounced"   // one recipient failed for good
+	EventExpired   EventKind = "expired"   // one recipient given up after ReturnAfter
+	EventDSN       EventKind = "dsn"       // a notification was queued
+	EventHeld      EventKind = "held"
+	EventReleased  EventKind = "released"
+	EventDeleted   EventKind = "deleted"
+)
+
+// Event is what the Observer sees.
+type Event struct {
+	Kind        EventKind
+	ID          string
+	From        string
+	Rcpt        string
+	Destination string
+	Reply       postern.Reply
+	RemoteMTA   string
+	Attempt     int
+	Size        int64
+	// Duration of the delivery attempt, for delivery events.
+	Duration time.Duration
+	// Reason: hold reason, DSN kind, or why a message was deleted.
+	Reason string
+}
+
+func (q *Queue) emit(e Event) {
+	if q.cfg.Observer != nil {
+		q.cfg.Observer(e)
+	}
+}
