@@ -1,0 +1,177 @@
+package auth
+
+import (
+	"strings"
+
+	"github.com/emersion/go-msgauth/authres"
+
+	"github.com/postern/postern"
+)
+
+// AuthResults are the results written into one Authentication-Results
+// field. Nil or empty members are left out.
+type AuthResults struct {
+	SPF   *SPFResult
+	DKIM  []DKIMResult
+	DMARC *DMARCResult
+	// DKIMChecked says DKIM was verified: a message without signatures
+	// then gets "dkim=none".
+	DKIMChecked bool
+}
+
+// FormatAuthResults returns the value of an Authentication-Results field
+// (RFC 8601 §2.2) written with go-msgauth's authres package: the
+// authserv-id, then one result per method, each on its own folded line.
+// With no results it is "<authserv-id>; none".
+func FormatAuthResults(authservID string, r AuthResults) string {
+	var rs []authres.Result
+	if r.SPF != nil && r.SPF.Status != "" {
+		p := map[string]string{}
+		if r.SPF.Identity == IdentityHELO {
+			p["smtp.helo"] = r.SPF.HELO
+		} else {
+			p["smtp.mailfrom"] = r.SPF.MailFrom
+		}
+		if r.SPF.Status == TempError || r.SPF.Status == PermError {
+			p["reason"] = r.SPF.Problem
+		}
+		rs = append(rs, &authres.GenericResult{Method: "spf", Value: authres.ResultValue(r.SPF.Status), Params: p})
+	}
+	for _, d := range r.DKIM {
+		p := map[string]string{"header.d": d.Domain, "header.s": d.Selector, "header.i": d.Identifier,
+			"header.a": d.Algorithm, "header.b": d.BPrefix}
+		if d.Status != Pass {
+			p["reason"] = d.Reason
+		}
+		rs = append(rs, &authres.GenericResult{Method: "dkim", Value: authres.ResultValue(d.Status), Params: p})
+	}
+	if len(r.DKIM) == 0 && r.DKIMChecked {
+		rs = append(rs, &authres.GenericResult{Method: "dkim", Value: authres.ResultNone, Params: map[string]string{}})
+	}
+	if r.DMARC != nil && r.DMARC.Status != "" {
+		p := map[string]string{"header.from": r.DMARC.FromDomain}
+		if r.DMARC.Status != Pass {
+			reason := r.DMARC.Reason
+			if r.DMARC.Policy != "" {
+				reason += ", policy " + string(r.DMARC.Policy) + ", disposition " + string(r.DMARC.Disposition)
+			}
+			p["reason"] = reason
+		}
+		rs = append(rs, &authres.GenericResult{Method: "dmarc", Value: authres.ResultValue(r.DMARC.Status), Params: p})
+	}
+	if len(rs) == 0 {
+		return authres.Format(authservID, nil)
+	}
+	for _, res := range rs {
+		g := res.(*authres.GenericResult)
+		for k, v := range g.Params {
+			g.Params[k] = safeParam(v)
+		}
+	}
+	// Each result is formatted alone so the field can be folded between
+	// results (never inside a quoted reason).
+	var b strings.Builder
+	b.WriteString(authservID)
+	for _, res := range rs {
+		s := authres.Format("x", []authres.Result{res})
+		b.WriteString(";\r\n\t")
+		b.WriteString(strings.TrimSpace(strings.TrimPrefix(s, "x; ")))
+	}
+	return b.String()
+}
+
+// safeParam makes a value (often words from a DNS answer or a signature)
+// safe in a result: go-msgauth quotes it but escapes only '"', and many
+// readers split results at ';' even inside quotes. Control characters
+// go, backslashes and ';' are replaced, and the length is capped.
+func safeParam(v string) string {
+	const maxLen = 200
+	v = strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20 || r == 0x7f:
+			return ' '
+		case r == '\\':
+			return '/'
+		case r == ';':
+			return ','
+		}
+		return r
+	}, v)
+	if len(v) > maxLen {
+		v = v[:maxLen] + "..."
+	}
+	return strings.ToValidUTF8(v, "?")
+}
+
+// AuthServID returns the authserv-id of an Authentication-Results value
+// (RFC 8601 §2.2): the first token, after any comments, before the
+// optional version and the first ';'. It returns "" when there is none.
+func AuthServID(value string) string {
+	s := skipCFWS(value)
+	end := strings.IndexAny(s, "; \t\r\n(")
+	if end < 0 {
+		end = len(s)
+	}
+	id := s[:end]
+	if len(id) >= 2 && id[0] == '"' && id[len(id)-1] == '"' {
+		id = id[1 : len(id)-1] // a quoted-string authserv-id
+	}
+	return id
+}
+
+// skipCFWS drops leading white space and (nested) comments.
+func skipCFWS(s string) string {
+	for {
+		s = strings.TrimLeft(s, " \t\r\n")
+		if !strings.HasPrefix(s, "(") {
+			return s
+		}
+		depth := 0
+		i := 0
+		for ; i < len(s); i++ {
+			switch s[i] {
+			case '\\':
+				i++
+			case '(':
+				depth++
+			case ')':
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+		if i >= len(s) {
+			return ""
+		}
+		s = s[i+1:]
+	}
+}
+
+// RemoveAuthResults records the deletion of every received
+// Authentication-Results field whose authserv-id is one of ids
+// (case-insensitive): fields that claim to come from us cannot have, and
+// RFC 8601 §5 asks a border MTA to remove them. It returns how many.
+func RemoveAuthResults(m *postern.Message, ids ...string) int {
+	n, idx := 0, 0
+	var del []int
+	for _, f := range m.Fields() {
+		if !strings.EqualFold(f.Name, "Authentication-Results") {
+			continue
+		}
+		got := AuthServID(f.Value())
+		for _, id := range ids {
+			if id != "" && strings.EqualFold(got, id) {
+				del = append(del, idx)
+				break
+			}
+		}
+		idx++
+	}
+	for _, i := range del {
+		if m.DeleteHeader("Authentication-Results", i) {
+			n++
+		}
+	}
+	return n
+}

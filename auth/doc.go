@@ -1,0 +1,122 @@
+// Package auth authenticates senders and submitters: SPF (RFC 7208), DKIM
+// verification and signing (RFC 6376, RFC 8301, RFC 8463), DMARC (RFC 7489),
+// Authentication-Results (RFC 8601), a password file for SMTP AUTH, and the
+// binding of authenticated users to the sender addresses they may use.
+//
+// Each part has a core API that knows nothing of filters, for a custom MTA,
+// and a thin Postern filter on top of it.
+//
+// # DNS
+//
+// Every check resolves through a Resolver, the method set of *net.Resolver.
+// NewResolver points the standard resolver at one server (a local
+// validating recursive resolver, or a test server) with a per-query
+// timeout. Each check has its own overall timeout; running out of time is a
+// temperror, never a hang.
+//
+// # SPF
+//
+// SPFChecker.Check evaluates the MAIL FROM identity, or the HELO identity
+// (as postmaster@HELO) for the null reverse path (RFC 7208 §2.3, §2.4),
+// with blitiri.com.ar/go/spf behind the SPFEvaluator interface. The results
+// are none, neutral, pass, fail, softfail, temperror and permerror; the
+// limits of §4.6.4 (10 DNS-querying terms, 2 void lookups) apply. A domain
+// that is not a multi-label DNS name is "none" without a query (§4.3).
+// SPFResult.ReceivedSPF writes the Received-SPF field (§9.1).
+//
+// The library evaluates a record term by term and stops at the first
+// match, so a syntax error after the deciding term goes unnoticed where
+// §4.6 asks for permerror; testdata/spf/README.md and the conformance test
+// list the cases of the RFC 7208 suite this affects.
+//
+// SPFFilter checks at MAIL and records the SPFResult in Txn.Values under
+// SPFResultKey; by default it only records. Actions can refuse a result:
+//
+//	550 5.7.23 SPF fail
+//	550 5.7.24 SPF permerror
+//	451 4.7.24 SPF temperror
+//
+// At DATA it adds the Received-SPF field. Trusted and authenticated clients
+// are not checked.
+//
+// # DKIM
+//
+// DKIMVerifier.Verify checks the DKIM-Signature fields of a message on the
+// bytes as received (postern.Message.NewReader) with go-msgauth: one
+// DKIMResult per signature with domain, selector and pass, fail, policy
+// (a body length limit l=), neutral, temperror or permerror and a reason.
+// It verifies at most MaxSignatures (5) signatures, skips absurdly large
+// ones (permerror), and stops at its timeout.
+//
+// DKIMSigner.Sign signs the message as it will be rendered: the received
+// fields minus deletions plus the fields added so far, then the body. The
+// DKIM-Signature field is added as an edit, so it is rendered on top; a
+// filter that edits the header after signing breaks the signature, so
+// SignFilter goes last. Keys are chosen by the From domain (or its nearest
+// parent with keys); RSA and Ed25519 keys of one domain give two
+// signatures. The default is relaxed/relaxed over DefaultSignedHeaders,
+// with From signed once more than it occurs (oversigning, RFC 6376 §8.15).
+// ParsePrivateKey and LoadPrivateKey read PKCS #1 and PKCS #8 PEM keys;
+// GenerateKey makes a key pair and the TXT record text to publish.
+//
+// # DMARC
+//
+// DMARCChecker.Check finds the policy at _dmarc.<From domain>, else at the
+// organizational domain (publicsuffix eTLD+1), parses it with go-msgauth
+// after dropping unknown tags and invalid values as RFC 7489 §6.3 asks,
+// and evaluates identifier alignment (strict or relaxed) of the SPF domain
+// and of each passing DKIM d=. sp= applies to subdomains that use the
+// organizational record, pct= samples with an injected random source and
+// falls back to the next milder policy (§6.6.4). A From field without a
+// single author domain is a permerror (§6.6.1).
+//
+// # Authentication-Results
+//
+// VerifyFilter is the DATA-stage filter of inbound mail: it removes
+// received Authentication-Results fields that claim our authserv-id (RFC
+// 8601 §5), verifies DKIM, evaluates DMARC and adds one
+// Authentication-Results field (written with go-msgauth's authres) before
+// applying the DMARC disposition: tag only (the default), enforce
+// (p=reject is 550 5.7.1, p=quarantine a postern.Quarantine verdict), or
+// quarantine only. The results go to Txn.Values (DKIMResultsKey,
+// DMARCResultKey) for later filters.
+//
+// # Submission
+//
+// Credentials checks SMTP AUTH passwords against a file of "user:hash"
+// lines with bcrypt or argon2id PHC hashes; it satisfies
+// smtpserver.PasswordChecker. It reloads atomically (Reload,
+// ReloadIfChanged, Watch), and an unknown user costs a hash as a known one
+// does. HashPassword makes the hashes. SenderMap binds users to addresses
+// and domains ("alice: alice@example.com, @sales.example.com"); SenderFilter
+// refuses other senders of authenticated sessions with
+//
+//	553 5.7.1 Sender address rejected: not owned by user
+//
+// # Wiring
+//
+// An inbound relay (port 25):
+//
+//	res := auth.NewResolver("127.0.0.1:53", 2*time.Second)
+//	spfCk, _ := auth.NewSPFChecker(auth.SPFConfig{Resolver: res})
+//	spf, _ := auth.NewSPFFilter(auth.SPFFilterConfig{Checker: spfCk, Receiver: host,
+//		Actions: map[auth.Status]postern.Action{auth.Fail: postern.Reject}})
+//	dkimV, _ := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: res})
+//	dmarcCk, _ := auth.NewDMARCChecker(auth.DMARCConfig{Resolver: res})
+//	verify, _ := auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: host,
+//		DKIM: dkimV, DMARC: dmarcCk, Mode: auth.DMARCEnforce})
+//	// MAIL chain: spf. DATA chain: spf (Received-SPF), verify, scanners.
+//
+// A submission port (587, 465):
+//
+//	creds, _ := auth.NewCredentials(auth.CredentialsConfig{Path: "/etc/postern/passwd"})
+//	go creds.Watch(ctx, 0)
+//	senders, _ := auth.NewSenderMap(auth.SenderMapConfig{Path: "/etc/postern/senders"})
+//	bind, _ := auth.NewSenderFilter(auth.SenderFilterConfig{Map: senders})
+//	key, _ := auth.LoadPrivateKey("/etc/postern/dkim/example.com.s2026.pem")
+//	signer, _ := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: []auth.DKIMKey{
+//		{Domain: "example.com", Selector: "s2026", Signer: key}}})
+//	sign, _ := auth.NewSignFilter(auth.SignFilterConfig{Signer: signer})
+//	// smtpserver.Config{Auth: creds, RequireAuth: true, ...};
+//	// MAIL chain: bind. DATA chain: ..., verify (removes forged fields), sign last.
+package auth

@@ -1,0 +1,187 @@
+package auth_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/miekg/dns"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/auth"
+)
+
+// serveTXT starts a DNS server on loopback that answers TXT queries from
+// records and NXDOMAIN for everything else.
+func serveTXT(records map[string]string) (addr string, stop func()) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		txt, ok := records[strings.TrimSuffix(strings.ToLower(q.Name), ".")]
+		switch {
+		case !ok:
+			m.Rcode = dns.RcodeNameError
+		case q.Qtype == dns.TypeTXT:
+			m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
+				Txt: auth.SplitTXT(txt)}}
+		}
+		w.WriteMsg(m)
+	})
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	return pc.LocalAddr().String(), func() { srv.Shutdown() }
+}
+
+func ExampleSPFChecker() {
+	addr, stop := serveTXT(map[string]string{"example.com": "v=spf1 ip4:192.0.2.0/24 ~all"})
+	defer stop()
+	ck, err := auth.NewSPFChecker(auth.SPFConfig{Resolver: auth.NewResolver(addr, 0)})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, ip := range []string{"192.0.2.10", "198.51.100.1"} {
+		r := ck.Check(context.Background(), netip.MustParseAddr(ip), "mail.example.com", "alice@example.com")
+		fmt.Println(ip, r.Status, r.Identity, r.Domain)
+	}
+	// The null sender checks the HELO identity.
+	r := ck.Check(context.Background(), netip.MustParseAddr("192.0.2.10"), "example.com", "")
+	fmt.Println(r.Status, r.Identity, r.Sender)
+	// Output:
+	// 192.0.2.10 pass mailfrom example.com
+	// 198.51.100.1 softfail mailfrom example.com
+	// pass helo postmaster@example.com
+}
+
+func ExampleDKIMSigner() {
+	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize) // use GenerateKey or LoadPrivateKey in real life
+	key := ed25519.NewKeyFromSeed(seed)
+	record, _ := auth.DKIMRecord(key.Public())
+	addr, stop := serveTXT(map[string]string{"s2026._domainkey.example.com": record})
+	defer stop()
+
+	signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{
+		Keys: []auth.DKIMKey{{Domain: "example.com", Selector: "s2026", Signer: key}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	raw := "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: Hello\r\n\r\nHi Bob.\r\n"
+	m, _ := postern.NewMessage(strings.NewReader(raw), int64(len(raw)), 0)
+	if _, err := signer.Sign(context.Background(), m); err != nil {
+		fmt.Println(err)
+		return
+	}
+	var signed bytes.Buffer
+	m.Render(&signed)
+
+	// The receiving side.
+	verifier, _ := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: auth.NewResolver(addr, 0)})
+	rm, _ := postern.NewMessage(bytes.NewReader(signed.Bytes()), int64(signed.Len()), 0)
+	for _, r := range verifier.Verify(context.Background(), rm) {
+		fmt.Println(r.Status, r.Domain, r.Selector, r.Algorithm)
+	}
+	// Output:
+	// pass example.com s2026 ed25519-sha256
+}
+
+func ExampleParseDMARCRecord() {
+	rec, err := auth.ParseDMARCRecord("v=DMARC1; p=reject; sp=quarantine; pct=50; adkim=x; color=blue; rua=mailto:dmarc@example.com")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(rec.Policy, rec.SubdomainPolicy, rec.Percent, rec.DKIMAlignment, rec.AggregateURIs)
+	for _, ig := range rec.Ignored {
+		fmt.Println("ignored", ig)
+	}
+	_, err = auth.ParseDMARCRecord("v=DMARC1; p=block")
+	fmt.Println(err)
+	// Output:
+	// reject quarantine 50 r [mailto:dmarc@example.com]
+	// ignored adkim=x: invalid value, default used
+	// ignored color=blue: unknown tag
+	// auth: invalid DMARC record: invalid policy and no valid rua=
+}
+
+func ExampleAligned() {
+	fmt.Println(auth.OrganizationalDomain("mail.example.co.uk"))
+	fmt.Println(auth.Aligned("bounces.example.co.uk", "example.co.uk", auth.AlignRelaxed))
+	fmt.Println(auth.Aligned("bounces.example.co.uk", "example.co.uk", auth.AlignStrict))
+	fmt.Println(auth.Aligned("other.co.uk", "example.co.uk", auth.AlignRelaxed))
+	// Output:
+	// example.co.uk
+	// true
+	// false
+	// false
+}
+
+func ExampleFormatAuthResults() {
+	spf := auth.SPFResult{Status: auth.Pass, Identity: auth.IdentityMailFrom, MailFrom: "alice@example.com"}
+	dkim := []auth.DKIMResult{{Status: auth.Fail, Domain: "example.com", Selector: "s1", Reason: "body hash did not verify"}}
+	dmarc := auth.DMARCResult{Status: auth.Pass, FromDomain: "example.com"}
+	v := auth.FormatAuthResults("mx.example.net", auth.AuthResults{SPF: &spf, DKIM: dkim, DMARC: &dmarc})
+	fmt.Println(strings.ReplaceAll(v, "\r\n", "\n")) // folded with CRLF
+	// Output:
+	// mx.example.net;
+	// 	spf=pass smtp.mailfrom=alice@example.com;
+	// 	dkim=fail reason="body hash did not verify" header.d=example.com header.s=s1;
+	// 	dmarc=pass header.from=example.com
+}
+
+func ExampleParseSenderBindings() {
+	b, err := auth.ParseSenderBindings(strings.NewReader("alice: alice@example.com, @sales.example.com\n"), "senders")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(b.Allowed("alice", "Alice@Example.com"))
+	fmt.Println(b.Allowed("alice", "anyone@sales.example.com"))
+	fmt.Println(b.Allowed("alice", "bob@example.com"))
+	_, err = auth.ParseSenderBindings(strings.NewReader("bob example.com\n"), "senders")
+	fmt.Println(err)
+	// Output:
+	// true
+	// true
+	// false
+	// auth: bad sender binding file: senders:1: want "user: address, @domain, ..."
+}
+
+func ExampleHashPassword() {
+	hash, err := auth.HashPassword(auth.HashArgon2id, "correct horse battery staple")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// A line of the credentials file:
+	line := "alice:" + hash
+	fmt.Println(line[:37])
+	// Output:
+	// alice:$argon2id$v=19$m=65536,t=3,p=4$
+}
+
+func ExampleGenerateKey() {
+	keyPEM, txt, err := auth.GenerateKey(auth.KeyEd25519, 0)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	key, _ := auth.ParsePrivateKey(keyPEM)
+	_, ok := key.(ed25519.PrivateKey)
+	fmt.Println(ok, txt[:22], len(auth.SplitTXT(txt)))
+	// Output:
+	// true v=DKIM1; k=ed25519; p= 1
+}

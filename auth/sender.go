@@ -1,0 +1,305 @@
+package auth
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/postern/postern"
+)
+
+const maxSenderLine = 64 << 10
+
+// SenderBindings says which sender addresses each authenticated user may
+// use. It is immutable and safe for concurrent use.
+type SenderBindings struct {
+	users map[string][]senderPattern
+}
+
+// senderPattern is one entry: any address, a domain, or one address
+// (lower case).
+type senderPattern struct {
+	any    bool
+	domain string
+	addr   string
+}
+
+// ParseSenderBindings reads a sender-binding file. Each line is
+//
+//	user: entry, entry ...
+//
+// where an entry is an address (alice@example.com), "@domain" for every
+// address in that domain, or "*" for any address. Entries are separated by
+// commas or white space; a user on several lines gets all of them. Blank
+// lines and lines starting with '#' are skipped. Addresses and domains
+// compare case-insensitively, user names exactly. name is used in errors,
+// which give the line.
+func ParseSenderBindings(r io.Reader, name string) (*SenderBindings, error) {
+	b := &SenderBindings{users: make(map[string][]senderPattern)}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1024), maxSenderLine)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		user, list, ok := strings.Cut(line, ":")
+		user = strings.TrimSpace(user)
+		switch {
+		case !ok:
+			return nil, lineError(ErrSenderFile, name, n, "want \"user: address, @domain, ...\"")
+		case user == "":
+			return nil, lineError(ErrSenderFile, name, n, "empty user name")
+		case strings.IndexFunc(user, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+			return nil, lineError(ErrSenderFile, name, n, "user name %q contains white space or control characters", user)
+		}
+		entries := strings.FieldsFunc(list, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+		if len(entries) == 0 {
+			return nil, lineError(ErrSenderFile, name, n, "no addresses for user %q", user)
+		}
+		for _, e := range entries {
+			p, err := parseSenderPattern(e)
+			if err != nil {
+				return nil, lineError(ErrSenderFile, name, n, "%v", err)
+			}
+			b.users[user] = append(b.users[user], p)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, lineError(ErrSenderFile, name, n+1, "line longer than %d bytes", maxSenderLine)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrSenderFile, name, err)
+	}
+	return b, nil
+}
+
+func parseSenderPattern(e string) (senderPattern, error) {
+	if e == "*" {
+		return senderPattern{any: true}, nil
+	}
+	if strings.IndexFunc(e, unicode.IsControl) >= 0 {
+		return senderPattern{}, fmt.Errorf("entry %q contains control characters", e)
+	}
+	local, domain, ok := splitAddr(e)
+	domain = normDomain(domain)
+	switch {
+	case !ok || domain == "" || strings.ContainsAny(domain, "@") || strings.Contains(domain, ".."):
+		return senderPattern{}, fmt.Errorf("%q is not an address, @domain or *", e)
+	case local == "":
+		return senderPattern{domain: domain}, nil
+	}
+	return senderPattern{addr: strings.ToLower(local) + "@" + domain}, nil
+}
+
+// Allowed reports whether user may use addr as sender.
+func (b *SenderBindings) Allowed(user, addr string) bool {
+	if b == nil {
+		return false
+	}
+	pats := b.users[user]
+	if len(pats) == 0 {
+		return false
+	}
+	local, domain, ok := splitAddr(addr)
+	if !ok {
+		return false
+	}
+	domain = normDomain(domain)
+	full := strings.ToLower(local) + "@" + domain
+	for _, p := range pats {
+		if p.any || (p.domain != "" && p.domain == domain) || (p.addr != "" && p.addr == full) {
+			return true
+		}
+	}
+	return false
+}
+
+// Len returns the number of users.
+func (b *SenderBindings) Len() int { return len(b.users) }
+
+// SenderMapConfig configures a SenderMap.
+type SenderMapConfig struct {
+	// Path is the sender-binding file (see ParseSenderBindings). Required.
+	Path string
+	// AllowOwnAddress lets a user whose name is an address send as that
+	// address without a line saying so.
+	AllowOwnAddress bool
+	// Logger receives reloads; nil discards.
+	Logger *slog.Logger
+}
+
+// SenderMap is a sender-binding file that can be reloaded without a
+// restart. It is safe for concurrent use.
+type SenderMap struct {
+	ft  fileTable[SenderBindings]
+	own bool
+}
+
+// NewSenderMap loads cfg.Path and returns the map. Errors name the file
+// and line.
+func NewSenderMap(cfg SenderMapConfig) (*SenderMap, error) {
+	if cfg.Path == "" {
+		return nil, fmt.Errorf("%w: sender map needs a Path", ErrConfig)
+	}
+	s := &SenderMap{own: cfg.AllowOwnAddress}
+	s.ft = fileTable[SenderBindings]{path: cfg.Path, what: "sender bindings", parse: ParseSenderBindings, log: orDiscard(cfg.Logger)}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Allowed reports whether user may use addr as sender.
+func (s *SenderMap) Allowed(user, addr string) bool {
+	if s.own && strings.Contains(user, "@") && strings.EqualFold(user, addr) {
+		return true
+	}
+	return s.ft.table().Allowed(user, addr)
+}
+
+// Reload reads the file again. On error the old bindings stay in use.
+func (s *SenderMap) Reload() error {
+	if err := s.ft.reload(); err != nil {
+		return wrapFileErr(ErrSenderFile, s.ft.path, err)
+	}
+	return nil
+}
+
+// ReloadIfChanged reloads when the file changed since the last load; it
+// reports whether it did.
+func (s *SenderMap) ReloadIfChanged() (bool, error) {
+	ok, err := s.ft.reloadIfChanged()
+	if err != nil {
+		return false, wrapFileErr(ErrSenderFile, s.ft.path, err)
+	}
+	return ok, nil
+}
+
+// Watch reloads the file whenever it changes, looking every interval (0
+// means DefaultWatchInterval), until ctx is done.
+func (s *SenderMap) Watch(ctx context.Context, interval time.Duration) { s.ft.watch(ctx, interval) }
+
+// SenderFilterName is the sender-binding filter's name in chains and logs.
+const SenderFilterName = "sender-login"
+
+// SenderFilterConfig configures a SenderFilter.
+type SenderFilterConfig struct {
+	// Map holds the bindings. Required.
+	Map *SenderMap
+	// CheckFromHeader also checks, at DATA, every address of the From
+	// field.
+	CheckFromHeader bool
+	// AllowNullSender lets authenticated users send with MAIL FROM:<>.
+	AllowNullSender bool
+	// Logger receives refusals (Info); nil discards.
+	Logger *slog.Logger
+}
+
+// SenderFilter refuses, for authenticated sessions, a MAIL FROM address the
+// user does not own:
+//
+//	553 5.7.1 Sender address rejected: not owned by user
+//
+// and, with CheckFromHeader, a From field naming another address (550
+// 5.7.1 at DATA). Unauthenticated sessions are not looked at. It is safe
+// for concurrent use.
+type SenderFilter struct {
+	m       *SenderMap
+	fromHdr bool
+	nullOK  bool
+	log     *slog.Logger
+}
+
+var (
+	_ postern.MailChecker = (*SenderFilter)(nil)
+	_ postern.DataChecker = (*SenderFilter)(nil)
+)
+
+// NewSenderFilter validates cfg and returns the filter.
+func NewSenderFilter(cfg SenderFilterConfig) (*SenderFilter, error) {
+	if cfg.Map == nil {
+		return nil, fmt.Errorf("%w: sender filter needs a Map", ErrConfig)
+	}
+	return &SenderFilter{m: cfg.Map, fromHdr: cfg.CheckFromHeader, nullOK: cfg.AllowNullSender, log: orDiscard(cfg.Logger)}, nil
+}
+
+// Name returns "sender-login".
+func (f *SenderFilter) Name() string { return SenderFilterName }
+
+// CheckMail refuses a sender the authenticated user does not own.
+func (f *SenderFilter) CheckMail(ctx context.Context, c *postern.Conn, t *postern.Txn) (postern.Verdict, error) {
+	if !c.Authenticated() {
+		return postern.Pass, nil
+	}
+	if t.From == "" && f.nullOK || t.From != "" && f.m.Allowed(c.AuthUser, t.From) {
+		return postern.Pass, nil
+	}
+	v := postern.Rejected(553, postern.ESC(5, 7, 1), "Sender address rejected: not owned by user",
+		fmt.Sprintf("sender <%s> not bound to user %q", t.From, c.AuthUser))
+	f.logRefusal(ctx, c, postern.StageMail, v)
+	return v, nil
+}
+
+// CheckData, with CheckFromHeader, refuses a From field naming an address
+// the authenticated user does not own, or a From field that does not
+// parse.
+func (f *SenderFilter) CheckData(ctx context.Context, c *postern.Conn, _ *postern.Txn, m *postern.Message) (postern.Verdict, error) {
+	if !f.fromHdr || !c.Authenticated() {
+		return postern.Pass, nil
+	}
+	bad := ""
+	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
+		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+	}}
+	n := 0
+	for _, fl := range m.Fields() {
+		if !strings.EqualFold(fl.Name, "From") {
+			continue
+		}
+		n++
+		addrs, err := p.ParseList(fl.Value())
+		if err != nil {
+			bad = "unparsable From field"
+			break
+		}
+		for _, a := range addrs {
+			if !f.m.Allowed(c.AuthUser, a.Address) {
+				bad = "From address <" + a.Address + ">"
+				break
+			}
+		}
+	}
+	if n == 0 {
+		bad = "no From field"
+	}
+	if bad == "" {
+		return postern.Pass, nil
+	}
+	v := postern.Rejected(550, postern.ESC(5, 7, 1), "From header address rejected: not owned by user",
+		fmt.Sprintf("%s not bound to user %q", bad, c.AuthUser))
+	f.logRefusal(ctx, c, postern.StageData, v)
+	return v, nil
+}
+
+func (f *SenderFilter) logRefusal(ctx context.Context, c *postern.Conn, st postern.Stage, v postern.Verdict) {
+	f.log.LogAttrs(ctx, slog.LevelInfo, "sender binding refused",
+		slog.String("conn_id", c.ID),
+		slog.String("remote_ip", c.RemoteAddr().String()),
+		slog.String("stage", st.String()),
+		slog.String("filter", SenderFilterName),
+		slog.String("action", v.Action.String()),
+		slog.Int("code", v.Reply.Code),
+		slog.String("user", c.AuthUser),
+		slog.String("reason", v.Reason))
+}
