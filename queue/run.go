@@ -170,21 +170,21 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 		rs.Attempts++
 		rs.LastAttempt = now
 		rs.Reply, rs.RemoteMTA, rs.Relayed = r.Reply, r.RemoteMTA, r.Relayed
-		kind, status := EventDeferred, "deferred"
+		kind, action := EventDeferred, "deferred"
 		switch {
 		case r.Reply.Code < 300:
 			rs.Status = Delivered
 			delivered = append(delivered, i)
-			kind, status = EventDelivered, "sent"
+			kind, action = EventDelivered, "sent"
 		case r.Reply.Permanent():
 			rs.Status = Failed
 			failed = append(failed, i)
-			kind, status = EventBounced, "bounced"
+			kind, action = EventBounced, "bounced"
 		}
-		q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "destination", dests[i],
-			"relay", r.RemoteMTA, "attempt", attemptNo, "delay", now.Sub(env.Received).Round(time.Millisecond).String(),
-			"took", durations[i].Round(time.Millisecond).String(), "code", r.Reply.Code, "status", status,
-			"reply", r.Reply.Error())
+		q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "stage", "delivery",
+			"action", action, "destination", dests[i], "relay", r.RemoteMTA, "attempt", attemptNo,
+			"delay", now.Sub(env.Received).Round(time.Millisecond).String(),
+			"took", durations[i].Round(time.Millisecond).String(), "code", r.Reply.Code, "reply", r.Reply.Error())
 		q.emit(Event{Kind: kind, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr, Destination: dests[i],
 			Reply: r.Reply, RemoteMTA: r.RemoteMTA, Attempt: attemptNo, Size: it.size, Duration: durations[i]})
 	}
@@ -198,7 +198,8 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 					st.Rcpts[i].Status = Failed
 					st.Rcpts[i].Expired = true
 					expired = append(expired, i)
-					q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "status", "expired",
+					q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "stage", "delivery",
+						"action", "expired",
 						"delay", age.Round(time.Second).String(), "reply", st.Rcpts[i].Reply.Error())
 					q.emit(Event{Kind: EventExpired, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr,
 						Reply: st.Rcpts[i].Reply, Attempt: attemptNo})

@@ -188,6 +188,9 @@ func (w *wal) flush() {
 		// replayed, which at worst delivers a message whose client was
 		// told 4xx (a duplicate, never a loss).
 		if w.seg != nil {
+			// Give back what the failed batch took (a full disk stays full
+			// otherwise); the records before it were synced already.
+			_ = w.seg.Truncate(w.segSize)
 			w.seg.Close()
 			w.seg = nil
 		}

@@ -14,16 +14,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fuzztime=${FUZZTIME:-20000x}
+export PATH="$PATH:/usr/sbin:/sbin"  # smtp-sink, smtp-source
 staticcheck_version=v0.8.2
 
 need_pkgs=()
 command -v swaks >/dev/null 2>&1 || need_pkgs+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+# Postfix for its smtp-sink and smtp-source test peers only; its own daemon
+# is never started ("No configuration").
+command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+=(postfix)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   else

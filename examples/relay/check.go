@@ -52,7 +52,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	// Map warnings go to stderr; the decisions to stdout.
 	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	pol, err := buildPolicy(s, warnLog, obs)
+	routing, err := buildRouting(s, warnLog)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+	defer routing.Close()
+	pol, err := buildPolicy(s, warnLog, obs, routing.verifier)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1

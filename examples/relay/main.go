@@ -1,7 +1,11 @@
 // Command relay is Postern's reference relay: the SMTP front door of a small
 // site, in front of its mail store. Run with no arguments it listens on
 // 127.0.0.1:2525, accepts mail for example.test (relaying for loopback
-// clients) and spools each accepted message durably under ./postern-spool.
+// clients), queues each accepted message durably under ./postern-spool and
+// delivers mail for example.test to Maildir folders under ./postern-maildir.
+// Given a sendmail mailertable (-mailertable) it routes like the relay it
+// replaces: mailertable, then -smarthost, then MX, with -fallback-relay
+// hosts when a destination cannot be reached.
 //
 // Usage:
 //
@@ -13,11 +17,13 @@
 //	relay check -access /etc/mail/access -ip 192.0.2.7 -helo mx.example.net \
 //	    -from alice@example.net -rcpt bob@example.test
 //
-// Send SIGINT or SIGTERM for a graceful shutdown; SIGHUP reloads the access
-// file (it is also reloaded when it changes).
+// Send SIGINT or SIGTERM for a graceful shutdown; SIGHUP reloads the
+// access, mailertable and recipients files (each is also reloaded when it
+// changes).
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -67,7 +73,13 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	s := &settings{}
 	var domains, trusted string
 	fs.StringVar(&s.accessFile, "access", "", "sendmail-format access `file` (plain text, as written for makemap)")
-	fs.StringVar(&s.recipients, "recipients", "", "`file` of valid addresses in the local domains, one per line; others get 550 5.1.1")
+	fs.StringVar(&s.recipients, "recipients", "", "`file` of valid addresses in the local domains, one per line (@domain for a catch-all); others get 550 5.1.1")
+	fs.BoolVar(&s.callAhead, "callahead", false, "verify recipients of local domains the -recipients file does not cover by asking the next hop (RCPT probe)")
+	fs.StringVar(&s.mailertable, "mailertable", "", "sendmail-format mailertable `file` (default: the local domains are delivered to Maildir under -maildir)")
+	fs.StringVar(&s.smartHost, "smarthost", "", "next `hop` for every domain the mailertable does not name, e.g. [smtp.isp.example] (default: MX)")
+	var fallback string
+	fs.StringVar(&fallback, "fallback-relay", "", "comma-separated `hosts` tried when every host of a destination failed temporarily (sendmail FallbackSmartHost)")
+	fs.StringVar(&s.maildir, "maildir", "postern-maildir", "Maildir `root` for local: deliveries (<root>/<domain>/<user>/)")
 	fs.StringVar(&domains, "domains", "example.test", "comma-separated local `domains` the relay accepts mail for")
 	fs.StringVar(&trusted, "trusted", "127.0.0.0/8,::1", "comma-separated trusted `networks` that may relay anywhere (Postfix mynetworks)")
 	fs.StringVar(&s.hostname, "hostname", "", "host name for the banner and Received header (default: the system's)")
@@ -96,6 +108,7 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 			return fmt.Errorf("-recipient-rate: %w", err)
 		}
 		s.dnsbl, s.dnswl, s.rhsbl, s.dnsResolvers = splitList(bl), splitList(wl), splitList(rhs), splitList(resolvers)
+		s.fallbackRelays = splitList(fallback)
 		for _, d := range strings.Split(domains, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				s.domains = append(s.domains, strings.ToLower(d))
@@ -137,7 +150,12 @@ func serve(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	s, finish := commonFlags(fs)
 	fs.StringVar(&s.listen, "listen", "127.0.0.1:2525", "`address` to listen on")
-	fs.StringVar(&s.spoolDir, "spool", "postern-spool", "spool `directory` for accepted mail")
+	fs.StringVar(&s.spoolDir, "spool", "postern-spool", "queue `directory` for accepted mail")
+	queueWarn := fs.String("queue-warn", "4h", "age at which senders get a delay notice (sendmail Timeout.queuewarn); 0 never")
+	queueReturn := fs.String("queue-return", "5d", "age at which delivery is given up and the mail bounced (sendmail Timeout.queuereturn)")
+	fs.DurationVar(&s.minBackoff, "min-backoff", 5*time.Minute, "first retry delay; it doubles up to -max-backoff")
+	fs.DurationVar(&s.maxBackoff, "max-backoff", 4000*time.Second, "longest retry delay")
+	fs.StringVar(&s.postmaster, "postmaster", "", "`address` that gets double bounces (default: dropped and logged)")
 	fs.BoolVar(&s.greetLogOnly, "greet-pause-log-only", false, "log early talkers instead of refusing them (rollout)")
 	fs.Int64Var(&s.maxSize, "max-size", 10<<20, "maximum message size in `bytes`")
 	fs.IntVar(&s.clientRate, "client-rate", 0, "connections per minute per client (sendmail ClientRate; access ClientRate: entries win); 0 unlimited")
@@ -148,6 +166,18 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	if err := finish(); err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
+		return 2
+	}
+	var err error
+	if s.queueWarn, err = parseAge(*queueWarn); err != nil {
+		fmt.Fprintln(stderr, "relay: -queue-warn:", err)
+		return 2
+	}
+	if s.queueWarn == 0 {
+		s.queueWarn = -1 // never
+	}
+	if s.queueReturn, err = parseAge(*queueReturn); err != nil || s.queueReturn <= 0 {
+		fmt.Fprintln(stderr, "relay: -queue-return: must be a positive duration such as 5d or 72h")
 		return 2
 	}
 	var lv slog.Level
@@ -164,16 +194,17 @@ func serve(args []string, stderr io.Writer) int {
 }
 
 func serveWith(s *settings, log *slog.Logger) error {
-	pol, err := buildPolicy(s, log, nil)
+	dl, err := openDelivery(s, log)
+	if err != nil {
+		return err
+	}
+	defer dl.Close()
+	pol, err := buildPolicy(s, log, nil, dl.verifier)
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
-	sp, err := openSpool(s.spoolDir)
-	if err != nil {
-		return err
-	}
-	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: pol.chain, Handoff: sp,
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: pol.chain, Handoff: queueHandoff{dl.q},
 		Logger: log, MaxMessageBytes: s.maxSize})
 	if err != nil {
 		return err
@@ -201,17 +232,27 @@ func serveWith(s *settings, log *slog.Logger) error {
 	defer stop()
 	if pol.watcher != nil {
 		go pol.watcher.Run(ctx)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if pol.watcher != nil {
 				if err := pol.watcher.Reload(); err != nil {
 					log.Error("reload failed, previous access map stays in force", "error", err)
 				}
 			}
-		}()
-	}
+			dl.reload(log)
+		}
+	}()
+	// The queue runner gets its own context: it stops after the server,
+	// so deliveries under way at shutdown finish recording their results.
+	qctx, qstop := context.WithCancel(context.Background())
+	qdone := make(chan struct{})
+	go func() { dl.run(qctx, log); close(qdone) }()
+	defer func() { qstop(); <-qdone }()
 	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
+		"mailertable", cmp.Or(s.mailertable, "built-in: local domains to "+s.maildir),
 		"greet_pause", s.greetPause.String())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(gl) }()

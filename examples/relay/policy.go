@@ -13,6 +13,7 @@ import (
 	"github.com/postern/postern/dnsbl"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
+	"github.com/postern/postern/route"
 	"github.com/postern/postern/smtpserver/access"
 )
 
@@ -38,9 +39,20 @@ type settings struct {
 	rcptRate     ratelimit.Rate
 	harvest      ratelimit.GuardConfig // Threshold < 0 turns the guard off
 	spoolDir     string
-	greetPause   time.Duration
-	greetLogOnly bool
-	maxSize      int64
+	// Delivery.
+	mailertable    string
+	smartHost      string
+	fallbackRelays []string
+	maildir        string
+	callAhead      bool
+	queueWarn      time.Duration
+	queueReturn    time.Duration
+	minBackoff     time.Duration
+	maxBackoff     time.Duration
+	postmaster     string
+	greetPause     time.Duration
+	greetLogOnly   bool
+	maxSize        int64
 }
 
 // policy is the relay's chain and what the listeners need to know.
@@ -61,7 +73,7 @@ func (p *policy) Close() {
 
 // buildPolicy wires the filters (see the order below). Serving and the
 // check command share it, so a dry run answers what the server would.
-func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, error) {
+func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier) (*policy, error) {
 	p := &policy{s: s}
 	if s.accessFile != "" {
 		// The watcher logs the warnings of each load (entries that cannot
@@ -136,12 +148,12 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer) (*policy, 
 			obs = func(ctx context.Context, d postern.Decision) { g.Observe(ctx, d); outer(ctx, d) }
 		}
 	}
-	if s.recipients != "" {
-		rf, err := loadRecipients(s.recipients, s.domains)
+	if verifier != nil {
+		vf, err := route.NewFilter(route.FilterConfig{Verifier: verifier, Domains: s.domains, Logger: log})
 		if err != nil {
 			return nil, err
 		}
-		entries = append(entries, postern.Entry{Filter: rf})
+		entries = append(entries, postern.Entry{Filter: vf})
 	}
 	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -33,29 +34,33 @@ func TestDiskFullAnswers452(t *testing.T) {
 		"--body", big).CombinedOutput()
 	require.Error(t, err, "swaks must see the temporary failure")
 	assert.Contains(t, string(out), "<** 452 4.3.1 Insufficient system storage")
-	for _, sub := range []string{"tmp", "new"} {
-		ents, err := os.ReadDir(filepath.Join(spool, sub))
-		require.NoError(t, err)
-		assert.Empty(t, ents, "no partial file in %s", sub)
-	}
 	out, err = exec.Command(swaks, "--server", r.addr, "--to", "a@example.test", "--from", "b@example.net").CombinedOutput()
-	require.NoError(t, err, string(out))
-	assert.Regexp(t, queuedRE, string(out))
-}
-
-// A message answered 250 is in the spool even if the relay is killed at
-// once afterwards.
-func TestKilledAfter250KeepsMessage(t *testing.T) {
-	swaks := need(t, "swaks")
-	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0")
-	out, err := exec.Command(swaks, "--server", r.addr, "--to", "a@example.test", "--from", "b@example.net",
-		"--header", "Message-ID: <kill-test@example.net>").CombinedOutput()
 	require.NoError(t, err, string(out))
 	m := queuedRE.FindStringSubmatch(string(out))
 	require.NotNil(t, m)
+	r.delivered(t, m[1])
+}
+
+// A message answered 250 survives the relay being killed at once
+// afterwards: it is delivered after the restart.
+func TestKilledAfter250KeepsMessage(t *testing.T) {
+	swaks := need(t, "swaks")
+	// The next hop is down until after the kill, so the message is still
+	// queued when the relay dies.
+	next := freeAddr(t)
+	mt := writeFile(t, t.TempDir(), "mailertable", "example.test esmtp:"+hostPort(next)+"\n")
+	spool := filepath.Join(t.TempDir(), "spool")
+	args := []string{"-listen", "127.0.0.1:0", "-greet-pause", "0", "-mailertable", mt, "-spool", spool, "-min-backoff", "1s"}
+	r := startRelay(t, args...)
+	out, err := exec.Command(swaks, "--server", r.addr, "--to", "a@example.test", "--from", "b@example.net",
+		"--header", "Message-Id: <kill-test@example.net>").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Regexp(t, queuedRE, string(out))
 	require.NoError(t, r.cmd.Process.Kill())
 	_ = r.cmd.Wait()
-	file := r.spooled(t, "new", m[1])
-	assert.Contains(t, file, "Message-ID: <kill-test@example.net>")
-	assert.True(t, strings.HasSuffix(file, "\r\n"), "complete message")
+	down := startSink(t, next)
+	startRelay(t, args...)
+	got := down.waitFor(t, 1, 30*time.Second)
+	assert.Equal(t, "<kill-test@example.net>", got[0].MessageID())
+	assert.True(t, strings.HasSuffix(string(got[0].Data), "\r\n"), "complete message")
 }

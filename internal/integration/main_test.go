@@ -56,12 +56,13 @@ func need(t *testing.T, prog string) string {
 }
 
 type relay struct {
-	addr  string
-	dir   string // working directory; the spool is dir/postern-spool
-	mu    sync.Mutex
-	log   strings.Builder
-	cmd   *exec.Cmd
-	spool string
+	addr    string
+	dir     string // working directory; the queue is dir/postern-spool
+	mu      sync.Mutex
+	log     strings.Builder
+	cmd     *exec.Cmd
+	spool   string
+	maildir string
 }
 
 var listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
@@ -72,6 +73,7 @@ func startRelay(t *testing.T, args ...string) *relay {
 	t.Helper()
 	r := &relay{dir: t.TempDir()}
 	r.spool = filepath.Join(r.dir, "postern-spool")
+	r.maildir = filepath.Join(r.dir, "postern-maildir")
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cmd = exec.CommandContext(ctx, relayBin, args...)
 	r.cmd.Dir = r.dir
@@ -123,23 +125,29 @@ func (r *relay) logs() string {
 	return r.log.String()
 }
 
-// spooled returns the spool file of a queue ID under new/ or hold/.
-func (r *relay) spooled(t *testing.T, sub, id string) string {
+// delivered waits for the Maildir file of a queue ID (local: delivery of
+// the relay's local domains) and returns it.
+func (r *relay) delivered(t *testing.T, id string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(r.spool, sub, id))
-	require.NoError(t, err)
-	return string(b)
+	var found string
+	require.Eventually(t, func() bool {
+		for _, f := range maildirFiles(t, r.maildir) {
+			b, err := os.ReadFile(f)
+			if err == nil && strings.Contains(string(b), id) {
+				found = string(b)
+				return true
+			}
+		}
+		return false
+	}, 20*time.Second, 20*time.Millisecond, "queue ID %s not delivered; relay log:\n%s", id, r.logs())
+	return found
 }
 
-func (r *relay) countSpooled(t *testing.T) int {
+// countDelivered counts the Maildir files once the queue is empty.
+func (r *relay) countDelivered(t *testing.T) int {
 	t.Helper()
-	n := 0
-	for _, sub := range []string{"new", "hold"} {
-		ents, err := os.ReadDir(filepath.Join(r.spool, sub))
-		require.NoError(t, err)
-		n += len(ents)
-	}
-	return n
+	time.Sleep(300 * time.Millisecond) // let the queue runner finish
+	return len(maildirFiles(t, r.maildir))
 }
 
 // dialFrom connects from a chosen loopback source address (127.0.0.2 is an

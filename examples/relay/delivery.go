@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/queue"
+	"github.com/postern/postern/route"
+)
+
+// delivery is the outbound half of the relay: the queue and the route
+// transport that empties it.
+type delivery struct {
+	q         *queue.Queue
+	transport *route.Transport
+	router    *route.Router
+	table     *route.Watcher[*route.Table] // nil without -mailertable
+	verifier  *route.Verifier              // nil unless -recipients or -callahead
+	rcptWatch *route.Watcher[*route.Recipients]
+}
+
+// builtinMailertable is used when no -mailertable is given: the local
+// domains are delivered to Maildir folders, so a newcomer sees the mail
+// arrive under -maildir.
+func builtinMailertable(domains []string) (*route.Table, error) {
+	var b strings.Builder
+	for _, d := range domains {
+		fmt.Fprintf(&b, "%s local:\n", d)
+	}
+	return route.ParseMailertable(strings.NewReader(b.String()), "built-in mailertable")
+}
+
+// openDelivery builds the routing and opens the queue.
+func openDelivery(s *settings, log *slog.Logger) (*delivery, error) {
+	d, err := buildRouting(s, log)
+	if err != nil {
+		return nil, err
+	}
+	d.q, err = queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Deliverer: d.transport, Logger: log,
+		WarnAfter: s.queueWarn, ReturnAfter: s.queueReturn, MinBackoff: s.minBackoff, MaxBackoff: s.maxBackoff,
+		Postmaster: s.postmaster})
+	if err != nil {
+		d.transport.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// buildRouting makes the router, the transport and the recipient
+// verifier: everything but the queue, which the check command does not
+// open.
+func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
+	d := &delivery{}
+	rcfg := route.RouterConfig{SmartHost: s.smartHost, FallbackRelays: s.fallbackRelays, RelayDomains: s.domains,
+		Resolvers: s.dnsResolvers, Logger: log}
+	if s.hostname != "" {
+		rcfg.LocalNames = []string{s.hostname}
+	}
+	if s.mailertable != "" {
+		w, err := route.NewMailertableWatcher(s.mailertable, route.WatcherConfig{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		d.table, rcfg.Mailertable = w, w
+	} else {
+		t, err := builtinMailertable(s.domains)
+		if err != nil {
+			return nil, err
+		}
+		rcfg.Mailertable = t
+	}
+	var err error
+	if d.router, err = route.NewRouter(rcfg); err != nil {
+		return nil, err
+	}
+	d.transport, err = route.NewTransport(route.TransportConfig{Router: d.router, Hostname: s.hostname,
+		MaildirRoot: s.maildir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if s.recipients != "" || s.callAhead {
+		vcfg := route.VerifierConfig{CallAhead: s.callAhead, Transport: d.transport, Logger: log}
+		if s.recipients != "" {
+			if d.rcptWatch, err = route.NewRecipientsWatcher(s.recipients, route.WatcherConfig{Logger: log}); err != nil {
+				d.transport.Close()
+				return nil, err
+			}
+			vcfg.Recipients = d.rcptWatch
+		}
+		if d.verifier, err = route.NewVerifier(vcfg); err != nil {
+			d.transport.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// run watches the files and delivers until ctx is done.
+func (d *delivery) run(ctx context.Context, log *slog.Logger) {
+	if d.table != nil {
+		go d.table.Run(ctx)
+	}
+	if d.rcptWatch != nil {
+		go d.rcptWatch.Run(ctx)
+	}
+	if err := d.q.Run(ctx); err != nil {
+		log.Error("queue runner stopped", "error", err)
+	}
+}
+
+func (d *delivery) reload(log *slog.Logger) {
+	if d.table != nil {
+		if err := d.table.Reload(); err != nil {
+			log.Error("mailertable reload failed, previous table stays in force", "error", err)
+		}
+	}
+	if d.rcptWatch != nil {
+		if err := d.rcptWatch.Reload(); err != nil {
+			log.Error("recipients reload failed, previous list stays in force", "error", err)
+		}
+	}
+}
+
+func (d *delivery) Close() {
+	if d.q != nil {
+		d.q.Close()
+	}
+	d.transport.Close()
+}
+
+// parseAge reads a duration that may be written in days, as sendmail's
+// Timeout.queuereturn=5d is.
+func parseAge(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("%q is not a duration", s)
+		}
+		return time.Duration(days * 24 * float64(time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}

@@ -1,0 +1,122 @@
+package route_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strings"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/queue"
+	"github.com/postern/postern/route"
+)
+
+// A site's mailertable, unchanged from sendmail: where does mail go?
+func Example_mailertable() {
+	table, err := route.ParseMailertable(strings.NewReader(`
+nix.co.jj    esmtp:[192.168.1.1]
+.nix.co.jj   esmtp:[192.168.1.1]
+old.example  error:5.1.6:550 This domain has moved
+`), "mailertable")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r, err := route.NewRouter(route.RouterConfig{
+		Mailertable:    table,
+		Resolvers:      []string{"127.0.0.1:53"}, // not asked by Route
+		FallbackRelays: []string{"[relay2.nix.co.jj]"},
+		RelayDomains:   []string{"nix.co.jj", ".nix.co.jj"},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, rcpt := range []string{"alice@nix.co.jj", "bob@lab.nix.co.jj", "carol@old.example", "dave@example.net"} {
+		rt, _ := r.Route(rcpt)
+		fmt.Printf("%-18s %-12s %-40s fallback=%v\n", rcpt, rt.Source, rt.Dest, rt.Fallback != nil)
+	}
+
+	_, err = route.ParseMailertable(strings.NewReader("ok.example esmtp:[10.0.0.1]\nbad.example uucp:gateway\n"), "mailertable")
+	fmt.Println(err)
+	// Output:
+	// alice@nix.co.jj    mailertable  esmtp:[192.168.1.1]                      fallback=false
+	// bob@lab.nix.co.jj  mailertable  esmtp:[192.168.1.1]                      fallback=false
+	// carol@old.example  mailertable  error:5.1.6:550 This domain has moved    fallback=false
+	// dave@example.net   mx           mx:example.net                           fallback=true
+	// mailertable:2: unsupported mailer "uucp"
+}
+
+// inbox is a tiny go-smtp backend standing in for the internal mail
+// store.
+type inbox struct{ users map[string]bool }
+
+func (b inbox) NewSession(*smtp.Conn) (smtp.Session, error) { return &inboxSession{b}, nil }
+
+type inboxSession struct{ b inbox }
+
+func (s *inboxSession) Reset()                               {}
+func (s *inboxSession) Logout() error                        { return nil }
+func (s *inboxSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s *inboxSession) Data(r io.Reader) error               { _, err := io.Copy(io.Discard, r); return err }
+func (s *inboxSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !s.b.users[to] {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "User unknown"}
+	}
+	return nil
+}
+
+// Deliver a message to the internal store named by the mailertable, then
+// verify recipients against it (call-ahead).
+func ExampleTransport() {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv := smtp.NewServer(inbox{users: map[string]bool{"alice@nix.co.jj": true}})
+	srv.Domain = "store.nix.co.jj"
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	go srv.Serve(l)
+	defer srv.Close()
+
+	host, port, _ := net.SplitHostPort(l.Addr().String())
+	table, _ := route.ParseMailertable(strings.NewReader("nix.co.jj esmtp:["+host+"]:"+port+"\n"), "mailertable")
+	r, _ := route.NewRouter(route.RouterConfig{Mailertable: table, Resolvers: []string{"127.0.0.1:53"}})
+	tr, err := route.NewTransport(route.TransportConfig{Router: r, Hostname: "relay1.nix.co.jj"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer tr.Close()
+
+	msg := "Subject: hello\r\n\r\nHi.\r\n"
+	d := &queue.Delivery{
+		ID:         "Q1",
+		Envelope:   &queue.Envelope{From: "sender@example.net"},
+		Recipients: []queue.Recipient{{Addr: "alice@nix.co.jj"}, {Addr: "nobody@nix.co.jj"}},
+		Message:    strings.NewReader(msg),
+		Size:       int64(len(msg)),
+	}
+	for i, res := range tr.Deliver(context.Background(), d) {
+		fmt.Println(d.Recipients[i].Addr, res.Reply.Code, res.Reply.Enhanced)
+	}
+
+	v, _ := route.NewVerifier(route.VerifierConfig{CallAhead: true, Transport: tr})
+	for _, a := range []string{"alice@nix.co.jj", "nobody@nix.co.jj"} {
+		res, _ := v.Verify(context.Background(), a)
+		if res.Status == route.StatusInvalid {
+			fmt.Println(a, res.Status, res.Reply.Error())
+		} else {
+			fmt.Println(a, res.Status)
+		}
+	}
+	// Output:
+	// alice@nix.co.jj 250 2.0.0
+	// nobody@nix.co.jj 550 5.1.1
+	// alice@nix.co.jj valid
+	// nobody@nix.co.jj invalid 550 5.1.1 <nobody@nix.co.jj>: Recipient address rejected: User unknown
+}

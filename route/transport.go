@@ -1,0 +1,765 @@
+package route
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/queue"
+)
+
+// Defaults of TransportConfig, after Postfix's.
+const (
+	DefaultConnectTimeout = 30 * time.Second // smtp_connect_timeout
+	DefaultCommandTimeout = 5 * time.Minute  // smtp_helo/mail/rcpt_timeout, RFC 5321 §4.5.3.2
+	DefaultDataTimeout    = 10 * time.Minute // smtp_data_done_timeout
+	DefaultMaxSessions    = 2                // smtp_mx_session_limit
+	DefaultIdleTimeout    = 5 * time.Second
+	DefaultMaxMessages    = 100
+	DefaultMaxConnAge     = 5 * time.Minute // smtp_connection_reuse_time_limit
+	DefaultMaxIdlePerHost = 4
+	DefaultMaxIdle        = 64
+	maxHeaderScan         = 1 << 20
+)
+
+// TransportConfig configures a Transport. Router is required; the rest
+// has working defaults.
+type TransportConfig struct {
+	// Router chooses the next hop of each recipient. Required.
+	Router *Router
+	// Hostname is the name given in EHLO/LHLO; default os.Hostname().
+	Hostname string
+	// TLS is the STARTTLS policy (TLSMay by default).
+	TLS TLSPolicy
+	// TLSConfig is the base TLS configuration: RootCAs for TLSVerify,
+	// client certificates, versions. ServerName is set per host.
+	TLSConfig *tls.Config
+	// ConnectTimeout bounds a TCP connect (DefaultConnectTimeout).
+	ConnectTimeout time.Duration
+	// CommandTimeout bounds the wait for each reply, the greeting
+	// included (DefaultCommandTimeout).
+	CommandTimeout time.Duration
+	// DataTimeout bounds the whole message transfer and the reply to its
+	// end (DefaultDataTimeout).
+	DataTimeout time.Duration
+	// MaxSessions bounds the sessions (connections that got as far as
+	// EHLO) one delivery attempt makes before it gives up or turns to the
+	// fallback relays (DefaultMaxSessions; Postfix smtp_mx_session_limit).
+	MaxSessions int
+	// DisableConnCache turns off connection reuse.
+	DisableConnCache bool
+	// IdleTimeout closes a cached idle connection (DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxMessagesPerConn and MaxConnAge retire a cached connection
+	// (DefaultMaxMessages, DefaultMaxConnAge).
+	MaxMessagesPerConn int
+	MaxConnAge         time.Duration
+	// MaxIdlePerHost and MaxIdle bound the idle connections kept, per
+	// host and in all (DefaultMaxIdlePerHost, DefaultMaxIdle).
+	MaxIdlePerHost int
+	MaxIdle        int
+	// MaildirRoot is where "local:" delivers: <root>/<domain>/<local
+	// part>/, or <root>/<user>/ for "local:user". Required for local
+	// delivery; without it local recipients fail temporarily.
+	MaildirRoot string
+	// Dialer makes connections; default net.Dialer.
+	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Logger receives one debug record per recipient and attempt (a
+	// queue logs the outcome itself) and warnings; nil discards.
+	Logger *slog.Logger
+}
+
+// Transport delivers messages to their next hop: SMTP or LMTP with
+// go-smtp's client, Maildir for "local:", a fixed reply for "error:". It
+// implements queue.Deliverer and is safe for concurrent use.
+type Transport struct {
+	router         *Router
+	hostname       string
+	tls            TLSPolicy
+	tlsBase        *tls.Config
+	connectTimeout time.Duration
+	cmdTimeout     time.Duration
+	dataTimeout    time.Duration
+	maxSessions    int
+	maxMsgs        int
+	maxAge         time.Duration
+	maildir        string
+	dialer         func(context.Context, string, string) (net.Conn, error)
+	now            func() time.Time
+	log            *slog.Logger
+	pool           *pool
+	seq            atomic.Uint64
+	pid            int
+	closed         atomic.Bool
+}
+
+var _ queue.Deliverer = (*Transport)(nil)
+
+// NewTransport validates cfg and returns a Transport.
+func NewTransport(cfg TransportConfig) (*Transport, error) {
+	if cfg.Router == nil {
+		return nil, fmt.Errorf("%w: Transport needs a Router", ErrConfig)
+	}
+	if cfg.TLS > TLSVerify {
+		return nil, fmt.Errorf("%w: TLS policy %v", ErrConfig, cfg.TLS)
+	}
+	for _, d := range []time.Duration{cfg.ConnectTimeout, cfg.CommandTimeout, cfg.DataTimeout, cfg.IdleTimeout, cfg.MaxConnAge} {
+		if d < 0 {
+			return nil, fmt.Errorf("%w: negative timeout %v", ErrConfig, d)
+		}
+	}
+	if cfg.MaxSessions < 0 || cfg.MaxMessagesPerConn < 0 || cfg.MaxIdle < 0 || cfg.MaxIdlePerHost < 0 {
+		return nil, fmt.Errorf("%w: negative limit", ErrConfig)
+	}
+	t := &Transport{
+		router: cfg.Router, hostname: cfg.Hostname, tls: cfg.TLS, tlsBase: cfg.TLSConfig,
+		connectTimeout: orDur(cfg.ConnectTimeout, DefaultConnectTimeout),
+		cmdTimeout:     orDur(cfg.CommandTimeout, DefaultCommandTimeout),
+		dataTimeout:    orDur(cfg.DataTimeout, DefaultDataTimeout),
+		maxSessions:    orInt(cfg.MaxSessions, DefaultMaxSessions),
+		maxMsgs:        orInt(cfg.MaxMessagesPerConn, DefaultMaxMessages),
+		maxAge:         orDur(cfg.MaxConnAge, DefaultMaxConnAge),
+		maildir:        cfg.MaildirRoot,
+		dialer:         cfg.Dialer,
+		now:            cfg.Now,
+		log:            cfg.Logger,
+		pid:            os.Getpid(),
+	}
+	if t.hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return nil, fmt.Errorf("%w: no Hostname and os.Hostname failed: %v", ErrConfig, err)
+		}
+		t.hostname = h
+	}
+	if strings.ContainsAny(t.hostname, " \t\r\n") {
+		return nil, fmt.Errorf("%w: bad Hostname %q", ErrConfig, t.hostname)
+	}
+	if t.dialer == nil {
+		d := &net.Dialer{}
+		t.dialer = d.DialContext
+	}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	if t.log == nil {
+		t.log = postern.DiscardLogger()
+	}
+	if !cfg.DisableConnCache {
+		t.pool = newPool(orInt(cfg.MaxIdlePerHost, DefaultMaxIdlePerHost), orInt(cfg.MaxIdle, DefaultMaxIdle),
+			orDur(cfg.IdleTimeout, DefaultIdleTimeout), t.closeSession)
+	}
+	return t, nil
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+func orInt(n, def int) int {
+	if n == 0 {
+		return def
+	}
+	return n
+}
+
+// Router returns the transport's router.
+func (t *Transport) Router() *Router { return t.router }
+
+// Close closes the cached connections (with QUIT) and makes later
+// deliveries fail temporarily. Deliveries under way finish.
+func (t *Transport) Close() error {
+	t.closed.Store(true)
+	if t.pool != nil {
+		for _, s := range t.pool.drain() {
+			t.closeSession(s)
+		}
+	}
+	return nil
+}
+
+// IdleConns returns the number of cached idle connections.
+func (t *Transport) IdleConns() int {
+	if t.pool == nil {
+		return 0
+	}
+	return t.pool.len()
+}
+
+// Destination returns the key of rcpt's next hop: the mailertable or
+// smart host value in mailertable syntax ("esmtp:[192.168.1.1]"), or
+// "mx:" and the domain. An address the Router cannot route gets
+// "invalid:" and the address, so it is answered on its own.
+func (t *Transport) Destination(rcpt string) string {
+	rt, err := t.router.Route(rcpt)
+	if err != nil {
+		return "invalid:" + rcpt
+	}
+	return rt.Dest
+}
+
+// rcptJob is one RCPT address of an attempt and the recipients (result
+// indices) it stands for: recipients that route to the same address are
+// sent once.
+type rcptJob struct {
+	to  string
+	r   queue.Recipient
+	idx []int
+}
+
+// Deliver makes one attempt to deliver d to its recipients and returns
+// one result per recipient, in order. Recipients are routed again (the
+// mailertable may have changed since Destination); those that now differ
+// are delivered one group after the other.
+func (t *Transport) Deliver(ctx context.Context, d *queue.Delivery) []queue.Result {
+	results := make([]queue.Result, len(d.Recipients))
+	if d.Message == nil || d.Size < 0 {
+		dd := *d
+		dd.Message, dd.Size = strings.NewReader(""), 0
+		d = &dd
+	}
+	if t.closed.Load() {
+		for i := range results {
+			results[i].Reply = postern.NewReply(451, postern.ESC(4, 3, 2), "delivery agent shutting down")
+		}
+		return results
+	}
+	type group struct {
+		rt   Route
+		jobs []*rcptJob
+	}
+	var groups []*group
+	byDest := map[string]*group{}
+	for i, rc := range d.Recipients {
+		rt, err := t.router.Route(rc.Addr)
+		if err == nil && !validAddr(rt.Rcpt) {
+			err = ErrBadAddress
+		}
+		if err != nil {
+			results[i].Reply = postern.NewReply(550, postern.ESC(5, 1, 3), "bad recipient address syntax: "+sanitize(rc.Addr))
+			continue
+		}
+		g := byDest[rt.Dest]
+		if g == nil {
+			g = &group{rt: rt}
+			byDest[rt.Dest] = g
+			groups = append(groups, g)
+		}
+		found := false
+		for _, j := range g.jobs {
+			if j.to == rt.Rcpt {
+				j.idx = append(j.idx, i)
+				found = true
+				break
+			}
+		}
+		if !found {
+			g.jobs = append(g.jobs, &rcptJob{to: rt.Rcpt, r: rc, idx: []int{i}})
+		}
+	}
+	for _, g := range groups {
+		switch g.rt.Hop.Kind {
+		case KindError:
+			for _, j := range g.jobs {
+				setResult(results, j, queue.Result{Reply: copyReply(g.rt.Hop.Reply)})
+			}
+		case KindLocal:
+			t.deliverLocal(ctx, d, g.rt, g.jobs, results)
+		default:
+			t.deliverRemote(ctx, d, g.rt, g.jobs, results)
+		}
+	}
+	t.logResults(ctx, d, results)
+	return results
+}
+
+func copyReply(r postern.Reply) postern.Reply {
+	r.Lines = append([]string(nil), r.Lines...)
+	return r
+}
+
+func setResult(results []queue.Result, j *rcptJob, r queue.Result) {
+	for _, i := range j.idx {
+		rr := r
+		rr.Reply = copyReply(r.Reply)
+		results[i] = rr
+	}
+}
+
+// validAddr rejects what cannot go into RCPT TO or MAIL FROM unchanged.
+func validAddr(a string) bool {
+	return !strings.ContainsAny(a, "\r\n<>") && !hasCtl(a)
+}
+
+func sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 256 {
+		s = s[:256]
+	}
+	return s
+}
+
+func (t *Transport) logResults(ctx context.Context, d *queue.Delivery, results []queue.Result) {
+	// The queue logs the outcome at info; this is the transport's view.
+	if !t.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	for i, r := range results {
+		action := "sent"
+		switch {
+		case r.Reply.Temporary():
+			action = "deferred"
+		case r.Reply.Permanent():
+			action = "bounced"
+		}
+		t.log.LogAttrs(ctx, slog.LevelDebug, "delivery",
+			slog.String("queue_id", d.ID), slog.String("rcpt", d.Recipients[i].Addr),
+			slog.String("stage", "delivery"), slog.String("action", action),
+			slog.String("relay", r.RemoteMTA), slog.Int("code", r.Reply.Code),
+			slog.String("reply", r.Reply.Error()), slog.Int("attempt", d.Attempt))
+	}
+}
+
+// deliverRemote delivers over SMTP or LMTP: the route's hosts in order,
+// then the fallback relays for what failed temporarily at connection
+// level everywhere.
+func (t *Transport) deliverRemote(ctx context.Context, d *queue.Delivery, rt Route, jobs []*rcptJob, results []queue.Result) {
+	env := d.Envelope
+	if env == nil {
+		env = &queue.Envelope{}
+	}
+	if strings.EqualFold(env.Body, "BINARYMIME") {
+		for _, j := range jobs {
+			setResult(results, j, queue.Result{Reply: postern.NewReply(554, postern.ESC(5, 6, 3),
+				"BINARYMIME content needs BDAT, which this client does not send")})
+		}
+		return
+	}
+	if !validAddr(env.From) {
+		for _, j := range jobs {
+			setResult(results, j, queue.Result{Reply: postern.NewReply(550, postern.ESC(5, 1, 7), "bad sender address syntax")})
+		}
+		return
+	}
+	pending := jobs
+	var last queue.Result
+	plan, err := t.router.Resolve(ctx, rt)
+	if err != nil {
+		var f *Failure
+		if !errors.As(err, &f) {
+			f = failure(451, postern.ESC(4, 4, 3), err.Error(), err)
+		}
+		if f.Reply.Permanent() {
+			for _, j := range jobs {
+				setResult(results, j, queue.Result{Reply: f.Reply})
+			}
+			return
+		}
+		last = queue.Result{Reply: f.Reply}
+	} else {
+		pending, last = t.tryTargets(ctx, d, env, rt.Hop.Kind, plan.Targets, pending, results)
+	}
+	if len(pending) > 0 && len(rt.Fallback) > 0 && !plan.SelfMX && ctx.Err() == nil {
+		t.log.LogAttrs(ctx, slog.LevelInfo, "trying fallback relays",
+			slog.String("queue_id", d.ID), slog.String("dest", rt.Dest), slog.String("reason", last.Reply.Error()))
+		var flast queue.Result
+		fplan, err := t.router.ResolveHosts(ctx, KindSMTP, rt.Fallback)
+		if err == nil {
+			pending, flast = t.tryTargets(ctx, d, env, KindSMTP, fplan.Targets, pending, results)
+		} else {
+			flast.Reply = postern.NewReply(451, postern.ESC(4, 4, 3), err.Error())
+		}
+		if len(pending) > 0 && last.Reply.Code != 0 {
+			// Report the destination's own failure; the relay's is
+			// second.
+			last.Reply = postern.NewReply(last.Reply.Code, last.Reply.Enhanced,
+				last.Reply.Text()+"; fallback relay: "+flast.Reply.Text())
+		}
+	}
+	if last.Reply.IsZero() {
+		last.Reply = postern.NewReply(451, postern.ESC(4, 4, 1), "no host of "+rt.Dest+" could be reached")
+	}
+	for _, j := range pending {
+		setResult(results, j, last)
+	}
+}
+
+// attemptOut is the outcome of one session with one host.
+type attemptOut struct {
+	pending []*rcptJob   // recipients still without an answer
+	last    queue.Result // why, for those
+	next    bool         // worth trying the next host for them
+	session bool         // a session was established (counts against MaxSessions)
+}
+
+// tryTargets tries the targets in order until every recipient has an
+// answer or the session limit is reached.
+func (t *Transport) tryTargets(ctx context.Context, d *queue.Delivery, env *queue.Envelope, kind Kind, targets []Target,
+	pending []*rcptJob, results []queue.Result) ([]*rcptJob, queue.Result) {
+	var last queue.Result
+	sessions := 0
+	for _, tg := range targets {
+		if ctx.Err() != nil {
+			last = queue.Result{Reply: localFailure(ctx, tg.String(), stepConnect, ctx.Err())}
+			break
+		}
+		if sessions >= t.maxSessions {
+			break
+		}
+		out := t.attempt(ctx, d, env, kind, tg, pending, results)
+		if out.session {
+			sessions++
+		}
+		pending, last = out.pending, out.last
+		if len(pending) == 0 {
+			return nil, last
+		}
+		if !out.next {
+			for _, j := range pending {
+				setResult(results, j, last)
+			}
+			return nil, last
+		}
+	}
+	return pending, last
+}
+
+// attempt delivers to one target: one session, one transaction.
+func (t *Transport) attempt(ctx context.Context, d *queue.Delivery, env *queue.Envelope, kind Kind, tg Target,
+	jobs []*rcptJob, results []queue.Result) attemptOut {
+	pol := t.tls
+	if env.RequireTLS {
+		pol = TLSVerify // RFC 8689 §4.2.1
+	}
+	s, f := t.getSession(ctx, kind, tg, pol)
+	if f != nil {
+		out := attemptOut{pending: jobs, last: queue.Result{Reply: f.reply}, next: f.next}
+		if f.remote {
+			out.last.RemoteMTA = tg.Host
+		}
+		return out
+	}
+	out := t.transaction(ctx, s, d, env, jobs, results)
+	out.session = true
+	t.release(s)
+	return out
+}
+
+// transaction runs MAIL, RCPT and DATA on s. Only a session that ends
+// in a known state is released to the pool.
+func (t *Transport) transaction(ctx context.Context, s *session, d *queue.Delivery, env *queue.Envelope,
+	jobs []*rcptJob, results []queue.Result) attemptOut {
+	host := s.target.Host
+	name := s.target.String()
+	c := s.c
+	remote := func(r postern.Reply) queue.Result { return queue.Result{Reply: r, RemoteMTA: host} }
+	all := func(r queue.Result) attemptOut {
+		for _, j := range jobs {
+			setResult(results, j, r)
+		}
+		return attemptOut{}
+	}
+	// lost ends the session on a failure that is not a server reply;
+	// before DATA nothing was delivered, so the next host may have them.
+	lost := func(st step, err error, pending []*rcptJob, next bool) attemptOut {
+		s.broken = true
+		return attemptOut{pending: pending, last: queue.Result{Reply: localFailure(ctx, name, st, err)}, next: next}
+	}
+
+	hasDSN, _ := c.Extension("DSN")
+	hasUTF8, _ := c.Extension("SMTPUTF8")
+	needUTF8 := needsSMTPUTF8(env, jobs, d)
+	if needUTF8 && !hasUTF8 {
+		// RFC 6531 §3.2: no downgrade; the message cannot go this way.
+		return all(remote(postern.NewReply(550, postern.ESC(5, 6, 7), "SMTPUTF8 is required, but was not offered by host "+name)))
+	}
+	if max, ok := c.MaxMessageSize(); ok && max > 0 && d.Size > int64(max) {
+		return all(remote(postern.NewReply(552, postern.ESC(5, 3, 4),
+			fmt.Sprintf("message size %d exceeds size limit %d of server %s", d.Size, max, name))))
+	}
+	if env.RequireTLS {
+		if ok, _ := c.Extension("REQUIRETLS"); !ok || !s.verified {
+			return all(remote(postern.NewReply(550, postern.ESC(5, 7, 30), "REQUIRETLS support required, but not offered by host "+name)))
+		}
+	}
+
+	if err := c.Mail(env.From, mailOptions(env, d.Size, hasUTF8 && (env.SMTPUTF8 || needUTF8))); err != nil {
+		rep, isReply := serverReply(err)
+		if !isReply {
+			return lost(stepMAIL, err, jobs, true)
+		}
+		if rep.Code == 421 {
+			// Closing down (RFC 5321 §3.8): like a refused greeting,
+			// the next host may take the mail.
+			s.broken = true
+			return attemptOut{pending: jobs, last: remote(rep), next: true}
+		}
+		if rep.Code/100 != 2 {
+			return all(remote(rep))
+		}
+	}
+
+	var accepted []*rcptJob
+	for k, j := range jobs {
+		var opts *smtp.RcptOptions
+		if hasDSN {
+			opts = rcptOptions(j.r)
+		}
+		err := c.Rcpt(j.to, opts)
+		if err == nil {
+			accepted = append(accepted, j)
+			continue
+		}
+		rep, isReply := serverReply(err)
+		if !isReply {
+			return lost(stepRCPT, err, append(accepted, jobs[k:]...), true)
+		}
+		if rep.Code/100 == 2 {
+			accepted = append(accepted, j)
+			continue
+		}
+		setResult(results, j, remote(rep))
+		if rep.Code == 421 {
+			// The server is closing the session (RFC 5321 §3.8).
+			s.broken = true
+			for _, jj := range append(accepted, jobs[k+1:]...) {
+				setResult(results, jj, remote(rep))
+			}
+			return attemptOut{}
+		}
+	}
+	if len(accepted) == 0 {
+		return attemptOut{}
+	}
+	setAccepted := func(r queue.Result) {
+		for _, j := range accepted {
+			setResult(results, j, r)
+		}
+	}
+
+	w, err := c.Data()
+	if err != nil {
+		rep, isReply := serverReply(err)
+		if !isReply || rep.Code/100 == 2 {
+			return lost(stepDATA, err, accepted, true)
+		}
+		if rep.Code == 421 {
+			s.broken = true
+		}
+		setAccepted(remote(rep))
+		return attemptOut{}
+	}
+	s.conn.setPhase(time.Now().Add(t.dataTimeout))
+	defer s.conn.setPhase(time.Time{})
+	src := &readErrTracker{r: io.NewSectionReader(d.Message, 0, d.Size)}
+	if _, err := io.Copy(w, src); err != nil {
+		s.broken = true
+		if src.err != nil {
+			setAccepted(queue.Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "cannot read the queued message: "+src.err.Error())})
+			return attemptOut{}
+		}
+		// The final dot was not sent: nothing was delivered.
+		return lost(stepBody, err, accepted, true)
+	}
+	relayed := s.kind == KindSMTP && !hasDSN
+	if s.kind == KindLMTP {
+		t.lmtpReplies(ctx, s, w, accepted, results)
+		s.msgs++
+		return attemptOut{}
+	}
+	resp, err := w.CloseWithResponse()
+	s.msgs++
+	if err != nil {
+		rep, isReply := serverReply(err)
+		if !isReply {
+			// The message may have been delivered; another host would
+			// get it twice, so this attempt ends here.
+			s.broken = true
+			setAccepted(queue.Result{Reply: localFailure(ctx, name, stepDot, err)})
+			return attemptOut{}
+		}
+		if rep.Code == 421 {
+			s.broken = true
+		}
+		setAccepted(queue.Result{Reply: rep, RemoteMTA: host, Relayed: relayed && rep.Code/100 == 2})
+		return attemptOut{}
+	}
+	setAccepted(queue.Result{Reply: okReply(250, resp.StatusText), RemoteMTA: host, Relayed: relayed})
+	return attemptOut{}
+}
+
+// lmtpReplies reads one reply per accepted recipient after the end of
+// data (RFC 2033 §4.2).
+func (t *Transport) lmtpReplies(ctx context.Context, s *session, w *smtp.DataCommand, accepted []*rcptJob, results []queue.Result) {
+	host := s.target.Host
+	resp, err := w.CloseWithLMTPResponse()
+	var perRcpt smtp.LMTPDataError
+	errors.As(err, &perRcpt)
+	if _, onlyReplies := err.(smtp.LMTPDataError); err != nil && !onlyReplies {
+		s.broken = true // a network error, possibly joined with replies so far
+	}
+	for _, j := range accepted {
+		switch {
+		case resp[j.to] != nil:
+			setResult(results, j, queue.Result{Reply: okReply(250, resp[j.to].StatusText), RemoteMTA: host})
+		case perRcpt[j.to] != nil:
+			rep, ok := replyFromSMTPError(perRcpt[j.to])
+			if !ok {
+				rep = localFailure(ctx, s.target.String(), stepDot, perRcpt[j.to])
+			}
+			setResult(results, j, queue.Result{Reply: rep, RemoteMTA: host})
+		default:
+			e := err
+			if e == nil {
+				e = errors.New("no reply for this recipient")
+			}
+			setResult(results, j, queue.Result{Reply: localFailure(ctx, s.target.String(), stepDot, e)})
+		}
+	}
+}
+
+// readErrTracker remembers a read error of the message source, to tell
+// it from a failure to write to the server.
+type readErrTracker struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErrTracker) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+// serverReply returns the reply in a go-smtp error; isReply is false for
+// anything else (network, garbage).
+func serverReply(err error) (postern.Reply, bool) {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return postern.Reply{}, false
+	}
+	return replyFromSMTPError(se)
+}
+
+func mailOptions(env *queue.Envelope, size int64, utf8 bool) *smtp.MailOptions {
+	// go-smtp sends SIZE (RFC 1870) only to a server that offers it, and
+	// BODY=8BITMIME to every server that offers 8BITMIME.
+	o := &smtp.MailOptions{Size: size, UTF8: utf8, RequireTLS: env.RequireTLS}
+	switch strings.ToUpper(env.Ret) {
+	case "FULL":
+		o.Return = smtp.DSNReturnFull
+	case "HDRS":
+		o.Return = smtp.DSNReturnHeaders
+	}
+	if printableASCII(env.EnvID) && len(env.EnvID) <= 100 {
+		o.EnvelopeID = env.EnvID // RFC 3461 §4.4: at most 100 characters
+	}
+	return o
+}
+
+func rcptOptions(r queue.Recipient) *smtp.RcptOptions {
+	o := &smtp.RcptOptions{}
+	never := false
+	for _, n := range r.Notify {
+		switch strings.ToUpper(n) {
+		case "NEVER":
+			never = true
+		case "SUCCESS":
+			o.Notify = append(o.Notify, smtp.DSNNotifySuccess)
+		case "FAILURE":
+			o.Notify = append(o.Notify, smtp.DSNNotifyFailure)
+		case "DELAY":
+			o.Notify = append(o.Notify, smtp.DSNNotifyDelayed)
+		}
+	}
+	if never {
+		// RFC 3461 §4.1: NEVER stands alone.
+		o.Notify = []smtp.DSNNotify{smtp.DSNNotifyNever}
+	}
+	if r.ORcpt != "" && !hasCtl(r.ORcpt) {
+		switch strings.ToLower(r.ORcptType) {
+		case "rfc822":
+			if printableASCII(r.ORcpt) {
+				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeRFC822, r.ORcpt
+			} else {
+				o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, r.ORcpt
+			}
+		case "utf-8":
+			o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressTypeUTF8, r.ORcpt
+		}
+	}
+	return o
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// needsSMTPUTF8 reports whether the message cannot go without SMTPUTF8:
+// a non-ASCII address in the envelope, or a client that asked for
+// SMTPUTF8 and a header with 8-bit bytes (RFC 6532). An ASCII message
+// whose client said SMTPUTF8 anyway goes to any server.
+func needsSMTPUTF8(env *queue.Envelope, jobs []*rcptJob, d *queue.Delivery) bool {
+	if !isASCII(env.From) {
+		return true
+	}
+	for _, j := range jobs {
+		if !isASCII(j.to) {
+			return true
+		}
+	}
+	if !env.SMTPUTF8 || d.Message == nil {
+		return false
+	}
+	br := bufio.NewReader(io.NewSectionReader(d.Message, 0, min(d.Size, maxHeaderScan)))
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) == 0 || line[0] == '\r' || line[0] == '\n' {
+			return false // end of header
+		}
+		if !isASCII(string(line)) {
+			return true
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return false
+		}
+	}
+}
