@@ -24,6 +24,8 @@ command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 # Postfix for its smtp-sink and smtp-source test peers only; its own daemon
 # is never started ("No configuration").
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+=(postfix)
+# dkimpy, the independent DKIM implementation auth's interop test uses.
+/usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || need_pkgs+=(python3-dkim python3-nacl)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"

@@ -58,7 +58,12 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer routing.Close()
-	pol, err := buildPolicy(s, warnLog, obs, routing.verifier)
+	ap, err := buildAuth(s, warnLog)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1

@@ -80,6 +80,10 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	var fallback string
 	fs.StringVar(&fallback, "fallback-relay", "", "comma-separated `hosts` tried when every host of a destination failed temporarily (sendmail FallbackSmartHost)")
 	fs.StringVar(&s.maildir, "maildir", "postern-maildir", "Maildir `root` for local: deliveries (<root>/<domain>/<user>/)")
+	fs.StringVar(&s.authCheck, "auth-check", "off", "sender authentication of inbound mail: off, tag (SPF, DKIM, DMARC into Authentication-Results) or enforce (also refuse SPF fail, honour DMARC p=reject/quarantine)")
+	fs.StringVar(&s.authServID, "authserv-id", "", "our `name` in Authentication-Results (default: the host name)")
+	var dkimKeys string
+	fs.StringVar(&dkimKeys, "dkim-key", "", "comma-separated DKIM signing keys `domain:selector:keyfile` (PEM); mail of trusted and authenticated clients is signed")
 	fs.StringVar(&domains, "domains", "example.test", "comma-separated local `domains` the relay accepts mail for")
 	fs.StringVar(&trusted, "trusted", "127.0.0.0/8,::1", "comma-separated trusted `networks` that may relay anywhere (Postfix mynetworks)")
 	fs.StringVar(&s.hostname, "hostname", "", "host name for the banner and Received header (default: the system's)")
@@ -109,6 +113,7 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 		}
 		s.dnsbl, s.dnswl, s.rhsbl, s.dnsResolvers = splitList(bl), splitList(wl), splitList(rhs), splitList(resolvers)
 		s.fallbackRelays = splitList(fallback)
+		s.dkimKeys = splitList(dkimKeys)
 		for _, d := range strings.Split(domains, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				s.domains = append(s.domains, strings.ToLower(d))
@@ -156,6 +161,12 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&s.minBackoff, "min-backoff", 5*time.Minute, "first retry delay; it doubles up to -max-backoff")
 	fs.DurationVar(&s.maxBackoff, "max-backoff", 4000*time.Second, "longest retry delay")
 	fs.StringVar(&s.postmaster, "postmaster", "", "`address` that gets double bounces (default: dropped and logged)")
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate `file` for STARTTLS and the submission ports")
+	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM private key `file` for -tls-cert")
+	fs.StringVar(&s.submission, "submission", "", "listen `address` for message submission (port 587): STARTTLS, then AUTH, required")
+	fs.StringVar(&s.submissions, "submissions", "", "listen `address` for submission over implicit TLS (port 465)")
+	fs.StringVar(&s.credentials, "credentials", "", "`file` of user:hash lines (bcrypt or argon2id) for SMTP AUTH; reloaded when it changes")
+	fs.StringVar(&s.senders, "senders", "", "sender binding `file`: which MAIL FROM addresses each user may use (default: their own login name)")
 	fs.BoolVar(&s.greetLogOnly, "greet-pause-log-only", false, "log early talkers instead of refusing them (rollout)")
 	fs.Int64Var(&s.maxSize, "max-size", 10<<20, "maximum message size in `bytes`")
 	fs.IntVar(&s.clientRate, "client-rate", 0, "connections per minute per client (sendmail ClientRate; access ClientRate: entries win); 0 unlimited")
@@ -199,15 +210,50 @@ func serveWith(s *settings, log *slog.Logger) error {
 		return err
 	}
 	defer dl.Close()
-	pol, err := buildPolicy(s, log, nil, dl.verifier)
+	ap, err := buildAuth(s, log)
+	if err != nil {
+		return err
+	}
+	pol, err := buildPolicy(s, log, nil, dl.verifier, ap)
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: pol.chain, Handoff: queueHandoff{dl.q},
-		Logger: log, MaxMessageBytes: s.maxSize})
+		TLSConfig: ap.tls, Logger: log, MaxMessageBytes: s.maxSize})
 	if err != nil {
 		return err
+	}
+	type listener struct {
+		srv *smtpserver.Server
+		l   net.Listener
+	}
+	var subs []listener
+	for _, sub := range []struct {
+		addr     string
+		implicit bool
+	}{{s.submission, false}, {s.submissions, true}} {
+		if sub.addr == "" {
+			continue
+		}
+		chain, err := submissionChain(s, ap, pol.rcptVerify, pol.amap, log)
+		if err != nil {
+			return err
+		}
+		// RFC 6409 and RFC 8314: TLS first (implicit, or STARTTLS before
+		// MAIL and AUTH), then AUTH before MAIL.
+		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: chain, Handoff: queueHandoff{dl.q},
+			Logger: log, MaxMessageBytes: s.maxSize, TLSConfig: ap.tls, ImplicitTLS: sub.implicit, RequireTLS: true,
+			RequireAuth: true, Auth: ap.creds, AuthLimit: ap.authLim})
+		if err != nil {
+			return err
+		}
+		l, err := net.Listen("tcp", sub.addr)
+		if err != nil {
+			return err
+		}
+		subs = append(subs, listener{ssrv, l})
+		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
 	}
 	inner, err := net.Listen("tcp", s.listen)
 	if err != nil {
@@ -233,6 +279,7 @@ func serveWith(s *settings, log *slog.Logger) error {
 	if pol.watcher != nil {
 		go pol.watcher.Run(ctx)
 	}
+	ap.watch(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -243,6 +290,7 @@ func serveWith(s *settings, log *slog.Logger) error {
 				}
 			}
 			dl.reload(log)
+			ap.reload(log)
 		}
 	}()
 	// The queue runner gets its own context: it stops after the server,
@@ -254,8 +302,11 @@ func serveWith(s *settings, log *slog.Logger) error {
 	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
 		"mailertable", cmp.Or(s.mailertable, "built-in: local domains to "+s.maildir),
 		"greet_pause", s.greetPause.String())
-	done := make(chan error, 1)
+	done := make(chan error, 1+len(subs))
 	go func() { done <- srv.Serve(gl) }()
+	for _, sub := range subs {
+		go func() { done <- sub.srv.Serve(sub.l) }()
+	}
 	select {
 	case err := <-done:
 		return err
@@ -264,6 +315,9 @@ func serveWith(s *settings, log *slog.Logger) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	for _, sub := range subs {
+		go sub.srv.Shutdown(sctx)
+	}
 	err = srv.Shutdown(sctx)
 	gl.Close()
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"context"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,16 @@ type settings struct {
 	minBackoff     time.Duration
 	maxBackoff     time.Duration
 	postmaster     string
+	// Authentication and submission.
+	authCheck   string // off, tag, enforce
+	authServID  string
+	dkimKeys    []string // domain:selector:keyfile
+	tlsCert     string
+	tlsKey      string
+	submission  string // listen address, STARTTLS then AUTH (port 587)
+	submissions string // listen address, implicit TLS (port 465)
+	credentials string
+	senders     string
 	greetPause     time.Duration
 	greetLogOnly   bool
 	maxSize        int64
@@ -60,6 +71,9 @@ type policy struct {
 	chain   *postern.Chain
 	amap    access.MapSource // nil without an access file
 	watcher *access.Watcher
+	// rcptVerify is route's recipient verification filter, nil without
+	// -recipients or -callahead; the submission chain uses it too.
+	rcptVerify *route.Filter
 	store   ratelimit.Store // shared counters: memory, or Redis
 	closers []func() error
 	s       *settings
@@ -73,7 +87,7 @@ func (p *policy) Close() {
 
 // buildPolicy wires the filters (see the order below). Serving and the
 // check command share it, so a dry run answers what the server would.
-func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier) (*policy, error) {
+func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts) (*policy, error) {
 	p := &policy{s: s}
 	if s.accessFile != "" {
 		// The watcher logs the warnings of each load (entries that cannot
@@ -153,7 +167,14 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 		if err != nil {
 			return nil, err
 		}
+		p.rcptVerify = vf
 		entries = append(entries, postern.Entry{Filter: vf})
+	}
+	// Sender authentication: SPF at MAIL, DKIM/DMARC and
+	// Authentication-Results at DATA, then DKIM signing, last of all the
+	// header edits.
+	if ap != nil {
+		entries = append(entries, ap.inboundEntries()...)
 	}
 	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
 	if err != nil {
@@ -273,4 +294,15 @@ func parsePrefixes(list string) ([]netip.Prefix, error) {
 		out = append(out, pf.Masked())
 	}
 	return out, nil
+}
+
+// hostnameOrDefault is the configured host name or the system's.
+func (s *settings) hostnameOrDefault() string {
+	if s.hostname != "" {
+		return s.hostname
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "localhost"
 }

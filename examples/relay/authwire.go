@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/auth"
+	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/route"
+	"github.com/postern/postern/smtpserver/access"
+)
+
+// authParts are the sender-authentication pieces: built once, shared by
+// the inbound and the submission listeners.
+type authParts struct {
+	spf     *auth.SPFFilter    // inbound MAIL (check) and DATA (Received-SPF)
+	verify  *auth.VerifyFilter // DATA: DKIM, DMARC, Authentication-Results
+	sign    *auth.SignFilter   // DATA, last: mail of trusted and authenticated clients
+	creds   *auth.Credentials  // SMTP AUTH on the submission ports
+	senders *auth.SenderFilter // MAIL on the submission ports
+	sendMap *auth.SenderMap
+	authLim *ratelimit.AuthLimiter
+	tls     *tls.Config
+}
+
+func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
+	a := &authParts{}
+	var res auth.Resolver
+	if len(s.dnsResolvers) > 0 {
+		res = auth.NewResolver(s.dnsResolvers[0], 0)
+	}
+	servID := s.authServID
+	if servID == "" {
+		servID = s.hostnameOrDefault()
+	}
+	switch s.authCheck {
+	case "off":
+	case "tag", "enforce":
+		ck, err := auth.NewSPFChecker(auth.SPFConfig{Resolver: res, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		fc := auth.SPFFilterConfig{Checker: ck, Receiver: servID, Logger: log}
+		mode := auth.DMARCTagOnly
+		if s.authCheck == "enforce" {
+			// RFC 7208 §8.4: a fail may be refused; softfail and the rest
+			// are only recorded.
+			fc.Actions = map[auth.Status]postern.Action{auth.Fail: postern.Reject}
+			mode = auth.DMARCEnforce
+		}
+		if a.spf, err = auth.NewSPFFilter(fc); err != nil {
+			return nil, err
+		}
+		dk, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: res, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		dm, err := auth.NewDMARCChecker(auth.DMARCConfig{Resolver: res, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		if a.verify, err = auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: servID, DKIM: dk, DMARC: dm,
+			Mode: mode, Logger: log}); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("-auth-check: %q is not off, tag or enforce", s.authCheck)
+	}
+	if a.verify == nil {
+		// Even without checks, mail must not carry Authentication-Results
+		// fields that claim to be ours (RFC 8601 §5).
+		var err error
+		if a.verify, err = auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: servID, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.dkimKeys) > 0 {
+		var keys []auth.DKIMKey
+		for _, spec := range s.dkimKeys {
+			// domain:selector:/path/to/key.pem
+			parts := strings.SplitN(spec, ":", 3)
+			if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+				return nil, fmt.Errorf("-dkim-key %q: want domain:selector:keyfile", spec)
+			}
+			k, err := auth.LoadPrivateKey(parts[2])
+			if err != nil {
+				return nil, fmt.Errorf("-dkim-key %q: %w", spec, err)
+			}
+			keys = append(keys, auth.DKIMKey{Domain: parts[0], Selector: parts[1], Signer: k})
+		}
+		signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: keys, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		if a.sign, err = auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	if s.tlsCert != "" || s.tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
+		if err != nil {
+			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		a.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if s.submission != "" || s.submissions != "" {
+		if a.tls == nil {
+			return nil, fmt.Errorf("-submission and -submissions need -tls-cert and -tls-key: passwords only travel encrypted")
+		}
+		if s.credentials == "" || s.senders == "" {
+			return nil, fmt.Errorf("-submission and -submissions need -credentials (who may log in) and -senders (which addresses each user may send as)")
+		}
+	}
+	if s.credentials != "" {
+		var err error
+		if a.creds, err = auth.NewCredentials(auth.CredentialsConfig{Path: s.credentials, Logger: log}); err != nil {
+			return nil, err
+		}
+		if a.authLim, err = ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	if s.senders != "" {
+		var err error
+		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.senders, AllowOwnAddress: true, Logger: log}); err != nil {
+			return nil, err
+		}
+		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// watch reloads the credentials and sender files when they change.
+func (a *authParts) watch(ctx context.Context) {
+	if a.creds != nil {
+		go a.creds.Watch(ctx, 5*time.Second)
+	}
+	if a.sendMap != nil {
+		go a.sendMap.Watch(ctx, 5*time.Second)
+	}
+}
+
+func (a *authParts) reload(log *slog.Logger) {
+	if a.creds != nil {
+		if err := a.creds.Reload(); err != nil {
+			log.Error("credentials reload failed, previous file stays in force", "error", err)
+		}
+	}
+	if a.sendMap != nil {
+		if err := a.sendMap.Reload(); err != nil {
+			log.Error("sender bindings reload failed, previous file stays in force", "error", err)
+		}
+	}
+}
+
+// inboundEntries are the authentication filters of port 25, in chain
+// order: SPF at MAIL (and its Received-SPF at DATA), then DKIM, DMARC and
+// Authentication-Results at DATA, and signing last.
+func (a *authParts) inboundEntries() []postern.Entry {
+	var es []postern.Entry
+	if a.spf != nil {
+		es = append(es, postern.Entry{Filter: a.spf})
+	}
+	es = append(es, postern.Entry{Filter: a.verify})
+	if a.sign != nil {
+		es = append(es, postern.Entry{Filter: a.sign})
+	}
+	return es
+}
+
+// submissionChain is the policy of the submission ports (RFC 6409): the
+// server already requires TLS and AUTH, so every transaction here is
+// authenticated and may relay. The sender binding decides which MAIL FROM
+// a user may give; forged Authentication-Results fields are removed and
+// the message is signed.
+func submissionChain(s *settings, a *authParts, verifier *route.Filter, amap access.MapSource, log *slog.Logger) (*postern.Chain, error) {
+	relay, err := access.NewRelayControl(access.RelayConfig{Map: amap, LocalDomains: s.domains, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	var entries []postern.Entry
+	if a.senders != nil {
+		entries = append(entries, postern.Entry{Filter: a.senders})
+	}
+	entries = append(entries, postern.Entry{Filter: relay})
+	if verifier != nil {
+		entries = append(entries, postern.Entry{Filter: verifier})
+	}
+	entries = append(entries, postern.Entry{Filter: a.verify})
+	if a.sign != nil {
+		entries = append(entries, postern.Entry{Filter: a.sign})
+	}
+	return postern.NewChain(postern.ChainConfig{Name: "submission", Entries: entries})
+}
