@@ -1,11 +1,11 @@
 package main
 
 import (
-	"os"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -52,18 +52,18 @@ type settings struct {
 	maxBackoff     time.Duration
 	postmaster     string
 	// Authentication and submission.
-	authCheck   string // off, tag, enforce
-	authServID  string
-	dkimKeys    []string // domain:selector:keyfile
-	tlsCert     string
-	tlsKey      string
-	submission  string // listen address, STARTTLS then AUTH (port 587)
-	submissions string // listen address, implicit TLS (port 465)
-	credentials string
-	senders     string
-	greetPause     time.Duration
-	greetLogOnly   bool
-	maxSize        int64
+	authCheck    string // off, tag, enforce
+	authServID   string
+	dkimKeys     []string // domain:selector:keyfile
+	tlsCert      string
+	tlsKey       string
+	submission   string // listen address, STARTTLS then AUTH (port 587)
+	submissions  string // listen address, implicit TLS (port 465)
+	credentials  string
+	senders      string
+	greetPause   time.Duration
+	greetLogOnly bool
+	maxSize      int64
 }
 
 // policy is the relay's chain and what the listeners need to know.
@@ -74,9 +74,9 @@ type policy struct {
 	// rcptVerify is route's recipient verification filter, nil without
 	// -recipients or -callahead; the submission chain uses it too.
 	rcptVerify *route.Filter
-	store   ratelimit.Store // shared counters: memory, or Redis
-	closers []func() error
-	s       *settings
+	store      ratelimit.Store // shared counters: memory, or Redis
+	closers    []func() error
+	s          *settings
 }
 
 func (p *policy) Close() {
