@@ -161,19 +161,28 @@ func (q *Queue) Hold(id, reason string) error {
 	if reason == "" {
 		reason = "held by administrator"
 	}
+	it, err := q.idleOrLater(id, func(it *item) { it.holdReq = reason })
+	if it == nil {
+		return err
+	}
+	return q.holdIdle(it, reason)
+}
+
+// idleOrLater returns a message no attempt is delivering; for one being
+// delivered it calls later (under the lock, to leave a request the
+// attempt applies when it ends) and returns nil.
+func (q *Queue) idleOrLater(id string, later func(*item)) (*item, error) {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	it := q.items[id]
 	if it == nil {
-		q.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if it.busy {
-		it.holdReq = reason
-		q.mu.Unlock()
-		return nil
+		later(it)
+		return nil, nil
 	}
-	q.mu.Unlock()
-	return q.holdIdle(it, reason)
+	return it, nil
 }
 
 // holdIdle holds a message that is not being delivered.
@@ -243,16 +252,14 @@ func (q *Queue) RetryDestination(dest string) int {
 // Delete removes a message without notifying anyone (postsuper -d). A
 // message being delivered is removed when the attempt ends.
 func (q *Queue) Delete(id string) error {
-	q.mu.Lock()
-	it := q.items[id]
+	it, err := q.idleOrLater(id, func(it *item) { it.del = true })
 	if it == nil {
-		q.mu.Unlock()
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
+		return err
 	}
-	if it.busy {
-		it.del = true
+	q.mu.Lock()
+	if q.items[id] != it {
 		q.mu.Unlock()
-		return nil
+		return nil // removed meanwhile
 	}
 	seq := q.deleteLocked(it, "deleted by administrator")
 	q.mu.Unlock()

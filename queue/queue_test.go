@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // fakeDeliverer answers from a function; it records what it was given.
@@ -60,28 +61,10 @@ func ok() Result {
 	return Result{Reply: postern.NewReply(250, postern.ESC(2, 0, 0), "ok"), RemoteMTA: "mx.example.net"}
 }
 
-// testClock is a settable clock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 type harness struct {
 	t     *testing.T
 	dir   string
-	clock *testClock
+	clock *testutil.Clock
 	del   *fakeDeliverer
 	q     *Queue
 	cfg   Config
@@ -90,7 +73,7 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
-	h := &harness{t: t, dir: t.TempDir(), clock: &testClock{t: time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)},
+	h := &harness{t: t, dir: t.TempDir(), clock: testutil.NewClock(),
 		del: &fakeDeliverer{answer: func(*Delivery, Recipient) Result { return ok() }}}
 	h.cfg = Config{Dir: h.dir, Hostname: "relay.example.org", Deliverer: h.del, Clock: h.clock.Now,
 		Rand: func() float64 { return 0.5 }, Observer: func(e Event) {
@@ -205,7 +188,7 @@ func TestPartialDeliveryResumesAfterCrash(t *testing.T) {
 	assert.Equal(t, h.clock.Now().Add(5*time.Minute), info.State.NextAttempt, "first backoff: 5 min (jitter 0.5 is ×1.0)")
 
 	h.del.answer = func(*Delivery, Recipient) Result { return ok() }
-	h.clock.Add(10 * time.Minute)
+	h.clock.Advance(10 * time.Minute)
 	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
 	got := h.del.deliveries()
 	require.Len(t, got, 2, "bob is not delivered twice")
@@ -329,7 +312,7 @@ func TestLockedByOtherProcess(t *testing.T) {
 func TestAdmin(t *testing.T) {
 	h := newHarness(t, nil)
 	a := h.enqueue("alice@example.org", "bob@example.net")
-	h.clock.Add(time.Hour)
+	h.clock.Advance(time.Hour)
 	b := h.enqueue("mallory@example.com", "carol@example.com")
 	require.NoError(t, h.q.Hold(b, "suspicious"))
 
@@ -428,14 +411,14 @@ func TestNotifications(t *testing.T) {
 		id := h.enqueue("alice@example.org", "slow@example.net")
 		h.runUntil(func() bool { return len(h.events(EventDeferred)) == 1 })
 		assert.Empty(t, h.events(EventDSN), "no warning before WarnAfter")
-		h.clock.Add(61 * time.Minute)
+		h.clock.Advance(61 * time.Minute)
 		require.NoError(t, h.q.Retry(id))
 		h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
 		b := h.sentTo("alice@example.org")[0]
 		assert.Contains(t, b, "Action: delayed")
 		assert.Contains(t, b, "Will-Retry-Until:")
 
-		h.clock.Add(2 * time.Hour)
+		h.clock.Advance(2 * time.Hour)
 		require.NoError(t, h.q.Retry(id))
 		h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 2 })
 		b = h.sentTo("alice@example.org")[1]
