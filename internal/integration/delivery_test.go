@@ -207,3 +207,25 @@ func TestKillUnderLoadLosesNothing(t *testing.T) {
 	t.Logf("crash test: %d kills, %d tracked messages acknowledged, all delivered, %d duplicates; %d messages in all at the sink",
 		cycles, len(acked), dups, len(down.received()))
 }
+
+// Recipient verification by call-ahead: the relay asks the mail store
+// behind it and answers 550 5.1.1 at RCPT for a user it does not know,
+// instead of accepting and bouncing later.
+func TestCallAhead(t *testing.T) {
+	need(t, "python3")
+	store := startSink(t, "127.0.0.1:0")
+	store.setRcpt(func(a string) *gosmtp.SMTPError {
+		if strings.HasPrefix(a, "ghost@") {
+			return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	mt := writeFile(t, t.TempDir(), "mailertable", "nix.co.jj esmtp:"+hostPort(store.addr)+"\n")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-domains", "nix.co.jj", "-mailertable", mt,
+		"-callahead", "-trusted", "")
+	got := runDialog(t, r.addr, "127.0.0.2", "MAIL FROM:<friend@example.org>", "RCPT TO:<ghost@nix.co.jj>",
+		"RCPT TO:<user@nix.co.jj>")
+	assert.True(t, strings.HasPrefix(got[1], "550 5.1.1"), got[1])
+	assert.True(t, strings.HasPrefix(got[2], "250 "), got[2])
+	assert.Empty(t, store.received(), "a probe is not a delivery")
+}
