@@ -26,6 +26,11 @@ command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+=(postfix)
 # dkimpy, the independent DKIM implementation auth's interop test uses.
 /usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || need_pkgs+=(python3-dkim python3-nacl)
+# Content scanners; the tests start their own daemons on loopback with a
+# signature database (clamd) and configuration they write themselves.
+command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || need_pkgs+=(clamav-daemon clamav)
+command -v spamd >/dev/null 2>&1 || [ -x /usr/sbin/spamd ] || need_pkgs+=(spamassassin spamd)
+command -v rspamd >/dev/null 2>&1 || [ -x /usr/bin/rspamd ] || need_pkgs+=(rspamd)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_pkgs[*]}"

@@ -1,0 +1,131 @@
+// Package scan is Postern's content scanning: a bounded MIME walker
+// built on enmime, an attachment policy, keyword rules, the Scanner
+// interface that virus scanners and spam scorers implement (clamav,
+// spamd and rspamd in the subpackages), per-recipient spam policy, and
+// a DATA-stage filter that turns all of it into verdicts.
+//
+// # Walking a message
+//
+// A Walker parses a message (RFC 5322) into its MIME entities (RFC 2045,
+// RFC 2046) all the way down: multiparts inside multiparts, and messages
+// attached as message/rfc822 or message/global (RFC 6532), whose own
+// parts are walked as children. For every entity Content.Parts has the
+// declared type, charset, disposition, file name (RFC 2231 and RFC 2047
+// decoded), transfer encoding, the type sniffed from the content (Sniff:
+// magic numbers for executables and archives, then
+// http.DetectContentType), the decoded size, a SHA-256, and for text
+// parts the text converted to UTF-8 (ISO-2022-JP and Shift_JIS
+// included). The decoded Subject and the URLs of text and HTML parts
+// (for URI block lists) come with it.
+//
+// enmime has no bounds of its own, and its cost grows faster than the
+// input: ten thousand tiny parts (100 KB) cost it half a second and
+// 100 MB or more, three thousand levels of nesting (200 KB) several
+// seconds. So before enmime
+// sees a message, a linear pre-scan follows the MIME structure the way
+// enmime will (boundaries, nesting, header blocks and lines) and refuses
+// a tree over Limits with an error wrapping ErrLimit; errors.As finds a
+// *LimitError naming the limit: depth, parts, header-size, line-length,
+// boundary-length, size, decoded-size or time. A declared charset is
+// believed, so enmime's costly charset detection runs only for text that
+// declares none. Broken encodings (bad base64, bad quoted-printable,
+// missing or mismatched boundaries) do not stop the walk: what can be
+// decoded is, and Part.Errors says what was wrong.
+//
+// # Attachments and keywords
+//
+// AttachmentPolicy.Check reports banned extensions (DefaultBannedExtensions:
+// exe, pif, scr, com, bat, vbs, cmd, cpl, js, jse, wsf, hta, lnk, msi,
+// iso, …), double extensions (invoice.pdf.exe, and names that use
+// Unicode bidirectional controls to read differently), a declared type
+// that hides the content (an executable declared image/jpeg), programs
+// under any name, and looks inside zip archives (archive/zip), nested
+// ones too, within a depth, entry and byte budget: a zip bomb ends in an
+// ArchiveLimit finding, never in memory exhaustion. Keywords applies
+// RE2 rules (linear time) to the decoded Subject and the text parts, the
+// visible text of HTML ones.
+//
+// # Scanners
+//
+// A Scanner gets the raw message and an Envelope and returns a Result:
+// infected and the virus names, or a spam score, threshold, verdict,
+// action and symbols. An error (wrapping ErrScanner) means "no answer".
+// The adapters speak the real protocols, each with connect and scan
+// timeouts, a size cap (ErrTooLarge) and several servers for failover:
+// scan/clamav (clamd zINSTREAM), scan/spamd (SPAMC/1.5), scan/rspamd
+// (HTTP /checkv2). scan/scantest starts real daemons for tests.
+//
+// # The filter
+//
+// Filter.CheckData walks the message, checks attachments and keywords,
+// then asks the virus scanners and the spam scorer at the same time. The
+// whole message gets one verdict:
+//
+//	limit exceeded           552 5.3.4 (sizes) or 554 5.6.0, OnLimit
+//	attachment finding       552 5.7.0 Message rejected: attachment "x.exe" not allowed (...), OnAttachment
+//	keyword rule             552 5.7.0, or the rule's action
+//	virus                    554 5.7.0 Message rejected: virus NAME found, OnVirus
+//	scanner failure          451 4.7.1 Message could not be scanned, try again later
+//	spam for every recipient 550 5.7.1 Message rejected as spam, OnSpamReject
+//
+// Each of them can be a quarantine (postern.Quarantine: the relay holds
+// the message), a discard, or only logged instead. Virus scanners fail
+// closed and spam scorers fail open unless a ScannerEntry says otherwise.
+// Everything found goes into a Report stored under ReportKey in
+// Txn.Values.
+//
+// A message at or over the tag score is tagged: X-Spam-Flag: YES,
+// X-Spam-Score and X-Spam-Status fields (AlwaysAddStatus adds the last
+// two to untagged scored mail too), and, with SubjectPrefix, a Subject
+// such as "[SPAM] original" whose original part is kept byte for byte,
+// encoded words and folding included (the rewrite is a DeleteHeader and
+// an AddHeader). X-Spam-* fields that came with the message are removed,
+// so senders cannot forge them.
+//
+// # Per-recipient policy
+//
+// A Policy (ParsePolicy, LoadPolicy; PolicyWatcher reloads the file as
+// it changes) says per recipient, or per @domain, whether spam filtering
+// is on, the tag and reject scores, and which senders are allowed or
+// denied:
+//
+//	# KEY                FIELDS
+//	*                    tag=6.8                 # everyone not named below
+//	@example.com         reject=15               # a domain; @.example.com: its subdomains
+//	alice@example.com    spam=off                # no scoring, no tagging, no spam fields
+//	bob@example.com      allow=@partner.example,boss@corp.example
+//	                     deny=spammer@junk.example,<>   # continuation line
+//
+// Lookup tries the address, the address without its +detail, @domain,
+// @.parent domains and *; the most specific entry applies whole. A
+// denied sender is refused at RCPT for that recipient (CheckRcpt: 550
+// 5.7.1); an allowed one is neither scored nor tagged for it.
+//
+// When the recipients of one message want different things, the message
+// is scanned once and decided per recipient (Report.Rcpts). If all get
+// the same copy its edits are recorded on the message as usual. If not,
+// Report.Split is set, the message carries only the edits common to all,
+// and the relay calls Groups: each Group lists recipients and the header
+// edits of their copy (Group.Message or Group.Render give it); recipients
+// whose copy is to be dropped (over their reject score) come last in a
+// group with Drop set. The relay enqueues one copy per group.
+//
+// # Example
+//
+//	av, _ := clamav.New(clamav.Config{Addrs: []string{"/run/clamav/clamd.ctl"}})
+//	sa, _ := spamd.New(spamd.Config{Addrs: []string{"127.0.0.1:783"}})
+//	attach, _ := scan.NewAttachmentPolicy(scan.AttachmentConfig{})
+//	pol, _ := scan.NewPolicyWatcher("/etc/postern/scan-policy", scan.PolicyWatcherConfig{Logger: log})
+//	go pol.Run(ctx)
+//	f, err := scan.NewFilter(scan.FilterConfig{
+//		Walker:        walker, // scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: 10 << 20}})
+//		Attachments:   attach,
+//		Virus:         []scan.ScannerEntry{{Scanner: av}},
+//		Spam:          []scan.ScannerEntry{{Scanner: sa, SkipLarger: 512 << 10}},
+//		Policy:        pol,
+//		TagScore:      6.8,
+//		SubjectPrefix: "[SPAM]",
+//		Logger:        log,
+//	})
+//	// RCPT and DATA chains: f. At hand-off: scan.Groups(txn, msg, nil).
+package scan

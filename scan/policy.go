@@ -1,0 +1,488 @@
+package scan
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/postern/postern"
+)
+
+// SpamMode says whether spam filtering applies to a recipient.
+type SpamMode uint8
+
+// Spam modes.
+const (
+	SpamDefault SpamMode = iota // no entry says: filtering is on
+	SpamOn
+	SpamOff
+)
+
+func (m SpamMode) String() string {
+	switch m {
+	case SpamOn:
+		return "on"
+	case SpamOff:
+		return "off"
+	}
+	return "default"
+}
+
+// SenderMatch is how a recipient's lists judge a sender.
+type SenderMatch uint8
+
+// Sender matches.
+const (
+	SenderUnlisted SenderMatch = iota
+	SenderAllowed
+	SenderDenied
+)
+
+func (s SenderMatch) String() string {
+	switch s {
+	case SenderAllowed:
+		return "allowed"
+	case SenderDenied:
+		return "denied"
+	}
+	return "unlisted"
+}
+
+// RcptPolicy is a policy file's entry for one recipient. The zero value
+// is the policy of a recipient no entry names: filtering on, the filter's
+// scores, no lists.
+type RcptPolicy struct {
+	// Key is the entry that applied ("user@example.com", "@example.com",
+	// "@.example.com", "*"), "" when none did.
+	Key string
+	// Source is "file:line" of the entry.
+	Source string
+	Spam   SpamMode
+	// TagScore and RejectScore override the filter's when not zero.
+	TagScore    float64
+	RejectScore float64
+	// NeverReject ("reject=off") makes spam only tagged, never refused.
+	NeverReject bool
+	// Allow and Deny list senders: "user@domain", "@domain" (that domain),
+	// "@.domain" (its subdomains), "<>" (the null sender). Lower case.
+	Allow, Deny []string
+}
+
+// SpamFiltering reports whether spam filtering is on for the recipient.
+func (p RcptPolicy) SpamFiltering() bool { return p.Spam != SpamOff }
+
+// Sender judges the envelope sender ("" for the null sender) against the
+// lists. The more specific entry wins (an address over "@domain" over
+// "@.domain"); between equally specific entries, Deny wins.
+func (p RcptPolicy) Sender(from string) SenderMatch {
+	from = normAddr(from)
+	allow, deny := bestMatch(p.Allow, from), bestMatch(p.Deny, from)
+	switch {
+	case deny > 0 && deny >= allow:
+		return SenderDenied
+	case allow > 0:
+		return SenderAllowed
+	}
+	return SenderUnlisted
+}
+
+// bestMatch returns how specifically list names addr: 3 the address, 2
+// its domain, 1 a parent domain, 0 not at all.
+func bestMatch(list []string, addr string) int {
+	best := 0
+	dom := postern.AddrDomain(addr)
+	for _, e := range list {
+		switch {
+		case e == "<>":
+			if addr == "" {
+				return 3
+			}
+		case strings.HasPrefix(e, "@."):
+			if addr != "" && (dom == e[2:] || strings.HasSuffix(dom, e[1:])) {
+				best = max(best, 1)
+			}
+		case strings.HasPrefix(e, "@"):
+			if addr != "" && dom == e[1:] {
+				best = max(best, 2)
+			}
+		case e == addr:
+			return 3
+		}
+	}
+	return best
+}
+
+func normAddr(a string) string {
+	a = strings.TrimSpace(a)
+	a = strings.TrimSuffix(strings.TrimPrefix(a, "<"), ">")
+	return strings.TrimSuffix(strings.ToLower(a), ".")
+}
+
+// Policy is a parsed policy file: per-recipient spam settings and sender
+// lists. It is immutable and safe for concurrent use. A nil *Policy gives
+// every recipient the zero RcptPolicy.
+type Policy struct {
+	file    string
+	entries map[string]RcptPolicy
+}
+
+// PolicySource gives the policy in force; *Policy and *PolicyWatcher
+// are sources.
+type PolicySource interface {
+	Current() *Policy
+}
+
+// Current returns p itself.
+func (p *Policy) Current() *Policy { return p }
+
+// Len returns the number of entries.
+func (p *Policy) Len() int {
+	if p == nil {
+		return 0
+	}
+	return len(p.entries)
+}
+
+// Lookup returns the policy for a recipient address: the entry of the
+// address, else of the address without its +detail, else of "@domain",
+// else of "@.parent" for each parent domain (nearest first), else "*".
+func (p *Policy) Lookup(rcpt string) RcptPolicy {
+	if p == nil {
+		return RcptPolicy{}
+	}
+	addr := normAddr(rcpt)
+	if e, ok := p.entries[addr]; ok {
+		return e
+	}
+	local, dom := postern.AddrLocal(addr), postern.AddrDomain(addr)
+	if i := strings.IndexByte(local, '+'); i > 0 && dom != "" {
+		if e, ok := p.entries[local[:i]+"@"+dom]; ok {
+			return e
+		}
+	}
+	if dom != "" {
+		if e, ok := p.entries["@"+dom]; ok {
+			return e
+		}
+		for d := dom; ; {
+			i := strings.IndexByte(d, '.')
+			if i < 0 {
+				break
+			}
+			d = d[i+1:]
+			if e, ok := p.entries["@."+d]; ok {
+				return e
+			}
+		}
+	}
+	return p.entries["*"]
+}
+
+// LoadPolicy reads and parses a policy file.
+func LoadPolicy(path string) (*Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	return ParsePolicy(bytes.NewReader(b), path)
+}
+
+// maxPolicyLine bounds one line of a policy file.
+const maxPolicyLine = 1 << 20
+
+// ParsePolicy parses a policy file; file names it in errors. The format,
+// one recipient per entry:
+//
+//	# comment
+//	KEY FIELD=VALUE ...
+//	    FIELD=VALUE ...     (a line starting with white space continues)
+//
+// KEY is "user@domain", "@domain", "@.domain" (subdomains) or "*"
+// (everyone else). FIELDs: spam=on|off, tag=SCORE, reject=SCORE|off,
+// allow=LIST, deny=LIST, where LIST is comma-separated "user@domain",
+// "@domain", "@.domain" or "<>"; allow and deny may be repeated.
+func ParsePolicy(r io.Reader, file string) (*Policy, error) {
+	p := &Policy{file: file, entries: map[string]RcptPolicy{}}
+	lines := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxPolicyLine)
+	var cur *RcptPolicy
+	var curKey string
+	n := 0
+	flush := func() {
+		if cur != nil {
+			p.entries[curKey] = *cur
+		}
+		cur = nil
+	}
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		perr := func(format string, args ...any) error {
+			return &ParseError{File: file, Line: n, Msg: fmt.Sprintf(format, args...)}
+		}
+		if !utf8.ValidString(line) {
+			return nil, perr("line is not valid UTF-8")
+		}
+		fields := strings.Fields(line)
+		if line[0] == ' ' || line[0] == '\t' {
+			if cur == nil {
+				return nil, perr("continuation line without an entry above")
+			}
+		} else {
+			flush()
+			key, err := policyKey(fields[0])
+			if err != nil {
+				return nil, perr("%v", err)
+			}
+			if first, dup := lines[key]; dup {
+				return nil, perr("%s given twice (first at line %d)", key, first)
+			}
+			lines[key] = n
+			curKey = key
+			cur = &RcptPolicy{Key: key, Source: file + ":" + strconv.Itoa(n)}
+			fields = fields[1:]
+		}
+		for _, f := range fields {
+			if err := cur.setField(f); err != nil {
+				return nil, perr("%v", err)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, &ParseError{File: file, Line: n + 1, Msg: "line too long"}
+		}
+		return nil, fmt.Errorf("scan: read %s: %w", file, err)
+	}
+	flush()
+	return p, nil
+}
+
+func policyKey(k string) (string, error) {
+	if k == "*" {
+		return k, nil
+	}
+	k = normAddr(k)
+	if err := checkListEntry(k, false); err != nil {
+		return "", fmt.Errorf("bad key %q: %v", k, err)
+	}
+	return k, nil
+}
+
+// checkListEntry checks "user@domain", "@domain", "@.domain" (and "<>"
+// in sender lists).
+func checkListEntry(e string, sender bool) error {
+	if sender && e == "<>" {
+		return nil
+	}
+	if strings.ContainsAny(e, " \t,<>=\"") {
+		return errors.New("contains a space, comma, quote, angle bracket or '='")
+	}
+	at := strings.LastIndexByte(e, '@')
+	if at < 0 {
+		return errors.New("want user@domain, @domain or @.domain")
+	}
+	dom := e[at+1:]
+	if at == 0 && strings.HasPrefix(dom, ".") {
+		dom = dom[1:]
+	}
+	if dom == "" || strings.HasPrefix(dom, ".") || strings.HasSuffix(dom, ".") || strings.Contains(dom, "..") {
+		return errors.New("bad domain")
+	}
+	return nil
+}
+
+func (p *RcptPolicy) setField(f string) error {
+	name, val, ok := strings.Cut(f, "=")
+	if !ok || val == "" {
+		return fmt.Errorf("field %q: want name=value", f)
+	}
+	switch strings.ToLower(name) {
+	case "spam":
+		switch strings.ToLower(val) {
+		case "on", "yes":
+			p.Spam = SpamOn
+		case "off", "no":
+			p.Spam = SpamOff
+		default:
+			return fmt.Errorf("spam=%s: want on or off", val)
+		}
+	case "tag":
+		s, err := parseScore(val)
+		if err != nil {
+			return fmt.Errorf("tag=%s: %v", val, err)
+		}
+		p.TagScore = s
+	case "reject":
+		if strings.EqualFold(val, "off") {
+			p.NeverReject, p.RejectScore = true, 0
+			return nil
+		}
+		s, err := parseScore(val)
+		if err != nil {
+			return fmt.Errorf("reject=%s: %v", val, err)
+		}
+		p.RejectScore, p.NeverReject = s, false
+	case "allow", "deny":
+		for e := range strings.SplitSeq(val, ",") {
+			if strings.TrimSpace(e) == "<>" {
+				e = "<>"
+			} else {
+				e = normAddr(e)
+			}
+			if err := checkListEntry(e, true); err != nil {
+				return fmt.Errorf("%s entry %q: %v", name, e, err)
+			}
+			if strings.EqualFold(name, "allow") {
+				p.Allow = append(p.Allow, e)
+			} else {
+				p.Deny = append(p.Deny, e)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown field %q (want spam, tag, reject, allow or deny)", name)
+	}
+	return nil
+}
+
+func parseScore(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f == 0 {
+		return 0, errors.New("want a non-zero number")
+	}
+	return f, nil
+}
+
+// PolicyWatcherConfig configures a PolicyWatcher. The zero value is
+// usable.
+type PolicyWatcherConfig struct {
+	// Interval between checks of the file; 0 means 5 seconds.
+	Interval time.Duration
+	// Logger receives reloads and errors; nil discards.
+	Logger *slog.Logger
+}
+
+// PolicyWatcher keeps the policy of one file current. It loads the file
+// at creation; Run then checks it every Interval and reloads it when its
+// size or modification time changed and has stayed the same for one
+// more check (so a file being written is not read half done), and its
+// content differs. A file that does not parse leaves the previous policy
+// in force and is logged with its file and line. Current is safe for
+// concurrent use.
+type PolicyWatcher struct {
+	path     string
+	interval time.Duration
+	log      *slog.Logger
+	cur      atomic.Pointer[Policy]
+
+	mu       sync.Mutex // serialises loads
+	obsSize  int64
+	obsMtime time.Time
+	size     int64
+	mtime    time.Time
+	hash     [sha256.Size]byte
+	lastErr  string
+}
+
+// NewPolicyWatcher loads path and returns a watcher; it fails if the
+// first load fails.
+func NewPolicyWatcher(path string, cfg PolicyWatcherConfig) (*PolicyWatcher, error) {
+	if path == "" || cfg.Interval < 0 {
+		return nil, fmt.Errorf("%w: policy watcher needs a path and a non-negative interval", ErrConfig)
+	}
+	w := &PolicyWatcher{path: path, interval: cfg.Interval, log: cfg.Logger}
+	if w.interval == 0 {
+		w.interval = 5 * time.Second
+	}
+	if w.log == nil {
+		w.log = postern.DiscardLogger()
+	}
+	if err := w.load(context.Background(), true); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Current returns the policy in force.
+func (w *PolicyWatcher) Current() *Policy { return w.cur.Load() }
+
+// Reload reads the file now (for SIGHUP); on error the previous policy
+// stays in force.
+func (w *PolicyWatcher) Reload() error { return w.load(context.Background(), true) }
+
+// Run checks the file every Interval until ctx is done.
+func (w *PolicyWatcher) Run(ctx context.Context) error {
+	t := time.NewTicker(w.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			_ = w.load(ctx, false) // logged inside
+		}
+	}
+}
+
+func (w *PolicyWatcher) load(ctx context.Context, force bool) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return w.fail(ctx, fmt.Errorf("scan: %w", err))
+	}
+	stable := fi.Size() == w.obsSize && fi.ModTime().Equal(w.obsMtime)
+	w.obsSize, w.obsMtime = fi.Size(), fi.ModTime()
+	if !force && (!stable || (fi.Size() == w.size && fi.ModTime().Equal(w.mtime))) {
+		return nil
+	}
+	b, err := os.ReadFile(w.path)
+	if err != nil {
+		return w.fail(ctx, fmt.Errorf("scan: %w", err))
+	}
+	w.size, w.mtime = fi.Size(), fi.ModTime()
+	h := sha256.Sum256(b)
+	if !force && h == w.hash && w.cur.Load() != nil {
+		return nil
+	}
+	p, err := ParsePolicy(bytes.NewReader(b), w.path)
+	if err != nil {
+		return w.fail(ctx, err)
+	}
+	w.hash, w.lastErr = h, ""
+	w.cur.Store(p)
+	w.log.LogAttrs(ctx, slog.LevelInfo, "scan policy loaded", slog.String("file", w.path), slog.Int("entries", p.Len()))
+	return nil
+}
+
+func (w *PolicyWatcher) fail(ctx context.Context, err error) error {
+	if err.Error() != w.lastErr {
+		w.lastErr = err.Error()
+		msg := "scan policy not loaded"
+		if w.cur.Load() != nil {
+			msg = "scan policy not reloaded, previous policy stays in force"
+		}
+		w.log.LogAttrs(ctx, slog.LevelError, msg, slog.String("file", w.path), slog.String("error", err.Error()))
+	}
+	return err
+}

@@ -1,0 +1,30 @@
+// Package rspamd is a client of rspamd's HTTP protocol for Postern's
+// content scanning: it implements scan.Scanner.
+//
+// # Protocol
+//
+// Scan posts the raw message to /checkv2 of a normal (or proxy) worker,
+// with what is known of the transaction in request headers: From, Rcpt
+// (one per recipient), IP, Helo, Hostname, Queue-Id, User, and Password
+// when configured (the controller worker wants it). Text from the client
+// has its control characters removed first. rspamd answers JSON:
+//
+//	{"is_skipped":false,"score":7.2,"required_score":15.0,
+//	 "action":"add header","symbols":{"BAYES_SPAM":{"name":"BAYES_SPAM","score":5.1}}}
+//
+// The Result carries score, required_score (as Threshold), action and the
+// symbols sorted by name; Spam is set for the actions "reject", "add
+// header" and "rewrite subject" (greylist and soft reject are about the
+// sender's behaviour). GTUBE is built into rspamd: it answers "reject"
+// with the GTUBE symbol. Ping asks GET /ping.
+//
+// # Servers, timeouts, sizes
+//
+// Config.Addrs lists workers, "host:port" or a Unix socket path, tried
+// in order until one answers; the message is sent again to the next.
+// Each attempt is bounded by DialTimeout, Timeout and the context, and
+// connections are kept alive per server. Messages over MaxSize (20 MiB)
+// are not sent: Scan fails with scan.ErrTooLarge. Every failure wraps
+// scan.ErrScanner; an HTTP error or an "error" member wraps ErrServer, a
+// reply that is not /checkv2 JSON ErrProtocol.
+package rspamd

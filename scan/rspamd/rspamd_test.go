@@ -1,0 +1,166 @@
+package rspamd
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/scan"
+)
+
+const gtubeReply = `{"is_skipped":true,"score":15.0,"required_score":15.0,"action":"reject",
+"symbols":{"GTUBE":{"name":"GTUBE","score":0.0,"metric_score":0.0},"R_SPF_ALLOW":{"name":"R_SPF_ALLOW","score":-0.2,"description":"SPF verification allows sending"}},
+"messages":{"smtp_message":"Gtube pattern"},"message-id":"undef","time_real":0.09}`
+
+func TestParseReply(t *testing.T) {
+	res, err := ParseReply([]byte(gtubeReply))
+	require.NoError(t, err)
+	assert.True(t, res.Scored)
+	assert.True(t, res.Spam)
+	assert.Equal(t, "reject", res.Action)
+	assert.Equal(t, 15.0, res.Score)
+	assert.Equal(t, 15.0, res.Threshold)
+	assert.Equal(t, []scan.Symbol{{Name: "GTUBE"}, {Name: "R_SPF_ALLOW", Score: -0.2, Description: "SPF verification allows sending"}}, res.Symbols)
+
+	res, err = ParseReply([]byte(`{"score":2.5,"required_score":15,"action":"greylist","symbols":{}}`))
+	require.NoError(t, err)
+	assert.False(t, res.Spam, "greylisting is not a content verdict")
+
+	for _, bad := range []struct{ reply, text string }{
+		{`{"error":"cannot parse input"}`, "server error"},
+		{`not json`, "protocol error"},
+		{`{"score":1}`, "no action"},
+		{`{"action":"reject"}`, "no action or score"},
+		{`{"action":"reject","score":"x"}`, "protocol error"},
+		{`[]`, "protocol error"},
+	} {
+		_, err := ParseReply([]byte(bad.reply))
+		assert.ErrorContains(t, err, bad.text, bad.reply)
+	}
+}
+
+func newClient(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	c, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestScanRequest(t *testing.T) {
+	var got *http.Request
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		body, _ = io.ReadAll(r.Body)
+		io.WriteString(w, gtubeReply)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	c := newClient(t, Config{Addrs: []string{addr}, Password: "secret"})
+	env := &scan.Envelope{From: "sender@example.org", Rcpts: []string{"a@example.com", "b@example.com"},
+		IP: netip.MustParseAddr("192.0.2.1"), Helo: "mx.example.org\r\nX-Evil: 1", QueueID: "Q1", User: "alice"}
+	msg := "Subject: hi\r\n\r\nhello\r\n"
+	res, err := c.Scan(context.Background(), io.MultiReader(strings.NewReader(msg)), env)
+	require.NoError(t, err)
+	assert.Equal(t, "reject", res.Action)
+	assert.Equal(t, addr, res.Server)
+	assert.Equal(t, "/checkv2", got.URL.Path)
+	assert.Equal(t, http.MethodPost, got.Method)
+	assert.Equal(t, msg, string(body))
+	assert.Equal(t, int64(len(msg)), got.ContentLength)
+	assert.Equal(t, "sender@example.org", got.Header.Get("From"))
+	assert.Equal(t, []string{"a@example.com", "b@example.com"}, got.Header.Values("Rcpt"))
+	assert.Equal(t, "192.0.2.1", got.Header.Get("IP"))
+	assert.Equal(t, "mx.example.orgX-Evil: 1", got.Header.Get("Helo"), "no header injection")
+	assert.Equal(t, "Q1", got.Header.Get("Queue-Id"))
+	assert.Equal(t, "alice", got.Header.Get("User"))
+	assert.Equal(t, "secret", got.Header.Get("Password"))
+}
+
+// rawServer answers every connection with handle, below HTTP.
+func rawServer(t *testing.T, handle func(conn net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				handle(conn)
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+func TestScanFailures(t *testing.T) {
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	downAddr := down.Addr().String()
+	down.Close()
+	status500 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
+	}))
+	defer status500.Close()
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html>") }))
+	defer garbage.Close()
+	stop := make(chan struct{})
+	hang := rawServer(t, func(conn net.Conn) { <-stop }) // never answers
+	t.Cleanup(func() { close(stop) })
+	midway := rawServer(t, func(conn net.Conn) {
+		buf := make([]byte, 4096)
+		_, _ = conn.Read(buf)
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"score\":")
+	})
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, gtubeReply) }))
+	defer good.Close()
+	host := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+	for _, tc := range []struct {
+		name, addr, text string
+	}{
+		{"down", downAddr, "refused"},
+		{"http error", host(status500), "503 Service Unavailable"},
+		{"garbage", host(garbage), "protocol error"},
+		{"hangs", hang, "deadline exceeded"},
+		{"closes mid-reply", midway, "unexpected EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient(t, Config{Addrs: []string{tc.addr}, Timeout: 300 * time.Millisecond})
+			_, err := c.Scan(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil)
+			assert.ErrorIs(t, err, scan.ErrScanner)
+			assert.ErrorContains(t, err, tc.text)
+		})
+	}
+	c := newClient(t, Config{Addrs: []string{downAddr, midway, host(good)}})
+	res, err := c.Scan(context.Background(), io.MultiReader(strings.NewReader("Subject: x\r\n\r\nx\r\n")), nil)
+	require.NoError(t, err, "fails over")
+	assert.Equal(t, host(good), res.Server)
+
+	c = newClient(t, Config{Addrs: []string{host(good)}, MaxSize: 5})
+	_, err = c.Scan(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil)
+	assert.ErrorIs(t, err, scan.ErrTooLarge)
+
+	for _, cfg := range []Config{{}, {Addrs: []string{"nope"}}, {Addrs: []string{"a:1"}, Password: "a\nb"}, {Addrs: []string{"a:1"}, MaxSize: -1}} {
+		_, err := New(cfg)
+		assert.ErrorIs(t, err, ErrConfig)
+	}
+}
