@@ -160,27 +160,31 @@ func (a *authParts) reload(log *slog.Logger) {
 	}
 }
 
-// inboundEntries are the authentication filters of port 25, in chain
-// order: SPF at MAIL (and its Received-SPF at DATA), then DKIM, DMARC and
-// Authentication-Results at DATA, and signing last.
-func (a *authParts) inboundEntries() []postern.Entry {
+// checkEntries are the authentication checks of port 25, in chain order:
+// SPF at MAIL (and its Received-SPF at DATA), then DKIM, DMARC and
+// Authentication-Results at DATA.
+func (a *authParts) checkEntries() []postern.Entry {
 	var es []postern.Entry
 	if a.spf != nil {
 		es = append(es, postern.Entry{Filter: a.spf})
 	}
-	es = append(es, postern.Entry{Filter: a.verify})
-	if a.sign != nil {
-		es = append(es, postern.Entry{Filter: a.sign})
+	return append(es, postern.Entry{Filter: a.verify})
+}
+
+// signEntries sign; they come last, after every other header edit.
+func (a *authParts) signEntries() []postern.Entry {
+	if a.sign == nil {
+		return nil
 	}
-	return es
+	return []postern.Entry{{Filter: a.sign}}
 }
 
 // submissionChain is the policy of the submission ports (RFC 6409): the
 // server already requires TLS and AUTH, so every transaction here is
 // authenticated and may relay. The sender binding decides which MAIL FROM
-// a user may give; forged Authentication-Results fields are removed and
-// the message is signed.
-func submissionChain(s *settings, a *authParts, verifier *route.Filter, amap access.MapSource, log *slog.Logger) (*postern.Chain, error) {
+// a user may give; forged Authentication-Results fields are removed, the
+// content is scanned (viruses, attachments) and the message is signed.
+func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Filter, amap access.MapSource, log *slog.Logger) (*postern.Chain, error) {
 	relay, err := access.NewRelayControl(access.RelayConfig{Map: amap, LocalDomains: s.domains, Logger: log})
 	if err != nil {
 		return nil, err
@@ -194,8 +198,9 @@ func submissionChain(s *settings, a *authParts, verifier *route.Filter, amap acc
 		entries = append(entries, postern.Entry{Filter: verifier})
 	}
 	entries = append(entries, postern.Entry{Filter: a.verify})
-	if a.sign != nil {
-		entries = append(entries, postern.Entry{Filter: a.sign})
+	if sc != nil {
+		entries = append(entries, postern.Entry{Filter: sc.filter})
 	}
+	entries = append(entries, a.signEntries()...)
 	return postern.NewChain(postern.ChainConfig{Name: "submission", Entries: entries})
 }

@@ -63,7 +63,12 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
-	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap)
+	sc, err := buildScan(s, warnLog)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap, sc)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1

@@ -84,6 +84,18 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	fs.StringVar(&s.authServID, "authserv-id", "", "our `name` in Authentication-Results (default: the host name)")
 	var dkimKeys string
 	fs.StringVar(&dkimKeys, "dkim-key", "", "comma-separated DKIM signing keys `domain:selector:keyfile` (PEM); mail of trusted and authenticated clients is signed")
+	var clamd, spamdAddrs, rspamdAddrs string
+	fs.StringVar(&clamd, "clamd", "", "comma-separated clamd `addresses` (host:port or socket path), tried in order; viruses are refused (554 5.7.0)")
+	fs.StringVar(&spamdAddrs, "spamd", "", "comma-separated SpamAssassin spamd `addresses`")
+	fs.StringVar(&rspamdAddrs, "rspamd", "", "comma-separated rspamd `addresses` (host:port of the normal worker)")
+	fs.Float64Var(&s.spamTag, "spam-tag-score", 0, "score at which mail is tagged X-Spam-Flag: YES (0: the scorer's own verdict)")
+	fs.Float64Var(&s.spamReject, "spam-reject-score", 0, "score at which mail is refused (550 5.7.1); 0 never")
+	fs.StringVar(&s.spamSubject, "spam-subject", "", "`prefix` put before the Subject of tagged mail, e.g. [SPAM]")
+	fs.StringVar(&s.virusAction, "virus-action", "", "what to do with a virus: reject (default), quarantine (hold in the queue) or discard")
+	fs.BoolVar(&s.virusFailOpen, "virus-fail-open", false, "deliver unscanned when no virus scanner answers (default: 451, the client retries)")
+	fs.BoolVar(&s.spamFailClosed, "spam-fail-closed", false, "answer 451 when no spam scorer answers (default: deliver unscored)")
+	fs.BoolVar(&s.bannedAttachments, "ban-attachments", false, "refuse executable attachments (exe, scr, pif, bat, js, ..., double extensions, also inside zip files)")
+	fs.StringVar(&s.scanPolicy, "scan-policy", "", "per-recipient spam policy `file` (spam=on|off, tag=, reject=, allow=, deny=); reloaded when it changes")
 	fs.StringVar(&domains, "domains", "example.test", "comma-separated local `domains` the relay accepts mail for")
 	fs.StringVar(&trusted, "trusted", "127.0.0.0/8,::1", "comma-separated trusted `networks` that may relay anywhere (Postfix mynetworks)")
 	fs.StringVar(&s.hostname, "hostname", "", "host name for the banner and Received header (default: the system's)")
@@ -114,6 +126,7 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 		s.dnsbl, s.dnswl, s.rhsbl, s.dnsResolvers = splitList(bl), splitList(wl), splitList(rhs), splitList(resolvers)
 		s.fallbackRelays = splitList(fallback)
 		s.dkimKeys = splitList(dkimKeys)
+		s.clamd, s.spamd, s.rspamd = splitList(clamd), splitList(spamdAddrs), splitList(rspamdAddrs)
 		for _, d := range strings.Split(domains, ",") {
 			if d = strings.TrimSpace(d); d != "" {
 				s.domains = append(s.domains, strings.ToLower(d))
@@ -214,12 +227,16 @@ func serveWith(s *settings, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	pol, err := buildPolicy(s, log, nil, dl.verifier, ap)
+	sc, err := buildScan(s, log)
+	if err != nil {
+		return err
+	}
+	pol, err := buildPolicy(s, log, nil, dl.verifier, ap, sc)
 	if err != nil {
 		return err
 	}
 	defer pol.Close()
-	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: pol.chain, Handoff: queueHandoff{dl.q},
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: pol.chain, Handoff: queueHandoff{dl.q, log},
 		TLSConfig: ap.tls, Logger: log, MaxMessageBytes: s.maxSize})
 	if err != nil {
 		return err
@@ -236,13 +253,13 @@ func serveWith(s *settings, log *slog.Logger) error {
 		if sub.addr == "" {
 			continue
 		}
-		chain, err := submissionChain(s, ap, pol.rcptVerify, pol.amap, log)
+		chain, err := submissionChain(s, ap, sc, pol.rcptVerify, pol.amap, log)
 		if err != nil {
 			return err
 		}
 		// RFC 6409 and RFC 8314: TLS first (implicit, or STARTTLS before
 		// MAIL and AUTH), then AUTH before MAIL.
-		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: chain, Handoff: queueHandoff{dl.q},
+		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: chain, Handoff: queueHandoff{dl.q, log},
 			Logger: log, MaxMessageBytes: s.maxSize, TLSConfig: ap.tls, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: ap.creds, AuthLimit: ap.authLim})
 		if err != nil {
@@ -280,6 +297,7 @@ func serveWith(s *settings, log *slog.Logger) error {
 		go pol.watcher.Run(ctx)
 	}
 	ap.watch(ctx)
+	sc.watch(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -291,6 +309,7 @@ func serveWith(s *settings, log *slog.Logger) error {
 			}
 			dl.reload(log)
 			ap.reload(log)
+			sc.reload(log)
 		}
 	}()
 	// The queue runner gets its own context: it stops after the server,

@@ -52,18 +52,30 @@ type settings struct {
 	maxBackoff     time.Duration
 	postmaster     string
 	// Authentication and submission.
-	authCheck    string // off, tag, enforce
-	authServID   string
-	dkimKeys     []string // domain:selector:keyfile
-	tlsCert      string
-	tlsKey       string
-	submission   string // listen address, STARTTLS then AUTH (port 587)
-	submissions  string // listen address, implicit TLS (port 465)
-	credentials  string
-	senders      string
-	greetPause   time.Duration
-	greetLogOnly bool
-	maxSize      int64
+	authCheck   string // off, tag, enforce
+	authServID  string
+	dkimKeys    []string // domain:selector:keyfile
+	tlsCert     string
+	tlsKey      string
+	submission  string // listen address, STARTTLS then AUTH (port 587)
+	submissions string // listen address, implicit TLS (port 465)
+	credentials string
+	senders     string
+	// Content scanning.
+	clamd             []string
+	spamd             []string
+	rspamd            []string
+	spamTag           float64
+	spamReject        float64
+	spamSubject       string
+	virusAction       string
+	virusFailOpen     bool
+	spamFailClosed    bool
+	bannedAttachments bool
+	scanPolicy        string
+	greetPause        time.Duration
+	greetLogOnly      bool
+	maxSize           int64
 }
 
 // policy is the relay's chain and what the listeners need to know.
@@ -87,7 +99,7 @@ func (p *policy) Close() {
 
 // buildPolicy wires the filters (see the order below). Serving and the
 // check command share it, so a dry run answers what the server would.
-func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts) (*policy, error) {
+func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning) (*policy, error) {
 	p := &policy{s: s}
 	if s.accessFile != "" {
 		// The watcher logs the warnings of each load (entries that cannot
@@ -171,10 +183,17 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 		entries = append(entries, postern.Entry{Filter: vf})
 	}
 	// Sender authentication: SPF at MAIL, DKIM/DMARC and
-	// Authentication-Results at DATA, then DKIM signing, last of all the
-	// header edits.
+	// Authentication-Results at DATA (on the bytes as received), then the
+	// content scan (its RCPT stage applies recipients' deny lists), then
+	// DKIM signing, last of all the header edits.
 	if ap != nil {
-		entries = append(entries, ap.inboundEntries()...)
+		entries = append(entries, ap.checkEntries()...)
+	}
+	if sc != nil {
+		entries = append(entries, postern.Entry{Filter: sc.filter})
+	}
+	if ap != nil {
+		entries = append(entries, ap.signEntries()...)
 	}
 	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
 	if err != nil {

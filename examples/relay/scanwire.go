@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/clamav"
+	"github.com/postern/postern/scan/rspamd"
+	"github.com/postern/postern/scan/spamd"
+)
+
+// scanning is the content filter and what it reloads.
+type scanning struct {
+	filter *scan.Filter
+	policy *scan.PolicyWatcher // nil without -scan-policy
+}
+
+// buildScan wires the content filter. It always walks messages (within
+// the walker's limits, so a hostile MIME tree is refused cheaply); virus
+// scanners, spam scorers, the attachment policy and per-recipient policy
+// come with their flags.
+func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
+	sc := &scanning{}
+	walker, err := scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: s.maxSize}})
+	if err != nil {
+		return nil, err
+	}
+	cfg := scan.FilterConfig{Walker: walker, TagScore: s.spamTag, RejectScore: s.spamReject,
+		SubjectPrefix: s.spamSubject, Logger: log}
+	if s.virusAction != "" {
+		if cfg.OnVirus, err = scan.ParseAction(s.virusAction); err != nil || cfg.OnVirus == scan.ActLog {
+			return nil, fmt.Errorf("-virus-action: %q is not reject, quarantine or discard", s.virusAction)
+		}
+	}
+	// Virus scanning fails closed (451: the client retries) and spam
+	// scoring fails open, unless told otherwise.
+	virusPolicy, spamPolicy := scan.FailClosed, scan.FailOpen
+	if s.virusFailOpen {
+		virusPolicy = scan.FailOpen
+	}
+	if s.spamFailClosed {
+		spamPolicy = scan.FailClosed
+	}
+	if len(s.clamd) > 0 {
+		c, err := clamav.New(clamav.Config{Addrs: s.clamd, MaxSize: s.maxSize + 1<<20, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Virus = append(cfg.Virus, scan.ScannerEntry{Scanner: c, OnError: virusPolicy})
+	}
+	if len(s.rspamd) > 0 {
+		c, err := rspamd.New(rspamd.Config{Addrs: s.rspamd, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Spam = append(cfg.Spam, scan.ScannerEntry{Scanner: c, OnError: spamPolicy})
+	}
+	if len(s.spamd) > 0 {
+		c, err := spamd.New(spamd.Config{Addrs: s.spamd, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Spam = append(cfg.Spam, scan.ScannerEntry{Scanner: c, OnError: spamPolicy})
+	}
+	if s.bannedAttachments {
+		if cfg.Attachments, err = scan.NewAttachmentPolicy(scan.AttachmentConfig{}); err != nil {
+			return nil, err
+		}
+	}
+	if s.scanPolicy != "" {
+		if sc.policy, err = scan.NewPolicyWatcher(s.scanPolicy, scan.PolicyWatcherConfig{Logger: log}); err != nil {
+			return nil, err
+		}
+		cfg.Policy = sc.policy
+	}
+	if sc.filter, err = scan.NewFilter(cfg); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+func (sc *scanning) watch(ctx context.Context) {
+	if sc.policy != nil {
+		go sc.policy.Run(ctx)
+	}
+}
+
+func (sc *scanning) reload(log *slog.Logger) {
+	if sc.policy != nil {
+		if err := sc.policy.Reload(); err != nil {
+			log.Error("scan policy reload failed, previous policy stays in force", "error", err)
+		}
+	}
+}
