@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/postern/postern"
 )
 
 // The enqueue benchmarks run with 1 and 32 concurrent clients, each beside
@@ -88,6 +91,49 @@ func BenchmarkFsyncPerMessage(b *testing.B) {
 				}
 				return syncDir(dir, nil)
 			}, func() {})
+		})
+	}
+}
+
+// acceptAll delivers instantly.
+type acceptAll struct{ n atomic.Int64 }
+
+func (a *acceptAll) Destination(string) string { return "sink" }
+func (a *acceptAll) Deliver(_ context.Context, d *Delivery) []Result {
+	a.n.Add(int64(len(d.Recipients)))
+	out := make([]Result, len(d.Recipients))
+	for i := range out {
+		out[i].Reply = postern.NewReply(250, postern.ESC(2, 0, 0), "ok")
+	}
+	return out
+}
+
+// BenchmarkEnqueueDeliver is the steady state of a relay: messages are
+// enqueued durably and delivered (to a deliverer that accepts at once)
+// within the checkpoint interval, so they never get a file of their own.
+// Timed until every message is delivered and its removal recorded.
+func BenchmarkEnqueueDeliver(b *testing.B) {
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			del := &acceptAll{}
+			q, err := Open(Config{Dir: b.TempDir(), Hostname: "bench.example", Deliverer: del})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { q.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			env := Envelope{From: "a@example.org", Recipients: []Recipient{{Addr: "b@example.net"}}}
+			runClients(b, clients, func() error {
+				_, err := q.Enqueue(context.Background(), env, bytes.NewReader(benchBody))
+				return err
+			}, func() {
+				for del.n.Load() < int64(b.N) {
+					time.Sleep(time.Millisecond)
+				}
+			})
 		})
 	}
 }

@@ -26,13 +26,17 @@ func TestMailertableToPostfixSink(t *testing.T) {
 	require.NoError(t, err, string(out))
 	m := queuedRE.FindStringSubmatch(string(out))
 	require.NotNil(t, m)
-	var files []string
+	// smtp-sink writes its dump file as the message arrives: wait for the
+	// whole of it.
+	var b []byte
 	require.Eventually(t, func() bool {
-		files, _ = filepath.Glob(filepath.Join(dumps, "*"))
-		return len(files) == 1
+		files, _ := filepath.Glob(filepath.Join(dumps, "*"))
+		if len(files) != 1 {
+			return false
+		}
+		b, _ = os.ReadFile(files[0])
+		return strings.Contains(string(b), "This is a test mailing")
 	}, 20*time.Second, 50*time.Millisecond, "smtp-sink got nothing; relay log:\n%s", r.logs())
-	b, err := os.ReadFile(files[0])
-	require.NoError(t, err)
 	assert.Contains(t, string(b), "Message-Id: <to-sink@example.net>")
 	assert.Contains(t, string(b), m[1], "the Received header names the queue ID")
 	assert.Regexp(t, `queue_id=`+m[1]+` rcpt=user@nix.co.jj stage=delivery action=sent destination=\S+ relay=\S+ `, r.logs())
