@@ -24,26 +24,34 @@ import (
 
 var benchBody = bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n"), 16) // 1 KiB
 
+// BenchmarkEnqueue times enqueues and the checkpoint after them. With
+// keep=log the messages are young and the checkpoint carries them forward
+// in the log; with keep=files (LogResidence < 0, as for a backlog older
+// than a minute) it writes each to a file of its own.
 func BenchmarkEnqueue(b *testing.B) {
-	for _, clients := range []int{1, 32} {
-		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			q, err := Open(Config{Dir: b.TempDir(), Hostname: "bench.example"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer q.Close()
-			env := Envelope{From: "a@example.org", Recipients: []Recipient{{Addr: "b@example.net"}}}
-			runClients(b, clients, func() error {
-				_, err := q.Enqueue(context.Background(), env, bytes.NewReader(benchBody))
-				return err
-			}, func() {
-				// Nothing is delivered here, so every message is also
-				// written to its own file by a checkpoint: count that too.
-				if err := q.checkpoint(); err != nil {
+	for _, keep := range []string{"log", "files"} {
+		for _, clients := range []int{1, 32} {
+			b.Run(fmt.Sprintf("keep=%s/clients=%d", keep, clients), func(b *testing.B) {
+				cfg := Config{Dir: b.TempDir(), Hostname: "bench.example"}
+				if keep == "files" {
+					cfg.LogResidence = -1
+				}
+				q, err := Open(cfg)
+				if err != nil {
 					b.Fatal(err)
 				}
+				defer q.Close()
+				env := Envelope{From: "a@example.org", Recipients: []Recipient{{Addr: "b@example.net"}}}
+				runClients(b, clients, func() error {
+					_, err := q.Enqueue(context.Background(), env, bytes.NewReader(benchBody))
+					return err
+				}, func() {
+					if err := q.checkpoint(); err != nil {
+						b.Fatal(err)
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

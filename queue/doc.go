@@ -9,12 +9,14 @@
 // Enqueue returns only when the message and its envelope are on disk and
 // synced. Concurrent enqueues share one fdatasync of a write-ahead log
 // (group commit), so durability does not cap throughput at one fsync per
-// message. A checkpoint (every 10 seconds by default) writes the messages
-// still queued to files of their own, makes them durable with one
-// syncfs(2), and drops the log; messages delivered before that never cost
-// a file. After a crash, Open replays what is left of the log, so every
-// acknowledged message is found again. A torn record at the end of the log
-// belongs to a message that was never acknowledged.
+// message. A checkpoint (every 10 seconds by default) drops the old log
+// segments: messages younger than a minute are appended again to the
+// current segment with their state; older ones (a backlog) are written to
+// files of their own, made durable with one syncfs(2). Mail delivered
+// within a minute never costs a file. After a crash, Open replays what is
+// left of the log, so every acknowledged message is found again. A torn
+// record at the end of the log belongs to a message that was never
+// acknowledged.
 //
 // A full disk or a failed write makes Enqueue return an error that wraps
 // the cause (syscall.ENOSPC for a full disk), for the server to answer

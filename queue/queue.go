@@ -90,6 +90,11 @@ type Config struct {
 	// a log segment grows past it; default 64 MiB.
 	CheckpointInterval time.Duration
 	SegmentSize        int64
+	// LogResidence: messages younger than this stay in the log at a
+	// checkpoint (appended again, with their state, to the current
+	// segment) instead of getting files of their own; default 1 minute.
+	// Most mail is delivered by then and never costs a file.
+	LogResidence time.Duration
 	// InlineLimit: messages up to this size go through the group-committed
 	// log; larger ones are synced in their own file (their size pays for
 	// the fsync). Default 1 MiB.
@@ -133,6 +138,7 @@ func (c *Config) setDefaults() error {
 	setDur(&c.ReturnAfter, 5*24*time.Hour)
 	setDur(&c.AttemptTimeout, 10*time.Minute)
 	setDur(&c.CheckpointInterval, 10*time.Second)
+	setDur(&c.LogResidence, time.Minute)
 	if c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff || c.ReturnAfter < 0 || c.AttemptTimeout < 0 || c.CheckpointInterval < 0 {
 		return fmt.Errorf("%w: negative or inverted durations", ErrConfig)
 	}
@@ -515,9 +521,12 @@ func (q *Queue) checkpointLoop() {
 	}
 }
 
-// checkpoint writes the messages and states still only in the log to
-// their files, makes them durable with one syncfs, and drops the log
-// segments they came from.
+// checkpoint lets the log segments written so far go. What they hold
+// that is still needed is carried forward: young messages (LogResidence)
+// are appended again to the current segment with their state, which is
+// cheap and sequential and keeps the common case (delivered within a
+// minute) free of files; older ones and messages under delivery are
+// written to their own files, made durable with one syncfs.
 func (q *Queue) checkpoint() error {
 	q.ckptMu.Lock()
 	defer q.ckptMu.Unlock()
@@ -527,20 +536,29 @@ func (q *Queue) checkpoint() error {
 	q.gate.Lock()
 	segs, err := q.wal.rotate()
 	type move struct {
-		it   *item
-		env  []byte
-		seg  uint64
-		off  int64
-		size int64
+		it       *item
+		env      []byte
+		seg      uint64
+		off      int64
+		size     int64
+		relocate bool
+		body     []byte
+		loc      *walLoc
 	}
-	var moves []move
+	var moves []*move
 	var states []*item
 	if err == nil {
+		now := q.cfg.Clock()
 		q.mu.Lock()
 		for _, it := range q.items {
 			if it.seg != 0 {
 				line, _ := json.Marshal(it.env)
-				moves = append(moves, move{it, append(line, '\n'), it.seg, it.off, it.size})
+				m := &move{it: it, env: append(line, '\n'), seg: it.seg, off: it.off, size: it.size}
+				m.relocate = !it.busy && now.Sub(it.env.Received) < q.cfg.LogResidence
+				moves = append(moves, m)
+				if m.relocate {
+					continue // its state goes along with it
+				}
 			}
 			if it.stDirty {
 				it.stDirty = false
@@ -550,22 +568,84 @@ func (q *Queue) checkpoint() error {
 		q.mu.Unlock()
 	}
 	q.gate.Unlock()
-	if err == nil {
-		segFiles := map[uint64]*os.File{}
-		for _, m := range moves {
-			f := segFiles[m.seg]
-			if f == nil {
-				if f, err = os.Open(q.wal.segPath(m.seg)); err != nil {
-					break
-				}
-				segFiles[m.seg] = f
-			}
-			if err = q.materialize(f, m.it.id, m.env, m.off, m.size); err != nil {
-				break
-			}
-		}
+	segFiles := map[uint64]*os.File{}
+	defer func() {
 		for _, f := range segFiles {
 			f.Close()
+		}
+	}()
+	read := func(m *move) ([]byte, error) {
+		f := segFiles[m.seg]
+		if f == nil {
+			var err error
+			if f, err = os.Open(q.wal.segPath(m.seg)); err != nil {
+				return nil, fmt.Errorf("queue: %w", err)
+			}
+			segFiles[m.seg] = f
+		}
+		buf := make([]byte, m.size)
+		if _, err := f.ReadAt(buf, m.off); err != nil {
+			return nil, fmt.Errorf("queue: reading log: %w", err)
+		}
+		return buf, nil
+	}
+	// Carry young messages forward in the log.
+	if err == nil {
+		for _, m := range moves {
+			if m.relocate {
+				if m.body, err = read(m); err != nil {
+					break
+				}
+			}
+		}
+	}
+	if err == nil {
+		var last uint64
+		q.mu.Lock()
+		for _, m := range moves {
+			if !m.relocate {
+				continue
+			}
+			if q.items[m.it.id] != m.it || m.it.busy {
+				// Gone (nothing to carry) or an attempt started: that
+				// one gets a file, so no state record races its result.
+				m.relocate = q.items[m.it.id] == m.it
+				if m.relocate {
+					m.relocate = false
+					if m.it.stDirty {
+						m.it.stDirty = false
+						states = append(states, &item{id: m.it.id, st: m.it.st.clone()})
+					}
+				} else {
+					m.it = nil
+				}
+				continue
+			}
+			st, _ := json.Marshal(&m.it.st)
+			m.loc = &walLoc{}
+			q.wal.appendRecord(recMessage, m.it.id, m.loc, m.env, m.body)
+			last = q.wal.appendRecord(recState, m.it.id, nil, st)
+			m.body = nil
+		}
+		q.mu.Unlock()
+		if last != 0 {
+			q.dirty.Store(true)
+			err = q.wal.wait(last)
+		}
+	}
+	// Write the others to their own files.
+	if err == nil {
+		for _, m := range moves {
+			if m.relocate || m.it == nil {
+				continue
+			}
+			var body []byte
+			if body, err = read(m); err != nil {
+				break
+			}
+			if err = q.store.writeDirect(q.store.dataPath(m.it.id), append(m.env, body...)); err != nil {
+				break
+			}
 		}
 	}
 	if err == nil {
@@ -596,10 +676,14 @@ func (q *Queue) checkpoint() error {
 	}
 	q.mu.Lock()
 	for _, m := range moves {
-		if cur := q.items[m.it.id]; cur == m.it {
-			cur.seg, cur.off = 0, int64(len(m.env))
-		} else {
+		switch {
+		case m.it == nil:
+		case q.items[m.it.id] != m.it:
 			q.store.remove(m.it.id) // finished while we wrote it
+		case m.relocate:
+			m.it.seg, m.it.off = m.loc.seg, m.loc.off+int64(len(m.env))
+		default:
+			m.it.seg, m.it.off = 0, int64(len(m.env))
 		}
 	}
 	q.mu.Unlock()
@@ -607,18 +691,6 @@ func (q *Queue) checkpoint() error {
 		os.Remove(q.wal.segPath(n))
 	}
 	return nil
-}
-
-// materialize copies a message from the log into its own data file. It is
-// written in place, without a temporary name: until the checkpoint's sync
-// the log still has it, and replay rewrites a torn file.
-func (q *Queue) materialize(seg *os.File, id string, line []byte, off, size int64) error {
-	buf := make([]byte, int64(len(line))+size)
-	copy(buf, line)
-	if _, err := seg.ReadAt(buf[len(line):], off); err != nil {
-		return fmt.Errorf("queue: reading log: %w", err)
-	}
-	return q.store.writeDirect(q.store.dataPath(id), buf)
 }
 
 // schedule puts an item in the delivery schedule if it is due some time;

@@ -241,7 +241,7 @@ func TestReplayRestoresUnsyncedFiles(t *testing.T) {
 }
 
 func TestCheckpointDropsSegments(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour })
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour; c.LogResidence = -1 })
 	h.enqueue("alice@example.org", "bob@example.net")
 	segs, _ := filepath.Glob(filepath.Join(h.dir, "wal", "*.log"))
 	require.Len(t, segs, 1)
@@ -251,6 +251,43 @@ func TestCheckpointDropsSegments(t *testing.T) {
 	h.enqueue("alice@example.org", "bob@example.net")
 	segs, _ = filepath.Glob(filepath.Join(h.dir, "wal", "*.log"))
 	assert.Len(t, segs, 1, "a new segment after the checkpoint")
+}
+
+// A young message is carried forward in the log at a checkpoint, with its
+// state, and gets a file of its own only once it is older than
+// LogResidence.
+func TestCheckpointCarriesYoungMessages(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour })
+	id := h.enqueue("alice@example.org", "bob@example.net")
+	require.NoError(t, h.q.Hold(id, "look at it"))
+	first, _ := filepath.Glob(filepath.Join(h.dir, "wal", "*.log"))
+	require.Len(t, first, 1)
+	require.NoError(t, h.q.checkpoint())
+	_, err := os.Stat(first[0])
+	assert.ErrorIs(t, err, os.ErrNotExist, "the old segment is gone")
+	_, err = os.Stat(h.q.store.dataPath(id))
+	assert.ErrorIs(t, err, os.ErrNotExist, "no file for a young message")
+	assert.Contains(t, h.body(id), "hello")
+
+	h.crash()
+	h.open()
+	info, err := h.q.Show(id)
+	require.NoError(t, err, "found again from the carried-forward records")
+	assert.Equal(t, "look at it", info.State.Hold)
+
+	h.clock.Advance(2 * time.Minute)
+	h.q.dirty.Store(true)
+	require.NoError(t, h.q.checkpoint())
+	h.q.dirty.Store(true)
+	require.NoError(t, h.q.checkpoint())
+	_, err = os.Stat(h.q.store.dataPath(id))
+	assert.NoError(t, err, "an old message gets its own file")
+	assert.Contains(t, h.body(id), "hello")
+	h.crash()
+	h.open()
+	info, err = h.q.Show(id)
+	require.NoError(t, err)
+	assert.Equal(t, "look at it", info.State.Hold)
 }
 
 func TestEnqueueErrors(t *testing.T) {
@@ -496,6 +533,7 @@ func TestCheckpointFailureKeepsLog(t *testing.T) {
 	var mu sync.Mutex
 	h := newHarness(t, func(c *Config) {
 		c.CheckpointInterval = time.Hour
+		c.LogResidence = -1
 		c.Faults = func(op Op, path string) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -522,7 +560,7 @@ func TestCheckpointFailureKeepsLog(t *testing.T) {
 }
 
 func TestCheckpointMovesMessagesOutOfTheLog(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour })
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour; c.LogResidence = -1 })
 	id := h.enqueue("alice@example.org", "bob@example.net")
 	_, err := os.Stat(h.q.store.dataPath(id))
 	assert.ErrorIs(t, err, os.ErrNotExist, "a new message is only in the log")
