@@ -138,6 +138,19 @@ func TestSubmission(t *testing.T) {
 		}
 	})
 
+	t.Run("password guessing is slowed", func(t *testing.T) {
+		// One wrong password was tried above; after five in all the
+		// client is refused for a while (RFC 4954 §6: 454 4.7.0), even
+		// with the right password.
+		for range 4 {
+			out, _ := swaksRun("--server", sub587, "--tls", "--auth-password", "guess", "--from", "alice@example.test")
+			require.Contains(t, out, "535 5.7.8")
+		}
+		out, err := swaksRun("--server", sub587, "--tls", "--auth-password", "s3cret pass", "--from", "alice@example.test")
+		require.Error(t, err)
+		assert.Contains(t, out, "454 4.7.0")
+	})
+
 	// What was accepted left DKIM-signed; the signature verifies against
 	// the key published in (test) DNS.
 	got := down.waitFor(t, 2, 20*time.Second)
