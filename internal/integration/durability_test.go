@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A full disk is a temporary failure: 452 4.3.1, nothing half-written left
-// behind, and mail flows again once there is room.
+// A full disk is a temporary failure: 452 4.3.1. What was acknowledged
+// before is not harmed, and mail flows again once there is room.
 func TestDiskFullAnswers452(t *testing.T) {
 	swaks := need(t, "swaks")
 	spool := filepath.Join(t.TempDir(), "spool")
@@ -27,18 +27,34 @@ func TestDiskFullAnswers452(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Unmount(spool, syscall.MNT_DETACH) })
 
-	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-spool", spool)
+	// The next hop is down at first, so acknowledged mail waits in the
+	// queue while the disk fills.
+	next := freeAddr(t)
+	mt := writeFile(t, t.TempDir(), "mailertable", "example.test esmtp:"+hostPort(next)+"\n")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-spool", spool, "-mailertable", mt,
+		"-min-backoff", "1s", "-max-backoff", "1s")
+	send := func(args ...string) (string, error) {
+		out, err := exec.Command(swaks, append([]string{"--server", r.addr, "--to", "a@example.test", "--from", "b@example.net"},
+			args...)...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := send("--header", "Message-Id: <before@example.net>")
+	require.NoError(t, err, out)
 	// ~385 KiB, more than the disk holds.
 	big := writeFile(t, t.TempDir(), "body", strings.Repeat(strings.Repeat("x", 76)+"\n", 5000))
-	out, err := exec.Command(swaks, "--server", r.addr, "--to", "a@example.test", "--from", "b@example.net",
-		"--body", big).CombinedOutput()
+	out, err = send("--body", big)
 	require.Error(t, err, "swaks must see the temporary failure")
-	assert.Contains(t, string(out), "<** 452 4.3.1 Insufficient system storage")
-	out, err = exec.Command(swaks, "--server", r.addr, "--to", "a@example.test", "--from", "b@example.net").CombinedOutput()
-	require.NoError(t, err, string(out))
-	m := queuedRE.FindStringSubmatch(string(out))
-	require.NotNil(t, m)
-	r.delivered(t, m[1])
+	assert.Contains(t, out, "<** 452 4.3.1 Insufficient system storage")
+	out, err = send("--header", "Message-Id: <after@example.net>")
+	require.NoError(t, err, out)
+
+	down := startSink(t, next)
+	got := down.waitFor(t, 2, 30*time.Second)
+	var ids []string
+	for _, m := range got {
+		ids = append(ids, m.MessageID())
+	}
+	assert.ElementsMatch(t, []string{"<before@example.net>", "<after@example.net>"}, ids)
 }
 
 // A message answered 250 survives the relay being killed at once
