@@ -11,6 +11,7 @@
 //
 //	relay [serve] [flags]      run the server (the default)
 //	relay check [flags]        what would the policy do with this mail?
+//	relay dkim keygen [flags]  make a DKIM key and print its DNS record
 //
 // The check command is the equivalent of "sendmail -bt" or "postmap -q":
 //
@@ -59,11 +60,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serve(args, stderr)
 	case "check":
 		return check(args, stdout, stderr)
+	case "dkim":
+		return dkimCommand(args, stdout, stderr)
 	case "help":
-		fmt.Fprintln(stdout, "usage: relay [serve|check] [flags]; relay serve -h or relay check -h for flags")
+		fmt.Fprintln(stdout, "usage: relay [serve|check|dkim keygen] [flags]; relay serve -h, relay check -h or relay dkim keygen -h for flags")
 		return 0
 	}
-	fmt.Fprintf(stderr, "relay: unknown command %q (serve, check)\n", cmd)
+	fmt.Fprintf(stderr, "relay: unknown command %q (serve, check, dkim)\n", cmd)
 	return 2
 }
 

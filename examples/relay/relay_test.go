@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -52,4 +53,28 @@ func TestCheckCommand(t *testing.T) {
 	require.Equal(t, 0, code)
 	assert.Contains(t, out.String(), "=> rcpt <x@remote.example>: continue")
 	assert.Equal(t, 2, run([]string{"frobnicate"}, &out, &errb))
+}
+
+// dkim keygen writes a private key the relay can sign with and prints the
+// record to publish, split into strings of at most 255 octets.
+func TestDKIMKeygen(t *testing.T) {
+	dir := t.TempDir()
+	for _, alg := range []string{"rsa", "ed25519"} {
+		key := filepath.Join(dir, alg+".pem")
+		var out, errb bytes.Buffer
+		require.Equal(t, 0, run([]string{"dkim", "keygen", "-domain", "example.org", "-selector", "s1", "-alg", alg,
+			"-out", key}, &out, &errb), errb.String())
+		assert.Contains(t, out.String(), `s1._domainkey.example.org. IN TXT ( "v=DKIM1; k=`+alg+`; p=`)
+		for _, q := range strings.Split(out.String(), `"`) {
+			assert.LessOrEqual(t, len(q), 255)
+		}
+		st, err := os.Stat(key)
+		require.NoError(t, err)
+		assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+		var e2 bytes.Buffer
+		assert.Equal(t, 1, run([]string{"dkim", "keygen", "-domain", "example.org", "-selector", "s1", "-out", key}, &out, &e2),
+			"an existing key is never overwritten")
+		code := run([]string{"check", "-dkim-key", "example.org:s1:" + key, "-ip", "127.0.0.1", "-rcpt", "a@example.test"}, &out, &e2)
+		assert.Equal(t, 0, code, "the key loads: %s", e2.String())
+	}
 }
