@@ -158,20 +158,7 @@ func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scan.Envelope) (sca
 // conn dials s and sets the deadline of one exchange; stop undoes the
 // context watch.
 func (c *Client) conn(ctx context.Context, s server) (net.Conn, func(), error) {
-	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-	defer cancel()
-	conn, err := c.cfg.Dial(dctx, s.network, s.address)
-	if err != nil {
-		return nil, nil, err
-	}
-	deadline := time.Now().Add(c.cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = conn.SetDeadline(deadline)
-	// A cancelled context unblocks reads and writes at once.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	return conn, func() { stop(); conn.Close() }, nil
+	return scan.Dial(ctx, c.cfg.Dial, s.network, s.address, c.cfg.DialTimeout, c.cfg.Timeout)
 }
 
 // scanAt runs one zINSTREAM exchange; consumed reports whether anything

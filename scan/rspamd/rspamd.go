@@ -72,6 +72,7 @@ type server struct {
 type Client struct {
 	cfg     Config
 	servers []server
+	addrs   []string // servers' addresses, for failover logs and errors
 	log     *slog.Logger
 }
 
@@ -124,6 +125,7 @@ func New(cfg Config) (*Client, error) {
 			DisableCompression:  true,
 		}
 		c.servers = append(c.servers, server{addr: a, client: &http.Client{Transport: tr}})
+		c.addrs = append(c.addrs, a)
 	}
 	return c, nil
 }
@@ -138,63 +140,33 @@ func (c *Client) Close() {
 	}
 }
 
-func (c *Client) body(msg io.Reader) (io.ReadSeeker, int64, error) {
-	if s, ok := msg.(io.ReadSeeker); ok {
-		cur, err1 := s.Seek(0, io.SeekCurrent)
-		end, err2 := s.Seek(0, io.SeekEnd)
-		if err1 == nil && err2 == nil {
-			if _, err := s.Seek(cur, io.SeekStart); err != nil {
-				return nil, 0, err
-			}
-			if end-cur > c.cfg.MaxSize {
-				return nil, 0, fmt.Errorf("%w: %d bytes, over %d", scan.ErrTooLarge, end-cur, c.cfg.MaxSize)
-			}
-			return s, end - cur, nil
-		}
-	}
-	b, err := io.ReadAll(io.LimitReader(msg, c.cfg.MaxSize+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("read message: %w", err)
-	}
-	if int64(len(b)) > c.cfg.MaxSize {
-		return nil, 0, fmt.Errorf("%w: over %d bytes", scan.ErrTooLarge, c.cfg.MaxSize)
-	}
-	return bytes.NewReader(b), int64(len(b)), nil
-}
-
 // Scan posts the message to /checkv2 with the envelope in the request
 // headers (From, Rcpt, IP, Helo, Hostname, Queue-Id, User) and parses the
 // JSON reply. Servers are tried in order until one answers. The error
 // wraps scan.ErrScanner, and scan.ErrTooLarge for a message over MaxSize.
 func (c *Client) Scan(ctx context.Context, msg io.Reader, env *scan.Envelope) (scan.Result, error) {
-	body, size, err := c.body(msg)
+	body, size, err := scan.SizedBody(msg, c.cfg.MaxSize)
 	if err != nil {
 		return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, err)
+	}
+	// Each request reads its own section: after a failed request the HTTP
+	// transport may still be reading the old one while the next server is
+	// tried.
+	ra, ok := body.(io.ReaderAt)
+	if !ok {
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, err)
+		}
+		body, ra = bytes.NewReader(b), bytes.NewReader(b)
 	}
 	start, err := body.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, err)
 	}
-	var errs []error
-	for i, s := range c.servers {
-		if i > 0 {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "rspamd failed, trying the next server",
-				slog.String("server", c.servers[i-1].addr), slog.String("error", errs[len(errs)-1].Error()))
-			if _, err := body.Seek(start, io.SeekStart); err != nil {
-				break
-			}
-		}
-		res, err := c.scanAt(ctx, s, body, size, env)
-		if err == nil {
-			res.Server = s.addr
-			return res, nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, errors.Join(errs...))
+	return scan.Failover(ctx, c.log, "rspamd", c.addrs, body, func(i int) (scan.Result, error) {
+		return c.scanAt(ctx, c.servers[i], io.NewSectionReader(ra, start, size), size, env)
+	})
 }
 
 // headerSafe keeps envelope text (chosen by the client) from breaking the

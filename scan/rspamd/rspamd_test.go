@@ -1,6 +1,7 @@
 package rspamd
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -126,8 +127,11 @@ func TestScanFailures(t *testing.T) {
 	hang := rawServer(t, func(conn net.Conn) { <-stop }) // never answers
 	t.Cleanup(func() { close(stop) })
 	midway := rawServer(t, func(conn net.Conn) {
-		buf := make([]byte, 4096)
-		_, _ = conn.Read(buf)
+		// Read the whole request first: closing with unread input would
+		// reset the connection instead of ending the reply early.
+		if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+		}
 		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"score\":")
 	})
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, gtubeReply) }))

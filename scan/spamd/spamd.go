@@ -2,7 +2,6 @@ package spamd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -98,6 +97,7 @@ type server struct {
 type Client struct {
 	cfg     Config
 	servers []server
+	addrs   []string // servers' addresses, for failover logs and errors
 	log     *slog.Logger
 }
 
@@ -121,6 +121,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
 		c.servers = append(c.servers, server{addr: a, network: network, address: address})
+		c.addrs = append(c.addrs, a)
 	}
 	if c.cfg.DialTimeout == 0 {
 		c.cfg.DialTimeout = DefaultDialTimeout
@@ -143,80 +144,21 @@ func New(cfg Config) (*Client, error) {
 // Name returns "spamd".
 func (c *Client) Name() string { return "spamd" }
 
-// body returns the message as a re-readable section and its size: spamd
-// wants the Content-length before the message.
-func (c *Client) body(msg io.Reader) (io.ReadSeeker, int64, error) {
-	if s, ok := msg.(io.ReadSeeker); ok {
-		cur, err1 := s.Seek(0, io.SeekCurrent)
-		end, err2 := s.Seek(0, io.SeekEnd)
-		if err1 == nil && err2 == nil {
-			if _, err := s.Seek(cur, io.SeekStart); err != nil {
-				return nil, 0, err
-			}
-			if end-cur > c.cfg.MaxSize {
-				return nil, 0, fmt.Errorf("%w: %d bytes, over %d", scan.ErrTooLarge, end-cur, c.cfg.MaxSize)
-			}
-			return s, end - cur, nil
-		}
-	}
-	b, err := io.ReadAll(io.LimitReader(msg, c.cfg.MaxSize+1))
-	if err != nil {
-		return nil, 0, fmt.Errorf("read message: %w", err)
-	}
-	if int64(len(b)) > c.cfg.MaxSize {
-		return nil, 0, fmt.Errorf("%w: over %d bytes", scan.ErrTooLarge, c.cfg.MaxSize)
-	}
-	return bytes.NewReader(b), int64(len(b)), nil
-}
-
 // Scan sends the message to spamd and parses the verdict. Servers are
 // tried in order until one answers. The error wraps scan.ErrScanner, and
 // scan.ErrTooLarge for a message over MaxSize.
 func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scan.Envelope) (scan.Result, error) {
-	body, size, err := c.body(msg)
+	body, size, err := scan.SizedBody(msg, c.cfg.MaxSize)
 	if err != nil {
 		return scan.Result{}, fmt.Errorf("%w: spamd: %w", scan.ErrScanner, err)
 	}
-	start, err := body.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return scan.Result{}, fmt.Errorf("%w: spamd: %w", scan.ErrScanner, err)
-	}
-	var errs []error
-	for i, s := range c.servers {
-		if i > 0 {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "spamd failed, trying the next server",
-				slog.String("server", c.servers[i-1].addr), slog.String("error", errs[len(errs)-1].Error()))
-			if _, err := body.Seek(start, io.SeekStart); err != nil {
-				break
-			}
-		}
-		res, err := c.scanAt(ctx, s, body, size)
-		if err == nil {
-			res.Server = s.addr
-			return res, nil
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return scan.Result{}, fmt.Errorf("%w: spamd: %w", scan.ErrScanner, errors.Join(errs...))
+	return scan.Failover(ctx, c.log, "spamd", c.addrs, body, func(i int) (scan.Result, error) {
+		return c.scanAt(ctx, c.servers[i], body, size)
+	})
 }
 
 func (c *Client) conn(ctx context.Context, s server) (net.Conn, func(), error) {
-	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-	defer cancel()
-	conn, err := c.cfg.Dial(dctx, s.network, s.address)
-	if err != nil {
-		return nil, nil, err
-	}
-	deadline := time.Now().Add(c.cfg.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	return conn, func() { stop(); conn.Close() }, nil
+	return scan.Dial(ctx, c.cfg.Dial, s.network, s.address, c.cfg.DialTimeout, c.cfg.Timeout)
 }
 
 type closeWriter interface{ CloseWrite() error }
