@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,10 @@ func TestMailertableToPostfixSink(t *testing.T) {
 	}, 20*time.Second, 50*time.Millisecond, "smtp-sink got nothing; relay log:\n%s", r.logs())
 	assert.Contains(t, string(b), "Message-Id: <to-sink@example.net>")
 	assert.Contains(t, string(b), m[1], "the Received header names the queue ID")
-	assert.Regexp(t, `queue_id=`+m[1]+` rcpt=user@nix.co.jj stage=delivery action=sent destination=\S+ relay=\S+ `, r.logs())
+	// The queue logs the delivery once its result is recorded, a moment
+	// after the sink has the message.
+	sent := regexp.MustCompile(`queue_id=` + m[1] + ` rcpt=user@nix.co.jj stage=delivery action=sent destination=\S+ relay=\S+ `)
+	assert.Eventually(t, func() bool { return sent.MatchString(r.logs()) }, 10*time.Second, 20*time.Millisecond, r.logs())
 }
 
 // SMTPUTF8 and DSN parameters given by Python's smtplib reach the next hop.
