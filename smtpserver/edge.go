@@ -517,6 +517,11 @@ func (e *edgeConn) Write(p []byte) (int, error) {
 	if e.rewriteRcpt && code != 0 {
 		out = bytes.ReplaceAll(p, []byte("@"+postmasterMarker), nil)
 	}
+	if code == 235 && bytes.HasPrefix(out, []byte("235 2.0.0 ")) {
+		// RFC 4954 §6 gives successful authentication 2.7.0; go-smtp
+		// says 2.0.0.
+		out = append([]byte("235 2.7.0 "), out[len("235 2.0.0 "):]...)
+	}
 	if _, err := e.writeCounted(out, code, final); err != nil {
 		return 0, err
 	}

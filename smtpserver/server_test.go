@@ -281,7 +281,7 @@ func TestAuthRequired(t *testing.T) {
 	expect(t, c.cmd("AUTH PLAIN "+base64.StdEncoding.EncodeToString([]byte("\x00u\x00wrong"))), "535 5.7.8")
 	expect(t, c.cmd("AUTH LOGIN"), "334")
 	expect(t, c.cmd(base64.StdEncoding.EncodeToString([]byte("u"))), "334")
-	expect(t, c.cmd(base64.StdEncoding.EncodeToString([]byte("p"))), "235 2.0.0")
+	expect(t, c.cmd(base64.StdEncoding.EncodeToString([]byte("p"))), "235 2.7.0")
 	expect(t, c.cmd("MAIL FROM:<u@x.test>"), "250")
 }
 

@@ -82,7 +82,7 @@ func TestSubmission(t *testing.T) {
 		out, err := swaksRun("--server", sub587, "--tls", "--auth-password", "s3cret pass", "--from", "alice@example.test",
 			"--header", "Message-Id: <submitted@example.test>")
 		require.NoError(t, err, out)
-		assert.Contains(t, out, "<~  235 ")
+		assert.Contains(t, out, "<~  235 2.7.0 ")
 		assert.Regexp(t, queuedRE, out)
 	})
 	t.Run("465 implicit TLS", func(t *testing.T) {
