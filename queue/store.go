@@ -120,51 +120,9 @@ func (s *store) bucket(id string) string {
 func (s *store) dataPath(id string) string  { return filepath.Join(s.bucket(id), id) }
 func (s *store) statePath(id string) string { return filepath.Join(s.bucket(id), id+".st") }
 
-// writeFile writes data to path through a temporary name and a rename,
-// without syncing (the WAL or an explicit sync makes it durable).
-func (s *store) writeFile(path string, sync bool, parts ...[]byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	tmp := path + ".tmp"
-	if err := s.faults.check(OpCreate, tmp); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("queue: %w", err)
-	}
-	err = s.faults.check(OpWrite, tmp)
-	for _, p := range parts {
-		if err != nil {
-			break
-		}
-		_, err = f.Write(p)
-	}
-	if err == nil && sync {
-		if err = s.faults.check(OpSync, tmp); err == nil {
-			err = f.Sync()
-		}
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = s.faults.check(OpRename, path)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("queue: write %s: %w", path, err)
-	}
-	return nil
-}
-
-// writeDirect writes a file in place, without syncing: for checkpoints,
-// where the log still holds the data until the sync that follows.
+// writeDirect writes a file in place, without syncing: for checkpoints
+// and replay, where the log still holds the data until the sync that
+// follows (a torn file is written again by the next replay).
 func (s *store) writeDirect(path string, data []byte) error {
 	if err := s.faults.check(OpWrite, path); err != nil {
 		return err
@@ -261,12 +219,12 @@ func (s *store) replay(w *wal) error {
 			}
 			switch r.kind {
 			case recMessage:
-				return s.writeFile(s.dataPath(r.id), false, r.data)
+				return s.writeDirect(s.dataPath(r.id), r.data)
 			case recState:
 				if _, err := os.Stat(s.dataPath(r.id)); err != nil {
 					return nil // removed later in the log
 				}
-				return s.writeFile(s.statePath(r.id), false, r.data)
+				return s.writeDirect(s.statePath(r.id), r.data)
 			case recRemove:
 				s.remove(r.id)
 			}
