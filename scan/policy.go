@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -13,12 +12,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/filewatch"
 )
 
 // SpamMode says whether spam filtering applies to a recipient.
@@ -390,18 +388,7 @@ type PolicyWatcherConfig struct {
 // in force and is logged with its file and line. Current is safe for
 // concurrent use.
 type PolicyWatcher struct {
-	path     string
-	interval time.Duration
-	log      *slog.Logger
-	cur      atomic.Pointer[Policy]
-
-	mu       sync.Mutex // serialises loads
-	obsSize  int64
-	obsMtime time.Time
-	size     int64
-	mtime    time.Time
-	hash     [sha256.Size]byte
-	lastErr  string
+	fw *filewatch.Watcher[*Policy]
 }
 
 // NewPolicyWatcher loads path and returns a watcher; it fails if the
@@ -410,79 +397,21 @@ func NewPolicyWatcher(path string, cfg PolicyWatcherConfig) (*PolicyWatcher, err
 	if path == "" || cfg.Interval < 0 {
 		return nil, fmt.Errorf("%w: policy watcher needs a path and a non-negative interval", ErrConfig)
 	}
-	w := &PolicyWatcher{path: path, interval: cfg.Interval, log: cfg.Logger}
-	if w.interval == 0 {
-		w.interval = 5 * time.Second
-	}
-	if w.log == nil {
-		w.log = postern.DiscardLogger()
-	}
-	if err := w.load(context.Background(), true); err != nil {
+	fw, err := filewatch.New(filewatch.Config[*Policy]{Path: path, What: "scan policy", Kept: "policy", Prefix: "scan",
+		Parse: ParsePolicy, Logger: cfg.Logger, Interval: cfg.Interval,
+		Loaded: func(_ context.Context, p *Policy) []slog.Attr { return []slog.Attr{slog.Int("entries", p.Len())} }})
+	if err != nil {
 		return nil, err
 	}
-	return w, nil
+	return &PolicyWatcher{fw: fw}, nil
 }
 
 // Current returns the policy in force.
-func (w *PolicyWatcher) Current() *Policy { return w.cur.Load() }
+func (w *PolicyWatcher) Current() *Policy { return w.fw.Current() }
 
 // Reload reads the file now (for SIGHUP); on error the previous policy
 // stays in force.
-func (w *PolicyWatcher) Reload() error { return w.load(context.Background(), true) }
+func (w *PolicyWatcher) Reload() error { return w.fw.Reload() }
 
 // Run checks the file every Interval until ctx is done.
-func (w *PolicyWatcher) Run(ctx context.Context) error {
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			_ = w.load(ctx, false) // logged inside
-		}
-	}
-}
-
-func (w *PolicyWatcher) load(ctx context.Context, force bool) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	fi, err := os.Stat(w.path)
-	if err != nil {
-		return w.fail(ctx, fmt.Errorf("scan: %w", err))
-	}
-	stable := fi.Size() == w.obsSize && fi.ModTime().Equal(w.obsMtime)
-	w.obsSize, w.obsMtime = fi.Size(), fi.ModTime()
-	if !force && (!stable || (fi.Size() == w.size && fi.ModTime().Equal(w.mtime))) {
-		return nil
-	}
-	b, err := os.ReadFile(w.path)
-	if err != nil {
-		return w.fail(ctx, fmt.Errorf("scan: %w", err))
-	}
-	w.size, w.mtime = fi.Size(), fi.ModTime()
-	h := sha256.Sum256(b)
-	if !force && h == w.hash && w.cur.Load() != nil {
-		return nil
-	}
-	p, err := ParsePolicy(bytes.NewReader(b), w.path)
-	if err != nil {
-		return w.fail(ctx, err)
-	}
-	w.hash, w.lastErr = h, ""
-	w.cur.Store(p)
-	w.log.LogAttrs(ctx, slog.LevelInfo, "scan policy loaded", slog.String("file", w.path), slog.Int("entries", p.Len()))
-	return nil
-}
-
-func (w *PolicyWatcher) fail(ctx context.Context, err error) error {
-	if err.Error() != w.lastErr {
-		w.lastErr = err.Error()
-		msg := "scan policy not loaded"
-		if w.cur.Load() != nil {
-			msg = "scan policy not reloaded, previous policy stays in force"
-		}
-		w.log.LogAttrs(ctx, slog.LevelError, msg, slog.String("file", w.path), slog.String("error", err.Error()))
-	}
-	return err
-}
+func (w *PolicyWatcher) Run(ctx context.Context) error { return w.fw.Run(ctx) }

@@ -1,25 +1,18 @@
 package access
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"os"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/postern/postern/internal/filewatch"
 )
 
 // DefaultInterval is how often a Watcher looks at its file.
-const DefaultInterval = 5 * time.Second
-
-// mtimeSlack covers file systems whose modification times are coarse: a
-// second write in the same tick as our read leaves mtime unchanged, so a
-// file touched this recently is hashed again.
-const mtimeSlack = 2 * time.Second
+const DefaultInterval = filewatch.DefaultInterval
 
 // WatcherConfig configures a Watcher. The zero value is usable.
 type WatcherConfig struct {
@@ -46,47 +39,51 @@ type WatcherConfig struct {
 // logged with its file and line, once per broken content. Current is safe
 // for concurrent use.
 type Watcher struct {
-	path     string
-	log      *slog.Logger
-	interval time.Duration
-	onReload func(*Map, []Warning, error)
-	cur      atomic.Pointer[Map]
+	fw *filewatch.Watcher[parsed]
+}
 
-	mu sync.Mutex // serialises loads; guards the fields below
-	// obsSize and obsMtime are what the last check saw; size and mtime
-	// belong to the content last read.
-	obsSize  int64
-	obsMtime time.Time
-	size     int64
-	mtime    time.Time
-	lastRead time.Time
-	hash     [sha256.Size]byte
-	badHash  [sha256.Size]byte
-	hasBad   bool
-	badErr   error
-	lastFail string
+// parsed is what one load of the file gives.
+type parsed struct {
+	m     *Map
+	warns []Warning
 }
 
 // NewWatcher loads path and returns a Watcher serving it. It fails if the
 // first load fails: a relay must not start without its access map.
 func NewWatcher(path string, cfg WatcherConfig) (*Watcher, error) {
-	if path == "" {
-		return nil, fmt.Errorf("%w: watcher needs a path", ErrConfig)
+	fc := filewatch.Config[parsed]{Path: path, What: "access map", Kept: "map", Prefix: "access",
+		Logger: cfg.Logger, Interval: cfg.Interval,
+		Parse: func(r io.Reader, name string) (parsed, error) {
+			m, warns, err := Parse(r, name)
+			return parsed{m, warns}, err
+		},
+		Loaded: func(ctx context.Context, p parsed) []slog.Attr {
+			if cfg.Logger != nil {
+				for _, wn := range p.warns {
+					cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "access map warning",
+						slog.String("file", wn.File), slog.Int("line", wn.Line), slog.String("warning", wn.Msg))
+				}
+			}
+			return []slog.Attr{slog.Int("entries", p.m.Len()), slog.Int("warnings", len(p.warns))}
+		},
+		Line: func(err error) (int, bool) {
+			var pe *ParseError
+			if errors.As(err, &pe) {
+				return pe.Line, true
+			}
+			return 0, false
+		}}
+	if cfg.OnReload != nil {
+		fc.OnReload = func(p parsed, err error) { cfg.OnReload(p.m, p.warns, err) }
 	}
-	if cfg.Interval < 0 {
-		return nil, fmt.Errorf("%w: negative interval %v", ErrConfig, cfg.Interval)
+	fw, err := filewatch.New(fc)
+	if errors.Is(err, filewatch.ErrConfig) {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	w := &Watcher{path: path, log: cfg.Logger, interval: cfg.Interval, onReload: cfg.OnReload}
-	if w.log == nil {
-		w.log = slog.New(slog.DiscardHandler)
-	}
-	if w.interval == 0 {
-		w.interval = DefaultInterval
-	}
-	if err := w.load(context.Background(), true); err != nil {
+	if err != nil {
 		return nil, err
 	}
-	return w, nil
+	return &Watcher{fw: fw}, nil
 }
 
 // Current returns the map in force; nil only for a nil Watcher.
@@ -94,108 +91,16 @@ func (w *Watcher) Current() *Map {
 	if w == nil {
 		return nil
 	}
-	return w.cur.Load()
+	return w.fw.Current().m
 }
 
 // Path returns the watched file.
-func (w *Watcher) Path() string { return w.path }
+func (w *Watcher) Path() string { return w.fw.Path() }
 
 // Reload reads and parses the file now, whether or not it changed (for
 // SIGHUP). On error the previous map stays in force.
-func (w *Watcher) Reload() error { return w.load(context.Background(), true) }
+func (w *Watcher) Reload() error { return w.fw.Reload() }
 
 // Run checks the file every Interval until ctx is done and returns
 // ctx.Err().
-func (w *Watcher) Run(ctx context.Context) error {
-	t := time.NewTicker(w.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			_ = w.load(ctx, false) // logged inside; the old map stays
-		}
-	}
-}
-
-func (w *Watcher) load(ctx context.Context, force bool) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	fi, err := os.Stat(w.path)
-	if err != nil {
-		err = fmt.Errorf("access: %w", err)
-		w.fail(ctx, err)
-		return err
-	}
-	// Wait until the file has looked the same at two checks in a row, so
-	// a file being written (truncated, half copied) is not loaded.
-	stable := fi.Size() == w.obsSize && fi.ModTime().Equal(w.obsMtime)
-	w.obsSize, w.obsMtime = fi.Size(), fi.ModTime()
-	if !force && !stable {
-		return nil
-	}
-	recent := !fi.ModTime().Before(w.lastRead.Add(-mtimeSlack))
-	if !force && fi.Size() == w.size && fi.ModTime().Equal(w.mtime) && !recent {
-		return nil
-	}
-	b, err := os.ReadFile(w.path)
-	if err != nil {
-		err = fmt.Errorf("access: %w", err)
-		w.fail(ctx, err)
-		return err
-	}
-	// Stat before read: a change between the two shows as a new mtime at
-	// the next check.
-	w.size, w.mtime, w.lastRead = fi.Size(), fi.ModTime(), time.Now()
-	h := sha256.Sum256(b)
-	if !force {
-		if w.cur.Load() != nil && h == w.hash {
-			w.lastFail = ""
-			return nil
-		}
-		if w.hasBad && h == w.badHash {
-			return w.badErr
-		}
-	}
-	m, warns, err := Parse(bytes.NewReader(b), w.path)
-	if err != nil {
-		w.badHash, w.hasBad, w.badErr = h, true, err
-		w.fail(ctx, err)
-		if w.onReload != nil {
-			w.onReload(nil, warns, err)
-		}
-		return err
-	}
-	w.hash, w.hasBad, w.badErr, w.lastFail = h, false, nil, ""
-	w.cur.Store(m)
-	for _, wn := range warns {
-		w.log.LogAttrs(ctx, slog.LevelWarn, "access map warning",
-			slog.String("file", wn.File), slog.Int("line", wn.Line), slog.String("warning", wn.Msg))
-	}
-	w.log.LogAttrs(ctx, slog.LevelInfo, "access map loaded",
-		slog.String("file", w.path), slog.Int("entries", m.Len()), slog.Int("warnings", len(warns)))
-	if w.onReload != nil {
-		w.onReload(m, warns, nil)
-	}
-	return nil
-}
-
-// fail logs a failed load once per distinct error, so a missing or broken
-// file does not flood the log every Interval.
-func (w *Watcher) fail(ctx context.Context, err error) {
-	if err.Error() == w.lastFail {
-		return
-	}
-	w.lastFail = err.Error()
-	attrs := []slog.Attr{slog.String("file", w.path), slog.String("error", err.Error())}
-	var pe *ParseError
-	if errors.As(err, &pe) {
-		attrs = append(attrs, slog.Int("line", pe.Line))
-	}
-	msg := "access map not loaded"
-	if w.cur.Load() != nil {
-		msg = "access map not reloaded, previous map stays in force"
-	}
-	w.log.LogAttrs(ctx, slog.LevelError, msg, attrs...)
-}
+func (w *Watcher) Run(ctx context.Context) error { return w.fw.Run(ctx) }
