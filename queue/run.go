@@ -223,15 +223,12 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 	q.notify(it, &st, dsnDelayed, delayed)
 	q.notify(it, &st, dsnDelivered, delivered)
 
-	var err error
-	if st.pending() {
-		err = q.persist(&item{id: it.id, st: st})
-	} else {
-		// Make the final state durable first, so a crash before the
-		// removal finds the message done rather than delivering again.
-		if err = q.persist(&item{id: it.id, st: st}); err == nil {
-			q.remove(it.id)
-		}
+	// A finished message's final state is made durable before its
+	// removal, so a crash in between finds it done rather than delivering
+	// again.
+	err := q.persist(&item{id: it.id, st: st})
+	if err == nil && !st.pending() {
+		q.remove(it.id)
 	}
 	if err != nil {
 		q.log.Error("queue: could not record delivery state; the message will be retried", "queue_id", it.id, "err", err)
