@@ -94,6 +94,7 @@ func commonFlags(fs *flag.FlagSet) (*settings, func() error) {
 	fs.Float64Var(&s.spamTag, "spam-tag-score", 0, "score at which mail is tagged X-Spam-Flag: YES (0: the scorer's own verdict)")
 	fs.Float64Var(&s.spamReject, "spam-reject-score", 0, "score at which mail is refused (550 5.7.1); 0 never")
 	fs.StringVar(&s.spamSubject, "spam-subject", "", "`prefix` put before the Subject of tagged mail, e.g. [SPAM]")
+	fs.StringVar(&s.spamAction, "spam-action", "", "what to do with mail at -spam-reject-score: reject (default, 550 5.7.1), quarantine (hold for review) or discard")
 	fs.StringVar(&s.virusAction, "virus-action", "", "what to do with a virus: reject (default), quarantine (hold in the queue) or discard")
 	fs.BoolVar(&s.virusFailOpen, "virus-fail-open", false, "deliver unscanned when no virus scanner answers (default: 451, the client retries)")
 	fs.BoolVar(&s.spamFailClosed, "spam-fail-closed", false, "answer 451 when no spam scorer answers (default: deliver unscored)")
@@ -187,6 +188,10 @@ func serve(args []string, stderr io.Writer) int {
 	fs.Int64Var(&s.maxSize, "max-size", 10<<20, "maximum message size in `bytes`")
 	fs.IntVar(&s.clientRate, "client-rate", 0, "connections per minute per client (sendmail ClientRate; access ClientRate: entries win); 0 unlimited")
 	fs.IntVar(&s.clientConn, "client-conn", 50, "concurrent connections per client (sendmail ClientConn; access ClientConn: entries win; Postfix's default 50); 0 unlimited")
+	fs.StringVar(&s.webListen, "web-listen", "", "HTTPS listen `address` of the quarantine page (needs -tls-cert and -credentials)")
+	var webAdmins string
+	fs.StringVar(&webAdmins, "web-admins", "", "comma-separated `users` of the credentials file who see all quarantined mail and the relay's charts")
+	fs.StringVar(&s.webURL, "web-url", "", "public base `URL` of the quarantine page, for links in digests (default https://<hostname><web-listen port>)")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -195,6 +200,7 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 2
 	}
+	s.webAdmins = splitList(webAdmins)
 	var err error
 	if s.queueWarn, err = parseAge(*queueWarn); err != nil {
 		fmt.Fprintln(stderr, "relay: -queue-warn:", err)
@@ -321,6 +327,11 @@ func serveWith(s *settings, log *slog.Logger) error {
 	qdone := make(chan struct{})
 	go func() { dl.run(qctx, log); close(qdone) }()
 	defer func() { qstop(); <-qdone }()
+	stopWeb, err := startWeb(ctx, s, dl.q, ap, nil, log)
+	if err != nil {
+		return err
+	}
+	defer stopWeb(context.Background())
 	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
 		"mailertable", cmp.Or(s.mailertable, "built-in: local domains to "+s.maildir),
 		"greet_pause", s.greetPause.String())

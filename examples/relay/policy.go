@@ -73,6 +73,11 @@ type settings struct {
 	spamFailClosed    bool
 	bannedAttachments bool
 	scanPolicy        string
+	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
+	// Quarantine web page.
+	webListen string   // HTTPS listen address; empty: no web page
+	webAdmins []string // users who see everything
+	webURL    string   // public base URL of the page, for links in digests
 	greetPause        time.Duration
 	greetLogOnly      bool
 	maxSize           int64

@@ -34,6 +34,11 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 			return nil, fmt.Errorf("-virus-action: %q is not reject, quarantine or discard", s.virusAction)
 		}
 	}
+	if s.spamAction != "" {
+		if cfg.OnSpamReject, err = scan.ParseAction(s.spamAction); err != nil || cfg.OnSpamReject == scan.ActLog {
+			return nil, fmt.Errorf("-spam-action: %q is not reject, quarantine or discard", s.spamAction)
+		}
+	}
 	// Virus scanning fails closed (451: the client retries) and spam
 	// scoring fails open, unless told otherwise.
 	virusPolicy, spamPolicy := scan.FailClosed, scan.FailOpen
