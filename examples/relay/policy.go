@@ -75,12 +75,12 @@ type settings struct {
 	scanPolicy        string
 	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
 	// Quarantine web page.
-	webListen string   // HTTPS listen address; empty: no web page
-	webAdmins []string // users who see everything
-	webURL    string   // public base URL of the page, for links in digests
-	greetPause        time.Duration
-	greetLogOnly      bool
-	maxSize           int64
+	webListen    string   // HTTPS listen address; empty: no web page
+	webAdmins    []string // users who see everything
+	webURL       string   // public base URL of the page, for links in digests
+	greetPause   time.Duration
+	greetLogOnly bool
+	maxSize      int64
 }
 
 // policy is the relay's chain and what the listeners need to know.
