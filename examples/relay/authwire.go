@@ -89,7 +89,7 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 			}
 			k, err := auth.LoadPrivateKey(parts[2])
 			if err != nil {
-				return nil, fmt.Errorf("-dkim-key %q: %w", spec, err)
+				return nil, fmt.Errorf("dkim key %q: %w", spec, err)
 			}
 			keys = append(keys, auth.DKIMKey{Domain: parts[0], Selector: parts[1], Signer: k})
 		}
@@ -104,22 +104,23 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 	if s.tlsCert != "" || s.tlsKey != "" {
 		cert, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
 		if err != nil {
-			return nil, fmt.Errorf("-tls-cert/-tls-key: %w", err)
+			return nil, fmt.Errorf("tls.cert/tls.key (-tls-cert/-tls-key): %w", err)
 		}
-		a.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Session tickets off: see smtpserver.Config.TLSSessionTickets.
+		a.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, SessionTicketsDisabled: true}
 	}
 	if s.submission != "" || s.submissions != "" {
 		if a.tls == nil {
-			return nil, fmt.Errorf("-submission and -submissions need -tls-cert and -tls-key: passwords only travel encrypted")
+			return nil, fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need tls.cert and tls.key: passwords only travel encrypted")
 		}
 		if s.credentials == "" || s.senders == "" {
-			return nil, fmt.Errorf("-submission and -submissions need -credentials (who may log in) and -senders (which addresses each user may send as)")
+			return nil, fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need submission.credentials (who may log in) and submission.senders (which addresses each user may send as)")
 		}
 	}
 	if s.credentials != "" {
 		var err error
 		if a.creds, err = auth.NewCredentials(auth.CredentialsConfig{Path: s.credentials, Logger: log}); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("submission.credentials: %w", err)
 		}
 		if a.authLim, err = ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Logger: log}); err != nil {
 			return nil, err
@@ -128,7 +129,7 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 	if s.senders != "" {
 		var err error
 		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.senders, AllowOwnAddress: true, Logger: log}); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("submission.senders: %w", err)
 		}
 		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, Logger: log}); err != nil {
 			return nil, err
@@ -139,24 +140,14 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 
 // watch reloads the credentials and sender files when they change.
 func (a *authParts) watch(ctx context.Context) {
+	if a == nil {
+		return
+	}
 	if a.creds != nil {
 		go a.creds.Watch(ctx, 5*time.Second)
 	}
 	if a.sendMap != nil {
 		go a.sendMap.Watch(ctx, 5*time.Second)
-	}
-}
-
-func (a *authParts) reload(log *slog.Logger) {
-	if a.creds != nil {
-		if err := a.creds.Reload(); err != nil {
-			log.Error("credentials reload failed, previous file stays in force", "error", err)
-		}
-	}
-	if a.sendMap != nil {
-		if err := a.sendMap.Reload(); err != nil {
-			log.Error("sender bindings reload failed, previous file stays in force", "error", err)
-		}
 	}
 }
 
@@ -184,7 +175,7 @@ func (a *authParts) signEntries() []postern.Entry {
 // authenticated and may relay. The sender binding decides which MAIL FROM
 // a user may give; forged Authentication-Results fields are removed, the
 // content is scanned (viruses, attachments) and the message is signed.
-func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Filter, amap access.MapSource, log *slog.Logger) (*postern.Chain, error) {
+func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Filter, amap access.MapSource, log *slog.Logger, obs postern.Observer) (*postern.Chain, error) {
 	relay, err := access.NewRelayControl(access.RelayConfig{Map: amap, LocalDomains: s.domains, Logger: log})
 	if err != nil {
 		return nil, err
@@ -202,5 +193,5 @@ func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Fi
 		entries = append(entries, postern.Entry{Filter: sc.filter})
 	}
 	entries = append(entries, a.signEntries()...)
-	return postern.NewChain(postern.ChainConfig{Name: "submission", Entries: entries})
+	return postern.NewChain(postern.ChainConfig{Name: "submission", Entries: entries, Observer: obs})
 }

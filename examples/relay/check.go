@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,20 +16,24 @@ import (
 // check runs the relay's policy for one client and envelope without
 // serving, and prints every decision: which filter said what, and why.
 func check(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("relay check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	s, finish := commonFlags(fs)
-	ipStr := fs.String("ip", "192.0.2.1", "client IP `address`")
-	name := fs.String("client-name", "", "client's verified host `name`, if any")
-	helo := fs.String("helo", "client.example", "HELO/EHLO `name`")
-	from := fs.String("from", "", "envelope sender (empty for <>)")
+	var ipStr, name, helo, from, authUser *string
 	var rcpts multiFlag
-	fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several)")
-	authUser := fs.String("auth", "", "authenticated `user`, if the session used SMTP AUTH")
-	if err := fs.Parse(args); err != nil {
+	cfg, _, _, err := loadWithFlags("relay check", args, stderr, func(fs *flag.FlagSet) {
+		ipStr = fs.String("ip", "192.0.2.1", "client IP `address`")
+		name = fs.String("client-name", "", "client's verified host `name`, if any")
+		helo = fs.String("helo", "client.example", "HELO/EHLO `name`")
+		from = fs.String("from", "", "envelope sender (empty for <>)")
+		fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several)")
+		authUser = fs.String("auth", "", "authenticated `user`, if the session used SMTP AUTH")
+	})
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "relay:", err)
+		}
 		return 2
 	}
-	if err := finish(); err != nil {
+	s, err := cfg.settings()
+	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 2
 	}
@@ -68,7 +73,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
-	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap, sc)
+	store, err := openStore(s)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+	defer closeStore(store)
+	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap, sc, store)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1

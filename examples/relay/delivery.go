@@ -8,14 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
 )
 
-// delivery is the outbound half of the relay: the queue and the route
-// transport that empties it.
+// delivery is the outbound half of the relay: the route transport that
+// empties the queue, and the recipient verification that shares it.
 type delivery struct {
-	q         *queue.Queue
 	transport *route.Transport
 	router    *route.Router
 	table     *route.Watcher[*route.Table] // nil without -mailertable
@@ -34,25 +32,8 @@ func builtinMailertable(domains []string) (*route.Table, error) {
 	return route.ParseMailertable(strings.NewReader(b.String()), "built-in mailertable")
 }
 
-// openDelivery builds the routing and opens the queue.
-func openDelivery(s *settings, log *slog.Logger) (*delivery, error) {
-	d, err := buildRouting(s, log)
-	if err != nil {
-		return nil, err
-	}
-	d.q, err = queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Deliverer: d.transport, Logger: log,
-		WarnAfter: s.queueWarn, ReturnAfter: s.queueReturn, MinBackoff: s.minBackoff, MaxBackoff: s.maxBackoff,
-		Postmaster: s.postmaster})
-	if err != nil {
-		d.transport.Close()
-		return nil, err
-	}
-	return d, nil
-}
-
 // buildRouting makes the router, the transport and the recipient
-// verifier: everything but the queue, which the check command does not
-// open.
+// verifier.
 func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 	d := &delivery{}
 	rcfg := route.RouterConfig{SmartHost: s.smartHost, FallbackRelays: s.fallbackRelays, RelayDomains: s.domains,
@@ -63,11 +44,11 @@ func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 	if s.mailertable != "" {
 		w, err := route.NewMailertableWatcher(s.mailertable, route.WatcherConfig{Logger: log})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("delivery.mailertable: %w", err)
 		}
 		d.table, rcfg.Mailertable = w, w
 	} else {
-		t, err := builtinMailertable(s.domains)
+		t, err := builtinMailertable(s.localDomains)
 		if err != nil {
 			return nil, err
 		}
@@ -87,7 +68,7 @@ func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 		if s.recipients != "" {
 			if d.rcptWatch, err = route.NewRecipientsWatcher(s.recipients, route.WatcherConfig{Logger: log}); err != nil {
 				d.transport.Close()
-				return nil, err
+				return nil, fmt.Errorf("policy.recipients: %w", err)
 			}
 			vcfg.Recipients = d.rcptWatch
 		}
@@ -99,38 +80,18 @@ func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 	return d, nil
 }
 
-// run watches the files and delivers until ctx is done.
-func (d *delivery) run(ctx context.Context, log *slog.Logger) {
+// watch reloads the mailertable and recipients files when they change,
+// until ctx is done.
+func (d *delivery) watch(ctx context.Context) {
 	if d.table != nil {
 		go d.table.Run(ctx)
 	}
 	if d.rcptWatch != nil {
 		go d.rcptWatch.Run(ctx)
 	}
-	if err := d.q.Run(ctx); err != nil {
-		log.Error("queue runner stopped", "error", err)
-	}
 }
 
-func (d *delivery) reload(log *slog.Logger) {
-	if d.table != nil {
-		if err := d.table.Reload(); err != nil {
-			log.Error("mailertable reload failed, previous table stays in force", "error", err)
-		}
-	}
-	if d.rcptWatch != nil {
-		if err := d.rcptWatch.Reload(); err != nil {
-			log.Error("recipients reload failed, previous list stays in force", "error", err)
-		}
-	}
-}
-
-func (d *delivery) Close() {
-	if d.q != nil {
-		d.q.Close()
-	}
-	d.transport.Close()
-}
+func (d *delivery) Close() { d.transport.Close() }
 
 // parseAge reads a duration that may be written in days, as sendmail's
 // Timeout.queuereturn=5d is.

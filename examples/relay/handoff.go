@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/queue"
@@ -25,9 +26,10 @@ import (
 type queueHandoff struct {
 	q   *queue.Queue
 	log *slog.Logger
+	met *metrics // nil: not counted
 }
 
-func (h queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error) {
+func (h *queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error) {
 	groups := scan.Groups(t, m, nil)
 	if len(groups) == 1 && !groups[0].Drop {
 		return h.enqueue(ctx, c, t, t.Rcpts, t.ID, m)
@@ -68,7 +70,7 @@ func (h queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.T
 	return ids[0], nil
 }
 
-func (h queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.Txn, rcpts []*postern.Rcpt, id string, m *postern.Message) (string, error) {
+func (h *queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.Txn, rcpts []*postern.Rcpt, id string, m *postern.Message) (string, error) {
 	env := queue.Envelope{ID: id, From: t.From, EnvID: t.Mail.EnvID, Ret: t.Mail.Ret, SMTPUTF8: t.Mail.SMTPUTF8,
 		Body: t.Mail.Body, RequireTLS: t.Mail.RequireTLS, ClientIP: c.RemoteAddr().String(), HELO: c.HELO,
 		AuthUser: c.AuthUser, ConnID: c.ID, Hold: t.Quarantine}
@@ -76,9 +78,14 @@ func (h queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.T
 		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.Addr, Original: r.Original,
 			Notify: r.Notify, ORcptType: r.ORcptType, ORcpt: r.ORcpt})
 	}
+	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(m.Render(pw)) }()
 	qid, err := h.q.Enqueue(ctx, env, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // ends Render if Enqueue stopped reading early
+	if err == nil && h.met != nil {
+		h.met.received.Inc()
+		h.met.enqueue.Observe(time.Since(start).Seconds())
+	}
 	return qid, err
 }

@@ -22,7 +22,8 @@ import (
 type settings struct {
 	listen       string
 	hostname     string
-	domains      []string
+	domains      []string // accepted: local and relay domains
+	localDomains []string // delivered by the built-in mailertable when there is none
 	trusted      []netip.Prefix
 	accessFile   string
 	recipients   string
@@ -75,12 +76,21 @@ type settings struct {
 	scanPolicy        string
 	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
 	// Quarantine web page.
-	webListen    string   // HTTPS listen address; empty: no web page
-	webAdmins    []string // users who see everything
-	webURL       string   // public base URL of the page, for links in digests
-	greetPause   time.Duration
-	greetLogOnly bool
-	maxSize      int64
+	webListen string   // HTTPS listen address; empty: no web page
+	webAdmins []string // users who see everything
+	webURL    string   // public base URL of the page, for links in digests
+	// Operations.
+	metricsListen string
+	controlSocket string
+	statsDir      string
+	statsRetain   time.Duration
+	dailyTo       string
+	dailyAt       string
+	logLevel      slog.Level
+	logJSON       bool
+	greetPause    time.Duration
+	greetLogOnly  bool
+	maxSize       int64
 }
 
 // policy is the relay's chain and what the listeners need to know.
@@ -92,26 +102,45 @@ type policy struct {
 	// -recipients or -callahead; the submission chain uses it too.
 	rcptVerify *route.Filter
 	store      ratelimit.Store // shared counters: memory, or Redis
-	closers    []func() error
 	s          *settings
 }
 
-func (p *policy) Close() {
-	for _, c := range p.closers {
-		c()
+// Close releases what the policy holds (nothing today: the watcher stops
+// with its context and the store belongs to the caller).
+func (p *policy) Close() {}
+
+// openStore opens the counters' store: Redis when configured, so relays
+// share them, else memory.
+func openStore(s *settings) (ratelimit.Store, error) {
+	if s.redisAddr != "" {
+		rs, err := redisstore.New(redisstore.Config{Addr: s.redisAddr})
+		if err != nil {
+			return nil, fmt.Errorf("redis.addr %s: %w", s.redisAddr, err)
+		}
+		return rs, nil
+	}
+	return ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
+}
+
+func closeStore(st ratelimit.Store) {
+	if c, ok := st.(interface{ Close() error }); ok {
+		c.Close()
 	}
 }
 
 // buildPolicy wires the filters (see the order below). Serving and the
 // check command share it, so a dry run answers what the server would.
-func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning) (*policy, error) {
+//
+// store holds the rate and harvest counters; it outlives reloads, so a
+// reload does not forget who was limited.
+func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning, store ratelimit.Store) (*policy, error) {
 	p := &policy{s: s}
 	if s.accessFile != "" {
 		// The watcher logs the warnings of each load (entries that cannot
 		// mean what they say) and keeps the last good map on a broken file.
 		w, err := access.NewWatcher(s.accessFile, access.WatcherConfig{Logger: log})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("policy.access: %w", err)
 		}
 		p.watcher, p.amap = w, w
 	}
@@ -120,17 +149,7 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 	if err != nil {
 		return nil, err
 	}
-	if p.store, err = ratelimit.NewMemoryStore(ratelimit.MemoryConfig{}); err != nil {
-		return nil, err
-	}
-	if s.redisAddr != "" {
-		rs, err := redisstore.New(redisstore.Config{Addr: s.redisAddr})
-		if err != nil {
-			return nil, err
-		}
-		p.store = rs
-		p.closers = append(p.closers, rs.Close)
-	}
+	p.store = store
 	// Order matters, as in sendmail's rulesets:
 	//  - access first: Connect: OK/RELAY exempts a client from DNS lists
 	//    (check_relay answers before the RBL rules); at RCPT its OK/RELAY

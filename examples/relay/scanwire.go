@@ -76,7 +76,7 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 	}
 	if s.scanPolicy != "" {
 		if sc.policy, err = scan.NewPolicyWatcher(s.scanPolicy, scan.PolicyWatcherConfig{Logger: log}); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("scan.policy: %w", err)
 		}
 		cfg.Policy = sc.policy
 	}
@@ -89,13 +89,5 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 func (sc *scanning) watch(ctx context.Context) {
 	if sc.policy != nil {
 		go sc.policy.Run(ctx)
-	}
-}
-
-func (sc *scanning) reload(log *slog.Logger) {
-	if sc.policy != nil {
-		if err := sc.policy.Reload(); err != nil {
-			log.Error("scan policy reload failed, previous policy stays in force", "error", err)
-		}
 	}
 }

@@ -1,0 +1,584 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/postern/postern/ratelimit"
+)
+
+// Config is the relay's configuration file (TOML). Every key is optional:
+// the zero value of each field means the built-in default named in its
+// comment, and docs/configuration.md lists them all. A key the relay does
+// not know, or a value of the wrong type, is an error naming the file and
+// line.
+type Config struct {
+	// Hostname names the relay in the banner, Received fields and DSNs;
+	// default the system's host name.
+	Hostname string `toml:"hostname"`
+	// LocalDomains are the domains whose mail this relay accepts and hands
+	// to the mail store; default ["example.test"]. RelayDomains are
+	// accepted too (sendmail "To:domain RELAY"), for domains routed
+	// elsewhere by the mailertable.
+	LocalDomains []string `toml:"local_domains"`
+	RelayDomains []string `toml:"relay_domains"`
+	// TrustedNetworks may relay anywhere and skip the greet pause and
+	// connection limits (Postfix mynetworks); default 127.0.0.0/8, ::1.
+	TrustedNetworks []string `toml:"trusted_networks"`
+	// Spool is the queue directory; default "postern-spool".
+	Spool string `toml:"spool"`
+	// MaxMessageSize; default "10MB" (10,485,760 bytes, sendmail's 10 MB).
+	MaxMessageSize Size `toml:"max_message_size"`
+
+	SMTP       SMTPSection       `toml:"smtp"`
+	Submission SubmissionSection `toml:"submission"`
+	TLS        TLSSection        `toml:"tls"`
+	Policy     PolicySection     `toml:"policy"`
+	DNSBL      DNSBLSection      `toml:"dnsbl"`
+	Limits     LimitsSection     `toml:"limits"`
+	Redis      RedisSection      `toml:"redis"`
+	Auth       AuthSection       `toml:"auth"`
+	DKIM       []DKIMKey         `toml:"dkim"`
+	Scan       ScanSection       `toml:"scan"`
+	Delivery   DeliverySection   `toml:"delivery"`
+	Queue      QueueSection      `toml:"queue"`
+	Log        LogSection        `toml:"log"`
+	Metrics    MetricsSection    `toml:"metrics"`
+	Control    ControlSection    `toml:"control"`
+	Stats      StatsSection      `toml:"stats"`
+	Web        WebSection        `toml:"web"`
+}
+
+// SMTPSection is the inbound listener (port 25).
+type SMTPSection struct {
+	// Listen; default "127.0.0.1:2525" (a production MX says ":25").
+	Listen string `toml:"listen"`
+	// GreetPause before the banner for untrusted clients; default "5s";
+	// "0s" turns it off. Access-file GreetPause: entries win.
+	GreetPause *Duration `toml:"greet_pause"`
+	// GreetPauseLogOnly logs early talkers instead of refusing them.
+	GreetPauseLogOnly bool `toml:"greet_pause_log_only"`
+}
+
+// SubmissionSection is message submission for the site's own users.
+type SubmissionSection struct {
+	// Listen is port 587 (STARTTLS, then AUTH); ListenTLS port 465
+	// (implicit TLS). Both off by default; each needs tls and credentials.
+	Listen    string `toml:"listen"`
+	ListenTLS string `toml:"listen_tls"`
+	// Credentials is the user:hash file (bcrypt or argon2id).
+	Credentials string `toml:"credentials"`
+	// Senders binds users to the MAIL FROM addresses they may use;
+	// default: their own login name.
+	Senders string `toml:"senders"`
+}
+
+// TLSSection is the certificate for STARTTLS, 465 and the web page.
+type TLSSection struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// PolicySection names the sendmail-format policy files.
+type PolicySection struct {
+	// Access is the sendmail access file (plain text, as for makemap).
+	Access string `toml:"access"`
+	// Recipients lists the valid addresses of the local domains.
+	Recipients string `toml:"recipients"`
+	// CallAhead verifies other recipients of local domains with the next
+	// hop.
+	CallAhead bool `toml:"callahead"`
+}
+
+// DNSBLSection configures DNS block and allow lists.
+type DNSBLSection struct {
+	// Zones are IP block lists, "zone" or "zone=weight" (listed at a
+	// weight sum of 1 or more); Allow are allow lists (weight -1 unless
+	// given); Domain are RHSBL zones for HELO names and sender domains.
+	Zones  []string `toml:"zones"`
+	Allow  []string `toml:"allow"`
+	Domain []string `toml:"domain"`
+	// Resolvers; default /etc/resolv.conf.
+	Resolvers []string `toml:"resolvers"`
+	// AtRcpt refuses listed clients at RCPT instead of before the banner.
+	AtRcpt bool `toml:"at_rcpt"`
+	// FailOpen accepts mail when a list cannot be asked; default 4xx.
+	FailOpen bool `toml:"fail_open"`
+}
+
+// LimitsSection are the rate limits.
+type LimitsSection struct {
+	// ClientRate is connections per minute per client (sendmail
+	// ClientRate); default 0, unlimited.
+	ClientRate int `toml:"client_rate"`
+	// ClientConn is concurrent connections per client; default 50.
+	ClientConn *int `toml:"client_conn"`
+	// MessageRate and RecipientRate per client, "N/duration" such as
+	// "100/1h"; default unlimited.
+	MessageRate   Rate `toml:"message_rate"`
+	RecipientRate Rate `toml:"recipient_rate"`
+	// HarvestThreshold unknown recipients from one source start a hold
+	// (default 10; -1 turns the guard off) counted over HarvestWindow
+	// (default 10m); the hold lasts HarvestHold (default 30m).
+	HarvestThreshold int      `toml:"harvest_threshold"`
+	HarvestWindow    Duration `toml:"harvest_window"`
+	HarvestHold      Duration `toml:"harvest_hold"`
+}
+
+// RedisSection shares rate and harvest counters between relays.
+type RedisSection struct {
+	// Addr is host:port; default none (counters in memory).
+	Addr string `toml:"addr"`
+	// FailClosed answers 451 4.3.0 when Redis cannot be asked; default
+	// fail open.
+	FailClosed bool `toml:"fail_closed"`
+}
+
+// AuthSection is sender authentication of inbound mail.
+type AuthSection struct {
+	// Check is "off" (default), "tag" or "enforce".
+	Check string `toml:"check"`
+	// AuthservID names us in Authentication-Results; default hostname.
+	AuthservID string `toml:"authserv_id"`
+}
+
+// DKIMKey is one signing key ([[dkim]] tables).
+type DKIMKey struct {
+	Domain   string `toml:"domain"`
+	Selector string `toml:"selector"`
+	Key      string `toml:"key"`
+}
+
+// ScanSection is content scanning.
+type ScanSection struct {
+	Clamd  []string `toml:"clamd"`
+	Spamd  []string `toml:"spamd"`
+	Rspamd []string `toml:"rspamd"`
+	// SpamTagScore: 0 means the scorer's own verdict. SpamRejectScore: 0
+	// never.
+	SpamTagScore    float64 `toml:"spam_tag_score"`
+	SpamRejectScore float64 `toml:"spam_reject_score"`
+	SpamSubject     string  `toml:"spam_subject"`
+	// SpamAction at the reject score and VirusAction: "reject" (default),
+	// "quarantine" or "discard".
+	SpamAction     string `toml:"spam_action"`
+	VirusAction    string `toml:"virus_action"`
+	VirusFailOpen  bool   `toml:"virus_fail_open"`
+	SpamFailClosed bool   `toml:"spam_fail_closed"`
+	BanAttachments bool   `toml:"ban_attachments"`
+	// Policy is the per-recipient spam policy file.
+	Policy string `toml:"policy"`
+}
+
+// DeliverySection is routing.
+type DeliverySection struct {
+	// Mailertable in sendmail's format; default: the local domains go to
+	// Maildir folders under Maildir.
+	Mailertable string `toml:"mailertable"`
+	// SmartHost for domains the mailertable does not name; default MX.
+	SmartHost string `toml:"smart_host"`
+	// FallbackRelays are tried when every host of a destination failed
+	// temporarily (sendmail FallbackSmartHost).
+	FallbackRelays []string `toml:"fallback_relays"`
+	// Maildir root for local: deliveries; default "postern-maildir".
+	Maildir string `toml:"maildir"`
+	// Postmaster gets double bounces; default none (dropped, logged).
+	Postmaster string `toml:"postmaster"`
+}
+
+// QueueSection are the queue's times.
+type QueueSection struct {
+	// Warn: delay notice age (sendmail Timeout.queuewarn); default "4h";
+	// "0s" never. Return: give-up age (Timeout.queuereturn); default "5d".
+	Warn   *Duration `toml:"warn"`
+	Return Duration  `toml:"return"`
+	// MinBackoff (default "5m") doubles up to MaxBackoff (default
+	// "4000s").
+	MinBackoff Duration `toml:"min_backoff"`
+	MaxBackoff Duration `toml:"max_backoff"`
+}
+
+// LogSection is logging.
+type LogSection struct {
+	// Level: debug, info (default), warn, error. Format: text (default)
+	// or json.
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// MetricsSection is the Prometheus and health endpoint.
+type MetricsSection struct {
+	// Listen is an HTTP address serving /metrics and /healthz; default
+	// off.
+	Listen string `toml:"listen"`
+}
+
+// ControlSection is the admin commands' socket.
+type ControlSection struct {
+	// Socket; default "<spool>/control.sock".
+	Socket string `toml:"socket"`
+}
+
+// StatsSection is the relay's statistics records.
+type StatsSection struct {
+	// Dir; default "<spool>/stats".
+	Dir string `toml:"dir"`
+	// Retain is how long day files are kept; default "35d".
+	Retain Duration `toml:"retain"`
+	// DailyTo gets a summary of the last 24 hours each day at DailyAt
+	// (default "06:00", local time); default none.
+	DailyTo string `toml:"daily_to"`
+	DailyAt string `toml:"daily_at"`
+}
+
+// WebSection is the quarantine web page.
+type WebSection struct {
+	// Listen is its HTTPS address; default off. Needs tls and
+	// submission.credentials.
+	Listen string `toml:"listen"`
+	// Admins see all quarantined mail and the charts.
+	Admins []string `toml:"admins"`
+	// URL is the page's public address for links in mail; default
+	// https://<hostname>:<port>.
+	URL string `toml:"url"`
+}
+
+// Duration is a TOML duration: "90s", "4h", or days as "3d". A bare
+// number counts seconds, as in Postfix.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := parseAge(string(b))
+	if err != nil {
+		if n, nerr := strconv.ParseInt(string(b), 10, 64); nerr == nil && n >= 0 {
+			d.Duration = time.Duration(n) * time.Second
+			return nil
+		}
+		return fmt.Errorf("%q is not a duration (like 30s, 4h or 3d)", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("%q: a duration cannot be negative", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Size is a byte count: 10485760, "10MB" or "10MiB" (both 1024-based, as
+// mail people mean them), "512k".
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Size) UnmarshalText(b []byte) error {
+	str := strings.ToUpper(strings.TrimSpace(string(b)))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"KB", 1 << 10},
+		{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(str, u.suffix); ok {
+			str, mult = strings.TrimSpace(rest), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(str, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size (like 10MB or 10485760)", b)
+	}
+	*s = Size(n * mult)
+	return nil
+}
+
+// Rate is "N/duration", such as "100/1h".
+type Rate struct{ ratelimit.Rate }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (r *Rate) UnmarshalText(b []byte) error {
+	v, err := parseRate(string(b))
+	if err != nil {
+		return err
+	}
+	r.Rate = v
+	return nil
+}
+
+// ErrConfig marks configuration errors.
+var ErrConfig = errors.New("bad configuration")
+
+// loadConfig reads and checks a configuration file. Errors name the file
+// and line: "relay.toml:12: queue.warn: ...".
+func loadConfig(path string) (*Config, error) {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return parseConfig(doc, path)
+}
+
+func parseConfig(doc []byte, name string) (*Config, error) {
+	cfg := &Config{}
+	err := toml.NewDecoder(bytes.NewReader(doc)).DisallowUnknownFields().Decode(cfg)
+	var strict *toml.StrictMissingError
+	var de *toml.DecodeError
+	switch {
+	case err == nil:
+	case errors.As(err, &strict):
+		var msgs []string
+		for _, e := range strict.Errors {
+			line, _ := e.Position()
+			msgs = append(msgs, fmt.Sprintf("%s:%d: unknown key %s", name, line, strings.Join(e.Key(), ".")))
+		}
+		return nil, fmt.Errorf("%w: %s", ErrConfig, strings.Join(msgs, "; "))
+	case errors.As(err, &de):
+		line, _ := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		// go-toml names the Go struct field; the key is what the user wrote.
+		if i := strings.Index(msg, " into struct field"); i >= 0 {
+			if j := strings.LastIndex(msg, " of type "); j > i {
+				msg = msg[:i] + ": wrong type for this key" + typeHint(msg[j+len(" of type "):])
+			}
+		}
+		if k := de.Key(); len(k) > 0 {
+			return nil, fmt.Errorf("%w: %s:%d: %s: %s", ErrConfig, name, line, strings.Join(k, "."), msg)
+		}
+		return nil, fmt.Errorf("%w: %s:%d: %s", ErrConfig, name, line, msg)
+	default:
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	if err := cfg.validate(); err != nil {
+		var ke *keyError
+		if errors.As(err, &ke) {
+			return nil, fmt.Errorf("%w: %s:%d: %s: %s", ErrConfig, name, keyLine(doc, ke.key), ke.key, ke.msg)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
+	}
+	return cfg, nil
+}
+
+// typeHint says what a Go type wants, in TOML words.
+func typeHint(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return " (want a list, like [\"a\", \"b\"])"
+	case strings.Contains(goType, "int"):
+		return " (want a number)"
+	case strings.Contains(goType, "float"):
+		return " (want a number)"
+	case goType == "bool":
+		return " (want true or false)"
+	case goType == "string":
+		return " (want a quoted string)"
+	}
+	return ""
+}
+
+// keyError is a validation error about one key (dotted name).
+type keyError struct{ key, msg string }
+
+func (e *keyError) Error() string { return e.key + ": " + e.msg }
+
+func keyErr(key, format string, args ...any) error {
+	return &keyError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// keyLine finds the line where a dotted key is set; 0 if it is not.
+func keyLine(doc []byte, key string) int {
+	var p unstable.Parser
+	p.Reset(doc)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		parts := func(n *unstable.Node) []string {
+			var out []string
+			it := n.Key()
+			for it.Next() {
+				out = append(out, string(it.Node().Data))
+			}
+			return out
+		}
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = parts(e)
+			if strings.Join(table, ".") == key {
+				it := e.Key()
+				it.Next()
+				return p.Shape(p.Range(it.Node().Data)).Start.Line
+			}
+		case unstable.KeyValue:
+			full := strings.Join(append(append([]string(nil), table...), parts(e)...), ".")
+			if full == key || strings.HasPrefix(key, full+"[") {
+				it := e.Key()
+				it.Next()
+				return p.Shape(p.Range(it.Node().Data)).Start.Line
+			}
+		}
+	}
+	return 0
+}
+
+// validate checks what the types alone cannot. Files are checked when the
+// relay is built (check-config builds it without listening).
+func (c *Config) validate() error {
+	for i, d := range c.LocalDomains {
+		if !validDomain(d) {
+			return keyErr("local_domains", "%q (item %d) is not a domain name", d, i+1)
+		}
+	}
+	for i, d := range c.RelayDomains {
+		if !validDomain(d) {
+			return keyErr("relay_domains", "%q (item %d) is not a domain name", d, i+1)
+		}
+	}
+	if _, err := parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
+		return keyErr("trusted_networks", "%v", err)
+	}
+	for _, l := range []struct{ key, addr string }{{"smtp.listen", c.SMTP.Listen},
+		{"submission.listen", c.Submission.Listen}, {"submission.listen_tls", c.Submission.ListenTLS},
+		{"metrics.listen", c.Metrics.Listen}, {"web.listen", c.Web.Listen}} {
+		if l.addr == "" {
+			continue
+		}
+		if _, _, err := netSplit(l.addr); err != nil {
+			return keyErr(l.key, "%q is not host:port", l.addr)
+		}
+	}
+	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "") && c.Submission.Credentials == "" {
+		return keyErr("submission.credentials", "the submission listeners need a credentials file")
+	}
+	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "" || c.Web.Listen != "") && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		key := "submission.listen"
+		if c.Web.Listen != "" {
+			key = "web.listen"
+		}
+		return keyErr(key, "needs tls.cert and tls.key")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return keyErr("tls.cert", "tls.cert and tls.key go together")
+	}
+	if c.Web.Listen != "" && c.Submission.Credentials == "" {
+		return keyErr("web.listen", "needs submission.credentials (users log in with their submission passwords)")
+	}
+	if c.Limits.ClientRate < 0 {
+		return keyErr("limits.client_rate", "cannot be negative")
+	}
+	if c.Limits.ClientConn != nil && *c.Limits.ClientConn < 0 {
+		return keyErr("limits.client_conn", "cannot be negative")
+	}
+	if c.Limits.HarvestThreshold < -1 {
+		return keyErr("limits.harvest_threshold", "is -1 (off), 0 (default 10) or a count")
+	}
+	switch c.Auth.Check {
+	case "", "off", "tag", "enforce":
+	default:
+		return keyErr("auth.check", "%q is not off, tag or enforce", c.Auth.Check)
+	}
+	for i, k := range c.DKIM {
+		key := fmt.Sprintf("dkim[%d]", i)
+		if k.Domain == "" || k.Selector == "" || k.Key == "" {
+			return keyErr(key, "each [[dkim]] needs domain, selector and key")
+		}
+	}
+	for _, a := range []struct{ key, v string }{{"scan.spam_action", c.Scan.SpamAction}, {"scan.virus_action", c.Scan.VirusAction}} {
+		switch a.v {
+		case "", "reject", "quarantine", "discard":
+		default:
+			return keyErr(a.key, "%q is not reject, quarantine or discard", a.v)
+		}
+	}
+	if c.Scan.SpamTagScore < 0 || c.Scan.SpamRejectScore < 0 {
+		return keyErr("scan.spam_tag_score", "scores cannot be negative")
+	}
+	if c.Queue.Return.Duration < 0 || (c.Queue.MaxBackoff.Duration > 0 && c.Queue.MinBackoff.Duration > c.Queue.MaxBackoff.Duration) {
+		return keyErr("queue.min_backoff", "is longer than queue.max_backoff")
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return keyErr("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		return keyErr("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if c.Stats.DailyAt != "" {
+		if _, err := time.Parse("15:04", c.Stats.DailyAt); err != nil {
+			return keyErr("stats.daily_at", "%q is not a time of day like 06:00", c.Stats.DailyAt)
+		}
+	}
+	return nil
+}
+
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 || strings.HasPrefix(d, ".") || strings.Contains(d, "..") {
+		return false
+	}
+	for _, r := range d {
+		if !(r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r > 127) {
+			return false
+		}
+	}
+	return true
+}
+
+// netSplit checks a host:port listen address.
+func netSplit(addr string) (string, int, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err == nil {
+		return ap.Addr().String(), int(ap.Port()), nil
+	}
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", 0, errors.New("no port")
+	}
+	port, err := strconv.Atoi(addr[i+1:])
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, errors.New("bad port")
+	}
+	return addr[:i], port, nil
+}
+
+// configKeys lists every dotted key of Config, for the reference page's
+// test.
+func configKeys() []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := f.Tag.Get("toml")
+			if name == "" {
+				continue
+			}
+			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
+				walk(ft.Elem(), prefix+name+".")
+				continue
+			}
+			if ft.Kind() == reflect.Struct && strings.HasSuffix(ft.Name(), "Section") {
+				walk(ft, prefix+name+".")
+				continue
+			}
+			out = append(out, prefix+name)
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return out
+}

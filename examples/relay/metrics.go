@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/dnsbl"
+	"github.com/postern/postern/queue"
+	"github.com/postern/postern/scan"
+)
+
+// metrics are the relay's Prometheus metrics, in a registry of their own
+// (no global state), served on -metrics-listen with /healthz.
+type metrics struct {
+	reg        *prometheus.Registry
+	conns      *prometheus.CounterVec
+	connsOpen  *prometheus.GaugeVec
+	verdicts   *prometheus.CounterVec
+	filterTime *prometheus.HistogramVec
+	dnsblHits  *prometheus.CounterVec
+	scans      *prometheus.CounterVec
+	received   prometheus.Counter
+	enqueue    prometheus.Histogram
+	deliveries *prometheus.CounterVec
+	delivTime  prometheus.Histogram
+	reloads    *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.conns = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_connections_total",
+		Help: "SMTP connections accepted, by listener."}, []string{"listener"})
+	m.connsOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "postern_connections_open",
+		Help: "SMTP connections open now, by listener."}, []string{"listener"})
+	m.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_verdicts_total",
+		Help: "Policy decisions other than continue, by stage, filter and action."}, []string{"stage", "filter", "action"})
+	m.filterTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_filter_duration_seconds",
+		Help: "Time each filter took per stage.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)},
+		[]string{"stage", "filter"})
+	m.dnsblHits = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_dnsbl_hits_total",
+		Help: "Client addresses listed, by DNS list zone."}, []string{"zone"})
+	m.scans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_scan_results_total",
+		Help: "Content scan outcomes: clean, virus, spam, ham, finding (attachment or keyword), error."}, []string{"result"})
+	m.received = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_messages_received_total",
+		Help: "Messages accepted and queued (each copy counts)."})
+	m.enqueue = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postern_enqueue_duration_seconds",
+		Help: "Time to make an accepted message durable.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
+	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_deliveries_total",
+		Help: "Delivery outcomes per recipient: delivered, deferred, bounced, expired."}, []string{"result"})
+	m.delivTime = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postern_delivery_duration_seconds",
+		Help: "Time of delivery attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)})
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_config_reloads_total",
+		Help: "Configuration reloads, by result (ok, failed)."}, []string{"result"})
+	m.reg.MustRegister(m.conns, m.connsOpen, m.verdicts, m.filterTime, m.dnsblHits, m.scans, m.received,
+		m.enqueue, m.deliveries, m.delivTime, m.reloads,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// watchQueue adds the queue gauges.
+func (m *metrics) watchQueue(q *queue.Queue, now func() time.Time) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_queue_messages",
+			Help: "Messages in the queue, held ones included."}, func() float64 { n, _ := q.Len(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_queue_held_messages",
+			Help: "Messages in the hold area (quarantine)."}, func() float64 { _, h := q.Len(); return float64(h) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_queue_oldest_age_seconds",
+			Help: "Age of the oldest queued message; 0 when empty."}, func() float64 {
+			o := q.Oldest()
+			if o.IsZero() {
+				return 0
+			}
+			return now().Sub(o).Seconds()
+		}))
+}
+
+// observe counts a policy decision.
+func (m *metrics) observe(d postern.Decision) {
+	st := d.Stage.String()
+	m.filterTime.WithLabelValues(st, d.Filter).Observe(d.Elapsed.Seconds())
+	if d.Verdict.Action != postern.Continue || d.Err != nil {
+		action := d.Verdict.Action.String()
+		if d.Err != nil && d.Verdict.Action == postern.Continue {
+			action = "error"
+		}
+		m.verdicts.WithLabelValues(st, d.Filter, action).Inc()
+	}
+	switch {
+	case d.Filter == dnsbl.FilterName && d.Stage == postern.StageConnect && d.Conn != nil:
+		if r, ok := postern.GetValue(&d.Conn.Values, dnsbl.IPResultKey); ok {
+			for _, h := range r.Hits {
+				m.dnsblHits.WithLabelValues(h.Zone).Inc()
+			}
+		}
+	case d.Filter == scan.FilterName && d.Stage == postern.StageData && d.Txn != nil:
+		rep, ok := postern.GetValue(&d.Txn.Values, scan.ReportKey)
+		if !ok {
+			return
+		}
+		for _, r := range scanOutcomes(rep) {
+			m.scans.WithLabelValues(r).Inc()
+		}
+	}
+}
+
+// scanOutcomes names what a scan found, for metrics and statistics.
+func scanOutcomes(rep *scan.Report) []string {
+	var out []string
+	if len(rep.Viruses()) > 0 {
+		out = append(out, "virus")
+	}
+	if len(rep.Findings) > 0 {
+		out = append(out, "finding")
+	}
+	if len(rep.Errors) > 0 {
+		out = append(out, "error")
+	}
+	if rep.Spam != nil {
+		if rep.Spam.Spam {
+			out = append(out, "spam")
+		} else {
+			out = append(out, "ham")
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "clean")
+	}
+	return out
+}
+
+// observeQueue counts delivery outcomes.
+func (m *metrics) observeQueue(e queue.Event) {
+	switch e.Kind {
+	case queue.EventDelivered, queue.EventDeferred, queue.EventBounced, queue.EventExpired:
+		m.deliveries.WithLabelValues(string(e.Kind)).Inc()
+		if e.Duration > 0 {
+			m.delivTime.Observe(e.Duration.Seconds())
+		}
+	}
+}
+
+// serveMetrics serves /metrics and /healthz until ctx is done. healthy
+// says whether the relay can take mail.
+func (m *metrics) serve(ctx context.Context, addr string, healthy func() error, log *slog.Logger) (net.Addr, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := healthy(); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener stopped", "error", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	return l.Addr(), nil
+}
+
+// countingListener counts connections for the metrics.
+type countingListener struct {
+	net.Listener
+	total prometheus.Counter
+	open  prometheus.Gauge
+}
+
+func (m *metrics) countConns(l net.Listener, name string) net.Listener {
+	return &countingListener{Listener: l, total: m.conns.WithLabelValues(name), open: m.connsOpen.WithLabelValues(name)}
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.total.Inc()
+	l.open.Inc()
+	return &countedConn{Conn: c, open: l.open}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	open prometheus.Gauge
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.open.Dec)
+	return c.Conn.Close()
+}
+
+// CloseWrite keeps half-close working through the wrapper (the greet
+// pause and connection limits use it to refuse politely).
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
