@@ -40,6 +40,22 @@ func (f HandoffFunc) Handoff(ctx context.Context, c *postern.Conn, t *postern.Tx
 	return f(ctx, c, t, m)
 }
 
+// TxnResult is the outcome of one transaction at the end of DATA.
+type TxnResult struct {
+	Conn *postern.Conn
+	Txn  *postern.Txn
+	// Size of the message as received, in bytes.
+	Size int64
+	// Outcome is "queued", "quarantine", "discard", "reject" or
+	// "tempfail"; Code the reply code the client got.
+	Outcome string
+	Code    int
+	// QueueID is the ID the client was told, for queued, quarantined and
+	// discarded messages.
+	QueueID  string
+	Duration time.Duration
+}
+
 // PasswordChecker verifies SMTP AUTH credentials (PLAIN and LOGIN). It
 // returns nil for good credentials and any error otherwise; the client only
 // ever sees 535 5.7.8.
@@ -146,6 +162,11 @@ type Config struct {
 	// extensions, which are on by default.
 	DisableSMTPUTF8 bool
 	DisableDSN      bool
+
+	// TxnObserver, if set, is called once for each transaction that
+	// reached the end of DATA, with its outcome (metrics, statistics). It
+	// runs on the session's goroutine and must be quick.
+	TxnObserver func(ctx context.Context, r TxnResult)
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time

@@ -16,6 +16,7 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"sync"
 	"testing"
 	"time"
 
@@ -611,4 +612,51 @@ func TestConnectDiscardAndQuarantine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The transaction observer sees each transaction that reached the end of
+// DATA once, with the outcome the client was told.
+func TestTxnObserver(t *testing.T) {
+	var mu sync.Mutex
+	var got []TxnResult
+	obs := func(_ context.Context, r TxnResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r)
+	}
+	pol := postern.DataFunc("content", func(_ context.Context, _ *postern.Conn, t *postern.Txn, m *postern.Message) (postern.Verdict, error) {
+		switch t.Rcpts[0].Addr {
+		case "spam@y.test":
+			return postern.Rejected(550, postern.ESC(5, 7, 1), "spam", "score 20"), nil
+		case "drop@y.test":
+			return postern.Discarded("dropped"), nil
+		case "hold@y.test":
+			return postern.Quarantined("held"), nil
+		}
+		return postern.Pass, nil
+	})
+	_, addr := startServer(t, Config{Handoff: &memHandoff{}, Policy: pol, TxnObserver: obs})
+	c := dial(t, addr)
+	c.greet()
+	for _, tc := range []struct{ rcpt, reply string }{{"ok@y.test", "250"}, {"spam@y.test", "550"},
+		{"drop@y.test", "250"}, {"hold@y.test", "250"}} {
+		expect(t, c.cmd("MAIL FROM:<a@x.test>"), "250")
+		expect(t, c.cmd("RCPT TO:<"+tc.rcpt+">"), "250")
+		expect(t, c.cmd("DATA"), "354")
+		expect(t, c.cmd("Subject: x\r\n\r\nx\r\n."), tc.reply)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, 4)
+	for i, want := range []struct {
+		outcome string
+		code    int
+	}{{"queued", 250}, {"reject", 550}, {"discard", 250}, {"quarantine", 250}} {
+		assert.Equal(t, want.outcome, got[i].Outcome)
+		assert.Equal(t, want.code, got[i].Code)
+		assert.NotZero(t, got[i].Size)
+		assert.Equal(t, "a@x.test", got[i].Txn.From)
+	}
+	assert.NotEmpty(t, got[0].QueueID)
+	assert.Empty(t, got[1].QueueID)
 }

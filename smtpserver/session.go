@@ -259,6 +259,10 @@ func (s *session) Data(r io.Reader) error {
 
 // logTxn writes the one info line per transaction.
 func (s *session) logTxn(log *slog.Logger, t *postern.Txn, m *postern.Message, action string, code int, id string, start time.Time) {
+	if obs := s.srv.cfg.TxnObserver; obs != nil {
+		obs(context.Background(), TxnResult{Conn: s.conn, Txn: t, Size: m.Size(), Outcome: action, Code: code,
+			QueueID: id, Duration: time.Since(start)})
+	}
 	if !log.Enabled(context.Background(), slog.LevelInfo) {
 		return
 	}

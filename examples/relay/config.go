@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -326,7 +327,29 @@ func loadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	return parseConfig(doc, path)
+	cfg, err := parseConfig(doc, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// resolvePaths makes the file names of a configuration file relative to
+// the file's own directory, so a directory of files can move as a whole.
+func (c *Config) resolvePaths(dir string) {
+	for _, p := range []*string{&c.Spool, &c.TLS.Cert, &c.TLS.Key, &c.Submission.Credentials, &c.Submission.Senders,
+		&c.Policy.Access, &c.Policy.Recipients, &c.Scan.Policy, &c.Delivery.Mailertable, &c.Delivery.Maildir,
+		&c.Control.Socket, &c.Stats.Dir} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	for i := range c.DKIM {
+		if k := &c.DKIM[i].Key; *k != "" && !filepath.IsAbs(*k) {
+			*k = filepath.Join(dir, *k)
+		}
+	}
 }
 
 func parseConfig(doc []byte, name string) (*Config, error) {
@@ -395,35 +418,44 @@ func keyErr(key, format string, args ...any) error {
 	return &keyError{key: key, msg: fmt.Sprintf(format, args...)}
 }
 
-// keyLine finds the line where a dotted key is set; 0 if it is not.
+// keyLine finds the line where a dotted key is set; 0 if it is not. A key
+// of an array of tables is written "dkim[0]" (its first [[dkim]]).
 func keyLine(doc []byte, key string) int {
+	base, nth := key, -1
+	if i := strings.IndexByte(key, '['); i > 0 {
+		base = key[:i]
+		nth, _ = strconv.Atoi(strings.TrimSuffix(key[i+1:], "]"))
+	}
 	var p unstable.Parser
 	p.Reset(doc)
 	var table []string
+	seen := 0
+	parts := func(n *unstable.Node) (out []string, line int) {
+		it := n.Key()
+		for it.Next() {
+			if line == 0 {
+				line = p.Shape(p.Range(it.Node().Data)).Start.Line
+			}
+			out = append(out, string(it.Node().Data))
+		}
+		return out, line
+	}
 	for p.NextExpression() {
 		e := p.Expression()
-		parts := func(n *unstable.Node) []string {
-			var out []string
-			it := n.Key()
-			for it.Next() {
-				out = append(out, string(it.Node().Data))
-			}
-			return out
-		}
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			table = parts(e)
-			if strings.Join(table, ".") == key {
-				it := e.Key()
-				it.Next()
-				return p.Shape(p.Range(it.Node().Data)).Start.Line
+			var line int
+			table, line = parts(e)
+			if strings.Join(table, ".") == base {
+				if e.Kind == unstable.Table || seen == nth {
+					return line
+				}
+				seen++
 			}
 		case unstable.KeyValue:
-			full := strings.Join(append(append([]string(nil), table...), parts(e)...), ".")
-			if full == key || strings.HasPrefix(key, full+"[") {
-				it := e.Key()
-				it.Next()
-				return p.Shape(p.Range(it.Node().Data)).Start.Line
+			k, line := parts(e)
+			if strings.Join(append(append([]string(nil), table...), k...), ".") == key {
+				return line
 			}
 		}
 	}

@@ -84,7 +84,6 @@ func (h *queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.
 	qid, err := h.q.Enqueue(ctx, env, pr)
 	pr.CloseWithError(io.ErrClosedPipe) // ends Render if Enqueue stopped reading early
 	if err == nil && h.met != nil {
-		h.met.received.Inc()
 		h.met.enqueue.Observe(time.Since(start).Seconds())
 	}
 	return qid, err

@@ -29,7 +29,7 @@ type metrics struct {
 	filterTime *prometheus.HistogramVec
 	dnsblHits  *prometheus.CounterVec
 	scans      *prometheus.CounterVec
-	received   prometheus.Counter
+	messages   *prometheus.CounterVec
 	enqueue    prometheus.Histogram
 	deliveries *prometheus.CounterVec
 	delivTime  prometheus.Histogram
@@ -51,8 +51,9 @@ func newMetrics() *metrics {
 		Help: "Client addresses listed, by DNS list zone."}, []string{"zone"})
 	m.scans = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_scan_results_total",
 		Help: "Content scan outcomes: clean, virus, spam, ham, finding (attachment or keyword), error."}, []string{"result"})
-	m.received = prometheus.NewCounter(prometheus.CounterOpts{Name: "postern_messages_received_total",
-		Help: "Messages accepted and queued (each copy counts)."})
+	m.messages = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_messages_total",
+		Help: "Transactions that reached the end of DATA, by outcome: queued, quarantine, discard, reject, tempfail."},
+		[]string{"outcome"})
 	m.enqueue = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "postern_enqueue_duration_seconds",
 		Help: "Time to make an accepted message durable.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_deliveries_total",
@@ -61,7 +62,7 @@ func newMetrics() *metrics {
 		Help: "Time of delivery attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_config_reloads_total",
 		Help: "Configuration reloads, by result (ok, failed)."}, []string{"result"})
-	m.reg.MustRegister(m.conns, m.connsOpen, m.verdicts, m.filterTime, m.dnsblHits, m.scans, m.received,
+	m.reg.MustRegister(m.conns, m.connsOpen, m.verdicts, m.filterTime, m.dnsblHits, m.scans, m.messages,
 		m.enqueue, m.deliveries, m.delivTime, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/examples/relay/stats"
 	"github.com/postern/postern/internal/filewatch"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
@@ -55,6 +56,9 @@ type relayServer struct {
 	reloadMu sync.Mutex
 	// authLim counts AUTH failures across reloads.
 	authLim *ratelimit.AuthLimiter
+	// journal keeps the statistics records; nil when it could not be
+	// opened (the relay runs without them).
+	journal *stats.Journal
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -157,6 +161,12 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	}
 	defer r.q.Close()
 	r.met.watchQueue(r.q, time.Now)
+	if r.journal, err = stats.Open(stats.JournalConfig{Dir: s.statsDir, Logger: log, Retain: s.statsRetain}); err != nil {
+		log.Error("statistics records cannot be kept", "stats_dir", s.statsDir, "error", err)
+		r.journal = nil
+	} else {
+		defer r.journal.Close()
+	}
 
 	// Every listener is opened before anything is served, so a port in
 	// use stops the relay at once with the address named.
@@ -185,7 +195,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		}}
 	}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
-		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize})
+		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, TxnObserver: r.observeTxn})
 	if err != nil {
 		return err
 	}
@@ -205,7 +215,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		// MAIL and AUTH), then AUTH before MAIL.
 		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
 			Logger: log, MaxMessageBytes: s.maxSize, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
-			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim})
+			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn})
 		if err != nil {
 			return err
 		}
@@ -252,12 +262,15 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	stopWeb, err := startWeb(ctx, s, r.q, g.ap, nil, log)
+	stopWeb, err := startWeb(ctx, s, r.q, g.ap, r.days, log)
 	if err != nil {
 		return err
 	}
 	defer stopWeb(context.Background())
 	r.watchReloads(ctx)
+	if r.journal != nil {
+		go r.mailDaily(ctx, s, time.Now)
+	}
 
 	// The queue runner gets its own context: it stops after the server,
 	// so deliveries under way at shutdown finish recording their results.
@@ -438,11 +451,13 @@ func keepFixed(old, s *settings) {
 // observe sees every policy decision (metrics, statistics).
 func (r *relayServer) observe(_ context.Context, d postern.Decision) {
 	r.met.observe(d)
+	r.recordDecision(d)
 }
 
 // observeQueue sees every queue event.
 func (r *relayServer) observeQueue(e queue.Event) {
 	r.met.observeQueue(e)
+	r.recordQueue(e)
 }
 
 // swapPolicy runs the policy of the generation in force.

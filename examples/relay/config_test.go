@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern"
+	"github.com/postern/postern/queue"
+)
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		want      string
+	}{
+		{"unknown key", "[queue]\nwarn = \"4h\"\nretrun = \"3d\"\n", "relay.toml:3: unknown key queue.retrun"},
+		{"unknown section", "[smpt]\nlisten = \":25\"\n", "relay.toml:1: unknown key smpt"},
+		{"bad duration", "[smtp]\n\ngreet_pause = \"5x\"\n", `relay.toml:3: smtp.greet_pause: "5x" is not a duration`},
+		{"negative duration", "[queue]\nreturn = \"-3d\"\n", `relay.toml:2: queue.return: "-3d" is not a duration`},
+		{"string for list", "local_domains = \"nix.co.jj\"\n", "relay.toml:1: local_domains: cannot decode TOML string: wrong type for this key (want a list"},
+		{"string for bool", "[policy]\ncallahead = \"yes\"\n", "relay.toml:2: policy.callahead: cannot decode TOML string: wrong type for this key (want true or false)"},
+		{"number for string", "hostname = 7\n", "relay.toml:1: hostname: cannot decode TOML integer: wrong type for this key (want a quoted string)"},
+		{"bad size", "max_message_size = \"ten megabytes\"\n", `relay.toml:1: max_message_size: "ten megabytes" is not a size`},
+		{"bad rate", "[limits]\nmessage_rate = \"100 per hour\"\n", `relay.toml:2: limits.message_rate: "100 per hour" is not N/duration`},
+		{"bad network", "trusted_networks = [\"127.0.0.1/8\", \"10.0.0.0/33\"]\n", `relay.toml:1: trusted_networks: trusted network "10.0.0.0/33"`},
+		{"bad domain", "\nlocal_domains = [\"nix co jj\"]\n", `relay.toml:2: local_domains: "nix co jj" (item 1) is not a domain name`},
+		{"bad listen", "[smtp]\nlisten = \"25\"\n", `relay.toml:2: smtp.listen: "25" is not host:port`},
+		{"bad action", "[scan]\nspam_action = \"bounce\"\n", `relay.toml:2: scan.spam_action: "bounce" is not reject, quarantine or discard`},
+		{"bad auth check", "[auth]\ncheck = \"strict\"\n", `relay.toml:2: auth.check: "strict" is not off, tag or enforce`},
+		{"submission without tls", "[submission]\nlisten = \":587\"\ncredentials = \"users\"\n", "relay.toml:2: submission.listen: needs tls.cert and tls.key"},
+		{"dkim without key", "[[dkim]]\ndomain = \"nix.co.jj\"\nselector = \"s1\"\n", "relay.toml:1: dkim[0]: each [[dkim]] needs domain, selector and key"},
+		{"bad log level", "[log]\nlevel = \"loud\"\n", `relay.toml:2: log.level: "loud" is not debug, info, warn or error`},
+		{"syntax", "[smtp\nlisten = 1\n", "relay.toml:1: "},
+		{"backoff order", "[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n", "relay.toml:2: queue.min_backoff: is longer than queue.max_backoff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig([]byte(tt.doc), "relay.toml")
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrConfig)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestConfigValues(t *testing.T) {
+	doc := `
+hostname = "relay.nix.co.jj"
+local_domains = ["NIX.co.jj"]
+relay_domains = ["sub.example"]
+max_message_size = "20MiB"
+[smtp]
+greet_pause = "0s"
+[limits]
+client_conn = 0
+message_rate = "100/1h"
+[queue]
+warn = 0
+return = "3d"
+[[dkim]]
+domain = "nix.co.jj"
+selector = "s1"
+key = "/etc/postern/s1.pem"
+[log]
+format = "json"
+`
+	cfg, err := parseConfig([]byte(doc), "relay.toml")
+	require.NoError(t, err)
+	cfg.applyDefaults()
+	s, err := cfg.settings()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"nix.co.jj", "sub.example"}, s.domains)
+	assert.Equal(t, []string{"nix.co.jj"}, s.localDomains)
+	assert.Equal(t, int64(20<<20), s.maxSize)
+	assert.Zero(t, s.greetPause, "an explicit 0s turns the pause off")
+	assert.Zero(t, s.clientConn, "an explicit 0 means unlimited")
+	assert.Equal(t, 100, s.msgRate.Count)
+	assert.Equal(t, time.Duration(-1), s.queueWarn, "warn 0 is never")
+	assert.Equal(t, 72*time.Hour, s.queueReturn)
+	assert.Equal(t, 5*time.Minute, s.minBackoff, "default")
+	assert.Equal(t, []string{"nix.co.jj:s1:/etc/postern/s1.pem"}, s.dkimKeys)
+	assert.True(t, s.logJSON)
+	assert.Equal(t, "postern-spool/control.sock", s.controlSocket)
+}
+
+// With no file the settings are the built-in defaults the README promises.
+func TestConfigDefaults(t *testing.T) {
+	cfg := &Config{}
+	cfg.applyDefaults()
+	s, err := cfg.settings()
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:2525", s.listen)
+	assert.Equal(t, []string{"example.test"}, s.domains)
+	assert.Equal(t, "postern-spool", s.spoolDir)
+	assert.Equal(t, "postern-maildir", s.maildir)
+	assert.Equal(t, 5*time.Second, s.greetPause)
+	assert.Equal(t, 50, s.clientConn)
+	assert.Equal(t, int64(10<<20), s.maxSize)
+	assert.Equal(t, 4*time.Hour, s.queueWarn)
+	assert.Equal(t, 5*24*time.Hour, s.queueReturn)
+	assert.Equal(t, "off", s.authCheck)
+	assert.Len(t, s.trusted, 2)
+}
+
+// A flag given on the command line wins over the file; the file's
+// relative paths are taken from its directory.
+func TestFlagsOverrideFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.toml")
+	require.NoError(t, os.WriteFile(path, []byte("spool = \"spool\"\n[smtp]\nlisten = \"127.0.0.1:2600\"\ngreet_pause = \"12s\"\n[policy]\naccess = \"access\"\n"), 0o644))
+	var errb bytes.Buffer
+	cfg, got, _, err := loadWithFlags("relay serve", []string{"-config", path, "-listen", "127.0.0.1:2700"}, &errb, nil)
+	require.NoError(t, err, errb.String())
+	assert.Equal(t, path, got)
+	s, err := cfg.settings()
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:2700", s.listen, "flag wins")
+	assert.Equal(t, 12*time.Second, s.greetPause, "file wins over the default")
+	assert.Equal(t, filepath.Join(dir, "access"), s.accessFile)
+	assert.Equal(t, filepath.Join(dir, "spool"), s.spoolDir)
+	assert.Equal(t, filepath.Join(dir, "spool", "control.sock"), s.controlSocket)
+}
+
+// Every key of Config is in the reference page, with a default column.
+func TestReferenceNamesEveryKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	require.NoError(t, err)
+	keys := configKeys()
+	require.Greater(t, len(keys), 60)
+	for _, k := range keys {
+		assert.Regexp(t, regexp.MustCompile("(?m)^\\| `"+regexp.QuoteMeta(k)+"` \\|[^|]+\\|[^|]+\\|"), string(doc), "docs/configuration.md lacks %s", k)
+	}
+}
+
+// The migration guide shows the files the migration test runs, and they
+// pass check-config.
+func TestMigrationGuide(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/migrating-from-sendmail.md")
+	require.NoError(t, err)
+	for _, f := range []string{"relay.toml", "access", "mailertable"} {
+		b, err := os.ReadFile(filepath.Join("migration", f))
+		require.NoError(t, err)
+		assert.Contains(t, string(guide), "\n"+string(b)+"```", "the guide shows migration/%s as it is", f)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"check-config", "-config", "migration/relay.toml"}, &out, &errb)
+	require.Equal(t, 0, code, "stdout: %s\nstderr: %s", out.String(), errb.String())
+	assert.Contains(t, out.String(), "configuration OK (migration/relay.toml)")
+	assert.Contains(t, out.String(), "access: migration/access (read)")
+}
+
+func TestCheckConfigBadInput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"missing access file", "[policy]\naccess = \"nope\"\n", "policy.access: "},
+		{"bad access line", "[policy]\naccess = \"" + write("access", "Connect:10.0.0.1 RELAY\nTo:x@y FROBNICATE\n") + "\"\n", "access:2"},
+		{"unreadable certificate", "[tls]\ncert = \"" + write("cert.pem", "not a certificate") + "\"\nkey = \"" + write("key.pem", "nor a key") + "\"\n", "tls.cert/tls.key"},
+		{"missing mailertable", "[delivery]\nmailertable = \"none\"\n", "delivery.mailertable: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := write("relay.toml", tt.doc)
+			var out, errb bytes.Buffer
+			assert.Equal(t, 1, run([]string{"check-config", "-config", p}, &out, &errb))
+			assert.Contains(t, errb.String(), tt.want)
+		})
+	}
+	var out, errb bytes.Buffer
+	assert.Equal(t, 1, run([]string{"check-config", "-config", filepath.Join(dir, "absent.toml")}, &out, &errb))
+	assert.Contains(t, errb.String(), "absent.toml: no such file")
+}
+
+// The admin commands work on the spool directly when no relay runs, and
+// the quarantine commands see held messages only.
+func TestAdminCommandsOnStoppedSpool(t *testing.T) {
+	spool := filepath.Join(t.TempDir(), "spool")
+	q, err := queue.Open(queue.Config{Dir: spool})
+	require.NoError(t, err)
+	msg := "From: a@example.net\r\nTo: b@example.test\r\nSubject: hello\x1b[31m\r\n\r\nbody\r\n"
+	_, err = q.Enqueue(context.Background(), queue.Envelope{ID: "MSG1", From: "a@example.net",
+		Recipients: []queue.Recipient{{Addr: "b@example.test"}}}, strings.NewReader(msg))
+	require.NoError(t, err)
+	_, err = q.Enqueue(context.Background(), queue.Envelope{ID: "SPAM1", From: "s@spam.example", Hold: "spam score 12.5",
+		Recipients: []queue.Recipient{{Addr: "c@example.test"}}}, strings.NewReader(msg))
+	require.NoError(t, err)
+	require.NoError(t, q.Close())
+
+	relay := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := run(append(args[:1:1], append([]string{"-spool", spool}, args[1:]...)...), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	code, out := relay("queue", "list")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "MSG1")
+	assert.Contains(t, out, "(held: spam score 12.5)")
+	assert.Contains(t, out, "-- 2 message(s), 1 held")
+
+	code, out = relay("quarantine", "list")
+	require.Equal(t, 0, code, out)
+	assert.NotContains(t, out, "MSG1")
+	assert.Contains(t, out, "SPAM1")
+
+	code, out = relay("queue", "show", "MSG1")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "Sender: <a@example.net>")
+	assert.Contains(t, out, "Subject: hello?[31m", "terminal escapes are not passed through")
+
+	code, out = relay("quarantine", "release", "MSG1")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "MSG1: not in quarantine")
+	code, out = relay("quarantine", "release", "SPAM1")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "SPAM1: released")
+	code, out = relay("queue", "hold", "-reason", "looks odd", "MSG1")
+	require.Equal(t, 0, code, out)
+	code, out = relay("quarantine", "list")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "(held: looks odd)")
+	code, out = relay("queue", "delete", "MSG1", "NOPE")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "MSG1: deleted")
+	assert.Contains(t, out, "NOPE: ")
+	code, out = relay("queue", "frobnicate")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, out, "unknown command")
+}
+
+// A control socket that belongs to another user is refused by the
+// commands (they would be talking to anybody's server) and by the relay.
+func TestControlSocketOwnedBySomeoneElse(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to give the socket to another user")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "control.sock")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	defer l.Close()
+	require.NoError(t, os.Chown(sock, 65534, 65534))
+
+	var out, errb bytes.Buffer
+	code := run([]string{"queue", "list", "-spool", dir, "-control-socket", sock}, &out, &errb)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errb.String(), "owned by uid 65534")
+
+	r := &relayServer{log: discardLog()}
+	_, err = r.listenControl(sock)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "owned by uid 65534")
+}
+
+func discardLog() *slog.Logger { return postern.DiscardLogger() }
