@@ -15,8 +15,8 @@ import (
 	"math/big"
 	"net"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
