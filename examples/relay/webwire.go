@@ -32,10 +32,7 @@ func startWeb(ctx context.Context, s *settings, q *queue.Queue, ap *authParts, d
 		}
 		return equalFoldAddr(user, addr)
 	}
-	// The SMTP AUTH limiter is shared: a password guesser is slowed on
-	// the submission ports and on the page alike.
 	ui, err := webui.New(webui.Config{Queue: q, Owns: owns, Admins: slices.Clone(s.webAdmins), Days: days, Logger: log,
-		Limiter: ap.authLim,
 		Authenticate: func(ctx context.Context, user, password string) error {
 			return ap.creds.CheckPassword(ctx, nil, user, password)
 		}})
@@ -47,7 +44,6 @@ func startWeb(ctx context.Context, s *settings, q *queue.Queue, ap *authParts, d
 		return nil, err
 	}
 	srv := &http.Server{Handler: ui, TLSConfig: ap.tls.Clone(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
