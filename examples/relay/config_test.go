@@ -269,3 +269,17 @@ func TestControlSocketOwnedBySomeoneElse(t *testing.T) {
 }
 
 func discardLog() *slog.Logger { return postern.DiscardLogger() }
+
+// A port in use stops serve at once, naming the key and the address.
+func TestServePortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := run([]string{"serve", "-listen", l.Addr().String(), "-spool", filepath.Join(dir, "spool"),
+		"-maildir", filepath.Join(dir, "maildir")}, &out, &errb)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errb.String(), "smtp.listen "+l.Addr().String()+": ")
+	assert.Contains(t, errb.String(), "address already in use")
+}
