@@ -34,7 +34,7 @@ func TestStatisticsRecords(t *testing.T) {
 	tx := &postern.Txn{ID: "T1", From: "alice@example.net"}
 	// A refusal at RCPT, and a scan that found a virus and spam.
 	r.observe(context.Background(), postern.Decision{Stage: postern.StageRcpt, Filter: "relay", Conn: c, Txn: tx,
-		Rcpt: &postern.Rcpt{Addr: "x@elsewhere.example"},
+		Rcpt:    &postern.Rcpt{Addr: "x@elsewhere.example"},
 		Verdict: postern.Rejected(550, postern.ESC(5, 7, 1), "Relay access denied", "relay: not ours")})
 	rep := &scan.Report{Results: []scan.Result{{Viruses: []string{"Eicar-Signature"}}}, Spam: &scan.Result{Spam: true, Score: 12}}
 	postern.SetValue(&tx.Values, scan.ReportKey, rep)
