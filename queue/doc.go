@@ -48,7 +48,10 @@
 // List, Show, Open, Hold, Release, Delete, Retry, RetryDestination and
 // Bounce are the Go side of mailq, postsuper and postqueue. Held messages
 // (an Envelope.Hold reason at Enqueue, e.g. a quarantine verdict, or Hold)
-// stay in the hold area until released. An Observer sees every Event for
+// stay in the hold area until released. Split moves some recipients of a
+// message into a message of their own (the original marks them Moved), so
+// one recipient of held mail can have it released or deleted without
+// deciding for the others. An Observer sees every Event for
 // metrics; the Logger gets one line per enqueue, per recipient per
 // delivery attempt (queue_id, rcpt, relay, delay, status, reply) and per
 // admin action.

@@ -252,6 +252,9 @@ type WebSection struct {
 	// URL is the page's public address for links in mail; default
 	// https://<hostname>:<port>.
 	URL string `toml:"url"`
+	// Digests mails each user with newly quarantined mail a list of it
+	// at stats.daily_at.
+	Digests bool `toml:"digests"`
 }
 
 // Duration is a TOML duration: "90s", "4h", or days as "3d". A bare

@@ -141,6 +141,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Web.Listen, "web-listen", "HTTPS listen `address` of the quarantine page (needs -tls-cert and -credentials)")
 	list(&c.Web.Admins, "web-admins", "comma-separated `users` of the credentials file who see all quarantined mail and the relay's charts")
 	str(&c.Web.URL, "web-url", "public base `URL` of the quarantine page, for links in mail")
+	fs.BoolVar(&c.Web.Digests, "web-digests", c.Web.Digests, "mail each user a daily list of their newly quarantined mail, with links to the page")
 }
 
 // applyDefaults fills in the built-in defaults, so the flags show them and
@@ -211,7 +212,7 @@ func (c *Config) settings() (*settings, error) {
 		spamTag: c.Scan.SpamTagScore, spamReject: c.Scan.SpamRejectScore, spamSubject: c.Scan.SpamSubject,
 		spamAction: c.Scan.SpamAction, virusAction: c.Scan.VirusAction, virusFailOpen: c.Scan.VirusFailOpen,
 		spamFailClosed: c.Scan.SpamFailClosed, bannedAttachments: c.Scan.BanAttachments, scanPolicy: c.Scan.Policy,
-		webListen: c.Web.Listen, webAdmins: c.Web.Admins, webURL: c.Web.URL,
+		webListen: c.Web.Listen, webAdmins: c.Web.Admins, webURL: c.Web.URL, webDigests: c.Web.Digests,
 		metricsListen: c.Metrics.Listen, controlSocket: c.Control.Socket, statsDir: c.Stats.Dir,
 		statsRetain: c.Stats.Retain.Duration, dailyTo: c.Stats.DailyTo, dailyAt: c.Stats.DailyAt,
 	}

@@ -76,9 +76,10 @@ type settings struct {
 	scanPolicy        string
 	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
 	// Quarantine web page.
-	webListen string   // HTTPS listen address; empty: no web page
-	webAdmins []string // users who see everything
-	webURL    string   // public base URL of the page, for links in digests
+	webListen  string   // HTTPS listen address; empty: no web page
+	webAdmins  []string // users who see everything
+	webURL     string   // public base URL of the page, for links in digests
+	webDigests bool     // mail users a daily list of their quarantined mail
 	// Operations.
 	metricsListen string
 	controlSocket string

@@ -21,6 +21,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/webui"
 	"github.com/postern/postern/internal/filewatch"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
@@ -59,6 +60,8 @@ type relayServer struct {
 	// journal keeps the statistics records; nil when it could not be
 	// opened (the relay runs without them).
 	journal *stats.Journal
+	// page is the quarantine page, nil when off.
+	page *webui.Server
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -262,14 +265,22 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	stopWeb, err := startWeb(ctx, s, r.q, g.ap, r.days, log)
+	var webTLS *tls.Config
+	if tlsCfg != nil {
+		webTLS = tlsCfg.Clone()
+	}
+	page, stopWeb, err := startWeb(s, r.q, func() *authParts { return r.cur.Load().ap }, webTLS, r.days, log)
 	if err != nil {
 		return err
 	}
+	r.page = page
 	defer stopWeb(context.Background())
 	r.watchReloads(ctx)
 	if r.journal != nil {
 		go r.mailDaily(ctx, s, time.Now)
+	}
+	if r.page != nil && s.webDigests {
+		go r.digestDaily(ctx, s, time.Now)
 	}
 
 	// The queue runner gets its own context: it stops after the server,

@@ -150,6 +150,45 @@ func (r *relayServer) mailDaily(ctx context.Context, s *settings, now func() tim
 	}
 }
 
+// digestDaily sends each user with newly quarantined mail a list of it,
+// with links to the page, at stats.daily_at each day.
+func (r *relayServer) digestDaily(ctx context.Context, s *settings, now func() time.Time) {
+	at, _ := time.Parse("15:04", s.dailyAt)
+	since := now()
+	for {
+		n := now()
+		next := time.Date(n.Year(), n.Month(), n.Day(), at.Hour(), at.Minute(), 0, 0, n.Location())
+		if !next.After(n) {
+			next = next.AddDate(0, 0, 1)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(next)):
+		}
+		if err := r.sendDigests(ctx, s, since); err != nil {
+			r.log.Error("quarantine digests failed", "error", err)
+		}
+		since = next
+	}
+}
+
+func (r *relayServer) sendDigests(ctx context.Context, s *settings, since time.Time) error {
+	ds, err := r.page.Digests(ctx, webui.DigestConfig{From: "postmaster@" + s.hostnameOrDefault(), URL: s.pageURL(), Since: since})
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		id, err := r.q.Enqueue(ctx, queue.Envelope{From: "", Recipients: []queue.Recipient{{Addr: d.To}}},
+			strings.NewReader(string(d.Message)))
+		if err != nil {
+			return err
+		}
+		r.log.Info("quarantine digest queued", "queue_id", id, "to", d.To, "messages", len(d.Items))
+	}
+	return nil
+}
+
 func (r *relayServer) sendSummary(ctx context.Context, s *settings, end time.Time) error {
 	r.journal.Flush(ctx)
 	sum, err := stats.Summarize(ctx, s.statsDir, end.Add(-24*time.Hour), end, stats.SummaryOptions{})

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,32 +20,43 @@ import (
 // needs the relay's TLS certificate and credentials file (the users log
 // in with their submission passwords); a user owns the recipient
 // addresses the senders file lets them use (or, without one, the address
-// that is their login name).
-func startWeb(ctx context.Context, s *settings, q *queue.Queue, ap *authParts, days func(context.Context, time.Time, time.Time) ([]webui.Day, error), log *slog.Logger) (func(context.Context) error, error) {
+// that is their login name). apNow returns the authentication parts in
+// force, so a reload reaches the page too.
+func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, tlsCfg *tls.Config,
+	days func(context.Context, time.Time, time.Time) ([]webui.Day, error), log *slog.Logger) (*webui.Server, func(context.Context) error, error) {
 	if s.webListen == "" {
-		return func(context.Context) error { return nil }, nil
+		return nil, func(context.Context) error { return nil }, nil
 	}
-	if ap.tls == nil || ap.creds == nil {
-		return nil, errors.New("-web-listen needs -tls-cert, -tls-key and -credentials")
+	ap := apNow()
+	if tlsCfg == nil || ap.creds == nil {
+		return nil, nil, errors.New("web.listen (-web-listen) needs tls.cert, tls.key and submission.credentials")
 	}
 	owns := func(user, addr string) bool {
-		if ap.sendMap != nil {
-			return ap.sendMap.Allowed(user, addr)
+		if m := apNow().sendMap; m != nil {
+			return m.Allowed(user, addr)
 		}
 		return equalFoldAddr(user, addr)
 	}
+	// The SMTP AUTH limiter is shared: a password guesser is slowed on
+	// the submission ports and on the page alike.
 	ui, err := webui.New(webui.Config{Queue: q, Owns: owns, Admins: slices.Clone(s.webAdmins), Days: days, Logger: log,
+		Limiter: ap.authLim,
 		Authenticate: func(ctx context.Context, user, password string) error {
-			return ap.creds.CheckPassword(ctx, nil, user, password)
+			creds := apNow().creds
+			if creds == nil {
+				return errors.New("no credentials file")
+			}
+			return creds.CheckPassword(ctx, nil, user, password)
 		}})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	l, err := net.Listen("tcp", s.webListen)
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("web.listen %s: %w", s.webListen, err)
 	}
-	srv := &http.Server{Handler: ui, TLSConfig: ap.tls.Clone(), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: ui, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -51,7 +64,17 @@ func startWeb(ctx context.Context, s *settings, q *queue.Queue, ap *authParts, d
 		}
 	}()
 	log.Info("quarantine page listening", "addr", l.Addr().String())
-	return srv.Shutdown, nil
+	return ui, srv.Shutdown, nil
+}
+
+// webURL is the page's public base URL: web.url, or https://<hostname>
+// with the listener's port.
+func (s *settings) pageURL() string {
+	if s.webURL != "" {
+		return strings.TrimRight(s.webURL, "/")
+	}
+	_, port, _ := netSplit(s.webListen)
+	return fmt.Sprintf("https://%s:%d", s.hostnameOrDefault(), port)
 }
 
 // equalFoldAddr compares two addresses ignoring case, as users type them

@@ -96,7 +96,7 @@ func TestQuickStart(t *testing.T) {
 		"-rcpt", "user@example.test", "-rcpt", "someone@elsewhere.example")
 	require.Equal(t, 0, code, chk)
 	assert.Contains(t, chk, "=> rcpt <user@example.test>: continue")
-	assert.Contains(t, chk, "=> rcpt <someone@elsewhere.example>: 554 5.7.1")
+	assert.Contains(t, chk, "=> rcpt <someone@elsewhere.example>: 550 5.7.1 Relay access denied")
 	assert.Contains(t, chk, "=> message: accepted for 1 recipient(s)")
 	step("go run ./examples/relay check -ip 192.0.2.7 -helo mx.example.net -from alice@example.net -rcpt user@example.test -rcpt someone@elsewhere.example", chk)
 
