@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +17,7 @@ import (
 func check(args []string, stdout, stderr io.Writer) int {
 	var ipStr, name, helo, from, authUser *string
 	var rcpts multiFlag
-	cfg, _, _, err := loadWithFlags("relay check", args, stderr, func(fs *flag.FlagSet) {
+	s, _, ok := commandSettings("relay check", args, stderr, func(fs *flag.FlagSet) {
 		ipStr = fs.String("ip", "192.0.2.1", "client IP `address`")
 		name = fs.String("client-name", "", "client's verified host `name`, if any")
 		helo = fs.String("helo", "client.example", "HELO/EHLO `name`")
@@ -26,15 +25,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several)")
 		authUser = fs.String("auth", "", "authenticated `user`, if the session used SMTP AUTH")
 	})
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
-		}
-		return 2
-	}
-	s, err := cfg.settings()
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
+	if !ok {
 		return 2
 	}
 	ip, err := netip.ParseAddr(*ipStr)

@@ -534,18 +534,11 @@ func (s *safeReader) Read(p []byte) (int, error) {
 // the files are read and parsed, certificates and keys loaded, listen
 // addresses checked for being free.
 func checkConfig(args []string, stdout, stderr io.Writer) int {
-	cfg, path, _, err := loadWithFlags("relay check-config", args, stderr, nil)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
-		}
+	s, path, ok := commandSettings("relay check-config", args, stderr, nil)
+	if !ok {
 		return 1
 	}
-	s, err := cfg.settings()
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
-	}
+	var err error
 	log := s.logger(stderr)
 	r := &relayServer{log: log, met: newMetrics()}
 	if r.store, err = openStore(s); err != nil {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -14,6 +16,23 @@ import (
 // file: a flag given on the command line wins over the file, which wins
 // over the built-in defaults. The flags are parsed after the file is read,
 // so -h shows the values in force.
+
+// commandSettings reads a command's configuration file and flags and
+// resolves them. On failure it has told stderr why (nothing when -h was
+// asked for) and ok is false.
+func commandSettings(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (s *settings, path string, ok bool) {
+	cfg, path, _, err := loadWithFlags(name, args, stderr, extra)
+	if err == nil {
+		s, err = cfg.settings()
+	}
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "relay:", err)
+		}
+		return nil, path, false
+	}
+	return s, path, true
+}
 
 // configArg finds -config in args before the flags are parsed.
 func configArg(args []string) string {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,16 +64,8 @@ type relayServer struct {
 }
 
 func serve(args []string, stderr io.Writer) int {
-	cfg, path, _, err := loadWithFlags("relay serve", args, stderr, nil)
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
-		}
-		return 2
-	}
-	s, err := cfg.settings()
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
+	s, path, ok := commandSettings("relay serve", args, stderr, nil)
+	if !ok {
 		return 2
 	}
 	log := s.logger(stderr)

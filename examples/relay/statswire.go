@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -132,44 +131,43 @@ func (r *relayServer) mailDaily(ctx context.Context, s *settings, now func() tim
 	if s.dailyTo == "" {
 		return
 	}
-	at, _ := time.Parse("15:04", s.dailyAt)
-	for {
-		n := now()
-		next := time.Date(n.Year(), n.Month(), n.Day(), at.Hour(), at.Minute(), 0, 0, n.Location())
-		if !next.After(n) {
-			next = next.AddDate(0, 0, 1)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(next)):
-		}
+	for waitDaily(ctx, s.dailyAt, now) {
 		if err := r.sendSummary(ctx, s, now()); err != nil {
 			r.log.Error("daily statistics mail failed", "to", s.dailyTo, "error", err)
 		}
 	}
 }
 
+// waitDaily waits for the next hh:mm (local time) and reports whether it
+// came before ctx ended.
+func waitDaily(ctx context.Context, hhmm string, now func() time.Time) bool {
+	at, _ := time.Parse("15:04", hhmm)
+	n := now()
+	next := time.Date(n.Year(), n.Month(), n.Day(), at.Hour(), at.Minute(), 0, 0, n.Location())
+	if !next.After(n) {
+		next = next.AddDate(0, 0, 1)
+	}
+	t := time.NewTimer(next.Sub(n))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // digestDaily sends each user with newly quarantined mail a list of it,
 // with links to the page, at stats.daily_at each day.
 func (r *relayServer) digestDaily(ctx context.Context, s *settings, now func() time.Time) {
-	at, _ := time.Parse("15:04", s.dailyAt)
 	since := now()
-	for {
-		n := now()
-		next := time.Date(n.Year(), n.Month(), n.Day(), at.Hour(), at.Minute(), 0, 0, n.Location())
-		if !next.After(n) {
-			next = next.AddDate(0, 0, 1)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(next)):
-		}
+	for waitDaily(ctx, s.dailyAt, now) {
+		sent := now()
 		if err := r.sendDigests(ctx, s, since); err != nil {
 			r.log.Error("quarantine digests failed", "error", err)
+			continue // the next digest lists these too
 		}
-		since = next
+		since = sent
 	}
 }
 
@@ -214,20 +212,12 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 	var since *time.Duration
 	var top *int
 	var until *string
-	cfg, _, _, err := loadWithFlags("relay stats", args, stderr, func(fs *flag.FlagSet) {
+	s, _, ok := commandSettings("relay stats", args, stderr, func(fs *flag.FlagSet) {
 		since = fs.Duration("since", 24*time.Hour, "summarise this long a `period` before -until")
 		until = fs.String("until", "", "end of the period, RFC 3339 `time` (default now)")
 		top = fs.Int("top", 10, "`entries` in each ranked list")
 	})
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
-		}
-		return 2
-	}
-	s, err := cfg.settings()
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
+	if !ok {
 		return 2
 	}
 	// A running relay writes its records within a second; ask it to
@@ -238,6 +228,7 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	end := time.Now()
 	if *until != "" {
+		var err error
 		if end, err = time.Parse(time.RFC3339, *until); err != nil {
 			fmt.Fprintln(stderr, "relay: -until:", err)
 			return 2
