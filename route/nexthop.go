@@ -233,6 +233,9 @@ func parseErrorReply(s string) (postern.Reply, error) {
 	}
 	word, text, _ := strings.Cut(s, " ")
 	text = strings.TrimSpace(text)
+	if hasCtl(strings.ReplaceAll(text, "\t", " ")) {
+		return postern.Reply{}, fmt.Errorf("%w: error mailer: control character in text", ErrSyntax)
+	}
 	if se, ok := sysexitReplies[strings.ToLower(word)]; ok && esc.IsZero() {
 		if text == "" {
 			text = defaultErrorText
@@ -245,9 +248,6 @@ func parseErrorReply(s string) (postern.Reply, error) {
 	code, _ := strconv.Atoi(word)
 	if code < 400 || code > 599 {
 		return postern.Reply{}, fmt.Errorf("%w: error mailer: reply code %d is not 4xx or 5xx", ErrSyntax, code)
-	}
-	if hasCtl(strings.ReplaceAll(text, "\t", " ")) {
-		return postern.Reply{}, fmt.Errorf("%w: error mailer: control character in text", ErrSyntax)
 	}
 	if text == "" {
 		text = defaultErrorText

@@ -201,6 +201,12 @@ func (e *edgeConn) readBDAT(p []byte) (int, error) {
 	if e.bdatLeft == 0 {
 		e.mode = modeCommand
 	}
+	if err == io.EOF && e.bdatLeft > 0 {
+		// The client went away inside a chunk. go-smtp copies chunks
+		// through an io.LimitReader, which would take this EOF for the
+		// chunk's end and hand a truncated message on as complete.
+		err = io.ErrUnexpectedEOF
+	}
 	return n, e.readErr(err)
 }
 

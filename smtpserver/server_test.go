@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"strings"
@@ -659,4 +660,35 @@ func TestTxnObserver(t *testing.T) {
 	}
 	assert.NotEmpty(t, got[0].QueueID)
 	assert.Empty(t, got[1].QueueID)
+}
+
+// A client that goes away inside the last BDAT chunk has not sent a
+// message: nothing may be handed off (go-smtp alone would take the EOF
+// for the chunk's end).
+func TestBDATTruncatedByEOF(t *testing.T) {
+	h := &memHandoff{}
+	_, addr := startServer(t, Config{Handoff: h})
+	c := dial(t, addr)
+	c.greet()
+	expect(t, c.cmd("MAIL FROM:<a@x.test>"), "250")
+	expect(t, c.cmd("RCPT TO:<b@y.test>"), "250")
+	c.send("BDAT 100 LAST\r\nSubject: ")
+	require.NoError(t, c.c.(*net.TCPConn).CloseWrite())
+	// The server closes the connection without a 250.
+	rest, _ := io.ReadAll(c.br)
+	assert.NotContains(t, string(rest), "250 2.0.0 Ok: queued")
+	assert.Empty(t, h.all(), "a truncated chunk is not a message")
+}
+
+// Paths longer than RFC 5321 allows are refused, so no reply line (go-smtp
+// repeats the sender in its 250) grows past 512 octets.
+func TestAddressTooLong(t *testing.T) {
+	_, addr := startServer(t, Config{Handoff: &memHandoff{}})
+	c := dial(t, addr)
+	c.greet()
+	long := strings.Repeat("a", 250) + "@x.test"
+	expect(t, c.cmd("MAIL FROM:<"+long+">"), "501 5.1.7")
+	expect(t, c.cmd("MAIL FROM:<a@x.test>"), "250")
+	expect(t, c.cmd("RCPT TO:<"+long+">"), "501 5.1.3")
+	expect(t, c.cmd("RCPT TO:<"+strings.Repeat("b", 240)+"@y.test>"), "250")
 }

@@ -106,6 +106,17 @@ var (
 	errAuthTLS  = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism"}
 )
 
+// maxMailbox is the longest address taken: a path is at most 256 octets
+// with its angle brackets (RFC 5321 §4.5.3.1.3). It also keeps go-smtp's
+// 250 reply to MAIL, which repeats the address, within the 512 octets of
+// a reply line (§4.5.3.1.5).
+const maxMailbox = 254
+
+var (
+	errSenderTooLong = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Sender address too long"}
+	errRcptTooLong   = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Recipient address too long"}
+)
+
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := s.checkHelo(); err != nil {
 		return err
@@ -116,6 +127,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if cfg.RequireAuth && !s.conn.Authenticated() {
 		return errNeedAuth // RFC 4954 §6
+	}
+	if len(from) > maxMailbox {
+		return errSenderTooLong
 	}
 	t := &postern.Txn{ID: cfg.NewID(), From: from}
 	if opts != nil {
@@ -143,6 +157,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	s.mu.Unlock()
 	if t == nil {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: need MAIL command"}
+	}
+	if len(to) > maxMailbox {
+		return errRcptTooLong
 	}
 	addr := to
 	if s.st.takeBarePostmaster() && strings.HasSuffix(to, "@"+postmasterMarker) {

@@ -284,6 +284,9 @@ func ParseReply(data []byte) (scan.Result, error) {
 		if name == "" {
 			name = key
 		}
+		if name == "" {
+			continue // a symbol without a name says nothing
+		}
 		sym := scan.Symbol{Name: name, Description: s.Description}
 		if s.Score != nil && finite(*s.Score) {
 			sym.Score = *s.Score
