@@ -1,0 +1,18 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"os/exec"
+)
+
+var errNotLinux = errors.New("reliability: needs Linux (/proc, tmpfs)")
+
+func dieWithUs(*exec.Cmd) {}
+
+func raiseNoFile() (uint64, error) { return 0, errNotLinux }
+
+func mountTmpfs(string, string) (func(), error) { return nil, errNotLinux }
+
+func memStatus(int) (int64, int64, error) { return 0, 0, errNotLinux }
