@@ -11,8 +11,11 @@
 // Every check resolves through a Resolver, the method set of *net.Resolver.
 // NewResolver points the standard resolver at one server (a local
 // validating recursive resolver, or a test server) with a per-query
-// timeout. Each check has its own overall timeout; running out of time is a
-// temperror, never a hang.
+// timeout. NewCachingResolver keeps answers (and "no such record") for a
+// minute, so mail from one domain does not ask the same SPF, DKIM key and
+// DMARC names for every message; temporary failures are not kept. Each
+// check has its own overall timeout; running out of time is a temperror,
+// never a hang.
 //
 // # SPF
 //

@@ -143,10 +143,10 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("%w: negative or inverted durations", ErrConfig)
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = 100
+		c.Concurrency = DefaultConcurrency
 	}
 	if c.DestinationConcurrency == 0 {
-		c.DestinationConcurrency = 20
+		c.DestinationConcurrency = DefaultDestinationConcurrency
 	}
 	if c.Concurrency < 0 || c.DestinationConcurrency < 0 {
 		return fmt.Errorf("%w: negative concurrency", ErrConfig)
@@ -753,6 +753,12 @@ func (q *Queue) backoff(n int) time.Duration {
 	d = min(d, q.cfg.MaxBackoff)
 	return time.Duration(float64(d) * (0.9 + 0.2*q.cfg.Rand()))
 }
+
+// Defaults of Config.Concurrency and Config.DestinationConcurrency.
+const (
+	DefaultConcurrency            = 100
+	DefaultDestinationConcurrency = 20 // Postfix default_destination_concurrency_limit
+)
 
 // EventKind says what happened.
 type EventKind string

@@ -150,10 +150,22 @@ func readRawReply(c net.Conn) (postern.Reply, error) {
 	return postern.ParseReply(bufio.NewReaderSize(oneByteReader{io.LimitReader(c, maxRawReply)}, 16))
 }
 
-// rawCommand writes one command line and reads its reply.
+// rawCommand writes one command line and reads its reply a byte at a
+// time, for commands after which the connection changes hands (STARTTLS).
 func rawCommand(c net.Conn, line string) (postern.Reply, error) {
 	if _, err := io.WriteString(c, line+"\r\n"); err != nil {
 		return postern.Reply{}, err
 	}
 	return readRawReply(c)
+}
+
+// lockstepCommand writes one command line and reads its reply in as few
+// reads as it arrives in: for RSET and QUIT, after which the server sends
+// nothing until it is asked again (RFC 5321 §4.3.1: no pipelining here),
+// so no byte past the reply can be read and lost.
+func lockstepCommand(c net.Conn, line string) (postern.Reply, error) {
+	if _, err := io.WriteString(c, line+"\r\n"); err != nil {
+		return postern.Reply{}, err
+	}
+	return postern.ParseReply(bufio.NewReaderSize(io.LimitReader(c, maxRawReply), 512))
 }

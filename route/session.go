@@ -115,7 +115,7 @@ func (t *Transport) getSession(ctx context.Context, kind Kind, tg Target, pol TL
 			// that the cached connection still works; a broken one
 			// is dropped and a fresh one made.
 			s.wire.SetDeadline(time.Now().Add(t.cmdTimeout))
-			rep, err := rawCommand(s.wire, "RSET")
+			rep, err := lockstepCommand(s.wire, "RSET")
 			s.wire.SetDeadline(time.Time{})
 			if err == nil && rep.Code == 250 {
 				s.reused = true
@@ -312,7 +312,7 @@ func (t *Transport) closeSession(s *session) {
 	if !s.broken && !s.conn.dead() {
 		d := min(t.cmdTimeout, 5*time.Second)
 		s.wire.SetDeadline(time.Now().Add(d))
-		rawCommand(s.wire, "QUIT")
+		lockstepCommand(s.wire, "QUIT")
 	}
 	s.wire.Close()
 	s.conn.Close()

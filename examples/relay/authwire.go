@@ -34,6 +34,9 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 	if len(s.dnsResolvers) > 0 {
 		res = auth.NewResolver(s.dnsResolvers[0], 0)
 	}
+	// Mail from one domain asks the same SPF, DKIM key and DMARC names
+	// again and again: keep the answers a minute.
+	res = auth.NewCachingResolver(res, auth.CacheConfig{})
 	servID := s.authServID
 	if servID == "" {
 		servID = s.hostnameOrDefault()

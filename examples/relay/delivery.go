@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
 )
 
@@ -58,8 +59,10 @@ func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 	if d.router, err = route.NewRouter(rcfg); err != nil {
 		return nil, err
 	}
+	// As many idle connections per host as the queue runs deliveries per
+	// destination, so each of them finds one to reuse.
 	d.transport, err = route.NewTransport(route.TransportConfig{Router: d.router, Hostname: s.hostname,
-		MaildirRoot: s.maildir, Logger: log})
+		MaildirRoot: s.maildir, Logger: log, MaxIdlePerHost: queue.DefaultDestinationConcurrency})
 	if err != nil {
 		return nil, err
 	}
