@@ -51,8 +51,11 @@ func TestLimitersAllow(t *testing.T) {
 	res = l.AllowN("c", r, 1)
 	assert.True(t, res.Allowed, "a refused AllowN took nothing")
 
+	// Idle full buckets may have been swept by the inserts above
+	// (depending on the shard each key hashes to), so compare counts.
+	keys := l.Len()
 	assert.True(t, l.Allow("z", Rate{}), "zero rate is unlimited")
-	assert.Equal(t, 3, l.Len(), "unlimited calls create no key")
+	assert.Equal(t, keys, l.Len(), "unlimited calls create no key")
 }
 
 func TestLimitersRateChangeKeepsTokens(t *testing.T) {

@@ -109,6 +109,7 @@ func (r *relayServer) serveControl(c net.Conn) {
 				code = 1
 			}
 		}
+	case "reload":
 		if err := r.reload("relay reload command"); err != nil {
 			fmt.Fprintf(&out, "reload refused, the running configuration stays in force: %v\n", err)
 			code = 1

@@ -105,6 +105,7 @@ func TestQuickStart(t *testing.T) {
 	assert.Regexp(t, `(?m)^\s*received\s+1\b`, st)
 	assert.Regexp(t, `(?m)^\s*delivered\s+1\b`, st)
 	step("go run ./examples/relay stats", st)
+	assert.NotContains(t, r.logs(), "configuration reloaded", "stats only asks the relay to write its records")
 
 	cc, code := r.admin(t, "check-config")
 	require.Equal(t, 0, code, cc)
