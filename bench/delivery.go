@@ -17,14 +17,15 @@ import (
 
 const deliverySetup = `In this process: a fresh queue (package queue) is loaded with N messages
 while its runner is stopped, then the runner starts and delivers them through
-route.Transport (mailertable: example.test to smtp-sink; the relay's defaults: 20
-concurrent deliveries per destination, idle connections kept for reuse) until the sink has
+route.Transport (mailertable: example.test to smtp-sink; the queue's default of 20
+concurrent deliveries per destination, route's default of 4 idle connections kept per
+host) until the sink has
 counted all N. The reference sends as many messages with smtp-source straight to
 smtp-sink over 20 sessions, many messages per session. Both are messages per second; the
 queue's figure includes recording every delivery result in its log. Sessions are counted
 by smtp-sink. The queue is run a second time with route.TransportConfig.MaxIdlePerHost
-raised from its default (4) to the 20 concurrent deliveries, to show what connection
-reuse is worth. The three take turns (3 per repetition, a third of the messages each); a
+raised from route's default (4) to the 20 concurrent deliveries, as the relay
+configures it, to show what connection reuse is worth. The three take turns (3 per repetition, a third of the messages each); a
 repetition's figure is the median of its turns.`
 
 func deliverySection(ctx context.Context, h *harness) *Section {
@@ -40,7 +41,7 @@ func runDelivery(ctx context.Context, h *harness, s *Section) error {
 	s.figure("queue", "queue + route.Transport to smtp-sink", "msgs/s")
 	s.figure("source", "smtp-source to smtp-sink, 20 sessions, many msgs/session", "msgs/s")
 	s.figure("queue/per-session", "queue: messages per SMTP session", "msgs")
-	s.figure("queue-idle20", "the same with MaxIdlePerHost 20 (the relay keeps 4)", "msgs/s")
+	s.figure("queue-idle20", "the same with MaxIdlePerHost 20 (as the relay runs it)", "msgs/s")
 	s.figure("queue-idle20/per-session", "MaxIdlePerHost 20: messages per SMTP session", "msgs")
 	s.ratio("queue-source", "Delivery queue/smtp-source", "queue", "source").inChart()
 	s.ratio("idle20-source", "Delivery queue/smtp-source with MaxIdlePerHost 20", "queue-idle20", "source")
