@@ -14,10 +14,11 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/postern/postern/scan"
-	"github.com/postern/postern/smtpserver/access"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/scan"
+	"github.com/postern/postern/smtpserver/access"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jhillyerd/enmime/v2"
+
 	"github.com/postern/postern/scan"
 )
 

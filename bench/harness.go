@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/proc"
 )
 
 // harness holds the peers shared by the sections.
@@ -60,7 +62,7 @@ func newHarness(ctx context.Context, o options, selected map[string]bool, logw i
 	if err := h.ensurePeers(ctx); err != nil {
 		return h, err
 	}
-	if n, err := raiseFileLimit(); err != nil {
+	if n, err := proc.RaiseFileLimit(); err != nil {
 		h.logf("could not raise the file descriptor limit: %v", err)
 	} else if n < uint64(o.crowd)+1000 && selected["greetpause"] {
 		return h, fmt.Errorf("%w: RLIMIT_NOFILE is %d, the greet pause benchmark needs more than %d (ulimit -Hn)", ErrSetup, n, o.crowd+1000)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/proc"
 )
 
 // The harness runs two helpers as child processes of its own binary, so
@@ -88,7 +90,7 @@ func helperCrowd(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if _, err := raiseFileLimit(); err != nil {
+	if _, err := proc.RaiseFileLimit(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench helper-crowd:", err)
 	}
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(*src)}, Timeout: 10 * time.Second}

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/postern/postern/internal/proc"
 )
 
 // ErrPeer is wrapped by every failure of a peer program (smtp-source,
@@ -64,7 +66,7 @@ type process struct {
 }
 
 func startProcess(name string, cmd *exec.Cmd) (*process, error) {
-	childOf(cmd)
+	proc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: starting %s: %v", ErrPeer, name, err)
 	}
@@ -220,7 +222,7 @@ func (s source) run(ctx context.Context) (time.Duration, error) {
 	cmd := exec.CommandContext(ctx, s.bin, s.args()...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	childOf(cmd)
+	proc.DieWithParent(cmd)
 	start := time.Now()
 	err := cmd.Run()
 	took := time.Since(start)
@@ -235,7 +237,7 @@ func (s source) start(ctx context.Context) (wait func() error, err error) {
 	cmd := exec.CommandContext(ctx, s.bin, s.args()...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	childOf(cmd)
+	proc.DieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: smtp-source: %v", ErrPeer, err)
 	}

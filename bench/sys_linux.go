@@ -4,38 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
-
-// childOf makes cmd die with the harness, so an interrupted run leaves no
-// server behind (Postfix's master daemonizes and is stopped explicitly).
-func childOf(cmd *exec.Cmd) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-}
-
-// raiseFileLimit lifts RLIMIT_NOFILE to its hard limit (the crowd of the
-// greet pause benchmark needs two descriptors per connection) and
-// returns the new soft limit. Children inherit it.
-func raiseFileLimit() (uint64, error) {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-		return 0, err
-	}
-	if r.Cur < r.Max {
-		r.Cur = r.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
-			return 0, err
-		}
-	}
-	return r.Cur, nil
-}
 
 // processCPU is the CPU time (user and system) a process and its children
 // have used: its own, that of children it has reaped, and that of its

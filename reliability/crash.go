@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/postern/postern/internal/proc"
 	"github.com/postern/postern/queue"
 )
 
@@ -171,7 +172,7 @@ func crash(ctx context.Context, s *suite, cfg CrashConfig, source string, res *C
 		var wg sync.WaitGroup
 		load := exec.CommandContext(cctx, source, "-s", fmt.Sprint(cfg.Sessions), "-m", "1000000", "-l", "1024", "-d",
 			"-M", "load.reliability.test", "-f", "load@example.net", "-t", "load@example.test", addr)
-		dieWithUs(load)
+		proc.DieWithParent(load)
 		if err := load.Start(); err != nil {
 			cancel()
 			r.kill()

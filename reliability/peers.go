@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/postern/postern/internal/proc"
 )
 
 // daemon is a peer server process started for a scenario.
@@ -45,7 +47,7 @@ func (s *suite) startDaemon(ctx context.Context, name, addr, dir string, ready f
 	d.cmd = exec.Command(prog, args...)
 	d.cmd.Dir = dir
 	d.cmd.Stdout, d.cmd.Stderr = out, out
-	dieWithUs(d.cmd)
+	proc.DieWithParent(d.cmd)
 	if err := d.cmd.Start(); err != nil {
 		out.Close()
 		return nil, err

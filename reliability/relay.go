@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/postern/postern/internal/proc"
 )
 
 var listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
@@ -41,7 +43,7 @@ func (s *suite) startRelay(ctx context.Context, dir, logPath string, args ...str
 	r := &relayProc{logPath: logPath, exited: make(chan struct{})}
 	r.cmd = exec.Command(s.relayBin, append([]string{"serve"}, args...)...)
 	r.cmd.Dir = dir
-	dieWithUs(r.cmd)
+	proc.DieWithParent(r.cmd)
 	stderr, err := r.cmd.StderrPipe()
 	if err != nil {
 		lf.Close()

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/postern/postern/internal/proc"
 )
 
 // SlowConfig sizes the slow-client scenario. The zero value is the full
@@ -89,7 +91,7 @@ func runSlow(ctx context.Context, s *suite, cfg SlowConfig) *SlowResult {
 	defer res.settle()
 	res.Sources = (cfg.Conns + cfg.PerSource - 1) / cfg.PerSource
 	var err error
-	if res.NoFile, err = raiseNoFile(); err != nil {
+	if res.NoFile, err = proc.RaiseFileLimit(); err != nil {
 		res.note("could not raise RLIMIT_NOFILE: %v", err)
 	}
 	if err := slow(ctx, s, cfg, res); err != nil {

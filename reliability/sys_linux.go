@@ -6,35 +6,10 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 )
-
-// dieWithUs makes a child process get SIGKILL when the suite dies, so no
-// relay or daemon outlives an interrupted run.
-func dieWithUs(cmd *exec.Cmd) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-}
-
-// raiseNoFile raises RLIMIT_NOFILE to its hard limit and returns the new
-// soft limit. Setting it explicitly also makes children inherit it (Go
-// otherwise restores the original soft limit in the processes it starts).
-func raiseNoFile() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	lim.Cur = lim.Max
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, err
-	}
-	return lim.Cur, nil
-}
 
 // mountTmpfs mounts a tmpfs of the given size ("256k") on dir: a small
 // disk that fills up. It needs root (CAP_SYS_ADMIN).

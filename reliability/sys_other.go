@@ -4,14 +4,9 @@ package main
 
 import (
 	"errors"
-	"os/exec"
 )
 
 var errNotLinux = errors.New("reliability: needs Linux (/proc, tmpfs)")
-
-func dieWithUs(*exec.Cmd) {}
-
-func raiseNoFile() (uint64, error) { return 0, errNotLinux }
 
 func mountTmpfs(string, string) (func(), error) { return nil, errNotLinux }
 
