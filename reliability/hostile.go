@@ -172,7 +172,7 @@ func dialogs(rng *rand.Rand) []dialog {
 		// A chunk the client never finished is no message (RFC 3030 §2:
 		// the chunk is exactly the size given).
 		{"BDAT chunk cut short", []step{w(ehlo+mailOK+rcptOK, 3), {send: []byte("BDAT 100 LAST\r\n0123456789"), replies: -1, closeWrite: true}},
-			`^220 250 250 250( [45]\d\d)?$`, ""},
+			`^220 250 250 250( [45]\d\d){0,2}$`, ""}, // 554 for the transaction, 421 as the edge closes
 		{"DATA cut short", []step{w(ehlo+mailOK+rcptOK+"DATA\r\n", 4), {send: []byte("Subject: cut\r\n\r\npartial"), replies: -1, closeWrite: true}},
 			`^220 250 250 250 354( [45]\d\d)?$`, ""},
 		{"reset during DATA", []step{w(ehlo+mailOK+rcptOK+"DATA\r\n", 4), {send: []byte("Subject: rst\r\n\r\npartial"), reset: true}},
