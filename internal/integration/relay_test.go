@@ -46,8 +46,10 @@ func TestGreetPauseOverTCP(t *testing.T) {
 	r := startRelay(t, "-listen", "127.0.0.1:0", "-trusted", "127.0.0.1", "-greet-pause", "3s", "-access", acc)
 
 	// Patient client from 127.0.0.2: waits, then is greeted.
-	patient := dialFrom(t, "127.0.0.2", r.addr)
+	// start is taken before the dial, so it precedes the server's accept
+	// and the pause that begins there.
 	start := time.Now()
+	patient := dialFrom(t, "127.0.0.2", r.addr)
 	bannerCh := make(chan string, 1)
 	go func() {
 		_ = patient.SetReadDeadline(time.Now().Add(30 * time.Second))
