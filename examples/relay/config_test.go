@@ -283,3 +283,13 @@ func TestServePortInUse(t *testing.T) {
 	assert.Contains(t, errb.String(), "smtp.listen "+l.Addr().String()+": ")
 	assert.Contains(t, errb.String(), "address already in use")
 }
+
+// A reload keeps what only a restart can change, and says which keys.
+func TestKeepFixed(t *testing.T) {
+	old := &settings{listen: "127.0.0.1:25", spoolDir: "/var/spool/postern", greetPause: time.Second}
+	s := &settings{listen: "127.0.0.1:2525", spoolDir: "/var/spool/postern", greetPause: 5 * time.Second, logJSON: true}
+	assert.Equal(t, []string{"smtp.listen", "log.format"}, keepFixed(old, s))
+	assert.Equal(t, "127.0.0.1:25", s.listen)
+	assert.False(t, s.logJSON)
+	assert.Equal(t, 5*time.Second, s.greetPause, "reloadable settings take the new value")
+}

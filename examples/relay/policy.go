@@ -106,10 +106,6 @@ type policy struct {
 	s          *settings
 }
 
-// Close releases what the policy holds (nothing today: the watcher stops
-// with its context and the store belongs to the caller).
-func (p *policy) Close() {}
-
 // openStore opens the counters' store: Redis when configured, so relays
 // share them, else memory.
 func openStore(s *settings) (ratelimit.Store, error) {

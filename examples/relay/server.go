@@ -86,9 +86,6 @@ func (r *relayServer) buildGeneration(s *settings) (*generation, error) {
 	}
 	fail := func(err error) (*generation, error) {
 		g.routing.transport.Close()
-		if g.pol != nil {
-			g.pol.Close()
-		}
 		return nil, err
 	}
 	if g.ap, err = buildAuth(s, r.log); err != nil {
@@ -124,7 +121,6 @@ func (g *generation) start(parent context.Context) {
 // later: deliveries that picked it just before the swap finish with it.
 func (g *generation) retire() {
 	g.stop()
-	g.pol.Close()
 	time.AfterFunc(time.Minute, func() { g.routing.transport.Close() })
 }
 
@@ -384,10 +380,9 @@ func (r *relayServer) reload(why string) error {
 		if err != nil {
 			return err
 		}
-		for _, key := range fixedChanged(old.s, s) {
+		for _, key := range keepFixed(old.s, s) {
 			r.log.Warn("configuration key changed but needs a restart; the running value stays", "key", key)
 		}
-		keepFixed(old.s, s)
 		g, err := r.buildGeneration(s)
 		if err != nil {
 			return err
@@ -408,46 +403,44 @@ func (r *relayServer) reload(why string) error {
 }
 
 // fixedKeys are the settings a running relay cannot change: its sockets,
-// its spool and what the queue and servers were built with.
+// its spool and what the queue and servers were built with. field points
+// at the setting, so one list serves both to compare and to keep.
 var fixedKeys = []struct {
-	key string
-	get func(*settings) any
+	key   string
+	field func(*settings) any
 }{
-	{"smtp.listen", func(s *settings) any { return s.listen }},
-	{"submission.listen", func(s *settings) any { return s.submission }},
-	{"submission.listen_tls", func(s *settings) any { return s.submissions }},
-	{"spool", func(s *settings) any { return s.spoolDir }},
-	{"hostname", func(s *settings) any { return s.hostname }},
-	{"max_message_size", func(s *settings) any { return s.maxSize }},
-	{"queue.warn", func(s *settings) any { return s.queueWarn }},
-	{"queue.return", func(s *settings) any { return s.queueReturn }},
-	{"queue.min_backoff", func(s *settings) any { return s.minBackoff }},
-	{"queue.max_backoff", func(s *settings) any { return s.maxBackoff }},
-	{"delivery.postmaster", func(s *settings) any { return s.postmaster }},
-	{"redis.addr", func(s *settings) any { return s.redisAddr }},
-	{"metrics.listen", func(s *settings) any { return s.metricsListen }},
-	{"control.socket", func(s *settings) any { return s.controlSocket }},
-	{"stats.dir", func(s *settings) any { return s.statsDir }},
-	{"web.listen", func(s *settings) any { return s.webListen }},
-	{"log", func(s *settings) any { return [2]any{s.logLevel, s.logJSON} }},
+	{"smtp.listen", func(s *settings) any { return &s.listen }},
+	{"submission.listen", func(s *settings) any { return &s.submission }},
+	{"submission.listen_tls", func(s *settings) any { return &s.submissions }},
+	{"spool", func(s *settings) any { return &s.spoolDir }},
+	{"hostname", func(s *settings) any { return &s.hostname }},
+	{"max_message_size", func(s *settings) any { return &s.maxSize }},
+	{"queue.warn", func(s *settings) any { return &s.queueWarn }},
+	{"queue.return", func(s *settings) any { return &s.queueReturn }},
+	{"queue.min_backoff", func(s *settings) any { return &s.minBackoff }},
+	{"queue.max_backoff", func(s *settings) any { return &s.maxBackoff }},
+	{"delivery.postmaster", func(s *settings) any { return &s.postmaster }},
+	{"redis.addr", func(s *settings) any { return &s.redisAddr }},
+	{"metrics.listen", func(s *settings) any { return &s.metricsListen }},
+	{"control.socket", func(s *settings) any { return &s.controlSocket }},
+	{"stats.dir", func(s *settings) any { return &s.statsDir }},
+	{"web.listen", func(s *settings) any { return &s.webListen }},
+	{"log.level", func(s *settings) any { return &s.logLevel }},
+	{"log.format", func(s *settings) any { return &s.logJSON }},
 }
 
-func fixedChanged(old, s *settings) []string {
-	var out []string
+// keepFixed gives s the fixed settings of the running generation and
+// returns the keys whose new value it overrode.
+func keepFixed(old, s *settings) []string {
+	var changed []string
 	for _, f := range fixedKeys {
-		if !reflect.DeepEqual(f.get(old), f.get(s)) {
-			out = append(out, f.key)
+		was, now := reflect.ValueOf(f.field(old)).Elem(), reflect.ValueOf(f.field(s)).Elem()
+		if !reflect.DeepEqual(was.Interface(), now.Interface()) {
+			changed = append(changed, f.key)
+			now.Set(was)
 		}
 	}
-	return out
-}
-
-// keepFixed copies the fixed settings of the running generation.
-func keepFixed(old, s *settings) {
-	s.listen, s.submission, s.submissions, s.spoolDir, s.hostname = old.listen, old.submission, old.submissions, old.spoolDir, old.hostname
-	s.maxSize, s.queueWarn, s.queueReturn, s.minBackoff, s.maxBackoff = old.maxSize, old.queueWarn, old.queueReturn, old.minBackoff, old.maxBackoff
-	s.postmaster, s.redisAddr, s.metricsListen, s.controlSocket, s.statsDir = old.postmaster, old.redisAddr, old.metricsListen, old.controlSocket, old.statsDir
-	s.webListen, s.logLevel, s.logJSON = old.webListen, old.logLevel, old.logJSON
+	return changed
 }
 
 // observe sees every policy decision (metrics, statistics).

@@ -35,7 +35,7 @@ func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, tlsCfg *tls.
 		if m := apNow().sendMap; m != nil {
 			return m.Allowed(user, addr)
 		}
-		return equalFoldAddr(user, addr)
+		return strings.EqualFold(user, addr) // as users type them either way
 	}
 	// The SMTP AUTH limiter is shared: a password guesser is slowed on
 	// the submission ports and on the page alike.
@@ -67,7 +67,7 @@ func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, tlsCfg *tls.
 	return ui, srv.Shutdown, nil
 }
 
-// webURL is the page's public base URL: web.url, or https://<hostname>
+// pageURL is the page's public base URL: web.url, or https://<hostname>
 // with the listener's port.
 func (s *settings) pageURL() string {
 	if s.webURL != "" {
@@ -76,7 +76,3 @@ func (s *settings) pageURL() string {
 	_, port, _ := netSplit(s.webListen)
 	return fmt.Sprintf("https://%s:%d", s.hostnameOrDefault(), port)
 }
-
-// equalFoldAddr compares two addresses ignoring case, as users type them
-// either way.
-func equalFoldAddr(a, b string) bool { return strings.EqualFold(a, b) }
