@@ -97,6 +97,21 @@
 // else send only to local domains or To: RELAY domains, refusing the
 // percent hack, bang paths, quoted '@' and foreign address literals.
 //
+// Two places where RelayControl is stricter than sendmail, on purpose:
+//
+//   - A To: RELAY entry for example.com relays example.com only, as
+//     sendmail does with FEATURE(`relay_hosts_only'). Subdomains are
+//     relayed when they have an entry of their own or a dotted key covers
+//     them ("To:.example.com RELAY"); RelayConfig.RelaySubdomains restores
+//     sendmail's default. A subdomain nobody routes would be accepted and
+//     then bounced, usually to a forged sender.
+//   - Names of this host (localhost, *.localhost, localhost.localdomain)
+//     and loopback or unspecified address literals are never relay
+//     destinations because of a map entry: sendmail delivers them locally
+//     (class {w}), a relay would only hand them back to itself. Untagged
+//     "localhost RELAY" and "127.0.0.1 RELAY" keep their meaning for the
+//     connecting client. List such a name in LocalDomains to accept it.
+//
 // A Watcher reloads the file when it changes and keeps the last good map
 // when the new one does not parse.
 //

@@ -256,9 +256,17 @@ type RelayConfig struct {
 	// LocalDomains are the domains (and address literals such as
 	// "[192.0.2.25]") this relay accepts mail for. Matching is exact and
 	// case-insensitive, like sendmail's class {w}; list subdomains
-	// separately, or use "To:example.com RELAY" in the map, which covers
-	// them.
+	// separately, or use "To:.example.com RELAY" in the map.
 	LocalDomains []string
+	// RelaySubdomains lets a "To:example.com RELAY" entry (or an
+	// untagged one) cover the subdomains of example.com too, as sendmail
+	// does without FEATURE(`relay_hosts_only'). By default it covers
+	// example.com alone: a subdomain is relayed when it has an entry of
+	// its own, or under a dotted key ("To:.example.com RELAY", sendmail's
+	// FEATURE(`lookupdotdomain') form) that names the subdomains
+	// deliberately. Mail for a subdomain nobody routes is otherwise
+	// accepted, then bounced to a sender who is often forged.
+	RelaySubdomains bool
 	// TrustedNets may relay to anywhere (Postfix's mynetworks). Loopback is
 	// NOT implied: sendmail trusts 127.0.0.1 always, but behind a local
 	// proxy every client would look local. List it here or in the map
@@ -276,6 +284,7 @@ type RelayControl struct {
 	src     MapSource
 	locals  localDomains
 	trusted []netip.Prefix
+	subs    bool
 	log     *slog.Logger
 }
 
@@ -320,7 +329,7 @@ func NewRelayControl(cfg RelayConfig) (*RelayControl, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &RelayControl{src: cfg.Map, locals: locals, log: orDiscard(cfg.Logger)}
+	rc := &RelayControl{src: cfg.Map, locals: locals, subs: cfg.RelaySubdomains, log: orDiscard(cfg.Logger)}
 	for _, p := range cfg.TrustedNets {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("%w: invalid trusted network %v", ErrConfig, p)
@@ -421,7 +430,16 @@ func (rc *RelayControl) decide(c *postern.Conn, addr string) postern.Verdict {
 	} else if !isLit && rc.locals.names[domain] {
 		return postern.Verdict{Reason: "relay: domain " + domain + " is local"}
 	}
+	if selfDomain(domain, lit, isLit) {
+		// sendmail has localhost in class {w} and delivers it locally; a
+		// relay has no local mailboxes there, so the only thing such a
+		// recipient can do is loop. "localhost RELAY" names the client.
+		return deny(domain + " names this host; only local_domains may make it a destination")
+	}
 	if e, ok := m.LookupDomain(TagTo, domain); ok && e.Action == ActionRelay {
+		if !rc.subs && !keyCovers(e.Key, domain) {
+			return deny("client may not relay and " + domain + " is a subdomain of " + e.String() + " (an entry of its own, or To:." + strings.TrimPrefix(strings.ToLower(e.Key), ".") + ", relays it)")
+		}
 		return postern.Verdict{Reason: "relay: recipient domain has " + e.String()}
 	}
 	if isLit {
@@ -462,6 +480,29 @@ func (rc *RelayControl) clientMayRelay(c *postern.Conn, m *Map) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// keyCovers reports whether a To: key names domain itself, or its
+// subdomains by a leading dot; a parent-domain key ("example.com" for
+// sub.example.com) does not.
+func keyCovers(key, domain string) bool {
+	k := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(key)), ".")
+	if k == domain {
+		return true
+	}
+	return strings.HasPrefix(k, ".") && strings.HasSuffix(domain, k)
+}
+
+// selfDomain reports whether a recipient domain names the local host
+// whatever machine it is said to: localhost and the .localhost names
+// (RFC 6761 §6.3), localhost.localdomain, and address literals of
+// loopback or unspecified addresses (connecting to 0.0.0.0 reaches the
+// local host).
+func selfDomain(domain string, lit netip.Addr, isLit bool) bool {
+	if isLit {
+		return lit.IsLoopback() || lit.IsUnspecified()
+	}
+	return domain == "localhost" || strings.HasSuffix(domain, ".localhost") || domain == "localhost.localdomain"
 }
 
 // validDomain checks a dot-separated name of non-empty labels of letters,

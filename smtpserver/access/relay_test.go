@@ -13,8 +13,12 @@ import (
 const relayMap = `Connect:198.51.100.0/24 RELAY
 Connect:relayhost.partner.example RELAY
 To:partner.example RELAY
+To:.branch.partner.example RELAY
 To:[203.0.113.5] RELAY
 To:blocked.partner.example REJECT
+localhost RELAY
+127.0.0.1 RELAY
+To:localhost.localdomain RELAY
 `
 
 func newRelay(t *testing.T) *RelayControl {
@@ -83,8 +87,19 @@ func TestRelayTricks(t *testing.T) {
 		{"local as prefix of remote", "user@nix.co.jj.remote.example", privileged, denied},
 		{"subdomain of local is not local", "user@sub.nix.co.jj", privileged, denied},
 		{"To: RELAY domain", "user@partner.example", all, ""},
-		{"To: RELAY covers subdomains", "user@mx.partner.example", all, ""},
+		{"To: RELAY does not cover subdomains", "user@mx.partner.example", privileged, denied},
+		{"To:.domain RELAY covers subdomains", "user@mx.branch.partner.example", all, ""},
+		{"To:.domain RELAY, deeper", "user@a.b.branch.partner.example", all, ""},
+		{"To:.domain RELAY is not the domain", "user@branch.partner.example", privileged, denied},
 		{"To: REJECT under RELAY domain", "user@blocked.partner.example", privileged, denied},
+		{"untagged localhost RELAY names clients", "user@localhost", privileged, denied},
+		{"localhost, any case and a dot", "user@LocalHost.", privileged, denied},
+		{"To:localhost.localdomain RELAY", "user@localhost.localdomain", privileged, denied},
+		{".localhost names (RFC 6761)", "user@mail.localhost", privileged, denied},
+		{"untagged 127.0.0.1 RELAY names clients", "user@[127.0.0.1]", privileged, denied},
+		{"other loopback literal", "user@[127.9.9.9]", privileged, denied},
+		{"unspecified literal", "user@[0.0.0.0]", privileged, denied},
+		{"IPv6 loopback literal", "user@[IPv6:::1]", privileged, denied},
 		{"percent hack", "user%remote.example@nix.co.jj", privileged, denied},
 		{"percent hack to RELAY domain", "user%remote.example@partner.example", privileged, denied},
 		{"bang path", "remote.example!user@nix.co.jj", privileged, denied},
@@ -126,6 +141,32 @@ func TestRelayTricks(t *testing.T) {
 	}
 }
 
+// TestRelaySubdomains: sendmail's default, where a domain key covers its
+// subdomains, is there for those who want it.
+func TestRelaySubdomains(t *testing.T) {
+	rc, err := NewRelayControl(RelayConfig{Map: mustMap(t, relayMap), RelaySubdomains: true})
+	require.NoError(t, err)
+	for addr, want := range map[string]postern.Action{
+		"a@mx.partner.example":          postern.Continue,
+		"a@partner.example":             postern.Continue,
+		"a@blocked.partner.example":     postern.Reject,
+		"a@evilpartner.example":         postern.Reject,
+		"a@localhost":                   postern.Reject,
+		"a@localhost.localdomain":       postern.Reject,
+		"a@x.mx.branch.partner.example": postern.Continue,
+	} {
+		v, _ := rc.CheckRcpt(bg, relayConn(untrusted), &postern.Txn{}, &postern.Rcpt{Addr: addr})
+		assert.Equal(t, want, v.Action, "%s: %s", addr, v.Reason)
+	}
+	// A loopback destination is relayed only when listed as local.
+	rc, err = NewRelayControl(RelayConfig{Map: mustMap(t, relayMap), LocalDomains: []string{"localhost", "[127.0.0.1]"}})
+	require.NoError(t, err)
+	for _, addr := range []string{"a@localhost", "a@[127.0.0.1]"} {
+		v, _ := rc.CheckRcpt(bg, relayConn(untrusted), &postern.Txn{}, &postern.Rcpt{Addr: addr})
+		assert.Equal(t, postern.Continue, v.Action, "%s: %s", addr, v.Reason)
+	}
+}
+
 func TestRelayZeroConfig(t *testing.T) {
 	rc, err := NewRelayControl(RelayConfig{})
 	require.NoError(t, err)
@@ -148,7 +189,9 @@ func TestRelayReasons(t *testing.T) {
 	}{
 		{untrusted, "a@remote.example", "relay: client may not relay and remote.example is not ours"},
 		{untrusted, "a%b@nix.co.jj", "relay: % in local part of a%b@nix.co.jj (percent hack)"},
-		{untrusted, "a@mx.partner.example", "relay: recipient domain has To:partner.example RELAY (access:3)"},
+		{untrusted, "a@partner.example", "relay: recipient domain has To:partner.example RELAY (access:3)"},
+		{untrusted, "a@mx.partner.example", "relay: client may not relay and mx.partner.example is a subdomain of To:partner.example RELAY (access:3) (an entry of its own, or To:.partner.example, relays it)"},
+		{untrusted, "a@localhost", "relay: localhost names this host; only local_domains may make it a destination"},
 		{mapIP, "a@remote.example", "relay: client has Connect:198.51.100.0/24 RELAY (access:1)"},
 		{mapName, "a@remote.example", "relay: client has Connect:relayhost.partner.example RELAY (access:2)"},
 		{netTrust, "a@remote.example", "relay: client in trusted network 10.0.0.0/8"},

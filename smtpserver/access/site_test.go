@@ -183,8 +183,10 @@ func TestSiteFileRelay(t *testing.T) {
 		{"127.0.0.1", "", "someone@remote.example", true},         // line 14
 		{"10.0.0.9", "localhost", "someone@remote.example", true}, // line 13, verified name
 		{"192.168.1.2", "", "someone@remote.example", false},
-		{"203.0.113.9", "", "user@nix.co.jj", true},      // line 2
-		{"203.0.113.9", "", "user@mail.nix.co.jj", true}, // line 2 covers subdomains
+		{"203.0.113.9", "", "user@nix.co.jj", true},       // line 2
+		{"203.0.113.9", "", "user@mail.nix.co.jj", false}, // line 2 is nix.co.jj alone (RelaySubdomains is off)
+		{"203.0.113.9", "", "user@localhost", false},      // line 13 names clients, not destinations
+		{"203.0.113.9", "", "user@[127.0.0.1]", false},    // line 14 likewise
 		{"203.0.113.9", "", "user@remote.example", false},
 		{"203.0.113.9", "", "user@spammers.net", false},
 	} {
