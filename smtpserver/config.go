@@ -95,6 +95,12 @@ type Config struct {
 	// MaxHeaderBytes bounds the header block; larger gets 552 5.3.4.
 	// Default 256 KiB.
 	MaxHeaderBytes int
+	// MaxHops is the most Received and Delivered-To fields a message may
+	// carry, ours included: one arriving with MaxHops of them has been
+	// round a mail loop and is refused at the end of DATA with
+	// 554 5.4.6 "Too many hops" (RFC 5321 §6.3). Default DefaultMaxHops
+	// (50); negative means no limit.
+	MaxHops int
 	// MaxCommandLine bounds a command line including CRLF; longer lines get
 	// 500 5.5.2. Default 2048 (Postfix line_length_limit; RFC 5321
 	// §4.5.3.1.4 asks for at least 512).
@@ -193,6 +199,7 @@ func (c *Config) withDefaults() (Config, error) {
 	setDefault(&cfg.MaxMessageBytes, 10<<20)
 	setDefault(&cfg.MaxRecipients, 1000)
 	setDefault(&cfg.MaxHeaderBytes, 256<<10)
+	setDefault(&cfg.MaxHops, DefaultMaxHops)
 	setDefault(&cfg.MaxCommandLine, 2048)
 	setDefault(&cfg.SpoolMemoryBytes, 1<<20)
 	setDefault(&cfg.CommandTimeout, 5*time.Minute)

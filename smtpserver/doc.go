@@ -38,7 +38,9 @@
 // over the exact bytes received, with our Received header (RFC 5321 §4.4,
 // RFC 3848 protocol keywords, TLS cipher) recorded as an edit. Size limits
 // answer 552 5.3.4, too many recipients 452 4.5.3, a full disk at hand-off
-// 452 4.3.1. SMTP AUTH PLAIN and LOGIN are offered over TLS when Config.Auth
+// 452 4.3.1, a message that arrives with MaxHops (50) Received and
+// Delivered-To fields, having gone round a mail loop, 554 5.4.6 (RFC 5321
+// §6.3). SMTP AUTH PLAIN and LOGIN are offered over TLS when Config.Auth
 // is set; RequireAuth answers MAIL with 530 5.7.0 (RFC 4954 §6), and
 // AuthLimit (ratelimit.AuthLimiter fits) answers 454 4.7.0 to a client or
 // user past its allowance of failures.

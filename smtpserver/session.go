@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -230,6 +231,12 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", 552, "reason", err.Error())
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header size exceeds limit"}
+	}
+	if se := tooManyHops(hopCount(m), cfg.MaxHops); se != nil {
+		log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", se.Code,
+			"reason", "mail loop: "+strconv.Itoa(cfg.MaxHops)+" or more Received and Delivered-To fields")
+		s.logTxn(log, t, m, "reject", se.Code, "", start)
+		return se
 	}
 	m.AddHeader("Received", s.received(t))
 
