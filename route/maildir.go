@@ -51,6 +51,23 @@ func MaildirFolder(root, user, addr string) (string, error) {
 	return filepath.Join(root, domain, local), nil
 }
 
+// mailboxExists reports whether dir is a Maildir folder: new/ under it
+// is a directory.
+func mailboxExists(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, "new"))
+	return err == nil && fi.IsDir()
+}
+
+// mustExist reports whether delivery to addr needs its mailbox to exist
+// already: with MaildirExistingOnly, for everybody but postmaster.
+func (t *Transport) mustExist(user, addr string) bool {
+	return t.maildirExist && user == "" && !strings.EqualFold(postern.AddrLocal(addr), "postmaster")
+}
+
+func noMailbox(addr string) postern.Reply {
+	return postern.NewReply(550, postern.ESC(5, 1, 1), "<"+addr+">: Recipient address rejected: User unknown in local mailbox table")
+}
+
 func safeComponent(s string) bool {
 	return s != "" && len(s) <= 255 && s[0] != '.' && !strings.ContainsAny(s, "/\\") && !hasCtl(s)
 }
@@ -63,6 +80,9 @@ func (t *Transport) deliverMaildir(d *queue.Delivery, user, addr string) postern
 	if deliveredTo(d, addr) {
 		// Postfix's loop test: this message was delivered here before.
 		return postern.NewReply(554, postern.ESC(5, 4, 6), "mail forwarding loop for "+addr)
+	}
+	if t.mustExist(user, addr) && !mailboxExists(dir) {
+		return noMailbox(addr)
 	}
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {

@@ -50,9 +50,19 @@ type RouterConfig struct {
 	// LocalNames and LocalAddrs identify this host: an MX record naming
 	// one of them, or resolving to one ("192.0.2.25" or a prefix), is
 	// this host (RFC 5321 §5.1). Put the EHLO name and the public
-	// addresses here.
+	// addresses (net.InterfaceAddrs) here. Loopback and unspecified
+	// addresses are always this host when DNS or the recipient's own
+	// address literal chose them.
 	LocalNames []string
 	LocalAddrs []string
+	// ListenAddrs are the sockets this host's SMTP servers listen on; an
+	// unspecified address (0.0.0.0:25, [::]:25) means every local
+	// address. A next hop the configuration names (mailertable, smart
+	// host, fallback relay) is a loop only when it is one of these
+	// sockets, so "esmtp:[127.0.0.1]:2526" may reach a store on the same
+	// machine. Without ListenAddrs such a hop is a loop when its address
+	// is in LocalAddrs, whatever the port.
+	ListenAddrs []netip.AddrPort
 	// Resolvers are the DNS servers asked, "addr:port" or "addr" (port
 	// 53). Empty means the nameservers of /etc/resolv.conf, read by
 	// NewRouter.
@@ -171,6 +181,7 @@ type Router struct {
 	relay       domainSet
 	localNames  map[string]bool
 	localAddrs  []netip.Prefix
+	listenAddrs []netip.AddrPort
 	dns         *dnsClient
 	port        uint16
 	lmtpPort    uint16
@@ -239,6 +250,12 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 			return nil, fmt.Errorf("%w: LocalNames: %q", ErrConfig, n)
 		}
 		r.localNames[d] = true
+	}
+	for _, ap := range cfg.ListenAddrs {
+		if !ap.IsValid() {
+			return nil, fmt.Errorf("%w: ListenAddrs: %v", ErrConfig, ap)
+		}
+		r.listenAddrs = append(r.listenAddrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 	}
 	for _, a := range cfg.LocalAddrs {
 		p, err := parsePrefix(a)
@@ -411,13 +428,24 @@ func (r *Router) Route(addr string) (Route, error) {
 // *Failure with the reply the delivery reports: 550 5.1.2 for a domain
 // that does not exist, 556 5.1.10 for a null MX, 554 5.4.6 when the best
 // MX is this host, 451 4.4.3 when DNS failed.
+//
+// A target that is this host is a loop (554 5.4.6 "mail for X loops back
+// to myself", Postfix's words): for hosts found by MX, and for the
+// recipient's own address literal, an address of LocalAddrs, loopback or
+// unspecified; for hosts the configuration names, one of ListenAddrs.
 func (r *Router) Resolve(ctx context.Context, rt Route) (Plan, error) {
-	return r.ResolveHosts(ctx, rt.Hop.Kind, rt.Hop.Hosts)
+	return r.resolveHosts(ctx, rt.Hop.Kind, rt.Hop.Hosts, rt.Source == FromMX)
 }
 
-// ResolveHosts resolves a host list as Resolve does; kind chooses the
-// default port.
+// ResolveHosts resolves a host list named by the configuration (fallback
+// relays) as Resolve does; kind chooses the default port.
 func (r *Router) ResolveHosts(ctx context.Context, kind Kind, hosts []Host) (Plan, error) {
+	return r.resolveHosts(ctx, kind, hosts, false)
+}
+
+// resolveHosts resolves hosts; fromAddr says that the recipient address,
+// not the configuration, chose them.
+func (r *Router) resolveHosts(ctx context.Context, kind Kind, hosts []Host, fromAddr bool) (Plan, error) {
 	defPort := r.port
 	if kind == KindLMTP {
 		defPort = r.lmtpPort
@@ -437,7 +465,7 @@ func (r *Router) ResolveHosts(ctx context.Context, kind Kind, hosts []Host) (Pla
 				fails = append(fails, failure(550, postern.ESC(5, 4, 4), "address "+h.Addr.String()+" is of a disabled address family", ErrNoAddress))
 				continue
 			}
-			if r.isLocalAddr(h.Addr) {
+			if r.isSelf(h.Addr, port, fromAddr) {
 				fails = append(fails, r.loopFailure(h.String()))
 				continue
 			}
@@ -454,7 +482,7 @@ func (r *Router) ResolveHosts(ctx context.Context, kind Kind, hosts []Host) (Pla
 			}
 			n := 0
 			for _, a := range addrs {
-				if r.isLocalAddr(a) {
+				if r.isSelf(a, port, fromAddr) {
 					continue
 				}
 				plan.Targets = append(plan.Targets, Target{Host: h.Name, Addr: netip.AddrPortFrom(a, port)})
@@ -506,6 +534,31 @@ func (r *Router) isLocalAddr(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range r.localAddrs {
 		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSelf reports whether connecting to a:port reaches this host. When DNS
+// or the recipient chose the address (strict) any local address is this
+// host, loopback and unspecified included: an MX pointing at 127.0.0.1
+// is a loop whatever port we listen on. A configured next hop is this
+// host only when it is a socket we listen on.
+func (r *Router) isSelf(a netip.Addr, port uint16, strict bool) bool {
+	a = a.Unmap()
+	local := a.IsLoopback() || a.IsUnspecified() || r.isLocalAddr(a)
+	if strict {
+		return local
+	}
+	if len(r.listenAddrs) == 0 {
+		return r.isLocalAddr(a)
+	}
+	for _, l := range r.listenAddrs {
+		if l.Port() != port {
+			continue
+		}
+		if l.Addr() == a || l.Addr().IsUnspecified() && local {
 			return true
 		}
 	}
@@ -594,7 +647,7 @@ func (r *Router) mxTargets(ctx context.Context, domain string, port uint16) ([]T
 		var ts []Target
 		self := false
 		for _, a := range addrs {
-			if r.isLocalAddr(a) {
+			if r.isSelf(a, port, true) {
 				self = true
 				continue
 			}
@@ -641,7 +694,7 @@ func (r *Router) mxTargets(ctx context.Context, domain string, port uint16) ([]T
 	for i, mx := range mxs {
 		if !res[i].self {
 			for _, a := range res[i].addrs {
-				if r.isLocalAddr(a) {
+				if r.isSelf(a, port, true) {
 					res[i].self = true
 				}
 			}

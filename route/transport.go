@@ -74,6 +74,12 @@ type TransportConfig struct {
 	// part>/, or <root>/<user>/ for "local:user". Required for local
 	// delivery; without it local recipients fail temporarily.
 	MaildirRoot string
+	// MaildirExistingOnly delivers only into mailboxes that exist (a
+	// folder with new/ under the root); another recipient fails with
+	// 550 5.1.1, and a Verifier with Mailboxes refuses it at RCPT. By
+	// default a mailbox is made for each new recipient. Postmaster's is
+	// always made (RFC 5321 §4.5.1).
+	MaildirExistingOnly bool
 	// Dialer makes connections; default net.Dialer.
 	Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Now is the clock; default time.Now.
@@ -98,6 +104,7 @@ type Transport struct {
 	maxMsgs        int
 	maxAge         time.Duration
 	maildir        string
+	maildirExist   bool
 	dialer         func(context.Context, string, string) (net.Conn, error)
 	now            func() time.Time
 	log            *slog.Logger
@@ -134,6 +141,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		maxMsgs:        orInt(cfg.MaxMessagesPerConn, DefaultMaxMessages),
 		maxAge:         orDur(cfg.MaxConnAge, DefaultMaxConnAge),
 		maildir:        cfg.MaildirRoot,
+		maildirExist:   cfg.MaildirExistingOnly,
 		dialer:         cfg.Dialer,
 		now:            cfg.Now,
 		log:            cfg.Logger,

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -285,8 +286,10 @@ func TestDeliverSizeLimit(t *testing.T) {
 	assert.Empty(t, s.messages())
 }
 
-// mxSetup serves example.net with MX 10 mx1 (127.0.0.2) and MX 20 mx2
-// (127.0.0.3) on one port; sinks on the given addresses.
+// mxSetup serves example.net with MX 10 mx1 (192.0.2.2) and MX 20 mx2
+// (192.0.2.3) on one port; sinks on the given loopback addresses, which
+// testNetDialer reaches for the TEST-NET ones. The DNS answers are not
+// loopback: an MX pointing at loopback is a mail loop.
 func mxSetup(t *testing.T, up ...string) (*testDNS, int, map[string]*sink) {
 	t.Helper()
 	port := freePortOn(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
@@ -294,8 +297,8 @@ func mxSetup(t *testing.T, up ...string) (*testDNS, int, map[string]*sink) {
 	d.add(t,
 		"example.net. 300 IN MX 10 mx1.example.net.",
 		"example.net. 300 IN MX 20 mx2.example.net.",
-		"mx1.example.net. 300 IN A 127.0.0.2",
-		"mx2.example.net. 300 IN A 127.0.0.3",
+		"mx1.example.net. 300 IN A 192.0.2.2",
+		"mx2.example.net. 300 IN A 192.0.2.3",
 	)
 	sinks := map[string]*sink{}
 	for _, ip := range up {
@@ -304,10 +307,59 @@ func mxSetup(t *testing.T, up ...string) (*testDNS, int, map[string]*sink) {
 	return d, port, sinks
 }
 
+// testNetDialer dials 127.0.0.N for 192.0.2.N (TEST-NET-1, RFC 5737).
+func testNetDialer(ctx context.Context, network, addr string) (net.Conn, error) {
+	if rest, ok := strings.CutPrefix(addr, "192.0.2."); ok {
+		addr = "127.0.0." + rest
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// An MX record pointing at loopback is a mail loop whatever port the
+// router dials: DNS must not reach this host's own services.
+func TestDeliverMXToLoopback(t *testing.T) {
+	d := startDNS(t)
+	d.add(t,
+		"loop.example. 300 IN MX 10 mx.loop.example.",
+		"mx.loop.example. 300 IN A 127.0.0.1",
+		"implicit.example. 300 IN A 127.0.0.9",
+		"zero.example. 300 IN MX 10 mx.zero.example.",
+		"mx.zero.example. 300 IN A 0.0.0.0",
+		"v6.example. 300 IN AAAA ::1",
+	)
+	sk := startSink(t, "127.0.0.1:0", sinkConfig{})
+	_, port, _ := strings.Cut(hostPort(sk.addr), ":")
+	p, _ := strconv.Atoi(port)
+	r := newTestRouter(t, d, RouterConfig{Port: uint16(p), ListenAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:2525")}})
+	tr := newTestTransport(t, r, TransportConfig{})
+	for _, rcpt := range []string{"b@loop.example", "b@implicit.example", "b@zero.example", "b@v6.example", "b@[127.0.0.1]", "b@[IPv6:::1]"} {
+		res := tr.Deliver(bg, delivery("a@sender.test", rcpt))
+		assert.Equal(t, 554, res[0].Reply.Code, "%s: %s", rcpt, res[0].Reply.Error())
+		assert.Contains(t, res[0].Reply.Error(), "5.4.6", rcpt)
+		assert.Contains(t, res[0].Reply.Error(), "loops back to myself", rcpt)
+	}
+	assert.Empty(t, sk.messages())
+
+	// The configuration may name a store on this host, on a port the
+	// server does not listen on; not one the server listens on.
+	mt := mustTable(t, "store.example esmtp:"+hostPort(sk.addr)+"\nself.example esmtp:[127.0.0.1]:2525\nany.example esmtp:[192.0.2.80]:2525\n")
+	r = newTestRouter(t, d, RouterConfig{Mailertable: mt, LocalAddrs: []string{"192.0.2.80"},
+		ListenAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:2525"), netip.MustParseAddrPort("0.0.0.0:2525")}})
+	tr = newTestTransport(t, r, TransportConfig{})
+	res := tr.Deliver(bg, delivery("a@sender.test", "b@store.example"))
+	assert.Equal(t, 250, res[0].Reply.Code, res[0].Reply.Error())
+	for _, rcpt := range []string{"b@self.example", "b@any.example"} {
+		res = tr.Deliver(bg, delivery("a@sender.test", rcpt))
+		assert.Equal(t, 554, res[0].Reply.Code, "%s: %s", rcpt, res[0].Reply.Error())
+		assert.Contains(t, res[0].Reply.Error(), "loops back to myself", rcpt)
+	}
+}
+
 func TestDeliverFirstMXDown(t *testing.T) {
 	d, port, sinks := mxSetup(t, "127.0.0.3")
 	r := newTestRouter(t, d, RouterConfig{Port: uint16(port), Network: "ip4"})
-	tr := newTestTransport(t, r, TransportConfig{})
+	tr := newTestTransport(t, r, TransportConfig{Dialer: testNetDialer})
 	assert.Equal(t, "mx:example.net", tr.Destination("b@Example.Net"))
 	res := tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
 	require.Equal(t, 250, res[0].Reply.Code, res[0].Reply.Error())
@@ -319,7 +371,7 @@ func TestDeliverAllHostsDownFallback(t *testing.T) {
 	d, port, _ := mxSetup(t)
 	fb := startSink(t, "127.0.0.5:0", sinkConfig{})
 	r := newTestRouter(t, d, RouterConfig{Port: uint16(port), Network: "ip4", FallbackRelays: []string{hostPort(fb.addr)}})
-	tr := newTestTransport(t, r, TransportConfig{})
+	tr := newTestTransport(t, r, TransportConfig{Dialer: testNetDialer})
 	res := tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
 	require.Equal(t, 250, res[0].Reply.Code, res[0].Reply.Error())
 	assert.Equal(t, "127.0.0.5", res[0].RemoteMTA)
@@ -333,16 +385,16 @@ func TestDeliverAllHostsDownFallback(t *testing.T) {
 
 	// The fallback relay down too: both failures are reported.
 	r = newTestRouter(t, d, RouterConfig{Port: uint16(port), Network: "ip4", FallbackRelays: []string{"[127.0.0.4]:" + strconv.Itoa(port)}})
-	res = newTestTransport(t, r, TransportConfig{}).Deliver(bg, delivery("a@sender.test", "b@example.net"))
-	assert.Equal(t, "451 4.4.1 connect to mx2.example.net[127.0.0.3]:"+strconv.Itoa(port)+": Connection refused; fallback relay: connect to [127.0.0.4]:"+
+	res = newTestTransport(t, r, TransportConfig{Dialer: testNetDialer}).Deliver(bg, delivery("a@sender.test", "b@example.net"))
+	assert.Equal(t, "451 4.4.1 connect to mx2.example.net[192.0.2.3]:"+strconv.Itoa(port)+": Connection refused; fallback relay: connect to [127.0.0.4]:"+
 		strconv.Itoa(port)+": Connection refused", res[0].Reply.Error())
 
 	// Never for a domain we are MX for, nor for a permanent failure.
 	r = newTestRouter(t, d, RouterConfig{Port: uint16(port), Network: "ip4", FallbackRelays: []string{hostPort(fb.addr)},
 		RelayDomains: []string{"example.net"}})
-	tr = newTestTransport(t, r, TransportConfig{})
+	tr = newTestTransport(t, r, TransportConfig{Dialer: testNetDialer})
 	res = tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
-	assert.Equal(t, "451 4.4.1 connect to mx2.example.net[127.0.0.3]:"+strconv.Itoa(port)+": Connection refused", res[0].Reply.Error())
+	assert.Equal(t, "451 4.4.1 connect to mx2.example.net[192.0.2.3]:"+strconv.Itoa(port)+": Connection refused", res[0].Reply.Error())
 	assert.Empty(t, res[0].RemoteMTA)
 	res = tr.Deliver(bg, delivery("a@sender.test", "b@nxdomain.example"))
 	assert.Equal(t, 550, res[0].Reply.Code)
@@ -649,4 +701,54 @@ func TestTransportConfig(t *testing.T) {
 	assert.Equal(t, "smtp", KindSMTP.String())
 	assert.Equal(t, "mx", FromMX.String())
 	_ = postern.Reply{}
+}
+
+// TestMaildirExistingOnly: the Maildir's own knowledge of its users, at
+// delivery and at RCPT.
+func TestMaildirExistingOnly(t *testing.T) {
+	root := t.TempDir()
+	for _, sub := range []string{"new", "cur", "tmp"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(root, "local.example", "bob", sub), 0o700))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "local.example", "halfmade"), 0o700))
+	tr := mtTransport(t, "local.example local:\nbox.example local:catchall\nremote.example error:4.4.1:451 not here\n",
+		TransportConfig{MaildirRoot: root, MaildirExistingOnly: true})
+	res := tr.Deliver(bg, delivery("a@sender.test", "Bob@Local.Example", "eve@local.example", "halfmade@local.example",
+		"PostMaster@local.example", "x@box.example"))
+	assert.Equal(t, []string{
+		"250 2.0.0 delivered to maildir",
+		"550 5.1.1 <eve@local.example>: Recipient address rejected: User unknown in local mailbox table",
+		"550 5.1.1 <halfmade@local.example>: Recipient address rejected: User unknown in local mailbox table",
+		"250 2.0.0 delivered to maildir", // postmaster always exists
+		"250 2.0.0 delivered to maildir", // local:catchall names its folder
+	}, replies(res))
+	_, err := os.Stat(filepath.Join(root, "local.example", "eve"))
+	assert.True(t, os.IsNotExist(err), "no folder made for an unknown user")
+
+	v, err := NewVerifier(VerifierConfig{Transport: tr, Mailboxes: true})
+	require.NoError(t, err)
+	for addr, want := range map[string]Status{
+		"bob@local.example":        StatusValid,
+		"eve@local.example":        StatusInvalid,
+		"postmaster@local.example": StatusValid,
+		"any@box.example":          StatusValid,
+		"a@remote.example":         StatusUnknown, // not a Maildir route: somebody else decides
+		"../x@local.example":       StatusInvalid,
+	} {
+		r, err := v.Verify(bg, addr)
+		require.NoError(t, err)
+		assert.Equal(t, want, r.Status, addr)
+		if want == StatusInvalid {
+			assert.Equal(t, 550, r.Reply.Code, addr)
+		}
+	}
+
+	// Without MaildirExistingOnly every address has a mailbox to be.
+	tr = mtTransport(t, "local.example local:\n", TransportConfig{MaildirRoot: root})
+	v, err = NewVerifier(VerifierConfig{Transport: tr, Mailboxes: true})
+	require.NoError(t, err)
+	r, _ := v.Verify(bg, "eve@local.example")
+	assert.Equal(t, StatusValid, r.Status)
+	_, err = NewVerifier(VerifierConfig{Mailboxes: true})
+	assert.ErrorIs(t, err, ErrConfig)
 }

@@ -53,7 +53,7 @@ type VerifyResult struct {
 	// StatusInvalid, 450 4.1.1 or 451 4.4.x for StatusTempFail; zero
 	// otherwise.
 	Reply postern.Reply
-	// Source is "list", "callahead" or "mailertable".
+	// Source is "list", "maildir", "callahead" or "mailertable".
 	Source string
 	// Remote is the next hop's own reply to RCPT, when it was asked.
 	Remote postern.Reply
@@ -80,6 +80,12 @@ type VerifierConfig struct {
 	// Recipients is a list of valid recipients. For a domain it covers,
 	// it decides alone.
 	Recipients RecipientsSource
+	// Mailboxes verifies recipients that Transport delivers "local:"
+	// against its Maildir: with the transport's MaildirExistingOnly a
+	// mailbox that does not exist is 550 5.1.1, else every address is
+	// valid (its mailbox is made on delivery). It needs Transport, and
+	// applies where Recipients does not cover the domain.
+	Mailboxes bool
 	// CallAhead asks the next hop (Transport's route, hosts, TLS policy
 	// and timeouts) for domains the list does not cover: MAIL FROM:<>,
 	// RCPT TO:<addr>, QUIT. It needs Transport.
@@ -111,6 +117,7 @@ type VerifierConfig struct {
 // checks of one address share one call-ahead.
 type Verifier struct {
 	list     RecipientsSource
+	boxes    bool
 	tr       *Transport
 	callAhd  bool
 	posTTL   time.Duration
@@ -135,14 +142,17 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.CallAhead && cfg.Transport == nil {
 		return nil, fmt.Errorf("%w: CallAhead needs a Transport", ErrConfig)
 	}
-	if cfg.Recipients == nil && !cfg.CallAhead {
-		return nil, fmt.Errorf("%w: Verifier needs Recipients or CallAhead", ErrConfig)
+	if cfg.Mailboxes && cfg.Transport == nil {
+		return nil, fmt.Errorf("%w: Mailboxes needs a Transport", ErrConfig)
+	}
+	if cfg.Recipients == nil && !cfg.CallAhead && !cfg.Mailboxes {
+		return nil, fmt.Errorf("%w: Verifier needs Recipients, Mailboxes or CallAhead", ErrConfig)
 	}
 	if cfg.OnError > AcceptOnError || cfg.CacheSize < 0 || cfg.Timeout < 0 {
 		return nil, fmt.Errorf("%w: bad OnError, CacheSize or Timeout", ErrConfig)
 	}
 	v := &Verifier{
-		list: cfg.Recipients, tr: cfg.Transport, callAhd: cfg.CallAhead,
+		list: cfg.Recipients, boxes: cfg.Mailboxes, tr: cfg.Transport, callAhd: cfg.CallAhead,
 		posTTL: orDur(cfg.PositiveTTL, DefaultPositiveTTL), negTTL: orDur(cfg.NegativeTTL, DefaultNegativeTTL),
 		onError: cfg.OnError, timeout: orDur(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
 		now: cfg.Now, log: cfg.Logger, flight: map[string]*flight{},
@@ -181,6 +191,11 @@ func (v *Verifier) Verify(ctx context.Context, addr string) (VerifyResult, error
 				return VerifyResult{Status: StatusValid, Source: "list"}, nil
 			}
 			return VerifyResult{Status: StatusInvalid, Source: "list", Reply: invalidReply(addr, " in local recipient table")}, nil
+		}
+	}
+	if v.boxes {
+		if r, ok := v.mailbox(addr); ok {
+			return r, nil
 		}
 	}
 	if !v.callAhd {
@@ -235,6 +250,25 @@ func (v *Verifier) Verify(ctx context.Context, addr string) (VerifyResult, error
 		r.Status, r.Reply = StatusUnknown, postern.Reply{}
 	}
 	return r, nil
+}
+
+// mailbox answers for an address the transport delivers to a Maildir;
+// ok is false for other routes.
+func (v *Verifier) mailbox(addr string) (VerifyResult, bool) {
+	t := v.tr
+	rt, err := t.router.Route(addr)
+	if err != nil || rt.Hop.Kind != KindLocal || t.maildir == "" {
+		return VerifyResult{}, false
+	}
+	dir, err := MaildirFolder(t.maildir, rt.Hop.User, addr)
+	if err != nil {
+		return VerifyResult{Status: StatusInvalid, Source: "maildir",
+			Reply: postern.NewReply(550, postern.ESC(5, 1, 3), "bad recipient address syntax")}, true
+	}
+	if t.mustExist(rt.Hop.User, addr) && !mailboxExists(dir) {
+		return VerifyResult{Status: StatusInvalid, Source: "maildir", Reply: noMailbox(addr)}, true
+	}
+	return VerifyResult{Status: StatusValid, Source: "maildir"}, true
 }
 
 func stripExtension(addr, delim string) string {
