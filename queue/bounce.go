@@ -21,13 +21,37 @@ func (k dsnKind) String() string {
 	return [...]string{"failure", "delay", "success"}[k]
 }
 
+// noticeTo decides who gets a notice of kind about a message: its
+// sender; the postmaster for a failure of a message from the null sender
+// or from an unverified sender (double is then set, so a failure of the
+// notice itself is dropped); nobody (ok false) otherwise.
+func (q *Queue) noticeTo(it *item, kind dsnKind) (to string, double, ok bool) {
+	env := it.env
+	null := dsn.NullSender(env.From)
+	if !null && !env.UnverifiedSender {
+		return env.From, false, true
+	}
+	if kind != dsnFailed || env.DoubleBounce || q.cfg.Postmaster == "" {
+		if kind == dsnFailed {
+			msg := "undeliverable message from the null sender dropped"
+			if !null {
+				msg = "failure notice for an unverified sender withheld (no postmaster configured)"
+			}
+			q.log.Warn(msg, "queue_id", it.id, "double_bounce", env.DoubleBounce)
+		}
+		return "", false, false
+	}
+	return q.cfg.Postmaster, true, true
+}
+
 // notify queues the delivery status notification that recipients idx of a
 // message asked for (RFC 3461 NOTIFY). It goes to the sender with the null
 // reverse path. A message from the null sender never gets one (RFC 5321
 // §4.5.5); when such a message fails — a bounce that cannot be delivered —
 // the postmaster gets the notice instead (a double bounce), or it is
 // dropped, and a double bounce that fails is only logged. So bounces never
-// loop.
+// loop. A message from an unverified sender (Envelope.UnverifiedSender)
+// is treated alike, so a forged sender gets no backscatter.
 func (q *Queue) notify(it *item, st *State, kind dsnKind, idx []int) {
 	if len(idx) == 0 {
 		return
@@ -59,16 +83,9 @@ func (q *Queue) notify(it *item, st *State, kind dsnKind, idx []int) {
 	if len(rcpts) == 0 {
 		return
 	}
-	to, double := env.From, false
-	if dsn.NullSender(env.From) {
-		if kind != dsnFailed || env.DoubleBounce || q.cfg.Postmaster == "" {
-			if kind == dsnFailed {
-				q.log.Warn("undeliverable message from the null sender dropped", "queue_id", it.id,
-					"double_bounce", env.DoubleBounce)
-			}
-			return
-		}
-		to, double = q.cfg.Postmaster, true
+	to, double, ok := q.noticeTo(it, kind)
+	if !ok {
+		return
 	}
 	f, err := q.openData(it)
 	if err != nil {

@@ -442,6 +442,39 @@ func TestNotifications(t *testing.T) {
 		total, _ := h.q.Len()
 		assert.Zero(t, total)
 	})
+	t.Run("unverified sender: failures to the postmaster, nothing else to the sender", func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.Postmaster = "postmaster@relay.example.org"; c.WarnAfter = time.Hour })
+		h.del.answer = reject
+		send := func(rcpt string, notify ...string) {
+			env := Envelope{From: "forged@victim.example", UnverifiedSender: true,
+				Recipients: []Recipient{{Addr: rcpt, Notify: notify}}}
+			_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+			require.NoError(t, err)
+		}
+		send("gone@example.net")
+		send("bob@example.net", "SUCCESS")
+		send("slow@example.net", "DELAY", "FAILURE")
+		h.runUntil(func() bool { return len(h.sentTo("postmaster@relay.example.org")) == 1 })
+		b := h.sentTo("postmaster@relay.example.org")[0]
+		assert.Contains(t, b, "Final-Recipient: rfc822; gone@example.net")
+		assert.Contains(t, b, "Status: 5.1.1")
+		h.clock.Advance(61 * time.Minute)
+		for _, it := range h.q.List(ListFilter{}) {
+			require.NoError(t, h.q.Retry(it.ID))
+		}
+		h.runUntil(func() bool { return len(h.events(EventDeferred)) >= 2 })
+		assert.Empty(t, h.sentTo("forged@victim.example"), "no backscatter: no failure, delay or success notice")
+		assert.Len(t, h.sentTo("postmaster@relay.example.org"), 1, "no delay notice to the postmaster")
+	})
+	t.Run("unverified sender without a postmaster: the failure is logged only", func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.del.answer = reject
+		env := Envelope{From: "forged@victim.example", UnverifiedSender: true, Recipients: []Recipient{{Addr: "gone@example.net"}}}
+		_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+		require.NoError(t, err)
+		h.runUntil(func() bool { return len(h.events(EventBounced)) == 1 })
+		assert.Empty(t, h.events(EventDSN))
+	})
 	t.Run("delay warning then expiry", func(t *testing.T) {
 		h := newHarness(t, func(c *Config) { c.WarnAfter = time.Hour; c.ReturnAfter = 3 * time.Hour })
 		h.del.answer = reject

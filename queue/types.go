@@ -42,6 +42,13 @@ type Envelope struct {
 	// Hold, when not empty, puts the message in the hold area at once with
 	// this reason (a quarantine verdict); it is not delivered until released.
 	Hold string `json:"hold,omitempty"`
+	// UnverifiedSender marks a reverse path nothing vouched for (no SPF
+	// or DKIM pass for its domain, not a trusted or authenticated
+	// client). A notice to it would often reach a forged address
+	// (backscatter): its failure notices go to Config.Postmaster instead,
+	// as double bounces do, and its delay and success notices are not
+	// sent.
+	UnverifiedSender bool `json:"unverified_sender,omitempty"`
 	// DSN marks a delivery status notification the queue generated
 	// itself; DoubleBounce one sent to the postmaster because a message
 	// from the null sender could not be delivered. A failed double bounce
