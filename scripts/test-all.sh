@@ -31,6 +31,8 @@ command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+
 command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || need_pkgs+=(clamav-daemon clamav)
 command -v spamd >/dev/null 2>&1 || [ -x /usr/sbin/spamd ] || need_pkgs+=(spamassassin spamd)
 command -v rspamd >/dev/null 2>&1 || [ -x /usr/bin/rspamd ] || need_pkgs+=(rspamd)
+# ip, to give the open-relay battery an untrusted source address on lo.
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_pkgs+=(iproute2)
 # Headless Chromium for the quarantine page's end-to-end test (chromedp).
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then

@@ -179,7 +179,8 @@ func (a *authParts) signEntries() []postern.Entry {
 // a user may give; forged Authentication-Results fields are removed, the
 // content is scanned (viruses, attachments) and the message is signed.
 func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Filter, amap access.MapSource, log *slog.Logger, obs postern.Observer) (*postern.Chain, error) {
-	relay, err := access.NewRelayControl(access.RelayConfig{Map: amap, LocalDomains: s.domains, Logger: log})
+	relay, err := access.NewRelayControl(access.RelayConfig{Map: amap, LocalDomains: s.domains,
+		RelaySubdomains: s.relaySubdomains, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -48,7 +48,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	// Map warnings go to stderr; the decisions to stdout.
 	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	routing, err := buildRouting(s, warnLog)
+	routing, err := buildRouting(s, warnLog, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1

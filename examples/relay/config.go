@@ -69,6 +69,9 @@ type SMTPSection struct {
 	GreetPause *Duration `toml:"greet_pause"`
 	// GreetPauseLogOnly logs early talkers instead of refusing them.
 	GreetPauseLogOnly bool `toml:"greet_pause_log_only"`
+	// MaxHops is the most Received and Delivered-To fields a message may
+	// carry (Postfix hopcount_limit); default 50; more: 554 5.4.6.
+	MaxHops int `toml:"max_hops"`
 }
 
 // SubmissionSection is message submission for the site's own users.
@@ -99,6 +102,10 @@ type PolicySection struct {
 	// CallAhead verifies other recipients of local domains with the next
 	// hop.
 	CallAhead bool `toml:"callahead"`
+	// RelaySubdomains lets "To:example.com RELAY" relay the subdomains of
+	// example.com too (sendmail's default); off: only example.com, and
+	// "To:.example.com RELAY" names the subdomains.
+	RelaySubdomains bool `toml:"relay_subdomains"`
 }
 
 // DNSBLSection configures DNS block and allow lists.
@@ -193,6 +200,14 @@ type DeliverySection struct {
 	FallbackRelays []string `toml:"fallback_relays"`
 	// Maildir root for local: deliveries; default "postern-maildir".
 	Maildir string `toml:"maildir"`
+	// MaildirCreate makes a mailbox for each new local: recipient;
+	// default true. false: only mailboxes that exist take mail, and
+	// others are refused at RCPT (550 5.1.1).
+	MaildirCreate *bool `toml:"maildir_create"`
+	// NotifyUnverifiedSenders sends failure notices to senders nothing
+	// vouched for (no SPF or DKIM pass); default false: they go to
+	// Postmaster, since such senders are often forged (backscatter).
+	NotifyUnverifiedSenders bool `toml:"notify_unverified_senders"`
 	// Postmaster gets double bounces; default none (dropped, logged).
 	Postmaster string `toml:"postmaster"`
 }
@@ -480,6 +495,9 @@ func (c *Config) validate() error {
 	}
 	if _, err := parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return keyErr("trusted_networks", "%v", err)
+	}
+	if c.SMTP.MaxHops < 0 {
+		return keyErr("smtp.max_hops", "%d: a relay needs a hop limit (0 for the default, 50)", c.SMTP.MaxHops)
 	}
 	for _, l := range []struct{ key, addr string }{{"smtp.listen", c.SMTP.Listen},
 		{"submission.listen", c.Submission.Listen}, {"submission.listen_tls", c.Submission.ListenTLS},

@@ -559,6 +559,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "configuration OK (%s)\n", src)
 	fmt.Fprintf(stdout, "  domains: %s; trusted networks: %d; spool: %s\n", strings.Join(s.domains, ", "), len(s.trusted), s.spoolDir)
+	for _, w := range recipientWarnings(s, g.routing) {
+		fmt.Fprintf(stdout, "  WARNING: %s\n", w)
+	}
 	for _, f := range []struct{ what, file string }{{"access", s.accessFile}, {"mailertable", s.mailertable},
 		{"recipients", s.recipients}, {"credentials", s.credentials}, {"senders", s.senders}, {"scan policy", s.scanPolicy}} {
 		if f.file != "" {

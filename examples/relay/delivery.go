@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -35,10 +37,14 @@ func builtinMailertable(domains []string) (*route.Table, error) {
 
 // buildRouting makes the router, the transport and the recipient
 // verifier.
-func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
+//
+// self are the sockets the relay listens on, and the host's interface
+// addresses are its own: the router refuses to deliver to them (a mail
+// loop), as Postfix refuses mail that "loops back to myself".
+func buildRouting(s *settings, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
 	d := &delivery{}
 	rcfg := route.RouterConfig{SmartHost: s.smartHost, FallbackRelays: s.fallbackRelays, RelayDomains: s.domains,
-		Resolvers: s.dnsResolvers, Logger: log}
+		Resolvers: s.dnsResolvers, Logger: log, ListenAddrs: self, LocalAddrs: interfaceAddrs(log)}
 	if s.hostname != "" {
 		rcfg.LocalNames = []string{s.hostname}
 	}
@@ -62,12 +68,13 @@ func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 	// As many idle connections per host as the queue runs deliveries per
 	// destination, so each of them finds one to reuse.
 	d.transport, err = route.NewTransport(route.TransportConfig{Router: d.router, Hostname: s.hostname,
-		MaildirRoot: s.maildir, Logger: log, MaxIdlePerHost: queue.DefaultDestinationConcurrency})
+		MaildirRoot: s.maildir, MaildirExistingOnly: !s.maildirCreate, Logger: log,
+		MaxIdlePerHost: queue.DefaultDestinationConcurrency})
 	if err != nil {
 		return nil, err
 	}
-	if s.recipients != "" || s.callAhead {
-		vcfg := route.VerifierConfig{CallAhead: s.callAhead, Transport: d.transport, Logger: log}
+	if s.recipients != "" || s.callAhead || !s.maildirCreate {
+		vcfg := route.VerifierConfig{CallAhead: s.callAhead, Mailboxes: !s.maildirCreate, Transport: d.transport, Logger: log}
 		if s.recipients != "" {
 			if d.rcptWatch, err = route.NewRecipientsWatcher(s.recipients, route.WatcherConfig{Logger: log}); err != nil {
 				d.transport.Close()
@@ -81,6 +88,22 @@ func buildRouting(s *settings, log *slog.Logger) (*delivery, error) {
 		}
 	}
 	return d, nil
+}
+
+// interfaceAddrs are the addresses of this host's network interfaces.
+func interfaceAddrs(log *slog.Logger) []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		log.Warn("interface addresses unknown; loops through them are not detected", "error", err)
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out = append(out, p.Addr().Unmap().String())
+		}
+	}
+	return out
 }
 
 // watch reloads the mailertable and recipients files when they change,

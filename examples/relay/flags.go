@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/smtpserver"
 )
 
 // The relay's flags are another way to write keys of the configuration
@@ -96,6 +98,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	text(&c.MaxMessageSize, func() string { return strconv.FormatInt(int64(c.MaxMessageSize), 10) }, "max-size", "maximum message `size` (10485760, 10MB)")
 	dur(c.SMTP.GreetPause, "greet-pause", "pause before the banner for untrusted clients; 0s turns it off")
 	fs.BoolVar(&c.SMTP.GreetPauseLogOnly, "greet-pause-log-only", c.SMTP.GreetPauseLogOnly, "log early talkers instead of refusing them (rollout)")
+	fs.IntVar(&c.SMTP.MaxHops, "max-hops", c.SMTP.MaxHops, "most Received and Delivered-To fields in a message; more is a mail loop (554 5.4.6)")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -107,6 +110,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Policy.Access, "access", "sendmail-format access `file` (plain text, as written for makemap)")
 	str(&c.Policy.Recipients, "recipients", "`file` of valid addresses in the local domains, one per line (@domain for a catch-all); others get 550 5.1.1")
 	fs.BoolVar(&c.Policy.CallAhead, "callahead", c.Policy.CallAhead, "verify recipients of local domains the -recipients file does not cover by asking the next hop (RCPT probe)")
+	fs.BoolVar(&c.Policy.RelaySubdomains, "relay-subdomains", c.Policy.RelaySubdomains, "To:example.com RELAY relays subdomains of example.com too (sendmail's default)")
 	// DNS lists.
 	list(&c.DNSBL.Zones, "dnsbl", "comma-separated DNS block lists for the client IP, `zone[=weight]`; listed at weight sum >= 1")
 	list(&c.DNSBL.Allow, "dnswl", "comma-separated DNS allow lists, `zone[=weight]` (weight -1 by default)")
@@ -146,6 +150,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Delivery.SmartHost, "smarthost", "next `hop` for every domain the mailertable does not name, e.g. [smtp.isp.example] (default: MX)")
 	list(&c.Delivery.FallbackRelays, "fallback-relay", "comma-separated `hosts` tried when every host of a destination failed temporarily (sendmail FallbackSmartHost)")
 	str(&c.Delivery.Maildir, "maildir", "Maildir `root` for local: deliveries (<root>/<domain>/<user>/)")
+	fs.BoolVar(c.Delivery.MaildirCreate, "maildir-create", *c.Delivery.MaildirCreate, "make a mailbox for each new local: recipient; false: only existing mailboxes take mail (others 550 5.1.1 at RCPT)")
+	fs.BoolVar(&c.Delivery.NotifyUnverifiedSenders, "notify-unverified-senders", c.Delivery.NotifyUnverifiedSenders, "send failure notices to senders no SPF or DKIM pass vouched for (default: to -postmaster; such senders are often forged)")
 	str(&c.Delivery.Postmaster, "postmaster", "`address` that gets double bounces (default: dropped and logged)")
 	dur(c.Queue.Warn, "queue-warn", "age at which senders get a delay notice (sendmail Timeout.queuewarn); 0s never")
 	dur(&c.Queue.Return, "queue-return", "age at which delivery is given up and the mail bounced (sendmail Timeout.queuereturn), e.g. 5d")
@@ -190,6 +196,13 @@ func (c *Config) applyDefaults() {
 	if c.SMTP.GreetPause == nil {
 		c.SMTP.GreetPause = &Duration{5 * time.Second}
 	}
+	if c.Delivery.MaildirCreate == nil {
+		yes := true
+		c.Delivery.MaildirCreate = &yes
+	}
+	if c.SMTP.MaxHops == 0 {
+		c.SMTP.MaxHops = smtpserver.DefaultMaxHops
+	}
 	if c.Limits.ClientConn == nil {
 		n := 50 // Postfix's smtpd_client_connection_count_limit
 		c.Limits.ClientConn = &n
@@ -214,6 +227,7 @@ func (c *Config) settings() (*settings, error) {
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
 		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly,
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
+		relaySubdomains: c.Policy.RelaySubdomains, maxHops: c.SMTP.MaxHops,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
 		dnsblAtRcpt: c.DNSBL.AtRcpt, dnsFailOpen: c.DNSBL.FailOpen,
 		redisAddr: c.Redis.Addr, storeClosed: c.Redis.FailClosed,
@@ -221,6 +235,7 @@ func (c *Config) settings() (*settings, error) {
 		msgRate: c.Limits.MessageRate.Rate, rcptRate: c.Limits.RecipientRate.Rate,
 		mailertable: c.Delivery.Mailertable, smartHost: c.Delivery.SmartHost, fallbackRelays: c.Delivery.FallbackRelays,
 		maildir: c.Delivery.Maildir, postmaster: c.Delivery.Postmaster,
+		maildirCreate: *c.Delivery.MaildirCreate, notifyUnverified: c.Delivery.NotifyUnverifiedSenders,
 		queueWarn: c.Queue.Warn.Duration, queueReturn: c.Queue.Return.Duration,
 		minBackoff: c.Queue.MinBackoff.Duration, maxBackoff: c.Queue.MaxBackoff.Duration,
 		authCheck: c.Auth.Check, authServID: c.Auth.AuthservID,

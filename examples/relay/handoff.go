@@ -23,10 +23,15 @@ import (
 // extra copies have IDs of the form ID-2, ID-3. If one copy cannot be
 // queued, the copies already queued are deleted and the client is told
 // to retry, so nobody gets the message twice.
+//
+// A sender nothing vouched for (senderVerified) is marked
+// UnverifiedSender, so its failure notices go to the postmaster, unless
+// notifyAll.
 type queueHandoff struct {
-	q   *queue.Queue
-	log *slog.Logger
-	met *metrics // nil: not counted
+	q         *queue.Queue
+	log       *slog.Logger
+	met       *metrics    // nil: not counted
+	notifyAll func() bool // nil: false
 }
 
 func (h *queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error) {
@@ -73,7 +78,7 @@ func (h *queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.
 func (h *queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.Txn, rcpts []*postern.Rcpt, id string, m *postern.Message) (string, error) {
 	env := queue.Envelope{ID: id, From: t.From, EnvID: t.Mail.EnvID, Ret: t.Mail.Ret, SMTPUTF8: t.Mail.SMTPUTF8,
 		Body: t.Mail.Body, RequireTLS: t.Mail.RequireTLS, ClientIP: c.RemoteAddr().String(), HELO: c.HELO,
-		AuthUser: c.AuthUser, ConnID: c.ID, Hold: t.Quarantine}
+		AuthUser: c.AuthUser, ConnID: c.ID, Hold: t.Quarantine, UnverifiedSender: !h.notifyAllSenders() && !senderVerified(c, t)}
 	for _, r := range rcpts {
 		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.Addr, Original: r.Original,
 			Notify: r.Notify, ORcptType: r.ORcptType, ORcpt: r.ORcpt})
@@ -88,3 +93,5 @@ func (h *queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.
 	}
 	return qid, err
 }
+
+func (h *queueHandoff) notifyAllSenders() bool { return h.notifyAll != nil && h.notifyAll() }

@@ -27,31 +27,37 @@ type settings struct {
 	trusted      []netip.Prefix
 	accessFile   string
 	recipients   string
-	dnsbl        []string // IP zones, "zone" or "zone=weight"
-	dnswl        []string // allow-list IP zones, weight -1 unless given
-	rhsbl        []string // domain zones for HELO and sender
-	dnsResolvers []string
-	dnsblAtRcpt  bool
-	dnsFailOpen  bool
-	redisAddr    string
-	storeClosed  bool // fail closed (451 4.3.0) when the counter store is down
-	clientRate   int  // connections per minute per client; 0 unlimited
-	clientConn   int  // concurrent connections per client; 0 unlimited
-	msgRate      ratelimit.Rate
-	rcptRate     ratelimit.Rate
-	harvest      ratelimit.GuardConfig // Threshold < 0 turns the guard off
-	spoolDir     string
+	// relaySubdomains: To:domain RELAY covers subdomains (sendmail's way).
+	relaySubdomains bool
+	maxHops         int
+	dnsbl           []string // IP zones, "zone" or "zone=weight"
+	dnswl           []string // allow-list IP zones, weight -1 unless given
+	rhsbl           []string // domain zones for HELO and sender
+	dnsResolvers    []string
+	dnsblAtRcpt     bool
+	dnsFailOpen     bool
+	redisAddr       string
+	storeClosed     bool // fail closed (451 4.3.0) when the counter store is down
+	clientRate      int  // connections per minute per client; 0 unlimited
+	clientConn      int  // concurrent connections per client; 0 unlimited
+	msgRate         ratelimit.Rate
+	rcptRate        ratelimit.Rate
+	harvest         ratelimit.GuardConfig // Threshold < 0 turns the guard off
+	spoolDir        string
 	// Delivery.
 	mailertable    string
 	smartHost      string
 	fallbackRelays []string
 	maildir        string
-	callAhead      bool
-	queueWarn      time.Duration
-	queueReturn    time.Duration
-	minBackoff     time.Duration
-	maxBackoff     time.Duration
-	postmaster     string
+	maildirCreate  bool // local: makes mailboxes; false: existing ones only
+	// notifyUnverified sends failure notices to unverified senders.
+	notifyUnverified bool
+	callAhead        bool
+	queueWarn        time.Duration
+	queueReturn      time.Duration
+	minBackoff       time.Duration
+	maxBackoff       time.Duration
+	postmaster       string
 	// Authentication and submission.
 	authCheck   string // off, tag, enforce
 	authServID  string
@@ -142,7 +148,7 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 		p.watcher, p.amap = w, w
 	}
 	relay, err := access.NewRelayControl(access.RelayConfig{Map: p.amap, LocalDomains: s.domains,
-		TrustedNets: s.trusted, Logger: log})
+		TrustedNets: s.trusted, RelaySubdomains: s.relaySubdomains, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,9 @@ type relayServer struct {
 	journal *stats.Journal
 	// page is the quarantine page, nil when off.
 	page *webui.Server
+	// self are the sockets the relay listens on: delivery to one of
+	// them is a mail loop.
+	self []netip.AddrPort
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -81,7 +84,7 @@ func serve(args []string, stderr io.Writer) int {
 func (r *relayServer) buildGeneration(s *settings) (*generation, error) {
 	g := &generation{s: s}
 	var err error
-	if g.routing, err = buildRouting(s, r.log); err != nil {
+	if g.routing, err = buildRouting(s, r.log, r.self); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*generation, error) {
@@ -134,6 +137,14 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		return err
 	}
 	defer closeStore(r.store)
+	// Every listener is opened before anything is built or served: a
+	// port in use stops the relay at once with the address named, and
+	// delivery knows which sockets are its own.
+	lns, err := r.listenAll(s)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
 	g, err := r.buildGeneration(s)
 	if err != nil {
 		return err
@@ -158,21 +169,11 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		defer r.journal.Close()
 	}
 
-	// Every listener is opened before anything is served, so a port in
-	// use stops the relay at once with the address named.
-	listen := func(key, addr string) (net.Listener, error) {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", key, addr, err)
-		}
-		return l, nil
+	inner := lns.smtp
+	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.notifyUnverified }}
+	for _, w := range recipientWarnings(s, g.routing) {
+		log.Warn("backscatter: " + w)
 	}
-	inner, err := listen("smtp.listen", s.listen)
-	if err != nil {
-		return err
-	}
-	defer inner.Close()
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met}
 	var tlsCfg *tls.Config
 	if g.ap.tls != nil {
 		// The certificate in force is the current generation's, so a
@@ -185,7 +186,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		}}
 	}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
-		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, TxnObserver: r.observeTxn})
+		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn})
 	if err != nil {
 		return err
 	}
@@ -204,16 +205,12 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		// RFC 6409 and RFC 8314: TLS first (implicit, or STARTTLS before
 		// MAIL and AUTH), then AUTH before MAIL.
 		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
-			Logger: log, MaxMessageBytes: s.maxSize, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
+			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn})
 		if err != nil {
 			return err
 		}
-		l, err := listen(sub.key, sub.addr)
-		if err != nil {
-			return err
-		}
-		defer l.Close()
+		l := lns.sub[sub.key]
 		subs = append(subs, listener{ssrv, r.met.countConns(l, sub.key)})
 		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
 	}
@@ -308,6 +305,51 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		return nil
 	}
 	return err
+}
+
+// listeners are the relay's SMTP sockets.
+type listeners struct {
+	smtp net.Listener
+	sub  map[string]net.Listener // by key: submission.listen, submission.listen_tls
+}
+
+func (l *listeners) close() {
+	if l.smtp != nil {
+		l.smtp.Close()
+	}
+	for _, s := range l.sub {
+		s.Close()
+	}
+}
+
+// listenAll opens the SMTP and submission sockets and records them in
+// r.self, for the router's loop check.
+func (r *relayServer) listenAll(s *settings) (*listeners, error) {
+	lns := &listeners{sub: map[string]net.Listener{}}
+	listen := func(key, addr string) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			lns.close()
+			return nil, fmt.Errorf("%s %s: %w", key, addr, err)
+		}
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			r.self = append(r.self, ap)
+		}
+		return l, nil
+	}
+	var err error
+	if lns.smtp, err = listen("smtp.listen", s.listen); err != nil {
+		return nil, err
+	}
+	for key, addr := range map[string]string{"submission.listen": s.submission, "submission.listen_tls": s.submissions} {
+		if addr == "" {
+			continue
+		}
+		if lns.sub[key], err = listen(key, addr); err != nil {
+			return nil, err
+		}
+	}
+	return lns, nil
 }
 
 // healthy is the health endpoint's answer: the queue takes mail.
@@ -415,6 +457,7 @@ var fixedKeys = []struct {
 	{"spool", func(s *settings) any { return &s.spoolDir }},
 	{"hostname", func(s *settings) any { return &s.hostname }},
 	{"max_message_size", func(s *settings) any { return &s.maxSize }},
+	{"smtp.max_hops", func(s *settings) any { return &s.maxHops }},
 	{"queue.warn", func(s *settings) any { return &s.queueWarn }},
 	{"queue.return", func(s *settings) any { return &s.queueReturn }},
 	{"queue.min_backoff", func(s *settings) any { return &s.minBackoff }},
