@@ -28,10 +28,20 @@ const (
 
 // RouterConfig configures a Router. The zero value routes every
 // recipient by MX with the resolvers of /etc/resolv.conf.
+//
+// The order is sendmail's: the mailertable, then local delivery for
+// LocalDomains, then the smart host, then MX.
 type RouterConfig struct {
 	// Mailertable, if set, is consulted first: a *Table, or a
 	// *Watcher[*Table] that follows the file.
 	Mailertable TableSource
+	// LocalDomains are delivered on this host when the mailertable does
+	// not name them (sendmail's class {w}): by LocalHop.
+	LocalDomains []string
+	// LocalHop is how local domains are delivered, in mailertable syntax:
+	// "local:" (Maildir, the default), "local:user", or an LMTP or SMTP
+	// hop such as "lmtp:unix:/run/dovecot/lmtp" or "lmtp:[127.0.0.1]:24".
+	LocalHop string
 	// SmartHost is the next hop of every domain the mailertable does not
 	// name, in mailertable syntax ("relay:[smtp.isp.example]",
 	// "esmtp:smtp.isp.example:587"); the mailer may be left out
@@ -104,9 +114,10 @@ const (
 	FromMailertable Source = iota + 1
 	FromSmartHost
 	FromMX
+	FromLocal // a local domain the mailertable does not name
 )
 
-var sourceNames = [...]string{"", "mailertable", "smarthost", "mx"}
+var sourceNames = [...]string{"", "mailertable", "smarthost", "mx", "local"}
 
 func (s Source) String() string {
 	if int(s) < len(sourceNames) && s != 0 {
@@ -176,6 +187,8 @@ type Plan struct {
 // safe for concurrent use.
 type Router struct {
 	table       TableSource
+	locals      map[string]bool
+	localHop    NextHop
 	smart       *NextHop
 	fallback    []Host
 	relay       domainSet
@@ -222,6 +235,9 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	}
 	if r.addrLimit == 0 {
 		r.addrLimit = DefaultMXAddressLimit
+	}
+	if err := r.setLocal(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.SmartHost != "" {
 		h, err := parseRelay(cfg.SmartHost, "relay")
@@ -280,6 +296,28 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	}
 	r.dns = newDNSClient(servers, timeout, attempts)
 	return r, nil
+}
+
+// setLocal reads LocalDomains and LocalHop.
+func (r *Router) setLocal(cfg RouterConfig) error {
+	r.locals = map[string]bool{}
+	for _, d := range cfg.LocalDomains {
+		n, err := normalizeDomain(strings.TrimSpace(d))
+		if err != nil {
+			return fmt.Errorf("%w: LocalDomains: %q", ErrConfig, d)
+		}
+		r.locals[n] = true
+	}
+	hop := cmp.Or(strings.TrimSpace(cfg.LocalHop), "local:")
+	h, err := ParseNextHop(hop)
+	if err != nil {
+		return fmt.Errorf("%w: LocalHop: %w", ErrConfig, err)
+	}
+	if h.Kind == KindSMTP && len(h.Hosts) == 0 {
+		return fmt.Errorf("%w: LocalHop %q names no host (an MX lookup of a local domain finds this host)", ErrConfig, hop)
+	}
+	r.localHop = h
+	return nil
 }
 
 // parseRelay parses a smart host or fallback relay: a next hop, or a bare
@@ -376,8 +414,9 @@ func (s domainSet) match(domain string) bool {
 }
 
 // Route finds the next hop for a recipient address: its mailertable
-// entry, else the smart host, else the MX records of its domain. It
-// fails with ErrBadAddress for an address without a domain.
+// entry, else LocalHop for a local domain, else the smart host, else the
+// MX records of its domain. It fails with ErrBadAddress for an address
+// without a domain.
 func (r *Router) Route(addr string) (Route, error) {
 	domain := postern.AddrDomain(addr)
 	if domain == "" || strings.ContainsAny(domain, " \t\r\n<>") {
@@ -390,6 +429,8 @@ func (r *Router) Route(addr string) (Route, error) {
 	}
 	if e, ok := t.Lookup(domain); ok {
 		rt.Source, rt.Key, rt.Hop = FromMailertable, e.Key, e.Hop
+	} else if r.locals[strings.TrimSuffix(domain, ".")] {
+		rt.Source, rt.Hop = FromLocal, r.localHop
 	} else if r.smart != nil {
 		rt.Source, rt.Hop = FromSmartHost, *r.smart
 	} else {

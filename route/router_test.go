@@ -351,3 +351,39 @@ func TestResolveLiteralAndNetwork(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"[10.0.0.1]:24"}, targetStrings(p))
 }
+
+// TestRouteOrder: sendmail's order, mailertable, local delivery, smart
+// host, MX.
+func TestRouteOrder(t *testing.T) {
+	mt := mustTable(t, "routed.example esmtp:[192.0.2.10]\n.sub.local.example esmtp:[192.0.2.11]\n")
+	r := newTestRouter(t, nil, RouterConfig{Mailertable: mt, LocalDomains: []string{"Local.Example", "routed.example"},
+		SmartHost: "[smart.example]"})
+	for _, tc := range []struct {
+		addr string
+		src  Source
+		dest string
+	}{
+		{"u@routed.example", FromMailertable, "esmtp:[192.0.2.10]"}, // the mailertable wins over local
+		{"u@LOCAL.example.", FromLocal, "local:"},
+		{"u@a.sub.local.example", FromMailertable, "esmtp:[192.0.2.11]"},
+		{"u@other.local.example", FromSmartHost, "relay:[smart.example]"}, // local domains are exact
+		{"u@remote.example", FromSmartHost, "relay:[smart.example]"},
+	} {
+		rt, err := r.Route(tc.addr)
+		require.NoError(t, err, tc.addr)
+		assert.Equal(t, tc.src, rt.Source, tc.addr)
+		assert.Equal(t, tc.dest, rt.Dest, tc.addr)
+	}
+	lmtp := newTestRouter(t, nil, RouterConfig{LocalDomains: []string{"local.example"}, LocalHop: "lmtp:unix:/run/dovecot/lmtp"})
+	rt, err := lmtp.Route("u@local.example")
+	require.NoError(t, err)
+	assert.Equal(t, KindLMTP, rt.Hop.Kind)
+	assert.Equal(t, FromLocal, rt.Source)
+	rt, err = lmtp.Route("u@remote.example")
+	require.NoError(t, err)
+	assert.Equal(t, "mx:remote.example", rt.Dest)
+	for _, bad := range []RouterConfig{{LocalHop: "esmtp:"}, {LocalHop: "bogus:x"}, {LocalDomains: []string{"bad..example"}}} {
+		_, err := NewRouter(bad)
+		assert.ErrorIs(t, err, ErrConfig, "%+v", bad)
+	}
+}
