@@ -190,9 +190,12 @@ type ScanSection struct {
 
 // DeliverySection is routing.
 type DeliverySection struct {
-	// Mailertable in sendmail's format; default: the local domains go to
-	// Maildir folders under Maildir.
+	// Mailertable in sendmail's format, consulted first; default none.
 	Mailertable string `toml:"mailertable"`
+	// Local is how local domains the mailertable does not name are
+	// delivered, in mailertable syntax; default "local:" (Maildir folders
+	// under Maildir).
+	Local string `toml:"local"`
 	// SmartHost for domains the mailertable does not name; default MX.
 	SmartHost string `toml:"smart_host"`
 	// FallbackRelays are tried when every host of a destination failed

@@ -24,17 +24,6 @@ type delivery struct {
 	rcptWatch *route.Watcher[*route.Recipients]
 }
 
-// builtinMailertable is used when no -mailertable is given: the local
-// domains are delivered to Maildir folders, so a newcomer sees the mail
-// arrive under -maildir.
-func builtinMailertable(domains []string) (*route.Table, error) {
-	var b strings.Builder
-	for _, d := range domains {
-		fmt.Fprintf(&b, "%s local:\n", d)
-	}
-	return route.ParseMailertable(strings.NewReader(b.String()), "built-in mailertable")
-}
-
 // buildRouting makes the router, the transport and the recipient
 // verifier.
 //
@@ -43,7 +32,9 @@ func builtinMailertable(domains []string) (*route.Table, error) {
 // loop), as Postfix refuses mail that "loops back to myself".
 func buildRouting(s *settings, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
 	d := &delivery{}
-	rcfg := route.RouterConfig{SmartHost: s.smartHost, FallbackRelays: s.fallbackRelays, RelayDomains: s.domains,
+	// sendmail's order: mailertable, local delivery, smart host, MX.
+	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.localHop,
+		SmartHost: s.smartHost, FallbackRelays: s.fallbackRelays, RelayDomains: s.domains,
 		Resolvers: s.dnsResolvers, Logger: log, ListenAddrs: self, LocalAddrs: interfaceAddrs(log)}
 	if s.hostname != "" {
 		rcfg.LocalNames = []string{s.hostname}
@@ -54,12 +45,6 @@ func buildRouting(s *settings, log *slog.Logger, self []netip.AddrPort) (*delive
 			return nil, fmt.Errorf("delivery.mailertable: %w", err)
 		}
 		d.table, rcfg.Mailertable = w, w
-	} else {
-		t, err := builtinMailertable(s.localDomains)
-		if err != nil {
-			return nil, err
-		}
-		rcfg.Mailertable = t
 	}
 	var err error
 	if d.router, err = route.NewRouter(rcfg); err != nil {

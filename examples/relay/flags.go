@@ -149,6 +149,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Delivery.Mailertable, "mailertable", "sendmail-format mailertable `file` (default: the local domains are delivered to Maildir under -maildir)")
 	str(&c.Delivery.SmartHost, "smarthost", "next `hop` for every domain the mailertable does not name, e.g. [smtp.isp.example] (default: MX)")
 	list(&c.Delivery.FallbackRelays, "fallback-relay", "comma-separated `hosts` tried when every host of a destination failed temporarily (sendmail FallbackSmartHost)")
+	str(&c.Delivery.Local, "local-delivery", "how local domains the mailertable does not name are delivered, in mailertable `syntax` (local:, lmtp:unix:/path, lmtp:[host]:24)")
 	str(&c.Delivery.Maildir, "maildir", "Maildir `root` for local: deliveries (<root>/<domain>/<user>/)")
 	fs.BoolVar(c.Delivery.MaildirCreate, "maildir-create", *c.Delivery.MaildirCreate, "make a mailbox for each new local: recipient; false: only existing mailboxes take mail (others 550 5.1.1 at RCPT)")
 	fs.BoolVar(&c.Delivery.NotifyUnverifiedSenders, "notify-unverified-senders", c.Delivery.NotifyUnverifiedSenders, "send failure notices to senders no SPF or DKIM pass vouched for (default: to -postmaster; such senders are often forged)")
@@ -186,6 +187,7 @@ func (c *Config) applyDefaults() {
 	def(&c.Spool, "postern-spool")
 	def(&c.SMTP.Listen, "127.0.0.1:2525")
 	def(&c.Delivery.Maildir, "postern-maildir")
+	def(&c.Delivery.Local, "local:")
 	def(&c.Auth.Check, "off")
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
@@ -233,7 +235,7 @@ func (c *Config) settings() (*settings, error) {
 		redisAddr: c.Redis.Addr, storeClosed: c.Redis.FailClosed,
 		clientRate: c.Limits.ClientRate, clientConn: *c.Limits.ClientConn,
 		msgRate: c.Limits.MessageRate.Rate, rcptRate: c.Limits.RecipientRate.Rate,
-		mailertable: c.Delivery.Mailertable, smartHost: c.Delivery.SmartHost, fallbackRelays: c.Delivery.FallbackRelays,
+		mailertable: c.Delivery.Mailertable, localHop: c.Delivery.Local, smartHost: c.Delivery.SmartHost, fallbackRelays: c.Delivery.FallbackRelays,
 		maildir: c.Delivery.Maildir, postmaster: c.Delivery.Postmaster,
 		maildirCreate: *c.Delivery.MaildirCreate, notifyUnverified: c.Delivery.NotifyUnverifiedSenders,
 		queueWarn: c.Queue.Warn.Duration, queueReturn: c.Queue.Return.Duration,

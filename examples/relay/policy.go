@@ -46,6 +46,7 @@ type settings struct {
 	spoolDir        string
 	// Delivery.
 	mailertable    string
+	localHop       string // delivery of local domains the mailertable does not name
 	smartHost      string
 	fallbackRelays []string
 	maildir        string

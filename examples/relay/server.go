@@ -280,7 +280,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	defer func() { qstop(); <-qdone }()
 	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
 		"config", cmp.Or(path, "built-in defaults"),
-		"mailertable", cmp.Or(s.mailertable, "built-in: local domains to "+s.maildir),
+		"mailertable", cmp.Or(s.mailertable, "none"), "local_delivery", s.localHop,
 		"greet_pause", s.greetPause.String(), "control", s.controlSocket)
 	done := make(chan error, 1+len(subs))
 	go func() { done <- srv.Serve(gl) }()
