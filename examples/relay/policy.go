@@ -62,6 +62,7 @@ type settings struct {
 	submissions string // listen address, implicit TLS (port 465)
 	credentials string
 	senders     string
+	bindFrom    bool // From and Sender header fields bound to the user too
 	// Content scanning.
 	clamd             []string
 	spamd             []string
