@@ -27,7 +27,7 @@ func commandSettings(name string, args []string, stderr io.Writer, extra func(*f
 	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
+			fmt.Fprintln(stderr, "relay:", safe(err.Error())) // may quote the file
 		}
 		return nil, path, false
 	}
