@@ -10,8 +10,8 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/examples/relay/stats"
-	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/examples/relay/webui"
+	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
