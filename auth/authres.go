@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/authres"
+	"golang.org/x/net/idna"
 
 	"github.com/postern/postern"
 )
@@ -104,19 +105,70 @@ func safeParam(v string) string {
 }
 
 // AuthServID returns the authserv-id of an Authentication-Results value
-// (RFC 8601 §2.2): the first token, after any comments, before the
-// optional version and the first ';'. It returns "" when there is none.
+// (RFC 8601 §2.2: [CFWS] authserv-id [CFWS authres-version] ";"...): the
+// first token or quoted-string after any comments, unquoted and
+// unescaped. A token ends at white space, a comment or any other RFC 2045
+// tspecial. It returns "" when there is none.
 func AuthServID(value string) string {
 	s := skipCFWS(value)
-	end := strings.IndexAny(s, "; \t\r\n(")
+	if strings.HasPrefix(s, `"`) {
+		return quotedString(s)
+	}
+	end := strings.IndexFunc(s, func(r rune) bool {
+		return r <= ' ' || r == 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?=`, r)
+	})
 	if end < 0 {
 		end = len(s)
 	}
-	id := s[:end]
-	if len(id) >= 2 && id[0] == '"' && id[len(id)-1] == '"' {
-		id = id[1 : len(id)-1] // a quoted-string authserv-id
+	return s[:end]
+}
+
+// quotedString returns the content of the quoted-string s starts with
+// (RFC 5322 §3.2.4): quoted-pairs unescaped, folding removed. "" when it
+// is not closed.
+func quotedString(s string) string {
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"':
+			return b.String()
+		case '\\':
+			if i+1 < len(s) {
+				i++
+				b.WriteByte(s[i])
+			}
+		case '\r', '\n':
+			// folding: the CRLF goes, the white space after it stays
+		default:
+			b.WriteByte(c)
+		}
 	}
-	return id
+	return ""
+}
+
+// SameAuthServID reports whether two authserv-ids name the same host:
+// they are compared as domain names (RFC 8601 §2.5), so case, one
+// trailing dot and the Unicode spellings that IDNA maps to the same
+// A-labels (fullwidth letters and dots, U-labels) do not tell them apart.
+// Empty ids never match.
+func SameAuthServID(a, b string) bool {
+	a, b = normAuthServID(a), normAuthServID(b)
+	return a != "" && a == b
+}
+
+func normAuthServID(id string) string {
+	id = strings.TrimSpace(id)
+	for i := 0; i < len(id); i++ {
+		if id[i] >= 0x80 {
+			if ascii, err := idna.Lookup.ToASCII(id); err == nil {
+				id = ascii
+			} else if ascii, err := idna.Punycode.ToASCII(strings.ToLower(id)); err == nil {
+				id = ascii // not a valid IDN, but spelled like one
+			}
+			break
+		}
+	}
+	return strings.TrimSuffix(strings.ToLower(id), ".")
 }
 
 // skipCFWS drops leading white space and (nested) comments.
@@ -150,8 +202,9 @@ func skipCFWS(s string) string {
 
 // RemoveAuthResults records the deletion of every received
 // Authentication-Results field whose authserv-id is one of ids
-// (case-insensitive): fields that claim to come from us cannot have, and
-// RFC 8601 §5 asks a border MTA to remove them. It returns how many.
+// (SameAuthServID: compared as domain names, however the field spells
+// it): fields that claim to come from us cannot have, and RFC 8601 §5
+// asks a border MTA to remove them. It returns how many.
 func RemoveAuthResults(m *postern.Message, ids ...string) int {
 	n, idx := 0, 0
 	var del []int
@@ -161,7 +214,7 @@ func RemoveAuthResults(m *postern.Message, ids ...string) int {
 		}
 		got := AuthServID(f.Value())
 		for _, id := range ids {
-			if id != "" && strings.EqualFold(got, id) {
+			if SameAuthServID(got, id) {
 				del = append(del, idx)
 				break
 			}

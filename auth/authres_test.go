@@ -109,11 +109,41 @@ func TestAuthServID(t *testing.T) {
 		"mx.example.org":                       "mx.example.org",
 		"mx.example.org(c); none":              "mx.example.org",
 		`"mx.example.org"; none`:               "mx.example.org",
+		`"mx.ex\ample.org" 1; none`:            "mx.example.org",
+		"\"mx.example\r\n .org\"; none":        "mx.example .org",
+		`"mx.example.org`:                      "",
+		"mx.example.org.; none":                "mx.example.org.",
+		"mx.example.org/1; none":               "mx.example.org",
+		"mx.example.org\x00; none":             "mx.example.org",
+		"\r\n\tmx.example.org\r\n\t1;":         "mx.example.org",
 		"(unclosed comment mx.example.org;":    "",
 		"; spf=pass":                           "",
 		"":                                     "",
 	} {
 		assert.Equal(t, want, AuthServID(in), in)
+	}
+}
+
+func TestSameAuthServID(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"mx.example.net", "mx.example.net", true},
+		{"MX.Example.NET", "mx.example.net", true},
+		{"mx.example.net.", "mx.example.net", true},
+		{"mx.example.net", "MX.EXAMPLE.NET.", true},
+		{"ｍｘ．example．net", "mx.example.net", true}, // fullwidth, mapped by IDNA
+		{"bücher.example", "xn--bcher-kva.example", true},
+		{"BÜCHER.example.", "xn--bcher-kva.example", true},
+		{"mx.example.net..", "mx.example.net", false},
+		{"mx2.example.net", "mx.example.net", false},
+		{"mx.example.net.evil", "mx.example.net", false},
+		{"", "", false},
+		{".", "", false},
+	} {
+		assert.Equal(t, tc.same, SameAuthServID(tc.a, tc.b), "%q %q", tc.a, tc.b)
+		assert.Equal(t, tc.same, SameAuthServID(tc.b, tc.a), "%q %q", tc.b, tc.a)
 	}
 }
 
@@ -129,4 +159,26 @@ func TestRemoveAuthResults(t *testing.T) {
 	assert.NotContains(t, out, "relay2")
 	assert.Contains(t, out, "Authentication-Results: other.example; dkim=pass\r\n")
 	assert.Equal(t, 0, RemoveAuthResults(newMessage(t, testMessage), "mx.example.net"))
+
+	// Every spelling of our name goes: trailing dot, quoted, escaped,
+	// folded, commented, versioned, fullwidth.
+	forged := []string{
+		"mx.example.net.; dkim=pass",
+		`"mx.example.net"; dkim=pass`,
+		`"MX.example\.net." 1; dkim=pass`,
+		"(ours) mx.example.net.(really) 1; dkim=pass",
+		"\r\n\tmx.example.net\r\n\t; dkim=pass",
+		"ｍｘ．example．net; dkim=pass",
+		"mx.example.net/1; dkim=pass",
+	}
+	var b strings.Builder
+	for _, f := range forged {
+		b.WriteString("Authentication-Results: " + f + "\r\n")
+	}
+	b.WriteString("Authentication-Results: mx.example.net.evil.example; dkim=pass\r\n")
+	m = newMessage(t, b.String()+testMessage)
+	assert.Equal(t, len(forged), RemoveAuthResults(m, "mx.example.net"))
+	out = render(t, m)
+	assert.Equal(t, 1, strings.Count(out, "Authentication-Results:"), out)
+	assert.Contains(t, out, "mx.example.net.evil.example")
 }

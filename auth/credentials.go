@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +80,9 @@ var b64 = base64.RawStdEncoding
 
 // passwordHash is one parsed hash.
 type passwordHash struct {
-	bcrypt []byte // a bcrypt hash, or nil for argon2id
+	// version identifies the hash text (see Credentials.Version).
+	version string
+	bcrypt  []byte // a bcrypt hash, or nil for argon2id
 	// argon2id
 	memory, time uint32
 	threads      uint8
@@ -202,6 +206,8 @@ func parseCredentials(r io.Reader, name string) (*credTable, error) {
 		if err != nil {
 			return nil, lineError(ErrCredentialsFile, name, n, "user %q: %v", user, err)
 		}
+		sum := sha256.Sum256([]byte(hash))
+		h.version = hex.EncodeToString(sum[:16])
 		firstLine[user] = n
 		t.users[user] = &h
 		if t.decoy == nil {
@@ -278,6 +284,20 @@ func (c *Credentials) Watch(ctx context.Context, interval time.Duration) { c.ft.
 
 // Len returns the number of users.
 func (c *Credentials) Len() int { return len(c.ft.table().users) }
+
+// Version returns a short token that identifies user's current password
+// hash, and false when the credentials in force have no such user. It
+// changes whenever the user's line is given a new hash, so a holder of
+// something granted at login (a web session) can tell that the password
+// was changed or the user removed since. It is not secret and reveals
+// nothing of the hash.
+func (c *Credentials) Version(user string) (string, bool) {
+	h, ok := c.ft.table().users[user]
+	if !ok {
+		return "", false
+	}
+	return h.version, true
+}
 
 // CheckPassword returns nil when password is user's, else
 // ErrBadCredentials. An unknown user costs one hash as a known one does,

@@ -116,16 +116,29 @@ func TestCredentialsFile(t *testing.T) {
 	assert.Equal(t, "unknown user", recs[1]["reason"])
 	assert.Equal(t, "c1", recs[1]["conn_id"])
 
+	aliceV, ok := c.Version("alice")
+	require.True(t, ok)
+	bobV, ok := c.Version("bob@example.com")
+	require.True(t, ok)
+	assert.NotEqual(t, aliceV, bobV)
+	_, ok = c.Version("carol")
+	assert.False(t, ok)
+
 	// Reload: the new table replaces the old as a whole.
 	changed, err := c.ReloadIfChanged()
 	require.NoError(t, err)
 	assert.False(t, changed)
-	writeFile(t, path, "carol:"+cheapArgon2(t, "carol-pw")+"\n")
+	bobLine := "bob@example.com:" + cheapBcrypt(t, "bob-pw", "$2y$") + "\n"
+	writeFile(t, path, "carol:"+cheapArgon2(t, "carol-pw")+"\n"+bobLine)
 	changed, err = c.ReloadIfChanged()
 	require.NoError(t, err)
 	assert.True(t, changed)
 	assert.NoError(t, c.CheckPassword(bg, conn, "carol", "carol-pw"))
 	assert.ErrorIs(t, c.CheckPassword(bg, conn, "alice", "alice-pw"), ErrBadCredentials)
+	_, ok = c.Version("alice")
+	assert.False(t, ok, "a removed user has no version")
+	v, _ := c.Version("bob@example.com")
+	assert.NotEqual(t, bobV, v, "a new hash (same password, new salt) is a new version")
 
 	// A broken file is refused with its line; the old table stays.
 	writeFile(t, path, "dave:"+cheapArgon2(t, "d")+"\nerin $2a$broken\n")

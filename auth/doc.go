@@ -82,7 +82,10 @@
 // applying the DMARC disposition: tag only (the default), enforce
 // (p=reject is 550 5.7.1, p=quarantine a postern.Quarantine verdict), or
 // quarantine only. The results go to Txn.Values (DKIMResultsKey,
-// DMARCResultKey) for later filters.
+// DMARCResultKey) for later filters. A field is ours when its
+// authserv-id names our host however it is spelled (SameAuthServID: as a
+// domain name, after unquoting and IDNA mapping): a forged
+// "mx.example.com." is removed like "mx.example.com".
 //
 // # Submission
 //
@@ -90,11 +93,25 @@
 // lines with bcrypt or argon2id PHC hashes; it satisfies
 // smtpserver.PasswordChecker. It reloads atomically (Reload,
 // ReloadIfChanged, Watch), and an unknown user costs a hash as a known one
-// does. HashPassword makes the hashes. SenderMap binds users to addresses
-// and domains ("alice: alice@example.com, @sales.example.com"); SenderFilter
-// refuses other senders of authenticated sessions with
+// does. HashPassword makes the hashes; Version tells a holder of a login
+// (a web session) that the password changed or the user went.
+// SenderMap binds users to addresses and domains ("alice: alice@example.com,
+// @sales.example.com"); SenderFilter refuses other senders of
+// authenticated sessions with
 //
 //	553 5.7.1 Sender address rejected: not owned by user
+//
+// and, at DATA, other addresses in the From and Sender fields
+// (CheckOriginator: exactly one From, every mailbox and group member, at
+// most one Sender; a field that does not parse, or holds control
+// characters, is refused too):
+//
+//	553 5.7.1 From header rejected: <boss@example.com> not owned by user
+//
+// Mail readers show the From field, not the envelope. SignFilter signs an
+// authenticated user's message only when CheckOriginator passes for them
+// (SignFilterConfig.Senders), even where the binding is turned off: a
+// signature vouches for the From domain.
 //
 // # Wiring
 //
@@ -119,7 +136,8 @@
 //	key, _ := auth.LoadPrivateKey("/etc/postern/dkim/example.com.s2026.pem")
 //	signer, _ := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: []auth.DKIMKey{
 //		{Domain: "example.com", Selector: "s2026", Signer: key}}})
-//	sign, _ := auth.NewSignFilter(auth.SignFilterConfig{Signer: signer})
+//	sign, _ := auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Senders: senders})
 //	// smtpserver.Config{Auth: creds, RequireAuth: true, ...};
-//	// MAIL chain: bind. DATA chain: ..., verify (removes forged fields), sign last.
+//	// MAIL chain: bind. DATA chain: bind (From, Sender), ..., verify
+//	// (removes forged fields), sign last.
 package auth

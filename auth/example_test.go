@@ -185,3 +185,33 @@ func ExampleGenerateKey() {
 	// Output:
 	// true v=DKIM1; k=ed25519; p= 1
 }
+
+// The From a mail reader shows must be the sending user's: every mailbox
+// of the one From field, and the Sender field.
+func ExampleCheckOriginator() {
+	b, _ := auth.ParseSenderBindings(strings.NewReader("alice: alice@example.com\n"), "senders")
+	allowed := func(addr string) bool { return b.Allowed("alice", addr) }
+	for _, header := range []string{
+		"From: Alice <alice@example.com>",
+		"From: CEO <ceo@example.com>",
+		"From: alice@example.com\r\nSender: ceo@example.com",
+		"From: alice@example.com\r\nFrom: ceo@example.com",
+	} {
+		raw := header + "\r\n\r\nbody\r\n"
+		m, _ := postern.NewMessage(strings.NewReader(raw), int64(len(raw)), 0)
+		fmt.Println(auth.CheckOriginator(m, allowed))
+	}
+	// Output:
+	// <nil>
+	// auth: originator field not allowed: From: <ceo@example.com> not owned by the user
+	// auth: originator field not allowed: Sender: <ceo@example.com> not owned by the user
+	// auth: originator field not allowed: From: 2 fields, RFC 5322 allows one
+}
+
+func ExampleSameAuthServID() {
+	fmt.Println(auth.SameAuthServID(auth.AuthServID(`"MX.Example.COM." 1; dkim=pass`), "mx.example.com"))
+	fmt.Println(auth.SameAuthServID("mx.example.com.evil.example", "mx.example.com"))
+	// Output:
+	// true
+	// false
+}

@@ -280,7 +280,9 @@ func TestSignFilter(t *testing.T) {
 	sg, err := NewDKIMSigner(DKIMSignConfig{Keys: []DKIMKey{{"example.com", "sel", k}}})
 	require.NoError(t, err)
 	lb := &logBuf{newLogBuffer()}
-	f, err := NewSignFilter(SignFilterConfig{Signer: sg, Logger: lb.Logger()})
+	senders, err := ParseSenderBindings(strings.NewReader("alice: alice@example.com, @example.org\n"), "senders")
+	require.NoError(t, err)
+	f, err := NewSignFilter(SignFilterConfig{Signer: sg, Senders: senders, Logger: lb.Logger()})
 	require.NoError(t, err)
 	v := newVerifier(t, s, DKIMVerifyConfig{})
 
@@ -308,10 +310,36 @@ func TestSignFilter(t *testing.T) {
 	assert.NotContains(t, out, "DKIM-Signature")
 	assert.Len(t, lb.Records(t, "dkim: not signed"), 1)
 
+	// An authenticated user's From that is not theirs is never signed,
+	// whatever the predicate says; nor, without bindings, is any
+	// authenticated mail.
+	for _, msg := range []string{
+		strings.Replace(testMessage, "alice@example.com", "ceo@example.com", 1),
+		strings.Replace(testMessage, "Alice <alice@example.com>", "alice@example.com, ceo@example.com", 1),
+		"Sender: ceo@example.com\r\n" + testMessage,
+		"From: ceo@example.com\r\n" + testMessage,
+	} {
+		assert.NotContains(t, sign(c, msg), "DKIM-Signature", msg)
+	}
+	assert.Len(t, lb.Records(t, "dkim: not signed"), 5)
+	always, err := NewSignFilter(SignFilterConfig{Signer: sg, Senders: senders,
+		Sign: func(*postern.Conn, *postern.Txn) bool { return true }})
+	require.NoError(t, err)
+	m := newMessage(t, strings.Replace(testMessage, "alice@example.com", "ceo@example.com", 1))
+	_, err = always.CheckData(bg, c, &postern.Txn{}, m)
+	require.NoError(t, err)
+	assert.NotContains(t, render(t, m), "DKIM-Signature")
+	unbound, err := NewSignFilter(SignFilterConfig{Signer: sg})
+	require.NoError(t, err)
+	m = newMessage(t, testMessage)
+	_, err = unbound.CheckData(bg, c, &postern.Txn{}, m)
+	require.NoError(t, err)
+	assert.NotContains(t, render(t, m), "DKIM-Signature")
+
 	// A custom predicate.
 	f2, err := NewSignFilter(SignFilterConfig{Signer: sg, Sign: func(*postern.Conn, *postern.Txn) bool { return true }})
 	require.NoError(t, err)
-	m := newMessage(t, testMessage)
+	m = newMessage(t, testMessage)
 	_, err = f2.CheckData(bg, newConn("192.0.2.1"), &postern.Txn{}, m)
 	require.NoError(t, err)
 	assert.Contains(t, render(t, m), "DKIM-Signature")

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/authres"
+
 	"github.com/postern/postern"
 )
 
@@ -237,6 +239,32 @@ func FuzzHeaderValues(f *testing.F) {
 		ar := FormatAuthResults("mx.example.net", AuthResults{SPF: &spf, DKIM: dkim, DMARC: &dmarc})
 		if AuthServID(ar) != "mx.example.net" {
 			t.Fatalf("authserv-id of %q", ar)
+		}
+	})
+}
+
+// FuzzAuthServID is differential: whenever go-msgauth's parser (what a
+// downstream Go program reads) takes an Authentication-Results value to
+// be ours, RemoveAuthResults takes it to be ours too, so it is removed.
+func FuzzAuthServID(f *testing.F) {
+	for _, s := range []string{
+		"mx.example.net; spf=pass",
+		"mx.example.net.; dkim=pass",
+		`"mx.example.net" 1; none`,
+		"(c) MX.EXAMPLE.NET (d) 1 ; dkim=pass header.d=x",
+		"\r\n\tmx.example.net\r\n\t; none",
+		"mx.example.net",
+		"ｍｘ．example．net; none",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		id, _, err := authres.Parse(v)
+		if err != nil || !SameAuthServID(id, "mx.example.net") {
+			return
+		}
+		if !SameAuthServID(AuthServID(v), "mx.example.net") {
+			t.Fatalf("go-msgauth reads %q as ours (%q), RemoveAuthResults reads %q", v, id, AuthServID(v))
 		}
 	})
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
-	"net/mail"
 	"strings"
 	"time"
 	"unicode"
@@ -193,13 +191,17 @@ func (s *SenderMap) Watch(ctx context.Context, interval time.Duration) { s.ft.wa
 // SenderFilterName is the sender-binding filter's name in chains and logs.
 const SenderFilterName = "sender-login"
 
-// SenderFilterConfig configures a SenderFilter.
+// SenderFilterConfig configures a SenderFilter. The zero value of each
+// field but Map is its default: the MAIL FROM address and the originator
+// fields of the header are both bound to the user.
 type SenderFilterConfig struct {
 	// Map holds the bindings. Required.
 	Map *SenderMap
-	// CheckFromHeader also checks, at DATA, every address of the From
-	// field.
-	CheckFromHeader bool
+	// IgnoreHeader turns off the DATA check of the From and Sender fields
+	// (CheckOriginator): only MAIL FROM is then bound. Mail readers show
+	// the From field, not the envelope, so without this check a user can
+	// write as anyone of any domain the relay serves.
+	IgnoreHeader bool
 	// AllowNullSender lets authenticated users send with MAIL FROM:<>.
 	AllowNullSender bool
 	// Logger receives refusals (Info); nil discards.
@@ -211,9 +213,15 @@ type SenderFilterConfig struct {
 //
 //	553 5.7.1 Sender address rejected: not owned by user
 //
-// and, with CheckFromHeader, a From field naming another address (550
-// 5.7.1 at DATA). Unauthenticated sessions are not looked at. It is safe
-// for concurrent use.
+// and, at DATA, a message whose From or Sender field names an address the
+// user does not own, or whose originator fields cannot be read (see
+// CheckOriginator); the reply names the field:
+//
+//	553 5.7.1 From header rejected: <boss@example.com> not owned by user
+//
+// (Postfix answers sender login mismatches with 553 5.7.1 too.)
+// Unauthenticated sessions are not looked at. It is safe for concurrent
+// use.
 type SenderFilter struct {
 	m       *SenderMap
 	fromHdr bool
@@ -231,7 +239,7 @@ func NewSenderFilter(cfg SenderFilterConfig) (*SenderFilter, error) {
 	if cfg.Map == nil {
 		return nil, fmt.Errorf("%w: sender filter needs a Map", ErrConfig)
 	}
-	return &SenderFilter{m: cfg.Map, fromHdr: cfg.CheckFromHeader, nullOK: cfg.AllowNullSender, log: orDiscard(cfg.Logger)}, nil
+	return &SenderFilter{m: cfg.Map, fromHdr: !cfg.IgnoreHeader, nullOK: cfg.AllowNullSender, log: orDiscard(cfg.Logger)}, nil
 }
 
 // Name returns "sender-login".
@@ -251,45 +259,48 @@ func (f *SenderFilter) CheckMail(ctx context.Context, c *postern.Conn, t *poster
 	return v, nil
 }
 
-// CheckData, with CheckFromHeader, refuses a From field naming an address
-// the authenticated user does not own, or a From field that does not
-// parse.
+// CheckData refuses a message whose originator fields the authenticated
+// user may not use (CheckOriginator), unless IgnoreHeader.
 func (f *SenderFilter) CheckData(ctx context.Context, c *postern.Conn, _ *postern.Txn, m *postern.Message) (postern.Verdict, error) {
 	if !f.fromHdr || !c.Authenticated() {
 		return postern.Pass, nil
 	}
-	bad := ""
-	p := mail.AddressParser{WordDecoder: &mime.WordDecoder{
-		CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
-	}}
-	n := 0
-	for _, fl := range m.Fields() {
-		if !strings.EqualFold(fl.Name, "From") {
-			continue
-		}
-		n++
-		addrs, err := p.ParseList(fl.Value())
-		if err != nil {
-			bad = "unparsable From field"
-			break
-		}
-		for _, a := range addrs {
-			if !f.m.Allowed(c.AuthUser, a.Address) {
-				bad = "From address <" + a.Address + ">"
-				break
-			}
-		}
-	}
-	if n == 0 {
-		bad = "no From field"
-	}
-	if bad == "" {
+	err := CheckOriginator(m, func(addr string) bool { return f.m.Allowed(c.AuthUser, addr) })
+	if err == nil {
 		return postern.Pass, nil
 	}
-	v := postern.Rejected(550, postern.ESC(5, 7, 1), "From header address rejected: not owned by user",
-		fmt.Sprintf("%s not bound to user %q", bad, c.AuthUser))
+	var oe *OriginatorError
+	if !errors.As(err, &oe) {
+		return postern.Pass, err // not reached: CheckOriginator returns only these
+	}
+	v := postern.Rejected(553, postern.ESC(5, 7, 1), originatorReplyText(oe),
+		fmt.Sprintf("%v (user %q)", oe, c.AuthUser))
 	f.logRefusal(ctx, c, postern.StageData, v)
 	return v, nil
+}
+
+// originatorReplyText names the field, and the address when it is plain
+// printable ASCII (a reply line is ASCII, and a hostile address is not
+// echoed).
+func originatorReplyText(e *OriginatorError) string {
+	switch {
+	case e.Addr != "" && printableASCII(e.Addr) && len(e.Addr) <= 256:
+		return fmt.Sprintf("%s header rejected: <%s> not owned by user", e.Field, e.Addr)
+	case e.Addr != "":
+		return e.Field + " header rejected: address not owned by user"
+	case e.Problem == "missing":
+		return "Message has no " + e.Field + " header"
+	}
+	return e.Field + " header rejected: " + e.Problem
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *SenderFilter) logRefusal(ctx context.Context, c *postern.Conn, st postern.Stage, v postern.Verdict) {

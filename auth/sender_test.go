@@ -81,7 +81,7 @@ func TestSenderFilter(t *testing.T) {
 	sm, err := NewSenderMap(SenderMapConfig{Path: path, AllowOwnAddress: true})
 	require.NoError(t, err)
 	lb := &logBuf{newLogBuffer()}
-	f, err := NewSenderFilter(SenderFilterConfig{Map: sm, CheckFromHeader: true, Logger: lb.Logger()})
+	f, err := NewSenderFilter(SenderFilterConfig{Map: sm, Logger: lb.Logger()})
 	require.NoError(t, err)
 	assert.Equal(t, "sender-login", f.Name())
 
@@ -115,27 +115,47 @@ func TestSenderFilter(t *testing.T) {
 	assert.Equal(t, "alice", recs[0]["user"])
 	assert.EqualValues(t, 553, recs[0]["code"])
 
-	// The From header is checked too.
+	// The From and Sender fields are checked too, by default; the reply
+	// names the field.
 	for _, tc := range []struct {
 		header string
-		ok     bool
+		reply  string // "" for accepted
 	}{
-		{"From: Alice <alice@example.com>\r\n", true},
-		{"From: alice@example.com, Sales <sales@example.com>\r\n", true},
-		{"From: The Boss <boss@example.com>\r\n", false},
-		{"From: broken <<\r\n", false},
-		{"Subject: no from\r\n", false},
+		{"From: Alice <alice@example.com>\r\n", ""},
+		{"From: alice@example.com, Sales <sales@example.com>\r\n", ""},
+		{"From: Sales: alice@example.com, sales@example.com;\r\n", ""},
+		{"From: =?utf-8?q?The_Boss?= <ALICE@EXAMPLE.COM>\r\nSender: sales@example.com\r\n", ""},
+		{"From: The Boss <boss@example.com>\r\n", "553 5.7.1 From header rejected: <boss@example.com> not owned by user"},
+		{"From: alice@example.com, boss@example.com\r\n", "553 5.7.1 From header rejected: <boss@example.com> not owned by user"},
+		{"From: Team: alice@example.com, boss@example.com;\r\n", "553 5.7.1 From header rejected: <boss@example.com> not owned by user"},
+		{"From: alice@example.com\r\nSender: boss@example.com\r\n", "553 5.7.1 Sender header rejected: <boss@example.com> not owned by user"},
+		{"From: alice@example.com\r\nFrom: boss@example.com\r\n", "553 5.7.1 From header rejected: 2 fields, RFC 5322 allows one"},
+		{"From: alice@example.com\r\nSender: alice@example.com\r\nsender: alice@example.com\r\n", "553 5.7.1 Sender header rejected: 2 fields, RFC 5322 allows one"},
+		{"From: alice@example.com\r\nSender: alice@example.com, sales@example.com\r\n", "553 5.7.1 Sender header rejected: names more than one mailbox"},
+		{"From: undisclosed-senders:;\r\n", "553 5.7.1 From header rejected: names no mailbox"},
+		{"From: \"alice@example.com\"@evil.example\r\n", "553 5.7.1 From header rejected: <alice@example.com@evil.example> not owned by user"},
+		{"From: Alice <@route.example:alice@example.com>\r\n", "553 5.7.1 From header rejected: cannot be parsed: mail: invalid string"},
+		{"From: broken <<\r\n", "553 5.7.1 From header rejected: cannot be parsed: mail: invalid string"},
+		{"From: alice@example.com\x1b[2J\r\n", "553 5.7.1 From header rejected: control character 0x1b"},
+		{"Subject: no from\r\n", "553 5.7.1 Message has no From header"},
 	} {
 		m := newMessage(t, tc.header+"\r\nbody\r\n")
 		v, err := f.CheckData(bg, authed("alice"), &postern.Txn{}, m)
 		require.NoError(t, err)
-		assert.Equal(t, tc.ok, !v.Final(), tc.header)
-		if !tc.ok {
-			assert.Equal(t, "550 5.7.1 From header address rejected: not owned by user", v.ReplyAt(postern.StageData).Error())
+		if tc.reply == "" {
+			assert.False(t, v.Final(), tc.header)
+			continue
 		}
+		assert.Equal(t, postern.Reject, v.Action, tc.header)
+		assert.Equal(t, tc.reply, v.ReplyAt(postern.StageData).Error(), tc.header)
 	}
+	off, err := NewSenderFilter(SenderFilterConfig{Map: sm, IgnoreHeader: true})
+	require.NoError(t, err)
+	v, err := off.CheckData(bg, authed("alice"), &postern.Txn{}, newMessage(t, "From: boss@example.com\r\n\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, postern.Pass, v, "IgnoreHeader binds MAIL FROM only")
 	// Unauthenticated mail is not looked at.
-	v, err := f.CheckData(bg, newConn("192.0.2.1"), &postern.Txn{}, newMessage(t, "From: x@y.example\r\n\r\n"))
+	v, err = f.CheckData(bg, newConn("192.0.2.1"), &postern.Txn{}, newMessage(t, "From: x@y.example\r\n\r\n"))
 	require.NoError(t, err)
 	assert.Equal(t, postern.Pass, v)
 

@@ -19,19 +19,30 @@ type SignFilterConfig struct {
 	// Sign chooses the messages to sign; nil signs the mail of trusted
 	// (Conn.Trusted) and authenticated clients.
 	Sign func(c *postern.Conn, t *postern.Txn) bool
+	// Senders says which addresses an authenticated user may use. The
+	// mail of an authenticated session is signed only when its From and
+	// Sender fields pass CheckOriginator against it, whatever Sign says:
+	// a signature vouches for the From domain, and a user must not get
+	// one for an address that is not theirs, even where the sender
+	// binding does not refuse the message. nil: authenticated mail is
+	// never signed.
+	Senders SenderAllower
 	// Logger receives one line per message considered; nil discards.
 	Logger *slog.Logger
 }
 
 // SignFilter signs outbound mail at DATA. It signs the message as it will
 // be rendered, so it must be the last filter of the DATA chain that edits
-// the header. A message whose From domain has no key is passed unsigned;
-// a signing failure is returned as an error (the chain's error policy
-// decides). It is safe for concurrent use.
+// the header. A message whose From domain has no key is passed unsigned,
+// and so is the message of an authenticated user whose From they do not
+// own (SignFilterConfig.Senders); a signing failure is returned as an
+// error (the chain's error policy decides). It is safe for concurrent
+// use.
 type SignFilter struct {
-	s    *DKIMSigner
-	pred func(*postern.Conn, *postern.Txn) bool
-	log  *slog.Logger
+	s       *DKIMSigner
+	pred    func(*postern.Conn, *postern.Txn) bool
+	senders SenderAllower
+	log     *slog.Logger
 }
 
 var _ postern.DataChecker = (*SignFilter)(nil)
@@ -41,7 +52,7 @@ func NewSignFilter(cfg SignFilterConfig) (*SignFilter, error) {
 	if cfg.Signer == nil {
 		return nil, fmt.Errorf("%w: sign filter needs a Signer", ErrConfig)
 	}
-	f := &SignFilter{s: cfg.Signer, pred: cfg.Sign, log: orDiscard(cfg.Logger)}
+	f := &SignFilter{s: cfg.Signer, pred: cfg.Sign, senders: cfg.Senders, log: orDiscard(cfg.Logger)}
 	if f.pred == nil {
 		f.pred = func(c *postern.Conn, _ *postern.Txn) bool { return exempt(c) }
 	}
@@ -56,9 +67,16 @@ func (f *SignFilter) CheckData(ctx context.Context, c *postern.Conn, t *postern.
 	if !f.pred(c, t) {
 		return postern.Pass, nil
 	}
-	domain, err := f.s.Sign(ctx, m)
 	attrs := []slog.Attr{slog.String("conn_id", c.ID), slog.String("txn_id", t.ID),
 		slog.String("stage", postern.StageData.String()), slog.String("filter", SignFilterName)}
+	if c.Authenticated() {
+		if why := f.notOwned(c, m); why != "" {
+			f.log.LogAttrs(ctx, slog.LevelWarn, "dkim: not signed", append(attrs, slog.String("user", c.AuthUser),
+				slog.String("reason", why))...)
+			return postern.Pass, nil
+		}
+	}
+	domain, err := f.s.Sign(ctx, m)
 	switch {
 	case errors.Is(err, ErrNoKey) || errors.Is(err, ErrFrom):
 		f.log.LogAttrs(ctx, slog.LevelInfo, "dkim: not signed", append(attrs, slog.String("reason", err.Error()))...)
@@ -69,4 +87,16 @@ func (f *SignFilter) CheckData(ctx context.Context, c *postern.Conn, t *postern.
 	}
 	f.log.LogAttrs(ctx, slog.LevelDebug, "dkim: signed", append(attrs, slog.String("domain", domain))...)
 	return postern.Pass, nil
+}
+
+// notOwned says why the authenticated user's message must not be signed,
+// or "" when its originator fields are theirs.
+func (f *SignFilter) notOwned(c *postern.Conn, m *postern.Message) string {
+	if f.senders == nil {
+		return "no sender bindings to check the From field of authenticated mail against"
+	}
+	if err := CheckOriginator(m, func(addr string) bool { return f.senders.Allowed(c.AuthUser, addr) }); err != nil {
+		return err.Error()
+	}
+	return ""
 }

@@ -50,7 +50,7 @@ func TestSubmissionEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: []auth.DKIMKey{{Domain: "example.com", Selector: "sub", Signer: key}}})
 	require.NoError(t, err)
-	sign, err := auth.NewSignFilter(auth.SignFilterConfig{Signer: signer})
+	sign, err := auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Senders: senders})
 	require.NoError(t, err)
 	verify, err := auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: "mx.example.com"})
 	require.NoError(t, err)
@@ -102,6 +102,13 @@ func TestSubmissionEndToEnd(t *testing.T) {
 	assert.Equal(t, 235, say(plain("alice", "alice-secret")).Code)
 	r := say("MAIL FROM:<boss@example.com>")
 	assert.Equal(t, "553 5.7.1 Sender address rejected: not owned by user", r.Error())
+	// The header's From is bound too: the envelope is not what the
+	// recipient reads.
+	assert.Equal(t, 250, say("MAIL FROM:<alice@example.com>").Code)
+	assert.Equal(t, 250, say("RCPT TO:<bob@example.net>").Code)
+	assert.Equal(t, 354, say("DATA").Code)
+	r = say("From: CEO <boss@example.com>\r\nTo: bob@example.net\r\nSubject: wire the money\r\n\r\nNow.\r\n.")
+	assert.Equal(t, "553 5.7.1 From header rejected: <boss@example.com> not owned by user", r.Error())
 	assert.Equal(t, 250, say("MAIL FROM:<alice@example.com>").Code)
 	assert.Equal(t, 250, say("RCPT TO:<bob@example.net>").Code)
 	assert.Equal(t, 354, say("DATA").Code)

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ func TestAuthLimiter(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
 	var logs logBuf
-	a, err := NewAuthLimiter(AuthConfig{MaxFailures: 3, Window: 10 * time.Minute, Block: 15 * time.Minute,
+	a, err := NewAuthLimiter(AuthConfig{MaxFailures: 3, MaxUserFailures: 3, Window: 10 * time.Minute, Block: 15 * time.Minute,
 		Logger: logs.Logger(), Now: clk.Now})
 	require.NoError(t, err)
 	ipKey := IPKey(mustAddr("192.0.2.7"), Class{})
@@ -89,4 +90,58 @@ func TestAuthLimiterStoreDown(t *testing.T) {
 	c, err := NewAuthLimiter(AuthConfig{Store: failingStore{}, FailClosed: true})
 	require.NoError(t, err)
 	assert.Equal(t, "454 4.3.0 Temporary authentication failure", c.CheckAuth(ctx, "user:alice").Reply.Error())
+}
+
+// One account guessed at from many networks: each network is blocked
+// after MaxFailures, the account after MaxUserFailures in all, and then
+// even the right password from a new network is refused, for a known and
+// an unknown account alike, until the block ends. The answer carries how
+// long that is.
+func TestAuthLimiterAccount(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	a, err := NewAuthLimiter(AuthConfig{Now: clk.Now}) // 5 per network, 10 per account
+	require.NoError(t, err)
+	for _, user := range []string{"alice@example.test", "nobody@example.test"} {
+		failures := 0
+		for _, ip := range []string{"192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"} {
+			for range 5 {
+				keys := a.LoginKeys(mustAddr(ip), user)
+				if a.CheckAuth(ctx, keys...).Action != postern.Continue {
+					continue // blocked: not even asked
+				}
+				require.NoError(t, a.RecordAuthFailure(ctx, keys...))
+				failures++
+			}
+		}
+		assert.Equal(t, 10, failures, user)
+		v, left := a.Check(ctx, a.LoginKeys(mustAddr("192.0.2.6"), user)...)
+		assert.Equal(t, "454 4.7.0 Too many failed authentication attempts, try again later", v.Reply.Error(), user)
+		assert.Contains(t, v.Reason, "after 10 failures")
+		assert.Equal(t, DefaultAuthBlock, left)
+		assert.Equal(t, postern.Continue, a.CheckAuth(ctx, a.LoginKeys(mustAddr("192.0.2.6"), "carol")...).Action,
+			"other accounts from a fresh network go on")
+	}
+	clk.Advance(DefaultAuthBlock)
+	assert.Equal(t, postern.Continue, a.CheckAuth(ctx, a.LoginKeys(mustAddr("192.0.2.6"), "alice@example.test")...).Action)
+}
+
+func TestAuthLimiterLoginKeys(t *testing.T) {
+	a, err := NewAuthLimiter(AuthConfig{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ip:2001:db8:1:2::/64", "user:alice"}, a.LoginKeys(mustAddr("2001:db8:1:2::99"), "Alice"))
+	assert.Equal(t, a.LoginKeys(mustAddr("2001:db8:1:2::99"), "alice"), a.LoginKeys(mustAddr("2001:db8:1:2:ffff::1"), "alice"),
+		"one IPv6 /64 is one client")
+	assert.Equal(t, []string{"ip:192.0.2.7/32", "user:alice"}, a.LoginKeys(mustAddr("::ffff:192.0.2.7"), "alice"))
+	assert.Equal(t, []string{"ip:192.0.2.7/32"}, a.LoginKeys(mustAddr("192.0.2.7"), ""))
+	assert.Equal(t, []string{"user:alice"}, a.LoginKeys(netip.Addr{}, "alice"))
+
+	wide, err := NewAuthLimiter(AuthConfig{Class: Class{V4: 24, V6: 48}, MaxUserFailures: -1})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ip:192.0.2.0/24"}, wide.LoginKeys(mustAddr("192.0.2.7"), "alice"), "account counting off")
+	require.NoError(t, wide.RecordAuthFailure(context.Background(), "user:alice"))
+	assert.Zero(t, wide.Stats().Failures)
+
+	_, err = NewAuthLimiter(AuthConfig{Class: Class{V4: 33}})
+	assert.ErrorIs(t, err, ErrConfig)
 }

@@ -39,9 +39,13 @@
 //   - Filter limits messages (MAIL) and recipients (RCPT) per key: by
 //     default authenticated users per user, others per client network.
 //     Over the limit it answers 450 4.7.1.
-//   - AuthLimiter counts AUTH failures per key and, past MaxFailures,
-//     answers AUTH 454 4.7.0 for a while. It is an API for the server:
-//     RecordAuthFailure after a failure, CheckAuth before an attempt.
+//   - AuthLimiter counts login failures per client network and per
+//     account (LoginKeys) and, past MaxFailures (MaxUserFailures for an
+//     account), answers AUTH 454 4.7.0 for a while, even to the right
+//     password, for known and unknown accounts alike. It is an API for the
+//     server: RecordAuthFailure after a failure, CheckAuth (or Check, with
+//     the time left for an HTTP Retry-After) before an attempt; a web
+//     login page can share it.
 //   - Guard is the directory-harvest guard (below).
 //   - Store is where the shared counters live: MemoryStore in the
 //     process (the default of every component), or

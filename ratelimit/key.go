@@ -122,13 +122,16 @@ func SenderKey(addr string) string {
 	return textKey("from:", strings.ToLower(addr))
 }
 
+// userKeyPrefix starts every UserKey.
+const userKeyPrefix = "user:"
+
 // UserKey returns the key of an SMTP AUTH identity: "user:" and the name
 // in lower case; "" for the empty name (not authenticated).
 func UserKey(user string) string {
 	if user == "" {
 		return ""
 	}
-	return textKey("user:", strings.ToLower(user))
+	return textKey(userKeyPrefix, strings.ToLower(user))
 }
 
 // KeyFunc picks what a Filter counts for a transaction. "" means the

@@ -24,7 +24,6 @@ type authParts struct {
 	creds   *auth.Credentials  // SMTP AUTH on the submission ports
 	senders *auth.SenderFilter // MAIL on the submission ports
 	sendMap *auth.SenderMap
-	authLim *ratelimit.AuthLimiter
 	tls     *tls.Config
 }
 
@@ -82,28 +81,6 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 			return nil, err
 		}
 	}
-	if len(s.dkimKeys) > 0 {
-		var keys []auth.DKIMKey
-		for _, spec := range s.dkimKeys {
-			// domain:selector:/path/to/key.pem
-			parts := strings.SplitN(spec, ":", 3)
-			if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-				return nil, fmt.Errorf("-dkim-key %q: want domain:selector:keyfile", spec)
-			}
-			k, err := auth.LoadPrivateKey(parts[2])
-			if err != nil {
-				return nil, fmt.Errorf("dkim key %q: %w", spec, err)
-			}
-			keys = append(keys, auth.DKIMKey{Domain: parts[0], Selector: parts[1], Signer: k})
-		}
-		signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: keys, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		if a.sign, err = auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Logger: log}); err != nil {
-			return nil, err
-		}
-	}
 	if s.tlsCert != "" || s.tlsKey != "" {
 		cert, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
 		if err != nil {
@@ -125,20 +102,55 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 		if a.creds, err = auth.NewCredentials(auth.CredentialsConfig{Path: s.credentials, Logger: log}); err != nil {
 			return nil, fmt.Errorf("submission.credentials: %w", err)
 		}
-		if a.authLim, err = ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Logger: log}); err != nil {
-			return nil, err
-		}
 	}
 	if s.senders != "" {
 		var err error
 		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.senders, AllowOwnAddress: true, Logger: log}); err != nil {
 			return nil, fmt.Errorf("submission.senders: %w", err)
 		}
-		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, Logger: log}); err != nil {
+		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, IgnoreHeader: !s.bindFrom,
+			Logger: log}); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.dkimKeys) > 0 {
+		var keys []auth.DKIMKey
+		for _, spec := range s.dkimKeys {
+			// domain:selector:/path/to/key.pem
+			parts := strings.SplitN(spec, ":", 3)
+			if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
+				return nil, fmt.Errorf("-dkim-key %q: want domain:selector:keyfile", spec)
+			}
+			k, err := auth.LoadPrivateKey(parts[2])
+			if err != nil {
+				return nil, fmt.Errorf("dkim key %q: %w", spec, err)
+			}
+			keys = append(keys, auth.DKIMKey{Domain: parts[0], Selector: parts[1], Signer: k})
+		}
+		signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: keys, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		// Authenticated mail is signed only when its From is the user's,
+		// whether or not submission.bind_from refuses it; without a
+		// senders file it is not signed at all.
+		var senders auth.SenderAllower
+		if a.sendMap != nil {
+			senders = a.sendMap
+		}
+		if a.sign, err = auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Senders: senders, Logger: log}); err != nil {
 			return nil, err
 		}
 	}
 	return a, nil
+}
+
+// newAuthLimiter is the login limit of the submission ports and the
+// quarantine page: one limiter for both, counting failures per client
+// network (/32, /64) and per account in the relay's counter store, so
+// relays sharing Redis share the locks. It outlives reloads.
+func newAuthLimiter(s *settings, store ratelimit.Store, log *slog.Logger) (*ratelimit.AuthLimiter, error) {
+	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, FailClosed: s.storeClosed, Logger: log})
 }
 
 // watch reloads the credentials and sender files when they change.

@@ -10,11 +10,18 @@ import (
 	"strings"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/termsafe"
 )
 
 // check runs the relay's policy for one client and envelope without
 // serving, and prints every decision: which filter said what, and why.
 func check(args []string, stdout, stderr io.Writer) int {
+	// Reasons quote DNS answers, access entries and the addresses given:
+	// every line is escaped (internal/termsafe), each decision on one line.
+	so, se := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
+	defer so.Close()
+	defer se.Close()
+	stdout, stderr = so, se
 	var ipStr, name, helo, from, authUser *string
 	var rcpts multiFlag
 	s, _, ok := commandSettings("relay check", args, stderr, func(fs *flag.FlagSet) {
@@ -44,7 +51,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		if d.Err != nil {
 			line += "  error: " + d.Err.Error()
 		}
-		fmt.Fprintln(stdout, strings.TrimRight(line, " "))
+		fmt.Fprintln(stdout, safe(strings.TrimRight(line, " ")))
 	}
 	// Map warnings go to stderr; the decisions to stdout.
 	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -81,12 +88,12 @@ func check(args []string, stdout, stderr io.Writer) int {
 		c.AuthMech = "PLAIN"
 	}
 	d, why := pol.pause(ip)
-	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, why)
+	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, safe(why))
 
 	final := func(stage string, v postern.Verdict, st postern.Stage) bool {
 		switch v.Action {
 		case postern.Reject, postern.TempFail:
-			fmt.Fprintf(stdout, "=> %s: %s\n", stage, v.ReplyAt(st).Error())
+			fmt.Fprintf(stdout, "=> %s: %s\n", safe(stage), safe(v.ReplyAt(st).Error()))
 			return false
 		}
 		fmt.Fprintf(stdout, "=> %s: %s\n", stage, v.Action)
@@ -98,13 +105,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	c.HELO, c.ESMTP = *helo, true
-	fmt.Fprintf(stdout, "helo %s\n", c.HELO)
+	fmt.Fprintf(stdout, "helo %s\n", safe(c.HELO))
 	v, _ = pol.chain.CheckHelo(ctx, c)
 	if !final("helo", v, postern.StageHelo) {
 		return 0
 	}
 	t := &postern.Txn{ID: "check", From: *from}
-	fmt.Fprintf(stdout, "mail from:<%s>\n", t.From)
+	fmt.Fprintf(stdout, "mail from:<%s>\n", safe(t.From))
 	v, _ = pol.chain.CheckMail(ctx, c, t)
 	if !final("mail", v, postern.StageMail) {
 		return 0
@@ -112,7 +119,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	applyTxn(t, v)
 	for _, r := range rcpts {
 		rc := &postern.Rcpt{Addr: r, Original: r}
-		fmt.Fprintf(stdout, "rcpt to:<%s>\n", r)
+		fmt.Fprintf(stdout, "rcpt to:<%s>\n", safe(r))
 		v, _ = pol.chain.CheckRcpt(ctx, c, t, rc)
 		if final("rcpt <"+r+">", v, postern.StageRcpt) {
 			applyTxn(t, v)
@@ -125,7 +132,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	case t.Discard:
 		fmt.Fprintln(stdout, "=> message: accepted and discarded")
 	case t.Quarantine != "":
-		fmt.Fprintf(stdout, "=> message: accepted into quarantine (%s)\n", t.Quarantine)
+		fmt.Fprintf(stdout, "=> message: accepted into quarantine (%s)\n", safe(t.Quarantine))
 	default:
 		fmt.Fprintf(stdout, "=> message: accepted for %d recipient(s)\n", len(t.Rcpts))
 	}

@@ -85,6 +85,9 @@ type SubmissionSection struct {
 	// Senders binds users to the MAIL FROM addresses they may use;
 	// default: their own login name.
 	Senders string `toml:"senders"`
+	// BindFrom binds the From and Sender header fields to the user's
+	// addresses too (553 5.7.1 at DATA otherwise); default true.
+	BindFrom *bool `toml:"bind_from"`
 }
 
 // TLSSection is the certificate for STARTTLS, 465 and the web page.

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/queue"
 )
 
@@ -105,13 +106,13 @@ func (r *relayServer) serveControl(c net.Conn) {
 			err := r.journal.Flush(ctx)
 			cancel()
 			if err != nil {
-				fmt.Fprintf(&out, "flush failed: %v\n", err)
+				fmt.Fprintf(&out, "flush failed: %s\n", safe(err.Error()))
 				code = 1
 			}
 		}
 	case "reload":
 		if err := r.reload("relay reload command"); err != nil {
-			fmt.Fprintf(&out, "reload refused, the running configuration stays in force: %v\n", err)
+			fmt.Fprintf(&out, "reload refused, the running configuration stays in force: %s\n", safe(err.Error()))
 			code = 1
 		} else {
 			fmt.Fprintln(&out, "configuration reloaded")
@@ -189,7 +190,9 @@ func askRelay(path, cmd string, args []string, stdout io.Writer) (code int, ok b
 	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&rep); err != nil {
 		return 0, false, fmt.Errorf("%w %s: no answer: %w", ErrControl, path, err)
 	}
-	io.WriteString(stdout, rep.Out)
+	// Whatever the relay answers reaches a terminal: escaped once more
+	// here, whichever relay (or impostor) wrote it.
+	io.WriteString(stdout, termsafe.Text(rep.Out))
 	return rep.Code, true, nil
 }
 
@@ -225,12 +228,12 @@ func adminCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 	s, rest, err := adminSettings("relay "+cmd, args, stderr)
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
+			fmt.Fprintln(stderr, "relay:", safe(err.Error()))
 		}
 		return 2
 	}
 	if code, ok, err := askRelay(s.controlSocket, cmd, rest, stdout); err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, safe(err.Error()))
 		return 1
 	} else if ok {
 		return code
@@ -239,30 +242,32 @@ func adminCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 	q, err := queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Postmaster: s.postmaster})
 	if err != nil {
 		if errors.Is(err, queue.ErrLocked) {
-			fmt.Fprintf(stderr, "relay: the spool %s is locked by a running relay, but its control socket %s does not answer\n", s.spoolDir, s.controlSocket)
+			fmt.Fprintf(stderr, "relay: the spool %s is locked by a running relay, but its control socket %s does not answer\n", safe(s.spoolDir), safe(s.controlSocket))
 		} else {
-			fmt.Fprintf(stderr, "relay: spool %s: %v\n", s.spoolDir, err)
+			fmt.Fprintf(stderr, "relay: spool %s: %s\n", safe(s.spoolDir), safe(err.Error()))
 		}
 		return 1
 	}
 	defer q.Close()
-	return adminRun(q, cmd, rest, stdout)
+	sw := termsafe.NewWriter(stdout)
+	defer sw.Close()
+	return adminRun(q, cmd, rest, sw)
 }
 
 // reloadCommand asks the running relay to reload.
 func reloadCommand(args []string, stdout, stderr io.Writer) int {
 	s, _, err := adminSettings("relay reload", args, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
+		fmt.Fprintln(stderr, "relay:", safe(err.Error()))
 		return 2
 	}
 	code, ok, err := askRelay(s.controlSocket, "reload", nil, stdout)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
+		fmt.Fprintln(stderr, safe(err.Error()))
 		return 1
 	}
 	if !ok {
-		fmt.Fprintf(stderr, "relay: no relay answers on %s\n", s.controlSocket)
+		fmt.Fprintf(stderr, "relay: no relay answers on %s\n", safe(s.controlSocket))
 		return 1
 	}
 	return code
@@ -342,7 +347,7 @@ func adminRun(q *queue.Queue, cmd string, args []string, w io.Writer) int {
 	for _, id := range ids {
 		if cmd == "quarantine" {
 			if info, err := q.Show(id); err == nil && !info.Held() {
-				fmt.Fprintf(w, "%s: not in quarantine\n", id)
+				fmt.Fprintf(w, "%s: not in quarantine\n", safe(id))
 				code = 1
 				continue
 			}
@@ -363,12 +368,12 @@ func adminRun(q *queue.Queue, cmd string, args []string, w io.Writer) int {
 			err = q.Bounce(id, cmpOr(reason, "returned by the administrator"))
 		}
 		if err != nil {
-			fmt.Fprintf(w, "%s: %v\n", id, err)
+			fmt.Fprintf(w, "%s: %s\n", safe(id), safe(err.Error()))
 			code = 1
 			continue
 		}
 		if verb != "show" {
-			fmt.Fprintf(w, "%s: %s\n", id, pastTense(verb))
+			fmt.Fprintf(w, "%s: %s\n", safe(id), pastTense(verb))
 		}
 	}
 	return code
@@ -411,13 +416,13 @@ func printList(w io.Writer, items []queue.Info, now time.Time) {
 		if from == "" {
 			from = "<>"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", it.ID, it.Size, age(now.Sub(it.Envelope.Received)), from)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", safe(it.ID), it.Size, age(now.Sub(it.Envelope.Received)), safe(from))
 		if it.Held() {
 			held++
 			fmt.Fprintf(tw, "\t\t\t  (held: %s)\n", oneLine(it.State.Hold))
 		}
 		for i, rc := range it.Envelope.Recipients {
-			line := "  " + rc.Addr
+			line := "  " + safe(rc.Addr)
 			if i < len(it.State.Rcpts) {
 				st := it.State.Rcpts[i]
 				switch {
@@ -446,12 +451,13 @@ func age(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
+// oneLine is s on one line, escaped, at most 120 bytes.
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > 120 {
-		s = s[:117] + "..."
+		s = strings.ToValidUTF8(s[:117], "") + "..."
 	}
-	return s
+	return safe(s)
 }
 
 // showMessage prints a message's envelope, state and header (or the whole
@@ -462,9 +468,9 @@ func showMessage(w io.Writer, q *queue.Queue, id string, body bool) error {
 		return err
 	}
 	e := info.Envelope
-	fmt.Fprintf(w, "Queue-ID: %s\nArrival: %s\nSize: %d\nSender: <%s>\n", info.ID, e.Received.Format(time.RFC1123Z), info.Size, e.From)
+	fmt.Fprintf(w, "Queue-ID: %s\nArrival: %s\nSize: %d\nSender: <%s>\n", safe(info.ID), e.Received.Format(time.RFC1123Z), info.Size, safe(e.From))
 	if e.ClientIP != "" {
-		fmt.Fprintf(w, "Client: %s (HELO %s)\n", e.ClientIP, safe(e.HELO))
+		fmt.Fprintf(w, "Client: %s (HELO %s)\n", safe(e.ClientIP), safe(e.HELO))
 	}
 	if e.AuthUser != "" {
 		fmt.Fprintf(w, "Authenticated: %s\n", safe(e.AuthUser))
@@ -485,7 +491,7 @@ func showMessage(w io.Writer, q *queue.Queue, id string, body bool) error {
 				reply = " " + oneLine(info.State.Rcpts[i].Reply.Error())
 			}
 		}
-		fmt.Fprintf(w, "Recipient: <%s> %s%s\n", rc.Addr, status, safe(reply))
+		fmt.Fprintf(w, "Recipient: <%s> %s%s\n", safe(rc.Addr), status, safe(reply))
 	}
 	rc, err := q.Open(id)
 	if err != nil {
@@ -494,8 +500,11 @@ func showMessage(w io.Writer, q *queue.Queue, id string, body bool) error {
 	defer rc.Close()
 	fmt.Fprintln(w)
 	if body {
-		_, err = io.Copy(w, &safeReader{r: rc})
-		return err
+		sw := termsafe.NewWriter(w)
+		if _, err = io.Copy(sw, rc); err != nil {
+			return err
+		}
+		return sw.Close()
 	}
 	sc := bufio.NewScanner(io.LimitReader(rc, 1<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -504,32 +513,15 @@ func showMessage(w io.Writer, q *queue.Queue, id string, body bool) error {
 		if line == "" {
 			break
 		}
-		fmt.Fprintln(w, safe(line))
+		fmt.Fprintln(w, termsafe.Text(line)) // folded lines keep their tab
 	}
 	return nil
 }
 
-// safe replaces control characters (terminal escapes) with '?'.
-func safe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 && r != '\t' || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-}
-
-type safeReader struct{ r io.Reader }
-
-func (s *safeReader) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	for i := range p[:n] {
-		if c := p[i]; c < 0x20 && c != '\t' && c != '\r' && c != '\n' || c == 0x7f || c == 0x1b {
-			p[i] = '?'
-		}
-	}
-	return n, err
-}
+// safe escapes one field of admin output: every character a terminal
+// could act on becomes '?', as in mailq (internal/termsafe, the one
+// helper for every admin command and report).
+func safe(s string) string { return termsafe.String(s) }
 
 // checkConfig builds everything a configuration names without serving:
 // the files are read and parsed, certificates and keys loaded, listen
@@ -543,13 +535,14 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	log := s.logger(stderr)
 	r := &relayServer{log: log, met: newMetrics()}
 	if r.store, err = openStore(s); err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
+		fmt.Fprintln(stderr, "relay:", safe(err.Error()))
 		return 1
 	}
 	defer closeStore(r.store)
 	g, err := r.buildGeneration(s)
 	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
+		// Errors quote the files they come from: escaped.
+		fmt.Fprintln(stderr, "relay:", safe(err.Error()))
 		return 1
 	}
 	defer g.routing.Close()
@@ -557,15 +550,15 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	if src == "" {
 		src = "built-in defaults"
 	}
-	fmt.Fprintf(stdout, "configuration OK (%s)\n", src)
-	fmt.Fprintf(stdout, "  domains: %s; trusted networks: %d; spool: %s\n", strings.Join(s.domains, ", "), len(s.trusted), s.spoolDir)
+	fmt.Fprintf(stdout, "configuration OK (%s)\n", safe(src))
+	fmt.Fprintf(stdout, "  domains: %s; trusted networks: %d; spool: %s\n", safe(strings.Join(s.domains, ", ")), len(s.trusted), safe(s.spoolDir))
 	for _, w := range recipientWarnings(s, g.routing) {
-		fmt.Fprintf(stdout, "  WARNING: %s\n", w)
+		fmt.Fprintf(stdout, "  WARNING: %s\n", safe(w))
 	}
 	for _, f := range []struct{ what, file string }{{"access", s.accessFile}, {"mailertable", s.mailertable},
 		{"recipients", s.recipients}, {"credentials", s.credentials}, {"senders", s.senders}, {"scan policy", s.scanPolicy}} {
 		if f.file != "" {
-			fmt.Fprintf(stdout, "  %s: %s (read)\n", f.what, f.file)
+			fmt.Fprintf(stdout, "  %s: %s (read)\n", f.what, safe(f.file))
 		}
 	}
 	for _, l := range []struct{ key, addr string }{{"smtp.listen", s.listen}, {"submission.listen", s.submission},
@@ -576,7 +569,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
 			// Not an error here: the relay checked may be the one running.
-			fmt.Fprintf(stdout, "  note: %s %s: cannot listen now: %v\n", l.key, l.addr, err)
+			fmt.Fprintf(stdout, "  note: %s %s: cannot listen now: %s\n", l.key, safe(l.addr), safe(err.Error()))
 			continue
 		}
 		ln.Close()

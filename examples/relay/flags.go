@@ -29,7 +29,7 @@ func commandSettings(name string, args []string, stderr io.Writer, extra func(*f
 	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "relay:", err)
+			fmt.Fprintln(stderr, "relay:", safe(err.Error())) // may quote the file
 		}
 		return nil, path, false
 	}
@@ -106,6 +106,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Submission.ListenTLS, "submissions", "listen `address` for submission over implicit TLS (port 465)")
 	str(&c.Submission.Credentials, "credentials", "`file` of user:hash lines (bcrypt or argon2id) for SMTP AUTH; reloaded when it changes")
 	str(&c.Submission.Senders, "senders", "sender binding `file`: which MAIL FROM addresses each user may use (default: their own login name)")
+	fs.BoolVar(c.Submission.BindFrom, "bind-from", *c.Submission.BindFrom, "bind the From and Sender header fields of submitted mail to the user's addresses too (553 5.7.1 at DATA)")
 	// Policy files.
 	str(&c.Policy.Access, "access", "sendmail-format access `file` (plain text, as written for makemap)")
 	str(&c.Policy.Recipients, "recipients", "`file` of valid addresses in the local domains, one per line (@domain for a catch-all); others get 550 5.1.1")
@@ -205,6 +206,10 @@ func (c *Config) applyDefaults() {
 	if c.SMTP.MaxHops == 0 {
 		c.SMTP.MaxHops = smtpserver.DefaultMaxHops
 	}
+	if c.Submission.BindFrom == nil {
+		yes := true
+		c.Submission.BindFrom = &yes
+	}
 	if c.Limits.ClientConn == nil {
 		n := 50 // Postfix's smtpd_client_connection_count_limit
 		c.Limits.ClientConn = &n
@@ -243,7 +248,7 @@ func (c *Config) settings() (*settings, error) {
 		authCheck: c.Auth.Check, authServID: c.Auth.AuthservID,
 		tlsCert: c.TLS.Cert, tlsKey: c.TLS.Key,
 		submission: c.Submission.Listen, submissions: c.Submission.ListenTLS,
-		credentials: c.Submission.Credentials, senders: c.Submission.Senders,
+		credentials: c.Submission.Credentials, senders: c.Submission.Senders, bindFrom: *c.Submission.BindFrom,
 		clamd: c.Scan.Clamd, spamd: c.Scan.Spamd, rspamd: c.Scan.Rspamd,
 		spamTag: c.Scan.SpamTagScore, spamReject: c.Scan.SpamRejectScore, spamSubject: c.Scan.SpamSubject,
 		spamAction: c.Scan.SpamAction, virusAction: c.Scan.VirusAction, virusFailOpen: c.Scan.VirusFailOpen,

@@ -69,6 +69,7 @@ type settings struct {
 	submissions string // listen address, implicit TLS (port 465)
 	credentials string
 	senders     string
+	bindFrom    bool // From and Sender header fields bound to the user too
 	// Content scanning.
 	clamd             []string
 	spamd             []string
@@ -161,7 +162,14 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 	//  - relay control before anything that could accept a recipient;
 	//  - the harvest guard before the recipient list, whose 550 5.1.1
 	//    answers it counts through the chain's observer.
-	entries := []postern.Entry{{Filter: trustedNets(s)}}
+	// Trust (trusted networks, Connect: RELAY) is derived anew at every
+	// command from the configuration in force, so a reload that withdraws
+	// it reaches open connections too.
+	trust, err := access.NewTrust(access.TrustConfig{Map: p.amap, TrustedNets: s.trusted, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	entries := []postern.Entry{{Filter: trust}}
 	if p.amap != nil {
 		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
 		if err != nil {
@@ -281,17 +289,6 @@ func (s *settings) trustedNet(ip netip.Addr) (netip.Prefix, bool) {
 		}
 	}
 	return netip.Prefix{}, false
-}
-
-// trustedNets marks clients of the trusted networks at connect, so the
-// Received header, logs and later filters know.
-func trustedNets(s *settings) postern.ConnectChecker {
-	return postern.ConnectFunc("trusted-nets", func(_ context.Context, c *postern.Conn) (postern.Verdict, error) {
-		if _, ok := s.trustedNet(c.RemoteAddr()); ok {
-			c.Trusted = true
-		}
-		return postern.Pass, nil
-	})
 }
 
 // pause is the greet pause for a client: none for trusted networks, the

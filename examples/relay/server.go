@@ -152,7 +152,9 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	g.start(ctx)
 	r.cur.Store(g)
 	defer func() { r.cur.Load().retire() }()
-	r.authLim = g.ap.authLim
+	if r.authLim, err = newAuthLimiter(s, r.store, log); err != nil {
+		return err
+	}
 
 	r.q, err = queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Deliverer: swapDeliverer{r}, Logger: log,
 		Observer: r.observeQueue, WarnAfter: s.queueWarn, ReturnAfter: s.queueReturn,
@@ -206,7 +208,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		// MAIL and AUTH), then AUTH before MAIL.
 		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
 			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
-			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn})
+			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
+			AuthKeys: func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) }})
 		if err != nil {
 			return err
 		}
@@ -253,7 +256,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	if tlsCfg != nil {
 		webTLS = tlsCfg.Clone()
 	}
-	page, stopWeb, err := startWeb(s, r.q, func() *authParts { return r.cur.Load().ap }, webTLS, r.days, log)
+	page, stopWeb, err := startWeb(s, r.q, func() *authParts { return r.cur.Load().ap }, r.authLim, webTLS, r.days, log)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/examples/relay/stats"
 	"github.com/postern/postern/examples/relay/webui"
+	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
@@ -209,6 +210,11 @@ func (r *relayServer) sendSummary(ctx context.Context, s *settings, end time.Tim
 
 // statsCommand prints a summary of the relay's records.
 func statsCommand(args []string, stdout, stderr io.Writer) int {
+	// The report escapes the names it prints; errors may quote files.
+	so, se := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
+	defer so.Close()
+	defer se.Close()
+	stdout, stderr = so, se
 	var since *time.Duration
 	var top *int
 	var until *string

@@ -14,6 +14,7 @@ import (
 
 	"github.com/postern/postern/examples/relay/webui"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/ratelimit"
 )
 
 // startWeb serves the quarantine page over HTTPS until ctx is done. It
@@ -22,7 +23,7 @@ import (
 // addresses the senders file lets them use (or, without one, the address
 // that is their login name). apNow returns the authentication parts in
 // force, so a reload reaches the page too.
-func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, tlsCfg *tls.Config,
+func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, lim *ratelimit.AuthLimiter, tlsCfg *tls.Config,
 	days func(context.Context, time.Time, time.Time) ([]webui.Day, error), log *slog.Logger) (*webui.Server, func(context.Context) error, error) {
 	if s.webListen == "" {
 		return nil, func(context.Context) error { return nil }, nil
@@ -37,16 +38,26 @@ func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, tlsCfg *tls.
 		}
 		return strings.EqualFold(user, addr) // as users type them either way
 	}
-	// The SMTP AUTH limiter is shared: a password guesser is slowed on
-	// the submission ports and on the page alike.
+	// The SMTP AUTH limiter is shared: a password guesser is slowed, and a
+	// locked account refused, on the submission ports and on the page
+	// alike.
 	ui, err := webui.New(webui.Config{Queue: q, Owns: owns, Admins: slices.Clone(s.webAdmins), Days: days, Logger: log,
-		Limiter: ap.authLim,
+		Limiter: lim,
 		Authenticate: func(ctx context.Context, user, password string) error {
 			creds := apNow().creds
 			if creds == nil {
 				return errors.New("no credentials file")
 			}
 			return creds.CheckPassword(ctx, nil, user, password)
+		},
+		// Sessions follow the credentials file: a user removed from it,
+		// or given a new password, is logged out at the next request.
+		Credential: func(user string) (string, bool) {
+			creds := apNow().creds
+			if creds == nil {
+				return "", false
+			}
+			return creds.Version(user)
 		}})
 	if err != nil {
 		return nil, nil, err

@@ -285,9 +285,9 @@ func TestSharedFilterAndAuth(t *testing.T) {
 	v, _ := fa.CheckMail(ctx, c, &postern.Txn{})
 	assert.Equal(t, "450 4.7.1 Error: too much mail from 192.0.2.7", v.Reply.Error())
 
-	aa, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: sa, MaxFailures: 2})
+	aa, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: sa, MaxUserFailures: 2})
 	require.NoError(t, err)
-	ab, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: sb, MaxFailures: 2})
+	ab, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: sb, MaxUserFailures: 2})
 	require.NoError(t, err)
 	require.NoError(t, aa.RecordAuthFailure(ctx, ratelimit.UserKey("alice")))
 	require.NoError(t, ab.RecordAuthFailure(ctx, ratelimit.UserKey("alice")))

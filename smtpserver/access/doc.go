@@ -112,6 +112,11 @@
 //     "localhost RELAY" and "127.0.0.1 RELAY" keep their meaning for the
 //     connecting client. List such a name in LocalDomains to accept it.
 //
+// NewTrust derives Conn.Trusted (trusted networks, Connect: RELAY) from
+// the map in force at every stage. Put it first in the chain: trust
+// granted at connect then follows a reload that withdraws it at the
+// client's next command, instead of lasting as long as the connection.
+//
 // A Watcher reloads the file when it changes and keeps the last good map
 // when the new one does not parse.
 //
@@ -122,12 +127,14 @@
 //		return err
 //	}
 //	go w.Run(ctx)
+//	trust, _ := access.NewTrust(access.TrustConfig{Map: w, TrustedNets: mynetworks})
 //	acc, _ := access.NewFilter(access.FilterConfig{Map: w, Logger: log})
 //	relay, _ := access.NewRelayControl(access.RelayConfig{
 //		Map:          w,
 //		LocalDomains: []string{"example.jp"},
 //	})
-//	// connect stage: acc; RCPT stage: relay first, then acc.
+//	// every stage: trust first; connect stage: acc; RCPT stage: relay,
+//	// then acc.
 //
 //	pause, ok := w.Current().GreetPause(clientIP, "")
 package access

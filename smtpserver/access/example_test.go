@@ -103,3 +103,30 @@ func ExampleNewFilter() {
 	// Output:
 	// accept true access: To:postmaster@nix.co.jj DISCARD (access:4)
 }
+
+// Trust re-derives Conn.Trusted at every stage from the map in force: a
+// client that was trusted at connect loses it once a reload removes its
+// Connect: RELAY entry.
+func ExampleTrust() {
+	m, _, _ := access.Parse(strings.NewReader("Connect:192.168.1.1 RELAY\n"), "access")
+	src := &source{m: m}
+	trust, _ := access.NewTrust(access.TrustConfig{Map: src,
+		TrustedNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	c := &postern.Conn{Remote: netip.MustParseAddrPort("192.168.1.1:40000")}
+	ctx := context.Background()
+	trust.CheckConnect(ctx, c)
+	fmt.Println("at connect:", c.Trusted)
+
+	src.m, _, _ = access.Parse(strings.NewReader("# the entry is gone\n"), "access")
+	trust.CheckMail(ctx, c, &postern.Txn{})
+	fmt.Println("after the reload:", c.Trusted)
+	// Output:
+	// at connect: true
+	// after the reload: false
+}
+
+// source is a MapSource whose map the example replaces (an
+// access.Watcher does that on its own).
+type source struct{ m *access.Map }
+
+func (s *source) Current() *access.Map { return s.m }

@@ -361,7 +361,8 @@ func badSyntax() postern.Reply {
 //
 // A client may relay anywhere when the session is authenticated, the
 // connection is trusted (Conn.Trusted, set for instance by a Connect:
-// RELAY entry), its address is in TrustedNets, or the map has Connect: (or
+// RELAY entry; a Trust first in the chain keeps it current across
+// reloads), its address is in TrustedNets, or the map has Connect: (or
 // untagged) RELAY for its address or verified host name.
 //
 // Otherwise the recipient must be ours: its domain (after the last '@',

@@ -11,8 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/postern/postern/internal/termsafe"
 )
 
 // maxKeyRunes bounds a name in the text report; senders are chosen by
@@ -256,15 +257,12 @@ func numWidth(ns ...int) int {
 }
 
 // printable returns s for a report line: at most maxKeyRunes runes, and
-// quoted with escapes when it holds control, invisible or invalid
-// characters.
+// every control, invisible or invalid character replaced by '?'
+// (internal/termsafe, the escaping of every admin command and report).
 func printable(s string) string {
 	if utf8.RuneCountInString(s) > maxKeyRunes {
 		r := []rune(s)
 		s = string(r[:maxKeyRunes]) + "..."
 	}
-	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
-		return strconv.QuoteToGraphic(s)
-	}
-	return s
+	return termsafe.String(s)
 }

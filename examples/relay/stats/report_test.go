@@ -66,8 +66,10 @@ func TestWriteTextEscapes(t *testing.T) {
 	assert.NotContains(t, out, "\r")
 	assert.NotContains(t, out, "\x1b")
 	assert.NotContains(t, out, "\u200b")
-	assert.Contains(t, out, `"a@example.com\ntop senders\n  9999  boss@example.org"`)
-	assert.Contains(t, out, `"c\u200b@example.com"`)
+	assert.Contains(t, out, "  1  a@example.com?top senders?  9999  boss@example.org\n")
+	assert.Contains(t, out, "  1  b@example.com??[2j\n")
+	assert.Contains(t, out, "  1  c?@example.com\n")
+	assert.Contains(t, out, "  1  d?@example.com\n")
 	assert.Contains(t, out, "  1  "+strings.Repeat("e", 80)+"...\n")
 	for line := range strings.SplitSeq(out, "\n") {
 		assert.LessOrEqual(t, len(line), 200, line)

@@ -30,22 +30,27 @@
 //   - Sessions live in memory; the cookie is __Host- prefixed, Secure,
 //     HttpOnly and SameSite=Lax, and holds 256 random bits, replaced at
 //     every login. Sessions end after SessionIdle unused or SessionMax in
-//     all.
+//     all, and at once when the user's credentials change or the user is
+//     removed (Config.Credential, asked at every request).
 //   - Every state-changing request (release, delete, logout) carries the
 //     session's CSRF token in the form; the login form has its own
 //     double-submit token. Cross-origin POSTs are refused up front
 //     (net/http's CrossOriginProtection: Sec-Fetch-Site and Origin).
-//   - Failed logins are counted per client address and per user name by
-//     a ratelimit.AuthLimiter (the relay shares its SMTP AUTH one): after
-//     5 within 10 minutes the key is refused for 10 minutes (429).
+//   - Failed logins are counted per client network (one IPv4 address,
+//     one IPv6 /64) and per account by a ratelimit.AuthLimiter (the relay
+//     shares its SMTP AUTH one, in Redis when configured): after 5 from
+//     one network or 10 for one account within 10 minutes the key is
+//     refused for 10 minutes (429 with Retry-After), known and unknown
+//     accounts alike.
 //   - After login the user goes to the list, or to a page of this site
 //     named by path only: no open redirect.
 //   - Templates escape everything; every response carries a
 //     Content-Security-Policy without any script source, X-Frame-Options
-//     DENY, nosniff, and Cache-Control no-store.
+//     DENY, nosniff, and Cache-Control no-store; over TLS also
+//     Strict-Transport-Security (a year, this host only).
 //   - Every action is logged with the keys user, queue_id, action and
-//     remote_ip (login, login-failed, login-blocked, view, release,
-//     delete, csrf-refused, not-found, logout).
+//     remote_ip (login, login-failed, login-blocked, session-revoked,
+//     view, release, delete, csrf-refused, not-found, logout).
 //
 // Serve the page over HTTPS only: its cookies are Secure, so a browser
 // never sends them over plain HTTP.
@@ -63,10 +68,11 @@
 //		Authenticate: func(ctx context.Context, user, password string) error {
 //			return creds.CheckPassword(ctx, nil, user, password)
 //		},
-//		Owns:    senders.Allowed, // auth.SenderMap
-//		Admins:  []string{"postmaster"},
-//		Limiter: authLimiter,
-//		Logger:  log,
+//		Credential: creds.Version, // logs out removed users at once
+//		Owns:       senders.Allowed, // auth.SenderMap
+//		Admins:     []string{"postmaster"},
+//		Limiter:    authLimiter,
+//		Logger:     log,
 //	})
 //	if err != nil {
 //		return err

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,11 +176,7 @@ func safeNext(next string) string {
 // match the session's.
 func (s *Server) withSession(post bool, h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var sess session
-		ok := false
-		if c, err := r.Cookie(sessionCookie); err == nil {
-			sess, ok = s.sessions.get(c.Value)
-		}
+		sess, ok := s.session(r)
 		if !ok {
 			if post {
 				s.logAction(r, "", "refused", "", "reason", "no session", "path", r.URL.Path)
@@ -201,12 +198,39 @@ func (s *Server) withSession(post bool, h func(http.ResponseWriter, *http.Reques
 	}
 }
 
+// session returns the request's session, if it has a live one whose
+// user may still log in with the credentials they logged in with
+// (Config.Credential): a user removed from the credentials file, or whose
+// password changed, loses every session at once.
+func (s *Server) session(r *http.Request) (session, bool) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return session{}, false
+	}
+	sess, ok := s.sessions.get(c.Value)
+	if !ok || s.cfg.Credential == nil {
+		return sess, ok
+	}
+	if v, ok := s.cfg.Credential(sess.user); ok && v == sess.cred {
+		return sess, true
+	}
+	s.sessions.delete(sess.key)
+	s.logAction(r, sess.user, "session-revoked", "", "reason", "credentials changed or removed")
+	return session{}, false
+}
+
+// credential is Config.Credential, or ("", true) without one.
+func (s *Server) credential(user string) (string, bool) {
+	if s.cfg.Credential == nil {
+		return "", true
+	}
+	return s.cfg.Credential(user)
+}
+
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
-		if _, ok := s.sessions.get(c.Value); ok {
-			http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
-			return
-		}
+	if _, ok := s.session(r); ok {
+		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
+		return
 	}
 	s.showLogin(w, r, http.StatusOK, "", "")
 }
@@ -242,8 +266,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	keys := s.cfg.LoginKeys(remoteIP(r), user)
-	if v := s.limiter.CheckAuth(ctx, keys...); v.Action != postern.Continue {
+	if v, left := s.limiter.Check(ctx, keys...); v.Action != postern.Continue {
+		// The same answer whether or not the account exists (RFC 6585
+		// §4: 429 with Retry-After).
 		s.logAction(r, user, "login-blocked", "", "reason", v.Reason)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter(left)))
 		s.showLogin(w, r, http.StatusTooManyRequests, user, "Too many failed logins. Please try again later.")
 		return
 	}
@@ -256,6 +283,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	case <-ctx.Done():
 		return
 	}
+	cred, ok := s.credential(user)
 	err = s.cfg.Authenticate(ctx, user, password)
 	<-s.logins
 	if err != nil {
@@ -266,7 +294,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.showLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
 		return
 	}
-	cookie, _, err := s.sessions.create(user, s.isAdmin(user))
+	// The version after the check must be the one before it: a password
+	// changed meanwhile may not have been the one checked.
+	if cred2, ok2 := s.credential(user); !ok || !ok2 || cred2 != cred {
+		s.logAction(r, user, "login-failed", "", "reason", "credentials changed during the login")
+		s.showLogin(w, r, http.StatusUnauthorized, user, "Wrong user name or password.")
+		return
+	}
+	cookie, _, err := s.sessions.create(user, cred, s.isAdmin(user))
 	if err != nil {
 		s.log.Error("quarantine page: no randomness", "error", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -276,6 +311,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, loginCookie, "", -1, http.SameSiteStrictMode)
 	s.logAction(r, user, "login", "", "admin", s.isAdmin(user))
 	http.Redirect(w, r, safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
+}
+
+// retryAfter is a Retry-After in whole seconds, at least one; a minute
+// when the limiter could not say (its store failed).
+func retryAfter(left time.Duration) int {
+	if left <= 0 {
+		return 60
+	}
+	return int((left + time.Second - 1) / time.Second)
 }
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *session) {

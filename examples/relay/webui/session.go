@@ -22,6 +22,7 @@ const (
 type session struct {
 	key   [32]byte // hash of the cookie value: the map key
 	user  string
+	cred  string // Config.Credential's version at login
 	admin bool
 	csrf  string
 	flash string
@@ -58,7 +59,7 @@ func keyOf(cookie string) [32]byte { return sha256.Sum256([]byte(cookie)) }
 
 // create starts a session and returns its cookie value. A new value at
 // every login: a session ID planted before the login is worth nothing.
-func (ss *sessions) create(user string, admin bool) (cookie string, s session, err error) {
+func (ss *sessions) create(user, cred string, admin bool) (cookie string, s session, err error) {
 	if cookie, err = token(ss.rand); err != nil {
 		return "", s, err
 	}
@@ -67,7 +68,7 @@ func (ss *sessions) create(user string, admin bool) (cookie string, s session, e
 		return "", s, err
 	}
 	now := ss.now()
-	s = session{key: keyOf(cookie), user: user, admin: admin, csrf: csrf, start: now, seen: now}
+	s = session{key: keyOf(cookie), user: user, cred: cred, admin: admin, csrf: csrf, start: now, seen: now}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if len(ss.m) >= ss.limit {

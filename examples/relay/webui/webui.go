@@ -94,15 +94,23 @@ type Config struct {
 	Location *time.Location
 
 	// Limiter counts failed logins under LoginKeys and refuses logins
-	// while a key is blocked. nil: a limiter of its own, in memory (5
-	// failures within 10 minutes block the key for 10 minutes). The relay
-	// shares its SMTP AUTH limiter, so a password guesser is slowed on
-	// both.
+	// while a key is blocked (429 with Retry-After). nil: a limiter of
+	// its own, in memory (ratelimit's defaults: 5 failures of one client
+	// network or 10 of one account within 10 minutes block that key for
+	// 10 minutes). The relay shares its SMTP AUTH limiter, so failures
+	// count on both and a locked account is locked on both.
 	Limiter *ratelimit.AuthLimiter
-	// LoginKeys names what a failed login counts against; default the
-	// client's address ("ip:192.0.2.7", the key SMTP AUTH uses) and the
-	// user name tried (ratelimit.UserKey).
+	// LoginKeys names what a failed login counts against; default
+	// Limiter.LoginKeys: the client's network (one IPv4 address, one IPv6
+	// /64) and the account tried, the keys SMTP AUTH uses in the relay.
 	LoginKeys func(remote netip.Addr, user string) []string
+	// Credential returns a version of user's credentials that changes
+	// when their password does (auth.Credentials.Version), and false when
+	// the user can no longer log in. Every request of a session asks it:
+	// a user removed from the credentials file, or whose password
+	// changed, is logged out at their next click. nil: sessions end only
+	// by time or logout.
+	Credential func(user string) (version string, ok bool)
 	// MaxLogins bounds password checks running at once (a hash may take
 	// 64 MiB); default 4.
 	MaxLogins int
@@ -153,15 +161,6 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Location == nil {
 		c.Location = time.Local
-	}
-	if c.LoginKeys == nil {
-		c.LoginKeys = func(ip netip.Addr, user string) []string {
-			var keys []string
-			if ip.IsValid() {
-				keys = append(keys, "ip:"+ip.String())
-			}
-			return append(keys, ratelimit.UserKey(user))
-		}
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader
@@ -231,6 +230,9 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
+	if s.cfg.LoginKeys == nil {
+		s.cfg.LoginKeys = s.limiter.LoginKeys
+	}
 	var err error
 	if s.walker, err = scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: cfg.MaxView,
 		Timeout: 5 * time.Second}}); err != nil {
@@ -254,12 +256,21 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// hsts is the Strict-Transport-Security value: a year, for this host only
+// (the page often shares its name with a mail host whose other names
+// need not be HTTPS).
+const hsts = "max-age=31536000"
+
 // ServeHTTP serves the page: every response carries a strict
 // Content-Security-Policy (no scripts at all, styles only from the page's
 // own stylesheet), X-Frame-Options DENY and nosniff, and nothing that
-// needs a login is cached.
+// needs a login is cached. Over TLS it also carries
+// Strict-Transport-Security (RFC 6797 §7.2: never over plain HTTP).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
+	if r.TLS != nil {
+		h.Set("Strict-Transport-Security", hsts)
+	}
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; "+
 		"frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/ratelimit"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -221,6 +225,7 @@ func TestLoginRateLimit(t *testing.T) {
 	r := c.tryLogin(bob, passwords[bob], "")
 	assert.Equal(t, http.StatusTooManyRequests, r.StatusCode, "blocked, even with the right password")
 	assert.Contains(t, r.body, "Too many failed logins")
+	assert.Equal(t, "600", r.Header.Get("Retry-After"))
 	r = c.tryLogin(carol, passwords[carol], "")
 	assert.Equal(t, http.StatusTooManyRequests, r.StatusCode, "the client is blocked for every user")
 
@@ -233,6 +238,77 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 	assert.Equal(t, []string{"login-failed", "login-failed", "login-failed", "login-failed", "login-failed",
 		"login-blocked", "login-blocked", "login"}, actions)
+}
+
+// The limiter is shared with SMTP AUTH: an account locked by failures
+// from other networks (password guessing on the submission port) is
+// locked on the page too, and an unknown account answers the same.
+func TestLoginAccountLocked(t *testing.T) {
+	lim, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{})
+	require.NoError(t, err)
+	e := newEnv(t, func(c *Config) { c.Limiter = lim })
+	ctx := context.Background()
+	for _, user := range []string{bob, "nobody@example.test"} {
+		for i := range 10 {
+			ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i/5)})
+			require.NoError(t, lim.RecordAuthFailure(ctx, lim.LoginKeys(ip, user)...))
+		}
+		r := e.client().tryLogin(user, passwords[user], "")
+		assert.Equal(t, http.StatusTooManyRequests, r.StatusCode, user)
+		assert.Equal(t, "600", r.Header.Get("Retry-After"), user)
+	}
+	e.client().login(carol)
+}
+
+// Sessions follow the credentials: a user whose password changed, or who
+// was removed, is logged out at the next request, GET or POST.
+func TestSessionRevokedWithCredentials(t *testing.T) {
+	var mu sync.Mutex
+	versions := map[string]string{bob: "v1", carol: "v1"}
+	e := newEnv(t, func(c *Config) {
+		c.Credential = func(user string) (string, bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			v, ok := versions[user]
+			return v, ok
+		}
+	})
+	set := func(user, v string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if v == "" {
+			delete(versions, user)
+		} else {
+			versions[user] = v
+		}
+	}
+	b := e.client().login(bob)
+	c := e.client().login(carol)
+	csrf := c.csrf()
+	assert.Equal(t, http.StatusOK, b.get("/").StatusCode)
+
+	set(bob, "v2") // a new password
+	r := b.get("/")
+	assert.Equal(t, http.StatusSeeOther, r.StatusCode)
+	assert.Equal(t, "/login?next=%2F", r.Header.Get("Location"))
+	set(bob, "v1")
+	assert.Equal(t, http.StatusSeeOther, b.get("/").StatusCode, "the session is gone, not suspended")
+	assert.Equal(t, http.StatusOK, b.get("/login").StatusCode, "the login form, not a redirect")
+
+	set(carol, "") // removed from the credentials file
+	r = c.post("/logout", url.Values{"csrf": {csrf}})
+	assert.Equal(t, http.StatusForbidden, r.StatusCode)
+	r = e.client().tryLogin(carol, passwords[carol], "")
+	assert.Equal(t, http.StatusUnauthorized, r.StatusCode)
+
+	e.client().login(bob)
+	n := 0
+	for _, l := range e.logs.Records(t, "quarantine page") {
+		if l["action"] == "session-revoked" {
+			n++
+		}
+	}
+	assert.Equal(t, 2, n)
 }
 
 func TestNoOpenRedirect(t *testing.T) {
@@ -287,6 +363,15 @@ func TestHeadersAndCookies(t *testing.T) {
 	assert.Empty(t, sess.Domain)
 	assert.Len(t, sess.Value, 43, "256 random bits")
 	assert.Equal(t, "no-store", c.get("/").Header.Get("Cache-Control"))
+	assert.Equal(t, "max-age=31536000", c.get("/login").Header.Get("Strict-Transport-Security"))
+
+	// RFC 6797 §7.2: no HSTS over plain HTTP.
+	plain := httptest.NewServer(e.ui)
+	defer plain.Close()
+	resp, err := http.Get(plain.URL + "/login")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Empty(t, resp.Header.Get("Strict-Transport-Security"))
 }
 
 func TestSessionEnds(t *testing.T) {
