@@ -96,6 +96,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	text(&c.MaxMessageSize, func() string { return strconv.FormatInt(int64(c.MaxMessageSize), 10) }, "max-size", "maximum message `size` (10485760, 10MB)")
 	dur(c.SMTP.GreetPause, "greet-pause", "pause before the banner for untrusted clients; 0s turns it off")
 	fs.BoolVar(&c.SMTP.GreetPauseLogOnly, "greet-pause-log-only", c.SMTP.GreetPauseLogOnly, "log early talkers instead of refusing them (rollout)")
+	str(&c.SMTP.QuotedLocalParts, "quoted-local-parts", "addresses whose local part must be quoted (\"a b\"@example.org): accept (default, carried quoted) or refuse (553 5.1.3)")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -179,6 +180,7 @@ func (c *Config) applyDefaults() {
 	}
 	def(&c.Spool, "postern-spool")
 	def(&c.SMTP.Listen, "127.0.0.1:2525")
+	def(&c.SMTP.QuotedLocalParts, "accept")
 	def(&c.Delivery.Maildir, "postern-maildir")
 	def(&c.Auth.Check, "off")
 	def(&c.Log.Level, "info")
@@ -212,7 +214,7 @@ func (c *Config) applyDefaults() {
 func (c *Config) settings() (*settings, error) {
 	s := &settings{
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
-		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly,
+		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly, refuseQuoted: c.SMTP.QuotedLocalParts == "refuse",
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
 		dnsblAtRcpt: c.DNSBL.AtRcpt, dnsFailOpen: c.DNSBL.FailOpen,
@@ -253,6 +255,18 @@ func (c *Config) settings() (*settings, error) {
 	var err error
 	if s.trusted, err = parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return nil, err
+	}
+	// The queue keeps addresses in canonical form (postern.Address).
+	for _, a := range []struct {
+		key string
+		p   *string
+	}{{"delivery.postmaster", &s.postmaster}, {"stats.daily_to", &s.dailyTo}} {
+		if *a.p == "" {
+			continue
+		}
+		if *a.p, err = envelopeAddr(*a.p); err != nil {
+			return nil, keyErr(a.key, "%v", err)
+		}
 	}
 	if s.controlSocket == "" {
 		s.controlSocket = s.spoolDir + "/control.sock"

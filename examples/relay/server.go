@@ -185,7 +185,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		}}
 	}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
-		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, TxnObserver: r.observeTxn})
+		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, TxnObserver: r.observeTxn,
+		RefuseQuotedLocalParts: s.refuseQuoted})
 	if err != nil {
 		return err
 	}
@@ -205,7 +206,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		// MAIL and AUTH), then AUTH before MAIL.
 		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
 			Logger: log, MaxMessageBytes: s.maxSize, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
-			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn})
+			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
+			RefuseQuotedLocalParts: s.refuseQuoted})
 		if err != nil {
 			return err
 		}
@@ -410,6 +412,7 @@ var fixedKeys = []struct {
 	field func(*settings) any
 }{
 	{"smtp.listen", func(s *settings) any { return &s.listen }},
+	{"smtp.quoted_local_parts", func(s *settings) any { return &s.refuseQuoted }},
 	{"submission.listen", func(s *settings) any { return &s.submission }},
 	{"submission.listen_tls", func(s *settings) any { return &s.submissions }},
 	{"spool", func(s *settings) any { return &s.spoolDir }},
