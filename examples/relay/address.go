@@ -7,6 +7,19 @@ import (
 	"github.com/postern/postern"
 )
 
+// sitePostmaster is where mail for the bare <Postmaster> goes:
+// delivery.postmaster, else postmaster at the first domain the relay
+// accepts mail for (its route leads to the site's mail store).
+func (s *settings) sitePostmaster() string {
+	switch {
+	case s.postmaster != "":
+		return s.postmaster
+	case len(s.domains) > 0:
+		return "postmaster@" + s.domains[0]
+	}
+	return "postmaster@" + s.hostnameOrDefault()
+}
+
 // envelopeAddr reads an address key, written as in mail (user@example.org,
 // <user@example.org>, "john smith"@example.org, Name <user@example.org>),
 // and returns the canonical form the queue and the lookups use.

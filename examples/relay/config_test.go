@@ -116,6 +116,7 @@ daily_to = "Postmaster <postmaster@nix.co.jj>"
 	assert.True(t, s.refuseQuoted)
 	assert.Equal(t, "john smith@nix.co.jj", s.postmaster)
 	assert.Equal(t, "postmaster@nix.co.jj", s.dailyTo)
+	assert.Equal(t, "john smith@nix.co.jj", s.sitePostmaster(), "the bare <Postmaster> goes to delivery.postmaster")
 
 	cfg, err = parseConfig(nil, "relay.toml")
 	require.NoError(t, err)
@@ -123,6 +124,7 @@ daily_to = "Postmaster <postmaster@nix.co.jj>"
 	s, err = cfg.settings()
 	require.NoError(t, err)
 	assert.False(t, s.refuseQuoted, "quoted local parts are accepted by default")
+	assert.Equal(t, "postmaster@example.test", s.sitePostmaster(), "else to the first local domain's")
 }
 
 // With no file the settings are the built-in defaults the README promises.

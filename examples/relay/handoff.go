@@ -23,10 +23,14 @@ import (
 // extra copies have IDs of the form ID-2, ID-3. If one copy cannot be
 // queued, the copies already queued are deleted and the client is told
 // to retry, so nobody gets the message twice.
+//
+// A bare "RCPT TO:<Postmaster>" (RFC 5321 §4.5.1), which has no domain to
+// route by, is queued for postmaster(), the site's postmaster.
 type queueHandoff struct {
-	q   *queue.Queue
-	log *slog.Logger
-	met *metrics // nil: not counted
+	q          *queue.Queue
+	log        *slog.Logger
+	met        *metrics      // nil: not counted
+	postmaster func() string // nil: the bare Postmaster is queued as it is
 }
 
 func (h *queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error) {
@@ -75,7 +79,11 @@ func (h *queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.
 		Body: t.Mail.Body, RequireTLS: t.Mail.RequireTLS, ClientIP: c.RemoteAddr().String(), HELO: c.HELO,
 		AuthUser: c.AuthUser, ConnID: c.ID, Hold: t.Quarantine}
 	for _, r := range rcpts {
-		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.Addr, Original: r.Original,
+		addr := r.Addr
+		if h.postmaster != nil && postern.AddrDomain(addr) == "" {
+			addr = h.postmaster() // smtpserver passes only Postmaster without a domain
+		}
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: addr, Original: r.Original,
 			Notify: r.Notify, ORcptType: r.ORcptType, ORcpt: r.ORcpt})
 	}
 	start := time.Now()

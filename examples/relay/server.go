@@ -172,7 +172,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		return err
 	}
 	defer inner.Close()
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met}
+	handoff := &queueHandoff{q: r.q, log: log, met: r.met, postmaster: func() string { return r.cur.Load().s.sitePostmaster() }}
 	var tlsCfg *tls.Config
 	if g.ap.tls != nil {
 		// The certificate in force is the current generation's, so a
