@@ -146,3 +146,20 @@ func TestAuthParamCanonical(t *testing.T) {
 	assert.Equal(t, "", *got[1])
 	assert.Nil(t, got[2])
 }
+
+// The Received field names a sole recipient in wire form (RFC 5321 §4.4
+// takes a Mailbox), so a quoted ';' cannot end the clause early.
+func TestReceivedForQuoted(t *testing.T) {
+	h := &memHandoff{}
+	_, addr := startServer(t, Config{Handoff: h})
+	c := dial(t, addr)
+	c.greet()
+	expect(t, c.cmd("MAIL FROM:<a@example.org>"), "250")
+	expect(t, c.cmd(`RCPT TO:<"b; x"@example.net>`), "250")
+	expect(t, c.cmd("DATA"), "354")
+	expect(t, c.cmd("Subject: hi\r\n\r\nbody\r\n."), "250")
+	msgs := h.all()
+	require.Len(t, msgs, 1)
+	assert.Equal(t, "b; x@example.net", msgs[0].txn.Rcpts[0].Addr)
+	assert.Contains(t, string(msgs[0].data), "\tfor <\"b; x\"@example.net>; ")
+}
