@@ -80,10 +80,11 @@ type MailParams struct {
 
 // Rcpt is one recipient of a transaction.
 type Rcpt struct {
-	// Addr is where the message goes; filters may rewrite it.
+	// Addr is where the message goes, in canonical form (see Address: the
+	// local part unquoted); filters may rewrite it, keeping that form.
 	Addr string
-	// Original is the address as the client gave it. It never changes and
-	// feeds the DSN Original-Recipient field when ORCPT was not given.
+	// Original is the address as the client gave it, in canonical form. It
+	// never changes.
 	Original string
 	// Notify is the RFC 3461 NOTIFY list (upper case), nil if not given.
 	Notify []string
@@ -102,7 +103,8 @@ type Txn struct {
 	// ID identifies the transaction in logs; the queue ID is given at
 	// hand-off.
 	ID string
-	// From is the reverse path, "" for the null sender <>.
+	// From is the reverse path in canonical form (see Address), "" for the
+	// null sender <>.
 	From  string
 	Mail  MailParams
 	Rcpts []*Rcpt

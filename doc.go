@@ -13,6 +13,18 @@
 // error; ParseReply reads multi-line replies from a remote server. Only the
 // server edge turns replies into bytes on the wire.
 //
+// # Addresses (RFC 5321 §4.1.2)
+//
+// An envelope address has a canonical form, what Txn.From and Rcpt.Addr
+// hold and every lookup is given: the local part unquoted (as go-smtp hands
+// it over), "@", the domain in lower case without a trailing dot. It has a
+// wire form, what every client writes in MAIL FROM, RCPT TO and a DSN: the
+// local part quoted when it is not a Dot-string. SplitAddress reads the
+// first, ParseMailbox the second, into an Address whose String and Wire
+// give them back; WireAddr turns a canonical string into its wire form.
+// With one spelling for lookups and one for the wire, `"ceo(x)"@example.org`
+// is judged and delivered as the mailbox ceo(x), never as ceo.
+//
 // # Verdicts and filters
 //
 // A filter is any value with a Name that implements one or more of

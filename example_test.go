@@ -133,3 +133,23 @@ func ExampleMessage_Render() {
 	//
 	// Hi!
 }
+
+// An address in canonical form, as a server session sees it, and the form
+// a client writes to the next hop.
+func ExampleSplitAddress() {
+	for _, in := range []string{"ceo@Example.ORG.", "ceo(x)@example.org", "a b@example.org"} {
+		a, err := postern.SplitAddress(in)
+		if err != nil {
+			fmt.Println(err)
+			continue
+		}
+		fmt.Printf("%s -> %s\n", a, a.Wire())
+	}
+	_, err := postern.SplitAddress("ceo@example.org(x)")
+	fmt.Println(err)
+	// Output:
+	// ceo@example.org -> ceo@example.org
+	// ceo(x)@example.org -> "ceo(x)"@example.org
+	// a b@example.org -> "a b"@example.org
+	// postern: bad address syntax: bad domain "example.org(x)"
+}

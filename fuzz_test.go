@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/mail"
 	"strings"
 	"testing"
 
@@ -186,6 +187,62 @@ func FuzzNewMessage(f *testing.F) {
 		}
 		if !bytes.Equal(out.Bytes(), data[len(first.Raw):]) {
 			t.Fatalf("delete of %q\nin:  %q\nout: %q", first.Raw, data, out.Bytes())
+		}
+	})
+}
+
+// FuzzAddress checks the two spellings of an address against each other
+// and against net/mail: whatever SplitAddress takes has a wire form that
+// ParseMailbox reads back as the same address, whose canonical form
+// SplitAddress takes unchanged; whatever ParseMailbox takes survives the
+// same round trip. The go-smtp round trip (the real client and server) is
+// smtpserver's FuzzAddressRoundTrip.
+func FuzzAddress(f *testing.F) {
+	for _, s := range []string{
+		"ceo@example.test", "ceo(x)@example.test", `"ceo(x)"@example.test`, "a b@example.test", `"a\"b"@x.test`,
+		`a\b@x.test`, "a@b@example.test", `"a@b"@example.test`, ".ceo.@x.test", "Postmaster", "x@[192.0.2.1]",
+		"x@[IPv6:2001:db8::1]", "山田@例え.jp", "ceo@EXAMPLE.test.", "\"\"@x", "ceo@example.test(x)", "c\x00@x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		check := func(a postern.Address, from string) {
+			t.Helper()
+			w := a.Wire()
+			if a.Domain == "" {
+				if !strings.EqualFold(a.Local, "postmaster") || w != a.Local {
+					t.Fatalf("%q: domainless %#v, wire %q", from, a, w)
+				}
+				return
+			}
+			back, err := postern.ParseMailbox(w)
+			if err != nil || back != a {
+				t.Fatalf("%q: wire %q parses to %#v, %v; want %#v", from, w, back, err, a)
+			}
+			again, err := postern.SplitAddress(a.String())
+			if err != nil || again != a {
+				t.Fatalf("%q: canonical %q splits to %#v, %v; want %#v", from, a.String(), again, err, a)
+			}
+			if postern.WireAddr(a.String()) != w {
+				t.Fatalf("%q: WireAddr %q, Wire %q", from, postern.WireAddr(a.String()), w)
+			}
+			if a.NeedsQuoting() != strings.HasPrefix(w, `"`) {
+				t.Fatalf("%q: NeedsQuoting %v for wire %q", from, a.NeedsQuoting(), w)
+			}
+			// RFC 5322 reads the same mailbox (DSN fields, headers).
+			if m, err := mail.ParseAddress("<" + w + ">"); err == nil && m.Address != a.String() {
+				t.Fatalf("%q: net/mail reads wire %q as %q, want %q", from, w, m.Address, a.String())
+			}
+		}
+		if a, err := postern.SplitAddress(s); err == nil {
+			check(a, s)
+		} else if !errors.Is(err, postern.ErrAddressSyntax) {
+			t.Fatalf("SplitAddress(%q): %v", s, err)
+		}
+		if a, err := postern.ParseMailbox(s); err == nil {
+			check(a, s)
+		} else if !errors.Is(err, postern.ErrAddressSyntax) {
+			t.Fatalf("ParseMailbox(%q): %v", s, err)
 		}
 	})
 }

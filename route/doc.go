@@ -79,6 +79,16 @@
 // TLS session to a server that offers REQUIRETLS, else fails with 550
 // 5.7.30.
 //
+// Addresses come from the queue in canonical form (postern.Address: the
+// local part unquoted, as the server session sees it) and go into MAIL
+// FROM and RCPT TO in wire form (postern.WireAddr): a local part that is
+// not a Dot-string is quoted again, so `"ceo(x)"@example.net` reaches the
+// next hop as that mailbox and not as ceo@example.net with a comment. An
+// address that no wire form carries as the same mailbox (a malformed
+// domain, a control character) fails with 550 5.1.3 (5.1.7 for the
+// sender) and is never written. The call-ahead probe writes the same wire
+// form, and Maildir's Return-Path and Delivered-To use it too.
+//
 // Connections are cached per host and TLS policy: a cached connection is
 // reset with RSET before its next message, closed after IdleTimeout,
 // MaxMessagesPerConn or MaxConnAge, and replaced by a new one when RSET
@@ -92,7 +102,8 @@
 // # Recipient verification
 //
 // A Verifier tells whether a recipient exists: from a Recipients list
-// (addresses and "@domain" catch-alls) for the domains it covers, else by
+// (addresses, in wire form when a local part needs quotes, and "@domain"
+// catch-alls) for the domains it covers, else by
 // asking the next hop (call-ahead: MAIL FROM:<>, RCPT TO, QUIT), caching
 // answers (positive and negative TTLs). Filter applies it at RCPT to the
 // local domains: 550 5.1.1 for an unknown user, 450 4.1.1 or 451 4.4.1

@@ -162,8 +162,9 @@ func writeMaildirMessage(w io.Writer, d *queue.Delivery, addr string) (int64, er
 	if d.Envelope != nil {
 		from = d.Envelope.From
 	}
-	bw.WriteString("Return-Path: <" + from + ">\n")
-	bw.WriteString("Delivered-To: " + addr + "\n")
+	// RFC 5322 addr-specs: the wire form quotes a local part as SMTP does.
+	bw.WriteString("Return-Path: <" + postern.WireAddr(from) + ">\n")
+	bw.WriteString("Delivered-To: " + postern.WireAddr(addr) + "\n")
 	lw := &lfWriter{w: bw}
 	if d.Message != nil {
 		if _, err := io.Copy(lw, io.NewSectionReader(d.Message, 0, d.Size)); err != nil {
@@ -231,7 +232,7 @@ func deliveredTo(d *queue.Delivery, addr string) bool {
 			return false
 		}
 		if name, value, ok := strings.Cut(trimmed, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "Delivered-To") &&
-			strings.EqualFold(strings.Trim(strings.TrimSpace(value), "<>"), addr) {
+			strings.EqualFold(strings.Trim(strings.TrimSpace(value), "<>"), postern.WireAddr(addr)) {
 			return true
 		}
 		if err != nil {

@@ -72,7 +72,8 @@ func LoadRecipients(path string) (*Recipients, error) {
 }
 
 // ParseRecipients reads a recipients list: one address per line
-// ("user@example.com", angle brackets allowed) or "@example.com" for
+// ("user@example.com", angle brackets allowed; a local part that needs
+// them in quotes, as in SMTP: "john smith"@example.com) or "@example.com" for
 // every address of a domain, optionally followed by white space and a
 // value that is ignored (so Postfix local_recipient_maps sources load
 // too); '#' starts a comment; blank lines are skipped; case does not
@@ -117,11 +118,20 @@ func ParseRecipients(rd io.Reader, file string) (*Recipients, error) {
 func (r *Recipients) add(line string) string {
 	// Like a Postfix lookup table, a line may have a value after the
 	// address; it is ignored.
-	line = strings.Fields(line)[0]
+	line = firstField(line)
 	if strings.HasPrefix(line, "<") != strings.HasSuffix(line, ">") {
 		return fmt.Sprintf("unbalanced angle brackets in %q", line)
 	}
 	a := strings.TrimSuffix(strings.TrimPrefix(line, "<"), ">")
+	if strings.HasPrefix(a, `"`) {
+		// The wire form: kept in the canonical form the server's lookups
+		// use (postern.Address).
+		ad, err := postern.ParseMailbox(a)
+		if err != nil {
+			return fmt.Sprintf("bad quoted address %q", line)
+		}
+		a = ad.String()
+	}
 	i := strings.LastIndexByte(a, '@')
 	if i < 0 {
 		return fmt.Sprintf("%q is not an address (user@domain) or a domain (@domain)", line)
@@ -141,6 +151,23 @@ func (r *Recipients) add(line string) string {
 	}
 	r.addrs[strings.ToLower(local)+"@"+d] = struct{}{}
 	return ""
+}
+
+// firstField returns the text up to the first white space outside a
+// quoted local part.
+func firstField(line string) string {
+	quoted := false
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case (c == ' ' || c == '\t') && !quoted:
+			return line[:i]
+		}
+	}
+	return line
 }
 
 // stripComment cuts a '#' comment that starts the line or follows white

@@ -34,6 +34,26 @@ func TestParseRecipients(t *testing.T) {
 	assert.False(t, nilList.Covers("b"))
 }
 
+// Entries in wire form are kept in the canonical form the server's
+// lookups use: the quoted local part without its quotes.
+func TestParseRecipientsQuoted(t *testing.T) {
+	text := "\"john smith\"@nix.co.jj OK\n" +
+		"<\"ceo(x)\"@nix.co.jj>\n" +
+		"\"plain\"@nix.co.jj\n" +
+		"\"a\\\"b\"@nix.co.jj\n"
+	r, err := ParseRecipients(strings.NewReader(text), "recipients")
+	require.NoError(t, err)
+	assert.Equal(t, 4, r.Len())
+	for addr, valid := range map[string]bool{
+		"john smith@nix.co.jj": true, "ceo(x)@nix.co.jj": true, "plain@nix.co.jj": true, `a"b@nix.co.jj`: true,
+		"ceo@nix.co.jj": false, "john@nix.co.jj": false,
+	} {
+		assert.Equal(t, valid, r.Valid(addr), addr)
+	}
+	_, err = ParseRecipients(strings.NewReader("\"open@nix.co.jj\n"), "recipients")
+	assert.ErrorContains(t, err, "recipients:1: bad quoted address")
+}
+
 func TestParseRecipientsErrors(t *testing.T) {
 	text := "ok@example.com\n" +
 		"no-at-sign\n" + // 2

@@ -227,9 +227,10 @@ func (t *Transport) Destination(rcpt string) string {
 // indices) it stands for: recipients that route to the same address are
 // sent once.
 type rcptJob struct {
-	to  string
-	r   queue.Recipient
-	idx []int
+	to   string // canonical, as routed
+	wire string // as written in RCPT TO (postern.WireAddr)
+	r    queue.Recipient
+	idx  []int
 }
 
 // Deliver makes one attempt to deliver d to its recipients and returns
@@ -279,7 +280,7 @@ func (t *Transport) Deliver(ctx context.Context, d *queue.Delivery) []queue.Resu
 			}
 		}
 		if !found {
-			g.jobs = append(g.jobs, &rcptJob{to: rt.Rcpt, r: rc, idx: []int{i}})
+			g.jobs = append(g.jobs, &rcptJob{to: rt.Rcpt, wire: postern.WireAddr(rt.Rcpt), r: rc, idx: []int{i}})
 		}
 	}
 	for _, g := range groups {
@@ -311,9 +312,13 @@ func setResult(results []queue.Result, j *rcptJob, r queue.Result) {
 	}
 }
 
-// validAddr rejects what cannot go into RCPT TO or MAIL FROM unchanged.
+// validAddr accepts an address in canonical form whose wire form
+// (postern.WireAddr) names the same mailbox in RCPT TO or MAIL FROM: one
+// postern.SplitAddress takes, with a domain. The server session refuses
+// others; this guards what reaches the queue another way.
 func validAddr(a string) bool {
-	return !strings.ContainsAny(a, "\r\n<>") && !hasCtl(a)
+	ad, err := postern.SplitAddress(a)
+	return err == nil && ad.Domain != ""
 }
 
 func sanitize(s string) string {
@@ -365,7 +370,7 @@ func (t *Transport) deliverRemote(ctx context.Context, d *queue.Delivery, rt Rou
 		}
 		return
 	}
-	if !validAddr(env.From) {
+	if env.From != "" && !validAddr(env.From) {
 		for _, j := range jobs {
 			setResult(results, j, queue.Result{Reply: postern.NewReply(550, postern.ESC(5, 1, 7), "bad sender address syntax")})
 		}
@@ -513,7 +518,9 @@ func (t *Transport) transaction(ctx context.Context, s *session, d *queue.Delive
 		}
 	}
 
-	if err := c.Mail(env.From, mailOptions(env, d.Size, hasUTF8 && (env.SMTPUTF8 || needUTF8))); err != nil {
+	// go-smtp writes MAIL FROM:<%s> and RCPT TO:<%s> as given: the wire
+	// form keeps a quoted local part one mailbox (RFC 5321 §4.1.2).
+	if err := c.Mail(postern.WireAddr(env.From), mailOptions(env, d.Size, hasUTF8 && (env.SMTPUTF8 || needUTF8))); err != nil {
 		rep, isReply := serverReply(err)
 		if !isReply {
 			return lost(stepMAIL, err, jobs, true)
@@ -535,7 +542,7 @@ func (t *Transport) transaction(ctx context.Context, s *session, d *queue.Delive
 		if hasDSN {
 			opts = rcptOptions(j.r)
 		}
-		err := c.Rcpt(j.to, opts)
+		err := c.Rcpt(j.wire, opts)
 		if err == nil {
 			accepted = append(accepted, j)
 			continue
@@ -630,12 +637,12 @@ func (t *Transport) lmtpReplies(ctx context.Context, s *session, w *smtp.DataCom
 	}
 	for _, j := range accepted {
 		switch {
-		case resp[j.to] != nil:
-			setResult(results, j, queue.Result{Reply: okReply(250, resp[j.to].StatusText), RemoteMTA: host})
-		case perRcpt[j.to] != nil:
-			rep, ok := replyFromSMTPError(perRcpt[j.to])
+		case resp[j.wire] != nil: // go-smtp keys them by what it wrote
+			setResult(results, j, queue.Result{Reply: okReply(250, resp[j.wire].StatusText), RemoteMTA: host})
+		case perRcpt[j.wire] != nil:
+			rep, ok := replyFromSMTPError(perRcpt[j.wire])
 			if !ok {
-				rep = localFailure(ctx, s.target.String(), stepDot, perRcpt[j.to])
+				rep = localFailure(ctx, s.target.String(), stepDot, perRcpt[j.wire])
 			}
 			setResult(results, j, queue.Result{Reply: rep, RemoteMTA: host})
 		default:

@@ -168,7 +168,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 }
 
 func invalidReply(addr, why string) postern.Reply {
-	return postern.NewReply(550, postern.ESC(5, 1, 1), "<"+addr+">: Recipient address rejected: User unknown"+why)
+	return postern.NewReply(550, postern.ESC(5, 1, 1), "<"+postern.WireAddr(addr)+">: Recipient address rejected: User unknown"+why)
 }
 
 // Verify checks addr. The list decides for the domains it covers
@@ -294,7 +294,7 @@ func (v *Verifier) callAhead(ctx context.Context, addr string) VerifyResult {
 
 func tempFail(code int, esc postern.EnhancedCode, addr, why string) VerifyResult {
 	return VerifyResult{Status: StatusTempFail, Source: "callahead",
-		Reply: postern.NewReply(code, esc, "<"+addr+">: Recipient address verification failed: "+why)}
+		Reply: postern.NewReply(code, esc, "<"+postern.WireAddr(addr)+">: Recipient address verification failed: "+why)}
 }
 
 func (v *Verifier) probe(ctx context.Context, addr string) VerifyResult {
@@ -364,7 +364,7 @@ func (v *Verifier) ask(ctx context.Context, s *session, rcpt string) (VerifyResu
 			return res, true
 		}
 	}
-	err := s.c.Rcpt(rcpt, nil)
+	err := s.c.Rcpt(postern.WireAddr(rcpt), nil) // as the transport will write it
 	if err == nil {
 		res.Status = StatusValid
 		res.Remote = postern.NewReply(250, postern.EnhancedCode{}, "OK")

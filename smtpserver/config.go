@@ -164,6 +164,14 @@ type Config struct {
 	// as "ip:<addr>".
 	AuthKeys func(c *postern.Conn, user string) []string
 
+	// RefuseQuotedLocalParts refuses MAIL FROM and RCPT TO addresses whose
+	// local part is not an RFC 5321 Dot-string and so must be quoted
+	// ("a b"@example.org, "ceo(x)"@example.org, .dot@example.org), with
+	// 553 5.1.3 (5.1.7 for the sender), for sites whose mail store cannot
+	// take them. By default they are accepted, as RFC 5321 §4.1.2 requires
+	// and Postfix and sendmail do, and carried quoted to the next hop.
+	RefuseQuotedLocalParts bool
+
 	// DisableSMTPUTF8 and DisableDSN turn off the RFC 6531 and RFC 3461
 	// extensions, which are on by default.
 	DisableSMTPUTF8 bool

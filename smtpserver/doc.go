@@ -25,9 +25,6 @@
 //   - STARTTLS (RFC 3207) with TLS session tickets off by default, the
 //     plaintext pipelined after STARTTLS dropped (CVE-2011-0411), and a new
 //     EHLO required; implicit TLS for port 465 (RFC 8314);
-//   - "RCPT TO:<Postmaster>" without a domain, which RFC 5321 §4.5.1
-//     requires and go-smtp refuses; the recipient reaches the policy as
-//     "Postmaster";
 //   - bare LF in DATA normalised to CRLF, and never taken as the end of the
 //     message (SMTP smuggling);
 //   - graceful Shutdown: idle sessions are told 421 4.3.2, sessions in a
@@ -46,6 +43,35 @@
 // user past its allowance of failures.
 // SMTPUTF8, 8BITMIME, PIPELINING, CHUNKING and DSN (RFC 3461) are advertised;
 // DSN parameters reach the policy in postern.Txn and postern.Rcpt.
+//
+// # Addresses
+//
+// go-smtp parses MAIL FROM and RCPT TO and hands over the local part
+// unquoted: `"ceo(x)"@example.org` arrives as ceo(x)@example.org. The
+// session takes that as the canonical form of the address (see
+// postern.Address): the domain's ASCII letters in lower case, one trailing
+// dot dropped, address literals in netip's form. Txn.From and Rcpt.Addr
+// hold it, so every lookup sees one spelling of a mailbox: `"ceo"@…` and
+// ceo@… are one. Whatever writes an address to another server must write
+// postern.WireAddr of it, which quotes the local part again when it is not
+// an RFC 5321 Dot-string; route and queue/dsn do.
+//
+// Addresses that cannot reach the next hop as the same mailbox are refused
+// 553 5.1.3 (5.1.7 for the sender, RFC 3463 §3.2): control characters,
+// invalid UTF-8, a malformed domain or address literal ("ceo@example.org(x)",
+// which a next hop would read as ceo@example.org). A non-ASCII address
+// without SMTPUTF8 gets 553 5.6.7 (RFC 6531), and one whose wire form is
+// longer than RFC 5321 §4.5.3.1.3 allows 501. "RCPT TO:<Postmaster>"
+// without a domain (RFC 5321 §4.5.1) reaches the policy as given.
+//
+// Local parts that must be quoted ("a b"@…, "ceo(x)"@…, ".x"@…) are
+// accepted by default: RFC 5321 §4.1.2 requires a server to take a
+// Quoted-string local part, Postfix and sendmail do, and since the canonical
+// form feeds every lookup and the wire form every client, they are judged
+// and delivered as the same mailbox. Config.RefuseQuotedLocalParts refuses
+// them instead (553 5.1.3, "quoted local parts are not accepted here") for
+// sites whose mail store cannot take them; an address quoted needlessly
+// (`"ceo"@…`) is still the plain mailbox and passes.
 //
 // The server enforces no relay policy of its own. An empty policy accepts
 // every recipient: put access.RelayControl (or your own) first.

@@ -15,12 +15,6 @@ import (
 	"time"
 )
 
-// postmasterMarker is the domain the edge appends to a bare
-// "RCPT TO:<Postmaster>" so that go-smtp, which insists on a domain, passes
-// it to the backend. RFC 2606 reserves .invalid, so no real address clashes,
-// and the session honours it only when the edge says it added it.
-const postmasterMarker = "postmaster.invalid"
-
 // saslLineMax bounds a SASL response line (RFC 4954 §4 asks servers to take
 // at least 12288 octets).
 const saslLineMax = 12288 + 2
@@ -45,7 +39,6 @@ const (
 //     fixed limit of 3);
 //   - own STARTTLS (so the connection keeps one wrapper across TLS);
 //   - set per-command, per-data-block and whole-session deadlines;
-//   - pass "RCPT TO:<Postmaster>" (RFC 5321 §4.5.1) that go-smtp rejects;
 //   - keep bare LF from ending DATA (SMTP smuggling) while normalising it.
 type edgeConn struct {
 	raw net.Conn // the accepted connection
@@ -64,7 +57,6 @@ type edgeConn struct {
 	lastCR      bool // in DATA: the last piece ended in CR
 	lastVerb    string
 	ehloInsert  bool // add STARTTLS to the EHLO reply being written
-	rewriteRcpt bool // the RCPT reply being written echoes the marker
 	awaitResult bool // the next final reply ends a transaction
 	needHelo    bool // STARTTLS done, EHLO not yet repeated
 	saslLine    bool // a 334 was sent: the next line is a SASL response
@@ -368,13 +360,6 @@ func (e *edgeConn) readCommand() error {
 	switch verb {
 	case "RSET":
 		e.inTxn = false
-	case "RCPT":
-		rewritten, ok := rewriteBarePostmaster(text)
-		if ok {
-			text = rewritten
-		}
-		e.rewriteRcpt = ok
-		e.st.setBarePostmaster(ok)
 	case "BDAT":
 		if n, last, ok := parseBDAT(arg); ok {
 			e.bdatLeft = n
@@ -449,31 +434,6 @@ func parseBDAT(arg string) (n int64, last, ok bool) {
 	return int64(u), last, true
 }
 
-// rewriteBarePostmaster turns "RCPT TO:<Postmaster> params" into an
-// address go-smtp accepts.
-func rewriteBarePostmaster(cmd string) (string, bool) {
-	rest, ok := cutPrefixFold(cmd, "RCPT TO:")
-	if !ok {
-		return "", false
-	}
-	rest = strings.TrimLeft(rest, " ")
-	const pm = "<postmaster>"
-	if len(rest) < len(pm) || !strings.EqualFold(rest[:len(pm)], pm) {
-		return "", false
-	}
-	if len(rest) > len(pm) && rest[len(pm)] != ' ' {
-		return "", false
-	}
-	return "RCPT TO:<" + rest[1:len(pm)-1] + "@" + postmasterMarker + ">" + rest[len(pm):], true
-}
-
-func cutPrefixFold(s, prefix string) (string, bool) {
-	if len(s) < len(prefix) || !strings.EqualFold(s[:len(prefix)], prefix) {
-		return "", false
-	}
-	return s[len(prefix):], true
-}
-
 // startTLS performs RFC 3207 STARTTLS on behalf of go-smtp.
 func (e *edgeConn) startTLS(arg string) error {
 	switch {
@@ -520,9 +480,6 @@ func (e *edgeConn) startTLS(arg string) error {
 func (e *edgeConn) Write(p []byte) (int, error) {
 	code, final := replyCode(p)
 	out := p
-	if e.rewriteRcpt && code != 0 {
-		out = bytes.ReplaceAll(p, []byte("@"+postmasterMarker), nil)
-	}
 	if code == 235 && bytes.HasPrefix(out, []byte("235 2.0.0 ")) {
 		// RFC 4954 §6 gives successful authentication 2.7.0; go-smtp
 		// says 2.0.0.
@@ -544,7 +501,6 @@ func (e *edgeConn) Write(p []byte) (int, error) {
 }
 
 func (e *edgeConn) observeFinal(code int) {
-	e.rewriteRcpt = false
 	e.ehloInsert = false
 	switch {
 	case code == 354:

@@ -3,11 +3,15 @@ package smtpserver
 import (
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern"
 )
 
 // pipeListener hands out in-memory connections, so the fuzzer drives the
@@ -80,5 +84,66 @@ func FuzzDialog(f *testing.F) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	})
+}
+
+// FuzzAddressRoundTrip is the differential test of envelope addresses
+// through go-smtp, which parses them in this server and, through route's
+// client, writes them to the next hop. Whatever a client may give in RCPT
+// TO, once accepted, reaches the policy in canonical form; its wire form,
+// written by go-smtp's client as route writes it (RCPT TO:<%s>), is read
+// by a go-smtp server as the very same canonical form, as recipient and as
+// sender. So the next hop gets the mailbox the policy judged.
+func FuzzAddressRoundTrip(f *testing.F) {
+	for _, s := range []string{
+		"ceo@example.test", `"ceo"@example.test`, `"ceo(x)"@example.test`, `"a b"@example.test`,
+		`"a\"b\\c"@example.test`, `"a@b"@example.test`, "a@b@example.test", `".ceo."@example.test`,
+		"@relay.test:ceo@example.test", "Postmaster", "x@[IPv6:2001:DB8::1]", "x@[192.0.2.1]",
+		"山田@例え.jp", "ceo@EXAMPLE.test.", "ceo@example.test(x)", `"c\` + "\x01" + `"@x.test`,
+		"ceo@example.test> NOTIFY=NEVER", `"\ "@x.test`,
+	} {
+		f.Add(s)
+	}
+	rec := &recorder{}
+	srv, err := New(Config{Hostname: "fuzz.test", Handoff: &memHandoff{}, Policy: rec, ErrorSleep: -1})
+	require.NoError(f, err)
+	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	go srv.Serve(l)
+	defer srv.Close()
+
+	f.Fuzz(func(t *testing.T, path string) {
+		if strings.ContainsAny(path, "\r\n") {
+			return // go-smtp's client refuses to write those
+		}
+		cli, server := net.Pipe()
+		l.conns <- tcpPipe{server}
+		_ = cli.SetDeadline(time.Now().Add(10 * time.Second))
+		c := smtp.NewClient(cli)
+		defer c.Close()
+		require.NoError(t, c.Hello("client.test"))
+		utf8 := &smtp.MailOptions{UTF8: true}
+		require.NoError(t, c.Mail("", utf8))
+		if err := c.Rcpt(path, nil); err != nil {
+			var se *smtp.SMTPError
+			require.ErrorAs(t, err, &se, "RCPT TO:<%s>", path)
+			require.GreaterOrEqual(t, se.Code, 400, "RCPT TO:<%s>", path)
+			return
+		}
+		_, canon := rec.last()
+		a, err := postern.SplitAddress(canon)
+		require.NoError(t, err, "accepted %q as %q", path, canon)
+		require.Equal(t, canon, a.String(), "policy saw a non-canonical form of %q", path)
+
+		wire := postern.WireAddr(canon)
+		require.NoError(t, c.Rcpt(wire, nil), "wire form %q of %q refused", wire, canon)
+		_, again := rec.last()
+		require.Equal(t, canon, again, "RCPT TO:<%s> (the wire form of %q) read as another mailbox", wire, canon)
+		if a.Domain == "" {
+			return // the bare Postmaster is a recipient only
+		}
+		require.NoError(t, c.Reset())
+		require.NoError(t, c.Mail(wire, utf8), "MAIL FROM:<%s> refused", wire)
+		from, _ := rec.last()
+		require.Equal(t, canon, from, "MAIL FROM:<%s> read as another mailbox", wire)
 	})
 }

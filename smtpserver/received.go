@@ -45,7 +45,7 @@ func (s *session) received(t *postern.Txn) string {
 	if len(t.Rcpts) == 1 {
 		// Only for one recipient, so Bcc recipients are not disclosed.
 		b.WriteString("\r\n\tfor <")
-		b.WriteString(t.Rcpts[0].Addr)
+		b.WriteString(postern.WireAddr(t.Rcpts[0].Addr)) // a Mailbox (RFC 5321 §4.4): "a;b"@… stays one
 		b.WriteString(">")
 	}
 	b.WriteString("; ")

@@ -189,7 +189,6 @@ type connState struct {
 	esmtp          bool
 	greetingSeq    int
 	tls            *tls.ConnectionState
-	barePostmaster bool
 	connectVerdict postern.Verdict // a connect-stage Discard/Quarantine
 	messages       int
 }
@@ -217,20 +216,6 @@ func (st *connState) tlsState() *tls.ConnectionState {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.tls
-}
-
-func (st *connState) setBarePostmaster(v bool) {
-	st.mu.Lock()
-	st.barePostmaster = v
-	st.mu.Unlock()
-}
-
-func (st *connState) takeBarePostmaster() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	v := st.barePostmaster
-	st.barePostmaster = false
-	return v
 }
 
 func (st *connState) logClose() {

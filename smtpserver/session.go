@@ -113,10 +113,52 @@ var (
 // a reply line (§4.5.3.1.5).
 const maxMailbox = 254
 
-var (
-	errSenderTooLong = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Sender address too long"}
-	errRcptTooLong   = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Recipient address too long"}
-)
+// envelopeAddr checks an address of MAIL FROM or RCPT TO, which go-smtp
+// has parsed and unquoted, and returns it in canonical form; see
+// postern.Address. It refuses what cannot reach the next hop as the same
+// mailbox: 553 5.1.3 (5.1.7 for the sender, RFC 3463 §3.2) for bad syntax,
+// for a local part that needs quoting when RefuseQuotedLocalParts is set,
+// and 501 for an address too long; 553 5.6.7 for a non-ASCII address
+// without SMTPUTF8 (RFC 6531 §3.5). The bare Postmaster (RFC 5321 §4.5.1),
+// which go-smtp passes as given, is taken at RCPT only.
+func (s *session) envelopeAddr(st postern.Stage, addr string, utf8 bool) (postern.Address, error) {
+	who, esc := "Recipient", postern.ESC(5, 1, 3)
+	if st == postern.StageMail {
+		who, esc = "Sender", postern.ESC(5, 1, 7)
+	}
+	a, err := postern.SplitAddress(addr)
+	var rep postern.Reply
+	switch {
+	case err != nil || a.Domain == "" && st == postern.StageMail:
+		rep = postern.NewReply(553, esc, "Bad "+strings.ToLower(who)+" address syntax")
+	case len(a.Wire()) > maxMailbox:
+		rep = postern.NewReply(501, esc, who+" address too long")
+	case !utf8 && !a.IsASCII():
+		rep = postern.NewReply(553, postern.ESC(5, 6, 7), "Non-ASCII "+strings.ToLower(who)+" address needs SMTPUTF8")
+	case s.srv.cfg.RefuseQuotedLocalParts && a.NeedsQuoting():
+		rep = postern.NewReply(553, esc, who+" address rejected: quoted local parts are not accepted here")
+	default:
+		return a, nil
+	}
+	s.conn.Logger().Info("refused", "stage", st.String(), "action", "reject", "code", rep.Code,
+		"reason", "address "+strconv.Quote(addr)+": "+rep.Text())
+	return postern.Address{}, toSMTPError(rep)
+}
+
+// authParam puts the RFC 4954 AUTH= mailbox of MAIL FROM in canonical
+// form; one that does not parse is taken as <> (§5: the authenticated
+// identity is unknown).
+func authParam(p *string) *string {
+	if p == nil || *p == "" {
+		return p
+	}
+	a, err := postern.SplitAddress(*p)
+	v := ""
+	if err == nil && a.Domain != "" {
+		v = a.String()
+	}
+	return &v
+}
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err := s.checkHelo(); err != nil {
@@ -129,13 +171,18 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if cfg.RequireAuth && !s.conn.Authenticated() {
 		return errNeedAuth // RFC 4954 §6
 	}
-	if len(from) > maxMailbox {
-		return errSenderTooLong
+	utf8 := opts != nil && opts.UTF8
+	if from != "" {
+		a, err := s.envelopeAddr(postern.StageMail, from, utf8)
+		if err != nil {
+			return err
+		}
+		from = a.String()
 	}
 	t := &postern.Txn{ID: cfg.NewID(), From: from}
 	if opts != nil {
 		t.Mail = postern.MailParams{Size: opts.Size, Body: string(opts.Body), SMTPUTF8: opts.UTF8,
-			RequireTLS: opts.RequireTLS, Ret: string(opts.Return), EnvID: opts.EnvelopeID, Auth: opts.Auth}
+			RequireTLS: opts.RequireTLS, Ret: string(opts.Return), EnvID: opts.EnvelopeID, Auth: authParam(opts.Auth)}
 	}
 	if cv := s.st.connectVerdict; cv.Action != postern.Continue {
 		_ = s.apply(postern.StageConnect, cv, nil, t)
@@ -159,14 +206,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if t == nil {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Error: need MAIL command"}
 	}
-	if len(to) > maxMailbox {
-		return errRcptTooLong
+	a, err := s.envelopeAddr(postern.StageRcpt, to, t.Mail.SMTPUTF8)
+	if err != nil {
+		return err
 	}
-	addr := to
-	if s.st.takeBarePostmaster() && strings.HasSuffix(to, "@"+postmasterMarker) {
-		addr = strings.TrimSuffix(to, "@"+postmasterMarker) // RFC 5321 §4.5.1
-	}
-	r := &postern.Rcpt{Addr: addr, Original: addr}
+	r := &postern.Rcpt{Addr: a.String(), Original: a.String()}
 	if opts != nil {
 		for _, n := range opts.Notify {
 			r.Notify = append(r.Notify, string(n))

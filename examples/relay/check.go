@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -28,8 +29,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 		ipStr = fs.String("ip", "192.0.2.1", "client IP `address`")
 		name = fs.String("client-name", "", "client's verified host `name`, if any")
 		helo = fs.String("helo", "client.example", "HELO/EHLO `name`")
-		from = fs.String("from", "", "envelope sender (empty for <>)")
-		fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several)")
+		from = fs.String("from", "", "envelope sender (empty for <>), as written in SMTP: a local part may be quoted")
+		fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several), as written in SMTP")
 		authUser = fs.String("auth", "", "authenticated `user`, if the session used SMTP AUTH")
 	})
 	if !ok {
@@ -110,16 +111,30 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if !final("helo", v, postern.StageHelo) {
 		return 0
 	}
-	t := &postern.Txn{ID: "check", From: *from}
-	fmt.Fprintf(stdout, "mail from:<%s>\n", safe(t.From))
+	fmt.Fprintf(stdout, "mail from:<%s>\n", safe(*from))
+	sender := ""
+	if *from != "" {
+		a, rep := checkAddr(s, *from, postern.StageMail)
+		if !rep.IsZero() {
+			fmt.Fprintf(stdout, "=> mail: %s\n", safe(rep.Error()))
+			return 0
+		}
+		sender = a.String()
+	}
+	t := &postern.Txn{ID: "check", From: sender}
 	v, _ = pol.chain.CheckMail(ctx, c, t)
 	if !final("mail", v, postern.StageMail) {
 		return 0
 	}
 	applyTxn(t, v)
 	for _, r := range rcpts {
-		rc := &postern.Rcpt{Addr: r, Original: r}
 		fmt.Fprintf(stdout, "rcpt to:<%s>\n", safe(r))
+		a, rep := checkAddr(s, r, postern.StageRcpt)
+		if !rep.IsZero() {
+			fmt.Fprintf(stdout, "=> rcpt <%s>: %s\n", safe(r), safe(rep.Error()))
+			continue
+		}
+		rc := &postern.Rcpt{Addr: a.String(), Original: a.String()}
 		v, _ = pol.chain.CheckRcpt(ctx, c, t, rc)
 		if final("rcpt <"+r+">", v, postern.StageRcpt) {
 			applyTxn(t, v)
@@ -137,6 +152,32 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "=> message: accepted for %d recipient(s)\n", len(t.Rcpts))
 	}
 	return 0
+}
+
+// checkAddr reads an address given on the command line as a client writes
+// it in SMTP (a local part may be quoted; the bare Postmaster only as a
+// recipient) and returns the canonical form the server hands the policy,
+// or the refusal the server answers (smtpserver refuses syntax errors and,
+// with smtp.quoted_local_parts = "refuse", local parts that need quotes).
+func checkAddr(s *settings, addr string, st postern.Stage) (postern.Address, postern.Reply) {
+	esc := postern.ESC(5, 1, 3)
+	if st == postern.StageMail {
+		esc = postern.ESC(5, 1, 7)
+	}
+	a, err := postern.ParseMailbox(addr)
+	if err != nil && !strings.HasPrefix(addr, `"`) {
+		a, err = postern.SplitAddress(addr) // unquoted, as go-smtp takes it
+	}
+	if err == nil && a.Domain == "" && st == postern.StageMail {
+		err = errors.New("a sender needs a domain")
+	}
+	switch {
+	case err != nil:
+		return a, postern.NewReply(553, esc, "Bad address syntax ("+strings.TrimPrefix(err.Error(), "postern: bad address syntax: ")+")")
+	case s.refuseQuoted && a.NeedsQuoting():
+		return a, postern.NewReply(553, esc, "Address rejected: quoted local parts are not accepted here")
+	}
+	return a, postern.Reply{}
 }
 
 // applyTxn mirrors what the server does with Discard and Quarantine.

@@ -72,6 +72,10 @@ type SMTPSection struct {
 	// MaxHops is the most Received and Delivered-To fields a message may
 	// carry (Postfix hopcount_limit); default 50; more: 554 5.4.6.
 	MaxHops int `toml:"max_hops"`
+	// QuotedLocalParts is "accept" (default: carried quoted to the next
+	// hop, as RFC 5321 requires) or "refuse" (553 5.1.3) for addresses
+	// whose local part must be quoted, on every listener.
+	QuotedLocalParts string `toml:"quoted_local_parts"`
 }
 
 // SubmissionSection is message submission for the site's own users.
@@ -573,6 +577,16 @@ func (c *Config) validate() error {
 	case "", "text", "json":
 	default:
 		return keyErr("log.format", "%q is not text or json", c.Log.Format)
+	}
+	switch c.SMTP.QuotedLocalParts {
+	case "", "accept", "refuse":
+	default:
+		return keyErr("smtp.quoted_local_parts", "%q is not accept or refuse", c.SMTP.QuotedLocalParts)
+	}
+	for _, a := range []struct{ key, v string }{{"delivery.postmaster", c.Delivery.Postmaster}, {"stats.daily_to", c.Stats.DailyTo}} {
+		if _, err := envelopeAddr(a.v); a.v != "" && err != nil {
+			return keyErr(a.key, "%v", err)
+		}
 	}
 	if c.Stats.DailyAt != "" {
 		if _, err := time.Parse("15:04", c.Stats.DailyAt); err != nil {

@@ -42,6 +42,9 @@ func TestConfigErrors(t *testing.T) {
 		{"dkim without key", "[[dkim]]\ndomain = \"nix.co.jj\"\nselector = \"s1\"\n", "relay.toml:1: dkim[0]: each [[dkim]] needs domain, selector and key"},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", `relay.toml:2: log.level: "loud" is not debug, info, warn or error`},
 		{"syntax", "[smtp\nlisten = 1\n", "relay.toml:1: "},
+		{"bad quoted_local_parts", "[smtp]\nquoted_local_parts = \"maybe\"\n", `relay.toml:2: smtp.quoted_local_parts: "maybe" is not accept or refuse`},
+		{"bad postmaster", "[delivery]\npostmaster = \"postmaster@[1.2.3]\"\n", `relay.toml:2: delivery.postmaster: "postmaster@[1.2.3]" is not an address`},
+		{"bad daily_to", "[stats]\ndaily_to = \"root\"\n", `relay.toml:2: stats.daily_to: "root" is not an address`},
 		{"backoff order", "[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n", "relay.toml:2: queue.min_backoff: is longer than queue.max_backoff"},
 	}
 	for _, tt := range tests {
@@ -92,6 +95,36 @@ format = "json"
 	assert.Equal(t, []string{"nix.co.jj:s1:/etc/postern/s1.pem"}, s.dkimKeys)
 	assert.True(t, s.logJSON)
 	assert.Equal(t, "postern-spool/control.sock", s.controlSocket)
+}
+
+// Address keys are written as in mail and kept in the canonical form the
+// queue holds; quoted_local_parts reaches the servers' settings.
+func TestConfigAddresses(t *testing.T) {
+	doc := `
+[smtp]
+quoted_local_parts = "refuse"
+[delivery]
+postmaster = '"john smith"@NIX.co.jj'
+[stats]
+daily_to = "Postmaster <postmaster@nix.co.jj>"
+`
+	cfg, err := parseConfig([]byte(doc), "relay.toml")
+	require.NoError(t, err)
+	cfg.applyDefaults()
+	s, err := cfg.settings()
+	require.NoError(t, err)
+	assert.True(t, s.refuseQuoted)
+	assert.Equal(t, "john smith@nix.co.jj", s.postmaster)
+	assert.Equal(t, "postmaster@nix.co.jj", s.dailyTo)
+	assert.Equal(t, "john smith@nix.co.jj", s.sitePostmaster(), "the bare <Postmaster> goes to delivery.postmaster")
+
+	cfg, err = parseConfig(nil, "relay.toml")
+	require.NoError(t, err)
+	cfg.applyDefaults()
+	s, err = cfg.settings()
+	require.NoError(t, err)
+	assert.False(t, s.refuseQuoted, "quoted local parts are accepted by default")
+	assert.Equal(t, "postmaster@example.test", s.sitePostmaster(), "else to the first local domain's")
 }
 
 // With no file the settings are the built-in defaults the README promises.

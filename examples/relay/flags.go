@@ -99,6 +99,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	dur(c.SMTP.GreetPause, "greet-pause", "pause before the banner for untrusted clients; 0s turns it off")
 	fs.BoolVar(&c.SMTP.GreetPauseLogOnly, "greet-pause-log-only", c.SMTP.GreetPauseLogOnly, "log early talkers instead of refusing them (rollout)")
 	fs.IntVar(&c.SMTP.MaxHops, "max-hops", c.SMTP.MaxHops, "most Received and Delivered-To fields in a message; more is a mail loop (554 5.4.6)")
+	str(&c.SMTP.QuotedLocalParts, "quoted-local-parts", "addresses whose local part must be quoted (\"a b\"@example.org): accept (default, carried quoted) or refuse (553 5.1.3)")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -187,6 +188,7 @@ func (c *Config) applyDefaults() {
 	}
 	def(&c.Spool, "postern-spool")
 	def(&c.SMTP.Listen, "127.0.0.1:2525")
+	def(&c.SMTP.QuotedLocalParts, "accept")
 	def(&c.Delivery.Maildir, "postern-maildir")
 	def(&c.Delivery.Local, "local:")
 	def(&c.Auth.Check, "off")
@@ -232,7 +234,7 @@ func (c *Config) applyDefaults() {
 func (c *Config) settings() (*settings, error) {
 	s := &settings{
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
-		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly,
+		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly, refuseQuoted: c.SMTP.QuotedLocalParts == "refuse",
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		relaySubdomains: c.Policy.RelaySubdomains, maxHops: c.SMTP.MaxHops,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
@@ -275,6 +277,18 @@ func (c *Config) settings() (*settings, error) {
 	var err error
 	if s.trusted, err = parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return nil, err
+	}
+	// The queue keeps addresses in canonical form (postern.Address).
+	for _, a := range []struct {
+		key string
+		p   *string
+	}{{"delivery.postmaster", &s.postmaster}, {"stats.daily_to", &s.dailyTo}} {
+		if *a.p == "" {
+			continue
+		}
+		if *a.p, err = envelopeAddr(*a.p); err != nil {
+			return nil, keyErr(a.key, "%v", err)
+		}
 	}
 	if s.controlSocket == "" {
 		s.controlSocket = s.spoolDir + "/control.sock"

@@ -26,12 +26,15 @@ import (
 //
 // A sender nothing vouched for (senderVerified) is marked
 // UnverifiedSender, so its failure notices go to the postmaster, unless
-// notifyAll.
+// notifyAll. A bare "RCPT TO:<Postmaster>" (RFC 5321 §4.5.1), which has
+// no domain to route by, is queued for postmaster(), the site's
+// postmaster.
 type queueHandoff struct {
-	q         *queue.Queue
-	log       *slog.Logger
-	met       *metrics    // nil: not counted
-	notifyAll func() bool // nil: false
+	q          *queue.Queue
+	log        *slog.Logger
+	met        *metrics      // nil: not counted
+	notifyAll  func() bool   // nil: false
+	postmaster func() string // nil: the bare Postmaster is queued as it is
 }
 
 func (h *queueHandoff) Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (string, error) {
@@ -80,7 +83,11 @@ func (h *queueHandoff) enqueue(ctx context.Context, c *postern.Conn, t *postern.
 		Body: t.Mail.Body, RequireTLS: t.Mail.RequireTLS, ClientIP: c.RemoteAddr().String(), HELO: c.HELO,
 		AuthUser: c.AuthUser, ConnID: c.ID, Hold: t.Quarantine, UnverifiedSender: !h.notifyAllSenders() && !senderVerified(c, t)}
 	for _, r := range rcpts {
-		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r.Addr, Original: r.Original,
+		addr := r.Addr
+		if h.postmaster != nil && postern.AddrDomain(addr) == "" {
+			addr = h.postmaster() // smtpserver passes only Postmaster without a domain
+		}
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: addr, Original: r.Original,
 			Notify: r.Notify, ORcptType: r.ORcptType, ORcpt: r.ORcpt})
 	}
 	start := time.Now()

@@ -99,6 +99,7 @@ type settings struct {
 	logJSON       bool
 	greetPause    time.Duration
 	greetLogOnly  bool
+	refuseQuoted  bool // smtp.quoted_local_parts = "refuse"
 	maxSize       int64
 }
 

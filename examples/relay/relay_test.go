@@ -55,6 +55,28 @@ func TestCheckCommand(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"frobnicate"}, &out, &errb))
 }
 
+// check takes addresses as a client writes them and judges the canonical
+// form the server would: a quoted local part that is the plain mailbox is
+// that mailbox; one that is not stays itself.
+func TestCheckCommandQuoted(t *testing.T) {
+	acc := filepath.Join(t.TempDir(), "access")
+	require.NoError(t, os.WriteFile(acc, []byte("To:ceo@example.test REJECT\n"), 0o644))
+	var out, errb bytes.Buffer
+	code := run([]string{"check", "-access", acc, "-ip", "192.0.2.7", "-from", `"a b"@example.net`,
+		"-rcpt", `"ceo"@example.test`, "-rcpt", `"ceo(x)"@example.test`, "-rcpt", "ceo@example.test(x)"}, &out, &errb)
+	require.Equal(t, 0, code, errb.String())
+	s := out.String()
+	assert.Contains(t, s, `=> rcpt <"ceo"@example.test>: 550 5.2.1 Mailbox disabled for this recipient`)
+	assert.Contains(t, s, `=> rcpt <"ceo(x)"@example.test>: continue`)
+	assert.Contains(t, s, "=> rcpt <ceo@example.test(x)>: 553 5.1.3 Bad address syntax")
+
+	out.Reset()
+	code = run([]string{"check", "-quoted-local-parts", "refuse", "-ip", "192.0.2.7", "-from", `"a b"@example.net`,
+		"-rcpt", "ceo@example.test"}, &out, &errb)
+	require.Equal(t, 0, code, errb.String())
+	assert.Contains(t, out.String(), "=> mail: 553 5.1.7 Address rejected: quoted local parts are not accepted here")
+}
+
 // dkim keygen writes a private key the relay can sign with and prints the
 // record to publish, split into strings of at most 255 octets.
 func TestDKIMKeygen(t *testing.T) {

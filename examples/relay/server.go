@@ -172,7 +172,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	}
 
 	inner := lns.smtp
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.notifyUnverified }}
+	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.notifyUnverified },
+		postmaster: func() string { return r.cur.Load().s.sitePostmaster() }}
 	for _, w := range recipientWarnings(s, g.routing) {
 		log.Warn("backscatter: " + w)
 	}
@@ -188,7 +189,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		}}
 	}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
-		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn})
+		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn,
+		RefuseQuotedLocalParts: s.refuseQuoted})
 	if err != nil {
 		return err
 	}
@@ -209,7 +211,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
 			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
-			AuthKeys: func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) }})
+			AuthKeys:               func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) },
+			RefuseQuotedLocalParts: s.refuseQuoted})
 		if err != nil {
 			return err
 		}
@@ -455,6 +458,7 @@ var fixedKeys = []struct {
 	field func(*settings) any
 }{
 	{"smtp.listen", func(s *settings) any { return &s.listen }},
+	{"smtp.quoted_local_parts", func(s *settings) any { return &s.refuseQuoted }},
 	{"submission.listen", func(s *settings) any { return &s.submission }},
 	{"submission.listen_tls", func(s *settings) any { return &s.submissions }},
 	{"spool", func(s *settings) any { return &s.spoolDir }},

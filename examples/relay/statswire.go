@@ -195,7 +195,7 @@ func (r *relayServer) sendSummary(ctx context.Context, s *settings, end time.Tim
 		return err
 	}
 	host := s.hostnameOrDefault()
-	msg, err := sum.Message("MAILER-DAEMON@"+host, s.dailyTo, host, end)
+	msg, err := sum.Message("MAILER-DAEMON@"+host, postern.WireAddr(s.dailyTo), host, end)
 	if err != nil {
 		return err
 	}

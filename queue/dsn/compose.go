@@ -82,7 +82,7 @@ func (c *Composer) Compose(w io.Writer, r *Report) (Info, error) {
 	var h strings.Builder
 	writeField(&h, "From", c.from)
 	sender := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(r.Sender), "<"), ">")
-	writeField(&h, "To", "<"+cleanHeader(sender, d.global)+">")
+	writeField(&h, "To", "<"+addrField(sender, d.global)+">")
 	writeField(&h, "Subject", info.Subject)
 	writeField(&h, "Date", formatDate(c.now()))
 	writeField(&h, "Message-ID", msgID)
@@ -173,7 +173,7 @@ func checkReport(r *Report) error {
 	}
 	for i := range r.Recipients {
 		rs := &r.Recipients[i]
-		if cleanHeader(rs.FinalRecipient, true) == "" {
+		if addrField(rs.FinalRecipient, true) == "" {
 			return fmt.Errorf("%w: recipient %d has no FinalRecipient", ErrInvalid, i)
 		}
 		if !rs.Action.Valid() {
@@ -330,6 +330,21 @@ func addrType(typ, addr string) string {
 	return typ
 }
 
+// addrField writes an address held in canonical form (postern.Address)
+// for the DSN's To field, its Final-Recipient and its text: in wire form,
+// the local part quoted when it is not a Dot-string, so that it names the
+// same mailbox (RFC 3464 §2.3.2 takes an RFC 822 addr-spec, RFC 6533 §3 an
+// RFC 6531 Mailbox). The spaces of a quoted local part are escaped
+// (quoted-pair, RFC 5321 §4.1.2, RFC 5322 §3.2.1), so that folding, which
+// works on spaces, can neither merge nor split them. Text that is not a
+// valid address is cleaned like any other header text.
+func addrField(addr string, global bool) string {
+	if a, err := postern.SplitAddress(addr); err == nil && (global || a.IsASCII()) {
+		return strings.ReplaceAll(a.Wire(), " ", `\ `) // only a quoted local part has spaces
+	}
+	return cleanHeader(addr, global)
+}
+
 // diagnostic returns the SMTP reply on one clean line, at most
 // maxDiagnostic bytes.
 func (d *draft) diagnostic(rep postern.Reply) string {
@@ -361,7 +376,7 @@ func (d *draft) statusFields() string {
 		if orig := d.clean(rs.OriginalRecipient); orig != "" {
 			writeField(&b, "Original-Recipient", addrType(rs.OriginalType, orig)+"; "+orig) // §2.3.1
 		}
-		final := d.clean(rs.FinalRecipient)
+		final := addrField(rs.FinalRecipient, d.global)
 		writeField(&b, "Final-Recipient", addrType("", final)+"; "+final) // §2.3.2
 		writeField(&b, "Action", string(rs.Action))                       // §2.3.3
 		writeField(&b, "Status", rs.status().String())                    // §2.3.4
@@ -454,7 +469,7 @@ var sectionTitle = map[Action]string{
 }
 
 func (d *draft) recipientLine(rs *RecipientStatus) string {
-	line := "<" + d.clean(rs.FinalRecipient) + ">: "
+	line := "<" + addrField(rs.FinalRecipient, d.global) + ">: "
 	reply, host := d.diagnostic(rs.Reply), d.clean(rs.RemoteMTA)
 	var why string
 	switch {

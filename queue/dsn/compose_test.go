@@ -3,6 +3,7 @@ package dsn
 import (
 	"bytes"
 	"errors"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,6 +303,30 @@ func TestComposeSenderInBrackets(t *testing.T) {
 	_, err := newComposer(t, nil).Compose(&buf, r)
 	require.NoError(t, err)
 	assert.Contains(t, buf.String(), "\r\nTo: <alice@example.com>\r\n")
+}
+
+// Addresses come in canonical form and go out in wire form: a local part
+// that is not a Dot-string is quoted in To:, Final-Recipient and the text,
+// so each names the very mailbox, and net/mail reads it back so.
+func TestComposeQuotedAddresses(t *testing.T) {
+	r := failedReport()
+	r.Sender = "a  b@example.com"
+	r.Recipients[0].FinalRecipient = "ceo(x)@example.net"
+	var buf bytes.Buffer
+	_, err := newComposer(t, nil).Compose(&buf, r)
+	require.NoError(t, err)
+	out := buf.String()
+	assert.Contains(t, out, "\r\nTo: <\"a\\ \\ b\"@example.com>\r\n", "spaces escaped: folding keeps them")
+	assert.Contains(t, out, "\r\nFinal-Recipient: rfc822; \"ceo(x)\"@example.net\r\n")
+	assert.Contains(t, out, "<\"ceo(x)\"@example.net>: host mx1.example.net said:")
+	p, err := Parse(strings.NewReader(out))
+	require.NoError(t, err)
+	to, err := mail.ParseAddress(p.Header.Get("To"))
+	require.NoError(t, err)
+	assert.Equal(t, "a  b@example.com", to.Address)
+	final, err := mail.ParseAddress(p.Recipients[0].FinalRecipient.Value)
+	require.NoError(t, err)
+	assert.Equal(t, "ceo(x)@example.net", final.Address, "not ceo@ with a comment")
 }
 
 func TestComposeFolding(t *testing.T) {

@@ -38,7 +38,13 @@
 // "Delayed Mail (still being retried)", "Successful Mail Delivery
 // Report"), Date, Message-ID, In-Reply-To and References naming the
 // original's Message-ID, and Auto-Submitted: auto-replied (RFC 3834).
-// Lines end in CRLF and long fields are folded. Addresses, ENVIDs and
+// Lines end in CRLF and long fields are folded. The sender and final
+// recipients are given in canonical form (postern.Address, as Txn.From and
+// Rcpt.Addr hold them) and written in wire form in To, Final-Recipient and
+// the text: a local part that is not a Dot-string is quoted (spaces in it
+// escaped, so folding keeps them), so `"ceo(x)"@example.org` is reported
+// as that mailbox and not as ceo@example.org with a comment; an
+// Original-Recipient is the ORCPT as the client gave it. Addresses, ENVIDs and
 // remote replies are untrusted: CR, LF and other control characters in
 // them become spaces, so they can add no header field, report field or
 // MIME part; outside RFC 6533 DSNs anything not ASCII becomes '?'.

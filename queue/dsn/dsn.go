@@ -222,8 +222,9 @@ func isHostname(s string) bool {
 // Report describes one DSN: the message it is about and what happened to
 // each of the recipients it reports on.
 type Report struct {
-	// Sender is the original message's reverse path, with or without
-	// angle brackets: the DSN goes to it (To:). It must not be empty: a message from the null sender never
+	// Sender is the original message's reverse path in canonical form
+	// (postern.Address, as Txn.From holds it), with or without angle
+	// brackets: the DSN goes to it (To:, in wire form). It must not be empty: a message from the null sender never
 	// gets a DSN (see NullSender).
 	Sender string
 	// EnvID is the RFC 3461 ENVID, decoded from xtext: the
@@ -255,8 +256,9 @@ type Report struct {
 // RecipientStatus is what happened to one recipient: one per-recipient
 // block of the delivery-status part (RFC 3464 §2.3).
 type RecipientStatus struct {
-	// FinalRecipient is the address the delivery was for (Final-Recipient,
-	// type rfc822, or utf-8 when not ASCII). Required.
+	// FinalRecipient is the address the delivery was for, in canonical
+	// form (Rcpt.Addr): Final-Recipient writes its wire form, type rfc822,
+	// or utf-8 when not ASCII. Required.
 	FinalRecipient string
 	// OriginalType and OriginalRecipient are the ORCPT parameter
 	// (decoded from xtext), for Original-Recipient; "" omits the field.

@@ -3,6 +3,7 @@ package dsn
 import (
 	"bytes"
 	"errors"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,7 +161,13 @@ func FuzzCompose(f *testing.F) {
 		}
 		same("EnvID", p.EnvID, cleanHeader(text, info.Global))
 		for _, got := range p.Recipients {
-			same("Final-Recipient", got.FinalRecipient.Value, cleanHeader(rcpt, info.Global))
+			same("Final-Recipient", got.FinalRecipient.Value, addrField(rcpt, info.Global))
+			// A valid address names the same mailbox for an RFC 5322 reader.
+			if a, err := postern.SplitAddress(rcpt); err == nil && a.Domain != "" {
+				if m, err := mail.ParseAddress(got.FinalRecipient.Value); err == nil && m.Address != a.String() {
+					t.Fatalf("Final-Recipient %q reads as %q, want %q", got.FinalRecipient.Value, m.Address, a.String())
+				}
+			}
 			same("Original-Recipient", got.OriginalRecipient.Value, cleanHeader(orig, info.Global))
 			same("Remote-MTA", got.RemoteMTA.Value, cleanHeader(remote, info.Global))
 			if !rep.IsZero() {

@@ -31,6 +31,13 @@
 // address literals ([192.0.2.1], [192.0.2], [IPv6:::1]), which match
 // unresolved clients and user@[literal] addresses.
 //
+// Addresses are looked up in the canonical form smtpserver gives them
+// (postern.Address): the local part unquoted, so To:ceo@example.com also
+// refuses RCPT TO:<"ceo"@example.com> and <CEO@EXAMPLE.COM.>, while
+// <"ceo(x)"@example.com> is the mailbox ceo(x), not ceo. A key may spell a
+// local part quoted as SMTP does (To:"ceo(x)"@example.com, "a.b."@); it
+// is taken unquoted. A key cannot hold white space, as in sendmail.
+//
 // Values are OK, RELAY, REJECT, DISCARD, SKIP, ERROR:550 text,
 // ERROR:5.7.1:550 text (the text may be quoted), QUARANTINE:reason, the
 // deprecated "550 text", and for GreetPause:, ClientRate: and ClientConn:

@@ -2,6 +2,7 @@ package access
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -339,4 +340,35 @@ func TestLookupRcptLocalOnlyUserAt(t *testing.T) {
 	assert.Equal(t, ActionRelay, e.Action)
 	_, ok = m.LookupRcpt("joe@example.net", false)
 	assert.False(t, ok)
+}
+
+// Lookups are given addresses in canonical form, the local part unquoted
+// (postern.Address); a key may spell the local part quoted, as SMTP does,
+// and matches that mailbox only.
+func TestQuotedKeys(t *testing.T) {
+	m, warns := parse(t, "To:\"ceo(x)\"@example.test REJECT\n"+
+		"To:\"a@b\"@example.test DISCARD\n"+
+		"From:\"Bad.\"@ REJECT\n"+
+		"To:ceo@example.test OK\n")
+	assert.Empty(t, warns)
+	for _, tt := range []struct {
+		tag, addr string
+		action    Action
+		ok        bool
+	}{
+		{TagTo, "ceo(x)@example.test", ActionReject, true},
+		{TagTo, "CEO(X)@Example.Test", ActionReject, true},
+		{TagTo, "ceo@example.test", ActionOK, true},
+		{TagTo, "a@b@example.test", ActionDiscard, true},
+		{TagFrom, "bad.@anywhere.example", ActionReject, true},
+		{TagFrom, "bad@anywhere.example", 0, false},
+	} {
+		e, ok := m.LookupAddr(tt.tag, tt.addr)
+		assert.Equal(t, tt.ok, ok, tt.addr)
+		if ok {
+			assert.Equal(t, tt.action, e.Action, tt.addr)
+		}
+	}
+	_, _, err := Parse(strings.NewReader("To:\"open@example.test REJECT\n"), "access")
+	assert.ErrorContains(t, err, "malformed quoted local part")
 }

@@ -322,6 +322,9 @@ type keyInfo struct {
 // error text for a key that claims to be an address but is malformed.
 func classifyKey(key string) (keyInfo, string) {
 	lower := strings.ToLower(key)
+	if strings.HasPrefix(lower, `"`) {
+		return quotedKey(lower)
+	}
 	if len(lower) >= 2 && lower[0] == '[' && lower[len(lower)-1] == ']' {
 		ki, isNet, err := parseNetKey(lower[1 : len(lower)-1])
 		if err != "" {
@@ -352,6 +355,26 @@ func classifyKey(key string) (keyInfo, string) {
 		ki.note = "a bare IPv6 address never matches (sendmail writes IPv6 keys as IPv6:" + lower + ")"
 	}
 	return ki, ""
+}
+
+// quotedKey takes a key whose local part is quoted as SMTP quotes it
+// ("ceo(x)"@example.com, "ceo(x)"@): lookups are given the canonical form
+// of an address (postern.Address), so the key is kept unquoted.
+func quotedKey(lower string) (keyInfo, string) {
+	userOnly := strings.HasSuffix(lower, "@")
+	probe := lower
+	if userOnly {
+		probe += "x.invalid"
+	}
+	a, err := postern.ParseMailbox(probe)
+	if err != nil {
+		return keyInfo{}, fmt.Sprintf("malformed quoted local part in %q", lower)
+	}
+	norm := a.Local + "@"
+	if !userOnly {
+		norm += a.Domain
+	}
+	return keyInfo{kind: kindName, norm: norm}, ""
 }
 
 // parseNetKey recognises network keys: a.b.c.d and its prefixes a.b.c,

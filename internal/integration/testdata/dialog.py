@@ -6,7 +6,10 @@ usage: dialog.py HOST PORT SOURCE_IP < commands
 Each input line is one command sent with smtplib's docmd after EHLO; each
 output line is "CODE TEXT" for it. The line "SEND from to1,to2 OPTS" sends a
 small message with SMTP.sendmail (mail options such as SMTPUTF8 or RET=HDRS,
-separated by '+') and prints "SENT" or the refusal.
+separated by '+') and prints "SENT" or the refusal. The line "MESSAGE" sends
+DATA and a small message for the transaction built by the commands before it
+(for addresses smtplib's sendmail would rewrite, such as quoted local parts)
+and prints the final reply as "CODE TEXT".
 """
 import smtplib
 import sys
@@ -31,6 +34,11 @@ def main():
                 print("SENT", sorted(refused.keys()))
             except smtplib.SMTPException as e:
                 print("REFUSED", e)
+            continue
+        if line == "MESSAGE":
+            code, text = s.data(b"Subject: from smtplib\r\nMessage-ID: <smtplib-data@client.test>\r\n\r\nHello.\r\n")
+            print(code, text.decode("utf-8", "replace").replace("\n", " "))
+            sys.stdout.flush()
             continue
         code, text = s.docmd(line)
         print(code, text.decode("utf-8", "replace").replace("\n", " "))
