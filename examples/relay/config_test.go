@@ -17,6 +17,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/smtpserver"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -42,6 +43,7 @@ func TestConfigErrors(t *testing.T) {
 		{"dkim without key", "[[dkim]]\ndomain = \"nix.co.jj\"\nselector = \"s1\"\n", "relay.toml:1: dkim[0]: each [[dkim]] needs domain, selector and key"},
 		{"bad log level", "[log]\nlevel = \"loud\"\n", `relay.toml:2: log.level: "loud" is not debug, info, warn or error`},
 		{"syntax", "[smtp\nlisten = 1\n", "relay.toml:1: "},
+		{"bad bare newline", "[smtp]\nbare_newline = \"allow\"\n", `relay.toml:2: smtp.bare_newline: "allow" is not normalize or reject`},
 		{"backoff order", "[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n", "relay.toml:2: queue.min_backoff: is longer than queue.max_backoff"},
 	}
 	for _, tt := range tests {
@@ -62,6 +64,8 @@ relay_domains = ["sub.example"]
 max_message_size = "20MiB"
 [smtp]
 greet_pause = "0s"
+bare_newline = "reject"
+max_connections = 300
 [limits]
 client_conn = 0
 message_rate = "100/1h"
@@ -84,6 +88,8 @@ format = "json"
 	assert.Equal(t, []string{"nix.co.jj"}, s.localDomains)
 	assert.Equal(t, int64(20<<20), s.maxSize)
 	assert.Zero(t, s.greetPause, "an explicit 0s turns the pause off")
+	assert.Equal(t, smtpserver.BareNewlineReject, s.bareNewline)
+	assert.Equal(t, 300, s.maxConns)
 	assert.Zero(t, s.clientConn, "an explicit 0 means unlimited")
 	assert.Equal(t, 100, s.msgRate.Count)
 	assert.Equal(t, time.Duration(-1), s.queueWarn, "warn 0 is never")
@@ -106,6 +112,8 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, "postern-maildir", s.maildir)
 	assert.Equal(t, 5*time.Second, s.greetPause)
 	assert.Equal(t, 50, s.clientConn)
+	assert.Equal(t, smtpserver.BareNewlineNormalize, s.bareNewline)
+	assert.Zero(t, s.maxConns, "automatic, from RLIMIT_NOFILE")
 	assert.Equal(t, int64(10<<20), s.maxSize)
 	assert.Equal(t, 4*time.Hour, s.queueWarn)
 	assert.Equal(t, 5*24*time.Hour, s.queueReturn)

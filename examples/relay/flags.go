@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/smtpserver"
 )
 
 // The relay's flags are another way to write keys of the configuration
@@ -96,6 +98,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	text(&c.MaxMessageSize, func() string { return strconv.FormatInt(int64(c.MaxMessageSize), 10) }, "max-size", "maximum message `size` (10485760, 10MB)")
 	dur(c.SMTP.GreetPause, "greet-pause", "pause before the banner for untrusted clients; 0s turns it off")
 	fs.BoolVar(&c.SMTP.GreetPauseLogOnly, "greet-pause-log-only", c.SMTP.GreetPauseLogOnly, "log early talkers instead of refusing them (rollout)")
+	str(&c.SMTP.BareNewline, "bare-newline", "bare CR or LF in a message: normalize (make it CRLF) or reject (550 5.5.2)")
+	fs.IntVar(&c.SMTP.MaxConnections, "max-connections", c.SMTP.MaxConnections, "connections open at once, all listeners; 0: from RLIMIT_NOFILE, (limit-100)/2; negative: no limit")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -179,6 +183,7 @@ func (c *Config) applyDefaults() {
 	}
 	def(&c.Spool, "postern-spool")
 	def(&c.SMTP.Listen, "127.0.0.1:2525")
+	def(&c.SMTP.BareNewline, "normalize")
 	def(&c.Delivery.Maildir, "postern-maildir")
 	def(&c.Auth.Check, "off")
 	def(&c.Log.Level, "info")
@@ -212,7 +217,7 @@ func (c *Config) applyDefaults() {
 func (c *Config) settings() (*settings, error) {
 	s := &settings{
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
-		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly,
+		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly, maxConns: c.SMTP.MaxConnections,
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
 		dnsblAtRcpt: c.DNSBL.AtRcpt, dnsFailOpen: c.DNSBL.FailOpen,
@@ -264,6 +269,9 @@ func (c *Config) settings() (*settings, error) {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
 	s.logJSON = c.Log.Format == "json"
+	if s.bareNewline, err = smtpserver.ParseBareNewline(c.SMTP.BareNewline); err != nil {
+		return nil, fmt.Errorf("smtp.bare_newline: %w", err)
+	}
 	return s, nil
 }
 

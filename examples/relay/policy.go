@@ -15,6 +15,7 @@ import (
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/access"
 )
 
@@ -92,6 +93,8 @@ type settings struct {
 	greetPause    time.Duration
 	greetLogOnly  bool
 	maxSize       int64
+	bareNewline   smtpserver.BareNewline
+	maxConns      int // 0: from RLIMIT_NOFILE; negative: none
 }
 
 // policy is the relay's chain and what the listeners need to know.
