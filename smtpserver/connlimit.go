@@ -34,7 +34,11 @@ func AutoMaxConnections() int {
 	if !ok {
 		return 10000
 	}
-	return max(int((n-fdHeadroom)/fdPerConn), minAutoConns)
+	return autoConns(n)
+}
+
+func autoConns(nofile uint64) int {
+	return max((int(min(nofile, 1<<40))-fdHeadroom)/fdPerConn, minAutoConns)
 }
 
 // ConnLimitConfig configures a ConnLimit.

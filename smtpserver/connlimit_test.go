@@ -91,8 +91,11 @@ func TestMaxConnections(t *testing.T) {
 func TestMaxConnectionsDefault(t *testing.T) {
 	var lim syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
-	want := max(int((lim.Cur-100)/2), 10)
+	want := max((int(lim.Cur)-100)/2, 10)
 	assert.Equal(t, want, AutoMaxConnections())
+	for nofile, want := range map[uint64]int{0: 10, 64: 10, 120: 10, 256: 78, 1024: 462, 1 << 20: 524238} {
+		assert.Equal(t, want, autoConns(nofile), "RLIMIT_NOFILE %d", nofile)
+	}
 	srv, err := New(Config{Handoff: &memHandoff{}})
 	require.NoError(t, err)
 	assert.Equal(t, want, srv.Config().MaxConnections)
