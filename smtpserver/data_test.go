@@ -378,6 +378,13 @@ func TestBareNewlineRejectCommands(t *testing.T) {
 	expect(t, got[2], "550 5.5.2 Error: bare <LF> received")
 	expect(t, got[7], "550 5.5.2 Error: bare <LF> received")
 
+	// A DATA refused before its end (too large) leaves its bare LF
+	// behind; a clean BDAT message after it is not refused for it.
+	small := newPipeServer(t, Config{BareNewline: BareNewlineReject, MaxMessageBytes: 64})
+	got = small.dialog(t, []byte(dataOpen), []byte("Subject: x\r\n\r\nbody\n"+strings.Repeat("x", 20000)+"\r\n.\r\n"+
+		"MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 5 LAST\r\nabc\r\nQUIT\r\n"))
+	require.Equal(t, "220 250 250 250 354 552 250 250 250 221", codes(got))
+
 	norm := newPipeServer(t, Config{})
 	got = norm.dialog(t, []byte("EHLO x\r\nNOOP\nQUIT\r\n"))
 	require.Equal(t, "220 250 250 221", codes(got))

@@ -354,6 +354,10 @@ func (e *edgeConn) readCommand() error {
 		e.rewriteRcpt = ok
 		e.st.setBarePostmaster(ok)
 	case "BDAT":
+		// The session finds bare line ends in BDAT text itself; what the
+		// last DATA recorded must not be taken for them (a DATA refused
+		// before its end leaves it untaken).
+		e.st.setBareNewline(0)
 		if n, last, ok := parseBDAT(arg); ok {
 			e.bdatLeft = n
 			if n > 0 {
