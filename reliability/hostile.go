@@ -120,6 +120,10 @@ func dialogs(rng *rand.Rand) []dialog {
 	for i := range 1001 {
 		fmt.Fprintf(&rcpts, "RCPT TO:<r%d@example.test>\r\n", i)
 	}
+	var rcpts1100 strings.Builder
+	for i := range 1100 {
+		fmt.Fprintf(&rcpts1100, "RCPT TO:<o%d@example.test>\r\n", i)
+	}
 	var bigHeader strings.Builder
 	for bigHeader.Len() < 300<<10 {
 		bigHeader.WriteString("X-Filler: " + strings.Repeat("h", 88) + "\r\n")
@@ -139,6 +143,17 @@ func dialogs(rng *rand.Rand) []dialog {
 		{"SMTP smuggling with CRLF.LF", []step{w(ehlo+mailOK+rcptOK+"DATA\r\n", 4),
 			w("Subject: smuggle\r\n\r\nhello\r\n.\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\n\r\nsmuggled\r\n.\r\n", 1)},
 			`^220 250 250 250 354 250 221$`, ""},
+		// The streams of "Security at the seams": ".\r\r\n" is no end, the
+		// ".\r\n" after it is, and the commands after it are commands.
+		{"DATA end after . CR CR LF", []step{w(ehlo+mailOK+rcptOK+"DATA\r\n", 4),
+			w("Subject: x\r\n\r\nline\r\n.\r\r\n.\r\n"+mailOK+rcptOK+"BDAT 3 LAST\r\nabc", 4)},
+			`^220 250 250 250 354 250 250 250 250 221$`, ""},
+		{"dot CR X in DATA", []step{w(ehlo+mailOK+rcptOK+"DATA\r\n", 4), w("Subject: x\r\n\r\nline\r\n.\rX\r\n.\r\n", 1)},
+			`^220 250 250 250 354 250 221$`, ""},
+		// Recipients past the limit are answered 452 and are no errors:
+		// the session goes on to deliver to the first 1000.
+		{"1100 recipients then DATA", []step{w(ehlo+mailOK+rcpts1100.String()+"DATA\r\n", 1103), w("Subject: many\r\n\r\nx\r\n.\r\n", 1)},
+			`^220 250 250( 250){1000}( 452){100} 354 250 221$`, ""},
 		{"100 KiB command line", []step{w(ehlo+"NOOP "+long+"\r\nNOOP\r\n", 3)}, `^220 250 500 250 221$`, ""},
 		{"3000-octet EHLO", []step{w("EHLO "+strings.Repeat("a", 3000)+"\r\n"+ehlo, 2)}, `^220 500 250 221$`, ""},
 		{"100 KiB line in DATA", []step{w(ehlo+mailOK+rcptOK+"DATA\r\n", 4), w("Subject: long\r\n\r\n"+long+"\r\n.\r\n", 1)},

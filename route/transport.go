@@ -2,6 +2,7 @@ package route
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -589,7 +590,7 @@ func (t *Transport) transaction(ctx context.Context, s *session, d *queue.Delive
 	s.conn.setPhase(time.Now().Add(t.dataTimeout))
 	defer s.conn.setPhase(time.Time{})
 	src := &readErrTracker{r: io.NewSectionReader(d.Message, 0, d.Size)}
-	if _, err := io.Copy(w, src); err != nil {
+	if _, err := io.Copy(&bareCRWriter{w: w}, src); err != nil {
 		s.broken = true
 		if src.err != nil {
 			setAccepted(queue.Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "cannot read the queued message: "+src.err.Error())})
@@ -668,6 +669,54 @@ func (r *readErrTracker) Read(p []byte) (int, error) {
 		r.err = err
 	}
 	return n, err
+}
+
+// bareCRWriter writes through w with each bare CR made CRLF. go-smtp's
+// DATA writer makes a bare LF CRLF and dot-stuffs the line after it, but
+// passes a bare CR as it is: a next hop that takes a bare CR for a line end
+// would then see "x\r.\r\n" as a line "." the writer did not stuff, an
+// end of data that was not the end (SMTP smuggling). smtpserver stores
+// CRLF only; this covers queue files from elsewhere or from before. A CR
+// ending one Write is settled by the next (or by the DATA writer's Close,
+// which ends a last CR with LF).
+type bareCRWriter struct {
+	w  io.Writer
+	cr bool // the last byte written was a CR
+}
+
+func (b *bareCRWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if b.cr && p[0] != '\n' {
+		if _, err := b.w.Write([]byte{'\n'}); err != nil {
+			return 0, err
+		}
+	}
+	start := 0 // of the bytes not yet written
+	for from := 0; ; {
+		i := bytes.IndexByte(p[from:], '\r')
+		if i < 0 {
+			break
+		}
+		i += from
+		from = i + 1
+		if i+1 == len(p) || p[i+1] == '\n' {
+			continue
+		}
+		if _, err := b.w.Write(p[start : i+1]); err != nil {
+			return start, err
+		}
+		if _, err := b.w.Write([]byte{'\n'}); err != nil {
+			return i + 1, err
+		}
+		start = i + 1
+	}
+	if _, err := b.w.Write(p[start:]); err != nil {
+		return start, err
+	}
+	b.cr = p[len(p)-1] == '\r'
+	return len(p), nil
 }
 
 // serverReply returns the reply in a go-smtp error; isReply is false for

@@ -92,6 +92,11 @@ type Config struct {
 	// MaxRecipients per transaction; more get 452 4.5.3. Default 1000
 	// (Postfix smtpd_recipient_limit).
 	MaxRecipients int
+	// RecipientOvershootLimit is how many recipients past MaxRecipients a
+	// transaction may send before each further 452 4.5.3 counts toward
+	// the error limits. Default 1000 (Postfix
+	// smtpd_recipient_overshoot_limit); negative counts every one.
+	RecipientOvershootLimit int
 	// MaxHeaderBytes bounds the header block; larger gets 552 5.3.4.
 	// Default 256 KiB.
 	MaxHeaderBytes int
@@ -105,6 +110,12 @@ type Config struct {
 	// 500 5.5.2. Default 2048 (Postfix line_length_limit; RFC 5321
 	// §4.5.3.1.4 asks for at least 512).
 	MaxCommandLine int
+	// BareNewline is what a bare CR or bare LF in a message (DATA or
+	// BDAT) gets: the default BareNewlineNormalize makes it CRLF,
+	// BareNewlineReject refuses the message with 550 5.5.2 (and a
+	// command line ending in a bare LF too). Only CRLF "." CRLF ends
+	// DATA in either case.
+	BareNewline BareNewline
 	// SpoolMemoryBytes of a message are kept in memory; the rest goes to a
 	// temporary file in SpoolDir. Default 1 MiB.
 	SpoolMemoryBytes int
@@ -125,6 +136,16 @@ type Config struct {
 	// ConnectTimeout bounds the connect stage (and implicit TLS handshake)
 	// before the banner. Default 30s.
 	ConnectTimeout time.Duration
+
+	// MaxConnections bounds the connections open at once across the
+	// listeners of Listen and Serve; more are answered "421 4.7.0" and
+	// closed before anything is read. 0 means AutoMaxConnections()
+	// (from RLIMIT_NOFILE); negative means no limit (put a ConnLimit in
+	// front instead, to count connections that other listener wrappers
+	// hold). When the process runs out of file descriptors anyway the
+	// listener answers waiting clients "421 4.3.2" from a descriptor it
+	// keeps in reserve, and goes on accepting.
+	MaxConnections int
 
 	// SoftErrorLimit: past this many errors each error reply is delayed by
 	// ErrorSleep. Default 10 (Postfix smtpd_soft_error_limit).
@@ -206,6 +227,13 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	setDefault(&cfg.MaxMessageBytes, 10<<20)
 	setDefault(&cfg.MaxRecipients, 1000)
+	setDefault(&cfg.RecipientOvershootLimit, 1000)
+	if cfg.RecipientOvershootLimit < 0 {
+		cfg.RecipientOvershootLimit = 0
+	}
+	if cfg.MaxConnections == 0 {
+		cfg.MaxConnections = AutoMaxConnections()
+	}
 	setDefault(&cfg.MaxHeaderBytes, 256<<10)
 	setDefault(&cfg.MaxHops, DefaultMaxHops)
 	setDefault(&cfg.MaxCommandLine, 2048)
@@ -238,6 +266,8 @@ func (c *Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.MaxMessageBytes < 0, cfg.MaxRecipients < 0, cfg.MaxHeaderBytes < 0, cfg.SpoolMemoryBytes < 0:
 		return cfg, fmt.Errorf("%w: negative size limit", ErrConfig)
+	case cfg.BareNewline > BareNewlineReject:
+		return cfg, fmt.Errorf("%w: unknown BareNewline %d", ErrConfig, cfg.BareNewline)
 	case cfg.MaxCommandLine < 512:
 		return cfg, fmt.Errorf("%w: MaxCommandLine %d is below RFC 5321's 512", ErrConfig, cfg.MaxCommandLine)
 	case cfg.HardErrorLimit < cfg.SoftErrorLimit:

@@ -9,7 +9,16 @@
 // calls the backend only at HELO. Server.Listen therefore runs the connect
 // stage (access Connect: entries, DNSBL, connection limits) in a
 // net.Listener wrapper before go-smtp sees the connection, concurrently for
-// all new connections; Accept never returns a per-connection error.
+// all new connections; Accept never returns a per-connection error. It
+// also holds the global connection limit (Config.MaxConnections, by default
+// from RLIMIT_NOFILE: (limit - 100) / 2): a client over it gets
+// "421 4.7.0 … too many connections" before anything is read. When the
+// process is out of file descriptors anyway (EMFILE, ENFILE), the listener
+// frees a descriptor it keeps in reserve, answers the waiting client
+// "421 4.3.2", takes the reserve back and goes on accepting: it never stops
+// serving for it. ConnLimit does the same as a wrapper of its own, to put
+// first in front of other listener wrappers (a greet pause, per-client
+// limits) and share between servers.
 //
 // Between the socket and go-smtp sits a protocol edge that reads one command
 // at a time, so it knows the exact state of the dialogue. It provides:
@@ -25,8 +34,19 @@
 //   - STARTTLS (RFC 3207) with TLS session tickets off by default, the
 //     plaintext pipelined after STARTTLS dropped (CVE-2011-0411), and a new
 //     EHLO required; implicit TLS for port 465 (RFC 8314);
-//   - bare LF in DATA normalised to CRLF, and never taken as the end of the
-//     message (SMTP smuggling);
+//   - one rule for the end of DATA: the edge alone decides it (only
+//     CRLF "." CRLF, the CRLF after 354 counting as the first) and hands
+//     go-smtp canonical, dot-stuffed text, so the two cannot disagree and
+//     each DATA gets exactly one reply (SMTP smuggling, RFC 5321 §4.1.1.4,
+//     §4.5.2);
+//   - bare CR and bare LF in a message (DATA or BDAT) made CRLF, or with
+//     Config.BareNewline = BareNewlineReject the message refused with
+//     "550 5.5.2 Error: bare <LF> received" (<CR>) after its end, and a
+//     command line ending in a bare LF refused the same way (Postfix
+//     smtpd_forbid_bare_newline); a stored message has CRLF line ends only;
+//   - recipients past MaxRecipients answered 452 4.5.3 without counting as
+//     errors, up to RecipientOvershootLimit (1000, Postfix
+//     smtpd_recipient_overshoot_limit) per transaction;
 //   - graceful Shutdown: idle sessions are told 421 4.3.2, sessions in a
 //     transaction finish it.
 //

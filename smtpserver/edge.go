@@ -39,7 +39,11 @@ const (
 //     fixed limit of 3);
 //   - own STARTTLS (so the connection keeps one wrapper across TLS);
 //   - set per-command, per-data-block and whole-session deadlines;
-//   - keep bare LF from ending DATA (SMTP smuggling) while normalising it.
+//   - decide alone where DATA ends, with bare CR and LF normalised or
+//     refused, and hand go-smtp canonical text (see dataDecoder): no SMTP
+//     smuggling;
+//   - not count recipients over the limit as errors (up to an overshoot
+//     limit, as Postfix).
 type edgeConn struct {
 	raw net.Conn // the accepted connection
 	nc  net.Conn // current transport: raw, or a *tls.Conn over it
@@ -52,9 +56,8 @@ type edgeConn struct {
 	pending     []byte // bytes for go-smtp, a window into pbuf
 	pbuf        []byte
 	bdatLeft    int64
-	prevBareLF  bool // in DATA: the last line ended in LF without CR
-	midLine     bool // in DATA: the last piece did not end a line
-	lastCR      bool // in DATA: the last piece ended in CR
+	dec         dataDecoder // in DATA: where the message ends
+	overshoot   int         // 452 4.5.3 replies in this transaction
 	lastVerb    string
 	ehloInsert  bool // add STARTTLS to the EHLO reply being written
 	awaitResult bool // the next final reply ends a transaction
@@ -213,65 +216,36 @@ func (e *edgeConn) readErr(err error) error {
 	return err
 }
 
-// readData moves DATA lines into e.pending. RFC 5321 §4.1.1.4: only
-// CRLF "." CRLF ends the data. A line ending in bare LF is given a CR
-// (Postfix's smtpd_forbid_bare_newline=normalize), but a "." line after it, or
-// itself ending in bare LF, is kept as content by doubling the dot: a bare LF
-// must never end the message (SMTP smuggling).
+// readData moves decoded DATA text into e.pending. The decoder alone
+// decides where the message ends (see dataDecoder); go-smtp gets canonical
+// text whose end it reads the same way. The bytes after the end stay
+// buffered for the next command.
 func (e *edgeConn) readData(p []byte) error {
 	if err := e.armRead(e.srv.cfg.DataTimeout); err != nil {
 		return err
 	}
 	buf := e.pbuf[:0]
-	for len(buf) < len(p) {
-		line, err := e.br.ReadSlice('\n')
-		if len(line) > 0 {
-			buf = e.appendDataPiece(buf, line)
-			if e.mode != modeData {
-				break
-			}
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			if len(buf) > 0 {
-				break // hand over what we have; the error comes back next time
-			}
-			return e.readErr(err)
-		}
+	for len(buf) < len(p) && e.mode == modeData {
 		if e.br.Buffered() == 0 {
-			break // do not block while holding bytes for go-smtp
+			if len(buf) > 0 {
+				break // do not block while holding bytes for go-smtp
+			}
+			if _, err := e.br.Peek(1); err != nil {
+				return e.readErr(err)
+			}
+		}
+		in, _ := e.br.Peek(min(e.br.Buffered(), len(p)))
+		out, used, end := e.dec.decode(buf, in)
+		buf = out
+		_, _ = e.br.Discard(used)
+		if end {
+			e.mode = modeCommand
+			e.awaitResult = true
+			e.st.setBareNewline(e.dec.bare)
 		}
 	}
 	e.pbuf, e.pending = buf, buf
 	return nil
-}
-
-func (e *edgeConn) appendDataPiece(buf, piece []byte) []byte {
-	startOfLine := !e.midLine
-	endsLine := piece[len(piece)-1] == '\n'
-	if !endsLine {
-		e.midLine = true
-		e.lastCR = piece[len(piece)-1] == '\r'
-		return append(buf, piece...)
-	}
-	bare := !(len(piece) >= 2 && piece[len(piece)-2] == '\r') && !(len(piece) == 1 && e.lastCR)
-	e.midLine, e.lastCR = false, false
-	if startOfLine && piece[0] == '.' && (len(piece) == 2 || len(piece) == 3 && !bare) {
-		// A lone "." line: the end marker only with CRLF on both sides.
-		if !bare && !e.prevBareLF {
-			e.mode = modeCommand
-			e.awaitResult = true
-			e.prevBareLF = false
-			return append(buf, ".\r\n"...)
-		}
-		e.prevBareLF = bare
-		return append(buf, "..\r\n"...)
-	}
-	e.prevBareLF = bare
-	if bare {
-		buf = append(buf, piece[:len(piece)-1]...)
-		return append(buf, '\r', '\n')
-	}
-	return append(buf, piece...)
 }
 
 // readCommand reads one command line; it either answers it itself or puts
@@ -331,6 +305,10 @@ func (e *edgeConn) readCommand() error {
 		e.setPending(text)
 		return nil
 	}
+	if e.srv.cfg.BareNewline == BareNewlineReject && bareLF(line) {
+		e.writeReply(550, "5.5.2", "Error: bare <LF> received")
+		return e.checkClosed()
+	}
 	verb, arg, _ := strings.Cut(text, " ")
 	verb = strings.ToUpper(verb)
 	e.lastVerb = verb
@@ -361,6 +339,10 @@ func (e *edgeConn) readCommand() error {
 	case "RSET":
 		e.inTxn = false
 	case "BDAT":
+		// The session finds bare line ends in BDAT text itself; what the
+		// last DATA recorded must not be taken for them (a DATA refused
+		// before its end leaves it untaken).
+		e.st.setBareNewline(0)
 		if n, last, ok := parseBDAT(arg); ok {
 			e.bdatLeft = n
 			if n > 0 {
@@ -402,6 +384,12 @@ func (e *edgeConn) readLine(max int) ([]byte, bool, error) {
 		}
 		return out, tooLong, err
 	}
+}
+
+// bareLF reports whether a command line ends in LF without CR.
+func bareLF(line []byte) bool {
+	n := len(line)
+	return n > 0 && line[n-1] == '\n' && (n < 2 || line[n-2] != '\r')
 }
 
 // checkClosed returns an error when the error limit closed the connection.
@@ -505,13 +493,14 @@ func (e *edgeConn) observeFinal(code int) {
 	switch {
 	case code == 354:
 		e.mode = modeData
-		e.prevBareLF, e.midLine, e.lastCR = false, false, false
+		e.dec.reset(true)
 	case code == 235:
 		e.authed = true
 	case code == 334:
 		e.saslLine = true
 	case e.lastVerb == "MAIL" && code == 250:
 		e.inTxn = true
+		e.overshoot = 0
 	}
 	if e.awaitResult && code != 354 {
 		e.awaitResult = false
@@ -532,7 +521,7 @@ func (e *edgeConn) writeReply(code int, esc, text string) {
 // disconnected (Postfix smtpd_soft_error_limit / smtpd_hard_error_limit).
 func (e *edgeConn) writeCounted(p []byte, code int, final bool) (int, error) {
 	cfg := &e.srv.cfg
-	isErr := final && code >= 400 && code < 600
+	isErr := final && code >= 400 && code < 600 && !e.overshootOnly(code, p)
 	if isErr {
 		e.errors++
 		if e.errors > cfg.SoftErrorLimit && cfg.ErrorSleep > 0 {
@@ -552,6 +541,19 @@ func (e *edgeConn) writeCounted(p []byte, code int, final bool) (int, error) {
 		e.Close()
 	}
 	return n, nil
+}
+
+// overshootOnly reports whether p refuses a recipient over the
+// per-message limit that is not to be counted as an error: Postfix counts
+// such recipients only past smtpd_recipient_overshoot_limit, as a sender
+// with a long list (RFC 5321 §4.5.3.1.10) simply sends the rest in another
+// transaction.
+func (e *edgeConn) overshootOnly(code int, p []byte) bool {
+	if code != 452 || e.lastVerb != "RCPT" || !bytes.HasPrefix(p, []byte("452 4.5.3 ")) {
+		return false
+	}
+	e.overshoot++
+	return e.overshoot <= e.srv.cfg.RecipientOvershootLimit
 }
 
 // replyCode reads the code of a reply line and whether it is the last line.

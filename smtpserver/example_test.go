@@ -59,3 +59,32 @@ func Example() {
 	// 250 2.0.0 Ok: queued as ID42
 	// 221 2.0.0 Bye
 }
+
+// A global connection limit put first, on the socket, in front of other
+// listener wrappers; the server's own limit is then turned off.
+func ExampleConnLimit() {
+	handoff := smtpserver.HandoffFunc(func(_ context.Context, _ *postern.Conn, t *postern.Txn, _ *postern.Message) (string, error) {
+		return "ID42", nil
+	})
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: "mx.example.org", Handoff: handoff, MaxConnections: -1})
+	if err != nil {
+		panic(err)
+	}
+	limit := smtpserver.NewConnLimit(smtpserver.ConnLimitConfig{Max: 1, Hostname: "mx.example.org"})
+	defer limit.Close()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	// A greet pause or ratelimit.Listener would wrap limit.Listener(l).
+	go srv.Serve(limit.Listener(l))
+	defer srv.Close()
+
+	banner := func() string {
+		c, _ := net.Dial("tcp", l.Addr().String())
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return strings.TrimSpace(line)
+	}
+	fmt.Println(banner())
+	fmt.Println(banner()) // the first connection is still open
+	// Output:
+	// 220 mx.example.org ESMTP Service Ready
+	// 421 4.7.0 mx.example.org Error: too many connections, try again later
+}

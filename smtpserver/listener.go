@@ -3,7 +3,6 @@ package smtpserver
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"sync"
 	"time"
@@ -21,7 +20,11 @@ import (
 // verdict's reply; 421 for a temporary failure) and closed (RFC 5321
 // §3.1). The checks of different connections run concurrently; Accept never
 // returns an error for one connection, only when inner fails for good.
+// Config.MaxConnections is counted here, on what inner accepts.
 func (s *Server) Listen(inner net.Listener) net.Listener {
+	if s.connLimit != nil {
+		inner = s.connLimit.Listener(inner)
+	}
 	l := &listener{srv: s, inner: inner, ready: make(chan net.Conn), done: make(chan struct{})}
 	s.mu.Lock()
 	closing := s.closing
@@ -75,8 +78,7 @@ func (l *listener) loop() {
 	for {
 		nc, err := l.inner.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+			if temporaryAccept(err) {
 				// Out of file descriptors and the like: back off, go on.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				l.srv.cfg.Logger.Warn("accept failed, retrying", "error", err, "retry_in", delay.String())
@@ -93,11 +95,6 @@ func (l *listener) loop() {
 		delay = 0
 		go l.admit(nc)
 	}
-}
-
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
 }
 
 // admit runs the connect stage for one connection and hands it to Accept.

@@ -26,6 +26,7 @@ type Server struct {
 	tlsConfig *tls.Config
 	policy    atomic.Pointer[policyBox]
 	smtp      *smtp.Server
+	connLimit *ConnLimit // nil without Config.MaxConnections
 
 	mu        sync.Mutex
 	listeners []net.Listener // ours, closed by Close and Shutdown
@@ -48,6 +49,9 @@ func New(cfg Config) (*Server, error) {
 		s.tlsConfig.SessionTicketsDisabled = !c.TLSSessionTickets
 	}
 	s.policy.Store(&policyBox{c.Policy})
+	if c.MaxConnections > 0 {
+		s.connLimit = NewConnLimit(ConnLimitConfig{Max: c.MaxConnections, Hostname: c.Hostname, Logger: c.Logger})
+	}
 
 	be := &backend{srv: s}
 	gs := smtp.NewServer(be)
@@ -155,6 +159,9 @@ func (s *Server) closeListeners() {
 	for _, l := range ls {
 		l.Close()
 	}
+	if s.connLimit != nil {
+		s.connLimit.Close()
+	}
 }
 
 func (s *Server) trackEdge(e *edgeConn) bool {
@@ -191,6 +198,23 @@ type connState struct {
 	tls            *tls.ConnectionState
 	connectVerdict postern.Verdict // a connect-stage Discard/Quarantine
 	messages       int
+	bareNewline    byte // the first bare CR or LF of the last DATA; 0 for none
+}
+
+// setBareNewline records, at the end of DATA, the first bare line end the
+// edge saw in it.
+func (st *connState) setBareNewline(c byte) {
+	st.mu.Lock()
+	st.bareNewline = c
+	st.mu.Unlock()
+}
+
+func (st *connState) takeBareNewline() byte {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c := st.bareNewline
+	st.bareNewline = 0
+	return c
 }
 
 func (st *connState) setGreeting(helo string, esmtp bool) {

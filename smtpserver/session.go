@@ -256,7 +256,15 @@ func (s *session) Data(r io.Reader) error {
 
 	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size)
 	defer sp.Release()
-	if _, err := sp.ReadFrom(r); err != nil {
+	// DATA text comes canonical from the edge; BDAT chunks come as sent,
+	// and get the same line ends here.
+	lr := newLineEndReader(r)
+	_, err := sp.ReadFrom(lr)
+	bare := s.st.takeBareNewline()
+	if bare == 0 {
+		bare = lr.d.bare
+	}
+	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", se.Code, "reason", se.Message)
@@ -270,6 +278,14 @@ func (s *session) Data(r io.Reader) error {
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
+	}
+	if bare != 0 {
+		if cfg.BareNewline == BareNewlineReject {
+			reason := "Error: bare " + bareName(bare) + " received"
+			log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", 550, "reason", reason)
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: reason}
+		}
+		log.Debug("bare line ends made CRLF", "txn_id", t.ID, "stage", "data", "first", bareName(bare))
 	}
 	m, err := postern.NewMessage(sp, sp.Size(), cfg.MaxHeaderBytes)
 	if err != nil {

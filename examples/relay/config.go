@@ -16,6 +16,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/smtpserver"
 )
 
 // Config is the relay's configuration file (TOML). Every key is optional:
@@ -76,6 +77,13 @@ type SMTPSection struct {
 	// hop, as RFC 5321 requires) or "refuse" (553 5.1.3) for addresses
 	// whose local part must be quoted, on every listener.
 	QuotedLocalParts string `toml:"quoted_local_parts"`
+	// BareNewline is what a bare CR or LF in a message gets: "normalize"
+	// (the default: made CRLF) or "reject" (550 5.5.2).
+	BareNewline string `toml:"bare_newline"`
+	// MaxConnections bounds the connections open at once over the SMTP
+	// and submission listeners; default 0: from RLIMIT_NOFILE,
+	// (limit - 100) / 2. Negative means no limit.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // SubmissionSection is message submission for the site's own users.
@@ -518,6 +526,9 @@ func (c *Config) validate() error {
 		if _, _, err := netSplit(l.addr); err != nil {
 			return keyErr(l.key, "%q is not host:port", l.addr)
 		}
+	}
+	if _, err := smtpserver.ParseBareNewline(c.SMTP.BareNewline); err != nil {
+		return keyErr("smtp.bare_newline", "%q is not normalize or reject", c.SMTP.BareNewline)
 	}
 	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "") && c.Submission.Credentials == "" {
 		return keyErr("submission.credentials", "the submission listeners need a credentials file")

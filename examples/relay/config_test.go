@@ -17,6 +17,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/smtpserver"
 )
 
 func TestConfigErrors(t *testing.T) {
@@ -45,6 +46,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad quoted_local_parts", "[smtp]\nquoted_local_parts = \"maybe\"\n", `relay.toml:2: smtp.quoted_local_parts: "maybe" is not accept or refuse`},
 		{"bad postmaster", "[delivery]\npostmaster = \"postmaster@[1.2.3]\"\n", `relay.toml:2: delivery.postmaster: "postmaster@[1.2.3]" is not an address`},
 		{"bad daily_to", "[stats]\ndaily_to = \"root\"\n", `relay.toml:2: stats.daily_to: "root" is not an address`},
+		{"bad bare newline", "[smtp]\nbare_newline = \"allow\"\n", `relay.toml:2: smtp.bare_newline: "allow" is not normalize or reject`},
 		{"backoff order", "[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n", "relay.toml:2: queue.min_backoff: is longer than queue.max_backoff"},
 	}
 	for _, tt := range tests {
@@ -65,6 +67,8 @@ relay_domains = ["sub.example"]
 max_message_size = "20MiB"
 [smtp]
 greet_pause = "0s"
+bare_newline = "reject"
+max_connections = 300
 [limits]
 client_conn = 0
 message_rate = "100/1h"
@@ -87,6 +91,8 @@ format = "json"
 	assert.Equal(t, []string{"nix.co.jj"}, s.localDomains)
 	assert.Equal(t, int64(20<<20), s.maxSize)
 	assert.Zero(t, s.greetPause, "an explicit 0s turns the pause off")
+	assert.Equal(t, smtpserver.BareNewlineReject, s.bareNewline)
+	assert.Equal(t, 300, s.maxConns)
 	assert.Zero(t, s.clientConn, "an explicit 0 means unlimited")
 	assert.Equal(t, 100, s.msgRate.Count)
 	assert.Equal(t, time.Duration(-1), s.queueWarn, "warn 0 is never")
@@ -139,6 +145,8 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, "postern-maildir", s.maildir)
 	assert.Equal(t, 5*time.Second, s.greetPause)
 	assert.Equal(t, 50, s.clientConn)
+	assert.Equal(t, smtpserver.BareNewlineNormalize, s.bareNewline)
+	assert.Zero(t, s.maxConns, "automatic, from RLIMIT_NOFILE")
 	assert.Equal(t, int64(10<<20), s.maxSize)
 	assert.Equal(t, 4*time.Hour, s.queueWarn)
 	assert.Equal(t, 5*24*time.Hour, s.queueReturn)

@@ -100,6 +100,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.SMTP.GreetPauseLogOnly, "greet-pause-log-only", c.SMTP.GreetPauseLogOnly, "log early talkers instead of refusing them (rollout)")
 	fs.IntVar(&c.SMTP.MaxHops, "max-hops", c.SMTP.MaxHops, "most Received and Delivered-To fields in a message; more is a mail loop (554 5.4.6)")
 	str(&c.SMTP.QuotedLocalParts, "quoted-local-parts", "addresses whose local part must be quoted (\"a b\"@example.org): accept (default, carried quoted) or refuse (553 5.1.3)")
+	str(&c.SMTP.BareNewline, "bare-newline", "bare CR or LF in a message: normalize (make it CRLF) or reject (550 5.5.2)")
+	fs.IntVar(&c.SMTP.MaxConnections, "max-connections", c.SMTP.MaxConnections, "connections open at once, all listeners; 0: from RLIMIT_NOFILE, (limit-100)/2; negative: no limit")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -189,6 +191,7 @@ func (c *Config) applyDefaults() {
 	def(&c.Spool, "postern-spool")
 	def(&c.SMTP.Listen, "127.0.0.1:2525")
 	def(&c.SMTP.QuotedLocalParts, "accept")
+	def(&c.SMTP.BareNewline, "normalize")
 	def(&c.Delivery.Maildir, "postern-maildir")
 	def(&c.Delivery.Local, "local:")
 	def(&c.Auth.Check, "off")
@@ -235,6 +238,7 @@ func (c *Config) settings() (*settings, error) {
 	s := &settings{
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
 		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly, refuseQuoted: c.SMTP.QuotedLocalParts == "refuse",
+		maxConns:   c.SMTP.MaxConnections,
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		relaySubdomains: c.Policy.RelaySubdomains, maxHops: c.SMTP.MaxHops,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
@@ -300,6 +304,9 @@ func (c *Config) settings() (*settings, error) {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
 	s.logJSON = c.Log.Format == "json"
+	if s.bareNewline, err = smtpserver.ParseBareNewline(c.SMTP.BareNewline); err != nil {
+		return nil, fmt.Errorf("smtp.bare_newline: %w", err)
+	}
 	return s, nil
 }
 

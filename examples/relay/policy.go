@@ -15,6 +15,7 @@ import (
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/access"
 )
 
@@ -101,6 +102,8 @@ type settings struct {
 	greetLogOnly  bool
 	refuseQuoted  bool // smtp.quoted_local_parts = "refuse"
 	maxSize       int64
+	bareNewline   smtpserver.BareNewline
+	maxConns      int // 0: from RLIMIT_NOFILE; negative: none
 }
 
 // policy is the relay's chain and what the listeners need to know.

@@ -177,6 +177,12 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	for _, w := range recipientWarnings(s, g.routing) {
 		log.Warn("backscatter: " + w)
 	}
+	// One global connection limit over all listeners, first on each
+	// socket: connections in a greet pause or refused per client hold a
+	// descriptor too.
+	connLimit := smtpserver.NewConnLimit(smtpserver.ConnLimitConfig{Max: s.maxConns, Hostname: s.hostname, Logger: log})
+	defer connLimit.Close()
+	warnConnLimit(connLimit.Max(), log)
 	var tlsCfg *tls.Config
 	if g.ap.tls != nil {
 		// The certificate in force is the current generation's, so a
@@ -190,7 +196,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
 		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn,
-		RefuseQuotedLocalParts: s.refuseQuoted})
+		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1})
 	if err != nil {
 		return err
 	}
@@ -212,12 +218,12 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
 			AuthKeys:               func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) },
-			RefuseQuotedLocalParts: s.refuseQuoted})
+			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1})
 		if err != nil {
 			return err
 		}
 		l := lns.sub[sub.key]
-		subs = append(subs, listener{ssrv, r.met.countConns(l, sub.key)})
+		subs = append(subs, listener{ssrv, r.met.countConns(connLimit.Listener(l), sub.key)})
 		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
 	}
 	ctl, err := r.listenControl(s.controlSocket)
@@ -245,7 +251,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 			return g.pol.clientLimit(ip, g.s.clientConn, (*access.Map).ClientConn)
 		},
 	}
-	limited, err := ratelimit.NewListener(r.met.countConns(inner, "smtp.listen"), rlCfg)
+	limited, err := ratelimit.NewListener(r.met.countConns(connLimit.Listener(inner), "smtp.listen"), rlCfg)
 	if err != nil {
 		return err
 	}
@@ -287,7 +293,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
 		"config", cmp.Or(path, "built-in defaults"),
 		"mailertable", cmp.Or(s.mailertable, "none"), "local_delivery", s.localHop,
-		"greet_pause", s.greetPause.String(), "control", s.controlSocket)
+		"greet_pause", s.greetPause.String(), "control", s.controlSocket, "max_connections", connLimit.Max())
 	done := make(chan error, 1+len(subs))
 	go func() { done <- srv.Serve(gl) }()
 	for _, sub := range subs {
@@ -356,6 +362,17 @@ func (r *relayServer) listenAll(s *settings) (*listeners, error) {
 		}
 	}
 	return lns, nil
+}
+
+// warnConnLimit warns when smtp.max_connections is above what the file
+// descriptor limit allows: clients past it are then answered 421 4.3.2
+// from the reserve descriptor, not 421 4.7.0, and the queue may find no
+// descriptor for its files.
+func warnConnLimit(limit int, log *slog.Logger) {
+	if auto := smtpserver.AutoMaxConnections(); limit > auto {
+		log.Warn("smtp.max_connections is above what RLIMIT_NOFILE allows; raise the limit (systemd LimitNOFILE=)",
+			"max_connections", limit, "allowed", auto)
+	}
 }
 
 // healthy is the health endpoint's answer: the queue takes mail.
@@ -465,6 +482,8 @@ var fixedKeys = []struct {
 	{"hostname", func(s *settings) any { return &s.hostname }},
 	{"max_message_size", func(s *settings) any { return &s.maxSize }},
 	{"smtp.max_hops", func(s *settings) any { return &s.maxHops }},
+	{"smtp.bare_newline", func(s *settings) any { return &s.bareNewline }},
+	{"smtp.max_connections", func(s *settings) any { return &s.maxConns }},
 	{"queue.warn", func(s *settings) any { return &s.queueWarn }},
 	{"queue.return", func(s *settings) any { return &s.queueReturn }},
 	{"queue.min_backoff", func(s *settings) any { return &s.minBackoff }},

@@ -71,11 +71,19 @@ var listenRE = regexp.MustCompile(`msg="relay listening" addr=(\S+)`)
 // exactly the newcomer's "go run ./examples/relay".
 func startRelay(t *testing.T, args ...string) *relay {
 	t.Helper()
+	return startRelayVia(t, nil, args...)
+}
+
+// startRelayVia runs the relay under a wrapper command, such as
+// {"prlimit", "--nofile=64:64", "--"}.
+func startRelayVia(t *testing.T, wrapper []string, args ...string) *relay {
+	t.Helper()
 	r := &relay{dir: t.TempDir()}
 	r.spool = filepath.Join(r.dir, "postern-spool")
 	r.maildir = filepath.Join(r.dir, "postern-maildir")
 	ctx, cancel := context.WithCancel(context.Background())
-	r.cmd = exec.CommandContext(ctx, relayBin, args...)
+	argv := append(append(append([]string(nil), wrapper...), relayBin), args...)
+	r.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
 	r.cmd.Dir = r.dir
 	stderr, err := r.cmd.StderrPipe()
 	require.NoError(t, err)

@@ -26,9 +26,10 @@ type sink struct {
 	srv  *smtp.Server
 	l    net.Listener
 
-	mu   sync.Mutex
-	got  []sunk
-	rcpt func(addr string) *smtp.SMTPError // nil: accept
+	mu    sync.Mutex
+	got   []sunk
+	rcpt  func(addr string) *smtp.SMTPError // nil: accept
+	wires []*bytes.Buffer                   // per connection, every byte read, as sent
 }
 
 type sunk struct {
@@ -52,7 +53,9 @@ func startSink(t *testing.T, addr string) *sink {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
-	s := &sink{addr: l.Addr().String(), l: l}
+	s := &sink{addr: l.Addr().String()}
+	s.l = tapListener{Listener: l, s: s}
+	l = s.l
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = "sink.test"
 	s.srv.AllowInsecureAuth = true
@@ -67,6 +70,51 @@ func startSink(t *testing.T, addr string) *sink {
 }
 
 func (s *sink) stop() { s.srv.Close() }
+
+// sent returns, per connection, the bytes the sink has read so far,
+// exactly as its clients sent them (commands and message text,
+// dot-stuffing and line ends).
+func (s *sink) sent() [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out [][]byte
+	for _, w := range s.wires {
+		out = append(out, bytes.Clone(w.Bytes()))
+	}
+	return out
+}
+
+// tapListener records what the sink reads.
+type tapListener struct {
+	net.Listener
+	s *sink
+}
+
+func (l tapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	w := &bytes.Buffer{}
+	l.s.mu.Lock()
+	l.s.wires = append(l.s.wires, w)
+	l.s.mu.Unlock()
+	return tapConn{Conn: c, s: l.s, w: w}, nil
+}
+
+type tapConn struct {
+	net.Conn
+	s *sink
+	w *bytes.Buffer
+}
+
+func (c tapConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.s.mu.Lock()
+	c.w.Write(p[:n])
+	c.s.mu.Unlock()
+	return n, err
+}
 
 func (s *sink) setRcpt(f func(string) *smtp.SMTPError) {
 	s.mu.Lock()
