@@ -137,3 +137,29 @@ func BenchmarkHostile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheck is the attachment policy over the walked benchmark
+// messages (ordinary mail: its cost is the sniffing of every attachment
+// for archives).
+func BenchmarkCheck(b *testing.B) {
+	msgs := benchMessages(b)
+	w, err := NewWalker(WalkerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, _ := NewAttachmentPolicy(AttachmentConfig{})
+	for _, name := range benchSizes {
+		c, err := w.WalkBytes(context.Background(), msgs[name])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if fs := a.Check(context.Background(), c); len(fs) != 0 {
+					b.Fatal(fs)
+				}
+			}
+		})
+	}
+}
