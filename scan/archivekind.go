@@ -3,7 +3,6 @@ package scan
 import (
 	"bytes"
 	"encoding/binary"
-	"strconv"
 	"strings"
 )
 
@@ -110,9 +109,8 @@ func isTarHeader(b []byte) bool {
 	if b[0] == 0 {
 		return false
 	}
-	field := strings.TrimRight(strings.TrimLeft(string(b[148:156]), " \x00"), " \x00")
-	want, err := strconv.ParseUint(field, 8, 32)
-	if err != nil || field == "" {
+	want, ok := octalField(b[148:156])
+	if !ok {
 		return false
 	}
 	// POSIX sums the bytes unsigned with the checksum field as spaces;
@@ -125,7 +123,28 @@ func isTarHeader(b []byte) bool {
 		unsigned += int64(c)
 		signed += int64(int8(c))
 	}
-	return int64(want) == unsigned || int64(want) == signed
+	return want == unsigned || want == signed
+}
+
+// octalField parses a tar number: octal digits, padded with spaces or
+// NULs on either side.
+func octalField(f []byte) (int64, bool) {
+	i := 0
+	for i < len(f) && (f[i] == ' ' || f[i] == 0) {
+		i++
+	}
+	var n int64
+	digits := 0
+	for ; i < len(f) && f[i] >= '0' && f[i] <= '7'; i++ {
+		n = n<<3 | int64(f[i]-'0')
+		digits++
+	}
+	for ; i < len(f); i++ {
+		if f[i] != ' ' && f[i] != 0 {
+			return 0, false
+		}
+	}
+	return n, digits > 0
 }
 
 // isLZH: "-lh5-" and kin at offset 2 of the first header.

@@ -163,3 +163,30 @@ func BenchmarkCheck(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkArchiveBounds is what a hostile archive costs the check: each
+// is refused with an ArchiveLimit finding.
+func BenchmarkArchiveBounds(b *testing.B) {
+	a, _ := NewAttachmentPolicy(AttachmentConfig{})
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"tar.gz-1GiB-of-zeros", tarBomb(b, 1<<30)},
+		{"zip-of-zip-1GiB-of-zeros", zipBomb(b, 1<<30)},
+		{"tar-100000-entries", manyEntries(b, 100000)},
+		{"tar.gz-100000-entries", gzipOf(b, "", manyEntries(b, 100000))},
+		{"nested-6-deep", nestMixed(b, tarOf(b, "evil.exe", mzStub), 6)},
+	} {
+		c := leafContent("bomb.bin", tc.data)
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				fs := a.Check(context.Background(), c)
+				if len(fs) == 0 || fs[len(fs)-1].Kind != ArchiveLimit {
+					b.Fatal(fs)
+				}
+			}
+		})
+	}
+}
