@@ -158,6 +158,11 @@ func TestArchiveKinds(t *testing.T) {
 			[]finding{{BannedExtension, "cut.zip/evil.exe"}}},
 		{"local name differs from the directory's", "application/zip", "x.zip", renameLocal(t, zipOf(t, "aaaaaa.txt", []byte("x")), "aaaaaa.exe"),
 			[]finding{{BannedExtension, "x.zip/aaaaaa.exe"}}},
+		{"unicode path extra field", "application/zip", "u.zip", unicodeNamed(t, "invoice.pdf", "invoice.exe"),
+			[]finding{{BannedExtension, "u.zip/invoice.exe"}}},
+		{"directory that claims the next entry's bytes", "application/zip", "h.zip", hideSecond(t),
+			// a.txt's CRC is that of its one byte: the longer data is damage.
+			[]finding{{UnopenableArchive, "h.zip/a.txt"}, {BannedExtension, "h.zip/evil.exe"}}},
 		{"zip appended to a tar", "application/x-tar", "x.tar", append(tarOf(t, "ok.txt", []byte("x")), zipOf(t, evil...)...),
 			[]finding{{BannedExtension, "x.tar/evil.exe"}}},
 		{"prefixed zip named .zip in a tar.gz", "application/gzip", "x.tgz", tgzOf(t, "inner.zip", prefixed),
@@ -182,6 +187,57 @@ func noDirectory(t testing.TB, z []byte) []byte {
 	i := bytes.Index(z, zipCentralHeader)
 	require.Positive(t, i)
 	return z[:i]
+}
+
+// unicodeNamed is a zip of one entry whose Info-ZIP Unicode Path extra
+// field (0x7075) names it otherwise: unzip and 7-Zip extract it under
+// that name.
+func unicodeNamed(t testing.TB, name, unicode string) []byte {
+	field := []byte{0x75, 0x70, 0, 0, 1}
+	field = binary.LittleEndian.AppendUint32(field, crc32.ChecksumIEEE([]byte(name)))
+	field = append(field, unicode...)
+	binary.LittleEndian.PutUint16(field[2:], uint16(len(field)-4))
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store, Extra: field})
+	require.NoError(t, err)
+	_, _ = w.Write([]byte("%PDF-1.7\n"))
+	require.NoError(t, zw.Close())
+	return buf.Bytes()
+}
+
+// hideSecond is a zip of a.txt and evil.exe, stored, whose central
+// directory lists only a.txt and says its data runs up to the directory:
+// over evil.exe's local header, which streaming extractors still read
+// (a.txt's local header says its data is one byte).
+func hideSecond(t testing.TB) []byte {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"a.txt", []byte("x")}, {"evil.exe", mzStub}} {
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: f.name, Method: zip.Store, CRC32: crc32.ChecksumIEEE(f.data),
+			CompressedSize64: uint64(len(f.data)), UncompressedSize64: uint64(len(f.data))})
+		require.NoError(t, err)
+		_, _ = w.Write(f.data)
+	}
+	require.NoError(t, zw.Close())
+	z := buf.Bytes()
+	dir := bytes.Index(z, zipCentralHeader)
+	second := dir + 4 + bytes.Index(z[dir+4:], zipCentralHeader)
+	end := bytes.LastIndex(z, zipEndHeader)
+	first, ok := parseLocalHeader(z, 0)
+	require.True(t, ok)
+	record := bytes.Clone(z[dir:second])
+	binary.LittleEndian.PutUint32(record[20:], uint32(dir-first.dataOff)) // compressed size
+	binary.LittleEndian.PutUint32(record[24:], uint32(dir-first.dataOff)) // uncompressed size
+	eocd := bytes.Clone(z[end:])
+	binary.LittleEndian.PutUint16(eocd[8:], 1)
+	binary.LittleEndian.PutUint16(eocd[10:], 1)
+	binary.LittleEndian.PutUint32(eocd[12:], uint32(len(record)))
+	out := append(bytes.Clone(z[:dir]), record...)
+	return append(out, eocd...)
 }
 
 // renameLocal gives the first entry's local header another name of the

@@ -232,6 +232,7 @@ type localHeader struct {
 	method  uint16
 	csize   uint64 // compressed size; not known with flag bit 3
 	name    string
+	uname   string // the Info-ZIP Unicode Path extra field's name, if any
 }
 
 // knownMethods are the compression methods of APPNOTE.TXT §4.4.5: a
@@ -255,10 +256,29 @@ func parseLocalHeader(data []byte, off int) (localHeader, bool) {
 	}
 	h.name = string(b[30 : 30+nameLen])
 	h.dataOff = off + 30 + nameLen + extraLen
+	extra := b[30+nameLen : 30+nameLen+extraLen]
 	if h.csize == 0xffffffff { // ZIP64: the sizes are in the extra field (§4.5.3)
-		h.csize = zip64Size(b[30+nameLen : 30+nameLen+extraLen])
+		h.csize = zip64Size(extra)
 	}
+	h.uname = unicodePath(extra)
 	return h, true
+}
+
+// unicodePath returns the name an Info-ZIP Unicode Path extra field
+// (APPNOTE.TXT §4.6.9, id 0x7075) gives an entry: unzip and 7-Zip
+// extract under it instead of the header's name, archive/zip ignores it.
+func unicodePath(extra []byte) string {
+	for len(extra) >= 4 {
+		id, size := binary.LittleEndian.Uint16(extra), int(binary.LittleEndian.Uint16(extra[2:]))
+		if size > len(extra)-4 {
+			break
+		}
+		if id == 0x7075 && size > 5 && extra[4] == 1 { // version 1, CRC-32 of the header's name, the name
+			return string(extra[9 : 4+size])
+		}
+		extra = extra[4+size:]
+	}
+	return ""
 }
 
 // zip64Size returns the compressed size of a ZIP64 extended information

@@ -6,6 +6,7 @@ import (
 	"compress/flate"
 	"errors"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -121,11 +122,18 @@ func (w *archiveWalk) directory(data []byte, e endRecord, z *zipScan, path strin
 				continue // the same entry through another end record
 			}
 			z.seen[key] = true
-			z.covered = append(z.covered, span{off, off + int64(min(f.CompressedSize64, uint64(len(data))))})
+			// The data ends where the shorter of the two headers says:
+			// a directory that claims more cannot hide the local headers
+			// a streaming extractor finds after it.
+			size := f.CompressedSize64
 			if i, ok := z.byData[int(off)]; ok {
 				z.matched[i] = true
 				local = z.locals[i]
+				if local.flags&8 == 0 {
+					size = min(size, local.csize)
+				}
 			}
+			z.covered = append(z.covered, span{off, off + int64(min(size, uint64(len(data))))})
 		}
 		if !w.zipEntry(f, local, path, depth) {
 			return
@@ -155,10 +163,7 @@ func (w *archiveWalk) zipEntry(f *zip.File, local localHeader, path string, dept
 		return true // a directory
 	}
 	full := path + "/" + f.Name
-	nameBanned := w.name(f.Name, full)
-	if local.name != "" && local.name != f.Name {
-		nameBanned = w.name(local.name, path+"/"+local.name) || nameBanned
-	}
+	nameBanned := w.otherNames(path, f.Name, local.name, local.uname, unicodePath(f.Extra))
 	switch {
 	case encrypted(f.Flags|local.flags, f.Method):
 		w.add(EncryptedArchive, full, "encrypted zip entry")
@@ -186,6 +191,20 @@ func (w *archiveWalk) zipEntry(f *zip.File, local localHeader, path string, dept
 	return w.content(h, r, size, f.Name, full, depth, nameBanned)
 }
 
+// otherNames judges every name a zip entry goes by, the first one being
+// the one reported (the central directory's, else the local header's):
+// extractors differ in which they use. It reports whether one was
+// banned.
+func (w *archiveWalk) otherNames(path, name string, others ...string) bool {
+	banned := w.name(name, path+"/"+name)
+	for i, o := range others {
+		if o != "" && o != name && !slices.Contains(others[:i], o) {
+			banned = w.name(o, path+"/"+o) || banned
+		}
+	}
+	return banned
+}
+
 // hiddenEntry judges an entry known only by its local header. A
 // damaged one is not reported: the header may be chance bytes in a file
 // that holds no zip at all.
@@ -194,7 +213,7 @@ func (w *archiveWalk) hiddenEntry(data []byte, h localHeader, path string, depth
 		return
 	}
 	full := path + "/" + h.name
-	nameBanned := w.name(h.name, full)
+	nameBanned := w.otherNames(path, h.name, h.uname)
 	if strings.HasSuffix(h.name, "/") && h.csize == 0 {
 		return
 	}
