@@ -4,10 +4,15 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -159,4 +164,119 @@ func TestBannedArchivesThroughRelay(t *testing.T) {
 		"--attach-type", "application/gzip", "--attach", "@"+filepath.Join(dir, "files.tar.gz")).CombinedOutput()
 	require.Error(t, err, string(out))
 	assert.Contains(t, string(out), `"files.tar.gz/evil.exe" not allowed (banned-extension)`)
+}
+
+// gzipBomb is a tar.gz (one gzip member) whose first file is 1 GiB of
+// zeros and whose second is evil.exe: deflate blocks of 16 MiB of zeros
+// that end on a byte boundary, repeated, so that it builds in a moment.
+func gzipBomb(t *testing.T) []byte {
+	var hdr bytes.Buffer
+	tw := tar.NewWriter(&hdr)
+	const size = 1 << 30
+	require.NoError(t, tw.WriteHeader(&tar.Header{Name: "zeros.bin", Mode: 0o644, Size: size, Typeflag: tar.TypeReg}))
+	rest := tarOf(t, false, "evil.exe", evilExe)
+	var seg bytes.Buffer
+	fw, err := flate.NewWriter(&seg, flate.BestCompression)
+	require.NoError(t, err)
+	_, _ = fw.Write(make([]byte, 16<<20))
+	require.NoError(t, fw.Flush())
+	var body bytes.Buffer
+	fw, err = flate.NewWriter(&body, flate.BestCompression)
+	require.NoError(t, err)
+	_, _ = fw.Write(hdr.Bytes())
+	require.NoError(t, fw.Flush())
+	crc := crc32.ChecksumIEEE(hdr.Bytes())
+	zeros := make([]byte, 16<<20)
+	for range size / (16 << 20) {
+		body.Write(seg.Bytes())
+		crc = crc32.Update(crc, crc32.IEEETable, zeros)
+	}
+	fw, err = flate.NewWriter(&body, flate.BestCompression)
+	require.NoError(t, err)
+	_, _ = fw.Write(rest)
+	require.NoError(t, fw.Close())
+	crc = crc32.Update(crc, crc32.IEEETable, rest)
+	out := append([]byte("\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"), body.Bytes()...)
+	out = binary.LittleEndian.AppendUint32(out, crc)
+	return binary.LittleEndian.AppendUint32(out, uint32(int64(hdr.Len())+size+int64(len(rest))))
+}
+
+// peakRSS is the relay's peak resident memory in KiB (Linux), 0 if not
+// known.
+func peakRSS(r *relay) int {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(r.cmd.Process.Pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+// Archive bombs against the real relay: a gzip bomb (1 GiB of zeros
+// before evil.exe, real as tar reads it), a tar.gz of
+// 100,000 entries and archives nested past the depth are refused as
+// archive-limit, the relay's memory stays far from what the bombs hold,
+// and mail goes on.
+func TestArchiveBombsThroughRelay(t *testing.T) {
+	swaks := need(t, "swaks")
+	tarTool := need(t, "tar")
+	dir := t.TempDir()
+	bomb := writeFile(t, dir, "bomb.tar.gz", string(gzipBomb(t)))
+	// tar reads it through gzip, which checks the CRC and the length of
+	// the 1 GiB at the end: a real bomb.
+	out, err := exec.Command(tarTool, "-tzf", bomb).Output()
+	require.NoError(t, err)
+	require.Equal(t, "zeros.bin\nevil.exe\n", string(out))
+
+	var many bytes.Buffer
+	tw := tar.NewWriter(&many)
+	for i := range 100000 {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "f" + strconv.Itoa(i) + ".txt", Mode: 0o644, Typeflag: tar.TypeReg}))
+	}
+	require.NoError(t, tw.Close())
+	var manyGz bytes.Buffer
+	zw := gzip.NewWriter(&manyGz)
+	_, _ = zw.Write(many.Bytes())
+	require.NoError(t, zw.Close())
+	writeFile(t, dir, "many.tar.gz", manyGz.String())
+
+	deep := tarOf(t, false, "evil.exe", evilExe)
+	for i := range 6 {
+		if i%2 == 0 {
+			deep = tarOf(t, true, "l"+strconv.Itoa(i)+".tgz", deep)
+		} else {
+			var z bytes.Buffer
+			zw := zip.NewWriter(&z)
+			w, err := zw.Create("l" + strconv.Itoa(i) + ".zip")
+			require.NoError(t, err)
+			_, _ = w.Write(deep)
+			require.NoError(t, zw.Close())
+			deep = z.Bytes()
+		}
+	}
+	writeFile(t, dir, "deep.zip", string(deep))
+
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-ban-attachments")
+	for _, name := range []string{"bomb.tar.gz", "many.tar.gz", "deep.zip"} {
+		t.Run(name, func(t *testing.T) {
+			out, err := exec.Command(swaks, "--server", r.addr, "--from", "a@example.net", "--to", "bob@example.test",
+				"--attach-type", "application/octet-stream", "--attach", "@"+filepath.Join(dir, name)).CombinedOutput()
+			require.Error(t, err, string(out))
+			assert.Contains(t, string(out), `552 5.7.0 Message rejected: attachment "`+name)
+			assert.Contains(t, string(out), `not allowed (archive-limit)`)
+		})
+	}
+	rss := peakRSS(r)
+	t.Logf("relay peak RSS after the bombs: %d KiB", rss)
+	assert.Less(t, rss, 256<<10, "the relay held no bomb in memory")
+	out, err = exec.Command(swaks, "--server", r.addr, "--from", "a@example.net", "--to", "bob@example.test").CombinedOutput()
+	require.NoError(t, err, string(out))
+	m := queuedRE.FindStringSubmatch(string(out))
+	require.NotNil(t, m)
+	r.delivered(t, m[1])
 }
