@@ -234,7 +234,7 @@ func (w *archiveWalk) open(kind archiveKind, what string, data []byte, r io.Read
 // tarFile walks a tar archive. One in memory is also looked at past its
 // end: a zip appended to a tar is what unzip sees of the file.
 func (w *archiveWalk) tarFile(data []byte, r io.Reader, path string, depth int) {
-	if !w.tar(r, path, depth) || data == nil {
+	if !w.tar(r, path, depth, data == nil) || data == nil {
 		return
 	}
 	if rest := r.(*bytes.Reader).Len(); rest > 0 {
@@ -245,9 +245,15 @@ func (w *archiveWalk) tarFile(data []byte, r io.Reader, path string, depth int) 
 }
 
 // tar walks the entries of a tar archive; it reports whether it reached
-// the archive's end.
-func (w *archiveWalk) tar(r io.Reader, path string, depth int) bool {
+// the archive's end. counted says r counts its bytes against the budget
+// already (it comes out of a decompressor); if not (a tar in memory),
+// what is read of the members is counted.
+func (w *archiveWalk) tar(r io.Reader, path string, depth int, counted bool) bool {
 	tr := tar.NewReader(r)
+	var members io.Reader = tr
+	if !counted {
+		members = budgetReader{w: w, r: tr}
+	}
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -270,12 +276,12 @@ func (w *archiveWalk) tar(r io.Reader, path string, depth int) bool {
 		default:
 			continue // links, devices: a name without content of its own
 		}
-		h, err := head(tr)
+		h, err := head(members)
 		if err != nil {
 			w.damaged(path, "tar archive")
 			return false
 		}
-		if !w.content(h, tr, hdr.Size, hdr.Name, full, depth, nameBanned) {
+		if !w.content(h, members, hdr.Size, hdr.Name, full, depth, nameBanned) {
 			return false
 		}
 	}
@@ -305,7 +311,7 @@ func (w *archiveWalk) compressed(kind archiveKind, r io.Reader, path string, dep
 		return
 	}
 	if k, _ := archiveMagic(h); k == kindTar {
-		w.tar(io.MultiReader(bytes.NewReader(h), out), path, depth)
+		w.tar(io.MultiReader(bytes.NewReader(h), out), path, depth, true)
 		return
 	}
 	name := innerName(path, stored)
