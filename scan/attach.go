@@ -31,10 +31,15 @@ const (
 	ArchiveLimit
 	// KeywordMatch: a keyword rule matched.
 	KeywordMatch
+	// UnopenableArchive: an archive the walker cannot look into: rar, 7z,
+	// xz, zstd, cab, lzh, arj, ace, cpio and kin, a zip entry compressed
+	// with a method other than store, deflate and bzip2, or a damaged
+	// archive whose rest is unseen.
+	UnopenableArchive
 )
 
 var kindNames = [...]string{"", "banned-extension", "double-extension", "type-mismatch",
-	"executable-content", "encrypted-archive", "archive-limit", "keyword"}
+	"executable-content", "encrypted-archive", "archive-limit", "keyword", "unopenable-archive"}
 
 func (k FindingKind) String() string {
 	if int(k) < len(kindNames) && k != 0 {
@@ -53,8 +58,12 @@ type Finding struct {
 	Name string
 	// Detail says what was found, for logs.
 	Detail string
-	// Rule and Action are set for KeywordMatch.
-	Rule   string
+	// Rule is the keyword rule of a KeywordMatch.
+	Rule string
+	// Action is the rule's action for KeywordMatch, and
+	// AttachmentConfig.UnopenableArchives for EncryptedArchive and
+	// UnopenableArchive; ActDefault leaves it to the filter
+	// (FilterConfig.OnAttachment for attachment findings).
 	Action Action
 }
 
@@ -92,16 +101,25 @@ func DefaultDecoyExtensions() []string {
 	}
 }
 
-// ArchiveLimits bound the look inside zip archives, per message. Zero
+// ArchiveLimits bound the look inside archives, per message: one set of
+// bounds for every kind (zip, tar, gzip, bzip2, nested in each other),
+// enforced while reading, so that a bomb costs at most the bounds. Zero
 // fields mean their defaults.
 type ArchiveLimits struct {
 	// MaxDepth is how many archives deep the check goes: an archive in an
-	// archive attached to the mail is at depth 2. Deeper is an
-	// ArchiveLimit finding. Default 4.
+	// archive attached to the mail is at depth 2. A compressed tar
+	// (.tar.gz, .tar.bz2) is one archive; gzip around anything else is
+	// one level. Deeper is an ArchiveLimit finding. Default 4.
 	MaxDepth int
-	// MaxEntries bounds the entries looked at. Default 2000.
+	// MaxEntries bounds the zip and tar entries looked at. Default 2000.
 	MaxEntries int
-	// MaxBytes bounds the bytes decompressed. Default 64 MiB.
+	// MaxBytes bounds the bytes decompressed, counted as they come out
+	// of each decompressor (a .tar.gz in a zip counts the bytes of the
+	// .tar.gz and of the tar), and the memory taken to hold a nested
+	// zip (read whole: archive/zip needs to seek) or to decode a bzip2
+	// stream (400 kB per level). Reading stops there: an entry is read
+	// to its end only when it is an archive itself or lies in a
+	// compressed tar before the next one. Default 64 MiB.
 	MaxBytes int64
 }
 
@@ -120,10 +138,16 @@ type AttachmentConfig struct {
 	AllowTypeMismatch bool
 	// AllowExecutables lets programs pass whose name is not banned.
 	AllowExecutables bool
-	// BlockEncryptedArchives reports encrypted zip entries. Off by
-	// default: encrypted zips are common business practice in places.
-	BlockEncryptedArchives bool
-	// SkipArchives does not look inside zip archives.
+	// UnopenableArchives is what becomes of an archive the check cannot
+	// look into (EncryptedArchive and UnopenableArchive findings): an
+	// encrypted zip entry, a rar or 7z archive and the like. Whatever
+	// they hold reaches the recipient unseen, so by default
+	// (ActDefault) they are treated as every attachment finding
+	// (FilterConfig.OnAttachment: refused), as ClamAV's AlertEncrypted
+	// and amavis' banned-file rules do. ActQuarantine holds them for
+	// review, ActLog lets them through, recorded in the Report.
+	UnopenableArchives Action
+	// SkipArchives does not look inside archives.
 	SkipArchives bool
 	Archive      ArchiveLimits
 }
@@ -140,6 +164,9 @@ type AttachmentPolicy struct {
 func NewAttachmentPolicy(cfg AttachmentConfig) (*AttachmentPolicy, error) {
 	if cfg.Archive.MaxDepth < 0 || cfg.Archive.MaxEntries < 0 || cfg.Archive.MaxBytes < 0 {
 		return nil, fmt.Errorf("%w: negative archive limit", ErrConfig)
+	}
+	if !cfg.UnopenableArchives.valid() {
+		return nil, fmt.Errorf("%w: bad action %v for unopenable archives", ErrConfig, cfg.UnopenableArchives)
 	}
 	if cfg.Archive.MaxDepth == 0 {
 		cfg.Archive.MaxDepth = 4
@@ -230,6 +257,24 @@ func (a *AttachmentPolicy) checkContent(declared, sniffed string, nameBanned boo
 	return 0, "", false
 }
 
+// memberContent judges the content of an archive member, whose name is
+// its only declaration: a program under a document's extension (one of
+// the decoy extensions) is a type mismatch, as a program declared
+// image/jpeg is in a mail; a program under another name is executable
+// content.
+func (a *AttachmentPolicy) memberContent(name, sniffed string, nameBanned bool) (FindingKind, string, bool) {
+	if !IsExecutable(sniffed) {
+		return 0, "", false
+	}
+	if ext := extension(name); !a.cfg.AllowTypeMismatch && a.decoys[ext] {
+		return TypeMismatch, "name ." + ext + ", content " + sniffed, true
+	}
+	if !a.cfg.AllowExecutables && !nameBanned {
+		return ExecutableContent, "content " + sniffed, true
+	}
+	return 0, "", false
+}
+
 // Check returns what the policy finds in the parts of c, in part order.
 func (a *AttachmentPolicy) Check(ctx context.Context, c *Content) []Finding {
 	var out []Finding
@@ -251,13 +296,16 @@ func (a *AttachmentPolicy) Check(ctx context.Context, c *Content) []Finding {
 				out = append(out, Finding{Kind: k, Part: p.ID, Name: p.FileName, Detail: d})
 			}
 		}
-		if !a.cfg.SkipArchives && p.Sniffed == "application/zip" && p.data != nil {
+		// Content decides what an archive is, not the name or the
+		// declared type: a zip after a prefix, a tar.gz called
+		// report.txt, an archive declared text/plain.
+		if !a.cfg.SkipArchives && p.data != nil && !aw.done {
 			name := p.FileName
 			if name == "" {
-				name = "part-" + p.ID + ".zip"
+				name = "part-" + p.ID
 			}
 			aw.part = p.ID
-			aw.zip(p.data, name, 1)
+			aw.blob(p.data, name, 1)
 		}
 	}
 	return out

@@ -137,3 +137,56 @@ func BenchmarkHostile(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCheck is the attachment policy over the walked benchmark
+// messages (ordinary mail: its cost is the sniffing of every attachment
+// for archives).
+func BenchmarkCheck(b *testing.B) {
+	msgs := benchMessages(b)
+	w, err := NewWalker(WalkerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, _ := NewAttachmentPolicy(AttachmentConfig{})
+	for _, name := range benchSizes {
+		c, err := w.WalkBytes(context.Background(), msgs[name])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if fs := a.Check(context.Background(), c); len(fs) != 0 {
+					b.Fatal(fs)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkArchiveBounds is what a hostile archive costs the check: each
+// is refused with an ArchiveLimit finding.
+func BenchmarkArchiveBounds(b *testing.B) {
+	a, _ := NewAttachmentPolicy(AttachmentConfig{})
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"tar.gz-1GiB-of-zeros", tarBomb(b, 1<<30)},
+		{"zip-of-zip-1GiB-of-zeros", zipBomb(b, 1<<30)},
+		{"tar-100000-entries", manyEntries(b, 100000)},
+		{"tar.gz-100000-entries", gzipOf(b, "", manyEntries(b, 100000))},
+		{"nested-6-deep", nestMixed(b, tarOf(b, "evil.exe", mzStub), 6)},
+	} {
+		c := leafContent("bomb.bin", tc.data)
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				fs := a.Check(context.Background(), c)
+				if len(fs) == 0 || fs[len(fs)-1].Kind != ArchiveLimit {
+					b.Fatal(fs)
+				}
+			}
+		})
+	}
+}

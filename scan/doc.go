@@ -39,11 +39,25 @@
 // iso, …), double extensions (invoice.pdf.exe, and names that use
 // Unicode bidirectional controls to read differently), a declared type
 // that hides the content (an executable declared image/jpeg), programs
-// under any name, and looks inside zip archives (archive/zip), nested
-// ones too, within a depth, entry and byte budget: a zip bomb ends in an
-// ArchiveLimit finding, never in memory exhaustion. Keywords applies
-// RE2 rules (linear time) to the decoded Subject and the text parts, the
-// visible text of HTML ones.
+// under any name, and looks inside archives.
+//
+// Archives are known by their content, never by name, declared type or
+// offset: zip (also after a prefix, as self-extracting programs are,
+// and every zip of a file that holds several, with the entries only
+// their local headers list), tar, gzip (with the name its header keeps)
+// and bzip2, nested in each other (a .tar.gz in a zip in a tar); an
+// archive sent as a text part is looked into too. Inside, member names
+// are judged as attachment names, and a program is a finding under any
+// name (a type mismatch under a document's). One set of ArchiveLimits
+// (depth, entries, bytes decompressed) bounds every kind and is
+// enforced while reading: a gzip or zip bomb, a tar of 100,000 entries
+// or nesting past the depth ends in an ArchiveLimit finding in bounded
+// time and memory. An archive the check cannot open (an encrypted zip
+// entry, rar, 7z, xz, zstd, cab, a zip method other than store,
+// deflate and bzip2, a damaged archive) is a finding of its own,
+// refused by default (AttachmentConfig.UnopenableArchives). Keywords
+// applies RE2 rules (linear time) to the decoded Subject and the text
+// parts, the visible text of HTML ones.
 //
 // # Scanners
 //
@@ -63,6 +77,8 @@
 //
 //	limit exceeded           552 5.3.4 (sizes) or 554 5.6.0, OnLimit
 //	attachment finding       552 5.7.0 Message rejected: attachment "x.exe" not allowed (...), OnAttachment
+//	unopenable archive       552 5.7.0 ... not allowed (encrypted-archive: encrypted zip entry, cannot be inspected),
+//	                         AttachmentConfig.UnopenableArchives, else OnAttachment
 //	keyword rule             552 5.7.0, or the rule's action
 //	virus                    554 5.7.0 Message rejected: virus NAME found, OnVirus
 //	scanner failure          451 4.7.1 Message could not be scanned, try again later

@@ -1,7 +1,11 @@
 package scan_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/netip"
@@ -68,6 +72,37 @@ func ExampleAttachmentPolicy() {
 	// Output:
 	// double-extension in part 2 "invoice.pdf.exe": .pdf before .exe
 	// type-mismatch in part 2 "invoice.pdf.exe": declared image/jpeg, content application/x-msdownload
+}
+
+// Archives are known by their content: a .tar.gz sent as notes.txt,
+// declared text/plain, is looked into all the same, and a rar archive,
+// which the check cannot open, is a finding of its own.
+func ExampleAttachmentPolicy_archives() {
+	var tgz bytes.Buffer
+	gz := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(gz)
+	_ = tw.WriteHeader(&tar.Header{Name: "setup.exe", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg})
+	_, _ = tw.Write([]byte("MZ"))
+	_ = tw.Close()
+	_ = gz.Close()
+	part := func(ctype, name string, data []byte) string {
+		return "--b\r\nContent-Type: " + ctype + "\r\nContent-Disposition: attachment; filename=" + name +
+			"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.StdEncoding.EncodeToString(data) + "\r\n"
+	}
+	msg := "Subject: notes\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		part("text/plain", "notes.txt", tgz.Bytes()) +
+		part("application/octet-stream", "old.rar", []byte("Rar!\x1a\x07\x00...")) + "--b--\r\n"
+
+	w, _ := scan.NewWalker(scan.WalkerConfig{})
+	c, _ := w.Walk(context.Background(), strings.NewReader(msg))
+	// Hold archives nothing can look into for review rather than refuse them.
+	a, _ := scan.NewAttachmentPolicy(scan.AttachmentConfig{UnopenableArchives: scan.ActQuarantine})
+	for _, f := range a.Check(context.Background(), c) {
+		fmt.Println(f, "->", f.Action)
+	}
+	// Output:
+	// banned-extension in part 1 "notes.txt/setup.exe": extension .exe -> default
+	// unopenable-archive in part 2 "old.rar": rar archive -> quarantine
 }
 
 func ExampleParsePolicy() {

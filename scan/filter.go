@@ -85,8 +85,9 @@ type FilterConfig struct {
 
 	// OnVirus: ActDefault means ActReject (554 5.7.0).
 	OnVirus Action
-	// OnAttachment applies to every attachment finding: ActDefault means
-	// ActReject (552 5.7.0).
+	// OnAttachment applies to every attachment finding that carries no
+	// action of its own (see AttachmentConfig.UnopenableArchives):
+	// ActDefault means ActReject (552 5.7.0).
 	OnAttachment Action
 	// OnLimit applies when the message exceeds the walker's limits:
 	// ActDefault means ActReject (552 5.3.4 for sizes, 554 5.6.0 for the
@@ -355,15 +356,21 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, m *
 		return held, nil
 	}
 
+	// held is now Pass, or Continue with the reason of findings let
+	// through (ActLog), which the decision log keeps.
 	if len(f.cfg.Spam) == 0 {
-		return postern.Pass, nil
+		return held, nil
 	}
 	if !f.cfg.KeepSpamHeaders {
 		for _, name := range spamHeaderNames {
 			deleteAll(m, name)
 		}
 	}
-	return f.decideSpam(t, m, rps, rep), nil
+	v := f.decideSpam(t, m, rps, rep)
+	if v.Action == postern.Continue && held.Reason != "" {
+		v.Reason = strings.TrimSuffix(held.Reason+"; "+v.Reason, "; ")
+	}
+	return v, nil
 }
 
 var spamHeaderNames = []string{"X-Spam-Flag", "X-Spam-Score", "X-Spam-Status"}
@@ -412,7 +419,7 @@ var actRank = map[Action]int{ActLog: 1, ActQuarantine: 2, ActDiscard: 3, ActReje
 func (f *Filter) findingsVerdict(findings []Finding) postern.Verdict {
 	best, bestAct := -1, ActDefault
 	for i, fd := range findings {
-		a := f.cfg.OnAttachment.or(ActReject)
+		a := fd.Action.or(f.cfg.OnAttachment.or(ActReject))
 		if fd.Kind == KeywordMatch {
 			a = fd.Action.or(ActReject)
 		}
@@ -430,7 +437,11 @@ func (f *Filter) findingsVerdict(findings []Finding) postern.Verdict {
 		if fd.Name != "" {
 			text += " \"" + replySafe(fd.Name) + "\""
 		}
-		text += " not allowed (" + fd.Kind.String() + ")"
+		text += " not allowed (" + fd.Kind.String()
+		if fd.Kind == EncryptedArchive || fd.Kind == UnopenableArchive {
+			text += ": " + fd.Detail + ", cannot be inspected" // say why
+		}
+		text += ")"
 	}
 	reason := "scan: " + fd.String()
 	if fd.Rule != "" {

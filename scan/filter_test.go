@@ -368,6 +368,51 @@ func TestFilterFindings(t *testing.T) {
 	assert.ErrorIs(t, err, ErrConfig)
 }
 
+// Archives the check cannot open are refused by default, saying why,
+// and their action can differ from the other attachment findings'.
+func TestFilterUnopenable(t *testing.T) {
+	encMsg := withParts(attachment("application/zip", "secret.zip", zipRaw(t, "secret.doc", 0, 1, []byte("ciphertext"), []byte("plaintext!"))))
+	rarMsg := withParts(attachment("application/octet-stream", "a.rar", []byte("Rar!\x1a\x07\x00rest")))
+	c, txn := session("user@example.com")
+	tests := []struct {
+		name       string
+		act        Action
+		onAttach   Action
+		msg        string
+		wantAction postern.Action
+		wantReply  string
+	}{
+		{"encrypted, default", ActDefault, ActDefault, encMsg, postern.Reject,
+			`552 5.7.0 Message rejected: attachment "secret.zip/secret.doc" not allowed (encrypted-archive: encrypted zip entry, cannot be inspected)`},
+		{"rar, default", ActDefault, ActDefault, rarMsg, postern.Reject,
+			`552 5.7.0 Message rejected: attachment "a.rar" not allowed (unopenable-archive: rar archive, cannot be inspected)`},
+		{"follows OnAttachment", ActDefault, ActQuarantine, encMsg, postern.Quarantine, ""},
+		{"quarantine", ActQuarantine, ActDefault, rarMsg, postern.Quarantine, ""},
+		{"accept", ActLog, ActDefault, encMsg, postern.Continue, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			attach, err := NewAttachmentPolicy(AttachmentConfig{UnopenableArchives: tc.act})
+			require.NoError(t, err)
+			f := newFilter(t, FilterConfig{Attachments: attach, OnAttachment: tc.onAttach})
+			v, err := f.CheckData(context.Background(), c, txn, spool(t, tc.msg))
+			require.NoError(t, err)
+			assert.Equal(t, tc.wantAction, v.Action)
+			if tc.wantReply != "" {
+				assert.Equal(t, tc.wantReply, v.Reply.Error())
+			}
+			assert.Contains(t, v.Reason, "archive", "the reason is logged whatever the action")
+		})
+	}
+	// An accepted unopenable archive does not hide a banned name.
+	attach, err := NewAttachmentPolicy(AttachmentConfig{UnopenableArchives: ActLog})
+	require.NoError(t, err)
+	both := withParts(attachment("application/octet-stream", "a.rar", []byte("Rar!\x1a\x07\x00rest")), attachment("application/octet-stream", "x.exe", mzStub))
+	v, err := newFilter(t, FilterConfig{Attachments: attach}).CheckData(context.Background(), c, txn, spool(t, both))
+	require.NoError(t, err)
+	assert.Equal(t, `552 5.7.0 Message rejected: attachment "x.exe" not allowed (banned-extension)`, v.Reply.Error())
+}
+
 func TestFilterLimits(t *testing.T) {
 	w, err := NewWalker(WalkerConfig{Limits: Limits{MaxDepth: 3, MaxSize: 4096}})
 	require.NoError(t, err)

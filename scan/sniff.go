@@ -16,6 +16,10 @@ const (
 	TypeOLE               = "application/x-ole-storage" // doc, xls, msi, msg
 	Type7z                = "application/x-7z-compressed"
 	TypeCAB               = "application/vnd.ms-cab-compressed"
+	TypeTar               = "application/x-tar"
+	TypeBzip2             = "application/x-bzip2"
+	TypeXz                = "application/x-xz"
+	TypeZstd              = "application/zstd"
 )
 
 // magic numbers checked before http.DetectContentType, which knows none of
@@ -35,16 +39,25 @@ var magics = []struct {
 	{[]byte("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"), TypeOLE},
 	{[]byte("7z\xbc\xaf\x27\x1c"), Type7z},
 	{[]byte("MSCF\x00\x00\x00\x00"), TypeCAB},
+	{[]byte("\xfd7zXZ\x00"), TypeXz},
+	{[]byte("\x28\xb5\x2f\xfd"), TypeZstd},
 }
 
 // Sniff returns the media type of content judged from its first bytes:
-// executables and a few archive formats by their magic numbers, the rest
-// by http.DetectContentType, without parameters.
+// executables and a few archive formats by their magic numbers (tar by
+// its header block), the rest by http.DetectContentType, without
+// parameters.
 func Sniff(content []byte) string {
 	for _, m := range magics {
 		if bytes.HasPrefix(content, m.prefix) {
 			return m.typ
 		}
+	}
+	if isTarHeader(content) {
+		return TypeTar
+	}
+	if len(content) >= 4 && string(content[:3]) == "BZh" && content[3] >= '1' && content[3] <= '9' {
+		return TypeBzip2
 	}
 	t := http.DetectContentType(content)
 	if i := strings.IndexByte(t, ';'); i >= 0 {
@@ -80,7 +93,8 @@ func family(mediaType string) string {
 	case mediaType == "application/zip", mediaType == "application/x-zip-compressed",
 		mediaType == "application/x-rar-compressed", mediaType == "application/vnd.rar",
 		mediaType == Type7z, mediaType == "application/x-gzip", mediaType == "application/gzip",
-		mediaType == TypeCAB:
+		mediaType == TypeCAB, mediaType == TypeTar, mediaType == TypeBzip2, mediaType == TypeXz,
+		mediaType == TypeZstd, mediaType == "application/x-compressed-tar", mediaType == "application/x-gtar":
 		return "archive"
 	case mediaType == "application/ogg":
 		return "audio"

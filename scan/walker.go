@@ -118,7 +118,7 @@ type Part struct {
 
 	text    string // text parts: UTF-8
 	visible string // HTML parts: the text without markup
-	data    []byte // other leaves
+	data    []byte // other leaves, and text parts whose content is an archive
 }
 
 // IsText reports whether the part is text (text/*, or no declared type).
@@ -322,6 +322,11 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 	part.Sniffed = Sniff(content)
 	if part.IsText() && !isMessageType(part.ContentType) {
 		part.text = strings.ToValidUTF8(string(content), "\uFFFD")
+		// An archive declared text is still one once saved: its bytes
+		// are kept for the attachment check to look inside.
+		if k, _ := archiveKindOf(content); k != notArchive {
+			part.data = content
+		}
 		content = nil
 		part.Size = int64(len(part.text))
 		part.SHA256 = sha256.Sum256([]byte(part.text))

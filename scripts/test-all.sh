@@ -33,6 +33,12 @@ command -v spamd >/dev/null 2>&1 || [ -x /usr/sbin/spamd ] || need_pkgs+=(spamas
 command -v rspamd >/dev/null 2>&1 || [ -x /usr/bin/rspamd ] || need_pkgs+=(rspamd)
 # ip, to give the open-relay battery an untrusted source address on lo.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_pkgs+=(iproute2)
+# Archive tools: the attachment tests prove their archives real with them
+# (unzip extracts a prefixed zip, zip -P makes an encrypted one, bzip2
+# compresses what the walker must open).
+for tool in zip unzip bzip2 tar; do
+  command -v "$tool" >/dev/null 2>&1 || need_pkgs+=("$tool")
+done
 # Headless Chromium for the quarantine page's end-to-end test (chromedp).
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then

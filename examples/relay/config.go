@@ -199,6 +199,10 @@ type ScanSection struct {
 	VirusFailOpen  bool   `toml:"virus_fail_open"`
 	SpamFailClosed bool   `toml:"spam_fail_closed"`
 	BanAttachments bool   `toml:"ban_attachments"`
+	// UnopenableArchives, with BanAttachments: what becomes of an archive
+	// the check cannot look into (encrypted zip, rar, 7z…): "reject"
+	// (default), "quarantine" or "accept".
+	UnopenableArchives string `toml:"unopenable_archives"`
 	// Policy is the per-recipient spam policy file.
 	Policy string `toml:"policy"`
 }
@@ -572,6 +576,11 @@ func (c *Config) validate() error {
 		default:
 			return keyErr(a.key, "%q is not reject, quarantine or discard", a.v)
 		}
+	}
+	switch c.Scan.UnopenableArchives {
+	case "", "reject", "quarantine", "accept":
+	default:
+		return keyErr("scan.unopenable_archives", "%q is not reject, quarantine or accept", c.Scan.UnopenableArchives)
 	}
 	if c.Scan.SpamTagScore < 0 || c.Scan.SpamRejectScore < 0 {
 		return keyErr("scan.spam_tag_score", "scores cannot be negative")

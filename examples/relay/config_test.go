@@ -215,6 +215,7 @@ func TestCheckConfigBadInput(t *testing.T) {
 		{"bad access line", "[policy]\naccess = \"" + write("access", "Connect:10.0.0.1 RELAY\nTo:x@y FROBNICATE\n") + "\"\n", "access:2"},
 		{"unreadable certificate", "[tls]\ncert = \"" + write("cert.pem", "not a certificate") + "\"\nkey = \"" + write("key.pem", "nor a key") + "\"\n", "tls.cert/tls.key"},
 		{"missing mailertable", "[delivery]\nmailertable = \"none\"\n", "delivery.mailertable: "},
+		{"unknown action for unopenable archives", "[scan]\nban_attachments = true\nunopenable_archives = \"discard\"\n", "scan.unopenable_archives: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -147,7 +147,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Scan.VirusAction, "virus-action", "what to do with a virus: reject (default), quarantine (hold in the queue) or discard")
 	fs.BoolVar(&c.Scan.VirusFailOpen, "virus-fail-open", c.Scan.VirusFailOpen, "deliver unscanned when no virus scanner answers (default: 451, the client retries)")
 	fs.BoolVar(&c.Scan.SpamFailClosed, "spam-fail-closed", c.Scan.SpamFailClosed, "answer 451 when no spam scorer answers (default: deliver unscored)")
-	fs.BoolVar(&c.Scan.BanAttachments, "ban-attachments", c.Scan.BanAttachments, "refuse executable attachments (exe, scr, pif, bat, js, ..., double extensions, also inside zip files)")
+	fs.BoolVar(&c.Scan.BanAttachments, "ban-attachments", c.Scan.BanAttachments, "refuse executable attachments (exe, scr, pif, bat, js, ..., double extensions, also inside zip, tar, gzip and bzip2 archives, known by content)")
+	str(&c.Scan.UnopenableArchives, "unopenable-archives", "with -ban-attachments, what to do with an archive nothing can look into (encrypted zip, rar, 7z, ...): reject (default, 552 5.7.0), quarantine or accept")
 	str(&c.Scan.Policy, "scan-policy", "per-recipient spam policy `file` (spam=on|off, tag=, reject=, allow=, deny=); reloaded when it changes")
 	// Delivery and queue.
 	str(&c.Delivery.Mailertable, "mailertable", "sendmail-format mailertable `file` (default: the local domains are delivered to Maildir under -maildir)")
@@ -258,7 +259,7 @@ func (c *Config) settings() (*settings, error) {
 		clamd: c.Scan.Clamd, spamd: c.Scan.Spamd, rspamd: c.Scan.Rspamd,
 		spamTag: c.Scan.SpamTagScore, spamReject: c.Scan.SpamRejectScore, spamSubject: c.Scan.SpamSubject,
 		spamAction: c.Scan.SpamAction, virusAction: c.Scan.VirusAction, virusFailOpen: c.Scan.VirusFailOpen,
-		spamFailClosed: c.Scan.SpamFailClosed, bannedAttachments: c.Scan.BanAttachments, scanPolicy: c.Scan.Policy,
+		spamFailClosed: c.Scan.SpamFailClosed, bannedAttachments: c.Scan.BanAttachments, scanPolicy: c.Scan.Policy, unopenableArchives: c.Scan.UnopenableArchives,
 		webListen: c.Web.Listen, webAdmins: c.Web.Admins, webURL: c.Web.URL, webDigests: c.Web.Digests,
 		metricsListen: c.Metrics.Listen, controlSocket: c.Control.Socket, statsDir: c.Stats.Dir,
 		statsRetain: c.Stats.Retain.Duration, dailyTo: c.Stats.DailyTo, dailyAt: c.Stats.DailyAt,

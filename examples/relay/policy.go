@@ -84,6 +84,8 @@ type settings struct {
 	bannedAttachments bool
 	scanPolicy        string
 	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
+	// With bannedAttachments: reject, quarantine or accept ("": reject).
+	unopenableArchives string
 	// Quarantine web page.
 	webListen  string   // HTTPS listen address; empty: no web page
 	webAdmins  []string // users who see everything

@@ -70,9 +70,20 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 		cfg.Spam = append(cfg.Spam, scan.ScannerEntry{Scanner: c, OnError: spamPolicy})
 	}
 	if s.bannedAttachments {
-		if cfg.Attachments, err = scan.NewAttachmentPolicy(scan.AttachmentConfig{}); err != nil {
+		ac := scan.AttachmentConfig{}
+		// Archives nothing can look into are refused unless told
+		// otherwise; "accept" lets them through, logged.
+		switch s.unopenableArchives {
+		case "quarantine":
+			ac.UnopenableArchives = scan.ActQuarantine
+		case "accept":
+			ac.UnopenableArchives = scan.ActLog
+		}
+		if cfg.Attachments, err = scan.NewAttachmentPolicy(ac); err != nil {
 			return nil, err
 		}
+	} else if s.unopenableArchives != "" {
+		log.Warn("scan.unopenable_archives has no effect without scan.ban_attachments")
 	}
 	if s.scanPolicy != "" {
 		if sc.policy, err = scan.NewPolicyWatcher(s.scanPolicy, scan.PolicyWatcherConfig{Logger: log}); err != nil {
