@@ -65,8 +65,11 @@ func TestQuotedAddressesEndToEnd(t *testing.T) {
 		"sender.example esmtp:"+hostPort(senderAddr)+"\n"+
 		"gone.example esmtp:"+hostPort(refusing.addr)+"\n")
 	acc := writeFile(t, dir, "access", "To:ceo@example.test REJECT\n")
+	// The client is not trusted and nothing checks its sender, so its
+	// notices would go to the postmaster: this test is about how they are
+	// addressed, and asks for them to go to the sender.
 	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "",
-		"-domains", "example.test,gone.example", "-mailertable", mt, "-access", acc)
+		"-domains", "example.test,gone.example", "-mailertable", mt, "-access", acc, "-notify-unverified-senders")
 
 	// Spellings of the refused mailbox; each refusal counts against the
 	// error limit, so they get a session of their own.
