@@ -76,20 +76,30 @@ func (s *Server) currentPolicy() postern.Filter { return s.policy.Load().f }
 // Config returns the effective configuration, defaults filled in.
 func (s *Server) Config() Config { return s.cfg }
 
+// ErrServerClosed is what Serve and ListenAndServe return after Shutdown
+// or Close, as net/http's does.
+var ErrServerClosed = errors.New("smtpserver: Server closed")
+
 // Serve accepts connections on l until it is closed or the server shuts
-// down. It runs the connect stage before the banner (see Listen).
+// down. It runs the connect stage before the banner (see Listen). It
+// always returns a non-nil error: ErrServerClosed after Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
+	if s.isClosing() {
+		l.Close()
+		return ErrServerClosed
+	}
 	ll := s.Listen(l)
 	err := s.smtp.Serve(ll)
-	if errors.Is(err, net.ErrClosed) {
-		s.mu.Lock()
-		closing := s.closing
-		s.mu.Unlock()
-		if closing {
-			return nil
-		}
+	if s.isClosing() && (errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed)) {
+		return ErrServerClosed
 	}
 	return err
+}
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
 }
 
 // ListenAndServe listens on the TCP address addr and serves.
@@ -103,7 +113,9 @@ func (s *Server) ListenAndServe(addr string) error {
 
 // Shutdown stops accepting, tells idle sessions 421 and lets sessions in a
 // transaction finish it. It waits until all sessions have ended or ctx is
-// done; then remaining connections are closed.
+// done; then the remaining connections are closed, whatever they are
+// doing (a client stalled inside DATA included), and ctx's error is
+// returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeListeners()
 	s.mu.Lock()
@@ -125,19 +137,38 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		s.abortAll()
 		_ = s.smtp.Close()
 		return ctx.Err()
 	}
 }
 
-// Close closes listeners and all connections at once.
+// Close closes the listeners and every connection at once. It may be
+// called at any time, also after Shutdown or a second time.
 func (s *Server) Close() error {
 	s.closeListeners()
+	s.abortAll()
 	err := s.smtp.Close()
-	if errors.Is(err, smtp.ErrServerClosed) {
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
 	return err
+}
+
+// abortAll closes the socket under every connection. A session blocked
+// reading a command or a DATA block wakes with an error and ends; go-smtp
+// does not know the connections it has not seen a command on, so closing
+// through go-smtp alone is not enough.
+func (s *Server) abortAll() {
+	s.mu.Lock()
+	edges := make([]*edgeConn, 0, len(s.edges))
+	for e := range s.edges {
+		edges = append(edges, e)
+	}
+	s.mu.Unlock()
+	for _, e := range edges {
+		_ = e.raw.Close()
+	}
 }
 
 // openSessions counts connections past the connect stage not yet closed.

@@ -1,0 +1,72 @@
+package smtpserver
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestShutdownClosesStalledSessions: a client stalled after RCPT and one
+// stalled inside DATA do not keep Shutdown past its deadline; their
+// connections are closed, Serve returns ErrServerClosed, and Close
+// afterwards (and again) is quiet.
+func TestShutdownClosesStalledSessions(t *testing.T) {
+	srv, err := New(Config{Hostname: "mx.test", Handoff: &memHandoff{}, ErrorSleep: -1})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	afterRcpt := dial(t, l.Addr().String())
+	afterRcpt.greet()
+	expect(t, afterRcpt.cmd("MAIL FROM:<a@example.net>"), "250")
+	expect(t, afterRcpt.cmd("RCPT TO:<b@example.test>"), "250")
+	inData := dial(t, l.Addr().String())
+	inData.greet()
+	expect(t, inData.cmd("MAIL FROM:<a@example.net>"), "250")
+	expect(t, inData.cmd("RCPT TO:<b@example.test>"), "250")
+	expect(t, inData.cmd("DATA"), "354")
+	inData.send("Subject: half a message\r\n\r\nand then nothing")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	assert.ErrorIs(t, srv.Shutdown(ctx), context.DeadlineExceeded)
+	for _, c := range []*client{afterRcpt, inData} {
+		assert.True(t, c.closed(), "a stalled session is closed when Shutdown's deadline passes")
+	}
+	select {
+	case err := <-served:
+		assert.ErrorIs(t, err, ErrServerClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	assert.NoError(t, srv.Close())
+	assert.NoError(t, srv.Close())
+	assert.Eventually(t, func() bool { return srv.openSessions() == 0 }, 10*time.Second, 10*time.Millisecond,
+		"the sessions' goroutines end")
+	assert.ErrorIs(t, srv.Serve(l), ErrServerClosed, "a closed server serves no more")
+}
+
+// TestCloseWithoutShutdown: Close alone ends a session stalled in DATA.
+func TestCloseWithoutShutdown(t *testing.T) {
+	srv, err := New(Config{Hostname: "mx.test", Handoff: &memHandoff{}, ErrorSleep: -1})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	c := dial(t, l.Addr().String())
+	c.greet()
+	expect(t, c.cmd("MAIL FROM:<a@example.net>"), "250")
+	expect(t, c.cmd("RCPT TO:<b@example.test>"), "250")
+	expect(t, c.cmd("DATA"), "354")
+	c.send("Subject: x\r\n")
+	require.NoError(t, srv.Close())
+	assert.True(t, c.closed())
+	assert.ErrorIs(t, <-served, ErrServerClosed)
+}
