@@ -88,8 +88,12 @@ func (r Reply) Permanent() bool { return r.Code >= 500 && r.Code < 600 }
 // Text joins the text lines with a space.
 func (r Reply) Text() string { return strings.Join(r.Lines, " ") }
 
-// Error formats the reply on one line, e.g. "550 5.7.1 Relay denied".
+// Error formats the reply on one line, e.g. "550 5.7.1 Relay denied";
+// the zero Reply (no reply at all) is "no reply".
 func (r Reply) Error() string {
+	if r.IsZero() {
+		return "no reply"
+	}
 	var b strings.Builder
 	b.WriteString(strconv.Itoa(r.Code))
 	if !r.Enhanced.IsZero() {

@@ -451,3 +451,8 @@ func TestVerdictReplyAt(t *testing.T) {
 		})
 	}
 }
+
+func TestZeroReplyError(t *testing.T) {
+	assert.Equal(t, "no reply", postern.Reply{}.Error())
+	assert.Equal(t, "250", postern.Reply{Code: 250}.Error())
+}

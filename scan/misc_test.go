@@ -130,3 +130,14 @@ func TestPartOpen(t *testing.T) {
 	}
 	assert.True(t, strings.HasPrefix(c.Parts[2].Sniffed, "application/x-msdownload"))
 }
+
+func TestResultString(t *testing.T) {
+	for want, r := range map[string]Result{
+		"no result":                 {},
+		"clamd: clean":              {Scanner: "clamd"},
+		"clamd: infected: Eicar, X": {Scanner: "clamd", Infected: true, Viruses: []string{"Eicar", "X"}},
+		"spamd: score 6.3/5.0 spam": {Scanner: "spamd", Scored: true, Score: 6.3, Threshold: 5, Spam: true},
+	} {
+		assert.Equal(t, want, r.String())
+	}
+}

@@ -86,7 +86,13 @@ type Result struct {
 	Symbols []Symbol
 }
 
+// String describes the result for logs: "clamd: infected: Eicar-Test",
+// "spamd: score 6.3/5 spam", "clamd: clean". The zero Result, which a
+// failed scan returns beside its error, is "no result".
 func (r Result) String() string {
+	if r.Scanner == "" && !r.Infected && !r.Scored {
+		return "no result"
+	}
 	var b strings.Builder
 	b.WriteString(r.Scanner)
 	switch {
