@@ -260,6 +260,7 @@ func TestHelpers(t *testing.T) {
 	assert.Equal(t, "250 250", abbreviate("250 250"))
 	assert.Equal(t, "250×2 451×1", replyCounts(map[string]int{"451": 1, "250": 2}))
 	assert.Equal(t, "-", replyCounts(nil))
+	assert.Equal(t, "a ⏎ b ⏎ c", oneLine("a\r\nb\rc"), "no CR is left to break a table row")
 	ds := []time.Duration{5 * time.Millisecond, time.Millisecond, 3 * time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
 	assert.InDelta(t, 3.0, quantileMs(ds, 0.5), 1e-9)
 	assert.InDelta(t, 5.0, quantileMs(ds, 0.9), 1e-9)

@@ -53,7 +53,8 @@ func (m *mdWriter) outcome(o *Outcome) {
 }
 
 func oneLine(s string) string {
-	s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ⏎ ")
+	s = strings.ReplaceAll(strings.TrimSpace(s), "\r\n", "\n")
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "\r", " ⏎ "), "\n", " ⏎ ")
 	if len(s) > 600 {
 		s = s[:600] + "…"
 	}

@@ -227,9 +227,10 @@ func hasFlag(args []string, name string) bool {
 }
 
 // migration runs examples/relay/migration (relay.toml, access,
-// mailertable) unchanged but for the sockets, the spool, the DNS server
-// and the greet pause (10 s for every untrusted connection): the mail
-// store, [192.168.1.1] in its mailertable, is a recording sink.
+// mailertable) unchanged but for the sockets, the spool, the DNS server,
+// the greet pause (10 s for every untrusted connection) and the retry
+// delays (1 s, 2 s; no case retries): the mail store, [192.168.1.1] in
+// its mailertable, is a recording sink.
 func (e *seams) migration(ctx context.Context, extra ...string) (*relayProc, *sink, error) {
 	store, err := e.s.startRecordingSink()
 	if err != nil {

@@ -57,6 +57,7 @@ var enhancedRE = regexp.MustCompile(`^([245]\d\d) ([245]\.\d{1,3}\.\d{1,3}) `)
 // limits do not slow the dialog, and that nothing was queued.
 func (e *seams) rejectedAll(ctx context.Context, c *SeamCase, r *relayProc, src, from string, rcpts []string, want string) error {
 	var replies []string
+	last := ""
 	for i := 0; i < len(rcpts); i += 4 {
 		batch := rcpts[i:min(i+4, len(rcpts))]
 		cmds := []string{"MAIL FROM:<" + from + ">"}
@@ -72,11 +73,11 @@ func (e *seams) rejectedAll(ctx context.Context, c *SeamCase, r *relayProc, src,
 		for j, a := range batch {
 			c.require(strings.HasPrefix(got[1+j], want) && enhancedRE.MatchString(got[1+j]), "RCPT TO:<%s>: %s, want %s", a, got[1+j], want)
 		}
-		last := got[len(got)-1]
+		last = got[len(got)-1]
 		c.require(strings.HasPrefix(last, "5"), "DATA without a recipient: %s, want 5xx", last)
 		replies = append(replies, got[1:len(got)-1]...)
 	}
-	c.Reply = rcptReplies(rcpts, replies)
+	c.Reply = rcptReplies(rcpts, replies) + "; DATA: " + last
 	c.require(r.accepted() == 0, "the relay queued %d messages", r.accepted())
 	return nil
 }

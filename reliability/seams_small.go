@@ -49,7 +49,13 @@ func thousandAndOne(ctx context.Context, e *seams, c *SeamCase) error {
 		return err
 	}
 	got = append(append(got, end...), t.quit()...)
-	c.Reply = abbreviate(codes(got[1:])) + "; RCPT 1001: " + got[1002] + "; NOOP: " + got[1003] + "; end of data: " + end[0]
+	ok := 0
+	for _, r := range got[2:1002] {
+		if strings.HasPrefix(r, "250 ") {
+			ok++
+		}
+	}
+	c.Reply = fmt.Sprintf("RCPT 1–1000: 250 ×%d; RCPT 1001: %s; NOOP: %s; DATA: %s; end of data: %s", ok, got[1002], got[1003], got[1004], end[0])
 	c.expectCodes(got, "250 250"+strings.Repeat(" 250", 1000)+" 452 250 354 250 221")
 	c.require(strings.HasPrefix(got[1002], "452 4.5.3 "), "RCPT 1001: %s, want 452 4.5.3", got[1002])
 	var rcpts []string
@@ -116,7 +122,7 @@ func connectionCap(ctx context.Context, e *seams, c *SeamCase) error {
 	if err != nil {
 		return err
 	}
-	c.Reply = fmt.Sprintf("20 × %s; 21st: %s; after they closed: %s", codes([]string{"220"}), overBanner, after)
+	c.Reply = fmt.Sprintf("first 20: 220 ×%d; 21st: %s; after they closed: %s", greeted, overBanner, after)
 	c.Delivered = "n/a (no message)"
 	c.require(greeted == 20, "%d of the first 20 connections greeted", greeted)
 	c.require(strings.HasPrefix(overBanner, "421 4.7.0 "), "the 21st connection: %q, want 421 4.7.0", overBanner)
@@ -211,7 +217,7 @@ func escapesInAdmin(ctx context.Context, e *seams, c *SeamCase) error {
 		out, err := admin(cmd...)
 		c.require(err == nil, "relay %s: %v: %s", strings.Join(cmd, " "), err, out)
 		c.require(!strings.ContainsAny(out, "\x1b\x07"), "relay %s prints ESC or BEL: %q", strings.Join(cmd, " "), out)
-		shown = append(shown, strings.Join(cmd[:2], " "))
+		shown = append(shown, strings.TrimSuffix(strings.Join(cmd, " "), " "+id))
 		all += out
 	}
 	for _, want := range []string{"HELO ev?]0;pwned?il", "Subject: ?[31mred?"} {
