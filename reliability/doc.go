@@ -1,17 +1,20 @@
 // Command reliability runs Postern's reliability suite: the reference relay
 // (examples/relay) as a real process, with real peers on loopback, through
-// crashes, slow clients, failed dependencies, hostile input and a fuzz
-// campaign. It prints a Markdown report of counts and writes the same
-// results as JSON (reliability/results.json by default).
+// crashes, slow clients, failed dependencies, hostile input, attacks at
+// the seams and a fuzz campaign. It prints a Markdown report of counts
+// and writes the same results as JSON (reliability/results.json by
+// default).
 //
 //	go run ./reliability                       # everything, full scale
 //	go run ./reliability -scenarios crash,faults
 //	go run ./reliability -fuzztime 30s -json /tmp/results.json
+//	go run ./reliability -scenarios seams -report /tmp/seams.md
 //
 // Run as root on Debian, it installs the peers it is missing
 // (apt-get install postfix clamav-daemon redis-server: Postfix only for
-// smtp-source, whose daemon is never started) unless -install=false. It
-// starts every server itself on 127.0.0.0/8 and stops them when done.
+// smtp-source, whose daemon is never started; zip and iproute2 for the
+// seams) unless -install=false. It starts every server itself on
+// 127.0.0.0/8 and stops them when done.
 // A scenario whose peer is missing is skipped with the reason; with
 // CI=true a skip is a failure. The exit status is 1 when any scenario
 // failed.
@@ -47,6 +50,24 @@
 // A case that fails in a way already reported to the component's owners
 // carries a known-issue mark: it is listed as such, not as a failure,
 // until it passes.
+//
+// seams: the adversarial cases of "Security at the seams", each against
+// the relay binary with real peers (recording go-smtp sinks that keep the
+// envelope and every byte they read, an in-process DNS server, byte-level
+// SMTP clients, go-smtp's client over STARTTLS, zip(1) for an encrypted
+// archive): loops through
+// localhost, literals and hop counts, the 27-attempt open-relay battery
+// against the built-in defaults and the migration example, quoted and
+// control-character addresses, the DATA stream (end-of-data spellings,
+// bare CR and LF, BDAT), submission (From binding, the per-account login
+// lock, trust withdrawn by a reload), backscatter (notices of unverified
+// senders, call-ahead, NOTIFY=SUCCESS), archives, the recipient and
+// connection limits, forged Authentication-Results and terminal escapes
+// in admin output. Each case records the reply, what reached a next hop
+// and the expected outcome; -seams-only picks cases. Cases from an
+// untrusted address add one of TEST-NET-3 to lo (root; skipped without,
+// failed under CI=true). A case that fails in a way already reported
+// carries a known-issue mark, as in hostile.
 //
 // fuzz: every fuzz target of the module (go test -list '^Fuzz' ./...) for
 // -fuzztime each; executions per target and crashers are reported. A

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -57,6 +58,28 @@ func FuzzFuzzOutcome(f *testing.F) {
 			}
 		default:
 			t.Fatalf("result %q", result)
+		}
+	})
+}
+
+// FuzzWireTxns: any bytes a client sent are split without panicking;
+// message text never runs past an end of data, and a path is a prefix of
+// its argument.
+func FuzzWireTxns(f *testing.F) {
+	f.Add([]byte("MAIL FROM:<a@b> SIZE=1\r\nRCPT TO:<\"c d\"@e>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"))
+	f.Add([]byte("MAIL FROM:<>\r\nDATA\r\n.\r\n"))
+	f.Add([]byte("RCPT TO:<x>\r\nDATA\r\n\r\n.\r\r\n"))
+	f.Add([]byte("mail from:<\"a\\\"b>\"@c>\r\nrcpt to:<d>\r\ndata\r\nno end"))
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		for _, txn := range wireTxns(wire) {
+			if bytes.Contains(txn.Data, []byte("\r\n.\r\n")) {
+				t.Fatalf("message text past an end of data: %q", txn.Data)
+			}
+			for _, a := range append([]string{txn.Mail}, txn.Rcpts...) {
+				if p := wirePath(a); !strings.HasPrefix(a, p) {
+					t.Fatalf("path %q of %q", p, a)
+				}
+			}
 		}
 	})
 }

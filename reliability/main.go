@@ -20,7 +20,7 @@ func main() {
 }
 
 // allScenarios returns the scenario names in the order they run.
-func allScenarios() []string { return []string{"crash", "slow", "faults", "hostile", "fuzz"} }
+func allScenarios() []string { return []string{"crash", "slow", "faults", "hostile", "seams", "fuzz"} }
 
 // options are the command line.
 type options struct {
@@ -29,6 +29,7 @@ type options struct {
 	slow      SlowConfig
 	faults    FaultsConfig
 	hostile   HostileConfig
+	seams     SeamsConfig
 	fuzz      FuzzConfig
 	jsonPath  string
 	mdPath    string
@@ -52,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	only := fs.String("faults-only", "", "faults: comma-separated `words`; only cases whose names contain one run")
 	fs.DurationVar(&o.hostile.MaxCaseTime, "max-case-time", 30*time.Second, "hostile: bound on one case")
 	fs.Int64Var(&o.hostile.MaxRSSKiB, "max-rss", 512<<10, "hostile: bound on the relay's peak RSS in `KiB`")
+	seamsOnly := fs.String("seams-only", "", "seams: comma-separated `words`; only cases whose ID or group contains one run")
 	fs.StringVar(&o.fuzz.Time, "fuzztime", "10s", "fuzz: time per target, a `duration` or a count such as 20000x")
 	targets := fs.String("fuzz-targets", "", "fuzz: comma-separated target `names` (default: all)")
 	pkgs := fs.String("fuzz-packages", "./...", "fuzz: `packages` to list targets in")
@@ -72,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.scenarios = append(o.scenarios, sc)
 	}
 	o.faults.Only = splitComma(*only)
+	o.seams.Only = splitComma(*seamsOnly)
 	o.fuzz.Targets = splitComma(*targets)
 	o.fuzz.Packages = strings.Fields(*pkgs)
 	if o.crash.Cycles < 1 || o.slow.Conns < 1 || o.faults.Messages < 1 {
@@ -118,6 +121,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				need = append(need, "smtp-source")
 			case "faults":
 				need = append(need, "clamd", "redis-server")
+			case "seams":
+				need = append(need, "ip", "zip")
 			}
 		}
 		if err := installPeers(ctx, stderr, need); err != nil {
@@ -187,6 +192,9 @@ func runAll(ctx context.Context, s *suite, o *options) *Results {
 		case "hostile":
 			res.Hostile = runHostile(ctx, s, o.hostile)
 			out = &res.Hostile.Outcome
+		case "seams":
+			res.Seams = runSeams(ctx, s, o.seams)
+			out = &res.Seams.Outcome
 		case "fuzz":
 			res.Fuzz = runFuzz(ctx, s, o.fuzz)
 			out = &res.Fuzz.Outcome

@@ -25,10 +25,12 @@ func (o *Outcome) fail(format string, args ...any) {
 	o.Failures = append(o.Failures, fmt.Sprintf(format, args...))
 }
 
-func (o *Outcome) require(cond bool, format string, args ...any) {
+// require records a failure unless cond holds, and returns cond.
+func (o *Outcome) require(cond bool, format string, args ...any) bool {
 	if !cond {
 		o.fail(format, args...)
 	}
+	return cond
 }
 
 func (o *Outcome) note(format string, args ...any) {

@@ -166,44 +166,42 @@ func (s *suite) startRedis(ctx context.Context) (*daemon, error) {
 }
 
 // dnsZone is an in-process DNS server (miekg/dns, real DNS over UDP on
-// loopback) for one block list: listed names answer 127.0.0.2, others
-// NXDOMAIN (RFC 5782 §2.1, §2.3).
+// loopback). It knows A records and MX records by name; other names are
+// NXDOMAIN (RFC 5782 §2.1, §2.3 for the block lists).
 type dnsZone struct {
 	addr string
 	srv  *dns.Server
+	a    map[string]net.IP // lower-case FQDN -> address
+	mx   map[string]string // lower-case FQDN -> exchange host
 
 	mu      sync.Mutex
 	queries int
 }
 
+// startDNS serves a block list: each listed name answers 127.0.0.2.
 func (s *suite) startDNS(listed ...string) (*dnsZone, error) {
+	a := map[string]string{}
+	for _, n := range listed {
+		a[n] = "127.0.0.2"
+	}
+	return s.startDNSZone(a, nil)
+}
+
+// startDNSZone serves the A records a (name -> IP) and the MX records mx
+// (name -> exchange host, preference 10).
+func (s *suite) startDNSZone(a, mx map[string]string) (*dnsZone, error) {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	set := map[string]bool{}
-	for _, n := range listed {
-		set[strings.ToLower(dns.Fqdn(n))] = true
+	z := &dnsZone{addr: pc.LocalAddr().String(), a: map[string]net.IP{}, mx: map[string]string{}}
+	for n, ip := range a {
+		z.a[strings.ToLower(dns.Fqdn(n))] = net.ParseIP(ip)
 	}
-	z := &dnsZone{addr: pc.LocalAddr().String()}
-	z.srv = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(req)
-		z.mu.Lock()
-		z.queries++
-		z.mu.Unlock()
-		if len(req.Question) == 1 {
-			q := req.Question[0]
-			switch {
-			case !set[strings.ToLower(q.Name)]:
-				m.Rcode = dns.RcodeNameError
-			case q.Qtype == dns.TypeA:
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-					A: net.IPv4(127, 0, 0, 2)})
-			}
-		}
-		_ = w.WriteMsg(m)
-	})}
+	for n, host := range mx {
+		z.mx[strings.ToLower(dns.Fqdn(n))] = dns.Fqdn(host)
+	}
+	z.srv = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve)}
 	started := make(chan struct{})
 	failed := make(chan error, 1)
 	z.srv.NotifyStartedFunc = func() { close(started) }
@@ -215,6 +213,30 @@ func (s *suite) startDNS(listed ...string) (*dnsZone, error) {
 	}
 	s.onClose(func() { _ = z.srv.Shutdown() })
 	return z, nil
+}
+
+func (z *dnsZone) serve(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	z.mu.Lock()
+	z.queries++
+	z.mu.Unlock()
+	if len(req.Question) == 1 {
+		q := req.Question[0]
+		name := strings.ToLower(q.Name)
+		ip, hasA := z.a[name]
+		host, hasMX := z.mx[name]
+		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 60}
+		switch {
+		case !hasA && !hasMX:
+			m.Rcode = dns.RcodeNameError
+		case q.Qtype == dns.TypeA && hasA && ip.To4() != nil:
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip})
+		case q.Qtype == dns.TypeMX && hasMX:
+			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: 10, Mx: host})
+		}
+	}
+	_ = w.WriteMsg(m)
 }
 
 func (z *dnsZone) queryCount() int {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +94,23 @@ func TestSmoke(t *testing.T) {
 		assert.True(t, r.Alive)
 		assert.True(t, r.CleanStop)
 		assert.Positive(t, r.PeakRSSKiB)
+	})
+	t.Run("seams", func(t *testing.T) {
+		r := runSeams(ctx, s, SeamsConfig{})
+		require.Len(t, r.Cases, len(seamDefs()), "every case runs")
+		for _, c := range r.Cases {
+			t.Run(c.ID, func(t *testing.T) {
+				if c.Status == StatusKnown {
+					t.Logf("known issue: %s (%s)", c.Known, strings.Join(c.Failures, "; "))
+					return
+				}
+				settled(t, &c.Outcome)
+				assert.NotEmpty(t, c.Reply)
+				assert.NotEmpty(t, c.Delivered)
+			})
+		}
+		assert.Zero(t, r.Failed)
+		assert.Equal(t, len(r.Cases), r.Passed+r.Known+r.Skipped)
 	})
 	t.Run("fuzz", func(t *testing.T) {
 		r := runFuzz(ctx, s, FuzzConfig{Time: "200x", Packages: []string{"."}, Targets: []string{"FuzzParseReply"},
@@ -241,6 +260,7 @@ func TestHelpers(t *testing.T) {
 	assert.Equal(t, "250 250", abbreviate("250 250"))
 	assert.Equal(t, "250×2 451×1", replyCounts(map[string]int{"451": 1, "250": 2}))
 	assert.Equal(t, "-", replyCounts(nil))
+	assert.Equal(t, "a ⏎ b ⏎ c", oneLine("a\r\nb\rc"), "no CR is left to break a table row")
 	ds := []time.Duration{5 * time.Millisecond, time.Millisecond, 3 * time.Millisecond, 2 * time.Millisecond, 4 * time.Millisecond}
 	assert.InDelta(t, 3.0, quantileMs(ds, 0.5), 1e-9)
 	assert.InDelta(t, 5.0, quantileMs(ds, 0.9), 1e-9)
@@ -282,9 +302,11 @@ func TestHostileCorpus(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-scenarios", "crash, fuzz", "-fuzztime", "2000x", "-faults-only", "dns,disk"}, &bytes.Buffer{})
+	o, err := parseFlags([]string{"-scenarios", "crash, fuzz,seams", "-fuzztime", "2000x", "-faults-only", "dns,disk",
+		"-seams-only", "5b,Backscatter"}, &bytes.Buffer{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"crash", "fuzz"}, o.scenarios)
+	assert.Equal(t, []string{"crash", "fuzz", "seams"}, o.scenarios)
+	assert.Equal(t, []string{"5b", "Backscatter"}, o.seams.Only)
 	assert.Equal(t, "2000x", o.fuzz.Time)
 	assert.Equal(t, []string{"dns", "disk"}, o.faults.Only)
 	assert.Equal(t, 10, o.crash.Cycles)
@@ -333,10 +355,107 @@ func sampleResults() *Results {
 		Cases: []*HostileCase{{Kind: "dialog", Name: "NUL in a command", Codes: "220 500 250 221", Millis: 1.5, Status: StatusPass},
 			{Kind: "dialog", Name: "BDAT chunk cut short", Codes: "220 250 250 250 250", Millis: 2, Status: StatusKnown},
 			{Kind: "mime", Name: "enmime/mail/x.raw", Codes: "250", Millis: 3, Status: StatusPass}}}
+	r.Seams = &SeamsResult{Outcome: Outcome{Status: StatusPass}, Passed: 2, Known: 1, Skipped: 1, Seconds: 12, Cases: []*SeamCase{
+		{Outcome: Outcome{Status: StatusPass}, ID: "1", Group: "Loops", Attack: "RCPT TO:<user@localhost> | from outside",
+			Reply: "550 5.7.1 Relay access denied", Delivered: "nothing", Expect: "550 5.7.1"},
+		{Outcome: Outcome{Status: StatusSkip, Skipped: "reliability: needs root"}, ID: "B1", Group: "Loops", Attack: "battery",
+			Expect: "27 attempts, 0 relayed"},
+		{Outcome: Outcome{Status: StatusKnown, Failures: []string{"the notice says Status: 5.1.3, want 5.4.6"}}, ID: "O2", Group: "Loops",
+			Attack: "mapped loopback", Reply: "250 250 354 → 250 2.0.0 Ok", Delivered: "1 notice", Expect: "5.4.6", Known: "route refuses it"},
+		{Outcome: Outcome{Status: StatusPass, Notes: []string{"the 250 names the canonical form"}}, ID: "5b", Group: "Addresses",
+			Attack: `RCPT TO:<"ceo(x)"@example.test>`, Reply: "250", Delivered: `RCPT TO:<"ceo(x)"@example.test>`, Expect: "250"},
+	}}
 	r.Fuzz = &FuzzResult{Outcome: Outcome{Status: StatusFail, Failures: []string{"github.com/postern/postern/scan FuzzWalk: crasher /x"}},
 		Time: "10s", TotalExecs: 3000, Crashers: 1, Targets: []*FuzzTarget{
 			{Package: "github.com/postern/postern", Name: "FuzzParseReply", Execs: 2000, Seconds: 12, Result: fuzzOK},
 			{Package: "github.com/postern/postern/scan", Name: "FuzzWalk", Execs: 1000, Seconds: 11, Result: fuzzCrasher,
 				Crasher: "/x", Input: `"go test fuzz v1\n[]byte(\"x\")"`}}}
 	return r
+}
+
+func TestWireTxns(t *testing.T) {
+	wire := "EHLO relay\r\nMAIL FROM:<\"a b\"@x.example> BODY=8BITMIME\r\nRCPT TO:<\"ceo(x)\"@example.test> NOTIFY=NEVER\r\n" +
+		"RCPT TO:<b@example.test>\r\nDATA\r\nSubject: x\r\n\r\n..\r\nline\r\n.\r\n" +
+		"MAIL FROM:<probe@x.example>\r\nRCPT TO:<c@example.test>\r\nRSET\r\n" +
+		"MAIL FROM:<>\r\nRCPT TO:<d@example.test>\r\nDATA\r\n.\r\nQUIT\r\n"
+	got := wireTxns([]byte(wire))
+	require.Len(t, got, 3)
+	assert.Equal(t, `<"a b"@x.example> BODY=8BITMIME`, got[0].Mail)
+	assert.Equal(t, []string{`<"ceo(x)"@example.test> NOTIFY=NEVER`, "<b@example.test>"}, got[0].Rcpts)
+	assert.Equal(t, "Subject: x\r\n\r\n..\r\nline\r\n", string(got[0].Data))
+	assert.Nil(t, got[1].Data, "a call-ahead probe has no DATA")
+	assert.NotNil(t, got[2].Data)
+	assert.Empty(t, got[2].Data)
+	cut := wireTxns([]byte("MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\npartial"))
+	require.Len(t, cut, 1)
+	assert.Equal(t, "partial", string(cut[0].Data))
+}
+
+func TestWirePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"<a@b> SIZE=10":                  "<a@b>",
+		`<"a b"@c> NOTIFY=NEVER`:         `<"a b"@c>`,
+		`<"a>b"@c> X=1`:                  `<"a>b"@c>`,
+		`<"a\"> b"@c>`:                   `<"a\"> b"@c>`,
+		"<>":                             "<>",
+		"no angle brackets":              "no angle brackets",
+		`<"unterminated@c> NOTIFY=NEVER`: `<"unterminated@c> NOTIFY=NEVER`,
+	} {
+		assert.Equal(t, want, wirePath(in), in)
+	}
+}
+
+func TestBareLineEnds(t *testing.T) {
+	assert.Zero(t, bareLineEnds([]byte("a\r\nb\r\n")))
+	assert.Equal(t, 1, bareLineEnds([]byte("a\rb\r\n")))
+	assert.Equal(t, 1, bareLineEnds([]byte("a\nb")))
+	assert.Equal(t, 2, bareLineEnds([]byte("\n\r")))
+	assert.Equal(t, 1, bareLineEnds([]byte("\r\r\n")))
+}
+
+func TestSeamHelpers(t *testing.T) {
+	assert.Equal(t, "250 250 354 → 250 2.0.0 Ok", summary([]string{"250 a", "250 b", "354 go", "250 2.0.0 Ok"}))
+	assert.Equal(t, "554 5.4.6 x", summary([]string{"554 5.4.6 x"}))
+	assert.Equal(t, "no reply", summary(nil))
+	assert.Equal(t, "5.4.6", statusOf([]byte("Reporting-MTA: dns; x\r\nStatus: 5.4.6\r\n")))
+	assert.Equal(t, "", statusOf([]byte("Subject: Status: 5.4.6\r\n")))
+	k := &knownIssue{"x", regexp.MustCompile(`^want 5\.4\.6`)}
+	assert.True(t, k.covers([]string{"want 5.4.6 a", "want 5.4.6 b"}))
+	assert.False(t, k.covers([]string{"want 5.4.6 a", "the relay died"}), "another failure is a failure")
+	assert.False(t, k.covers(nil))
+	var none *knownIssue
+	assert.False(t, none.covers([]string{"x"}))
+	assert.True(t, hasFlag([]string{"-a", "-listen", "x"}, "-listen"))
+	assert.True(t, hasFlag([]string{"-listen=x"}, "-listen"))
+	assert.False(t, hasFlag([]string{"-listener"}, "-listen"))
+}
+
+// The cases of the issue are all there, each defined once, with at least
+// three of our own; the battery has its 27 distinct attempts.
+func TestSeamDefs(t *testing.T) {
+	ids := map[string]bool{}
+	own := 0
+	for _, d := range seamDefs() {
+		assert.False(t, ids[d.id], "duplicate %s", d.id)
+		ids[d.id] = true
+		assert.NotEmpty(t, d.attack, d.id)
+		assert.NotEmpty(t, d.expect, d.id)
+		assert.NotEmpty(t, d.group, d.id)
+		assert.NotNil(t, d.run, d.id)
+		if strings.HasPrefix(d.id, "O") {
+			own++
+		}
+	}
+	for i := 1; i <= 18; i++ {
+		n := fmt.Sprint(i)
+		assert.True(t, ids[n] || ids[n+"a"], "case %d of the issue", i)
+	}
+	assert.True(t, ids["B1"] && ids["B2"], "the battery against the defaults and the migration example")
+	assert.GreaterOrEqual(t, own, 3)
+	seen := map[[2]string]bool{}
+	for _, a := range relayBattery("example.test", "127.0.0.1") {
+		assert.False(t, seen[a], "duplicate attempt %v", a)
+		seen[a] = true
+	}
+	assert.Len(t, seen, 27)
 }

@@ -20,6 +20,7 @@ type Results struct {
 	Slow        *SlowResult    `json:"slow,omitempty"`
 	Faults      *FaultsResult  `json:"faults,omitempty"`
 	Hostile     *HostileResult `json:"hostile,omitempty"`
+	Seams       *SeamsResult   `json:"seams,omitempty"`
 	Fuzz        *FuzzResult    `json:"fuzz,omitempty"`
 }
 
@@ -52,7 +53,8 @@ func (m *mdWriter) outcome(o *Outcome) {
 }
 
 func oneLine(s string) string {
-	s = strings.ReplaceAll(strings.TrimSpace(s), "\n", " ⏎ ")
+	s = strings.ReplaceAll(strings.TrimSpace(s), "\r\n", "\n")
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "\r", " ⏎ "), "\n", " ⏎ ")
 	if len(s) > 600 {
 		s = s[:600] + "…"
 	}
@@ -165,8 +167,11 @@ func (r *Results) writeMarkdown(w io.Writer) error {
 		}
 		m.outcome(&h.Outcome)
 	}
+	if sm := r.Seams; sm != nil {
+		m.seams(sm)
+	}
 	if z := r.Fuzz; z != nil {
-		m.f("## 5. Fuzz campaign — %s\n\n", verdict(z.Status))
+		m.f("## 6. Fuzz campaign — %s\n\n", verdict(z.Status))
 		m.f("%d targets, -fuzztime %s each: %d executions, %d crashers.\n\n", len(z.Targets), z.Time, z.TotalExecs, z.Crashers)
 		m.f("| package | target | execs | seconds | result |\n|---|---|---:|---:|---|\n")
 		for _, t := range z.Targets {
@@ -207,4 +212,47 @@ func shortPkg(p string) string {
 		return "."
 	}
 	return strings.TrimPrefix(p, module+"/")
+}
+
+// seams prints the adversarial cases of "Security at the seams".
+func (m *mdWriter) seams(sm *SeamsResult) {
+	m.f("## 5. Security at the seams — %s\n\n", verdict(sm.Status))
+	m.f("%d cases: %d passed, %d known issues, %d failed, %d skipped (%.0f s). ", len(sm.Cases), sm.Passed, sm.Known, sm.Failed,
+		sm.Skipped, sm.Seconds)
+	m.f("Each runs the relay binary with real peers; \"reply\" is what the relay answered, \"delivered\" what reached a next hop ")
+	m.f("as its sink read it off the wire (envelope, notices and to whom).\n\n")
+	m.f("| case | what the attacker does | reply | delivered | expected | result |\n|---|---|---|---|---|---|\n")
+	group := ""
+	for _, c := range sm.Cases {
+		if c.Group != group {
+			group = c.Group
+			m.f("| **%s** | | | | | |\n", cell(group))
+		}
+		res := verdict(c.Status)
+		if c.Status == StatusSkip {
+			res += ": " + c.Skipped
+		}
+		m.f("| %s | %s | %s | %s | %s | %s |\n", c.ID, cell(c.Attack), cell(c.Reply), cell(c.Delivered), cell(c.Expect), cell(res))
+	}
+	m.f("\n")
+	listed := false
+	for _, c := range sm.Cases {
+		if c.Status == StatusKnown {
+			m.f("- %s known issue (reported, not counted as a failure): %s. Observed: %s\n", c.ID, oneLine(c.Known),
+				oneLine(strings.Join(c.Failures, "; ")))
+			listed = true
+			continue
+		}
+		for _, f := range c.Failures {
+			m.f("- %s **FAIL**: %s\n", c.ID, oneLine(f))
+			listed = true
+		}
+		for _, n := range c.Notes {
+			m.f("- %s: %s\n", c.ID, oneLine(n))
+			listed = true
+		}
+	}
+	if listed {
+		m.f("\n")
+	}
 }

@@ -28,8 +28,10 @@ func debianPackage(prog string) string {
 		return "postfix"
 	case "clamd":
 		return "clamav-daemon"
+	case "ip":
+		return "iproute2"
 	}
-	return prog // redis-server, swaks
+	return prog // redis-server, swaks, zip
 }
 
 // suite holds what the scenarios share: where the module is, the relay
@@ -44,6 +46,10 @@ type suite struct {
 
 	mu       sync.Mutex
 	cleanups []func()
+
+	outsideOnce sync.Once
+	outside     string // untrusted source address (outsideAddr)
+	outsideErr  error
 }
 
 // newSuite finds the module, makes a work directory and builds the relay.
