@@ -340,9 +340,13 @@ func parseHost(p string) (Host, error) {
 		in := p[1 : len(p)-1]
 		if len(in) > 5 && strings.EqualFold(in[:5], "IPv6:") {
 			a, err := netip.ParseAddr(in[5:])
-			if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+			if err != nil || !a.Is6() || a.Zone() != "" {
 				return Host{}, fmt.Errorf("%w: bad IPv6 literal %q", ErrSyntax, p)
 			}
+			// An IPv4-mapped literal ([IPv6:::ffff:127.0.0.1]) is valid
+			// (RFC 5321 §4.1.3) and is the IPv4 address: unmapped, so
+			// the loop check and the address family see what it is.
+			a = a.Unmap()
 			return Host{Name: a.String(), Addr: a, NoMX: true}, nil
 		}
 		if a, err := netip.ParseAddr(in); err == nil && a.Zone() == "" {

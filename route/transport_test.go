@@ -333,7 +333,7 @@ func TestDeliverMXToLoopback(t *testing.T) {
 	p, _ := strconv.Atoi(port)
 	r := newTestRouter(t, d, RouterConfig{Port: uint16(p), ListenAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:2525")}})
 	tr := newTestTransport(t, r, TransportConfig{})
-	for _, rcpt := range []string{"b@loop.example", "b@implicit.example", "b@zero.example", "b@v6.example", "b@[127.0.0.1]", "b@[IPv6:::1]"} {
+	for _, rcpt := range []string{"b@loop.example", "b@implicit.example", "b@zero.example", "b@v6.example", "b@[127.0.0.1]", "b@[IPv6:::1]", "b@[IPv6:::ffff:127.0.0.1]"} {
 		res := tr.Deliver(bg, delivery("a@sender.test", rcpt))
 		assert.Equal(t, 554, res[0].Reply.Code, "%s: %s", rcpt, res[0].Reply.Error())
 		assert.Contains(t, res[0].Reply.Error(), "5.4.6", rcpt)

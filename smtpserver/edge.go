@@ -317,6 +317,13 @@ func (e *edgeConn) readCommand() error {
 		e.writeReply(500, "5.5.2", "Error: bad syntax")
 		return e.checkClosed()
 	case "HELO", "EHLO":
+		if hasControl(arg) {
+			// go-smtp echoes the name in its reply ("250-Hello <name>"):
+			// a reply must not carry control characters (RFC 5321
+			// §4.2), and no domain or address literal has them.
+			e.writeReply(501, "5.5.2", "Error: invalid characters in "+verb+" argument")
+			return e.checkClosed()
+		}
 		e.needHelo = false
 		e.inTxn = false
 		e.ehloInsert = verb == "EHLO" && e.srv.tlsConfig != nil && e.st.tlsState() == nil
@@ -566,4 +573,14 @@ func replyCode(p []byte) (int, bool) {
 		return 0, false
 	}
 	return c, p[3] == ' ' || p[3] == '\r'
+}
+
+// hasControl reports an ASCII control character (tab excepted) or DEL.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
