@@ -27,10 +27,7 @@ func loopCases() []seamDef {
 			"<user@[IPv6:::ffff:127.0.0.1]> (IPv4-mapped loopback), <user@[0.0.0.0]>, <user@relay.nix.co.jj> (its own name), <user@[own interface address]>",
 			"5xx at RCPT for each; nothing delivered", hostSpellings, nil},
 		{"O2", g, "trusted client, migration example: a message to <user@[IPv6:::ffff:127.0.0.1]> (IPv4-mapped loopback literal, valid RFC 5321 §4.1.3 IPv6v4-comp syntax)",
-			"never delivered back to the relay: one notice (5.4.6 \"loops back to myself\", as for [127.0.0.1]) to the sender, entered once", mappedLoopback, &knownIssue{
-				"the edge accepts the IPv4-mapped literal (postern.SplitAddress) but route's parseHost refuses it as bad syntax (a.Is4In6()): " +
-					"250, then a 5.1.3 \"bad recipient address syntax\" notice instead of 5.4.6; no loop, nothing delivered to the relay itself",
-				regexp.MustCompile(`Status: 5\.1\.3, want 5\.4\.6|does not say "loops back to myself"`)}},
+			"never delivered back to the relay: one notice (5.4.6 \"loops back to myself\", as for [127.0.0.1]) to the sender, entered once", mappedLoopback, nil},
 		{"O3", g, "trusted client, migration example: a message to user@zero.example, whose MX host has the address 0.0.0.0",
 			"accepted once; one notice (5.4.6) to the sender; no delivery attempt to 0.0.0.0", mxZero, nil},
 	}
