@@ -109,6 +109,18 @@ func (r *relayServer) serveControl(c net.Conn) {
 				code = 1
 			}
 		}
+	case "mail-stats":
+		// relay stats -mail: the daily mail now, with the configuration
+		// in force.
+		m, err := parseMailStats(req.Args)
+		if err != nil {
+			fmt.Fprintf(&out, "relay: bad mail-stats request: %s\n", safe(err.Error()))
+			code = 2
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		code = mailStats(ctx, r.sendSummary, r.cur.Load().s, m, &out)
+		cancel()
 	case "reload":
 		if err := r.reload("relay reload command"); err != nil {
 			fmt.Fprintf(&out, "reload refused, the running configuration stays in force: %s\n", safe(err.Error()))
