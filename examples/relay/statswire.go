@@ -53,12 +53,15 @@ func (r *relayServer) recordDecision(d postern.Decision) {
 	if !ok {
 		return
 	}
-	for _, v := range rep.Viruses() {
+	viruses := rep.Viruses()
+	for _, v := range viruses {
 		e := ev
 		e.Kind, e.Virus = stats.Virus, v
 		r.journal.Record(e)
 	}
-	if rep.Spam != nil {
+	// A message with a virus counts as that, not as ham (its score is
+	// its text's): the spam ratio is of the mail that was judged on it.
+	if rep.Spam != nil && len(viruses) == 0 {
 		e := ev
 		e.Kind, e.Score = stats.Ham, rep.Spam.Score
 		if r.countsAsSpam(rep.Spam) {

@@ -39,9 +39,13 @@ func TestStatisticsRecords(t *testing.T) {
 	r.observe(context.Background(), postern.Decision{Stage: postern.StageRcpt, Filter: "relay", Conn: c, Txn: tx,
 		Rcpt:    &postern.Rcpt{Addr: "x@elsewhere.example"},
 		Verdict: postern.Rejected(550, postern.ESC(5, 7, 1), "Relay access denied", "relay: not ours")})
+	// A virus in a message also scored counts as the virus only.
 	rep := &scan.Report{Results: []scan.Result{{Viruses: []string{"Eicar-Signature"}}}, Spam: &scan.Result{Spam: true, Score: 12}}
 	postern.SetValue(&tx.Values, scan.ReportKey, rep)
 	r.observe(context.Background(), postern.Decision{Stage: postern.StageData, Filter: scan.FilterName, Conn: c, Txn: tx})
+	tx2 := &postern.Txn{ID: "T2", From: "bob@example.net"}
+	postern.SetValue(&tx2.Values, scan.ReportKey, &scan.Report{Spam: &scan.Result{Spam: true, Score: 12}})
+	r.observe(context.Background(), postern.Decision{Stage: postern.StageData, Filter: scan.FilterName, Conn: c, Txn: tx2})
 	// Two accepted transactions (one held), one discarded.
 	for _, o := range []string{"queued", "quarantine", "discard"} {
 		r.observeTxn(context.Background(), smtpserver.TxnResult{Conn: c, Txn: tx, Size: 1000, Outcome: o, Code: 250, QueueID: "T1"})
@@ -64,6 +68,7 @@ func TestStatisticsRecords(t *testing.T) {
 	assert.Equal(t, 1, sum.Deferred)
 	assert.Equal(t, 1, sum.VirusesFound)
 	assert.Equal(t, 1, sum.Spam)
+	assert.Equal(t, 0, sum.Ham)
 	assert.Equal(t, []stats.Count{{Key: "192.0.2.7", N: 2}}, sum.TopSources)
 
 	list := q.List(queue.ListFilter{})

@@ -321,7 +321,7 @@ func Spamd(tb testing.TB) *Daemon {
 //
 //	body   TEST_MIDDLE /postern-middle-score/
 //	score  TEST_MIDDLE 6.0
-func SpamdRules(tb testing.TB, rules string) *Daemon {
+func SpamdRules(tb testing.TB, localRules string) *Daemon {
 	tb.Helper()
 	path := need(tb, "spamd", "spamd spamassassin")
 	rules, err := spamRules()
@@ -357,7 +357,7 @@ func SpamdRules(tb testing.TB, rules string) *Daemon {
 			tb.Fatal(err)
 		}
 	}
-	local := "use_bayes 0\nbayes_auto_learn 0\ndns_available no\nskip_rbl_checks 1\n" + rules + "\n"
+	local := "use_bayes 0\nbayes_auto_learn 0\ndns_available no\nskip_rbl_checks 1\n" + localRules + "\n"
 	if err := os.WriteFile(filepath.Join(site, "local.cf"), []byte(local), 0o644); err != nil {
 		tb.Fatal(err)
 	}
