@@ -311,6 +311,9 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	// Wake whoever waits to claim a message: they find the queue closed.
+	close(q.idleCh)
+	q.idleCh = make(chan struct{})
 	q.mu.Unlock()
 	close(q.ckptCh)
 	<-q.ckptDone

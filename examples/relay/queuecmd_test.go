@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/queue"
 )
 
@@ -200,4 +201,76 @@ func TestQueueCommandErrors(t *testing.T) {
 	code, out = admin(q, "queue", "release", "-state", "held", ids["A"])
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "MSGA: released")
+}
+
+// FuzzAdminRun feeds arbitrary command lines to the queue commands (the
+// control socket's payload): they never panic, exit 0, 1 or 2, and when
+// the command line itself is printable so is everything they write,
+// whatever the queued mail holds (replies and addresses with terminal
+// escapes). Mutating commands run on the queue too; it is refilled when
+// they empty it.
+func FuzzAdminRun(f *testing.F) {
+	for _, s := range []string{
+		"queue list -reply User\tunknown",
+		"queue delete -reply 4.1.1 -dry-run",
+		"queue delete MSGA -rcpt-domain .nix.co.jj -dry-run",
+		"queue bounce -rcpt gone -reason x",
+		"queue hold -state deferred -older 1s -younger 3d",
+		"quarantine list -sender <>",
+		"queue show -body MSGB",
+		"queue retry -dest partner.example",
+		"queue delete ALL -dry-run",
+		"queue release -- -x",
+		"queue delete -reply \x1b[2J",
+	} {
+		f.Add(s)
+	}
+	q, err := queue.Open(queue.Config{Dir: filepath.Join(f.TempDir(), "spool"), Deliverer: storeAnswers{},
+		Hostname: "relay.nix.co.jj", MinBackoff: time.Hour, MaxBackoff: 2 * time.Hour})
+	require.NoError(f, err)
+	defer q.Close()
+	fill := func() {
+		for _, m := range []struct{ id, from, rcpts string }{
+			{"MSGA", "alice@nix.co.jj", "gone1@nix.co.jj full@nix.co.jj bob@nix.co.jj"},
+			{"MSGB", "ev\u202eil@example.net", "gone2@nix.co.jj down@partner.example"},
+		} {
+			if _, err := q.Show(m.id); err == nil {
+				continue
+			}
+			env := queue.Envelope{ID: m.id, From: m.from}
+			for _, r := range strings.Fields(m.rcpts) {
+				env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
+			}
+			q.Enqueue(context.Background(), env, strings.NewReader("Subject: \x1b[31mred\r\n\r\nbody\x07\r\n"))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- q.Run(ctx) }()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			if len(q.List(queue.ListFilter{Phase: queue.PhaseNew})) == 0 && len(q.List(queue.ListFilter{Phase: queue.PhaseActive})) == 0 {
+				break
+			}
+		}
+		cancel()
+		<-done
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		fill()
+		args := strings.Split(line, " ")
+		if args[0] != "queue" && args[0] != "quarantine" {
+			args = append([]string{"queue"}, args...)
+		}
+		var out bytes.Buffer
+		code := adminRun(q, args[0], args[1:], &out)
+		if code < 0 || code > 2 {
+			t.Fatalf("exit code %d", code)
+		}
+		printable := true
+		for _, a := range args {
+			printable = printable && termsafe.String(a) == a
+		}
+		if printable && termsafe.Text(out.String()) != out.String() {
+			t.Fatalf("%q wrote unescaped output: %q", line, out.String())
+		}
+	})
 }
