@@ -181,6 +181,9 @@ const (
 // then, waitReloaded when reloaded is closed first (the configuration
 // was replaced: the time may have changed), waitEnded when ctx ends.
 func waitDaily(ctx context.Context, hhmm string, now func() time.Time, reloaded <-chan struct{}) int {
+	if ctx.Err() != nil {
+		return waitEnded // at shutdown the generation ends too: not a reload
+	}
 	at, _ := time.Parse("15:04", hhmm)
 	n := now()
 	next := time.Date(n.Year(), n.Month(), n.Day(), at.Hour(), at.Minute(), 0, 0, n.Location())
