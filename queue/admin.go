@@ -6,8 +6,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/postern/postern"
 )
 
 // Info describes a queued message for the admin API.
@@ -24,26 +22,51 @@ type Info struct {
 // Held reports whether the message is in the hold area.
 func (i *Info) Held() bool { return i.State.Hold != "" }
 
-// ListFilter selects messages for List. Zero fields match everything.
+// ListFilter selects messages (List) and recipients within them
+// (SelectRecipients, for DeleteRecipients and BounceRecipients), as
+// mailq and postsuper users select by hand. Zero fields match
+// everything; given fields must all hold.
+//
+// Held, Phase, Sender, OlderThan and YoungerThan are about the message.
+// Recipient, RcptDomain, Destination and Reply are about its pending
+// recipients: a message is selected when one of them meets all of
+// those given.
 type ListFilter struct {
 	// Held: "only" lists held messages, "none" only the others.
 	Held string
-	// Sender and Recipient match addresses by case-insensitive substring.
-	Sender, Recipient string
-	// Destination lists messages with a pending recipient going there.
+	// Phase lists only messages in that phase (new, active, deferred,
+	// held).
+	Phase Phase
+	// Sender matches the reverse path by case-insensitive substring;
+	// "<>" matches the null sender only.
+	Sender string
+	// Recipient matches a pending recipient's address by
+	// case-insensitive substring.
+	Recipient string
+	// RcptDomain matches a pending recipient's domain exactly
+	// ("example.org", case-insensitive); ".example.org" matches its
+	// subdomains instead, as in a mailertable.
+	RcptDomain string
+	// Destination matches a pending recipient going there
+	// (Deliverer.Destination).
 	Destination string
-	// OlderThan lists messages received longer ago than this.
-	OlderThan time.Duration
+	// Reply matches a pending recipient's last reply: a ReplyPattern
+	// ("450", "4xx", "5.1.1", "4.2.x", or text such as "User unknown").
+	Reply string
+	// OlderThan and YoungerThan bound the age of a message (since it
+	// was received): at least OlderThan, less than YoungerThan.
+	OlderThan, YoungerThan time.Duration
 }
 
 // List returns the queued messages matching f, oldest first.
 func (q *Queue) List(f ListFilter) []Info {
+	sel := q.compile(f)
 	now := q.cfg.Clock()
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var out []Info
 	for _, it := range q.items {
-		if !q.match(it, f, now) {
+		if !sel.match(it, now) {
 			continue
 		}
 		out = append(out, q.info(it))
@@ -56,39 +79,6 @@ func (q *Queue) List(f ListFilter) []Info {
 		return a.Before(b)
 	})
 	return out
-}
-
-func (q *Queue) match(it *item, f ListFilter, now time.Time) bool {
-	switch f.Held {
-	case "only":
-		if it.st.Hold == "" {
-			return false
-		}
-	case "none":
-		if it.st.Hold != "" {
-			return false
-		}
-	}
-	if f.Sender != "" && !containsFold(it.env.From, f.Sender) {
-		return false
-	}
-	if f.OlderThan > 0 && now.Sub(it.env.Received) < f.OlderThan {
-		return false
-	}
-	if f.Recipient == "" && f.Destination == "" {
-		return true
-	}
-	for i, r := range it.env.Recipients {
-		if f.Recipient != "" && !containsFold(r.Addr, f.Recipient) {
-			continue
-		}
-		if f.Destination != "" && (it.st.Rcpts[i].Status != Pending || q.cfg.Deliverer == nil ||
-			q.cfg.Deliverer.Destination(r.Addr) != f.Destination) {
-			continue
-		}
-		return true
-	}
-	return false
 }
 
 func containsFold(s, sub string) bool {
@@ -234,10 +224,11 @@ func (q *Queue) RetryDestination(dest string) int {
 		return 0
 	}
 	now := q.cfg.Clock()
+	sel := q.compile(ListFilter{Destination: dest})
 	q.mu.Lock()
 	n := 0
 	for _, it := range q.items {
-		if it.busy || it.st.Hold != "" || !q.match(it, ListFilter{Destination: dest}, now) {
+		if it.busy || it.st.Hold != "" || !sel.match(it, now) {
 			continue
 		}
 		it.st.NextAttempt = now
@@ -277,28 +268,11 @@ func (q *Queue) deleteLocked(it *item, reason string) uint64 {
 
 // Bounce gives up on every pending recipient of a message at once and
 // sends the failure DSN its sender asked for, with the reason as the
-// diagnostic.
+// diagnostic (see BounceRecipients). A message being delivered is not
+// waited for: ErrBusy.
 func (q *Queue) Bounce(id, reason string) error {
-	it, err := q.idle(id)
-	if err != nil {
-		return err
-	}
-	if reason == "" {
-		reason = "delivery cancelled by the administrator"
-	}
-	q.mu.Lock()
-	q.unschedule(it)
-	it.busy = true
-	st := it.st.clone()
-	q.mu.Unlock()
-	results := make([]Result, len(st.Rcpts))
-	for i := range st.Rcpts {
-		if st.Rcpts[i].Status == Pending {
-			results[i] = Result{Reply: postern.NewReply(550, postern.ESC(5, 0, 0), reason)}
-		}
-	}
-	q.finish(it, st, results, make([]time.Duration, len(st.Rcpts)), make([]string, len(st.Rcpts)), st.Attempts)
-	return nil
+	_, err := q.BounceRecipients(doneCtx(), id, allRecipients, reason)
+	return err
 }
 
 // idle returns a message that no attempt is delivering.

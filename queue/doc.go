@@ -46,7 +46,16 @@
 // # Administration
 //
 // List, Show, Open, Hold, Release, Delete, Retry, RetryDestination and
-// Bounce are the Go side of mailq, postsuper and postqueue. Held messages
+// Bounce are the Go side of mailq, postsuper and postqueue. A ListFilter
+// selects messages by sender, age and Phase (new, active, deferred,
+// held) and, within them, recipients by address, domain, destination and
+// last reply (a ReplyPattern: "450", "4xx", "5.1.1", or text such as
+// "User unknown"). DeleteRecipients and BounceRecipients act on single
+// recipients (SelectRecipients turns a ListFilter into their RcptFunc):
+// the message's other recipients stay queued, and a message left without
+// pending recipients is removed. Like every other state change they are
+// synced log records before they return, and observers hear of them
+// after that. Held messages
 // (an Envelope.Hold reason at Enqueue, e.g. a quarantine verdict, or Hold)
 // stay in the hold area until released. Split moves some recipients of a
 // message into a message of their own (the original marks them Moved), so

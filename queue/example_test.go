@@ -76,3 +76,36 @@ func ExampleQueue_Hold() {
 	// <nil>
 	// 1 0
 }
+
+// Remove the recipients of one domain from every queued message (the
+// others stay queued), after a dry run that lists them.
+func ExampleQueue_DeleteRecipients() {
+	dir, _ := os.MkdirTemp("", "queue-example")
+	defer os.RemoveAll(dir)
+	q, err := queue.Open(queue.Config{Dir: dir, Hostname: "relay.example.org"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Close()
+	q.Enqueue(context.Background(), queue.Envelope{From: "alice@example.org", Recipients: []queue.Recipient{
+		{Addr: "bob@gone.example"}, {Addr: "carol@example.net"}}}, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+
+	sel := queue.ListFilter{RcptDomain: "gone.example"}
+	pick := q.SelectRecipients(sel)
+	for _, m := range q.List(sel) {
+		for i, r := range m.Envelope.Recipients {
+			if pick(r, m.State.Rcpts[i]) {
+				fmt.Println("would delete", r.Addr)
+			}
+		}
+		removed, err := q.DeleteRecipients(context.Background(), m.ID, pick, "domain gone")
+		fmt.Println(len(removed), err)
+		after, _ := q.Show(m.ID)
+		fmt.Println(after.State.Rcpts[0].Status, after.State.Rcpts[1].Status)
+	}
+	// Output:
+	// would delete bob@gone.example
+	// 1 <nil>
+	// deleted pending
+}

@@ -194,10 +194,13 @@ type Queue struct {
 	lock  *os.File
 	dsn   *dsn.Composer
 
-	mu       sync.Mutex
-	items    map[string]*item
-	sched    schedHeap
-	wakeCh   chan struct{}
+	mu     sync.Mutex
+	items  map[string]*item
+	sched  schedHeap
+	wakeCh chan struct{}
+	// idleCh is closed (and replaced) whenever a message stops being
+	// busy: claim waits on it.
+	idleCh   chan struct{}
 	closed   bool
 	dests    map[string]int // running attempts per destination
 	destCond *sync.Cond
@@ -243,7 +246,7 @@ func Open(cfg Config) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %s: %w", cfg.Dir, err)
 	}
 	q := &Queue{cfg: cfg, log: cfg.Logger, store: store{dir: cfg.Dir, faults: cfg.Faults}, lock: lock,
-		items: make(map[string]*item), wakeCh: make(chan struct{}, 1), dests: make(map[string]int),
+		items: make(map[string]*item), wakeCh: make(chan struct{}, 1), idleCh: make(chan struct{}), dests: make(map[string]int),
 		ckptCh: make(chan struct{}, 1), ckptDone: make(chan struct{})}
 	q.destCond = sync.NewCond(&q.mu)
 	q.dsn, err = dsn.New(dsn.Config{ReportingMTA: cfg.Hostname, MaxReturn: cfg.MaxReturned, Now: cfg.Clock})
@@ -308,6 +311,9 @@ func (q *Queue) Close() error {
 		return nil
 	}
 	q.closed = true
+	// Wake whoever waits to claim a message: they find the queue closed.
+	close(q.idleCh)
+	q.idleCh = make(chan struct{})
 	q.mu.Unlock()
 	close(q.ckptCh)
 	<-q.ckptDone

@@ -225,7 +225,12 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 
 	// A finished message's final state is made durable before its
 	// removal, so a crash in between finds it done rather than delivering
-	// again.
+	// again. The message takes the state before the record is written:
+	// a checkpoint in between must carry the new state forward, not the
+	// old one, as the record's segment goes with it.
+	q.mu.Lock()
+	it.st = st
+	q.mu.Unlock()
 	err := q.persist(&item{id: it.id, st: st})
 	if err == nil && !st.pending() {
 		q.remove(it.id)
@@ -234,8 +239,7 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 		q.log.Error("queue: could not record delivery state; the message will be retried", "queue_id", it.id, "err", err)
 	}
 	q.mu.Lock()
-	it.busy = false
-	it.st = st
+	q.setIdle(it)
 	hold := it.holdReq
 	it.holdReq = ""
 	switch {

@@ -243,7 +243,7 @@ func (q *Queue) endSplit(c *splitting, newIt *item) (seqs []uint64, hold string)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	it := c.it
-	it.busy = false
+	q.setIdle(it)
 	hold, it.holdReq = it.holdReq, ""
 	if newIt != nil {
 		it.st = c.st

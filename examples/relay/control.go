@@ -13,7 +13,6 @@ import (
 	"os"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/postern/postern/internal/termsafe"
@@ -110,6 +109,18 @@ func (r *relayServer) serveControl(c net.Conn) {
 				code = 1
 			}
 		}
+	case "mail-stats":
+		// relay stats -mail: the daily mail now, with the configuration
+		// in force.
+		m, err := parseMailStats(req.Args)
+		if err != nil {
+			fmt.Fprintf(&out, "relay: bad mail-stats request: %s\n", safe(err.Error()))
+			code = 2
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		code = mailStats(ctx, r.sendSummary, r.cur.Load().s, m, &out)
+		cancel()
 	case "reload":
 		if err := r.reload("relay reload command"); err != nil {
 			fmt.Fprintf(&out, "reload refused, the running configuration stays in force: %s\n", safe(err.Error()))
@@ -271,251 +282,6 @@ func reloadCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
-}
-
-// adminRun runs one queue or quarantine command against q. The quarantine
-// is the queue's hold area: quarantine commands see held messages only.
-func adminRun(q *queue.Queue, cmd string, args []string, w io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintf(w, "usage: relay %s %s\n", cmd, adminVerbs(cmd))
-		return 2
-	}
-	verb, args := args[0], args[1:]
-	fs := flag.NewFlagSet("relay "+cmd+" "+verb, flag.ContinueOnError)
-	fs.SetOutput(w)
-	var f queue.ListFilter
-	var reason string
-	var body bool
-	switch verb {
-	case "list":
-		fs.StringVar(&f.Sender, "sender", "", "only messages whose sender contains `text`")
-		fs.StringVar(&f.Recipient, "rcpt", "", "only messages with a recipient containing `text`")
-		fs.StringVar(&f.Destination, "dest", "", "only messages with a recipient pending for this `destination`")
-		fs.DurationVar(&f.OlderThan, "older", 0, "only messages older than this `age`")
-		held := false
-		if cmd == "queue" {
-			fs.BoolVar(&held, "held", false, "only held messages")
-		}
-		if err := fs.Parse(args); err != nil {
-			return 2
-		}
-		if held {
-			f.Held = "only"
-		}
-	case "show":
-		fs.BoolVar(&body, "body", false, "print the whole message, not only its header")
-	case "hold", "delete", "bounce":
-		fs.StringVar(&reason, "reason", "", "`reason`, logged (and in the bounce)")
-	case "release", "retry":
-	default:
-		fmt.Fprintf(w, "relay %s: unknown command %q (%s)\n", cmd, verb, adminVerbs(cmd))
-		return 2
-	}
-	if cmd == "quarantine" {
-		f.Held = "only"
-		switch verb {
-		case "hold", "retry", "bounce":
-			fmt.Fprintf(w, "relay quarantine: unknown command %q (%s)\n", verb, adminVerbs(cmd))
-			return 2
-		}
-	}
-	if verb != "list" {
-		if err := fs.Parse(args); err != nil {
-			return 2
-		}
-	}
-	if verb == "list" {
-		printList(w, q.List(f), time.Now())
-		return 0
-	}
-	ids := fs.Args()
-	if verb == "retry" && len(ids) == 0 {
-		n := 0
-		for _, it := range q.List(queue.ListFilter{Held: "none"}) {
-			if q.Retry(it.ID) == nil {
-				n++
-			}
-		}
-		fmt.Fprintf(w, "%d messages scheduled for delivery now\n", n)
-		return 0
-	}
-	if len(ids) == 0 {
-		fmt.Fprintf(w, "relay %s %s: which message? give one or more queue IDs\n", cmd, verb)
-		return 2
-	}
-	code := 0
-	for _, id := range ids {
-		if cmd == "quarantine" {
-			if info, err := q.Show(id); err == nil && !info.Held() {
-				fmt.Fprintf(w, "%s: not in quarantine\n", safe(id))
-				code = 1
-				continue
-			}
-		}
-		var err error
-		switch verb {
-		case "show":
-			err = showMessage(w, q, id, body)
-		case "hold":
-			err = q.Hold(id, cmpOr(reason, "held by the administrator"))
-		case "release":
-			err = q.Release(id)
-		case "delete":
-			err = q.Delete(id)
-		case "retry":
-			err = q.Retry(id)
-		case "bounce":
-			err = q.Bounce(id, cmpOr(reason, "returned by the administrator"))
-		}
-		if err != nil {
-			fmt.Fprintf(w, "%s: %s\n", safe(id), safe(err.Error()))
-			code = 1
-			continue
-		}
-		if verb != "show" {
-			fmt.Fprintf(w, "%s: %s\n", safe(id), pastTense(verb))
-		}
-	}
-	return code
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
-func adminVerbs(cmd string) string {
-	if cmd == "quarantine" {
-		return "list|show|release|delete"
-	}
-	return "list|show|hold|release|delete|retry|bounce"
-}
-
-func pastTense(verb string) string {
-	switch verb {
-	case "hold":
-		return "held"
-	case "retry":
-		return "scheduled for delivery now"
-	case "bounce":
-		return "returned to the sender"
-	}
-	return verb + "d"
-}
-
-// printList writes a mailq-style listing: one line per message and one
-// per recipient still pending, with the last reply.
-func printList(w io.Writer, items []queue.Info, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "QUEUE ID\tSIZE\tAGE\tSENDER / RECIPIENTS")
-	held := 0
-	for _, it := range items {
-		from := it.Envelope.From
-		if from == "" {
-			from = "<>"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", safe(it.ID), it.Size, age(now.Sub(it.Envelope.Received)), safe(from))
-		if it.Held() {
-			held++
-			fmt.Fprintf(tw, "\t\t\t  (held: %s)\n", oneLine(it.State.Hold))
-		}
-		for i, rc := range it.Envelope.Recipients {
-			line := "  " + safe(rc.Addr)
-			if i < len(it.State.Rcpts) {
-				st := it.State.Rcpts[i]
-				switch {
-				case st.Status != queue.Pending:
-					continue // delivered or failed: no longer queued
-				case st.Reply.Code != 0:
-					line += "  (" + oneLine(st.Reply.Error()) + ")"
-				}
-			}
-			fmt.Fprintf(tw, "\t\t\t%s\n", line)
-		}
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "-- %d message(s), %d held\n", len(items), held)
-}
-
-func age(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
-
-// oneLine is s on one line, escaped, at most 120 bytes.
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 120 {
-		s = strings.ToValidUTF8(s[:117], "") + "..."
-	}
-	return safe(s)
-}
-
-// showMessage prints a message's envelope, state and header (or the whole
-// message). Control characters are not passed to the terminal.
-func showMessage(w io.Writer, q *queue.Queue, id string, body bool) error {
-	info, err := q.Show(id)
-	if err != nil {
-		return err
-	}
-	e := info.Envelope
-	fmt.Fprintf(w, "Queue-ID: %s\nArrival: %s\nSize: %d\nSender: <%s>\n", safe(info.ID), e.Received.Format(time.RFC1123Z), info.Size, safe(e.From))
-	if e.ClientIP != "" {
-		fmt.Fprintf(w, "Client: %s (HELO %s)\n", safe(e.ClientIP), safe(e.HELO))
-	}
-	if e.AuthUser != "" {
-		fmt.Fprintf(w, "Authenticated: %s\n", safe(e.AuthUser))
-	}
-	if info.Held() {
-		fmt.Fprintf(w, "Held: %s\n", safe(info.State.Hold))
-	}
-	fmt.Fprintf(w, "Attempts: %d\n", info.State.Attempts)
-	if !info.State.NextAttempt.IsZero() && !info.Held() {
-		fmt.Fprintf(w, "Next attempt: %s\n", info.State.NextAttempt.Format(time.RFC1123Z))
-	}
-	for i, rc := range e.Recipients {
-		status := queue.Pending
-		var reply string
-		if i < len(info.State.Rcpts) {
-			status = info.State.Rcpts[i].Status
-			if info.State.Rcpts[i].Reply.Code != 0 {
-				reply = " " + oneLine(info.State.Rcpts[i].Reply.Error())
-			}
-		}
-		fmt.Fprintf(w, "Recipient: <%s> %s%s\n", safe(rc.Addr), status, safe(reply))
-	}
-	rc, err := q.Open(id)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	fmt.Fprintln(w)
-	if body {
-		sw := termsafe.NewWriter(w)
-		if _, err = io.Copy(sw, rc); err != nil {
-			return err
-		}
-		return sw.Close()
-	}
-	sc := bufio.NewScanner(io.LimitReader(rc, 1<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if line == "" {
-			break
-		}
-		fmt.Fprintln(w, termsafe.Text(line)) // folded lines keep their tab
-	}
-	return nil
 }
 
 // safe escapes one field of admin output: every character a terminal

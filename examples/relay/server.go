@@ -40,7 +40,13 @@ type generation struct {
 	ap      *authParts
 	sc      *scanning
 	stop    context.CancelFunc
+	// done is closed when the generation is replaced (its context).
+	done <-chan struct{}
 }
+
+// replaced is closed when a reload replaces the generation (never for
+// one that was not started).
+func (g *generation) replaced() <-chan struct{} { return g.done }
 
 // relayServer is a running relay.
 type relayServer struct {
@@ -111,7 +117,7 @@ func (r *relayServer) buildGeneration(s *settings) (*generation, error) {
 // start runs the generation's file watchers.
 func (g *generation) start(parent context.Context) {
 	ctx, cancel := context.WithCancel(parent)
-	g.stop = cancel
+	g.stop, g.done = cancel, ctx.Done()
 	if g.pol.watcher != nil {
 		go g.pol.watcher.Run(ctx)
 	}
@@ -272,11 +278,13 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	r.page = page
 	defer stopWeb(context.Background())
 	r.watchReloads(ctx)
+	// The daily mail and digests follow reloads of stats.daily_to,
+	// stats.daily_at and web.digests.
 	if r.journal != nil {
-		go r.mailDaily(ctx, s, time.Now)
+		go r.mailDaily(ctx, time.Now)
 	}
-	if r.page != nil && s.webDigests {
-		go r.digestDaily(ctx, s, time.Now)
+	if r.page != nil {
+		go r.digestDaily(ctx, time.Now)
 	}
 
 	// The queue runner gets its own context: it stops after the server,

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,19 +53,34 @@ func (r *relayServer) recordDecision(d postern.Decision) {
 	if !ok {
 		return
 	}
-	for _, v := range rep.Viruses() {
+	viruses := rep.Viruses()
+	for _, v := range viruses {
 		e := ev
 		e.Kind, e.Virus = stats.Virus, v
 		r.journal.Record(e)
 	}
-	if rep.Spam != nil {
+	// A message with a virus counts as that, not as ham (its score is
+	// its text's): the spam ratio is of the mail that was judged on it.
+	if rep.Spam != nil && len(viruses) == 0 {
 		e := ev
 		e.Kind, e.Score = stats.Ham, rep.Spam.Score
-		if rep.Spam.Spam {
+		if r.countsAsSpam(rep.Spam) {
 			e.Kind = stats.Spam
 		}
 		r.journal.Record(e)
 	}
+}
+
+// countsAsSpam judges a score as the site does: at or over its tag score
+// (scan.spam_tag_score, the score at which mail is tagged), or by the
+// scorer's own verdict when the site set none. spamd's verdict is its
+// required_score, 5.0 by default, so a site that tags at 6.8 would
+// otherwise count mail it delivers untagged as spam.
+func (r *relayServer) countsAsSpam(res *scan.Result) bool {
+	if g := r.cur.Load(); g != nil && g.s.spamTag > 0 {
+		return res.Score >= g.s.spamTag
+	}
+	return res.Spam
 }
 
 // observeTxn sees each transaction's outcome at the end of DATA.
@@ -127,21 +145,45 @@ func (r *relayServer) days(ctx context.Context, from, to time.Time) ([]webui.Day
 
 // mailDaily sends the summary of the last 24 hours to stats.daily_to at
 // stats.daily_at each day, queued like any other mail (from the null
-// sender, so a failure cannot bounce back).
-func (r *relayServer) mailDaily(ctx context.Context, s *settings, now func() time.Time) {
-	if s.dailyTo == "" {
-		return
-	}
-	for waitDaily(ctx, s.dailyAt, now) {
-		if err := r.sendSummary(ctx, s, now()); err != nil {
+// sender, so a failure cannot bounce back). Both keys are read from the
+// configuration in force: a reload that changes them is followed at once
+// (the wait is begun again when the generation is replaced).
+func (r *relayServer) mailDaily(ctx context.Context, now func() time.Time) {
+	for {
+		g := r.cur.Load()
+		switch waitDaily(ctx, g.s.dailyAt, now, g.replaced()) {
+		case waitEnded:
+			return
+		case waitReloaded:
+			continue
+		}
+		s := r.cur.Load().s
+		if s.dailyTo == "" {
+			continue
+		}
+		end := now()
+		if id, to, err := r.sendSummary(ctx, s, end.Add(-24*time.Hour), end, "", 0); err != nil {
 			r.log.Error("daily statistics mail failed", "to", s.dailyTo, "error", err)
+		} else {
+			r.log.Info("daily statistics queued", "queue_id", id, "to", to)
 		}
 	}
 }
 
-// waitDaily waits for the next hh:mm (local time) and reports whether it
-// came before ctx ended.
-func waitDaily(ctx context.Context, hhmm string, now func() time.Time) bool {
+// What waitDaily saw.
+const (
+	waitFired = iota
+	waitReloaded
+	waitEnded
+)
+
+// waitDaily waits for the next hh:mm (local time). It returns waitFired
+// then, waitReloaded when reloaded is closed first (the configuration
+// was replaced: the time may have changed), waitEnded when ctx ends.
+func waitDaily(ctx context.Context, hhmm string, now func() time.Time, reloaded <-chan struct{}) int {
+	if ctx.Err() != nil {
+		return waitEnded // at shutdown the generation ends too: not a reload
+	}
 	at, _ := time.Parse("15:04", hhmm)
 	n := now()
 	next := time.Date(n.Year(), n.Month(), n.Day(), at.Hour(), at.Minute(), 0, 0, n.Location())
@@ -152,17 +194,31 @@ func waitDaily(ctx context.Context, hhmm string, now func() time.Time) bool {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
+		return waitEnded
+	case <-reloaded:
+		return waitReloaded
 	case <-t.C:
-		return true
+		return waitFired
 	}
 }
 
 // digestDaily sends each user with newly quarantined mail a list of it,
-// with links to the page, at stats.daily_at each day.
-func (r *relayServer) digestDaily(ctx context.Context, s *settings, now func() time.Time) {
+// with links to the page, at stats.daily_at each day while web.digests
+// is on (both as the configuration in force says).
+func (r *relayServer) digestDaily(ctx context.Context, now func() time.Time) {
 	since := now()
-	for waitDaily(ctx, s.dailyAt, now) {
+	for {
+		g := r.cur.Load()
+		switch waitDaily(ctx, g.s.dailyAt, now, g.replaced()) {
+		case waitEnded:
+			return
+		case waitReloaded:
+			continue
+		}
+		s := r.cur.Load().s
+		if !s.webDigests {
+			continue
+		}
 		sent := now()
 		if err := r.sendDigests(ctx, s, since); err != nil {
 			r.log.Error("quarantine digests failed", "error", err)
@@ -188,27 +244,104 @@ func (r *relayServer) sendDigests(ctx context.Context, s *settings, since time.T
 	return nil
 }
 
-func (r *relayServer) sendSummary(ctx context.Context, s *settings, end time.Time) error {
-	r.journal.Flush(ctx)
-	sum, err := stats.Summarize(ctx, s.statsDir, end.Add(-24*time.Hour), end, stats.SummaryOptions{})
-	if err != nil {
-		return err
+// sendSummary writes out the journal and queues the summary of [from,
+// end) for to (stats.daily_to when empty).
+func (r *relayServer) sendSummary(ctx context.Context, s *settings, from, end time.Time, to string, top int) (id, rcpt string, err error) {
+	if r.journal != nil {
+		r.journal.Flush(ctx)
 	}
-	host := s.hostnameOrDefault()
-	msg, err := sum.Message("MAILER-DAEMON@"+host, postern.WireAddr(s.dailyTo), host, end)
-	if err != nil {
-		return err
-	}
-	id, err := r.q.Enqueue(ctx, queue.Envelope{From: "", Recipients: []queue.Recipient{{Addr: s.dailyTo}}},
-		strings.NewReader(string(msg)))
-	if err != nil {
-		return err
-	}
-	r.log.Info("daily statistics queued", "queue_id", id, "to", s.dailyTo)
-	return nil
+	return queueSummary(ctx, r.q, s, from, end, to, top)
 }
 
-// statsCommand prints a summary of the relay's records.
+// ErrNoReportAddress: the report has nowhere to go.
+var ErrNoReportAddress = errors.New("no address for the report: set stats.daily_to or give -mail-to")
+
+// queueSummary queues the statistics report of [from, end) as the daily
+// mail is sent: from MAILER-DAEMON with the null sender, to to or
+// stats.daily_to. It returns the queue ID and the address.
+func queueSummary(ctx context.Context, q *queue.Queue, s *settings, from, end time.Time, to string, top int) (id, rcpt string, err error) {
+	if to == "" {
+		to = s.dailyTo
+	}
+	if to == "" {
+		return "", "", ErrNoReportAddress
+	}
+	if to, err = envelopeAddr(to); err != nil {
+		return "", "", err
+	}
+	sum, err := stats.Summarize(ctx, s.statsDir, from, end, stats.SummaryOptions{Top: top})
+	if err != nil {
+		return "", "", err
+	}
+	host := s.hostnameOrDefault()
+	msg, err := sum.Message("MAILER-DAEMON@"+host, postern.WireAddr(to), host, end)
+	if err != nil {
+		return "", "", err
+	}
+	id, err = q.Enqueue(ctx, queue.Envelope{From: "", Recipients: []queue.Recipient{{Addr: to, Original: to}}},
+		bytes.NewReader(msg))
+	return id, to, err
+}
+
+// mailStatsRequest is what "relay stats -mail" asks the running relay
+// (control command mail-stats), as flags.
+type mailStatsRequest struct {
+	since time.Duration
+	until time.Time
+	to    string
+	top   int
+}
+
+func (m *mailStatsRequest) args() []string {
+	a := []string{"-since", m.since.String(), "-until", m.until.Format(time.RFC3339Nano), "-top", strconv.Itoa(m.top)}
+	if m.to != "" {
+		a = append(a, "-to", m.to)
+	}
+	return a
+}
+
+func parseMailStats(args []string) (*mailStatsRequest, error) {
+	m := &mailStatsRequest{}
+	fs := flag.NewFlagSet("mail-stats", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.DurationVar(&m.since, "since", 24*time.Hour, "")
+	until := fs.String("until", "", "")
+	fs.StringVar(&m.to, "to", "", "")
+	fs.IntVar(&m.top, "top", 0, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, *until)
+	if err != nil {
+		return nil, fmt.Errorf("-until: %w", err)
+	}
+	if m.since <= 0 {
+		return nil, fmt.Errorf("-since %s: not a period", m.since)
+	}
+	m.until = t
+	return m, nil
+}
+
+// summarySender queues a report (sendSummary in the relay,
+// queueSummary on a stopped relay's spool).
+type summarySender func(ctx context.Context, s *settings, from, end time.Time, to string, top int) (id, rcpt string, err error)
+
+// mailStats runs a mail-stats request with the settings s and says what
+// it queued.
+func mailStats(ctx context.Context, send summarySender, s *settings, m *mailStatsRequest, w io.Writer) int {
+	id, to, err := send(ctx, s, m.until.Add(-m.since), m.until, m.to, m.top)
+	if err != nil {
+		fmt.Fprintf(w, "relay stats: %s\n", safe(err.Error()))
+		return 1
+	}
+	fmt.Fprintf(w, "statistics of %s to %s queued as %s for <%s>\n", m.until.Add(-m.since).Format(time.RFC3339),
+		m.until.Format(time.RFC3339), safe(id), safe(to))
+	return 0
+}
+
+// statsCommand prints a summary of the relay's records, or with -mail
+// queues it for stats.daily_to (or -mail-to) at once: the daily mail,
+// now.
 func statsCommand(args []string, stdout, stderr io.Writer) int {
 	// The report escapes the names it prints; errors may quote files.
 	so, se := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
@@ -217,20 +350,17 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 	stdout, stderr = so, se
 	var since *time.Duration
 	var top *int
-	var until *string
+	var until, mailTo *string
+	var mail *bool
 	s, _, ok := commandSettings("relay stats", args, stderr, func(fs *flag.FlagSet) {
 		since = fs.Duration("since", 24*time.Hour, "summarise this long a `period` before -until")
 		until = fs.String("until", "", "end of the period, RFC 3339 `time` (default now)")
 		top = fs.Int("top", 10, "`entries` in each ranked list")
+		mail = fs.Bool("mail", false, "mail the report to stats.daily_to now (queued as the daily mail is) instead of printing it")
+		mailTo = fs.String("mail-to", "", "mail the report to this `address` now")
 	})
 	if !ok {
 		return 2
-	}
-	// A running relay writes its records within a second; ask it to
-	// write them now. A stopped one has written everything.
-	if _, _, err := askRelay(s.controlSocket, "flush-stats", nil, io.Discard); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
 	}
 	end := time.Now()
 	if *until != "" {
@@ -239,6 +369,19 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "relay: -until:", err)
 			return 2
 		}
+	}
+	if *since <= 0 {
+		fmt.Fprintln(stderr, "relay: -since must be a positive period")
+		return 2
+	}
+	if *mail || *mailTo != "" {
+		return mailStatsCommand(s, &mailStatsRequest{since: *since, until: end, to: *mailTo, top: *top}, stdout, stderr)
+	}
+	// A running relay writes its records within a second; ask it to
+	// write them now. A stopped one has written everything.
+	if _, _, err := askRelay(s.controlSocket, "flush-stats", nil, io.Discard); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 	sum, err := stats.Summarize(context.Background(), s.statsDir, end.Add(-*since), end, stats.SummaryOptions{Top: *top})
 	if err != nil {
@@ -250,4 +393,32 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// mailStatsCommand has the running relay queue the report (with the
+// configuration it runs with); with no relay running it queues the
+// report in the spool itself, for the relay to deliver when it starts.
+func mailStatsCommand(s *settings, m *mailStatsRequest, stdout, stderr io.Writer) int {
+	code, ok, err := askRelay(s.controlSocket, "mail-stats", m.args(), stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if ok {
+		return code
+	}
+	q, err := queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Postmaster: s.postmaster})
+	if err != nil {
+		fmt.Fprintf(stderr, "relay: spool %s: %s\n", s.spoolDir, err)
+		return 1
+	}
+	defer q.Close()
+	send := func(ctx context.Context, s *settings, from, end time.Time, to string, top int) (string, string, error) {
+		return queueSummary(ctx, q, s, from, end, to, top)
+	}
+	code = mailStats(context.Background(), send, s, m, stdout)
+	if code == 0 {
+		fmt.Fprintln(stdout, "the relay is not running: it delivers the report when it starts")
+	}
+	return code
 }

@@ -26,7 +26,9 @@ func migrationRelay(t *testing.T, dns string, extra ...string) (*relay, *sink) {
 	args := append([]string{"-config", filepath.Join(dir, "relay.toml"), "-listen", "127.0.0.1:0",
 		"-spool", filepath.Join(dir, "spool"), "-dns-resolver", dns, "-metrics-listen", "",
 		"-min-backoff", "1s", "-max-backoff", "2s"}, extra...)
-	return startRelay(t, args...), store
+	r := startRelay(t, args...)
+	r.spool = filepath.Join(dir, "spool")
+	return r, store
 }
 
 var queuedLineRE = regexp.MustCompile(`msg=message .*action=queued`)

@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,6 +211,15 @@ func dropPrivileges() (string, string) {
 // way. It listens on Addr and on Socket.
 func Clamd(tb testing.TB) *Daemon {
 	tb.Helper()
+	return ClamdSignatures(tb, nil)
+}
+
+// ClamdSignatures starts clamd as Clamd does, with more body signatures
+// in its database besides EICARSignature: name → bytes that, found
+// anywhere in a scanned file, make clamd report name + ".UNOFFICIAL".
+// A test can so see several virus names without real malware.
+func ClamdSignatures(tb testing.TB, sigs map[string][]byte) *Daemon {
+	tb.Helper()
 	path := need(tb, "clamd", "clamav-daemon")
 	dir := privateDir(tb, "pclamd")
 	db := filepath.Join(dir, "db")
@@ -219,6 +230,12 @@ func Clamd(tb testing.TB) *Daemon {
 	// (any file), offset * (anywhere), hex pattern. It matches inside
 	// archives and mail parts as clamd unpacks them.
 	sig := EICARSignature + ":0:*:" + hex.EncodeToString(EICAR()) + "\n"
+	for _, name := range slices.Sorted(maps.Keys(sigs)) {
+		if name == "" || strings.ContainsAny(name, ":\n") || len(sigs[name]) == 0 {
+			tb.Fatalf("scantest: bad signature %q", name)
+		}
+		sig += name + ":0:*:" + hex.EncodeToString(sigs[name]) + "\n"
+	}
 	if err := os.WriteFile(filepath.Join(db, "postern-test.ndb"), []byte(sig), 0o644); err != nil {
 		tb.Fatal(err)
 	}
@@ -295,6 +312,17 @@ func spamRules() (string, error) {
 // plugin loads (*.pre) of /etc/spamassassin.
 func Spamd(tb testing.TB) *Daemon {
 	tb.Helper()
+	return SpamdRules(tb, "")
+}
+
+// SpamdRules starts spamd as Spamd does, with rules of the test's own
+// added to its site configuration (local.cf), for example a rule that
+// gives a known score:
+//
+//	body   TEST_MIDDLE /postern-middle-score/
+//	score  TEST_MIDDLE 6.0
+func SpamdRules(tb testing.TB, localRules string) *Daemon {
+	tb.Helper()
 	path := need(tb, "spamd", "spamd spamassassin")
 	rules, err := spamRules()
 	if err != nil {
@@ -329,7 +357,7 @@ func Spamd(tb testing.TB) *Daemon {
 			tb.Fatal(err)
 		}
 	}
-	local := "use_bayes 0\nbayes_auto_learn 0\ndns_available no\nskip_rbl_checks 1\n"
+	local := "use_bayes 0\nbayes_auto_learn 0\ndns_available no\nskip_rbl_checks 1\n" + localRules + "\n"
 	if err := os.WriteFile(filepath.Join(site, "local.cf"), []byte(local), 0o644); err != nil {
 		tb.Fatal(err)
 	}
