@@ -47,7 +47,7 @@
 // HostFilter refuses, when asked to (all are off unless named), a client
 // without a PTR record (CheckClientPTR, sendmail's require_rdns) or without
 // a verified name (CheckClientName, Postfix's
-// reject_unknown_client_hostname) at connect with 550 5.7.25 (RFC 7372),
+// reject_unknown_client_hostname) at connect with 554 5.7.25 (RFC 7372),
 // 421 4.7.25 when DNS failed for now; and at HELO a name with no A, AAAA or
 // MX record (CheckHELOResolves), a HELO naming this host or one of its
 // addresses (CheckHELONotUs), an address literal that is not the client's

@@ -39,13 +39,13 @@ const (
 	CheckHELOLiteral
 	// CheckClientPTR refuses a client whose address has no PTR record
 	// (sendmail's FEATURE(`require_rdns'), Postfix
-	// reject_unknown_reverse_client_hostname): 550 5.7.25 at connect, or
+	// reject_unknown_reverse_client_hostname): 554 5.7.25 at connect, or
 	// 421 4.7.25 when the lookup failed temporarily. A PTR name that does
 	// not confirm is enough.
 	CheckClientPTR
 	// CheckClientName refuses a client without a verified host name
 	// (Postfix reject_unknown_client_hostname): no PTR, or PTR names that
-	// do not resolve back to the address, is 550 5.7.25 at connect; a
+	// do not resolve back to the address, is 554 5.7.25 at connect; a
 	// temporary failure 421 4.7.25.
 	CheckClientName
 )
@@ -160,16 +160,18 @@ func (f *HostFilter) CheckConnect(ctx context.Context, c *postern.Conn) (postern
 		return postern.Pass, nil
 	}
 	ip := c.RemoteAddr().String()
+	// 554 and 421 are what RFC 5321 §3.1 lets a server say instead of
+	// its banner; X.7.25 is "reverse DNS validation failed" (RFC 7372).
 	var v postern.Verdict
 	switch r := c.ClientResolve; {
 	case r == postern.ResolveTemp:
 		v = postern.TempFailed(421, postern.ESC(4, 7, 25), "Cannot find your host name now, try again later",
 			"client "+ip+": reverse DNS failed temporarily")
 	case r == postern.ResolveFail:
-		v = postern.Rejected(550, postern.ESC(5, 7, 25), "Cannot find your host name: no PTR record for "+ip,
+		v = postern.Rejected(554, postern.ESC(5, 7, 25), "Cannot find your host name: no PTR record for "+ip,
 			"client "+ip+": no PTR record")
 	case r == postern.ResolveForged && f.checks&CheckClientName != 0:
-		v = postern.Rejected(550, postern.ESC(5, 7, 25), "Cannot find your host name: "+c.ClientPTR+" does not resolve to "+ip,
+		v = postern.Rejected(554, postern.ESC(5, 7, 25), "Cannot find your host name: "+c.ClientPTR+" does not resolve to "+ip,
 			"client "+ip+": PTR "+c.ClientPTR+" does not confirm")
 	}
 	f.logDecision(ctx, c, postern.StageConnect, v)

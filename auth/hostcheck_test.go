@@ -152,9 +152,9 @@ func TestHostFilterClient(t *testing.T) {
 	}{
 		{postern.ResolveOK, "", ""},
 		{postern.ResolveNone, "", ""},
-		{postern.ResolveForged, "", "550 5.7.25 Cannot find your host name: bogus.example does not resolve to 198.51.100.9"},
-		{postern.ResolveFail, "550 5.7.25 Cannot find your host name: no PTR record for 198.51.100.9",
-			"550 5.7.25 Cannot find your host name: no PTR record"},
+		{postern.ResolveForged, "", "554 5.7.25 Cannot find your host name: bogus.example does not resolve to 198.51.100.9"},
+		{postern.ResolveFail, "554 5.7.25 Cannot find your host name: no PTR record for 198.51.100.9",
+			"554 5.7.25 Cannot find your host name: no PTR record"},
 		{postern.ResolveTemp, "421 4.7.25", "421 4.7.25"},
 	} {
 		t.Run(tc.r.String(), func(t *testing.T) {

@@ -118,7 +118,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.Policy.CallAhead, "callahead", c.Policy.CallAhead, "verify recipients of local domains the -recipients file does not cover by asking the next hop (RCPT probe)")
 	fs.BoolVar(&c.Policy.RelaySubdomains, "relay-subdomains", c.Policy.RelaySubdomains, "To:example.com RELAY relays subdomains of example.com too (sendmail's default)")
 	list(&c.Policy.HELOChecks, "helo-checks", "comma-separated HELO `checks`: resolves (A, AAAA or MX), not_us (not our name or address), literal (an address literal is the client's)")
-	list(&c.Policy.ClientChecks, "client-checks", "comma-separated client `checks`: ptr (a PTR record), name (a verified host name); 550 5.7.25, 421 when DNS fails for now")
+	list(&c.Policy.ClientChecks, "client-checks", "comma-separated client `checks`: ptr (a PTR record), name (a verified host name); 554 5.7.25, 421 when DNS fails for now")
 	// DNS lists.
 	list(&c.DNSBL.Zones, "dnsbl", "comma-separated DNS block lists for the client IP, `zone[=weight]`; listed at weight sum >= 1")
 	list(&c.DNSBL.Allow, "dnswl", "comma-separated DNS allow lists, `zone[=weight]` (weight -1 by default)")
