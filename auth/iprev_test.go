@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/emersion/go-msgauth/authres"
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -326,4 +327,38 @@ func TestHostName(t *testing.T) {
 		assert.Equal(t, tc.ok, ok, tc.in)
 		assert.Equal(t, tc.want, got, tc.in)
 	}
+}
+
+// FuzzIPRevNames: what a hostile reverse zone puts in PTR records becomes
+// either nothing or host names that are safe everywhere they go (the
+// Received comment, Authentication-Results, logs, access lookups), and the
+// Authentication-Results field that carries one still parses.
+func FuzzIPRevNames(f *testing.F) {
+	for _, s := range []string{"mail.example.org.", "MAIL.Example.Org", "1.2.3.4.", "a b.example.", "x);y.example",
+		"localhost.", "_a.example", "", "..", "\x00.example", "é.example"} {
+		f.Add(s, "other.example")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		names := ptrNames([]string{a, b, a}, 2)
+		if len(names) > 2 {
+			t.Fatalf("more than the bound: %q", names)
+		}
+		for i, n := range names {
+			again, ok := hostName(n)
+			if !ok || again != n || n != strings.ToLower(n) || strings.ContainsAny(n, " ()[];\"\\\r\n") {
+				t.Fatalf("unsafe name %q", n)
+			}
+			for _, m := range names[:i] {
+				if m == n {
+					t.Fatalf("duplicate %q", n)
+				}
+			}
+			v := FormatAuthResults("mx.example.net", AuthResults{IPRev: &IPRevResult{Status: Pass,
+				IP: netip.MustParseAddr("192.0.2.1"), Name: n}})
+			_, res, err := authres.Parse(strings.NewReplacer("\r\n", "", "\t", " ").Replace(v))
+			if err != nil || len(res) != 1 {
+				t.Fatalf("%q: %v %v", v, res, err)
+			}
+		}
+	})
 }

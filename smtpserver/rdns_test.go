@@ -160,3 +160,44 @@ func TestReceivedClientSanitised(t *testing.T) {
 	writeClient(&b, c)
 	assert.Equal(t, "evil???x??y [IPv6:2001:db8::7]", b.String())
 }
+
+// FuzzReceivedClient: whatever names the resolver or an embedding program
+// put in the Conn, the client part of the Received field stays on one
+// line and inside its one comment (RFC 5322 §3.2.2: parentheses balance).
+func FuzzReceivedClient(f *testing.F) {
+	f.Add("mail.example.org", "mail.example.org", uint8(postern.ResolveOK), []byte{192, 0, 2, 1})
+	f.Add("", "bogus.example.gr.jp", uint8(postern.ResolveForged), []byte{198, 51, 100, 7})
+	f.Add("x) (y", "a\r\nb(", uint8(postern.ResolveForged), make([]byte, 16))
+	f.Add("", "", uint8(postern.ResolveTemp), []byte{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, name, ptr string, resolve uint8, ip []byte) {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return
+		}
+		c := &postern.Conn{Remote: netip.AddrPortFrom(a, 25), ClientName: name, ClientPTR: ptr,
+			ClientResolve: postern.ClientResolve(resolve % 6)}
+		var b strings.Builder
+		writeClient(&b, c)
+		got := b.String()
+		depth := 0
+		for i := 0; i < len(got); i++ {
+			switch ch := got[i]; {
+			case ch < 0x20 || ch == 0x7f:
+				t.Fatalf("control character in %q", got)
+			case ch == '(':
+				depth++
+			case ch == ')':
+				depth--
+				if depth < 0 {
+					t.Fatalf("unbalanced %q", got)
+				}
+			}
+		}
+		if depth != 0 {
+			t.Fatalf("unbalanced %q", got)
+		}
+		if !strings.Contains(got, "["+a.Unmap().String()+"]") && !strings.Contains(got, "[IPv6:"+a.Unmap().String()+"]") {
+			t.Fatalf("no address in %q", got)
+		}
+	})
+}
