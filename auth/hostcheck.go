@@ -171,8 +171,14 @@ func (f *HostFilter) CheckConnect(ctx context.Context, c *postern.Conn) (postern
 		v = postern.Rejected(554, postern.ESC(5, 7, 25), "Cannot find your host name: no PTR record for "+ip,
 			"client "+ip+": no PTR record")
 	case r == postern.ResolveForged && f.checks&CheckClientName != 0:
-		v = postern.Rejected(554, postern.ESC(5, 7, 25), "Cannot find your host name: "+c.ClientPTR+" does not resolve to "+ip,
-			"client "+ip+": PTR "+c.ClientPTR+" does not confirm")
+		// The name goes into the reply only when it is a host name: Conn
+		// fields may come from elsewhere than IPRev.
+		ptr, ok := hostName(c.ClientPTR)
+		if !ok {
+			ptr = "your PTR name"
+		}
+		v = postern.Rejected(554, postern.ESC(5, 7, 25), "Cannot find your host name: "+ptr+" does not resolve to "+ip,
+			"client "+ip+": PTR "+ptr+" does not confirm")
 	}
 	f.logDecision(ctx, c, postern.StageConnect, v)
 	return v, nil

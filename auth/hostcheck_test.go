@@ -178,8 +178,13 @@ func TestHostFilterClient(t *testing.T) {
 			}
 		})
 	}
+	// A name that is no host name stays out of the reply.
+	c := hostConn("198.51.100.9", "x")
+	c.ClientResolve, c.ClientPTR = postern.ResolveForged, "evil\r\n250 ok"
+	v, _ := name.CheckConnect(bg, c)
+	assert.Equal(t, "554 5.7.25 Cannot find your host name: your PTR name does not resolve to 198.51.100.9", v.ReplyAt(postern.StageConnect).Error())
 	// HELO checks are off here.
-	v, _ := ptr.CheckHelo(bg, hostConn("198.51.100.9", "[192.0.2.1]"))
+	v, _ = ptr.CheckHelo(bg, hostConn("198.51.100.9", "[192.0.2.1]"))
 	assert.Equal(t, postern.Pass, v)
 	_, err = NewHostFilter(HostFilterConfig{})
 	assert.ErrorIs(t, err, ErrConfig)
