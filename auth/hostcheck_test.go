@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -208,4 +209,24 @@ func TestVerifyFilterIPRev(t *testing.T) {
 	// No lookup, no iprev result.
 	_, _, out = vs.run(t, f, newConn("192.0.2.1"), "alice@example.com", vs.signed)
 	assert.NotContains(t, authResultsOf(t, out), "iprev")
+}
+
+// FuzzParseHostCheck: a check name either parses to one check whose
+// String reads back the same, or is an ErrConfig.
+func FuzzParseHostCheck(f *testing.F) {
+	for _, s := range []string{"helo_resolves", "CLIENT_NAME", " client_ptr ", "", "helo", "none"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseHostCheck(s)
+		if err != nil {
+			if !errors.Is(err, ErrConfig) || c != 0 {
+				t.Fatalf("%q: %v %v", s, c, err)
+			}
+			return
+		}
+		if c == 0 || c&(c-1) != 0 || !strings.EqualFold(c.String(), strings.TrimSpace(s)) {
+			t.Fatalf("%q: %v", s, c)
+		}
+	})
 }
