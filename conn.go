@@ -2,6 +2,7 @@ package postern
 
 import (
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -19,9 +20,21 @@ type Conn struct {
 	// Started is when the connection was accepted.
 	Started time.Time
 	// ClientName is the client's verified host name (forward-confirmed
-	// reverse DNS), "" when unknown. The server does not look it up; a filter
-	// or the embedding program may set it at the connect stage.
+	// reverse DNS: a PTR name whose A/AAAA records hold the client
+	// address), lower case without a trailing dot; "" when unknown. It is
+	// set with ClientPTR and ClientResolve before the connect stage when
+	// the server has a reverse resolver (smtpserver.Config.ReverseDNS), and
+	// only ClientResolve OK sets it: policy may trust it. An embedding
+	// program may set it itself.
 	ClientName string
+	// ClientPTR is the first name the client address's PTR records gave,
+	// verified or not ("" when there was none or no lookup). Write it in
+	// logs and trace fields, never match policy against it: whoever holds
+	// the address's reverse zone chooses it.
+	ClientPTR string
+	// ClientResolve is the outcome of that lookup (sendmail's
+	// ${client_resolve}); ResolveNone when no lookup was made.
+	ClientResolve ClientResolve
 	// HELO is the argument of the last HELO/EHLO, "" before it.
 	HELO string
 	// ESMTP is true after EHLO (not HELO).
@@ -40,6 +53,60 @@ type Conn struct {
 	Log *slog.Logger
 	// Values carries results between filters for the whole connection.
 	Values Values
+}
+
+// SetClientHost records the outcome of a reverse DNS lookup in
+// ClientName, ClientPTR and ClientResolve. ClientName is set only for a
+// verified name (ResolveOK).
+func (c *Conn) SetClientHost(h ClientHost) {
+	c.ClientResolve, c.ClientPTR, c.ClientName = h.Resolve, h.PTR, ""
+	if h.Resolve == ResolveOK {
+		c.ClientName = h.Name
+	}
+}
+
+// ClientResolve is the outcome of the forward-confirmed reverse DNS lookup
+// of a client address: the four values of sendmail's ${client_resolve},
+// which are also the results of RFC 8601 §3's "iprev" method, plus
+// ResolveNone for no lookup.
+type ClientResolve uint8
+
+const (
+	// ResolveNone: no lookup was made (a trusted client, lookups off).
+	ResolveNone ClientResolve = iota
+	// ResolveOK: a PTR name of the address has A/AAAA records holding
+	// the address; it is the client's verified name (iprev "pass").
+	ResolveOK
+	// ResolveFail: the address has no PTR record (NXDOMAIN or no
+	// answer; iprev "permerror").
+	ResolveFail
+	// ResolveForged: PTR names exist but none of them resolves back to
+	// the address; sendmail writes "(may be forged)" (iprev "fail").
+	ResolveForged
+	// ResolveTemp: a query failed temporarily (timeout, SERVFAIL), so
+	// the name is unknown for now (iprev "temperror").
+	ResolveTemp
+)
+
+var resolveNames = [...]string{"none", "OK", "FAIL", "FORGED", "TEMP"}
+
+// String returns sendmail's spelling: OK, FAIL, FORGED, TEMP ("none" for
+// ResolveNone).
+func (r ClientResolve) String() string {
+	if int(r) < len(resolveNames) {
+		return resolveNames[r]
+	}
+	return fmt.Sprintf("resolve(%d)", uint8(r))
+}
+
+// ClientHost is what a reverse DNS lookup found for one address.
+type ClientHost struct {
+	Resolve ClientResolve
+	// Name is the verified host name (ResolveOK only), lower case without
+	// a trailing dot.
+	Name string
+	// PTR is the first PTR name, verified or not; "" when there was none.
+	PTR string
 }
 
 // Logger returns c.Log, or a discarding logger when c or c.Log is nil.

@@ -49,6 +49,15 @@
 //		},
 //	})
 //
+// # Clients
+//
+// A Conn describes the client. Its host name comes from forward-confirmed
+// reverse DNS, made before the connect stage by the server (smtpserver with
+// auth.IPRev): ClientResolve is the outcome in sendmail's terms (OK, FAIL,
+// FORGED, TEMP; ResolveNone when no lookup was made), ClientName the
+// verified name (OK only: the one policy may match), ClientPTR the name
+// the PTR record claimed, for logs. SetClientHost records a ClientHost.
+//
 // # Messages
 //
 // A Message wraps the spooled bytes (an io.ReaderAt, so DKIM can verify what

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"net/netip"
 	"strings"
 
 	"github.com/emersion/go-msgauth/authres"
@@ -12,6 +13,8 @@ import (
 // AuthResults are the results written into one Authentication-Results
 // field. Nil or empty members are left out.
 type AuthResults struct {
+	// IPRev is the client's forward-confirmed reverse DNS result.
+	IPRev *IPRevResult
 	SPF   *SPFResult
 	DKIM  []DKIMResult
 	DMARC *DMARCResult
@@ -26,6 +29,18 @@ type AuthResults struct {
 // With no results it is "<authserv-id>; none".
 func FormatAuthResults(authservID string, r AuthResults) string {
 	var rs []authres.Result
+	comments := map[authres.Result]string{}
+	if r.IPRev != nil && r.IPRev.Status != "" {
+		res := &authres.GenericResult{Method: "iprev", Value: authres.ResultValue(r.IPRev.Status),
+			Params: map[string]string{"policy.iprev": r.IPRev.IP.String()}}
+		if r.IPRev.Status == Pass {
+			// RFC 8601 §2.7.3: the name goes in a comment.
+			comments[res] = r.IPRev.Name
+		} else {
+			res.Params["reason"] = r.IPRev.reason()
+		}
+		rs = append(rs, res)
+	}
 	if r.SPF != nil && r.SPF.Status != "" {
 		p := map[string]string{}
 		if r.SPF.Identity == IdentityHELO {
@@ -77,8 +92,52 @@ func FormatAuthResults(authservID string, r AuthResults) string {
 		s := authres.Format("x", []authres.Result{res})
 		b.WriteString(";\r\n\t")
 		b.WriteString(strings.TrimSpace(strings.TrimPrefix(s, "x; ")))
+		if c, ok := comments[res]; ok {
+			if c, ok = hostName(c); ok { // a host name cannot break the comment
+				b.WriteString(" (" + c + ")")
+			}
+		}
 	}
 	return b.String()
+}
+
+// IPRevResult is the "iprev" result of RFC 8601 §3 for one client.
+type IPRevResult struct {
+	Status Status
+	// IP is the client address (policy.iprev).
+	IP netip.Addr
+	// Name is the verified name for pass, the PTR name that did not
+	// confirm for fail.
+	Name string
+}
+
+// IPRevResultOf returns the iprev result of c's reverse DNS lookup, nil
+// when none was made.
+func IPRevResultOf(c *postern.Conn) *IPRevResult {
+	st := IPRevStatus(c.ClientResolve)
+	if st == "" {
+		return nil
+	}
+	name := c.ClientName
+	if name == "" {
+		name = c.ClientPTR
+	}
+	return &IPRevResult{Status: st, IP: c.RemoteAddr(), Name: name}
+}
+
+func (r *IPRevResult) reason() string {
+	switch r.Status {
+	case Fail:
+		if r.Name == "" {
+			return "no PTR name resolves to the address"
+		}
+		return "PTR name " + r.Name + " does not resolve to the address"
+	case PermError:
+		return "no PTR record"
+	case TempError:
+		return "DNS lookup failed temporarily"
+	}
+	return ""
 }
 
 // safeParam makes a value (often words from a DNS answer or a signature)

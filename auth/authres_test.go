@@ -47,6 +47,13 @@ func sampleResults() map[string]AuthResults {
 			},
 			DMARC: &DMARCResult{Status: Fail, FromDomain: "example.org", Policy: DMARCReject, Disposition: DMARCQuarantine, Reason: "no aligned SPF or DKIM pass, not sampled by pct=50"},
 		},
+		"authres-iprev-pass.txt": {
+			IPRev: &IPRevResult{Status: Pass, IP: netip.MustParseAddr("2001:db8::25"), Name: "mail.example.com"},
+			SPF:   &SPFResult{Status: Pass, Identity: IdentityMailFrom, Domain: "example.com", MailFrom: "alice@example.com", Sender: "alice@example.com", ClientIP: ip},
+		},
+		"authres-iprev-fail.txt":      {IPRev: &IPRevResult{Status: Fail, IP: ip, Name: "bogus.example.gr.jp"}},
+		"authres-iprev-permerror.txt": {IPRev: &IPRevResult{Status: PermError, IP: ip}},
+		"authres-iprev-temperror.txt": {IPRev: &IPRevResult{Status: TempError, IP: ip}, DKIMChecked: true},
 		"authres-nodkim.txt": {
 			SPF:         &SPFResult{Status: None, Identity: IdentityMailFrom, Domain: "example.net", MailFrom: "bob@example.net", ClientIP: ip},
 			DKIMChecked: true,
@@ -70,6 +77,14 @@ func TestFormatAuthResults(t *testing.T) {
 			}
 			if r.SPF != nil {
 				n++
+			}
+			if r.IPRev != nil {
+				n++
+				ipr := parsed[0].(*authres.IPRevResult)
+				// An IPv6 address is not a token (RFC 8601 §2.3: ':' is a
+				// tspecial): it is quoted, and go-msgauth keeps the quotes.
+				assert.Equal(t, r.IPRev.IP.String(), strings.Trim(ipr.IP, `"`))
+				assert.EqualValues(t, r.IPRev.Status, ipr.Value)
 			}
 			if r.DMARC != nil {
 				n++

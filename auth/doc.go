@@ -1,7 +1,9 @@
-// Package auth authenticates senders and submitters: SPF (RFC 7208), DKIM
-// verification and signing (RFC 6376, RFC 8301, RFC 8463), DMARC (RFC 7489),
-// Authentication-Results (RFC 8601), a password file for SMTP AUTH, and the
-// binding of authenticated users to the sender addresses they may use.
+// Package auth authenticates senders and submitters: forward-confirmed
+// reverse DNS (RFC 8601 §3 "iprev"), SPF (RFC 7208), DKIM verification and
+// signing (RFC 6376, RFC 8301, RFC 8463), DMARC (RFC 7489),
+// Authentication-Results (RFC 8601), optional checks of the client's host
+// and HELO names, a password file for SMTP AUTH, and the binding of
+// authenticated users to the sender addresses they may use.
 //
 // Each part has a core API that knows nothing of filters, for a custom MTA,
 // and a thin Postern filter on top of it.
@@ -16,6 +18,43 @@
 // DMARC names for every message; temporary failures are not kept. Each
 // check has its own overall timeout; running out of time is a temperror,
 // never a hang.
+//
+// # Reverse DNS (iprev)
+//
+// IPRev.LookupClientHost finds a client's verified host name: the PTR
+// names of its address, then their A/AAAA records, the first name whose
+// addresses hold the client's being the one. The outcome is a
+// postern.ClientHost with the four results sendmail calls
+// ${client_resolve} and RFC 8601 §3 reports as iprev:
+//
+//	OK      a name confirms            iprev=pass       Name and PTR set
+//	FAIL    no PTR record              iprev=permerror
+//	FORGED  PTR names, none confirms   iprev=fail       PTR set, no Name
+//	TEMP    a query failed for now     iprev=temperror
+//
+// Only OK gives a name that policy may trust: a PTR record says whatever
+// the holder of the reverse zone likes. Names under "localhost" confirm
+// only loopback addresses and are never asked of DNS (RFC 6761 §6.3). At
+// most 10 PTR names are tried; numeric "names" are none. Results are kept
+// by outcome (a verified name 10 minutes, FAIL and FORGED one minute,
+// TEMP not at all); concurrent lookups of one address share one query,
+// and a caller whose context ends gets TEMP while the query finishes for
+// the others. IPRev satisfies smtpserver.ReverseResolver: the server runs
+// it before the connect stage and records the outcome in postern.Conn.
+//
+// # Host checks
+//
+// HostFilter refuses, when asked to (all are off unless named), a client
+// without a PTR record (CheckClientPTR, sendmail's require_rdns) or without
+// a verified name (CheckClientName, Postfix's
+// reject_unknown_client_hostname) at connect with 554 5.7.25 (RFC 7372),
+// 421 4.7.25 when DNS failed for now; and at HELO a name with no A, AAAA or
+// MX record (CheckHELOResolves), a HELO naming this host or one of its
+// addresses (CheckHELONotUs), an address literal that is not the client's
+// (CheckHELOLiteral), with 550 5.7.1 (450 4.7.1 for a temporary DNS
+// failure). RFC 5321 §4.1.4 says a server MUST NOT refuse mail because the
+// HELO name does not match the client; sites that do anyway choose to.
+// ParseHELO takes a HELO argument apart.
 //
 // # SPF
 //
@@ -78,7 +117,8 @@
 // VerifyFilter is the DATA-stage filter of inbound mail: it removes
 // received Authentication-Results fields that claim our authserv-id (RFC
 // 8601 §5), verifies DKIM, evaluates DMARC and adds one
-// Authentication-Results field (written with go-msgauth's authres) before
+// Authentication-Results field (written with go-msgauth's authres; iprev
+// from the connection's reverse DNS, when the server looked it up) before
 // applying the DMARC disposition: tag only (the default), enforce
 // (p=reject is 550 5.7.1, p=quarantine a postern.Quarantine verdict), or
 // quarantine only. The results go to Txn.Values (DKIMResultsKey,
@@ -125,6 +165,8 @@
 //	dmarcCk, _ := auth.NewDMARCChecker(auth.DMARCConfig{Resolver: res})
 //	verify, _ := auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: host,
 //		DKIM: dkimV, DMARC: dmarcCk, Mode: auth.DMARCEnforce})
+//	iprev, _ := auth.NewIPRev(auth.IPRevConfig{Resolver: res})
+//	// smtpserver.Config{ReverseDNS: iprev, ...};
 //	// MAIL chain: spf. DATA chain: spf (Received-SPF), verify, scanners.
 //
 // A submission port (587, 465):

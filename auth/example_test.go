@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -214,4 +215,64 @@ func ExampleSameAuthServID() {
 	// Output:
 	// true
 	// false
+}
+
+// serveHosts starts a DNS server on loopback that answers PTR and A
+// queries from a table of address → name and name → address.
+func serveHosts(ptr, a map[string]string) (addr string, stop func()) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 300}
+		for ip, name := range ptr {
+			if rev, _ := dns.ReverseAddr(ip); q.Qtype == dns.TypePTR && strings.EqualFold(rev, q.Name) {
+				m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr, Ptr: dns.Fqdn(name)})
+			}
+		}
+		if ip, ok := a[strings.TrimSuffix(strings.ToLower(q.Name), ".")]; ok && q.Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(ip)})
+		}
+		w.WriteMsg(m)
+	})
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go srv.ActivateAndServe()
+	<-started
+	return pc.LocalAddr().String(), func() { srv.Shutdown() }
+}
+
+func ExampleIPRev() {
+	addr, stop := serveHosts(
+		map[string]string{"198.51.100.7": "mail.example.org", "198.51.100.9": "bogus.example.gr.jp"},
+		map[string]string{"mail.example.org": "198.51.100.7", "bogus.example.gr.jp": "192.0.2.50"})
+	defer stop()
+	iprev, err := auth.NewIPRev(auth.IPRevConfig{Resolver: auth.NewResolver(addr, time.Second)})
+	if err != nil {
+		panic(err)
+	}
+	for _, ip := range []string{"198.51.100.7", "198.51.100.9", "198.51.100.11"} {
+		h := iprev.LookupClientHost(context.Background(), netip.MustParseAddr(ip))
+		fmt.Printf("%s: %s name=%q ptr=%q iprev=%s\n", ip, h.Resolve, h.Name, h.PTR, auth.IPRevStatus(h.Resolve))
+	}
+	// Output:
+	// 198.51.100.7: OK name="mail.example.org" ptr="mail.example.org" iprev=pass
+	// 198.51.100.9: FORGED name="" ptr="bogus.example.gr.jp" iprev=fail
+	// 198.51.100.11: FAIL name="" ptr="" iprev=permerror
+}
+
+func ExampleParseHELO() {
+	for _, arg := range []string{"Mail.Example.ORG", "[192.0.2.1]", "[IPv6:2001:db8::1]", "not a name"} {
+		fmt.Printf("%+v\n", auth.ParseHELO(arg))
+	}
+	// Output:
+	// {Addr:invalid IP Literal:false Name:mail.example.org}
+	// {Addr:192.0.2.1 Literal:true Name:}
+	// {Addr:2001:db8::1 Literal:true Name:}
+	// {Addr:invalid IP Literal:false Name:}
 }

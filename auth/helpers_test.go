@@ -29,6 +29,7 @@ type testDNS struct {
 	servfail map[string]bool
 	timeout  map[string]bool // no answer for types without data
 	queries  atomic.Int64
+	onQuery  func(dns.Question) // called with mu held
 }
 
 func startDNS(t testing.TB) *testDNS {
@@ -151,6 +152,9 @@ func (s *testDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
 	m.SetReply(r)
 	m.RecursionAvailable = true
 	s.mu.Lock()
+	if s.onQuery != nil {
+		s.onQuery(q)
+	}
 	answer, rcode, drop := s.resolve(fq(q.Name), q.Qtype)
 	s.mu.Unlock()
 	if drop {

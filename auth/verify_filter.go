@@ -59,7 +59,8 @@ type VerifyFilterConfig struct {
 // VerifyFilter is the DATA-stage filter of inbound mail. It removes
 // received Authentication-Results fields that claim our authserv-id,
 // verifies DKIM on the received bytes, evaluates DMARC, adds one
-// Authentication-Results field (SPF from the MAIL stage, DKIM, DMARC), and
+// Authentication-Results field (iprev from the connection's reverse DNS
+// when the server looked it up, SPF from the MAIL stage, DKIM, DMARC), and
 // then applies the DMARC disposition. The field is added before the
 // verdict, so a quarantined message carries it too. The SPF result comes
 // from Txn.Values, where SPFFilter put it at MAIL. Results go to
@@ -113,7 +114,7 @@ func (f *VerifyFilter) CheckData(ctx context.Context, c *postern.Conn, t *poster
 		}
 		return postern.Pass, nil
 	}
-	ar := AuthResults{DKIMChecked: f.dkim != nil}
+	ar := AuthResults{DKIMChecked: f.dkim != nil, IPRev: IPRevResultOf(c)}
 	if r, ok := postern.GetValue(&t.Values, SPFResultKey); ok {
 		ar.SPF = &r
 	}
@@ -184,6 +185,9 @@ func (f *VerifyFilter) logDecision(ctx context.Context, c *postern.Conn, t *post
 	}
 	if v.Reply.Code != 0 {
 		attrs = append(attrs, slog.Int("code", v.Reply.Code))
+	}
+	if ar.IPRev != nil {
+		attrs = append(attrs, slog.String("iprev", string(ar.IPRev.Status)))
 	}
 	if ar.SPF != nil {
 		attrs = append(attrs, slog.String("spf", string(ar.SPF.Status)))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -68,6 +69,13 @@ type PasswordChecker interface {
 type AuthLimiter interface {
 	CheckAuth(ctx context.Context, keys ...string) postern.Verdict
 	RecordAuthFailure(ctx context.Context, keys ...string) error
+}
+
+// ReverseResolver finds the verified host name of a client address
+// (forward-confirmed reverse DNS). auth.IPRev implements it. It must
+// return within ctx: an outcome it cannot know in time is ResolveTemp.
+type ReverseResolver interface {
+	LookupClientHost(ctx context.Context, ip netip.Addr) postern.ClientHost
 }
 
 // Config configures a Server. The zero value of every field is its
@@ -136,6 +144,21 @@ type Config struct {
 	// ConnectTimeout bounds the connect stage (and implicit TLS handshake)
 	// before the banner. Default 30s.
 	ConnectTimeout time.Duration
+
+	// ReverseDNS, if set, looks up each client's host name before the
+	// connect stage and records the outcome in Conn.ClientName, ClientPTR
+	// and ClientResolve: access entries by host name then apply, and the
+	// Received field names the client as sendmail writes it ("from helo
+	// (name [ip])", "(name [ip] (may be forged))" for a name that does not
+	// confirm, "([ip])" without one). nil makes no lookup.
+	ReverseDNS ReverseResolver
+	// ReverseDNSTimeout bounds that lookup, within ConnectTimeout; a
+	// lookup that runs out of time is ResolveTemp. Default 10s.
+	ReverseDNSTimeout time.Duration
+	// SkipReverseDNS, if set, is asked first: true leaves the client
+	// unlooked-up (ResolveNone), as for trusted networks, which no
+	// host-name entry needs to judge.
+	SkipReverseDNS func(ip netip.Addr) bool
 
 	// MaxConnections bounds the connections open at once across the
 	// listeners of Listen and Serve; more are answered "421 4.7.0" and
@@ -242,6 +265,7 @@ func (c *Config) withDefaults() (Config, error) {
 	setDefault(&cfg.DataTimeout, 3*time.Minute)
 	setDefault(&cfg.SessionTimeout, time.Hour)
 	setDefault(&cfg.ConnectTimeout, 30*time.Second)
+	setDefault(&cfg.ReverseDNSTimeout, 10*time.Second)
 	setDefault(&cfg.SoftErrorLimit, 10)
 	setDefault(&cfg.HardErrorLimit, 20)
 	setDefault(&cfg.ErrorSleep, time.Second)
@@ -272,7 +296,7 @@ func (c *Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: MaxCommandLine %d is below RFC 5321's 512", ErrConfig, cfg.MaxCommandLine)
 	case cfg.HardErrorLimit < cfg.SoftErrorLimit:
 		return cfg, fmt.Errorf("%w: HardErrorLimit %d below SoftErrorLimit %d", ErrConfig, cfg.HardErrorLimit, cfg.SoftErrorLimit)
-	case cfg.CommandTimeout < 0, cfg.DataTimeout < 0, cfg.ConnectTimeout < 0:
+	case cfg.CommandTimeout < 0, cfg.DataTimeout < 0, cfg.ConnectTimeout < 0, cfg.ReverseDNSTimeout < 0:
 		return cfg, fmt.Errorf("%w: negative timeout", ErrConfig)
 	case cfg.ImplicitTLS && cfg.TLSConfig == nil:
 		return cfg, fmt.Errorf("%w: ImplicitTLS needs TLSConfig", ErrConfig)

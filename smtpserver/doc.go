@@ -20,6 +20,17 @@
 // first in front of other listener wrappers (a greet pause, per-client
 // limits) and share between servers.
 //
+// Before the connect stage, with Config.ReverseDNS (auth.IPRev), the
+// server looks up the client's host name, forward-confirmed, within
+// Config.ReverseDNSTimeout (10 s; clients SkipReverseDNS names, such as
+// trusted networks, are not looked up), and records the outcome in
+// postern.Conn: ClientName only for a verified name, ClientPTR, and
+// ClientResolve (OK, FAIL, FORGED, TEMP). So access entries by host name
+// apply as in sendmail, and the Received field names the client as
+// sendmail writes it: "from helo (name [ip])", "(name [ip] (may be
+// forged))" for a PTR name that does not resolve back, "([ip])" without
+// a name.
+//
 // Between the socket and go-smtp sits a protocol edge that reads one command
 // at a time, so it knows the exact state of the dialogue. It provides:
 //

@@ -104,6 +104,7 @@ func (l *listener) admit(nc net.Conn) {
 	var transport net.Conn = nc
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ConnectTimeout)
 	defer cancel()
+	s.lookupClient(ctx, st.conn)
 	if s.cfg.ImplicitTLS {
 		tc := tls.Server(nc, s.tlsConfig)
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -134,12 +135,46 @@ func (l *listener) admit(nc net.Conn) {
 	}
 }
 
+// lookupClient finds the client's host name before anything judges the
+// connection (sendmail looks it up before check_relay), unless the server
+// has no resolver or the client is exempt.
+func (s *Server) lookupClient(ctx context.Context, c *postern.Conn) {
+	if s.cfg.ReverseDNS == nil {
+		return
+	}
+	ip := c.RemoteAddr()
+	if !ip.IsValid() || s.cfg.SkipReverseDNS != nil && s.cfg.SkipReverseDNS(ip) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReverseDNSTimeout)
+	defer cancel()
+	h := s.cfg.ReverseDNS.LookupClientHost(ctx, ip)
+	if h.Resolve == postern.ResolveNone {
+		return
+	}
+	c.SetClientHost(h)
+}
+
+// clientAttrs are the reverse DNS outcome for the connect log line.
+func clientAttrs(c *postern.Conn) []any {
+	if c.ClientResolve == postern.ResolveNone && c.ClientName == "" {
+		return nil
+	}
+	a := []any{"client_resolve", c.ClientResolve.String()}
+	if c.ClientName != "" {
+		a = append(a, "client_name", c.ClientName)
+	} else if c.ClientPTR != "" {
+		a = append(a, "client_ptr", c.ClientPTR)
+	}
+	return a
+}
+
 // checkConnect runs the connect stage; ok is false when the client must be
 // turned away with v.Reply.
 func (s *Server) checkConnect(ctx context.Context, st *connState) (postern.Verdict, bool) {
 	f, _ := s.currentPolicy().(postern.ConnectChecker)
 	if f == nil {
-		st.conn.Logger().Info("connect", "stage", "connect", "action", "continue")
+		st.conn.Logger().Info("connect", append([]any{"stage", "connect", "action", "continue"}, clientAttrs(st.conn)...)...)
 		return postern.Pass, true
 	}
 	v, err := f.CheckConnect(ctx, st.conn)
@@ -154,12 +189,13 @@ func (s *Server) checkConnect(ctx context.Context, st *connState) (postern.Verdi
 			rep.Code = 421
 		}
 		v.Reply = rep
-		st.conn.Logger().Info("connect refused", "stage", "connect", "action", v.Action.String(),
-			"code", rep.Code, "reason", v.Reason)
+		st.conn.Logger().Info("connect refused", append([]any{"stage", "connect", "action", v.Action.String(),
+			"code", rep.Code, "reason", v.Reason}, clientAttrs(st.conn)...)...)
 		return v, false
 	case postern.Discard, postern.Quarantine:
 		st.connectVerdict = v
 	}
-	st.conn.Logger().Info("connect", "stage", "connect", "action", v.Action.String(), "reason", v.Reason)
+	st.conn.Logger().Info("connect", append([]any{"stage", "connect", "action", v.Action.String(), "reason", v.Reason},
+		clientAttrs(st.conn)...)...)
 	return v, true
 }

@@ -17,18 +17,8 @@ func (s *session) received(t *postern.Txn) string {
 	b.WriteString("from ")
 	b.WriteString(sanitizeHelo(c.HELO))
 	b.WriteString(" (")
-	if c.ClientName != "" {
-		b.WriteString(c.ClientName)
-	} else {
-		b.WriteString("unknown")
-	}
-	b.WriteString(" [")
-	ip := c.RemoteAddr()
-	if ip.Is6() {
-		b.WriteString("IPv6:") // RFC 5321 §4.1.3 address literal
-	}
-	b.WriteString(ip.String())
-	b.WriteString("])")
+	writeClient(&b, c)
+	b.WriteString(")")
 	if c.TLS != nil {
 		b.WriteString("\r\n\t(using ")
 		b.WriteString(tls.VersionName(c.TLS.Version))
@@ -51,6 +41,31 @@ func (s *session) received(t *postern.Txn) string {
 	b.WriteString("; ")
 	b.WriteString(s.srv.cfg.Now().Format(time.RFC1123Z)) // RFC 5322 §3.3 date-time
 	return b.String()
+}
+
+// writeClient writes the client as sendmail's $_ does: "name [ip]" for a
+// verified name, "name [ip] (may be forged)" for a PTR name that does not
+// resolve back to the address, "[ip]" without a name. The address is an
+// RFC 5321 §4.1.3 literal.
+func writeClient(b *strings.Builder, c *postern.Conn) {
+	name, forged := c.ClientName, false
+	if name == "" && c.ClientResolve == postern.ResolveForged && c.ClientPTR != "" {
+		name, forged = c.ClientPTR, true
+	}
+	if name != "" {
+		b.WriteString(sanitizeHelo(name))
+		b.WriteString(" ")
+	}
+	b.WriteString("[")
+	ip := c.RemoteAddr()
+	if ip.Is6() {
+		b.WriteString("IPv6:")
+	}
+	b.WriteString(ip.String())
+	b.WriteString("]")
+	if forged {
+		b.WriteString(" (may be forged)")
+	}
 }
 
 func withProtocol(c *postern.Conn, t *postern.Txn) string {

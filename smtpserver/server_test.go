@@ -56,7 +56,7 @@ func TestTransactionQueued(t *testing.T) {
 	assert.Equal(t, "b@orig.example", m.txn.Rcpts[0].ORcpt)
 	assert.Equal(t, "RFC822", m.txn.Rcpts[0].ORcptType)
 	data := string(m.data)
-	assert.True(t, strings.HasPrefix(data, "Received: from client.test (unknown [127.0.0.1])\r\n\tby mx.test (Postern) with ESMTP id "), data)
+	assert.True(t, strings.HasPrefix(data, "Received: from client.test ([127.0.0.1])\r\n\tby mx.test (Postern) with ESMTP id "), data)
 	assert.Contains(t, data, "\tfor <b@example.net>; ")
 	assert.True(t, strings.HasSuffix(data, "Subject: hi\r\n\r\nline one\r\n.dot\r\n"), data)
 	assert.Equal(t, "Q"+m.txn.ID, strings.TrimPrefix(r.Text(), "Ok: queued as "))

@@ -25,14 +25,16 @@ type authParts struct {
 	senders *auth.SenderFilter // MAIL on the submission ports
 	sendMap *auth.SenderMap
 	tls     *tls.Config
+	iprev   *auth.IPRev      // reverse DNS of clients; nil with smtp.reverse_dns off
+	hosts   *auth.HostFilter // policy.helo_checks and client_checks; nil without
 }
 
 func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 	a := &authParts{}
-	var res auth.Resolver
-	if len(s.dnsResolvers) > 0 {
-		res = auth.NewResolver(s.dnsResolvers[0], 0)
+	if err := buildHostParts(s, a, log); err != nil {
+		return nil, err
 	}
+	res := dnsResolver(s)
 	// Mail from one domain asks the same SPF, DKIM key and DMARC names
 	// again and again: keep the answers a minute.
 	res = auth.NewCachingResolver(res, auth.CacheConfig{})

@@ -27,7 +27,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	var rcpts multiFlag
 	s, _, ok := commandSettings("relay check", args, stderr, func(fs *flag.FlagSet) {
 		ipStr = fs.String("ip", "192.0.2.1", "client IP `address`")
-		name = fs.String("client-name", "", "client's verified host `name`, if any")
+		name = fs.String("client-name", "", "client's verified host `name` (default: looked up in DNS as the server does, with smtp.reverse_dns)")
 		helo = fs.String("helo", "client.example", "HELO/EHLO `name`")
 		from = fs.String("from", "", "envelope sender (empty for <>), as written in SMTP: a local part may be quoted")
 		fs.Var(&rcpts, "rcpt", "envelope recipient (repeat for several), as written in SMTP")
@@ -84,12 +84,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	ctx := context.Background()
-	c := &postern.Conn{ID: "check", Remote: netip.AddrPortFrom(ip, 0), ClientName: *name, AuthUser: *authUser}
+	c := &postern.Conn{ID: "check", Remote: netip.AddrPortFrom(ip, 0), AuthUser: *authUser}
 	if *authUser != "" {
 		c.AuthMech = "PLAIN"
 	}
 	d, why := pol.pause(ip)
 	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, safe(why))
+	fmt.Fprintf(stdout, "reverse dns: %s\n", safe(checkClientHost(ctx, s, ap, c, *name)))
 
 	final := func(stage string, v postern.Verdict, st postern.Stage) bool {
 		switch v.Action {
@@ -152,6 +153,26 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "=> message: accepted for %d recipient(s)\n", len(t.Rcpts))
 	}
 	return 0
+}
+
+// checkClientHost sets the client's host name as the server would (or as
+// -client-name says) and describes it.
+func checkClientHost(ctx context.Context, s *settings, ap *authParts, c *postern.Conn, name string) string {
+	ip := c.RemoteAddr()
+	switch n, trusted := s.trustedNet(ip); {
+	case name != "":
+		c.SetClientHost(postern.ClientHost{Resolve: postern.ResolveOK, Name: strings.TrimSuffix(strings.ToLower(name), "."), PTR: name})
+		return "OK " + c.ClientName + " (given by -client-name, not looked up)"
+	case ap.iprev == nil:
+		return "not looked up (smtp.reverse_dns = false)"
+	case trusted:
+		return "not looked up (trusted network " + n.String() + ")"
+	}
+	ctx, cancel := context.WithTimeout(ctx, maxReverseDNSTimeout)
+	defer cancel()
+	h := ap.iprev.LookupClientHost(ctx, ip)
+	c.SetClientHost(h)
+	return describeClientHost(h, ip)
 }
 
 // checkAddr reads an address given on the command line as a client writes

@@ -84,6 +84,11 @@ type SMTPSection struct {
 	// and submission listeners; default 0: from RLIMIT_NOFILE,
 	// (limit - 100) / 2. Negative means no limit.
 	MaxConnections int `toml:"max_connections"`
+	// ReverseDNS looks up each untrusted client's host name (PTR, then
+	// A/AAAA must hold the address) before the connect stage; default
+	// true. ReverseDNSTimeout bounds it; default "10s", at most "30s".
+	ReverseDNS        *bool    `toml:"reverse_dns"`
+	ReverseDNSTimeout Duration `toml:"reverse_dns_timeout"`
 }
 
 // SubmissionSection is message submission for the site's own users.
@@ -121,6 +126,11 @@ type PolicySection struct {
 	// example.com too (sendmail's default); off: only example.com, and
 	// "To:.example.com RELAY" names the subdomains.
 	RelaySubdomains bool `toml:"relay_subdomains"`
+	// HELOChecks refuse HELO names: "resolves", "not_us", "literal";
+	// ClientChecks refuse clients by reverse DNS: "ptr", "name". Default
+	// none.
+	HELOChecks   []string `toml:"helo_checks"`
+	ClientChecks []string `toml:"client_checks"`
 }
 
 // DNSBLSection configures DNS block and allow lists.
@@ -517,6 +527,15 @@ func (c *Config) validate() error {
 	}
 	if _, err := parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return keyErr("trusted_networks", "%v", err)
+	}
+	if d := c.SMTP.ReverseDNSTimeout.Duration; d > maxReverseDNSTimeout {
+		return keyErr("smtp.reverse_dns_timeout", "%s is longer than the connect stage may last (%s)", d, maxReverseDNSTimeout)
+	}
+	if _, err := hostChecks(c.Policy.HELOChecks, c.Policy.ClientChecks); err != nil {
+		return err
+	}
+	if len(c.Policy.ClientChecks) > 0 && c.SMTP.ReverseDNS != nil && !*c.SMTP.ReverseDNS {
+		return keyErr("policy.client_checks", "needs smtp.reverse_dns")
 	}
 	if c.SMTP.MaxHops < 0 {
 		return keyErr("smtp.max_hops", "%d: a relay needs a hop limit (0 for the default, 50)", c.SMTP.MaxHops)

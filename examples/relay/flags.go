@@ -102,6 +102,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.SMTP.QuotedLocalParts, "quoted-local-parts", "addresses whose local part must be quoted (\"a b\"@example.org): accept (default, carried quoted) or refuse (553 5.1.3)")
 	str(&c.SMTP.BareNewline, "bare-newline", "bare CR or LF in a message: normalize (make it CRLF) or reject (550 5.5.2)")
 	fs.IntVar(&c.SMTP.MaxConnections, "max-connections", c.SMTP.MaxConnections, "connections open at once, all listeners; 0: from RLIMIT_NOFILE, (limit-100)/2; negative: no limit")
+	fs.BoolVar(c.SMTP.ReverseDNS, "reverse-dns", *c.SMTP.ReverseDNS, "look up each untrusted client's host name (PTR, confirmed by A/AAAA) before the connect stage, for access entries by name and the Received field")
+	dur(&c.SMTP.ReverseDNSTimeout, "reverse-dns-timeout", "bound on that lookup; running out of time is a temporary failure (no name)")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -115,6 +117,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Policy.Recipients, "recipients", "`file` of valid addresses in the local domains, one per line (@domain for a catch-all); others get 550 5.1.1")
 	fs.BoolVar(&c.Policy.CallAhead, "callahead", c.Policy.CallAhead, "verify recipients of local domains the -recipients file does not cover by asking the next hop (RCPT probe)")
 	fs.BoolVar(&c.Policy.RelaySubdomains, "relay-subdomains", c.Policy.RelaySubdomains, "To:example.com RELAY relays subdomains of example.com too (sendmail's default)")
+	list(&c.Policy.HELOChecks, "helo-checks", "comma-separated HELO `checks`: resolves (A, AAAA or MX), not_us (not our name or address), literal (an address literal is the client's)")
+	list(&c.Policy.ClientChecks, "client-checks", "comma-separated client `checks`: ptr (a PTR record), name (a verified host name); 554 5.7.25, 421 when DNS fails for now")
 	// DNS lists.
 	list(&c.DNSBL.Zones, "dnsbl", "comma-separated DNS block lists for the client IP, `zone[=weight]`; listed at weight sum >= 1")
 	list(&c.DNSBL.Allow, "dnswl", "comma-separated DNS allow lists, `zone[=weight]` (weight -1 by default)")
@@ -223,6 +227,10 @@ func (c *Config) applyDefaults() {
 	if c.Queue.Warn == nil {
 		c.Queue.Warn = &Duration{4 * time.Hour}
 	}
+	if c.SMTP.ReverseDNS == nil {
+		yes := true
+		c.SMTP.ReverseDNS = &yes
+	}
 	durDef := func(d *Duration, v time.Duration) {
 		if d.Duration == 0 {
 			d.Duration = v
@@ -232,6 +240,7 @@ func (c *Config) applyDefaults() {
 	durDef(&c.Queue.MinBackoff, 5*time.Minute)
 	durDef(&c.Queue.MaxBackoff, 4000*time.Second)
 	durDef(&c.Stats.Retain, 35*24*time.Hour)
+	durDef(&c.SMTP.ReverseDNSTimeout, 10*time.Second)
 }
 
 // settings resolves the configuration into what the builders read.
@@ -307,6 +316,10 @@ func (c *Config) settings() (*settings, error) {
 	s.logJSON = c.Log.Format == "json"
 	if s.bareNewline, err = smtpserver.ParseBareNewline(c.SMTP.BareNewline); err != nil {
 		return nil, fmt.Errorf("smtp.bare_newline: %w", err)
+	}
+	s.reverseDNS, s.reverseDNSTimeout = *c.SMTP.ReverseDNS, c.SMTP.ReverseDNSTimeout.Duration
+	if s.hostChecks, err = hostChecks(c.Policy.HELOChecks, c.Policy.ClientChecks); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

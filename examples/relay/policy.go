@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/dnsbl"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
@@ -106,6 +107,10 @@ type settings struct {
 	maxSize       int64
 	bareNewline   smtpserver.BareNewline
 	maxConns      int // 0: from RLIMIT_NOFILE; negative: none
+	// Reverse DNS of clients, and the checks on it and on HELO.
+	reverseDNS        bool
+	reverseDNSTimeout time.Duration
+	hostChecks        auth.HostCheck
 }
 
 // policy is the relay's chain and what the listeners need to know.
@@ -182,6 +187,11 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 			return nil, err
 		}
 		entries = append(entries, postern.Entry{Filter: af})
+	}
+	// Host and HELO checks after access, so that Connect: OK exempts a
+	// client as sendmail's check_relay does.
+	if ap != nil && ap.hosts != nil {
+		entries = append(entries, postern.Entry{Filter: ap.hosts})
 	}
 	entries = append(entries, postern.Entry{Filter: relay})
 	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {

@@ -200,9 +200,13 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 			return g.ap.tls, nil
 		}}
 	}
+	// Client names are looked up by the generation in force (smtp.reverse_dns
+	// and its timeout reload); the server's own bound is the ceiling.
+	rdns := swapRDNS{r}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
 		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn,
-		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1})
+		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1,
+		ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
 	if err != nil {
 		return err
 	}
@@ -224,7 +228,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
 			AuthKeys:               func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) },
-			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1})
+			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1,
+			ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
 		if err != nil {
 			return err
 		}

@@ -42,7 +42,7 @@ func ExampleParse() {
 		}
 	}
 	// Output:
-	// warning: access:6: GreetPause:192.168.1.0 matches only the single address 192.168.1.0, as in sendmail; a network is written GreetPause:192.168.1 or GreetPause:192.168.1.0/24
+	// warning: access:6: GreetPause:192.168.1.0 matches only the single address 192.168.1.0, as in sendmail; the network is written GreetPause:192.168.1
 	// 10 entries
 	// From spammer@ube.com: spammer@ube.com ERROR:5.7.1:551 Relay denied (access:9)
 	// From bob@mail.spammers.net: spammers.net REJECT (access:8)

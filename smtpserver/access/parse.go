@@ -312,7 +312,9 @@ type keyInfo struct {
 	norm string       // kindName: lower-case key
 	pfx  netip.Prefix // kindNet, kindLiteral
 	// single is set for a full IPv4 address ending in .0 or an IPv6
-	// address ending in "::", with the network the author probably meant.
+	// address ending in "::": the key sendmail would take for the network
+	// the author probably meant ("192.168.1", "IPv6:2001:db8"), or "-"
+	// when sendmail has no key for it (0.0.0.0).
 	single string
 	// note is a further warning about the key's form.
 	note string
@@ -433,17 +435,19 @@ func parseNetKey(s string) (ki keyInfo, isNet bool, err string) {
 	return ki, true, ""
 }
 
-// v4Network suggests the network meant by a.b.c.0.
+// v4Network suggests the network meant by a.b.c.0 in the form sendmail's
+// access map takes (leading octets: 192.168.1, 10); "-" for 0.0.0.0,
+// which no sendmail key covers. The CIDR form Postern also reads is not
+// suggested: a file that must keep working under sendmail cannot use it.
 func v4Network(parts []string) string {
 	k := len(parts)
 	for k > 0 && parts[k-1] == "0" {
 		k--
 	}
-	cidr := strings.Join(parts, ".") + "/" + strconv.Itoa(8*k)
 	if k == 0 {
-		return cidr
+		return "-"
 	}
-	return strings.Join(parts[:k], ".") + " or " + cidr
+	return strings.Join(parts[:k], ".")
 }
 
 // parseIPv6Key parses what follows "IPv6:". With "::", an embedded IPv4
@@ -474,7 +478,7 @@ func parseIPv6Key(s string) (ki keyInfo, isNet bool, err string) {
 		}
 		ki.pfx = unmapPrefix(netip.PrefixFrom(a, 128))
 		if head := strings.TrimSuffix(s, "::"); head != s && head != "" && !strings.Contains(head, "::") && !a.Is4In6() {
-			ki.single = "IPv6:" + head + " or IPv6:" + s + "/" + strconv.Itoa(16*(strings.Count(head, ":")+1))
+			ki.single = "IPv6:" + head
 		}
 		return ki, true, ""
 	}
@@ -513,17 +517,20 @@ func keyWarnings(tagLower string, e Entry, ki keyInfo) []string {
 	if ki.note != "" {
 		w = append(w, tk+": "+ki.note)
 	}
-	if ki.single != "" {
+	switch {
+	case ki.single == "-":
+		w = append(w, fmt.Sprintf("%s matches only the single address %s, as in sendmail", tk, ki.pfx.Addr()))
+	case ki.single != "":
 		tagp := ""
 		if e.Tag != "" {
 			tagp = e.Tag + ":"
 		}
-		nets := strings.Split(ki.single, " or ")
-		for i := range nets {
-			nets[i] = tagp + nets[i]
+		net := ki.single
+		if ki.kind == kindLiteral {
+			net = "[" + net + "]"
 		}
-		w = append(w, fmt.Sprintf("%s matches only the single address %s, as in sendmail; a network is written %s",
-			tk, ki.pfx.Addr(), strings.Join(nets, " or ")))
+		w = append(w, fmt.Sprintf("%s matches only the single address %s, as in sendmail; the network is written %s%s",
+			tk, ki.pfx.Addr(), tagp, net))
 	}
 	hasAt := ki.kind == kindName && strings.Contains(ki.norm, "@")
 	switch tagLower {

@@ -27,7 +27,7 @@ func TestSiteFileLoads(t *testing.T) {
 	m, warns := loadSite(t)
 	assert.Equal(t, 14, m.Len())
 	require.Len(t, warns, 1)
-	assert.Equal(t, "access:6: GreetPause:192.168.1.0 matches only the single address 192.168.1.0, as in sendmail; a network is written GreetPause:192.168.1 or GreetPause:192.168.1.0/24",
+	assert.Equal(t, "access:6: GreetPause:192.168.1.0 matches only the single address 192.168.1.0, as in sendmail; the network is written GreetPause:192.168.1",
 		warns[0].String())
 }
 
