@@ -320,7 +320,8 @@ func TestAdminOutputEscaped(t *testing.T) {
 		}
 	}
 	say("", "220")
-	say("EHLO ev\x1b]0;pwned\x07il", "250")
+	say("EHLO ev\x1b]0;pwned\x07il", "501 5.5.2") // never echoed in go-smtp's "Hello <name>"
+	say("EHLO client.example", "250")
 	say("MAIL FROM:<ev\u202eil\u200b@example.net> SMTPUTF8", "250")
 	say("RCPT TO:<x\u202e@example.test>", "250")
 	say("DATA", "354")
@@ -351,9 +352,7 @@ func TestAdminOutputEscaped(t *testing.T) {
 		assert.Contains(t, out, "ev?il?@example.net", cmd)
 		assert.Contains(t, out, "x?@example.test", cmd)
 	}
-	out, _ := r.admin(t, "queue", "show", id)
-	assert.Contains(t, out, "HELO ev?]0;pwned?il)")
-	out, _ = r.admin(t, "queue", "show", "-body", id)
+	out, _ := r.admin(t, "queue", "show", "-body", id)
 	assert.Contains(t, out, "Subject: ?[31mred?")
 	out, _ = r.admin(t, "stats")
 	bad(t, "stats", out)

@@ -79,8 +79,8 @@ Connect:192.0.2 OK
 	}{
 		{"192.0.2.1", postern.TempFail, "421 4.7.1 come back later"},
 		{"192.0.2.2", postern.Reject, "550 go away"},
-		{"192.0.2.3", postern.Continue, "0"},
-		{"192.0.2.4", postern.Accept, "0"},
+		{"192.0.2.3", postern.Continue, "no reply"},
+		{"192.0.2.4", postern.Accept, "no reply"},
 	} {
 		c := newConn(tc.ip, "")
 		v, err := f.CheckConnect(bg, c)
@@ -109,11 +109,11 @@ From:late@example.com ERROR:4.2.0:451 try later
 		quarantine string
 	}{
 		{"", postern.Reject, "550 5.7.1 Sender address rejected: Access denied", false, ""},
-		{"hold@example.com", postern.Accept, "0", false, "check this sender"},
-		{"drop@example.com", postern.Accept, "0", true, ""},
-		{"friend@example.com", postern.Accept, "0", false, ""}, // RELAY acts as OK
+		{"hold@example.com", postern.Accept, "no reply", false, "check this sender"},
+		{"drop@example.com", postern.Accept, "no reply", true, ""},
+		{"friend@example.com", postern.Accept, "no reply", false, ""}, // RELAY acts as OK
 		{"late@example.com", postern.TempFail, "451 4.2.0 try later", false, ""},
-		{"other@example.com", postern.Continue, "0", false, ""},
+		{"other@example.com", postern.Continue, "no reply", false, ""},
 	} {
 		txn := &postern.Txn{From: tc.from}
 		v, err := f.CheckMail(bg, newConn("203.0.113.1", ""), txn)
@@ -137,8 +137,8 @@ To:full@example.com ERROR:4.2.2:452 mailbox full
 		action postern.Action
 		reply  string
 	}{
-		{"hold@example.com", postern.Continue, "0"},
-		{"ok@example.com", postern.Continue, "0"},
+		{"hold@example.com", postern.Continue, "no reply"},
+		{"ok@example.com", postern.Continue, "no reply"},
 		{"gone@example.com", postern.Reject, "550 5.1.1 no such user"},
 		{"full@example.com", postern.TempFail, "452 4.2.2 mailbox full"},
 	} {
