@@ -42,7 +42,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	obs := func(_ context.Context, d postern.Decision) {
-		line := fmt.Sprintf("  %-8s %-14s %-10s", d.Stage, d.Filter, d.Verdict.Action)
+		line := fmt.Sprintf("  %-8s %-18s %-10s", d.Stage, d.Filter, d.Verdict.Action)
 		if d.Verdict.Action == postern.Reject || d.Verdict.Action == postern.TempFail {
 			line += " " + d.Verdict.ReplyAt(d.Stage).Error()
 		}
@@ -88,6 +88,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if *authUser != "" {
 		c.AuthMech = "PLAIN"
 	}
+	fmt.Fprintf(stdout, "filters: %s (%s)\n", strings.Join(pol.names, ", "), safe(orderSource(s)))
 	d, why := pol.pause(ip)
 	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, safe(why))
 

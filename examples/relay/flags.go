@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
 )
 
@@ -102,6 +105,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.SMTP.QuotedLocalParts, "quoted-local-parts", "addresses whose local part must be quoted (\"a b\"@example.org): accept (default, carried quoted) or refuse (553 5.1.3)")
 	str(&c.SMTP.BareNewline, "bare-newline", "bare CR or LF in a message: normalize (make it CRLF) or reject (550 5.5.2)")
 	fs.IntVar(&c.SMTP.MaxConnections, "max-connections", c.SMTP.MaxConnections, "connections open at once, all listeners; 0: from RLIMIT_NOFILE, (limit-100)/2; negative: no limit")
+	fs.IntVar(&c.SMTP.MaxRecipients, "max-recipients", c.SMTP.MaxRecipients, "recipients per message, all listeners; more get 452 4.5.3")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -115,6 +119,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	str(&c.Policy.Recipients, "recipients", "`file` of valid addresses in the local domains, one per line (@domain for a catch-all); others get 550 5.1.1")
 	fs.BoolVar(&c.Policy.CallAhead, "callahead", c.Policy.CallAhead, "verify recipients of local domains the -recipients file does not cover by asking the next hop (RCPT probe)")
 	fs.BoolVar(&c.Policy.RelaySubdomains, "relay-subdomains", c.Policy.RelaySubdomains, "To:example.com RELAY relays subdomains of example.com too (sendmail's default)")
+	list(&c.Policy.Order, "policy-order", "comma-separated filter `names` in the order they run (trust first, then relay; relay check shows the order in force)")
 	// DNS lists.
 	list(&c.DNSBL.Zones, "dnsbl", "comma-separated DNS block lists for the client IP, `zone[=weight]`; listed at weight sum >= 1")
 	list(&c.DNSBL.Allow, "dnswl", "comma-separated DNS allow lists, `zone[=weight]` (weight -1 by default)")
@@ -127,7 +132,10 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(c.Limits.ClientConn, "client-conn", *c.Limits.ClientConn, "concurrent connections per client (sendmail ClientConn; access ClientConn: entries win); 0 unlimited")
 	text(&c.Limits.MessageRate, c.Limits.MessageRate.show, "message-rate", "messages per client, `N/duration` (e.g. 100/1h); default unlimited")
 	text(&c.Limits.RecipientRate, c.Limits.RecipientRate.show, "recipient-rate", "recipients per client, `N/duration`; default unlimited")
-	fs.IntVar(&c.Limits.HarvestThreshold, "harvest-threshold", c.Limits.HarvestThreshold, "unknown recipients from one source that start a hold (default 10; -1 turns the guard off)")
+	text(c.Limits.OutboundMessageRate, c.Limits.OutboundMessageRate.show, "outbound-message-rate", "messages per trusted client address and per authenticated user, `N/duration` or unlimited")
+	text(c.Limits.OutboundRecipientRate, c.Limits.OutboundRecipientRate.show, "outbound-recipient-rate", "recipients per trusted client address and per authenticated user, `N/duration` or unlimited")
+	list(&c.Limits.OutboundExempt, "outbound-exempt", "comma-separated `networks` whose trusted clients the outbound limits do not count by address (a mail store, a list server)")
+	fs.IntVar(&c.Limits.HarvestThreshold, "harvest-threshold", c.Limits.HarvestThreshold, "unknown recipients from one source that start a hold; -1 turns the guard off")
 	dur(&c.Limits.HarvestWindow, "harvest-window", "window for counting unknown recipients")
 	dur(&c.Limits.HarvestHold, "harvest-hold", "how long a harvesting source is answered 451 4.7.1")
 	str(&c.Redis.Addr, "redis", "Redis `host:port` to share rate and harvest counters between relays (default: in memory)")
@@ -150,6 +158,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.Scan.BanAttachments, "ban-attachments", c.Scan.BanAttachments, "refuse executable attachments (exe, scr, pif, bat, js, ..., double extensions, also inside zip, tar, gzip and bzip2 archives, known by content)")
 	str(&c.Scan.UnopenableArchives, "unopenable-archives", "with -ban-attachments, what to do with an archive nothing can look into (encrypted zip, rar, 7z, ...): reject (default, 552 5.7.0), quarantine or accept")
 	str(&c.Scan.Policy, "scan-policy", "per-recipient spam policy `file` (spam=on|off, tag=, reject=, allow=, deny=); reloaded when it changes")
+	fs.IntVar(&c.Scan.MaxMimeDepth, "max-mime-depth", c.Scan.MaxMimeDepth, "deepest MIME nesting a message may have; deeper is refused (554 5.6.0)")
+	fs.IntVar(&c.Scan.MaxMimeParts, "max-mime-parts", c.Scan.MaxMimeParts, "most MIME parts a message may have; more is refused (554 5.6.0)")
 	// Delivery and queue.
 	str(&c.Delivery.Mailertable, "mailertable", "sendmail-format mailertable `file` (default: the local domains are delivered to Maildir under -maildir)")
 	str(&c.Delivery.SmartHost, "smarthost", "next `hop` for every domain the mailertable does not name, e.g. [smtp.isp.example] (default: MX)")
@@ -220,6 +230,34 @@ func (c *Config) applyDefaults() {
 		n := 50 // Postfix's smtpd_client_connection_count_limit
 		c.Limits.ClientConn = &n
 	}
+	// A few hundred messages an hour bother no person (Postfix sites set
+	// such limits for their users) and hold a worm to a trickle.
+	if c.Limits.OutboundMessageRate == nil {
+		c.Limits.OutboundMessageRate = &Rate{ratelimit.Rate{Count: 300, Per: time.Hour}}
+	}
+	if c.Limits.OutboundRecipientRate == nil {
+		c.Limits.OutboundRecipientRate = &Rate{ratelimit.Rate{Count: 1000, Per: time.Hour}}
+	}
+	if c.Limits.OutboundExempt == nil {
+		c.Limits.OutboundExempt = []string{"127.0.0.0/8", "::1"}
+	}
+	if c.Limits.HarvestThreshold == 0 {
+		c.Limits.HarvestThreshold = ratelimit.DefaultHarvestThreshold
+	}
+	if c.Policy.Order == nil {
+		c.Policy.Order = slices.Clone(defaultOrder)
+	}
+	intDef := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	intDef(&c.SMTP.MaxRecipients, 1000) // smtpserver's default, Postfix's smtpd_recipient_limit
+	intDef(&c.Scan.MaxMimeDepth, scan.DefaultMaxDepth)
+	intDef(&c.Scan.MaxMimeParts, scan.DefaultMaxParts)
+	def(&c.Scan.SpamAction, "reject")
+	def(&c.Scan.VirusAction, "reject")
+	def(&c.Scan.UnopenableArchives, "reject")
 	if c.Queue.Warn == nil {
 		c.Queue.Warn = &Duration{4 * time.Hour}
 	}
@@ -232,6 +270,8 @@ func (c *Config) applyDefaults() {
 	durDef(&c.Queue.MinBackoff, 5*time.Minute)
 	durDef(&c.Queue.MaxBackoff, 4000*time.Second)
 	durDef(&c.Stats.Retain, 35*24*time.Hour)
+	durDef(&c.Limits.HarvestWindow, ratelimit.DefaultHarvestWindow)
+	durDef(&c.Limits.HarvestHold, ratelimit.DefaultHarvestHold)
 }
 
 // settings resolves the configuration into what the builders read.
@@ -239,7 +279,10 @@ func (c *Config) settings() (*settings, error) {
 	s := &settings{
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
 		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly, refuseQuoted: c.SMTP.QuotedLocalParts == "refuse",
-		maxConns:   c.SMTP.MaxConnections,
+		maxConns: c.SMTP.MaxConnections, maxRcpts: c.SMTP.MaxRecipients,
+		mimeDepth: c.Scan.MaxMimeDepth, mimeParts: c.Scan.MaxMimeParts,
+		order: c.Policy.Order, orderAt: c.Policy.orderAt,
+		outMsgRate: c.Limits.OutboundMessageRate.Rate, outRcptRate: c.Limits.OutboundRecipientRate.Rate,
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		relaySubdomains: c.Policy.RelaySubdomains, maxHops: c.SMTP.MaxHops,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
@@ -282,6 +325,9 @@ func (c *Config) settings() (*settings, error) {
 	var err error
 	if s.trusted, err = parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return nil, err
+	}
+	if s.outExempt, err = parsePrefixes(strings.Join(c.Limits.OutboundExempt, ",")); err != nil {
+		return nil, keyErr("limits.outbound_exempt", "%v", err)
 	}
 	// The queue keeps addresses in canonical form (postern.Address).
 	for _, a := range []struct {
