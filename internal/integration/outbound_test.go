@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -104,4 +105,30 @@ listen = "127.0.0.1:0"
 	require.Equal(t, 0, code, st)
 	assert.Regexp(t, `(?m)^\s+100\s+outbound-ratelimit: 450 message rate 20/24h0m0s exceeded$`, st)
 	t.Logf("worm: %d of 200 accepted; stats of relay B:\n%s", sentA+sentB, st)
+}
+
+// sendmail's ClientRate:/ClientConn: entries apply to every client they
+// name, trusted or not; the default entry leaves the trusted network
+// alone.
+func TestClientLimitsForTrustedHosts(t *testing.T) {
+	acc := writeFile(t, t.TempDir(), "access", "ClientConn:127.0.0.7 1\nClientRate:127.0.0.8 2\nClientConn: 1\n")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.0/8", "-access", acc)
+	banner := func(src string) string {
+		c := dialFrom(t, src, r.addr)
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		return l
+	}
+	assert.True(t, strings.HasPrefix(banner("127.0.0.7"), "220 "))
+	assert.True(t, strings.HasPrefix(banner("127.0.0.7"), "421 4.7.0 "), "ClientConn:127.0.0.7 1 holds a trusted host")
+	for range 2 {
+		c := dialFrom(t, "127.0.0.8", r.addr)
+		l, _ := bufio.NewReader(c).ReadString('\n')
+		require.True(t, strings.HasPrefix(l, "220 "), l)
+		c.Close()
+	}
+	assert.True(t, strings.HasPrefix(banner("127.0.0.8"), "421 4.7.0 "), "ClientRate:127.0.0.8 2 holds a trusted host")
+	for range 3 {
+		assert.True(t, strings.HasPrefix(banner("127.0.0.9"), "220 "), "the default entry is for strangers")
+	}
 }
