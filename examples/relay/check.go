@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/termsafe"
+	"github.com/postern/postern/ratelimit"
 )
 
 // check runs the relay's policy for one client and envelope without
@@ -72,12 +73,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
-	store, err := openStore(s)
+	// A dry run counts in a store of its own: taken from the shared one
+	// (Redis), its messages would count against the real client.
+	store, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
-	defer closeStore(store)
 	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap, sc, store)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)

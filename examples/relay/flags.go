@@ -78,6 +78,11 @@ func loadWithFlags(name string, args []string, stderr interface{ Write([]byte) (
 	if err := fs.Parse(args); err != nil {
 		return nil, path, fs, err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "policy-order" {
+			cfg.Policy.orderAt = "-policy-order"
+		}
+	})
 	if err := cfg.validate(); err != nil {
 		return nil, path, fs, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -306,6 +311,9 @@ func (c *Config) settings() (*settings, error) {
 		webListen: c.Web.Listen, webAdmins: c.Web.Admins, webURL: c.Web.URL, webDigests: c.Web.Digests,
 		metricsListen: c.Metrics.Listen, controlSocket: c.Control.Socket, statsDir: c.Stats.Dir,
 		statsRetain: c.Stats.Retain.Duration, dailyTo: c.Stats.DailyTo, dailyAt: c.Stats.DailyAt,
+	}
+	if len(s.order) == 0 {
+		s.order = defaultOrder // -policy-order "": the default
 	}
 	if s.queueWarn == 0 {
 		s.queueWarn = -1 // never

@@ -124,10 +124,10 @@ func orderError(s *settings, format string, args ...any) error {
 // orderSource says where the order in force comes from.
 func orderSource(s *settings) string {
 	switch {
-	case s.orderAt != "":
-		return "policy.order, " + s.orderAt
 	case slices.Equal(s.order, defaultOrder):
 		return "default order"
+	case s.orderAt != "":
+		return "policy.order, " + s.orderAt
 	}
 	return "policy.order"
 }

@@ -76,6 +76,18 @@ func TestPolicyOrderBuilt(t *testing.T) {
 	code, out, errb = checkRun(t, "", "-ip", "192.0.2.7")
 	require.Equal(t, 0, code, errb)
 	assert.Contains(t, out, "filters: trust, relay, outbound-ratelimit, harvest-guard, auth-verify, scan (default order)")
+
+	// The flag wins over the file, and says so; empty is the default.
+	code, out, errb = checkRun(t, "[policy]\norder = [\"trust\", \"relay\"]\n", "-ip", "192.0.2.7",
+		"-policy-order", "trust,relay,scan,auth-verify,outbound-ratelimit,harvest-guard")
+	require.Equal(t, 0, code, errb)
+	assert.Contains(t, out, "filters: trust, relay, scan, auth-verify, outbound-ratelimit, harvest-guard (policy.order, -policy-order)")
+	code, out, errb = checkRun(t, "", "-ip", "192.0.2.7", "-policy-order", "")
+	require.Equal(t, 0, code, errb)
+	assert.Contains(t, out, "(default order)")
+	code, _, errb = checkRun(t, "", "-policy-order", "trust,relay")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errb, "-policy-order: policy.order: outbound-ratelimit is configured")
 }
 
 // policyFor builds the relay's chains from a configuration document.
