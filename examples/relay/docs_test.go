@@ -469,9 +469,8 @@ func serveDefaults(t *testing.T, bin string) map[string]string {
 
 // keyRow is one row of a key table in docs/configuration.md.
 type keyRow struct {
-	line                  int
-	key, typ, def, flag   string
-	defLiteral, hasLitDef bool
+	line                int
+	key, typ, def, flag string
 }
 
 var keyRowRE = regexp.MustCompile("^\\| `([a-z_.]+)` \\| ([a-z]+) \\| ([^|]*) \\| ([^|]*) \\|")
@@ -484,8 +483,7 @@ func keyRows(t *testing.T) []keyRow {
 		if m == nil {
 			continue
 		}
-		r := keyRow{line: i + 1, key: m[1], typ: m[2], def: strings.TrimSpace(m[3]), flag: strings.TrimSpace(m[4])}
-		rows = append(rows, r)
+		rows = append(rows, keyRow{line: i + 1, key: m[1], typ: m[2], def: strings.TrimSpace(m[3]), flag: strings.TrimSpace(m[4])})
 	}
 	require.Greater(t, len(rows), 60)
 	return rows
