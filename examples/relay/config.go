@@ -124,7 +124,7 @@ type PolicySection struct {
 	// example.com too (sendmail's default); off: only example.com, and
 	// "To:.example.com RELAY" names the subdomains.
 	RelaySubdomains bool `toml:"relay_subdomains"`
-	// Order is the order of the filters by name (see policyFilters);
+	// Order is the order of the filters by name (order.go);
 	// default defaultOrder, the relay's order before it was a key.
 	Order []string `toml:"order"`
 

@@ -62,6 +62,9 @@ outbound_message_rate = "4/1h"
 mailertable = "mailertable"
 # Double bounces go to the postmaster.
 postmaster = "postmaster@isp.example"
+
+[metrics]
+listen = "127.0.0.1:0"
 `
 
 func TestSite002(t *testing.T) {
@@ -179,6 +182,19 @@ func TestSite002(t *testing.T) {
 			assert.True(t, found, "no log line for %s", id)
 		}
 		assert.Contains(t, r.logs(), "outbound-ratelimit: message rate 4/1h0m0s exceeded (user:alice@isp.example)")
+	})
+
+	t.Run("every refusal counted by reason", func(t *testing.T) {
+		m := scrape(t, r.metricsAddr(t))
+		for labels, want := range map[string]float64{
+			`filter="harvest-guard",reason="harvest"`:       2,
+			`filter="ratelimit",reason="messages"`:          2,
+			`filter="ratelimit",reason="connections"`:       1,
+			`filter="ratelimit",reason="connection_rate"`:   1,
+			`filter="outbound-ratelimit",reason="messages"`: 1,
+		} {
+			assert.Equal(t, want, m["postern_rate_limited_total{"+labels+"}"], labels)
+		}
 	})
 
 	t.Run("double bounce to postmaster", func(t *testing.T) {
