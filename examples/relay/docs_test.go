@@ -653,3 +653,28 @@ func TestDocsSendersExample(t *testing.T) {
 		assert.True(t, b.Allowed(user, addr), "%s may send as %s", user, addr)
 	}
 }
+
+// The reference's table of filters names every filter policy.order
+// knows, in the default order, and says when each is there.
+func TestDocsFilterTable(t *testing.T) {
+	doc := readDoc(t, "../../docs/configuration.md")
+	_, table, ok := strings.Cut(doc, "| name | is there when | does |")
+	require.True(t, ok, "configuration.md has the table of filters")
+	var names []string
+	for _, l := range strings.Split(table, "\n")[2:] {
+		m := regexp.MustCompile("^\\| `([a-z-]+)` \\|").FindStringSubmatch(l)
+		if m == nil {
+			break
+		}
+		names = append(names, m[1])
+	}
+	assert.Equal(t, defaultOrder, names)
+	for _, n := range defaultOrder {
+		assert.NotEmpty(t, filterKeys[n], "order.go says when %s is there", n)
+	}
+	m := regexp.MustCompile("\\| `policy.order` \\| list \\| `(\\[[^`]*\\])`").FindStringSubmatch(doc)
+	require.NotNil(t, m)
+	var def struct{ V []string }
+	require.NoError(t, toml.Unmarshal([]byte("V = "+m[1]), &def))
+	assert.Equal(t, defaultOrder, def.V, "the documented default order")
+}
