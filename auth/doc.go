@@ -125,7 +125,9 @@
 // DMARCResultKey) for later filters. A field is ours when its
 // authserv-id names our host however it is spelled (SameAuthServID: as a
 // domain name, after unquoting and IDNA mapping): a forged
-// "mx.example.com." is removed like "mx.example.com".
+// "mx.example.com." is removed like "mx.example.com". With RemoveOnly it
+// checks nothing and only removes those fields, for a receiver that does
+// no sender authentication and so has no result to claim.
 //
 // # Submission
 //

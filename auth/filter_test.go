@@ -273,6 +273,24 @@ func TestVerifyFilterConfig(t *testing.T) {
 	assert.Equal(t, "mx.example.net;\tspf=softfail smtp.mailfrom=a@b.example", authResultsOf(t, out))
 }
 
+// RemoveOnly: forged fields go, with whatever spelling, and no field of
+// ours is added (the relay with auth.check off).
+func TestVerifyFilterRemoveOnly(t *testing.T) {
+	f, err := NewVerifyFilter(VerifyFilterConfig{AuthServID: "mx.example.net", RemoveOnly: true})
+	require.NoError(t, err)
+	m := newMessage(t, "Authentication-Results: MX.Example.NET.; dkim=pass\r\n"+
+		"Authentication-Results: other.example; spf=pass\r\n"+testMessage)
+	v, err := f.CheckData(bg, newConn("192.0.2.1"), &postern.Txn{}, m)
+	require.NoError(t, err)
+	assert.Equal(t, postern.Pass, v)
+	assert.Equal(t, "other.example; spf=pass", authResultsOf(t, render(t, m)), "ours removed, none added, others kept")
+
+	dk, err := NewDKIMVerifier(DKIMVerifyConfig{Resolver: startDNS(t).resolver()})
+	require.NoError(t, err)
+	_, err = NewVerifyFilter(VerifyFilterConfig{AuthServID: "mx.example.net", RemoveOnly: true, DKIM: dk})
+	assert.ErrorIs(t, err, ErrConfig, "a filter that checks nothing cannot verify DKIM")
+}
+
 func TestSignFilter(t *testing.T) {
 	s := startDNS(t)
 	k := testEd25519Key(t)

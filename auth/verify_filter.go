@@ -52,6 +52,11 @@ type VerifyFilterConfig struct {
 	// author domain or whose domain publishes an unusable record (RFC 7489
 	// §6.6.1).
 	OnPermError postern.Action
+	// RemoveOnly makes a filter that checks nothing: it removes received
+	// Authentication-Results fields that claim our authserv-id and adds
+	// none of its own (a field saying "none" for every message tells the
+	// reader nothing). DKIM and DMARC must be nil.
+	RemoveOnly bool
 	// Logger receives refusals (Info) and results (Debug); nil discards.
 	Logger *slog.Logger
 }
@@ -68,7 +73,8 @@ type VerifyFilterConfig struct {
 //
 // Trusted and authenticated clients are not checked and get no
 // Authentication-Results field, but forged fields are removed from their
-// messages too. It is safe for concurrent use.
+// messages too; with RemoveOnly nobody's mail gets one. It is safe for
+// concurrent use.
 type VerifyFilter struct {
 	id     string
 	ids    []string
@@ -77,7 +83,9 @@ type VerifyFilter struct {
 	mode   DMARCMode
 	onTemp postern.Action
 	onPerm postern.Action
-	log    *slog.Logger
+	// removeOnly: no checks, no field of our own.
+	removeOnly bool
+	log        *slog.Logger
 }
 
 var _ postern.DataChecker = (*VerifyFilter)(nil)
@@ -96,9 +104,12 @@ func NewVerifyFilter(cfg VerifyFilterConfig) (*VerifyFilter, error) {
 	if cfg.OnPermError != postern.Continue && cfg.OnPermError != postern.Reject {
 		return nil, fmt.Errorf("%w: OnPermError must be continue or reject", ErrConfig)
 	}
+	if cfg.RemoveOnly && (cfg.DKIM != nil || cfg.DMARC != nil) {
+		return nil, fmt.Errorf("%w: RemoveOnly checks nothing: DKIM and DMARC must be nil", ErrConfig)
+	}
 	return &VerifyFilter{id: cfg.AuthServID, ids: append([]string{cfg.AuthServID}, cfg.RemoveIDs...),
 		dkim: cfg.DKIM, dmarc: cfg.DMARC, mode: cfg.Mode, onTemp: cfg.OnTempError, onPerm: cfg.OnPermError,
-		log: orDiscard(cfg.Logger)}, nil
+		removeOnly: cfg.RemoveOnly, log: orDiscard(cfg.Logger)}, nil
 }
 
 // Name returns "auth-verify".
@@ -107,7 +118,7 @@ func (f *VerifyFilter) Name() string { return VerifyFilterName }
 // CheckData verifies m; see VerifyFilter.
 func (f *VerifyFilter) CheckData(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (postern.Verdict, error) {
 	removed := RemoveAuthResults(m, f.ids...)
-	if exempt(c) {
+	if exempt(c) || f.removeOnly {
 		if removed > 0 {
 			f.log.LogAttrs(ctx, slog.LevelInfo, "auth: forged Authentication-Results removed",
 				slog.String("conn_id", c.ID), slog.Int("fields", removed))

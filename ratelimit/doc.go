@@ -38,7 +38,11 @@
 //     gets in at its rate (sendmail and anvil count refused attempts too).
 //   - Filter limits messages (MAIL) and recipients (RCPT) per key: by
 //     default authenticated users per user, others per client network.
-//     Over the limit it answers 450 4.7.1.
+//     Over the limit it answers 450 4.7.1. Trusted clients are exempt
+//     unless LimitTrusted; a second Filter with its own Name, LimitTrusted
+//     and the ByOutbound key limits the site's own senders (per
+//     authenticated user and per trusted client) apart from the inbound
+//     limit: what stops a worm on an inside PC or a stolen password.
 //   - AuthLimiter counts login failures per client network and per
 //     account (LoginKeys) and, past MaxFailures (MaxUserFailures for an
 //     account), answers AUTH 454 4.7.0 for a while, even to the right

@@ -124,6 +124,37 @@ func ExampleFilter() {
 	// 450 4.7.1 Error: too much mail from 192.0.2.7
 }
 
+// The site's own senders: a second Filter counts trusted clients per
+// address and users who logged in per user, apart from the inbound
+// limit, and holds a worm on an inside PC to its rate.
+func ExampleByOutbound() {
+	ctx := context.Background()
+	out, err := ratelimit.NewFilter(ratelimit.FilterConfig{
+		Name:         "outbound-ratelimit",
+		Key:          ratelimit.ByOutbound(ratelimit.Class{}),
+		LimitTrusted: true,
+		Messages:     ratelimit.Rate{Count: 2, Per: time.Hour},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	pc := &postern.Conn{ID: "c", Remote: netip.MustParseAddrPort("10.1.2.3:40000"), Trusted: true}
+	for range 3 {
+		v, _ := out.CheckMail(ctx, pc, &postern.Txn{From: "pc@campus.example"})
+		if !v.Final() {
+			fmt.Println("MAIL accepted")
+			continue
+		}
+		fmt.Println(v.Reply.Error())
+		fmt.Println(v.Reason[:strings.Index(v.Reason, ";")])
+	}
+	// Output:
+	// MAIL accepted
+	// MAIL accepted
+	// 450 4.7.1 Error: too much mail from 10.1.2.3
+	// outbound-ratelimit: message rate 2/1h0m0s exceeded (ip:10.1.2.3/32)
+}
+
 // AUTH failures: the server records each failure and asks before each
 // attempt.
 func ExampleAuthLimiter() {

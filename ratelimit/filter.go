@@ -117,12 +117,12 @@ func (f *Filter) Stats() FilterStats {
 
 // CheckMail takes a message token for the transaction's key.
 func (f *Filter) CheckMail(ctx context.Context, c *postern.Conn, t *postern.Txn) (postern.Verdict, error) {
-	return f.check(ctx, c, t, postern.StageMail, f.msgs, ":msg:", "Error: too much mail from ", "messages", &f.msgLimited), nil
+	return f.check(ctx, c, t, postern.StageMail, f.msgs, ":msg:", "Error: too much mail from ", "message", &f.msgLimited), nil
 }
 
 // CheckRcpt takes a recipient token for the transaction's key.
 func (f *Filter) CheckRcpt(ctx context.Context, c *postern.Conn, t *postern.Txn, _ *postern.Rcpt) (postern.Verdict, error) {
-	return f.check(ctx, c, t, postern.StageRcpt, f.rcpt, ":rcpt:", "Error: too many recipients from ", "recipients", &f.rcptLimited), nil
+	return f.check(ctx, c, t, postern.StageRcpt, f.rcpt, ":rcpt:", "Error: too many recipients from ", "recipient", &f.rcptLimited), nil
 }
 
 func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, st postern.Stage, r Rate,
@@ -136,7 +136,7 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, st 
 	}
 	res, err := f.store.Take(ctx, f.name+kind+key, r, 1)
 	if err != nil {
-		v := failVerdict(st, f.failClosed, fmt.Sprintf("%s: store failed counting %s for %s", f.name, what, key))
+		v := failVerdict(st, f.failClosed, fmt.Sprintf("%s: store failed counting %ss for %s", f.name, what, key))
 		attrs := append(connAttrs(c, c.RemoteAddr(), st, f.name), slog.String("action", policyName(f.failClosed)))
 		f.fails.record(ctx, err, attrs...)
 		return v
@@ -146,9 +146,11 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, st 
 	}
 	limited.Add(1)
 	// Postfix names the client address whatever is counted; the key (a
-	// user or sender) goes to the log only.
+	// user or sender) goes to the log only. The reason puts the key in
+	// parentheses, so a report that counts refusals by reason counts
+	// one class per limit, not one per source.
 	v := postern.TempFailed(450, postern.ESC(4, 7, 1), text+ipString(c.RemoteAddr()),
-		fmt.Sprintf("%s: %s rate %s exceeded for %s; next in %s", f.name, what, r, key, res.RetryAfter.Round(time.Millisecond)))
+		fmt.Sprintf("%s: %s rate %s exceeded (%s); next in %s", f.name, what, r, key, res.RetryAfter.Round(time.Millisecond)))
 	logVerdict(ctx, f.log, c, st, f.name, v)
 	return v
 }

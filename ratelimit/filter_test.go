@@ -190,3 +190,53 @@ func TestFilterInChain(t *testing.T) {
 	v, _ = ch.CheckRcpt(ctx, c, &postern.Txn{}, &postern.Rcpt{})
 	assert.Equal(t, "450 4.7.1 Error: too many recipients from 2001:db8::2", v.Reply.Error())
 }
+
+// An outbound filter counts the site's own senders: trusted clients per
+// address and authenticated users per user, each on its own bucket, and
+// leaves strangers to the inbound limit.
+func TestFilterOutbound(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	f, err := NewFilter(FilterConfig{Name: "outbound-ratelimit", Messages: Rate{Count: 2, Per: time.Hour},
+		Key: ByOutbound(Class{}), LimitTrusted: true, Now: clk.Now})
+	require.NoError(t, err)
+	mail := func(c *postern.Conn) postern.Verdict {
+		v, err := f.CheckMail(ctx, c, &postern.Txn{})
+		require.NoError(t, err)
+		return v
+	}
+	pc := conn("10.1.2.3")
+	pc.Trusted = true
+	alice := conn("203.0.113.5")
+	alice.AuthUser, alice.AuthMech = "alice", "PLAIN"
+	stranger := conn("198.51.100.9")
+	for range 2 {
+		assert.Equal(t, postern.Continue, mail(pc).Action)
+		assert.Equal(t, postern.Continue, mail(alice).Action)
+	}
+	v := mail(pc)
+	require.Equal(t, postern.TempFail, v.Action)
+	assert.Equal(t, "450 4.7.1 Error: too much mail from 10.1.2.3", v.Reply.Error())
+	assert.Contains(t, v.Reason, "outbound-ratelimit: message rate 2/1h0m0s exceeded (ip:10.1.2.3/32)")
+	v = mail(alice)
+	require.Equal(t, postern.TempFail, v.Action)
+	assert.Contains(t, v.Reason, "(user:alice)", "the user is named in the log")
+	// Alice from a trusted PC is still alice: counted per user.
+	alicePC := conn("10.9.9.9")
+	alicePC.Trusted, alicePC.AuthUser, alicePC.AuthMech = true, "Alice", "PLAIN"
+	assert.Equal(t, postern.TempFail, mail(alicePC).Action)
+	for range 5 {
+		assert.Equal(t, postern.Continue, mail(stranger).Action, "not the outbound filter's business")
+	}
+	assert.Equal(t, uint64(3), f.Stats().MessagesLimited)
+}
+
+func TestByOutboundKeys(t *testing.T) {
+	k := ByOutbound(Class{V4: 24})
+	c := conn("10.1.2.3")
+	assert.Empty(t, k(c, nil), "neither trusted nor authenticated")
+	c.Trusted = true
+	assert.Equal(t, "ip:10.1.2.0/24", k(c, nil))
+	c.AuthUser, c.AuthMech = "Bob@Example.TEST", "PLAIN"
+	assert.Equal(t, "user:bob@example.test", k(c, nil))
+}

@@ -171,3 +171,21 @@ func ByUserOrClient(cl Class) KeyFunc {
 		return IPKey(c.RemoteAddr(), cl)
 	}
 }
+
+// ByOutbound counts the site's own senders, what an outbound limit
+// watches (a worm on a campus PC, a stolen password): authenticated
+// sessions per user, wherever they connect from, and trusted clients
+// (Conn.Trusted: own networks, "Connect: RELAY" hosts) per client
+// network in class cl. Other sessions are not counted: an inbound Filter
+// counts those. Use it with FilterConfig.LimitTrusted.
+func ByOutbound(cl Class) KeyFunc {
+	return func(c *postern.Conn, _ *postern.Txn) string {
+		switch {
+		case c.Authenticated():
+			return UserKey(c.AuthUser)
+		case c.Trusted:
+			return IPKey(c.RemoteAddr(), cl)
+		}
+		return ""
+	}
+}

@@ -308,13 +308,14 @@ type Conn struct {
 	released atomic.Bool
 }
 
-// Close closes the connection and frees its slot on the first call.
+// Close frees the connection's slot on the first call and closes it.
+// The slot goes first, so a client that has seen its connection closed
+// finds the slot free when it connects again.
 func (c *Conn) Close() error {
-	err := c.Conn.Close()
 	if c.released.CompareAndSwap(false, true) {
 		c.l.release(c.key)
 	}
-	return err
+	return c.Conn.Close()
 }
 
 // NetConn returns the underlying connection (as crypto/tls.Conn does).

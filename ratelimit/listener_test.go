@@ -351,3 +351,41 @@ func TestConnCloseWrite(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, 0, l.Stats().Open, "released once under concurrent Close")
 }
+
+// probeListener hands out connections that run a function as their
+// socket closes.
+type probeListener struct {
+	net.Listener
+	onClose func()
+}
+
+func (p probeListener) Accept() (net.Conn, error) {
+	c, err := p.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return probeConn{Conn: c, onClose: p.onClose}, nil
+}
+
+type probeConn struct {
+	net.Conn
+	onClose func()
+}
+
+func (p probeConn) Close() error { p.onClose(); return p.Conn.Close() }
+
+// A slot is free before the socket closes: a client that has seen its
+// connection end may connect again at once.
+func TestListenerSlotFreeBeforeSocketCloses(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var l *Listener
+	openAtClose := -1
+	l, err = NewListener(probeListener{Listener: inner, onClose: func() { openAtClose = l.OpenConns(mustAddr("127.0.0.1")) }},
+		ListenerConfig{ClientConn: func(netip.Addr) (int, bool) { return 1, true }})
+	require.NoError(t, err)
+	s := serve(t, l)
+	dial(t, l.Addr().String())
+	require.NoError(t, s.next(t).Close())
+	assert.Equal(t, 0, openAtClose)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver/access"
 )
 
@@ -77,9 +78,10 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 	}
 	if a.verify == nil {
 		// Even without checks, mail must not carry Authentication-Results
-		// fields that claim to be ours (RFC 8601 §5).
+		// fields that claim to be ours (RFC 8601 §5); with nothing checked
+		// none of ours is added.
 		var err error
-		if a.verify, err = auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: servID, Logger: log}); err != nil {
+		if a.verify, err = auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: servID, RemoveOnly: true, Logger: log}); err != nil {
 			return nil, err
 		}
 	}
@@ -168,32 +170,15 @@ func (a *authParts) watch(ctx context.Context) {
 	}
 }
 
-// checkEntries are the authentication checks of port 25, in chain order:
-// SPF at MAIL (and its Received-SPF at DATA), then DKIM, DMARC and
-// Authentication-Results at DATA.
-func (a *authParts) checkEntries() []postern.Entry {
-	var es []postern.Entry
-	if a.spf != nil {
-		es = append(es, postern.Entry{Filter: a.spf})
-	}
-	return append(es, postern.Entry{Filter: a.verify})
-}
-
-// signEntries sign; they come last, after every other header edit.
-func (a *authParts) signEntries() []postern.Entry {
-	if a.sign == nil {
-		return nil
-	}
-	return []postern.Entry{{Filter: a.sign}}
-}
-
 // submissionChain is the policy of the submission ports (RFC 6409): the
 // server already requires TLS and AUTH, so every transaction here is
-// authenticated and may relay. The sender binding decides which MAIL FROM
-// a user may give; forged Authentication-Results fields are removed, the
-// content is scanned (viruses, attachments) and the message is signed.
-func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Filter, amap access.MapSource, log *slog.Logger, obs postern.Observer) (*postern.Chain, error) {
-	relay, err := access.NewRelayControl(access.RelayConfig{Map: amap, LocalDomains: s.domains,
+// authenticated and may relay. The sender binding decides first which
+// MAIL FROM a user may give; then, in the order of policy.order, relay
+// control, the outbound rate limit (the same filter, and counts, as port
+// 25's), recipient verification, the removal of forged
+// Authentication-Results fields, the content scan and DKIM signing.
+func submissionChain(s *settings, a *authParts, sc *scanning, pol *policy, log *slog.Logger, obs postern.Observer) (*postern.Chain, error) {
+	relay, err := access.NewRelayControl(access.RelayConfig{Map: pol.amap, LocalDomains: s.domains,
 		RelaySubdomains: s.relaySubdomains, Logger: log})
 	if err != nil {
 		return nil, err
@@ -202,14 +187,25 @@ func submissionChain(s *settings, a *authParts, sc *scanning, verifier *route.Fi
 	if a.senders != nil {
 		entries = append(entries, postern.Entry{Filter: a.senders})
 	}
-	entries = append(entries, postern.Entry{Filter: relay})
-	if verifier != nil {
-		entries = append(entries, postern.Entry{Filter: verifier})
+	built := map[string]postern.Filter{access.RelayFilterName: relay, auth.VerifyFilterName: a.verify}
+	if pol.outbound != nil {
+		built[outboundFilterName] = pol.outbound
 	}
-	entries = append(entries, postern.Entry{Filter: a.verify})
+	if pol.rcptVerify != nil {
+		built[route.FilterName] = pol.rcptVerify
+	}
 	if sc != nil {
-		entries = append(entries, postern.Entry{Filter: sc.filter})
+		built[scan.FilterName] = sc.filter
 	}
-	entries = append(entries, a.signEntries()...)
+	if a.sign != nil {
+		built[auth.SignFilterName] = a.sign
+	}
+	// Port 25's chain was built from the same order and refused one that
+	// leaves a filter out, so every filter here is listed.
+	for _, name := range s.order {
+		if f, ok := built[name]; ok {
+			entries = append(entries, postern.Entry{Filter: f})
+		}
+	}
 	return postern.NewChain(postern.ChainConfig{Name: "submission", Entries: entries, Observer: obs})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/termsafe"
+	"github.com/postern/postern/ratelimit"
 )
 
 // check runs the relay's policy for one client and envelope without
@@ -42,7 +43,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	obs := func(_ context.Context, d postern.Decision) {
-		line := fmt.Sprintf("  %-8s %-14s %-10s", d.Stage, d.Filter, d.Verdict.Action)
+		line := fmt.Sprintf("  %-8s %-18s %-10s", d.Stage, d.Filter, d.Verdict.Action)
 		if d.Verdict.Action == postern.Reject || d.Verdict.Action == postern.TempFail {
 			line += " " + d.Verdict.ReplyAt(d.Stage).Error()
 		}
@@ -72,12 +73,13 @@ func check(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
-	store, err := openStore(s)
+	// A dry run counts in a store of its own: taken from the shared one
+	// (Redis), its messages would count against the real client.
+	store, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
-	defer closeStore(store)
 	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap, sc, store)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
@@ -88,6 +90,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if *authUser != "" {
 		c.AuthMech = "PLAIN"
 	}
+	fmt.Fprintf(stdout, "filters: %s (%s)\n", strings.Join(pol.names, ", "), safe(orderSource(s)))
 	d, why := pol.pause(ip)
 	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, safe(why))
 	fmt.Fprintf(stdout, "reverse dns: %s\n", safe(checkClientHost(ctx, s, ap, c, *name)))

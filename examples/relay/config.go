@@ -89,6 +89,9 @@ type SMTPSection struct {
 	// true. ReverseDNSTimeout bounds it; default "10s", at most "30s".
 	ReverseDNS        *bool    `toml:"reverse_dns"`
 	ReverseDNSTimeout Duration `toml:"reverse_dns_timeout"`
+	// MaxRecipients per message, on every listener; default 1000
+	// (Postfix smtpd_recipient_limit); more get 452 4.5.3.
+	MaxRecipients int `toml:"max_recipients"`
 }
 
 // SubmissionSection is message submission for the site's own users.
@@ -131,6 +134,13 @@ type PolicySection struct {
 	// none.
 	HELOChecks   []string `toml:"helo_checks"`
 	ClientChecks []string `toml:"client_checks"`
+	// Order is the order of the filters by name (order.go);
+	// default defaultOrder, the relay's order before it was a key.
+	Order []string `toml:"order"`
+
+	// orderAt is where Order was set ("relay.toml:12"), for errors found
+	// when the chain is built.
+	orderAt string
 }
 
 // DNSBLSection configures DNS block and allow lists.
@@ -160,6 +170,16 @@ type LimitsSection struct {
 	// "100/1h"; default unlimited.
 	MessageRate   Rate `toml:"message_rate"`
 	RecipientRate Rate `toml:"recipient_rate"`
+	// OutboundMessageRate and OutboundRecipientRate limit the site's own
+	// senders: each trusted client address and each authenticated user;
+	// default "300/1h" and "1000/1h"; "unlimited" turns one off.
+	OutboundMessageRate   *Rate `toml:"outbound_message_rate"`
+	OutboundRecipientRate *Rate `toml:"outbound_recipient_rate"`
+	// OutboundExempt are networks whose trusted clients the outbound
+	// limits do not count by address (a mail store or list server that
+	// carries many users' mail); default loopback, the relay's own host.
+	// Users who log in are counted wherever they connect from.
+	OutboundExempt []string `toml:"outbound_exempt"`
 	// HarvestThreshold unknown recipients from one source start a hold
 	// (default 10; -1 turns the guard off) counted over HarvestWindow
 	// (default 10m); the hold lasts HarvestHold (default 30m).
@@ -215,6 +235,10 @@ type ScanSection struct {
 	UnopenableArchives string `toml:"unopenable_archives"`
 	// Policy is the per-recipient spam policy file.
 	Policy string `toml:"policy"`
+	// MaxMimeDepth and MaxMimeParts bound the MIME tree the walk accepts
+	// (deeper or larger is refused); default 32 and 1000.
+	MaxMimeDepth int `toml:"max_mime_depth"`
+	MaxMimeParts int `toml:"max_mime_parts"`
 }
 
 // DeliverySection is routing.
@@ -354,7 +378,7 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Rate is "N/duration", such as "100/1h".
+// Rate is "N/duration", such as "100/1h", or "unlimited".
 type Rate struct{ ratelimit.Rate }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
@@ -380,6 +404,9 @@ func loadConfig(path string) (*Config, error) {
 	cfg, err := parseConfig(doc, path)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Policy.Order != nil {
+		cfg.Policy.orderAt = fmt.Sprintf("%s:%d", path, keyLine(doc, "policy.order"))
 	}
 	cfg.resolvePaths(filepath.Dir(path))
 	return cfg, nil
@@ -577,6 +604,23 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.HarvestThreshold < -1 {
 		return keyErr("limits.harvest_threshold", "is -1 (off), 0 (default 10) or a count")
+	}
+	if _, err := parsePrefixes(strings.Join(c.Limits.OutboundExempt, ",")); err != nil {
+		return keyErr("limits.outbound_exempt", "%v", err)
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"smtp.max_recipients", c.SMTP.MaxRecipients}, {"scan.max_mime_depth", c.Scan.MaxMimeDepth},
+		{"scan.max_mime_parts", c.Scan.MaxMimeParts}} {
+		if n.v < 0 {
+			return keyErr(n.key, "cannot be negative")
+		}
+	}
+	if c.Policy.Order != nil {
+		if err := checkOrder(c.Policy.Order); err != nil {
+			return keyErr("policy.order", "%v", err)
+		}
 	}
 	switch c.Auth.Check {
 	case "", "off", "tag", "enforce":

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
 )
 
@@ -75,6 +78,11 @@ func loadWithFlags(name string, args []string, stderr interface{ Write([]byte) (
 	if err := fs.Parse(args); err != nil {
 		return nil, path, fs, err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "policy-order" {
+			cfg.Policy.orderAt = "-policy-order"
+		}
+	})
 	if err := cfg.validate(); err != nil {
 		return nil, path, fs, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -104,6 +112,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.SMTP.MaxConnections, "max-connections", c.SMTP.MaxConnections, "connections open at once, all listeners; 0: from RLIMIT_NOFILE, (limit-100)/2; negative: no limit")
 	fs.BoolVar(c.SMTP.ReverseDNS, "reverse-dns", *c.SMTP.ReverseDNS, "look up each untrusted client's host name (PTR, confirmed by A/AAAA) before the connect stage, for access entries by name and the Received field")
 	dur(&c.SMTP.ReverseDNSTimeout, "reverse-dns-timeout", "bound on that lookup; running out of time is a temporary failure (no name)")
+	fs.IntVar(&c.SMTP.MaxRecipients, "max-recipients", c.SMTP.MaxRecipients, "recipients per message, all listeners; more get 452 4.5.3")
 	// Submission and TLS.
 	str(&c.TLS.Cert, "tls-cert", "PEM certificate `file` for STARTTLS, the submission ports and the web page")
 	str(&c.TLS.Key, "tls-key", "PEM private key `file` for -tls-cert")
@@ -119,6 +128,7 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.Policy.RelaySubdomains, "relay-subdomains", c.Policy.RelaySubdomains, "To:example.com RELAY relays subdomains of example.com too (sendmail's default)")
 	list(&c.Policy.HELOChecks, "helo-checks", "comma-separated HELO `checks`: resolves (A, AAAA or MX), not_us (not our name or address), literal (an address literal is the client's)")
 	list(&c.Policy.ClientChecks, "client-checks", "comma-separated client `checks`: ptr (a PTR record), name (a verified host name); 554 5.7.25, 421 when DNS fails for now")
+	list(&c.Policy.Order, "policy-order", "comma-separated filter `names` in the order they run (trust first, then relay; relay check shows the order in force)")
 	// DNS lists.
 	list(&c.DNSBL.Zones, "dnsbl", "comma-separated DNS block lists for the client IP, `zone[=weight]`; listed at weight sum >= 1")
 	list(&c.DNSBL.Allow, "dnswl", "comma-separated DNS allow lists, `zone[=weight]` (weight -1 by default)")
@@ -131,7 +141,10 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(c.Limits.ClientConn, "client-conn", *c.Limits.ClientConn, "concurrent connections per client (sendmail ClientConn; access ClientConn: entries win); 0 unlimited")
 	text(&c.Limits.MessageRate, c.Limits.MessageRate.show, "message-rate", "messages per client, `N/duration` (e.g. 100/1h); default unlimited")
 	text(&c.Limits.RecipientRate, c.Limits.RecipientRate.show, "recipient-rate", "recipients per client, `N/duration`; default unlimited")
-	fs.IntVar(&c.Limits.HarvestThreshold, "harvest-threshold", c.Limits.HarvestThreshold, "unknown recipients from one source that start a hold (default 10; -1 turns the guard off)")
+	text(c.Limits.OutboundMessageRate, c.Limits.OutboundMessageRate.show, "outbound-message-rate", "messages per trusted client address and per authenticated user, `N/duration` or unlimited")
+	text(c.Limits.OutboundRecipientRate, c.Limits.OutboundRecipientRate.show, "outbound-recipient-rate", "recipients per trusted client address and per authenticated user, `N/duration` or unlimited")
+	list(&c.Limits.OutboundExempt, "outbound-exempt", "comma-separated `networks` whose trusted clients the outbound limits do not count by address (a mail store, a list server)")
+	fs.IntVar(&c.Limits.HarvestThreshold, "harvest-threshold", c.Limits.HarvestThreshold, "unknown recipients from one source that start a hold; -1 turns the guard off")
 	dur(&c.Limits.HarvestWindow, "harvest-window", "window for counting unknown recipients")
 	dur(&c.Limits.HarvestHold, "harvest-hold", "how long a harvesting source is answered 451 4.7.1")
 	str(&c.Redis.Addr, "redis", "Redis `host:port` to share rate and harvest counters between relays (default: in memory)")
@@ -154,6 +167,8 @@ func bindFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.Scan.BanAttachments, "ban-attachments", c.Scan.BanAttachments, "refuse executable attachments (exe, scr, pif, bat, js, ..., double extensions, also inside zip, tar, gzip and bzip2 archives, known by content)")
 	str(&c.Scan.UnopenableArchives, "unopenable-archives", "with -ban-attachments, what to do with an archive nothing can look into (encrypted zip, rar, 7z, ...): reject (default, 552 5.7.0), quarantine or accept")
 	str(&c.Scan.Policy, "scan-policy", "per-recipient spam policy `file` (spam=on|off, tag=, reject=, allow=, deny=); reloaded when it changes")
+	fs.IntVar(&c.Scan.MaxMimeDepth, "max-mime-depth", c.Scan.MaxMimeDepth, "deepest MIME nesting a message may have; deeper is refused (554 5.6.0)")
+	fs.IntVar(&c.Scan.MaxMimeParts, "max-mime-parts", c.Scan.MaxMimeParts, "most MIME parts a message may have; more is refused (554 5.6.0)")
 	// Delivery and queue.
 	str(&c.Delivery.Mailertable, "mailertable", "sendmail-format mailertable `file` (default: the local domains are delivered to Maildir under -maildir)")
 	str(&c.Delivery.SmartHost, "smarthost", "next `hop` for every domain the mailertable does not name, e.g. [smtp.isp.example] (default: MX)")
@@ -224,6 +239,34 @@ func (c *Config) applyDefaults() {
 		n := 50 // Postfix's smtpd_client_connection_count_limit
 		c.Limits.ClientConn = &n
 	}
+	// A few hundred messages an hour bother no person (Postfix sites set
+	// such limits for their users) and hold a worm to a trickle.
+	if c.Limits.OutboundMessageRate == nil {
+		c.Limits.OutboundMessageRate = &Rate{ratelimit.Rate{Count: 300, Per: time.Hour}}
+	}
+	if c.Limits.OutboundRecipientRate == nil {
+		c.Limits.OutboundRecipientRate = &Rate{ratelimit.Rate{Count: 1000, Per: time.Hour}}
+	}
+	if c.Limits.OutboundExempt == nil {
+		c.Limits.OutboundExempt = []string{"127.0.0.0/8", "::1"}
+	}
+	if c.Limits.HarvestThreshold == 0 {
+		c.Limits.HarvestThreshold = ratelimit.DefaultHarvestThreshold
+	}
+	if c.Policy.Order == nil {
+		c.Policy.Order = slices.Clone(defaultOrder)
+	}
+	intDef := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	intDef(&c.SMTP.MaxRecipients, 1000) // smtpserver's default, Postfix's smtpd_recipient_limit
+	intDef(&c.Scan.MaxMimeDepth, scan.DefaultMaxDepth)
+	intDef(&c.Scan.MaxMimeParts, scan.DefaultMaxParts)
+	def(&c.Scan.SpamAction, "reject")
+	def(&c.Scan.VirusAction, "reject")
+	def(&c.Scan.UnopenableArchives, "reject")
 	if c.Queue.Warn == nil {
 		c.Queue.Warn = &Duration{4 * time.Hour}
 	}
@@ -241,6 +284,8 @@ func (c *Config) applyDefaults() {
 	durDef(&c.Queue.MaxBackoff, 4000*time.Second)
 	durDef(&c.Stats.Retain, 35*24*time.Hour)
 	durDef(&c.SMTP.ReverseDNSTimeout, 10*time.Second)
+	durDef(&c.Limits.HarvestWindow, ratelimit.DefaultHarvestWindow)
+	durDef(&c.Limits.HarvestHold, ratelimit.DefaultHarvestHold)
 }
 
 // settings resolves the configuration into what the builders read.
@@ -248,7 +293,10 @@ func (c *Config) settings() (*settings, error) {
 	s := &settings{
 		listen: c.SMTP.Listen, hostname: c.Hostname, spoolDir: c.Spool, maxSize: int64(c.MaxMessageSize),
 		greetPause: c.SMTP.GreetPause.Duration, greetLogOnly: c.SMTP.GreetPauseLogOnly, refuseQuoted: c.SMTP.QuotedLocalParts == "refuse",
-		maxConns:   c.SMTP.MaxConnections,
+		maxConns: c.SMTP.MaxConnections, maxRcpts: c.SMTP.MaxRecipients,
+		mimeDepth: c.Scan.MaxMimeDepth, mimeParts: c.Scan.MaxMimeParts,
+		order: c.Policy.Order, orderAt: c.Policy.orderAt,
+		outMsgRate: c.Limits.OutboundMessageRate.Rate, outRcptRate: c.Limits.OutboundRecipientRate.Rate,
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		relaySubdomains: c.Policy.RelaySubdomains, maxHops: c.SMTP.MaxHops,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
@@ -273,6 +321,9 @@ func (c *Config) settings() (*settings, error) {
 		metricsListen: c.Metrics.Listen, controlSocket: c.Control.Socket, statsDir: c.Stats.Dir,
 		statsRetain: c.Stats.Retain.Duration, dailyTo: c.Stats.DailyTo, dailyAt: c.Stats.DailyAt,
 	}
+	if len(s.order) == 0 {
+		s.order = defaultOrder // -policy-order "": the default
+	}
 	if s.queueWarn == 0 {
 		s.queueWarn = -1 // never
 	}
@@ -291,6 +342,9 @@ func (c *Config) settings() (*settings, error) {
 	var err error
 	if s.trusted, err = parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return nil, err
+	}
+	if s.outExempt, err = parsePrefixes(strings.Join(c.Limits.OutboundExempt, ",")); err != nil {
+		return nil, keyErr("limits.outbound_exempt", "%v", err)
 	}
 	// The queue keeps addresses in canonical form (postern.Address).
 	for _, a := range []struct {

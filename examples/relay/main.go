@@ -91,17 +91,17 @@ Each command takes -h for its flags.
 `
 
 func parseRate(s string) (ratelimit.Rate, error) {
-	if s == "" {
+	if s == "" || s == "unlimited" {
 		return ratelimit.Rate{}, nil
 	}
 	n, per, ok := strings.Cut(s, "/")
 	count, err := strconv.Atoi(n)
 	if !ok || err != nil || count <= 0 {
-		return ratelimit.Rate{}, fmt.Errorf("%q is not N/duration", s)
+		return ratelimit.Rate{}, fmt.Errorf("%q is not N/duration or unlimited", s)
 	}
 	d, err := time.ParseDuration(per)
 	if err != nil || d <= 0 {
-		return ratelimit.Rate{}, fmt.Errorf("%q is not N/duration", s)
+		return ratelimit.Rate{}, fmt.Errorf("%q is not N/duration or unlimited", s)
 	}
 	return ratelimit.Rate{Count: count, Per: d}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,6 +17,7 @@ import (
 	"github.com/postern/postern"
 	"github.com/postern/postern/dnsbl"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/scan"
 )
 
@@ -34,6 +36,7 @@ type metrics struct {
 	deliveries *prometheus.CounterVec
 	delivTime  prometheus.Histogram
 	reloads    *prometheus.CounterVec
+	limited    *limitCollector
 }
 
 func newMetrics() *metrics {
@@ -62,8 +65,9 @@ func newMetrics() *metrics {
 		Help: "Time of delivery attempts.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_config_reloads_total",
 		Help: "Configuration reloads, by result (ok, failed)."}, []string{"result"})
+	m.limited = newLimitCollector()
 	m.reg.MustRegister(m.conns, m.connsOpen, m.verdicts, m.filterTime, m.dnsblHits, m.scans, m.messages,
-		m.enqueue, m.deliveries, m.delivTime, m.reloads,
+		m.enqueue, m.deliveries, m.delivTime, m.reloads, m.limited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,6 +100,9 @@ func (m *metrics) observe(d postern.Decision) {
 		}
 		m.verdicts.WithLabelValues(st, d.Filter, action).Inc()
 	}
+	if reason := limitReason(d); reason != "" {
+		m.limited.vec.WithLabelValues(d.Filter, reason).Inc()
+	}
 	switch {
 	case d.Filter == dnsbl.FilterName && d.Stage == postern.StageConnect && d.Conn != nil:
 		if r, ok := postern.GetValue(&d.Conn.Values, dnsbl.IPResultKey); ok {
@@ -111,6 +118,62 @@ func (m *metrics) observe(d postern.Decision) {
 		for _, r := range scanOutcomes(rep) {
 			m.scans.WithLabelValues(r).Inc()
 		}
+	}
+}
+
+// limitReason names what a rate limit refused: "messages" or
+// "recipients" (a rate limit's 450 4.7.1), "harvest" (a held source),
+// "store" (the counter store failed and the limit fails closed); "" for
+// any other decision.
+func limitReason(d postern.Decision) string {
+	if d.Verdict.Action != postern.TempFail {
+		return ""
+	}
+	switch d.Filter {
+	case ratelimit.FilterName, outboundFilterName, ratelimit.GuardName:
+	default:
+		return ""
+	}
+	switch {
+	case d.Verdict.Reply.Enhanced == postern.ESC(4, 3, 0):
+		return "store"
+	case d.Filter == ratelimit.GuardName:
+		return "harvest"
+	case d.Stage == postern.StageMail:
+		return "messages"
+	case d.Stage == postern.StageRcpt:
+		return "recipients"
+	}
+	return ""
+}
+
+// limitCollector is postern_rate_limited_total: the chain's rate-limit
+// refusals, counted as the observer sees them, and the connection
+// listener's, read from its counters at each scrape.
+type limitCollector struct {
+	vec      *prometheus.CounterVec
+	desc     *prometheus.Desc
+	listener atomic.Pointer[ratelimit.Listener]
+}
+
+func newLimitCollector() *limitCollector {
+	const name, help = "postern_rate_limited_total",
+		"Commands and connections refused by a rate limit, by filter and reason: messages, recipients, harvest, store, connection_rate, connections."
+	labels := []string{"filter", "reason"}
+	return &limitCollector{vec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels),
+		desc: prometheus.NewDesc(name, help, labels, nil)}
+}
+
+func (c *limitCollector) Describe(ch chan<- *prometheus.Desc) { c.vec.Describe(ch) }
+
+func (c *limitCollector) Collect(ch chan<- prometheus.Metric) {
+	c.vec.Collect(ch)
+	if l := c.listener.Load(); l != nil {
+		st := l.Stats()
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.RateRefused),
+			ratelimit.ListenerFilterName, "connection_rate")
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.ConnRefused),
+			ratelimit.ListenerFilterName, "connections")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/access"
 )
@@ -44,6 +45,11 @@ type settings struct {
 	clientConn      int  // concurrent connections per client; 0 unlimited
 	msgRate         ratelimit.Rate
 	rcptRate        ratelimit.Rate
+	outMsgRate      ratelimit.Rate // per trusted client and per user
+	outRcptRate     ratelimit.Rate
+	outExempt       []netip.Prefix        // trusted clients not counted by address
+	order           []string              // filter names, in chain order
+	orderAt         string                // where policy.order was set, "" when not in a file
 	harvest         ratelimit.GuardConfig // Threshold < 0 turns the guard off
 	spoolDir        string
 	// Delivery.
@@ -111,6 +117,9 @@ type settings struct {
 	reverseDNS        bool
 	reverseDNSTimeout time.Duration
 	hostChecks        auth.HostCheck
+	maxRcpts          int
+	mimeDepth         int
+	mimeParts         int
 }
 
 // policy is the relay's chain and what the listeners need to know.
@@ -121,8 +130,13 @@ type policy struct {
 	// rcptVerify is route's recipient verification filter, nil without
 	// -recipients or -callahead; the submission chain uses it too.
 	rcptVerify *route.Filter
-	store      ratelimit.Store // shared counters: memory, or Redis
-	s          *settings
+	// outbound limits the site's own senders; nil when both outbound
+	// rates are unlimited. The submission chain shares it.
+	outbound *ratelimit.Filter
+	store    ratelimit.Store // shared counters: memory, or Redis
+	// names are the chain's filters in order, for the check command.
+	names []string
+	s     *settings
 }
 
 // openStore opens the counters' store: Redis when configured, so relays
@@ -144,13 +158,14 @@ func closeStore(st ratelimit.Store) {
 	}
 }
 
-// buildPolicy wires the filters (see the order below). Serving and the
-// check command share it, so a dry run answers what the server would.
+// buildPolicy wires the filters in the order of policy.order (see
+// order.go). Serving and the check command share it, so a dry run answers
+// what the server would.
 //
 // store holds the rate and harvest counters; it outlives reloads, so a
 // reload does not forget who was limited.
 func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning, store ratelimit.Store) (*policy, error) {
-	p := &policy{s: s}
+	p := &policy{s: s, store: store}
 	if s.accessFile != "" {
 		// The watcher logs the warnings of each load (entries that cannot
 		// mean what they say) and keeps the last good map on a broken file.
@@ -160,65 +175,12 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 		}
 		p.watcher, p.amap = w, w
 	}
-	relay, err := access.NewRelayControl(access.RelayConfig{Map: p.amap, LocalDomains: s.domains,
-		TrustedNets: s.trusted, RelaySubdomains: s.relaySubdomains, Logger: log})
+	built, err := p.buildFilters(log, verifier, ap, sc)
 	if err != nil {
 		return nil, err
 	}
-	p.store = store
-	// Order matters, as in sendmail's rulesets:
-	//  - access first: Connect: OK/RELAY exempts a client from DNS lists
-	//    (check_relay answers before the RBL rules); at RCPT its OK/RELAY
-	//    only continue, so it cannot open the relay;
-	//  - relay control before anything that could accept a recipient;
-	//  - the harvest guard before the recipient list, whose 550 5.1.1
-	//    answers it counts through the chain's observer.
-	// Trust (trusted networks, Connect: RELAY) is derived anew at every
-	// command from the configuration in force, so a reload that withdraws
-	// it reaches open connections too.
-	trust, err := access.NewTrust(access.TrustConfig{Map: p.amap, TrustedNets: s.trusted, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	entries := []postern.Entry{{Filter: trust}}
-	if p.amap != nil {
-		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, postern.Entry{Filter: af})
-	}
-	// Host and HELO checks after access, so that Connect: OK exempts a
-	// client as sendmail's check_relay does.
-	if ap != nil && ap.hosts != nil {
-		entries = append(entries, postern.Entry{Filter: ap.hosts})
-	}
-	entries = append(entries, postern.Entry{Filter: relay})
-	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
-		f, err := dnsblFilter(s, log)
-		if err != nil {
-			return nil, err
-		}
-		// The filter applies its own per-zone error policy, so a lookup
-		// failure arrives as a verdict, not an error.
-		entries = append(entries, postern.Entry{Filter: f})
-	}
-	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
-		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
-			Recipients: s.rcptRate, FailClosed: s.storeClosed, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, postern.Entry{Filter: rl})
-	}
-	if s.harvest.Threshold >= 0 {
-		gc := s.harvest
-		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.storeClosed
-		g, err := ratelimit.NewGuard(gc)
-		if err != nil {
-			return nil, err
-		}
-		entries = append(entries, postern.Entry{Filter: g})
+	if g, ok := built[ratelimit.GuardName].(*ratelimit.Guard); ok {
+		// The guard counts the 550 5.1.1 answers of the filters after it.
 		if obs == nil {
 			obs = g.Observe
 		} else {
@@ -226,32 +188,134 @@ func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *
 			obs = func(ctx context.Context, d postern.Decision) { g.Observe(ctx, d); outer(ctx, d) }
 		}
 	}
+	entries, names, err := orderFilters(s, built)
+	if err != nil {
+		return nil, err
+	}
+	p.names = names
+	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// buildFilters builds every filter the settings call for, by name.
+// Trust (trusted networks, Connect: RELAY) is derived anew at every
+// command from the configuration in force, so a reload that withdraws it
+// reaches open connections too.
+func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *authParts, sc *scanning) (map[string]postern.Filter, error) {
+	s := p.s
+	built := map[string]postern.Filter{}
+	trust, err := access.NewTrust(access.TrustConfig{Map: p.amap, TrustedNets: s.trusted, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	built[access.TrustFilterName] = trust
+	relay, err := access.NewRelayControl(access.RelayConfig{Map: p.amap, LocalDomains: s.domains,
+		TrustedNets: s.trusted, RelaySubdomains: s.relaySubdomains, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	built[access.RelayFilterName] = relay
+	if p.amap != nil {
+		af, err := access.NewFilter(access.FilterConfig{Map: p.amap, LocalDomains: s.domains, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		built[access.FilterName] = af
+	}
+	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
+		// The filter applies its own per-zone error policy, so a lookup
+		// failure arrives as a verdict, not an error.
+		if built[dnsbl.FilterName], err = dnsblFilter(s, log); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.buildLimits(built, log); err != nil {
+		return nil, err
+	}
 	if verifier != nil {
 		vf, err := route.NewFilter(route.FilterConfig{Verifier: verifier, Domains: s.domains, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		p.rcptVerify = vf
-		entries = append(entries, postern.Entry{Filter: vf})
+		built[route.FilterName] = vf
 	}
-	// Sender authentication: SPF at MAIL, DKIM/DMARC and
-	// Authentication-Results at DATA (on the bytes as received), then the
-	// content scan (its RCPT stage applies recipients' deny lists), then
-	// DKIM signing, last of all the header edits.
 	if ap != nil {
-		entries = append(entries, ap.checkEntries()...)
+		if ap.hosts != nil {
+			// Refusals at connect and HELO; Connect: OK and RELAY, which
+			// end the connect stage in the access filter, exempt a client
+			// as sendmail's check_relay does.
+			built[auth.HostFilterName] = ap.hosts
+		}
+		if ap.spf != nil {
+			built[auth.SPFFilterName] = ap.spf
+		}
+		built[auth.VerifyFilterName] = ap.verify
+		if ap.sign != nil {
+			built[auth.SignFilterName] = ap.sign
+		}
 	}
 	if sc != nil {
-		entries = append(entries, postern.Entry{Filter: sc.filter})
+		built[scan.FilterName] = sc.filter
 	}
-	if ap != nil {
-		entries = append(entries, ap.signEntries()...)
+	return built, nil
+}
+
+// buildLimits builds the inbound and outbound rate limits and the
+// harvest guard.
+func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) error {
+	s := p.s
+	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
+		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
+			Recipients: s.rcptRate, FailClosed: s.storeClosed, Logger: log})
+		if err != nil {
+			return err
+		}
+		built[ratelimit.FilterName] = rl
 	}
-	p.chain, err = postern.NewChain(postern.ChainConfig{Name: "relay", Entries: entries, Observer: obs})
-	if err != nil {
-		return nil, err
+	if !s.outMsgRate.Unlimited() || !s.outRcptRate.Unlimited() {
+		// Trusted clients by address (limits.outbound_exempt aside), users
+		// who logged in by name: what a worm on a campus PC or a stolen
+		// password sends, on every listener.
+		all := ratelimit.ByOutbound(ratelimit.Class{})
+		key := func(c *postern.Conn, t *postern.Txn) string {
+			if !c.Authenticated() && s.outboundExempt(c.RemoteAddr()) {
+				return ""
+			}
+			return all(c, t)
+		}
+		out, err := ratelimit.NewFilter(ratelimit.FilterConfig{Name: outboundFilterName, Store: p.store, Key: key,
+			Messages: s.outMsgRate, Recipients: s.outRcptRate, LimitTrusted: true, FailClosed: s.storeClosed, Logger: log})
+		if err != nil {
+			return err
+		}
+		p.outbound = out
+		built[outboundFilterName] = out
 	}
-	return p, nil
+	if s.harvest.Threshold >= 0 {
+		gc := s.harvest
+		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.storeClosed
+		g, err := ratelimit.NewGuard(gc)
+		if err != nil {
+			return err
+		}
+		built[ratelimit.GuardName] = g
+	}
+	return nil
+}
+
+// outboundExempt reports whether ip is in limits.outbound_exempt.
+func (s *settings) outboundExempt(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, n := range s.outExempt {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // dnsblFilter builds the DNS list checks. A lookup that fails answers 4xx
@@ -321,17 +385,27 @@ func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
 	return p.s.greetPause, "default"
 }
 
-// clientLimit is a connection limit for a client: none for trusted
-// networks (as Postfix exempts mynetworks from its anvil limits), the access
-// map's ClientRate:/ClientConn: entry if any, else the default.
-func (p *policy) clientLimit(ip netip.Addr, def int, lookup func(*access.Map, netip.Addr) (int, bool)) (int, bool) {
+// clientLimit is a connection limit (tag access.TagClientRate or
+// access.TagClientConn) for a client. An access entry naming the client's
+// address or network applies to every client, trusted or not, as in
+// sendmail; otherwise trusted networks have none (as Postfix exempts
+// mynetworks from its anvil limits), and others get the access file's
+// default entry ("ClientRate: n") or the configured default.
+func (p *policy) clientLimit(ip netip.Addr, def int, tag string) (int, bool) {
+	var e access.Entry
+	found := false
+	if p.amap != nil {
+		e, found = p.amap.Current().LookupClient(tag, ip, "")
+		found = found && e.Action == access.ActionValue
+	}
+	if found && e.Key != "" {
+		return int(e.Number), true
+	}
 	if _, ok := p.s.trustedNet(ip); ok {
 		return 0, true
 	}
-	if p.amap != nil {
-		if n, ok := lookup(p.amap.Current(), ip); ok {
-			return n, true
-		}
+	if found {
+		return int(e.Number), true
 	}
 	return def, true
 }

@@ -23,7 +23,8 @@ type scanning struct {
 // come with their flags.
 func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 	sc := &scanning{}
-	walker, err := scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: s.maxSize}})
+	walker, err := scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: s.maxSize,
+		MaxDepth: s.mimeDepth, MaxParts: s.mimeParts}})
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +83,7 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 		if cfg.Attachments, err = scan.NewAttachmentPolicy(ac); err != nil {
 			return nil, err
 		}
-	} else if s.unopenableArchives != "" {
+	} else if s.unopenableArchives != "" && s.unopenableArchives != "reject" {
 		log.Warn("scan.unopenable_archives has no effect without scan.ban_attachments")
 	}
 	if s.scanPolicy != "" {

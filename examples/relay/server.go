@@ -107,7 +107,7 @@ func (r *relayServer) buildGeneration(s *settings) (*generation, error) {
 		return fail(err)
 	}
 	if s.submission != "" || s.submissions != "" {
-		if g.sub, err = submissionChain(s, g.ap, g.sc, g.pol.rcptVerify, g.pol.amap, r.log, r.observe); err != nil {
+		if g.sub, err = submissionChain(s, g.ap, g.sc, g.pol, r.log, r.observe); err != nil {
 			return fail(err)
 		}
 	}
@@ -205,7 +205,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	rdns := swapRDNS{r}
 	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
 		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn,
-		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1,
+		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.maxRcpts,
 		ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
 	if err != nil {
 		return err
@@ -228,7 +228,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
 			AuthKeys:               func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) },
-			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1,
+			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.maxRcpts,
 			ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
 		if err != nil {
 			return err
@@ -255,17 +255,18 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	rlCfg := ratelimit.ListenerConfig{Hostname: s.hostname, Logger: log,
 		ClientRate: func(ip netip.Addr) (int, bool) {
 			g := r.cur.Load()
-			return g.pol.clientLimit(ip, g.s.clientRate, (*access.Map).ClientRate)
+			return g.pol.clientLimit(ip, g.s.clientRate, access.TagClientRate)
 		},
 		ClientConn: func(ip netip.Addr) (int, bool) {
 			g := r.cur.Load()
-			return g.pol.clientLimit(ip, g.s.clientConn, (*access.Map).ClientConn)
+			return g.pol.clientLimit(ip, g.s.clientConn, access.TagClientConn)
 		},
 	}
 	limited, err := ratelimit.NewListener(r.met.countConns(connLimit.Listener(inner), "smtp.listen"), rlCfg)
 	if err != nil {
 		return err
 	}
+	r.met.limited.listener.Store(limited)
 	gl, err := greetpause.New(limited, greetpause.Config{Logger: log,
 		LogOnly: s.greetLogOnly,
 		Pause:   func(ip netip.Addr) time.Duration { d, _ := r.cur.Load().pol.pause(ip); return d }})
@@ -497,6 +498,7 @@ var fixedKeys = []struct {
 	{"smtp.max_hops", func(s *settings) any { return &s.maxHops }},
 	{"smtp.bare_newline", func(s *settings) any { return &s.bareNewline }},
 	{"smtp.max_connections", func(s *settings) any { return &s.maxConns }},
+	{"smtp.max_recipients", func(s *settings) any { return &s.maxRcpts }},
 	{"queue.warn", func(s *settings) any { return &s.queueWarn }},
 	{"queue.return", func(s *settings) any { return &s.queueReturn }},
 	{"queue.min_backoff", func(s *settings) any { return &s.minBackoff }},

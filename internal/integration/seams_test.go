@@ -266,7 +266,8 @@ func TestTrustWithdrawnByReload(t *testing.T) {
 }
 
 // A forged Authentication-Results field naming us in any spelling is
-// removed from inbound mail.
+// removed from inbound mail; with auth.check off (the default) the relay
+// checked nothing and adds no field of its own.
 func TestForgedAuthResultsRemoved(t *testing.T) {
 	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "", "-hostname", "mx.example.test")
 	msg := "Authentication-Results: mx.example.test.; dkim=pass header.d=bank.example\r\n" +
@@ -276,10 +277,8 @@ func TestForgedAuthResultsRemoved(t *testing.T) {
 		"From: bank@bank.example\r\nTo: bob@example.test\r\nSubject: verify\r\n\r\nclick\r\n"
 	id := sendSMTP(t, r.addr, "bank@bank.example", []string{"bob@example.test"}, msg)
 	got := r.delivered(t, id)
-	assert.Equal(t, 2, strings.Count(got, "Authentication-Results:"), got)
-	// Ours, added by the relay: 127.0.0.1 is localhost by /etc/hosts.
-	assert.Contains(t, got, "Authentication-Results: mx.example.test;\n\tiprev=pass policy.iprev=127.0.0.1 (localhost)\n",
-		"ours, added by the relay")
+	assert.Equal(t, 1, strings.Count(got, "Authentication-Results:"), got)
+	assert.NotContains(t, got, "Authentication-Results: mx.example.test", "nothing checked, nothing claimed")
 	assert.Contains(t, got, "Authentication-Results: other.example; dkim=pass")
 	for _, forged := range []string{"header.d=bank.example", "dmarc=pass", "spf=pass", "really"} {
 		assert.NotContains(t, got, forged)
