@@ -59,21 +59,39 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
+# Two Go modules: the library (the repository root) and the reference
+# relay (examples/relay), tied together for development by go.work. Every
+# check runs in each.
+modules=(. examples/relay)
+
+echo "== go mod tidy"
+for m in "${modules[@]}"; do
+  (cd "$m" && go mod tidy -diff) || { echo "$m/go.mod is not tidy: run go mod tidy in $m"; exit 1; }
+done
+
 echo "== go vet"
-go vet ./...
+for m in "${modules[@]}"; do (cd "$m" && go vet ./...); done
 
 echo "== staticcheck $staticcheck_version"
-go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...
+for m in "${modules[@]}"; do
+  (cd "$m" && go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version" ./...)
+done
 
 echo "== go test -race -shuffle=on"
-go test -race -shuffle=on -count=1 -timeout 15m ./...
+for m in "${modules[@]}"; do
+  echo "-- module $m"
+  (cd "$m" && go test -race -shuffle=on -count=1 -timeout 20m ./...)
+done
 
 echo "== fuzz targets, $fuzztime each"
-for pkg in $(go list ./...); do
-  for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
-    echo "-- $pkg $target"
-    go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/postern-fuzz.log 2>&1 || {
-      cat /tmp/postern-fuzz.log; exit 1; }
+for m in "${modules[@]}"; do
+  pkgs=$(cd "$m" && go list ./...)
+  for pkg in $pkgs; do
+    for target in $( (cd "$m" && go test -list '^Fuzz' "$pkg" 2>/dev/null) | grep '^Fuzz' || true); do
+      echo "-- $pkg $target"
+      (cd "$m" && go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg") >/tmp/postern-fuzz.log 2>&1 || {
+        cat /tmp/postern-fuzz.log; exit 1; }
+    done
   done
 done
 echo "== all passed"

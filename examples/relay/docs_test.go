@@ -332,11 +332,11 @@ func relayRun(t *testing.T, bin, dir string, args ...string) (int, string) {
 func needsServer(args []string) string {
 	switch {
 	case len(args) == 0 || strings.HasPrefix(args[0], "-") || args[0] == "serve":
-		return "serves until stopped; internal/integration TestQuickStart runs it"
+		return "serves until stopped; examples/relay/internal/integration TestQuickStart runs it"
 	case args[0] == "reload":
-		return "asks a running relay over its control socket; internal/integration TestReloadUnderLoad runs it"
+		return "asks a running relay over its control socket; examples/relay/internal/integration TestReloadUnderLoad runs it"
 	case args[0] == "stats" && slices.Contains(args, "-mail"):
-		return "needs stats.daily_to, set in the site's configuration; TestStatsMailOnStoppedRelay and internal/integration TestSite004DailyMail run it"
+		return "needs stats.daily_to, set in the site's configuration; TestStatsMailOnStoppedRelay and examples/relay/internal/integration TestSite004DailyMail run it"
 	}
 	return ""
 }

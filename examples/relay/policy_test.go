@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/internal/stats"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver/access"
 )

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/examples/relay/stats"
-	"github.com/postern/postern/examples/relay/webui"
+	"github.com/postern/postern/examples/relay/internal/stats"
+	"github.com/postern/postern/examples/relay/internal/webui"
 	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/scan"

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/internal/stats"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"

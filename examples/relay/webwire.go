@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/examples/relay/webui"
+	"github.com/postern/postern/examples/relay/internal/webui"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
 )

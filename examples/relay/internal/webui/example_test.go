@@ -13,7 +13,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/postern/postern/examples/relay/webui"
+	"github.com/postern/postern/examples/relay/internal/webui"
 	"github.com/postern/postern/queue"
 )
 

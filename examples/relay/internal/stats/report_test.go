@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/internal/stats"
 )
 
 // mailTime is when the daily report is mailed.

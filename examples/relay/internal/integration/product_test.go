@@ -122,7 +122,7 @@ func TestMigrationConfig(t *testing.T) {
 	relay2 := startSink(t, "127.0.0.1:0")
 	dir := t.TempDir()
 	for _, f := range []string{"relay.toml", "access", "mailertable"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "relay", "migration", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "migration", f))
 		require.NoError(t, err)
 		s := string(b)
 		// The stand-ins: the mail store and relay2 are local sinks.

@@ -57,6 +57,10 @@ relay_subdomains = true
 [dnsbl]
 resolvers = [%q]
 
+[auth]
+# iprev's result goes into Authentication-Results with the other checks.
+check = "tag"
+
 [delivery]
 mailertable = "mailertable"
 maildir = "maildir"
@@ -150,7 +154,7 @@ func TestSite001HostNames(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf("Received: from python.client.test (bogus.example.gr.jp [%s] (may be forged))\r\n", forged),
 			receivedFrom(t, site.dist, "forged@example.org"))
 		assert.Contains(t, messageFrom(t, site.dist, "forged@example.org"),
-			"Authentication-Results: gw.example.gr.jp;\r\n\tiprev=fail reason=\"PTR name bogus.example.gr.jp does not resolve to the address\" policy.iprev="+forged+"\r\n")
+			"Authentication-Results: gw.example.gr.jp;\r\n\tiprev=fail reason=\"PTR name bogus.example.gr.jp does not resolve to the address\" policy.iprev="+forged+";\r\n")
 		assert.Contains(t, r.logs(), "client_resolve=FORGED client_ptr=bogus.example.gr.jp")
 	})
 

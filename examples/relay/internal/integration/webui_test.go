@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern/auth"
-	"github.com/postern/postern/examples/relay/webui"
+	"github.com/postern/postern/examples/relay/internal/webui"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/scan/scantest"
 )

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/internal/stats"
 )
 
 func Example() {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/internal/stats"
 )
 
 var benchEvent = stats.Event{

@@ -108,7 +108,7 @@ func tomlBlocks(t *testing.T, path string) []string {
 // the spool, the DNS server, Redis and the greet pause are changed.
 func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 	t.Helper()
-	root := filepath.Join("..", "..")
+	root := filepath.Join("..", "..", "..", "..")
 	common := func(dir string) []string {
 		return []string{"-listen", "127.0.0.1:0", "-spool", filepath.Join(dir, "spool"), "-dns-resolver", dns,
 			"-greet-pause", "0", "-metrics-listen", "", "-web-listen", ""}

@@ -19,7 +19,7 @@ func migrationRelay(t *testing.T, dns string, extra ...string) (*relay, *sink) {
 	store := startSink(t, "127.0.0.1:0")
 	dir := t.TempDir()
 	for _, f := range []string{"relay.toml", "access", "mailertable"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "relay", "migration", f))
+		b, err := os.ReadFile(filepath.Join("..", "..", "migration", f))
 		require.NoError(t, err)
 		writeFile(t, dir, f, strings.ReplaceAll(string(b), "esmtp:[192.168.1.1]", "esmtp:"+hostPort(store.addr)))
 	}

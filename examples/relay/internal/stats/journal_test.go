@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/examples/relay/stats"
+	"github.com/postern/postern/examples/relay/internal/stats"
 )
 
 func TestOpenConfig(t *testing.T) {
