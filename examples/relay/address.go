@@ -10,10 +10,10 @@ import (
 // sitePostmaster is where mail for the bare <Postmaster> goes:
 // delivery.postmaster, else postmaster at the first domain the relay
 // accepts mail for (its route leads to the site's mail store).
-func (s *settings) sitePostmaster() string {
+func (s *Config) sitePostmaster() string {
 	switch {
-	case s.postmaster != "":
-		return s.postmaster
+	case s.Delivery.Postmaster != "":
+		return s.Delivery.Postmaster
 	case len(s.domains) > 0:
 		return "postmaster@" + s.domains[0]
 	}

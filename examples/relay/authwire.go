@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/postern/postern"
@@ -30,7 +29,7 @@ type authParts struct {
 	hosts   *auth.HostFilter // policy.helo_checks and client_checks; nil without
 }
 
-func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
+func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 	a := &authParts{}
 	if err := buildHostParts(s, a, log); err != nil {
 		return nil, err
@@ -39,11 +38,11 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 	// Mail from one domain asks the same SPF, DKIM key and DMARC names
 	// again and again: keep the answers a minute.
 	res = auth.NewCachingResolver(res, auth.CacheConfig{})
-	servID := s.authServID
+	servID := s.Auth.AuthservID
 	if servID == "" {
 		servID = s.hostnameOrDefault()
 	}
-	switch s.authCheck {
+	switch s.Auth.Check {
 	case "off":
 	case "tag", "enforce":
 		ck, err := auth.NewSPFChecker(auth.SPFConfig{Resolver: res, Logger: log})
@@ -52,7 +51,7 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 		}
 		fc := auth.SPFFilterConfig{Checker: ck, Receiver: servID, Logger: log}
 		mode := auth.DMARCTagOnly
-		if s.authCheck == "enforce" {
+		if s.Auth.Check == "enforce" {
 			// RFC 7208 §8.4: a fail may be refused; softfail and the rest
 			// are only recorded.
 			fc.Actions = map[auth.Status]postern.Action{auth.Fail: postern.Reject}
@@ -74,7 +73,7 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("-auth-check: %q is not off, tag or enforce", s.authCheck)
+		return nil, fmt.Errorf("-auth-check: %q is not off, tag or enforce", s.Auth.Check)
 	}
 	if a.verify == nil {
 		// Even without checks, mail must not carry Authentication-Results
@@ -85,51 +84,46 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 			return nil, err
 		}
 	}
-	if s.tlsCert != "" || s.tlsKey != "" {
-		cert, err := tls.LoadX509KeyPair(s.tlsCert, s.tlsKey)
+	if s.TLS.Cert != "" || s.TLS.Key != "" {
+		cert, err := tls.LoadX509KeyPair(s.TLS.Cert, s.TLS.Key)
 		if err != nil {
 			return nil, fmt.Errorf("tls.cert/tls.key (-tls-cert/-tls-key): %w", err)
 		}
 		// Session tickets off: see smtpserver.Config.TLSSessionTickets.
 		a.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, SessionTicketsDisabled: true}
 	}
-	if s.submission != "" || s.submissions != "" {
+	if s.Submission.Listen != "" || s.Submission.ListenTLS != "" {
 		if a.tls == nil {
 			return nil, fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need tls.cert and tls.key: passwords only travel encrypted")
 		}
-		if s.credentials == "" || s.senders == "" {
+		if s.Submission.Credentials == "" || s.Submission.Senders == "" {
 			return nil, fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need submission.credentials (who may log in) and submission.senders (which addresses each user may send as)")
 		}
 	}
-	if s.credentials != "" {
+	if s.Submission.Credentials != "" {
 		var err error
-		if a.creds, err = auth.NewCredentials(auth.CredentialsConfig{Path: s.credentials, Logger: log}); err != nil {
+		if a.creds, err = auth.NewCredentials(auth.CredentialsConfig{Path: s.Submission.Credentials, Logger: log}); err != nil {
 			return nil, fmt.Errorf("submission.credentials: %w", err)
 		}
 	}
-	if s.senders != "" {
+	if s.Submission.Senders != "" {
 		var err error
-		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.senders, AllowOwnAddress: true, Logger: log}); err != nil {
+		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.Submission.Senders, AllowOwnAddress: true, Logger: log}); err != nil {
 			return nil, fmt.Errorf("submission.senders: %w", err)
 		}
-		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, IgnoreHeader: !s.bindFrom,
+		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, IgnoreHeader: !s.Submission.BindFrom,
 			Logger: log}); err != nil {
 			return nil, err
 		}
 	}
-	if len(s.dkimKeys) > 0 {
+	if len(s.DKIM) > 0 {
 		var keys []auth.DKIMKey
-		for _, spec := range s.dkimKeys {
-			// domain:selector:/path/to/key.pem
-			parts := strings.SplitN(spec, ":", 3)
-			if len(parts) != 3 || parts[0] == "" || parts[1] == "" {
-				return nil, fmt.Errorf("-dkim-key %q: want domain:selector:keyfile", spec)
-			}
-			k, err := auth.LoadPrivateKey(parts[2])
+		for i, dk := range s.DKIM {
+			k, err := auth.LoadPrivateKey(dk.Key)
 			if err != nil {
-				return nil, fmt.Errorf("dkim key %q: %w", spec, err)
+				return nil, fmt.Errorf("dkim[%d] (%s, selector %s): %w", i, dk.Domain, dk.Selector, err)
 			}
-			keys = append(keys, auth.DKIMKey{Domain: parts[0], Selector: parts[1], Signer: k})
+			keys = append(keys, auth.DKIMKey{Domain: dk.Domain, Selector: dk.Selector, Signer: k})
 		}
 		signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: keys, Logger: log})
 		if err != nil {
@@ -153,8 +147,8 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 // quarantine page: one limiter for both, counting failures per client
 // network (/32, /64) and per account in the relay's counter store, so
 // relays sharing Redis share the locks. It outlives reloads.
-func newAuthLimiter(s *settings, store ratelimit.Store, log *slog.Logger) (*ratelimit.AuthLimiter, error) {
-	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, FailClosed: s.storeClosed, Logger: log})
+func newAuthLimiter(s *Config, store ratelimit.Store, log *slog.Logger) (*ratelimit.AuthLimiter, error) {
+	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, FailClosed: s.Redis.FailClosed, Logger: log})
 }
 
 // watch reloads the credentials and sender files when they change.
@@ -177,9 +171,9 @@ func (a *authParts) watch(ctx context.Context) {
 // control, the outbound rate limit (the same filter, and counts, as port
 // 25's), recipient verification, the removal of forged
 // Authentication-Results fields, the content scan and DKIM signing.
-func submissionChain(s *settings, a *authParts, sc *scanning, pol *policy, log *slog.Logger, obs postern.Observer) (*postern.Chain, error) {
+func submissionChain(s *Config, a *authParts, sc *scanning, pol *policy, log *slog.Logger, obs postern.Observer) (*postern.Chain, error) {
 	relay, err := access.NewRelayControl(access.RelayConfig{Map: pol.amap, LocalDomains: s.domains,
-		RelaySubdomains: s.relaySubdomains, Logger: log})
+		RelaySubdomains: s.Policy.RelaySubdomains, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +196,7 @@ func submissionChain(s *settings, a *authParts, sc *scanning, pol *policy, log *
 	}
 	// Port 25's chain was built from the same order and refused one that
 	// leaves a filter out, so every filter here is listed.
-	for _, name := range s.order {
+	for _, name := range s.Policy.Order {
 		if f, ok := built[name]; ok {
 			entries = append(entries, postern.Entry{Filter: f})
 		}

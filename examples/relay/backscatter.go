@@ -57,7 +57,7 @@ func relaxedAligned(a, b string) bool {
 // LMTP) with neither a recipients file that covers it nor call-ahead, as
 // Postfix warns about an empty relay_recipient_maps. Mail delivered to
 // Maildir here needs no list: the Maildir knows its mailboxes.
-func recipientWarnings(s *settings, d *delivery) []string {
+func recipientWarnings(s *Config, d *delivery) []string {
 	var out []string
 	for _, domain := range s.domains {
 		rt, err := d.router.Route("postmaster@" + domain)
@@ -68,7 +68,7 @@ func recipientWarnings(s *settings, d *delivery) []string {
 		case route.KindLocal, route.KindError:
 			continue
 		}
-		if s.callAhead || d.rcptWatch != nil && d.rcptWatch.Current().Covers(domain) {
+		if s.Policy.CallAhead || d.rcptWatch != nil && d.rcptWatch.Current().Covers(domain) {
 			continue
 		}
 		out = append(out, fmt.Sprintf("%s has no recipient verification: it goes to %s, and mail for its unknown users "+

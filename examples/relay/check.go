@@ -160,7 +160,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 
 // checkClientHost sets the client's host name as the server would (or as
 // -client-name says) and describes it.
-func checkClientHost(ctx context.Context, s *settings, ap *authParts, c *postern.Conn, name string) string {
+func checkClientHost(ctx context.Context, s *Config, ap *authParts, c *postern.Conn, name string) string {
 	ip := c.RemoteAddr()
 	switch n, trusted := s.trustedNet(ip); {
 	case name != "":
@@ -183,7 +183,7 @@ func checkClientHost(ctx context.Context, s *settings, ap *authParts, c *postern
 // recipient) and returns the canonical form the server hands the policy,
 // or the refusal the server answers (smtpserver refuses syntax errors and,
 // with smtp.quoted_local_parts = "refuse", local parts that need quotes).
-func checkAddr(s *settings, addr string, st postern.Stage) (postern.Address, postern.Reply) {
+func checkAddr(s *Config, addr string, st postern.Stage) (postern.Address, postern.Reply) {
 	esc := postern.ESC(5, 1, 3)
 	if st == postern.StageMail {
 		esc = postern.ESC(5, 1, 7)

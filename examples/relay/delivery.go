@@ -30,17 +30,17 @@ type delivery struct {
 // self are the sockets the relay listens on, and the host's interface
 // addresses are its own: the router refuses to deliver to them (a mail
 // loop), as Postfix refuses mail that "loops back to myself".
-func buildRouting(s *settings, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
+func buildRouting(s *Config, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
 	d := &delivery{}
 	// sendmail's order: mailertable, local delivery, smart host, MX.
-	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.localHop,
-		SmartHost: s.smartHost, FallbackRelays: s.fallbackRelays, RelayDomains: s.domains,
-		Resolvers: s.dnsResolvers, Logger: log, ListenAddrs: self, LocalAddrs: interfaceAddrs(log)}
-	if s.hostname != "" {
-		rcfg.LocalNames = []string{s.hostname}
+	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.Delivery.Local,
+		SmartHost: s.Delivery.SmartHost, FallbackRelays: s.Delivery.FallbackRelays, RelayDomains: s.domains,
+		Resolvers: s.DNS.Resolvers, Logger: log, ListenAddrs: self, LocalAddrs: interfaceAddrs(log)}
+	if s.Hostname != "" {
+		rcfg.LocalNames = []string{s.Hostname}
 	}
-	if s.mailertable != "" {
-		w, err := route.NewMailertableWatcher(s.mailertable, route.WatcherConfig{Logger: log})
+	if s.Delivery.Mailertable != "" {
+		w, err := route.NewMailertableWatcher(s.Delivery.Mailertable, route.WatcherConfig{Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("delivery.mailertable: %w", err)
 		}
@@ -52,16 +52,16 @@ func buildRouting(s *settings, log *slog.Logger, self []netip.AddrPort) (*delive
 	}
 	// As many idle connections per host as the queue runs deliveries per
 	// destination, so each of them finds one to reuse.
-	d.transport, err = route.NewTransport(route.TransportConfig{Router: d.router, Hostname: s.hostname,
-		MaildirRoot: s.maildir, MaildirExistingOnly: !s.maildirCreate, Logger: log,
+	d.transport, err = route.NewTransport(route.TransportConfig{Router: d.router, Hostname: s.Hostname,
+		MaildirRoot: s.Delivery.Maildir, MaildirExistingOnly: !s.Delivery.MaildirCreate, Logger: log,
 		MaxIdlePerHost: queue.DefaultDestinationConcurrency})
 	if err != nil {
 		return nil, err
 	}
-	if s.recipients != "" || s.callAhead || !s.maildirCreate {
-		vcfg := route.VerifierConfig{CallAhead: s.callAhead, Mailboxes: !s.maildirCreate, Transport: d.transport, Logger: log}
-		if s.recipients != "" {
-			if d.rcptWatch, err = route.NewRecipientsWatcher(s.recipients, route.WatcherConfig{Logger: log}); err != nil {
+	if s.Policy.Recipients != "" || s.Policy.CallAhead || !s.Delivery.MaildirCreate {
+		vcfg := route.VerifierConfig{CallAhead: s.Policy.CallAhead, Mailboxes: !s.Delivery.MaildirCreate, Transport: d.transport, Logger: log}
+		if s.Policy.Recipients != "" {
+			if d.rcptWatch, err = route.NewRecipientsWatcher(s.Policy.Recipients, route.WatcherConfig{Logger: log}); err != nil {
 				d.transport.Close()
 				return nil, fmt.Errorf("policy.recipients: %w", err)
 			}

@@ -76,8 +76,8 @@ func TestDocsConfigurationsParse(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				cfg, err := parseConfig([]byte(m[1]), name)
 				require.NoError(t, err)
-				cfg.applyDefaults()
-				_, err = cfg.settings()
+				require.NoError(t, cfg.applyDefaults())
+				_, err = cfg.resolved()
 				require.NoError(t, err)
 			})
 			n++

@@ -30,13 +30,15 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		cfg.applyDefaults()
-		s, err := cfg.settings()
+		if err := cfg.applyDefaults(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := cfg.resolved()
 		if err != nil {
 			return // files named by the configuration are checked when built
 		}
-		if s.order != nil && checkOrder(s.order) != nil {
-			t.Fatalf("an accepted order fails its own check: %q", s.order)
+		if s.Policy.Order != nil && checkOrder(s.Policy.Order) != nil {
+			t.Fatalf("an accepted order fails its own check: %q", s.Policy.Order)
 		}
 	})
 }

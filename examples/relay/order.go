@@ -96,17 +96,17 @@ func checkOrder(order []string) error {
 // orderFilters puts the built filters in the order of policy.order. A
 // built filter the order leaves out is an error: a list that forgets the
 // virus scan must not silently turn it off.
-func orderFilters(s *settings, built map[string]postern.Filter) ([]postern.Entry, []string, error) {
+func orderFilters(s *Config, built map[string]postern.Filter) ([]postern.Entry, []string, error) {
 	var entries []postern.Entry
 	var names []string
-	for _, name := range s.order {
+	for _, name := range s.Policy.Order {
 		if f, ok := built[name]; ok {
 			entries = append(entries, postern.Entry{Filter: f})
 			names = append(names, name)
 		}
 	}
 	for _, name := range defaultOrder {
-		if _, ok := built[name]; ok && !slices.Contains(s.order, name) {
+		if _, ok := built[name]; ok && !slices.Contains(s.Policy.Order, name) {
 			return nil, nil, orderError(s, "%s is configured (%s) but not listed; put it where it should run", name, filterKeys[name])
 		}
 	}
@@ -114,21 +114,21 @@ func orderFilters(s *settings, built map[string]postern.Filter) ([]postern.Entry
 }
 
 // orderError names policy.order and where it was set.
-func orderError(s *settings, format string, args ...any) error {
+func orderError(s *Config, format string, args ...any) error {
 	where := "policy.order"
-	if s.orderAt != "" {
-		where = s.orderAt + ": policy.order"
+	if s.Policy.orderAt != "" {
+		where = s.Policy.orderAt + ": policy.order"
 	}
 	return fmt.Errorf("%w: %s: %s", ErrConfig, where, fmt.Sprintf(format, args...))
 }
 
 // orderSource says where the order in force comes from.
-func orderSource(s *settings) string {
+func orderSource(s *Config) string {
 	switch {
-	case slices.Equal(s.order, defaultOrder):
+	case slices.Equal(s.Policy.Order, defaultOrder):
 		return "default order"
-	case s.orderAt != "":
-		return "policy.order, " + s.orderAt
+	case s.Policy.orderAt != "":
+		return "policy.order, " + s.Policy.orderAt
 	}
 	return "policy.order"
 }

@@ -17,110 +17,8 @@ import (
 	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/route"
 	"github.com/postern/postern/scan"
-	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/access"
 )
-
-// settings are what the flags (later a config file) say.
-type settings struct {
-	listen       string
-	hostname     string
-	domains      []string // accepted: local and relay domains
-	localDomains []string // delivered by the built-in mailertable when there is none
-	trusted      []netip.Prefix
-	accessFile   string
-	recipients   string
-	// relaySubdomains: To:domain RELAY covers subdomains (sendmail's way).
-	relaySubdomains bool
-	maxHops         int
-	dnsbl           []string // IP zones, "zone" or "zone=weight"
-	dnswl           []string // allow-list IP zones, weight -1 unless given
-	rhsbl           []string // domain zones for HELO and sender
-	dnsResolvers    []string
-	dnsblAtRcpt     bool
-	dnsFailOpen     bool
-	redisAddr       string
-	storeClosed     bool // fail closed (451 4.3.0) when the counter store is down
-	clientRate      int  // connections per minute per client; 0 unlimited
-	clientConn      int  // concurrent connections per client; 0 unlimited
-	msgRate         ratelimit.Rate
-	rcptRate        ratelimit.Rate
-	outMsgRate      ratelimit.Rate // per trusted client and per user
-	outRcptRate     ratelimit.Rate
-	outExempt       []netip.Prefix        // trusted clients not counted by address
-	order           []string              // filter names, in chain order
-	orderAt         string                // where policy.order was set, "" when not in a file
-	harvest         ratelimit.GuardConfig // Threshold < 0 turns the guard off
-	spoolDir        string
-	// Delivery.
-	mailertable    string
-	localHop       string // delivery of local domains the mailertable does not name
-	smartHost      string
-	fallbackRelays []string
-	maildir        string
-	maildirCreate  bool // local: makes mailboxes; false: existing ones only
-	// notifyUnverified sends failure notices to unverified senders.
-	notifyUnverified bool
-	callAhead        bool
-	queueWarn        time.Duration
-	queueReturn      time.Duration
-	minBackoff       time.Duration
-	maxBackoff       time.Duration
-	postmaster       string
-	// Authentication and submission.
-	authCheck   string // off, tag, enforce
-	authServID  string
-	dkimKeys    []string // domain:selector:keyfile
-	tlsCert     string
-	tlsKey      string
-	submission  string // listen address, STARTTLS then AUTH (port 587)
-	submissions string // listen address, implicit TLS (port 465)
-	credentials string
-	senders     string
-	bindFrom    bool // From and Sender header fields bound to the user too
-	// Content scanning.
-	clamd             []string
-	spamd             []string
-	rspamd            []string
-	spamTag           float64
-	spamReject        float64
-	spamSubject       string
-	virusAction       string
-	virusFailOpen     bool
-	spamFailClosed    bool
-	bannedAttachments bool
-	scanPolicy        string
-	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
-	// With bannedAttachments: reject, quarantine or accept ("": reject).
-	unopenableArchives string
-	// Quarantine web page.
-	webListen  string   // HTTPS listen address; empty: no web page
-	webAdmins  []string // users who see everything
-	webURL     string   // public base URL of the page, for links in digests
-	webDigests bool     // mail users a daily list of their quarantined mail
-	// Operations.
-	metricsListen string
-	controlSocket string
-	statsDir      string
-	statsRetain   time.Duration
-	dailyTo       string
-	dailyAt       string
-	logLevel      slog.Level
-	logJSON       bool
-	greetPause    time.Duration
-	greetLogOnly  bool
-	refuseQuoted  bool // smtp.quoted_local_parts = "refuse"
-	maxSize       int64
-	bareNewline   smtpserver.BareNewline
-	maxConns      int // 0: from RLIMIT_NOFILE; negative: none
-	// Reverse DNS of clients, and the checks on it and on HELO.
-	reverseDNS        bool
-	reverseDNSTimeout time.Duration
-	hostChecks        auth.HostCheck
-	maxRcpts          int
-	mimeDepth         int
-	mimeParts         int
-}
 
 // policy is the relay's chain and what the listeners need to know.
 type policy struct {
@@ -136,16 +34,16 @@ type policy struct {
 	store    ratelimit.Store // shared counters: memory, or Redis
 	// names are the chain's filters in order, for the check command.
 	names []string
-	s     *settings
+	s     *Config
 }
 
 // openStore opens the counters' store: Redis when configured, so relays
 // share them, else memory.
-func openStore(s *settings) (ratelimit.Store, error) {
-	if s.redisAddr != "" {
-		rs, err := redisstore.New(redisstore.Config{Addr: s.redisAddr})
+func openStore(s *Config) (ratelimit.Store, error) {
+	if s.Redis.Addr != "" {
+		rs, err := redisstore.New(redisstore.Config{Addr: s.Redis.Addr})
 		if err != nil {
-			return nil, fmt.Errorf("redis.addr %s: %w", s.redisAddr, err)
+			return nil, fmt.Errorf("redis.addr %s: %w", s.Redis.Addr, err)
 		}
 		return rs, nil
 	}
@@ -164,12 +62,12 @@ func closeStore(st ratelimit.Store) {
 //
 // store holds the rate and harvest counters; it outlives reloads, so a
 // reload does not forget who was limited.
-func buildPolicy(s *settings, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning, store ratelimit.Store) (*policy, error) {
+func buildPolicy(s *Config, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning, store ratelimit.Store) (*policy, error) {
 	p := &policy{s: s, store: store}
-	if s.accessFile != "" {
+	if s.Policy.Access != "" {
 		// The watcher logs the warnings of each load (entries that cannot
 		// mean what they say) and keeps the last good map on a broken file.
-		w, err := access.NewWatcher(s.accessFile, access.WatcherConfig{Logger: log})
+		w, err := access.NewWatcher(s.Policy.Access, access.WatcherConfig{Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("policy.access: %w", err)
 		}
@@ -213,7 +111,7 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 	}
 	built[access.TrustFilterName] = trust
 	relay, err := access.NewRelayControl(access.RelayConfig{Map: p.amap, LocalDomains: s.domains,
-		TrustedNets: s.trusted, RelaySubdomains: s.relaySubdomains, Logger: log})
+		TrustedNets: s.trusted, RelaySubdomains: s.Policy.RelaySubdomains, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +123,7 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 		}
 		built[access.FilterName] = af
 	}
-	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
+	if len(s.DNSBL.Zones)+len(s.DNSBL.Allow)+len(s.DNSBL.Domain) > 0 {
 		// The filter applies its own per-zone error policy, so a lookup
 		// failure arrives as a verdict, not an error.
 		if built[dnsbl.FilterName], err = dnsblFilter(s, log); err != nil {
@@ -268,15 +166,15 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 // harvest guard.
 func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) error {
 	s := p.s
-	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
-		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
-			Recipients: s.rcptRate, FailClosed: s.storeClosed, Logger: log})
+	if !s.Limits.MessageRate.Rate.Unlimited() || !s.Limits.RecipientRate.Rate.Unlimited() {
+		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.Limits.MessageRate.Rate,
+			Recipients: s.Limits.RecipientRate.Rate, FailClosed: s.Redis.FailClosed, Logger: log})
 		if err != nil {
 			return err
 		}
 		built[ratelimit.FilterName] = rl
 	}
-	if !s.outMsgRate.Unlimited() || !s.outRcptRate.Unlimited() {
+	if !s.Limits.OutboundMessageRate.Rate.Unlimited() || !s.Limits.OutboundRecipientRate.Rate.Unlimited() {
 		// Trusted clients by address (limits.outbound_exempt aside), users
 		// who logged in by name: what a worm on a campus PC or a stolen
 		// password sends, on every listener.
@@ -288,7 +186,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 			return all(c, t)
 		}
 		out, err := ratelimit.NewFilter(ratelimit.FilterConfig{Name: outboundFilterName, Store: p.store, Key: key,
-			Messages: s.outMsgRate, Recipients: s.outRcptRate, LimitTrusted: true, FailClosed: s.storeClosed, Logger: log})
+			Messages: s.Limits.OutboundMessageRate.Rate, Recipients: s.Limits.OutboundRecipientRate.Rate, LimitTrusted: true, FailClosed: s.Redis.FailClosed, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -297,7 +195,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 	}
 	if s.harvest.Threshold >= 0 {
 		gc := s.harvest
-		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.storeClosed
+		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.Redis.FailClosed
 		g, err := ratelimit.NewGuard(gc)
 		if err != nil {
 			return err
@@ -308,7 +206,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 }
 
 // outboundExempt reports whether ip is in limits.outbound_exempt.
-func (s *settings) outboundExempt(ip netip.Addr) bool {
+func (s *Config) outboundExempt(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	for _, n := range s.outExempt {
 		if n.Contains(ip) {
@@ -320,9 +218,9 @@ func (s *settings) outboundExempt(ip netip.Addr) bool {
 
 // dnsblFilter builds the DNS list checks. A lookup that fails answers 4xx
 // (mail waits rather than passing unchecked) unless -dnsbl-fail-open.
-func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
+func dnsblFilter(s *Config, log *slog.Logger) (*dnsbl.Filter, error) {
 	policy := dnsbl.TempFailOnError
-	if s.dnsFailOpen {
+	if s.DNSBL.FailOpen {
 		policy = dnsbl.PassOnError
 	}
 	var zones []dnsbl.Zone
@@ -340,29 +238,29 @@ func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
 		}
 		return nil
 	}
-	if err := add(s.dnsbl, dnsbl.IPZone, 1); err != nil {
+	if err := add(s.DNSBL.Zones, dnsbl.IPZone, 1); err != nil {
 		return nil, err
 	}
-	if err := add(s.dnswl, dnsbl.IPZone, -1); err != nil {
+	if err := add(s.DNSBL.Allow, dnsbl.IPZone, -1); err != nil {
 		return nil, err
 	}
-	if err := add(s.rhsbl, dnsbl.DomainZone, 1); err != nil {
+	if err := add(s.DNSBL.Domain, dnsbl.DomainZone, 1); err != nil {
 		return nil, err
 	}
-	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolvers: s.dnsResolvers, Logger: log})
+	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolvers: s.DNS.Resolvers, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	at := postern.StageConnect
-	if s.dnsblAtRcpt {
+	if s.DNSBL.AtRcpt {
 		at = postern.StageRcpt
 	}
-	return dnsbl.NewFilter(dnsbl.FilterConfig{Checker: c, EnforceAt: at, CheckHELO: len(s.rhsbl) > 0,
-		CheckSender: len(s.rhsbl) > 0, Logger: log})
+	return dnsbl.NewFilter(dnsbl.FilterConfig{Checker: c, EnforceAt: at, CheckHELO: len(s.DNSBL.Domain) > 0,
+		CheckSender: len(s.DNSBL.Domain) > 0, Logger: log})
 }
 
 // trustedNet returns the trusted network (Postfix mynetworks) holding ip.
-func (s *settings) trustedNet(ip netip.Addr) (netip.Prefix, bool) {
+func (s *Config) trustedNet(ip netip.Addr) (netip.Prefix, bool) {
 	for _, n := range s.trusted {
 		if n.Contains(ip) {
 			return n, true
@@ -382,7 +280,7 @@ func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
 			return d, "access GreetPause: entry"
 		}
 	}
-	return p.s.greetPause, "default"
+	return p.s.SMTP.GreetPause.Duration, "default"
 }
 
 // clientLimit is a connection limit (tag access.TagClientRate or
@@ -431,9 +329,9 @@ func parsePrefixes(list string) ([]netip.Prefix, error) {
 }
 
 // hostnameOrDefault is the configured host name or the system's.
-func (s *settings) hostnameOrDefault() string {
-	if s.hostname != "" {
-		return s.hostname
+func (s *Config) hostnameOrDefault() string {
+	if s.Hostname != "" {
+		return s.Hostname
 	}
 	if h, err := os.Hostname(); err == nil {
 		return h

@@ -95,8 +95,8 @@ func policyFor(t *testing.T, doc string, obs postern.Observer) (*policy, *poster
 	t.Helper()
 	cfg, err := parseConfig([]byte(doc), "relay.toml")
 	require.NoError(t, err)
-	cfg.applyDefaults()
-	s, err := cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
 	require.NoError(t, err)
 	store, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	require.NoError(t, err)
@@ -235,9 +235,9 @@ func TestClientLimitTrusted(t *testing.T) {
 		{"192.0.2.1", access.TagClientRate, 20}, // stranger: the default entry
 		{"192.0.2.1", access.TagClientConn, 50}, // stranger: the configured default
 	} {
-		def := pol.s.clientConn
+		def := pol.s.Limits.ClientConn
 		if tt.tag == access.TagClientRate {
-			def = pol.s.clientRate
+			def = pol.s.Limits.ClientRate
 		}
 		n, _ := pol.clientLimit(netip.MustParseAddr(tt.ip), def, tt.tag)
 		assert.Equal(t, tt.want, n, "%s %s", tt.tag, tt.ip)
@@ -279,10 +279,10 @@ func TestRateLimitedMetric(t *testing.T) {
 func TestLimitKeys(t *testing.T) {
 	cfg, err := parseConfig([]byte("[smtp]\nmax_recipients = 50\n[scan]\nmax_mime_depth = 3\nmax_mime_parts = 20\n"), "relay.toml")
 	require.NoError(t, err)
-	cfg.applyDefaults()
-	s, err := cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
 	require.NoError(t, err)
-	assert.Equal(t, 50, s.maxRcpts)
+	assert.Equal(t, 50, s.SMTP.MaxRecipients)
 	sc, err := buildScan(s, nil)
 	require.NoError(t, err)
 	deep := "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
@@ -296,14 +296,14 @@ func TestLimitKeys(t *testing.T) {
 	assert.Equal(t, "554 5.6.0 Message rejected: MIME nesting too deep", v.ReplyAt(postern.StageData).Error())
 
 	cfg = &Config{}
-	cfg.applyDefaults()
-	s, err = cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err = cfg.resolved()
 	require.NoError(t, err)
-	assert.Equal(t, 1000, s.maxRcpts)
-	assert.Equal(t, 32, s.mimeDepth)
-	assert.Equal(t, 1000, s.mimeParts)
-	assert.Equal(t, ratelimit.Rate{Count: 300, Per: time.Hour}, s.outMsgRate)
-	assert.Equal(t, ratelimit.Rate{Count: 1000, Per: time.Hour}, s.outRcptRate)
+	assert.Equal(t, 1000, s.SMTP.MaxRecipients)
+	assert.Equal(t, 32, s.Scan.MaxMimeDepth)
+	assert.Equal(t, 1000, s.Scan.MaxMimeParts)
+	assert.Equal(t, ratelimit.Rate{Count: 300, Per: time.Hour}, s.Limits.OutboundMessageRate.Rate)
+	assert.Equal(t, ratelimit.Rate{Count: 1000, Per: time.Hour}, s.Limits.OutboundRecipientRate.Rate)
 	assert.Equal(t, ratelimit.DefaultHarvestWindow, s.harvest.Window)
 
 	_, err = parseConfig([]byte("[scan]\nmax_mime_parts = -1\n"), "relay.toml")

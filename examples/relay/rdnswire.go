@@ -38,20 +38,20 @@ func hostChecks(helo, client []string) (auth.HostCheck, error) {
 }
 
 // dnsResolver is the resolver of the DNS checks: the first of
-// dnsbl.resolvers, or the system's.
-func dnsResolver(s *settings) auth.Resolver {
-	if len(s.dnsResolvers) > 0 {
-		return auth.NewResolver(s.dnsResolvers[0], 0)
+// dns.resolvers, or the system's.
+func dnsResolver(s *Config) auth.Resolver {
+	if len(s.DNS.Resolvers) > 0 {
+		return auth.NewResolver(s.DNS.Resolvers[0], 0)
 	}
 	return nil
 }
 
 // buildHostParts makes the reverse DNS lookup (nil when
 // smtp.reverse_dns is off) and the host checks (nil when none is asked).
-func buildHostParts(s *settings, a *authParts, log *slog.Logger) error {
+func buildHostParts(s *Config, a *authParts, log *slog.Logger) error {
 	var err error
-	if s.reverseDNS {
-		if a.iprev, err = auth.NewIPRev(auth.IPRevConfig{Resolver: dnsResolver(s), Timeout: s.reverseDNSTimeout}); err != nil {
+	if s.SMTP.ReverseDNS {
+		if a.iprev, err = auth.NewIPRev(auth.IPRevConfig{Resolver: dnsResolver(s), Timeout: s.SMTP.ReverseDNSTimeout.Duration}); err != nil {
 			return fmt.Errorf("smtp.reverse_dns: %w", err)
 		}
 	}
@@ -59,7 +59,7 @@ func buildHostParts(s *settings, a *authParts, log *slog.Logger) error {
 		return nil
 	}
 	a.hosts, err = auth.NewHostFilter(auth.HostFilterConfig{Checks: s.hostChecks, Resolver: dnsResolver(s),
-		Timeout: s.reverseDNSTimeout, OwnNames: append([]string{s.hostnameOrDefault()}, s.localDomains...), Logger: log})
+		Timeout: s.SMTP.ReverseDNSTimeout.Duration, OwnNames: append([]string{s.hostnameOrDefault()}, s.localDomains...), Logger: log})
 	return err
 }
 

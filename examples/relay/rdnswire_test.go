@@ -26,11 +26,11 @@ func TestReverseDNSConfig(t *testing.T) {
 	}
 
 	cfg := &Config{}
-	cfg.applyDefaults()
-	s, err := cfg.settings()
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
 	require.NoError(t, err)
-	assert.True(t, s.reverseDNS, "on by default")
-	assert.Equal(t, 10*time.Second, s.reverseDNSTimeout)
+	assert.True(t, s.SMTP.ReverseDNS, "on by default")
+	assert.Equal(t, 10*time.Second, s.SMTP.ReverseDNSTimeout.Duration)
 	assert.Zero(t, s.hostChecks, "no host checks by default")
 
 	var errb bytes.Buffer
@@ -40,9 +40,9 @@ func TestReverseDNSConfig(t *testing.T) {
 	c, _, _, err := loadWithFlags("relay serve", []string{"-reverse-dns-timeout", "3s",
 		"-helo-checks", "resolves,not_us,literal", "-client-checks", "ptr,name"}, &errb, nil)
 	require.NoError(t, err, errb.String())
-	s, err = c.settings()
+	s, err = c.resolved()
 	require.NoError(t, err)
-	assert.Equal(t, 3*time.Second, s.reverseDNSTimeout)
+	assert.Equal(t, 3*time.Second, s.SMTP.ReverseDNSTimeout.Duration)
 	assert.Equal(t, auth.CheckHELOResolves|auth.CheckHELONotUs|auth.CheckHELOLiteral|auth.CheckClientPTR|auth.CheckClientName, s.hostChecks)
 
 	// The parts: a lookup when on, a filter when checks are asked.
@@ -50,7 +50,7 @@ func TestReverseDNSConfig(t *testing.T) {
 	require.NoError(t, buildHostParts(s, a, nil))
 	assert.NotNil(t, a.iprev)
 	assert.NotNil(t, a.hosts)
-	s.reverseDNS, s.hostChecks = false, 0
+	s.SMTP.ReverseDNS, s.hostChecks = false, 0
 	a = &authParts{}
 	require.NoError(t, buildHostParts(s, a, nil))
 	assert.Nil(t, a.iprev)

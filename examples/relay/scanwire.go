@@ -21,60 +21,60 @@ type scanning struct {
 // the walker's limits, so a hostile MIME tree is refused cheaply); virus
 // scanners, spam scorers, the attachment policy and per-recipient policy
 // come with their flags.
-func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
+func buildScan(s *Config, log *slog.Logger) (*scanning, error) {
 	sc := &scanning{}
 	walker, err := scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: s.maxSize,
-		MaxDepth: s.mimeDepth, MaxParts: s.mimeParts}})
+		MaxDepth: s.Scan.MaxMimeDepth, MaxParts: s.Scan.MaxMimeParts}})
 	if err != nil {
 		return nil, err
 	}
-	cfg := scan.FilterConfig{Walker: walker, TagScore: s.spamTag, RejectScore: s.spamReject,
-		SubjectPrefix: s.spamSubject, Logger: log}
-	if s.virusAction != "" {
-		if cfg.OnVirus, err = scan.ParseAction(s.virusAction); err != nil || cfg.OnVirus == scan.ActLog {
-			return nil, fmt.Errorf("-virus-action: %q is not reject, quarantine or discard", s.virusAction)
+	cfg := scan.FilterConfig{Walker: walker, TagScore: s.Scan.SpamTagScore, RejectScore: s.Scan.SpamRejectScore,
+		SubjectPrefix: s.Scan.SpamSubject, Logger: log}
+	if s.Scan.VirusAction != "" {
+		if cfg.OnVirus, err = scan.ParseAction(s.Scan.VirusAction); err != nil || cfg.OnVirus == scan.ActLog {
+			return nil, fmt.Errorf("-virus-action: %q is not reject, quarantine or discard", s.Scan.VirusAction)
 		}
 	}
-	if s.spamAction != "" {
-		if cfg.OnSpamReject, err = scan.ParseAction(s.spamAction); err != nil || cfg.OnSpamReject == scan.ActLog {
-			return nil, fmt.Errorf("-spam-action: %q is not reject, quarantine or discard", s.spamAction)
+	if s.Scan.SpamAction != "" {
+		if cfg.OnSpamReject, err = scan.ParseAction(s.Scan.SpamAction); err != nil || cfg.OnSpamReject == scan.ActLog {
+			return nil, fmt.Errorf("-spam-action: %q is not reject, quarantine or discard", s.Scan.SpamAction)
 		}
 	}
 	// Virus scanning fails closed (451: the client retries) and spam
 	// scoring fails open, unless told otherwise.
 	virusPolicy, spamPolicy := scan.FailClosed, scan.FailOpen
-	if s.virusFailOpen {
+	if s.Scan.VirusFailOpen {
 		virusPolicy = scan.FailOpen
 	}
-	if s.spamFailClosed {
+	if s.Scan.SpamFailClosed {
 		spamPolicy = scan.FailClosed
 	}
-	if len(s.clamd) > 0 {
-		c, err := clamav.New(clamav.Config{Addrs: s.clamd, MaxSize: s.maxSize + 1<<20, Logger: log})
+	if len(s.Scan.Clamd) > 0 {
+		c, err := clamav.New(clamav.Config{Addrs: s.Scan.Clamd, MaxSize: s.maxSize + 1<<20, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		cfg.Virus = append(cfg.Virus, scan.ScannerEntry{Scanner: c, OnError: virusPolicy})
 	}
-	if len(s.rspamd) > 0 {
-		c, err := rspamd.New(rspamd.Config{Addrs: s.rspamd, Logger: log})
+	if len(s.Scan.Rspamd) > 0 {
+		c, err := rspamd.New(rspamd.Config{Addrs: s.Scan.Rspamd, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		cfg.Spam = append(cfg.Spam, scan.ScannerEntry{Scanner: c, OnError: spamPolicy})
 	}
-	if len(s.spamd) > 0 {
-		c, err := spamd.New(spamd.Config{Addrs: s.spamd, Logger: log})
+	if len(s.Scan.Spamd) > 0 {
+		c, err := spamd.New(spamd.Config{Addrs: s.Scan.Spamd, Logger: log})
 		if err != nil {
 			return nil, err
 		}
 		cfg.Spam = append(cfg.Spam, scan.ScannerEntry{Scanner: c, OnError: spamPolicy})
 	}
-	if s.bannedAttachments {
+	if s.Scan.BanAttachments {
 		ac := scan.AttachmentConfig{}
 		// Archives nothing can look into are refused unless told
 		// otherwise; "accept" lets them through, logged.
-		switch s.unopenableArchives {
+		switch s.Scan.UnopenableArchives {
 		case "quarantine":
 			ac.UnopenableArchives = scan.ActQuarantine
 		case "accept":
@@ -83,11 +83,11 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 		if cfg.Attachments, err = scan.NewAttachmentPolicy(ac); err != nil {
 			return nil, err
 		}
-	} else if s.unopenableArchives != "" && s.unopenableArchives != "reject" {
+	} else if s.Scan.UnopenableArchives != "" && s.Scan.UnopenableArchives != "reject" {
 		log.Warn("scan.unopenable_archives has no effect without scan.ban_attachments")
 	}
-	if s.scanPolicy != "" {
-		if sc.policy, err = scan.NewPolicyWatcher(s.scanPolicy, scan.PolicyWatcherConfig{Logger: log}); err != nil {
+	if s.Scan.Policy != "" {
+		if sc.policy, err = scan.NewPolicyWatcher(s.Scan.Policy, scan.PolicyWatcherConfig{Logger: log}); err != nil {
 			return nil, fmt.Errorf("scan.policy: %w", err)
 		}
 		cfg.Policy = sc.policy

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,7 +32,7 @@ import (
 // a new one beside the running one and swaps it in whole; the listeners,
 // the queue and the counters outlive generations.
 type generation struct {
-	s       *settings
+	s       *Config
 	pol     *policy
 	sub     *postern.Chain // nil without submission listeners
 	routing *delivery
@@ -87,7 +86,7 @@ func serve(args []string, stderr io.Writer) int {
 
 // buildGeneration builds the policy, routing, authentication and scanning
 // of one configuration. Nothing is started.
-func (r *relayServer) buildGeneration(s *settings) (*generation, error) {
+func (r *relayServer) buildGeneration(s *Config) (*generation, error) {
 	g := &generation{s: s}
 	var err error
 	if g.routing, err = buildRouting(s, r.log, r.self); err != nil {
@@ -106,7 +105,7 @@ func (r *relayServer) buildGeneration(s *settings) (*generation, error) {
 	if g.pol, err = buildPolicy(s, r.log, r.observe, g.routing.verifier, g.ap, g.sc, r.store); err != nil {
 		return fail(err)
 	}
-	if s.submission != "" || s.submissions != "" {
+	if s.Submission.Listen != "" || s.Submission.ListenTLS != "" {
 		if g.sub, err = submissionChain(s, g.ap, g.sc, g.pol, r.log, r.observe); err != nil {
 			return fail(err)
 		}
@@ -133,7 +132,7 @@ func (g *generation) retire() {
 	time.AfterFunc(time.Minute, func() { g.routing.transport.Close() })
 }
 
-func runServer(s *settings, path string, args []string, log *slog.Logger) error {
+func runServer(s *Config, path string, args []string, log *slog.Logger) error {
 	r := &relayServer{args: args, path: path, log: log, met: newMetrics()}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -162,23 +161,26 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		return err
 	}
 
-	r.q, err = queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Deliverer: swapDeliverer{r}, Logger: log,
-		Observer: r.observeQueue, WarnAfter: s.queueWarn, ReturnAfter: s.queueReturn,
-		MinBackoff: s.minBackoff, MaxBackoff: s.maxBackoff, Postmaster: s.postmaster})
+	r.q, err = queue.Open(queue.Config{Dir: s.Spool, Hostname: s.Hostname, Deliverer: swapDeliverer{r}, Logger: log,
+		Observer: r.observeQueue, WarnAfter: s.queueWarn, ReturnAfter: s.Queue.Return.Duration,
+		MinBackoff: s.Queue.MinBackoff.Duration, MaxBackoff: s.Queue.MaxBackoff.Duration, Postmaster: s.Delivery.Postmaster})
 	if err != nil {
-		return fmt.Errorf("spool %s: %w", s.spoolDir, err)
+		return fmt.Errorf("spool %s: %w", s.Spool, err)
 	}
 	defer r.q.Close()
 	r.met.watchQueue(r.q, time.Now)
-	if r.journal, err = stats.Open(stats.JournalConfig{Dir: s.statsDir, Logger: log, Retain: s.statsRetain}); err != nil {
-		log.Error("statistics records cannot be kept", "stats_dir", s.statsDir, "error", err)
+	if r.journal, err = stats.Open(stats.JournalConfig{Dir: s.Stats.Dir, Logger: log, Retain: s.Stats.Retain.Duration}); err != nil {
+		log.Error("statistics records cannot be kept", "stats_dir", s.Stats.Dir, "error", err)
 		r.journal = nil
 	} else {
 		defer r.journal.Close()
 	}
 
 	inner := lns.smtp
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.notifyUnverified },
+	for _, w := range s.warnings {
+		log.Warn("configuration: " + w)
+	}
+	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.Delivery.NotifyUnverifiedSenders },
 		postmaster: func() string { return r.cur.Load().s.sitePostmaster() }}
 	for _, w := range recipientWarnings(s, g.routing) {
 		log.Warn("backscatter: " + w)
@@ -186,7 +188,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	// One global connection limit over all listeners, first on each
 	// socket: connections in a greet pause or refused per client hold a
 	// descriptor too.
-	connLimit := smtpserver.NewConnLimit(smtpserver.ConnLimitConfig{Max: s.maxConns, Hostname: s.hostname, Logger: log})
+	connLimit := smtpserver.NewConnLimit(smtpserver.ConnLimitConfig{Max: s.SMTP.MaxConnections, Hostname: s.Hostname, Logger: log})
 	defer connLimit.Close()
 	warnConnLimit(connLimit.Max(), log)
 	var tlsCfg *tls.Config
@@ -203,9 +205,9 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	// Client names are looked up by the generation in force (smtp.reverse_dns
 	// and its timeout reload); the server's own bound is the ceiling.
 	rdns := swapRDNS{r}
-	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
-		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TxnObserver: r.observeTxn,
-		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.maxRcpts,
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.Hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
+		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.SMTP.MaxHops, TxnObserver: r.observeTxn,
+		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.SMTP.MaxRecipients,
 		ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
 	if err != nil {
 		return err
@@ -218,17 +220,17 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	for _, sub := range []struct {
 		key, addr string
 		implicit  bool
-	}{{"submission.listen", s.submission, false}, {"submission.listen_tls", s.submissions, true}} {
+	}{{"submission.listen", s.Submission.Listen, false}, {"submission.listen_tls", s.Submission.ListenTLS, true}} {
 		if sub.addr == "" {
 			continue
 		}
 		// RFC 6409 and RFC 8314: TLS first (implicit, or STARTTLS before
 		// MAIL and AUTH), then AUTH before MAIL.
-		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
-			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.maxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
+		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.Hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
+			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.SMTP.MaxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
 			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
 			AuthKeys:               func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) },
-			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.maxRcpts,
+			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.SMTP.MaxRecipients,
 			ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
 		if err != nil {
 			return err
@@ -237,29 +239,29 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		subs = append(subs, listener{ssrv, r.met.countConns(connLimit.Listener(l), sub.key)})
 		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
 	}
-	ctl, err := r.listenControl(s.controlSocket)
+	ctl, err := r.listenControl(s.Control.Socket)
 	if err != nil {
 		return err
 	}
 	defer ctl.Close()
-	if s.metricsListen != "" {
-		addr, err := r.met.serve(ctx, s.metricsListen, r.healthy, log)
+	if s.Metrics.Listen != "" {
+		addr, err := r.met.serve(ctx, s.Metrics.Listen, r.healthy, log)
 		if err != nil {
-			return fmt.Errorf("metrics.listen %s: %w", s.metricsListen, err)
+			return fmt.Errorf("metrics.listen %s: %w", s.Metrics.Listen, err)
 		}
 		log.Info("metrics listening", "addr", addr.String())
 	}
 	// TCP → connection limits → greet pause → connect stage → go-smtp: the
 	// cheapest refusal comes first. Limits and pauses are read from the
 	// generation in force at each connection.
-	rlCfg := ratelimit.ListenerConfig{Hostname: s.hostname, Logger: log,
+	rlCfg := ratelimit.ListenerConfig{Hostname: s.Hostname, Logger: log,
 		ClientRate: func(ip netip.Addr) (int, bool) {
 			g := r.cur.Load()
-			return g.pol.clientLimit(ip, g.s.clientRate, access.TagClientRate)
+			return g.pol.clientLimit(ip, g.s.Limits.ClientRate, access.TagClientRate)
 		},
 		ClientConn: func(ip netip.Addr) (int, bool) {
 			g := r.cur.Load()
-			return g.pol.clientLimit(ip, g.s.clientConn, access.TagClientConn)
+			return g.pol.clientLimit(ip, g.s.Limits.ClientConn, access.TagClientConn)
 		},
 	}
 	limited, err := ratelimit.NewListener(r.met.countConns(connLimit.Listener(inner), "smtp.listen"), rlCfg)
@@ -268,7 +270,7 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	}
 	r.met.limited.listener.Store(limited)
 	gl, err := greetpause.New(limited, greetpause.Config{Logger: log,
-		LogOnly: s.greetLogOnly,
+		LogOnly: s.SMTP.GreetPauseLogOnly,
 		Pause:   func(ip netip.Addr) time.Duration { d, _ := r.cur.Load().pol.pause(ip); return d }})
 	if err != nil {
 		return err
@@ -304,10 +306,10 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 		close(qdone)
 	}()
 	defer func() { qstop(); <-qdone }()
-	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.spoolDir,
+	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.Spool,
 		"config", cmp.Or(path, "built-in defaults"),
-		"mailertable", cmp.Or(s.mailertable, "none"), "local_delivery", s.localHop,
-		"greet_pause", s.greetPause.String(), "control", s.controlSocket, "max_connections", connLimit.Max())
+		"mailertable", cmp.Or(s.Delivery.Mailertable, "none"), "local_delivery", s.Delivery.Local,
+		"greet_pause", s.SMTP.GreetPause.Duration.String(), "control", s.Control.Socket, "max_connections", connLimit.Max())
 	done := make(chan error, 1+len(subs))
 	go func() { done <- srv.Serve(gl) }()
 	for _, sub := range subs {
@@ -350,7 +352,7 @@ func (l *listeners) close() {
 
 // listenAll opens the SMTP and submission sockets and records them in
 // r.self, for the router's loop check.
-func (r *relayServer) listenAll(s *settings) (*listeners, error) {
+func (r *relayServer) listenAll(s *Config) (*listeners, error) {
 	lns := &listeners{sub: map[string]net.Listener{}}
 	listen := func(key, addr string) (net.Listener, error) {
 		l, err := net.Listen("tcp", addr)
@@ -364,10 +366,10 @@ func (r *relayServer) listenAll(s *settings) (*listeners, error) {
 		return l, nil
 	}
 	var err error
-	if lns.smtp, err = listen("smtp.listen", s.listen); err != nil {
+	if lns.smtp, err = listen("smtp.listen", s.SMTP.Listen); err != nil {
 		return nil, err
 	}
-	for key, addr := range map[string]string{"submission.listen": s.submission, "submission.listen_tls": s.submissions} {
+	for key, addr := range map[string]string{"submission.listen": s.Submission.Listen, "submission.listen_tls": s.Submission.ListenTLS} {
 		if addr == "" {
 			continue
 		}
@@ -397,11 +399,11 @@ func (r *relayServer) healthy() error {
 	// Mail is refused (452) when the spool's disk is full: unhealthy.
 	var fs syscall.Statfs_t
 	g := r.cur.Load()
-	if err := syscall.Statfs(g.s.spoolDir, &fs); err != nil {
+	if err := syscall.Statfs(g.s.Spool, &fs); err != nil {
 		return err
 	}
 	if free := int64(fs.Bavail) * int64(fs.Bsize); free < g.s.maxSize {
-		return fmt.Errorf("spool %s has %d bytes free, less than one message", g.s.spoolDir, free)
+		return fmt.Errorf("spool %s has %d bytes free, less than one message", g.s.Spool, free)
 	}
 	return nil
 }
@@ -455,12 +457,12 @@ func (r *relayServer) reload(why string) error {
 		if err != nil {
 			return err
 		}
-		s, err := cfg.settings()
+		for _, key := range keepFixed(old.s, cfg) {
+			r.log.Warn("configuration key changed but needs a restart; the running value stays", "key", key)
+		}
+		s, err := cfg.resolved()
 		if err != nil {
 			return err
-		}
-		for _, key := range keepFixed(old.s, s) {
-			r.log.Warn("configuration key changed but needs a restart; the running value stays", "key", key)
 		}
 		g, err := r.buildGeneration(s)
 		if err != nil {
@@ -479,52 +481,6 @@ func (r *relayServer) reload(why string) error {
 	r.met.reloads.WithLabelValues("ok").Inc()
 	r.log.Info("configuration reloaded", "reason", why)
 	return nil
-}
-
-// fixedKeys are the settings a running relay cannot change: its sockets,
-// its spool and what the queue and servers were built with. field points
-// at the setting, so one list serves both to compare and to keep.
-var fixedKeys = []struct {
-	key   string
-	field func(*settings) any
-}{
-	{"smtp.listen", func(s *settings) any { return &s.listen }},
-	{"smtp.quoted_local_parts", func(s *settings) any { return &s.refuseQuoted }},
-	{"submission.listen", func(s *settings) any { return &s.submission }},
-	{"submission.listen_tls", func(s *settings) any { return &s.submissions }},
-	{"spool", func(s *settings) any { return &s.spoolDir }},
-	{"hostname", func(s *settings) any { return &s.hostname }},
-	{"max_message_size", func(s *settings) any { return &s.maxSize }},
-	{"smtp.max_hops", func(s *settings) any { return &s.maxHops }},
-	{"smtp.bare_newline", func(s *settings) any { return &s.bareNewline }},
-	{"smtp.max_connections", func(s *settings) any { return &s.maxConns }},
-	{"smtp.max_recipients", func(s *settings) any { return &s.maxRcpts }},
-	{"queue.warn", func(s *settings) any { return &s.queueWarn }},
-	{"queue.return", func(s *settings) any { return &s.queueReturn }},
-	{"queue.min_backoff", func(s *settings) any { return &s.minBackoff }},
-	{"queue.max_backoff", func(s *settings) any { return &s.maxBackoff }},
-	{"delivery.postmaster", func(s *settings) any { return &s.postmaster }},
-	{"redis.addr", func(s *settings) any { return &s.redisAddr }},
-	{"metrics.listen", func(s *settings) any { return &s.metricsListen }},
-	{"control.socket", func(s *settings) any { return &s.controlSocket }},
-	{"stats.dir", func(s *settings) any { return &s.statsDir }},
-	{"web.listen", func(s *settings) any { return &s.webListen }},
-	{"log.level", func(s *settings) any { return &s.logLevel }},
-	{"log.format", func(s *settings) any { return &s.logJSON }},
-}
-
-// keepFixed gives s the fixed settings of the running generation and
-// returns the keys whose new value it overrode.
-func keepFixed(old, s *settings) []string {
-	var changed []string
-	for _, f := range fixedKeys {
-		was, now := reflect.ValueOf(f.field(old)).Elem(), reflect.ValueOf(f.field(s)).Elem()
-		if !reflect.DeepEqual(was.Interface(), now.Interface()) {
-			changed = append(changed, f.key)
-			now.Set(was)
-		}
-	}
-	return changed
 }
 
 // observe sees every policy decision (metrics, statistics).

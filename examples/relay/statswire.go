@@ -77,8 +77,8 @@ func (r *relayServer) recordDecision(d postern.Decision) {
 // required_score, 5.0 by default, so a site that tags at 6.8 would
 // otherwise count mail it delivers untagged as spam.
 func (r *relayServer) countsAsSpam(res *scan.Result) bool {
-	if g := r.cur.Load(); g != nil && g.s.spamTag > 0 {
-		return res.Score >= g.s.spamTag
+	if g := r.cur.Load(); g != nil && g.s.Scan.SpamTagScore > 0 {
+		return res.Score >= g.s.Scan.SpamTagScore
 	}
 	return res.Spam
 }
@@ -132,7 +132,7 @@ func (r *relayServer) days(ctx context.Context, from, to time.Time) ([]webui.Day
 	if r.journal != nil {
 		r.journal.Flush(ctx)
 	}
-	sum, err := stats.Summarize(ctx, r.cur.Load().s.statsDir, from, to, stats.SummaryOptions{})
+	sum, err := stats.Summarize(ctx, r.cur.Load().s.Stats.Dir, from, to, stats.SummaryOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -151,19 +151,19 @@ func (r *relayServer) days(ctx context.Context, from, to time.Time) ([]webui.Day
 func (r *relayServer) mailDaily(ctx context.Context, now func() time.Time) {
 	for {
 		g := r.cur.Load()
-		switch waitDaily(ctx, g.s.dailyAt, now, g.replaced()) {
+		switch waitDaily(ctx, g.s.Stats.DailyAt, now, g.replaced()) {
 		case waitEnded:
 			return
 		case waitReloaded:
 			continue
 		}
 		s := r.cur.Load().s
-		if s.dailyTo == "" {
+		if s.Stats.DailyTo == "" {
 			continue
 		}
 		end := now()
 		if id, to, err := r.sendSummary(ctx, s, end.Add(-24*time.Hour), end, "", 0); err != nil {
-			r.log.Error("daily statistics mail failed", "to", s.dailyTo, "error", err)
+			r.log.Error("daily statistics mail failed", "to", s.Stats.DailyTo, "error", err)
 		} else {
 			r.log.Info("daily statistics queued", "queue_id", id, "to", to)
 		}
@@ -209,14 +209,14 @@ func (r *relayServer) digestDaily(ctx context.Context, now func() time.Time) {
 	since := now()
 	for {
 		g := r.cur.Load()
-		switch waitDaily(ctx, g.s.dailyAt, now, g.replaced()) {
+		switch waitDaily(ctx, g.s.Stats.DailyAt, now, g.replaced()) {
 		case waitEnded:
 			return
 		case waitReloaded:
 			continue
 		}
 		s := r.cur.Load().s
-		if !s.webDigests {
+		if !s.Web.Digests {
 			continue
 		}
 		sent := now()
@@ -228,7 +228,7 @@ func (r *relayServer) digestDaily(ctx context.Context, now func() time.Time) {
 	}
 }
 
-func (r *relayServer) sendDigests(ctx context.Context, s *settings, since time.Time) error {
+func (r *relayServer) sendDigests(ctx context.Context, s *Config, since time.Time) error {
 	ds, err := r.page.Digests(ctx, webui.DigestConfig{From: "postmaster@" + s.hostnameOrDefault(), URL: s.pageURL(), Since: since})
 	if err != nil {
 		return err
@@ -246,7 +246,7 @@ func (r *relayServer) sendDigests(ctx context.Context, s *settings, since time.T
 
 // sendSummary writes out the journal and queues the summary of [from,
 // end) for to (stats.daily_to when empty).
-func (r *relayServer) sendSummary(ctx context.Context, s *settings, from, end time.Time, to string, top int) (id, rcpt string, err error) {
+func (r *relayServer) sendSummary(ctx context.Context, s *Config, from, end time.Time, to string, top int) (id, rcpt string, err error) {
 	if r.journal != nil {
 		r.journal.Flush(ctx)
 	}
@@ -259,9 +259,9 @@ var ErrNoReportAddress = errors.New("no address for the report: set stats.daily_
 // queueSummary queues the statistics report of [from, end) as the daily
 // mail is sent: from MAILER-DAEMON with the null sender, to to or
 // stats.daily_to. It returns the queue ID and the address.
-func queueSummary(ctx context.Context, q *queue.Queue, s *settings, from, end time.Time, to string, top int) (id, rcpt string, err error) {
+func queueSummary(ctx context.Context, q *queue.Queue, s *Config, from, end time.Time, to string, top int) (id, rcpt string, err error) {
 	if to == "" {
-		to = s.dailyTo
+		to = s.Stats.DailyTo
 	}
 	if to == "" {
 		return "", "", ErrNoReportAddress
@@ -269,7 +269,7 @@ func queueSummary(ctx context.Context, q *queue.Queue, s *settings, from, end ti
 	if to, err = envelopeAddr(to); err != nil {
 		return "", "", err
 	}
-	sum, err := stats.Summarize(ctx, s.statsDir, from, end, stats.SummaryOptions{Top: top})
+	sum, err := stats.Summarize(ctx, s.Stats.Dir, from, end, stats.SummaryOptions{Top: top})
 	if err != nil {
 		return "", "", err
 	}
@@ -324,11 +324,11 @@ func parseMailStats(args []string) (*mailStatsRequest, error) {
 
 // summarySender queues a report (sendSummary in the relay,
 // queueSummary on a stopped relay's spool).
-type summarySender func(ctx context.Context, s *settings, from, end time.Time, to string, top int) (id, rcpt string, err error)
+type summarySender func(ctx context.Context, s *Config, from, end time.Time, to string, top int) (id, rcpt string, err error)
 
 // mailStats runs a mail-stats request with the settings s and says what
 // it queued.
-func mailStats(ctx context.Context, send summarySender, s *settings, m *mailStatsRequest, w io.Writer) int {
+func mailStats(ctx context.Context, send summarySender, s *Config, m *mailStatsRequest, w io.Writer) int {
 	id, to, err := send(ctx, s, m.until.Add(-m.since), m.until, m.to, m.top)
 	if err != nil {
 		fmt.Fprintf(w, "relay stats: %s\n", safe(err.Error()))
@@ -379,11 +379,11 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	// A running relay writes its records within a second; ask it to
 	// write them now. A stopped one has written everything.
-	if _, _, err := askRelay(s.controlSocket, "flush-stats", nil, io.Discard); err != nil {
+	if _, _, err := askRelay(s.Control.Socket, "flush-stats", nil, io.Discard); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	sum, err := stats.Summarize(context.Background(), s.statsDir, end.Add(-*since), end, stats.SummaryOptions{Top: *top})
+	sum, err := stats.Summarize(context.Background(), s.Stats.Dir, end.Add(-*since), end, stats.SummaryOptions{Top: *top})
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
@@ -398,8 +398,8 @@ func statsCommand(args []string, stdout, stderr io.Writer) int {
 // mailStatsCommand has the running relay queue the report (with the
 // configuration it runs with); with no relay running it queues the
 // report in the spool itself, for the relay to deliver when it starts.
-func mailStatsCommand(s *settings, m *mailStatsRequest, stdout, stderr io.Writer) int {
-	code, ok, err := askRelay(s.controlSocket, "mail-stats", m.args(), stdout)
+func mailStatsCommand(s *Config, m *mailStatsRequest, stdout, stderr io.Writer) int {
+	code, ok, err := askRelay(s.Control.Socket, "mail-stats", m.args(), stdout)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -407,13 +407,13 @@ func mailStatsCommand(s *settings, m *mailStatsRequest, stdout, stderr io.Writer
 	if ok {
 		return code
 	}
-	q, err := queue.Open(queue.Config{Dir: s.spoolDir, Hostname: s.hostname, Postmaster: s.postmaster})
+	q, err := queue.Open(queue.Config{Dir: s.Spool, Hostname: s.Hostname, Postmaster: s.Delivery.Postmaster})
 	if err != nil {
-		fmt.Fprintf(stderr, "relay: spool %s: %s\n", s.spoolDir, err)
+		fmt.Fprintf(stderr, "relay: spool %s: %s\n", s.Spool, err)
 		return 1
 	}
 	defer q.Close()
-	send := func(ctx context.Context, s *settings, from, end time.Time, to string, top int) (string, string, error) {
+	send := func(ctx context.Context, s *Config, from, end time.Time, to string, top int) (string, string, error) {
 		return queueSummary(ctx, q, s, from, end, to, top)
 	}
 	code = mailStats(context.Background(), send, s, m, stdout)

@@ -54,11 +54,11 @@ func TestStatisticsRecords(t *testing.T) {
 	r.observeQueue(queue.Event{Kind: queue.EventDeferred, ID: "T1", Rcpt: "carol@example.test",
 		Reply: postern.NewReply(451, postern.ESC(4, 4, 1), "try later")})
 
-	s := &settings{statsDir: filepath.Join(dir, "stats"), dailyTo: "postmaster@example.test", hostname: "relay.example.test"}
+	s := &Config{Stats: StatsSection{Dir: filepath.Join(dir, "stats"), DailyTo: "postmaster@example.test"}, Hostname: "relay.example.test"}
 	end := time.Now().Add(time.Second)
 	_, _, err = r.sendSummary(context.Background(), s, end.Add(-24*time.Hour), end, "", 0)
 	require.NoError(t, err)
-	sum, err := stats.Summarize(context.Background(), s.statsDir, end.Add(-time.Hour), end, stats.SummaryOptions{})
+	sum, err := stats.Summarize(context.Background(), s.Stats.Dir, end.Add(-time.Hour), end, stats.SummaryOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, 2, sum.Received)
 	assert.Equal(t, 1, sum.Quarantined)
@@ -108,7 +108,7 @@ func TestSpamCountedAtSiteTagScore(t *testing.T) {
 			require.NoError(t, err)
 			defer j.Close()
 			r := &relayServer{journal: j, met: newMetrics(), log: discardLog()}
-			r.cur.Store(&generation{s: &settings{spamTag: tc.tag}})
+			r.cur.Store(&generation{s: &Config{Scan: ScanSection{SpamTagScore: tc.tag}}})
 			tx := &postern.Txn{ID: "T1", From: "a@example.net"}
 			postern.SetValue(&tx.Values, scan.ReportKey, &scan.Report{Spam: &scan.Result{Spam: tc.verdict, Score: tc.score}})
 			r.observe(context.Background(), postern.Decision{Stage: postern.StageData, Filter: scan.FilterName,
@@ -137,8 +137,8 @@ func TestDailyMailFollowsReload(t *testing.T) {
 		r := &relayServer{q: q, log: discardLog(), met: newMetrics()}
 		gen := func(to, at string) context.CancelFunc {
 			ctx, cancel := context.WithCancel(context.Background())
-			r.cur.Store(&generation{s: &settings{statsDir: filepath.Join(dir, "stats"), dailyTo: to, dailyAt: at,
-				hostname: "relay.example.test"}, done: ctx.Done()})
+			r.cur.Store(&generation{s: &Config{Stats: StatsSection{Dir: filepath.Join(dir, "stats"), DailyTo: to, DailyAt: at},
+				Hostname: "relay.example.test"}, done: ctx.Done()})
 			return cancel
 		}
 		retire := gen("old@example.test", "06:00")

@@ -23,9 +23,9 @@ import (
 // addresses the senders file lets them use (or, without one, the address
 // that is their login name). apNow returns the authentication parts in
 // force, so a reload reaches the page too.
-func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, lim *ratelimit.AuthLimiter, tlsCfg *tls.Config,
+func startWeb(s *Config, q *queue.Queue, apNow func() *authParts, lim *ratelimit.AuthLimiter, tlsCfg *tls.Config,
 	days func(context.Context, time.Time, time.Time) ([]webui.Day, error), log *slog.Logger) (*webui.Server, func(context.Context) error, error) {
-	if s.webListen == "" {
+	if s.Web.Listen == "" {
 		return nil, func(context.Context) error { return nil }, nil
 	}
 	ap := apNow()
@@ -41,7 +41,7 @@ func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, lim *ratelim
 	// The SMTP AUTH limiter is shared: a password guesser is slowed, and a
 	// locked account refused, on the submission ports and on the page
 	// alike.
-	ui, err := webui.New(webui.Config{Queue: q, Owns: owns, Admins: slices.Clone(s.webAdmins), Days: days, Logger: log,
+	ui, err := webui.New(webui.Config{Queue: q, Owns: owns, Admins: slices.Clone(s.Web.Admins), Days: days, Logger: log,
 		Limiter: lim,
 		Authenticate: func(ctx context.Context, user, password string) error {
 			creds := apNow().creds
@@ -62,9 +62,9 @@ func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, lim *ratelim
 	if err != nil {
 		return nil, nil, err
 	}
-	l, err := net.Listen("tcp", s.webListen)
+	l, err := net.Listen("tcp", s.Web.Listen)
 	if err != nil {
-		return nil, nil, fmt.Errorf("web.listen %s: %w", s.webListen, err)
+		return nil, nil, fmt.Errorf("web.listen %s: %w", s.Web.Listen, err)
 	}
 	srv := &http.Server{Handler: ui, TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
@@ -80,10 +80,10 @@ func startWeb(s *settings, q *queue.Queue, apNow func() *authParts, lim *ratelim
 
 // pageURL is the page's public base URL: web.url, or https://<hostname>
 // with the listener's port.
-func (s *settings) pageURL() string {
-	if s.webURL != "" {
-		return strings.TrimRight(s.webURL, "/")
+func (s *Config) pageURL() string {
+	if s.Web.URL != "" {
+		return strings.TrimRight(s.Web.URL, "/")
 	}
-	_, port, _ := netSplit(s.webListen)
+	_, port, _ := netSplit(s.Web.Listen)
 	return fmt.Sprintf("https://%s:%d", s.hostnameOrDefault(), port)
 }

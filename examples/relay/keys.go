@@ -1,0 +1,474 @@
+package main
+
+import (
+	"encoding"
+	"flag"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// setting declares one key of the configuration: everything about it but
+// its value, which is the Config field it points at. The dotted key and
+// the type come from that field; the flag, the defaults shown by
+// "serve -h", the tables of docs/configuration.md and the keys a reload
+// cannot change all come from this one list.
+type setting struct {
+	// field returns a pointer to the key's Config field.
+	field func(c *Config) any
+	// key is the dotted key; set here only for keys without a field of
+	// their own (the [[dkim]] table's keys), else found from field.
+	key string
+	// flag is the command-line flag, "" for none.
+	flag string
+	// def is the default as a TOML value ("\"5s\"", "50", "true"), ""
+	// when the zero value is the default or code derives it (resolve).
+	def string
+	// defDoc is the default as the reference shows it when def does not
+	// say it ("the system's host name").
+	defDoc string
+	// restart: a reload keeps the running value (and says so).
+	restart bool
+	// doc is the reference's line in Markdown; its first sentence is the
+	// flag's usage.
+	doc string
+	// renamed names the key that replaces this one: the old key (and its
+	// flag) still works, with a warning, for one release; convert moves
+	// its value to the new key when the types differ (default: copied).
+	renamed string
+	convert func(c *Config)
+}
+
+// settings are the relay's keys, in the order of the reference.
+var settings = []setting{
+	{field: func(c *Config) any { return &c.Hostname }, flag: "hostname", defDoc: "the system's host name", restart: true, doc: "Name in the banner, Received fields and DSNs (`Reporting-MTA`)."},
+	{field: func(c *Config) any { return &c.LocalDomains }, flag: "domains", defDoc: "`[\"example.test\"]`", doc: "Domains whose mail the relay accepts for the mail store (sendmail `To:domain RELAY`, Postfix `relay_domains`). Without a mailertable they are delivered to Maildir folders under `delivery.maildir`."},
+	{field: func(c *Config) any { return &c.RelayDomains }, flag: "relay-domains", doc: "Further domains accepted and routed on by the mailertable (for example a subsidiary's)."},
+	{field: func(c *Config) any { return &c.TrustedNetworks }, flag: "trusted", def: "[\"127.0.0.0/8\", \"::1\"]", doc: "Clients that may relay anywhere (Postfix `mynetworks`). What they skip is listed below. Mail from them is DKIM-signed when keys are set."},
+	{field: func(c *Config) any { return &c.Spool }, flag: "spool", def: "\"postern-spool\"", restart: true, doc: "The queue directory. Also holds `control.sock` and `stats/` by default."},
+	{field: func(c *Config) any { return &c.MaxMessageSize }, flag: "max-size", def: "\"10MB\"", restart: true, doc: "Largest message accepted (`SIZE`); larger gets `552 5.3.4`."},
+	{field: func(c *Config) any { return &c.SMTP.Listen }, flag: "listen", def: "\"127.0.0.1:2525\"", restart: true, doc: "Address of the MX listener; a production relay says `\":25\"`."},
+	{field: func(c *Config) any { return &c.SMTP.GreetPause }, flag: "greet-pause", def: "\"5s\"", doc: "Pause before the banner for untrusted clients; a client that talks first gets `554 5.5.1` (sendmail `greet_pause`). `\"0s\"` turns it off. Access-file `GreetPause:` entries win."},
+	{field: func(c *Config) any { return &c.SMTP.GreetPauseLogOnly }, flag: "greet-pause-log-only", restart: true, doc: "Log early talkers instead of refusing them, to roll the pause out."},
+	{field: func(c *Config) any { return &c.SMTP.MaxHops }, flag: "max-hops", def: "50", restart: true, doc: "Most `Received` and `Delivered-To` fields a message may carry, the relay's own included (Postfix `hopcount_limit`; sendmail's `MaxHopCount` is 25). Mail that arrives with that many has been round a loop: `554 5.4.6 Too many hops` at the end of DATA."},
+	{field: func(c *Config) any { return &c.SMTP.QuotedLocalParts }, flag: "quoted-local-parts", def: "\"accept\"", restart: true, doc: "Addresses whose local part must be quoted (`\"a b\"@example.test`, `\"ceo(x)\"@example.test`), on every listener: `\"accept\"` takes them and delivers them quoted, as the same mailbox; `\"refuse\"` answers `553 5.1.3` (`5.1.7` for a sender) \"quoted local parts are not accepted here\", for a mail store that cannot take them. See below."},
+	{field: func(c *Config) any { return &c.SMTP.BareNewline }, flag: "bare-newline", def: "\"normalize\"", restart: true, doc: "A bare CR or bare LF (one not part of CRLF) in a message, DATA or BDAT: `\"normalize\"` makes it CRLF (Postfix 3.9's default for `smtpd_forbid_bare_newline`); `\"reject\"` reads the message to its end and answers `550 5.5.2 Error: bare <LF> received` (or `<CR>`), and answers a command line ending in a bare LF the same way; the session goes on. Either way only CRLF `.` CRLF ends DATA and the queue holds CRLF line ends only (SMTP smuggling). Applies to the submission ports too."},
+	{field: func(c *Config) any { return &c.SMTP.MaxRecipients }, flag: "max-recipients", def: "1000", restart: true, doc: "Recipients per message, on every listener (Postfix `smtpd_recipient_limit`); the client is told the limit (`LIMITS RCPTMAX=`, RFC 9422) and further recipients get `452 4.5.3 Maximum limit of 1000 recipients reached`, which a client sends again in another transaction."},
+	{field: func(c *Config) any { return &c.SMTP.MaxConnections }, flag: "max-connections", defDoc: "`0` (from `RLIMIT_NOFILE`)", restart: true, doc: "Connections open at once over the SMTP and submission listeners, whoever the client (`limits.client_conn` is per client); more are answered `421 4.7.0 <host> Error: too many connections, try again later` before anything is read. `0` takes `(RLIMIT_NOFILE - 100) / 2`, so connections run out before file descriptors (systemd `LimitNOFILE=` sets the limit; the value in force is logged at start as `max_connections`); negative means no limit. Should descriptors run out all the same, waiting clients get `421 4.3.2` from a descriptor kept in reserve and the relay goes on accepting."},
+	{field: func(c *Config) any { return &c.SMTP.ReverseDNS }, flag: "reverse-dns", def: "true", doc: "Look up client host names as above. `false`: no lookup, host-name entries never match, Received says `([ip])`."},
+	{field: func(c *Config) any { return &c.SMTP.ReverseDNSTimeout }, flag: "reverse-dns-timeout", def: "\"10s\"", doc: "Bound on one lookup (PTR and the forward queries); running out of time is `TEMP`. At most `\"30s\"`, the connect stage's own bound."},
+	{field: func(c *Config) any { return &c.Submission.Listen }, flag: "submission", defDoc: "off", restart: true, doc: "Port 587: STARTTLS, then AUTH, required before MAIL (RFC 6409). Needs `tls` and the two files below."},
+	{field: func(c *Config) any { return &c.Submission.ListenTLS }, flag: "submissions", defDoc: "off", restart: true, doc: "Port 465: implicit TLS (RFC 8314), then AUTH."},
+	{field: func(c *Config) any { return &c.Submission.Credentials }, flag: "credentials", doc: "`user:hash` lines, bcrypt (`$2y$…`) or argon2id (`$argon2id$…`). Also the logins of the quarantine page. Failed logins (SMTP AUTH and the page alike) are counted per client network (one IPv4 address, one IPv6 /64) and per account: 5 from one network or 10 for one account within 10 minutes lock that key for 10 minutes, answered `454 4.7.0` on SMTP and `429` (with `Retry-After`) on the page, even for the right password, for unknown accounts as for known ones. With `redis.addr` the counts and locks are shared by the relays."},
+	{field: func(c *Config) any { return &c.Submission.Senders }, flag: "senders", doc: "Which MAIL FROM addresses each user may use, one line per user: `alice@example.test: alice@example.test, sales@example.test, @lists.example.test` (the user, a colon, then addresses, `@domain` for a whole domain or `*` for any, separated by commas or spaces; `#` starts a comment line). Without it a user may send as their login name only. Also decides whose quarantined mail a user sees."},
+	{field: func(c *Config) any { return &c.Submission.BindFrom }, flag: "bind-from", def: "true", doc: "Bind the message's `From` field (every mailbox in it, groups included; exactly one `From` field) and its `Sender` field to the same addresses as MAIL FROM: otherwise `553 5.7.1 From header rejected: <addr> not owned by user` at the end of DATA. A header that cannot be parsed is refused too. With `false` only MAIL FROM is bound; DKIM still never signs a user's mail whose `From` is not theirs (it goes unsigned, logged `dkim: not signed`)."},
+	{field: func(c *Config) any { return &c.TLS.Cert }, flag: "tls-cert", doc: "PEM certificate chain for STARTTLS on port 25, the submission ports and the quarantine page. Reloads pick up a renewed file."},
+	{field: func(c *Config) any { return &c.TLS.Key }, flag: "tls-key", doc: "Its PEM private key."},
+	{field: func(c *Config) any { return &c.Policy.Access }, flag: "access", doc: "The sendmail access file, as written for `makemap` (plain text): `Connect:`, `From:`, `To:`, `GreetPause:`, `ClientRate:`, `ClientConn:` entries with `OK`, `RELAY`, `REJECT`, `DISCARD`, `ERROR:` actions, looked up in sendmail's order."},
+	{field: func(c *Config) any { return &c.Policy.Recipients }, flag: "recipients", doc: "Valid addresses of the local domains, one per line (`@domain` for a catch-all); others get `550 5.1.1` at RCPT."},
+	{field: func(c *Config) any { return &c.Policy.CallAhead }, flag: "callahead", doc: "Ask the next hop (an RCPT probe) about local recipients the recipients file does not cover; answers are cached."},
+	{field: func(c *Config) any { return &c.Policy.RelaySubdomains }, flag: "relay-subdomains", doc: "Let `To:example.com RELAY` relay the subdomains of example.com too, as sendmail does by default. Off, it relays example.com alone (sendmail's `FEATURE(relay_hosts_only)`); `To:.example.com RELAY` names the subdomains deliberately."},
+	{field: func(c *Config) any { return &c.Policy.HELOChecks }, flag: "helo-checks", doc: "Refuse HELO/EHLO names, at HELO, with `550 5.7.1` (trusted clients are not checked): `\"resolves\"` — the name has no A, AAAA or MX record, or is not a host name (Postfix `reject_unknown_helo_hostname`; `450 4.7.1` when DNS fails for now); `\"not_us\"` — the name is this relay's `hostname`, one of `local_domains`, `localhost` from an outside client, or the relay's address the client connected to, as a literal or bare (spam software greets with the name of the server it connects to); `\"literal\"` — an address literal (or a bare address) that is not the client's own. RFC 5321 §4.1.4 says a server MUST NOT refuse mail only because the HELO name does not match the client, which is why none is on by default."},
+	{field: func(c *Config) any { return &c.Policy.ClientChecks }, flag: "client-checks", doc: "Refuse clients by reverse DNS, before the banner (trusted clients and clients with `Connect:` `OK` or `RELAY` are not checked): `\"ptr\"` — no PTR record (sendmail `FEATURE(require_rdns)`, Postfix `reject_unknown_reverse_client_hostname`): `554 5.7.25`; `\"name\"` — no verified name, i.e. no PTR or a PTR that does not resolve back (Postfix `reject_unknown_client_hostname`): `554 5.7.25`. With either, a temporary DNS failure is `421 4.7.25` (try again later). Needs `smtp.reverse_dns`."},
+	{field: func(c *Config) any { return &c.Policy.Order }, flag: "policy-order", def: "[\"trust\", \"access\", \"relay\", \"host-checks\", \"dnsbl\", \"ratelimit\", \"outbound-ratelimit\", \"harvest-guard\", \"verify\", \"spf\", \"auth-verify\", \"scan\", \"dkim-sign\"]", doc: "The order the filters run in, by name (below): at each stage of the dialogue the first filter that decides answers. `relay check` prints the order in force."},
+	{field: func(c *Config) any { return &c.DNS.Resolvers }, flag: "dns-resolver", defDoc: "the system's (`/etc/resolv.conf`)", doc: "DNS servers (`host:port`) for every lookup: the DNS lists, client host names, SPF, DKIM, DMARC and MX. List answers are cached for their TTL; SPF, DKIM and DMARC answers for a minute."},
+	{field: func(c *Config) any { return &c.DNSBL.Zones }, flag: "dnsbl", doc: "IP block lists, `\"zone\"` or `\"zone=weight\"`; a client is listed when the weights of its hits add up to 1 or more. Refused before the banner with `554 5.7.1` and the list's TXT text (at RCPT with `550 5.7.1` when `dnsbl.at_rcpt`)."},
+	{field: func(c *Config) any { return &c.DNSBL.Allow }, flag: "dnswl", doc: "IP allow lists; weight -1 unless given."},
+	{field: func(c *Config) any { return &c.DNSBL.Domain }, flag: "rhsbl", doc: "Domain block lists (RHSBL) for the HELO name and the sender's domain."},
+	{field: func(c *Config) any { return &c.DNSBL.Resolvers }, renamed: "dns.resolvers"},
+	{field: func(c *Config) any { return &c.DNSBL.AtRcpt }, flag: "dnsbl-at-rcpt", doc: "Refuse listed clients at RCPT instead, so the log names sender and recipients."},
+	{field: func(c *Config) any { return &c.DNSBL.FailOpen }, flag: "dnsbl-fail-open", doc: "Accept when a list cannot be asked; by default the client gets a temporary failure and retries (as sendmail's dnsbl FEATURE tempfails): `421 4.7.1` before the banner, the only answer there that closes a connection cleanly, or `451 4.7.1` at RCPT with `dnsbl.at_rcpt`."},
+	{field: func(c *Config) any { return &c.Limits.ClientRate }, flag: "client-rate", defDoc: "`0` (unlimited)", doc: "Connections per minute per client address (sendmail `ClientRate`), refused `421 4.7.0` before the banner. Access `ClientRate:` entries win. For trusted clients only an entry naming their address or network applies (`ClientRate:10.1.2.3 5`, as in sendmail); this key and the default entry (`ClientRate: 10`) do not."},
+	{field: func(c *Config) any { return &c.Limits.ClientConn }, flag: "client-conn", def: "50", doc: "Concurrent connections per client (sendmail `ClientConn`, Postfix's 50); `0` unlimited. Access `ClientConn:` entries win, and apply to trusted clients as `client_rate`'s do."},
+	{field: func(c *Config) any { return &c.Limits.MessageRate }, flag: "message-rate", defDoc: "unlimited", doc: "Messages per client address, for clients that are not trusted (Postfix `smtpd_client_message_rate_limit`). Over it: `450 4.7.1 Error: too much mail from <ip>`."},
+	{field: func(c *Config) any { return &c.Limits.RecipientRate }, flag: "recipient-rate", defDoc: "unlimited", doc: "Recipients per client address, likewise: `450 4.7.1 Error: too many recipients from <ip>`."},
+	{field: func(c *Config) any { return &c.Limits.OutboundMessageRate }, flag: "outbound-message-rate", def: "\"300/1h\"", doc: "Messages from the site's own senders: per trusted client address (trusted networks and `Connect:` `RELAY` hosts, `outbound_exempt` aside) and per user logged in on the submission ports, wherever the user connects from. Over it: `450 4.7.1 Error: too much mail from <ip>`, logged with the user or the address (`reason=\"outbound-ratelimit: message rate 300/1h0m0s exceeded (user:alice@example.test); …\"`) and counted in `postern_rate_limited_total` and in the daily mail's rejections. No person sends that much; a worm on a campus PC (one site's sent 3,898 messages in 25 minutes) gets 300 out and then one every 12 seconds. `\"unlimited\"` turns it off."},
+	{field: func(c *Config) any { return &c.Limits.OutboundRecipientRate }, flag: "outbound-recipient-rate", def: "\"1000/1h\"", doc: "Recipients from the site's own senders, counted the same way: `450 4.7.1 Error: too many recipients from <ip>`."},
+	{field: func(c *Config) any { return &c.Limits.OutboundExempt }, flag: "outbound-exempt", def: "[\"127.0.0.0/8\", \"::1\"]", doc: "Networks whose trusted clients the outbound limits do not count by address: the relay's own host by default, and the place for a host that carries many people's mail (a mail store that sends the site's outgoing mail through the relay, a list server). Users who log in are counted as users wherever they connect from. `[]` counts every trusted client."},
+	{field: func(c *Config) any { return &c.Limits.HarvestThreshold }, flag: "harvest-threshold", def: "10", doc: "Unknown recipients from one client within the window that start a hold (`451 4.7.1` to everything it sends); `-1` turns the guard off."},
+	{field: func(c *Config) any { return &c.Limits.HarvestWindow }, flag: "harvest-window", def: "\"10m\"", doc: "Window for counting unknown recipients."},
+	{field: func(c *Config) any { return &c.Limits.HarvestHold }, flag: "harvest-hold", def: "\"30m\"", doc: "How long a harvesting client is held."},
+	{field: func(c *Config) any { return &c.Redis.Addr }, flag: "redis", defDoc: "none (in memory)", restart: true, doc: "`host:port` of a Redis server holding the rate (inbound and outbound) and harvest counters and the failed-login counts and locks, so two relays behind one MX name count together. See [two-relays.md](two-relays.md)."},
+	{field: func(c *Config) any { return &c.Redis.FailClosed }, flag: "redis-fail-closed", doc: "Answer `451 4.3.0` when Redis cannot be asked; by default the check is skipped, logged and counted."},
+	{field: func(c *Config) any { return &c.Auth.Check }, flag: "auth-check", def: "\"off\"", doc: "`off`: nothing is checked and no Authentication-Results field is added (forged ones naming us are still removed); `tag`: SPF, DKIM and DMARC results in one Authentication-Results field; `enforce`: also refuse SPF `fail` (`550 5.7.23`) and honour DMARC `p=reject` (`550 5.7.1`) and `p=quarantine`."},
+	{field: func(c *Config) any { return &c.Auth.AuthservID }, flag: "authserv-id", defDoc: "the host name", doc: "Our name in Authentication-Results; fields claiming it that arrive with the mail are removed, however they spell it (compared as a domain name: case, a trailing dot, quoted, escaped, with comments or a version)."},
+	{field: func(c *Config) any { return &c.Scan.Clamd }, flag: "clamd", doc: "clamd addresses (`host:port` or a socket path), tried in order."},
+	{field: func(c *Config) any { return &c.Scan.Spamd }, flag: "spamd", doc: "SpamAssassin spamd addresses."},
+	{field: func(c *Config) any { return &c.Scan.Rspamd }, flag: "rspamd", doc: "rspamd normal-worker addresses (asked before spamd when both are set)."},
+	{field: func(c *Config) any { return &c.Scan.SpamTagScore }, flag: "spam-tag-score", defDoc: "`0` (scorer's verdict)", doc: "Score at which mail is tagged `X-Spam-Flag: YES`."},
+	{field: func(c *Config) any { return &c.Scan.SpamRejectScore }, flag: "spam-reject-score", defDoc: "`0` (never)", doc: "Score at which `spam_action` applies."},
+	{field: func(c *Config) any { return &c.Scan.SpamSubject }, flag: "spam-subject", doc: "Prefix put before the Subject of tagged mail, such as `\"[SPAM]\"`."},
+	{field: func(c *Config) any { return &c.Scan.SpamAction }, flag: "spam-action", def: "\"reject\"", doc: "At the reject score: `reject` (`550 5.7.1`), `quarantine` (held for review on the quarantine page) or `discard`."},
+	{field: func(c *Config) any { return &c.Scan.VirusAction }, flag: "virus-action", def: "\"reject\"", doc: "For a virus: `reject` (`554 5.7.0`), `quarantine` or `discard`."},
+	{field: func(c *Config) any { return &c.Scan.VirusFailOpen }, flag: "virus-fail-open", doc: "Deliver unscanned when no virus scanner answers; by default `451 4.7.1` and the client retries."},
+	{field: func(c *Config) any { return &c.Scan.SpamFailClosed }, flag: "spam-fail-closed", doc: "Answer `451` when no spam scorer answers; by default mail goes on unscored."},
+	{field: func(c *Config) any { return &c.Scan.BanAttachments }, flag: "ban-attachments", doc: "Refuse executable attachments (exe, scr, pif, bat, js…, double extensions, programs under any name), also inside archives: zip (a prefixed or self-extracting one too), tar, gzip, bzip2 and these nested, recognised by content whatever their name or declared type (`552 5.7.0 Message rejected: attachment \"files.tar.gz/evil.exe\" not allowed (banned-extension)`). Archives are looked into within one budget (4 levels, 2000 entries, 64 MiB decompressed); a bomb past it is refused (`archive-limit`)."},
+	{field: func(c *Config) any { return &c.Scan.UnopenableArchives }, flag: "unopenable-archives", def: "\"reject\"", doc: "With `scan.ban_attachments`: what to do with an archive nothing can look into, an encrypted zip entry, rar, 7z, xz, zstd, cab, a zip method other than store/deflate/bzip2, a damaged archive. `reject` (`552 5.7.0 Message rejected: attachment \"secret.zip/a.doc\" not allowed (encrypted-archive: encrypted zip entry, cannot be inspected)`, as ClamAV's `AlertEncrypted` and amavis do), `quarantine` (hold for review) or `accept` (deliver, logged)."},
+	{field: func(c *Config) any { return &c.Scan.Policy }, flag: "scan-policy", doc: "Per-recipient spam settings (`spam=on/off`, `tag=`, `reject=`, `allow=`, `deny=`). A message whose recipients all have `spam=off` is not given to the spam scorers at all."},
+	{field: func(c *Config) any { return &c.Scan.MaxMimeDepth }, flag: "max-mime-depth", def: "32", doc: "Deepest MIME nesting a message may have (the message is depth 0, each multipart or attached message one deeper). Deeper: `554 5.6.0 Message rejected: MIME nesting too deep`. Worms hide attachments in nested multiparts, so the walk goes all the way down, within this bound."},
+	{field: func(c *Config) any { return &c.Scan.MaxMimeParts }, flag: "max-mime-parts", def: "1000", doc: "Most MIME parts (containers included) a message may have; more: `554 5.6.0 Message rejected: too many MIME parts`."},
+	{field: func(c *Config) any { return &c.Delivery.Mailertable }, flag: "mailertable", doc: "sendmail mailertable (`nix.co.jj esmtp:[192.168.1.1]`, `.sub.example smtp:[hub]`, `error:5.1.1:550 …`, `local:`), looked up as sendmail does."},
+	{field: func(c *Config) any { return &c.Delivery.Local }, flag: "local-delivery", def: "\"local:\"", doc: "How `local_domains` the mailertable does not name are delivered, in mailertable syntax: `local:` (Maildir folders under `delivery.maildir`), `local:user` (one folder), `lmtp:unix:/run/dovecot/lmtp` or `lmtp:[127.0.0.1]:24` (a mail store on this host), `esmtp:[store.example]`."},
+	{field: func(c *Config) any { return &c.Delivery.SmartHost }, flag: "smarthost", defDoc: "none (MX)", doc: "Next hop for domains the mailertable does not name (sendmail `SMART_HOST`)."},
+	{field: func(c *Config) any { return &c.Delivery.FallbackRelays }, flag: "fallback-relay", doc: "Hosts tried when every host of a destination failed temporarily (sendmail `FallbackSmartHost`, Postfix `smtp_fallback_relay`); never used for the local domains."},
+	{field: func(c *Config) any { return &c.Delivery.Maildir }, flag: "maildir", def: "\"postern-maildir\"", doc: "Root of `local:` deliveries: `<root>/<domain>/<user>/new/`."},
+	{field: func(c *Config) any { return &c.Delivery.MaildirCreate }, flag: "maildir-create", def: "true", doc: "Make a mailbox for each new `local:` recipient (nothing is ever bounced as unknown). `false`: only mailboxes that exist (a folder with `new/`) take mail, and others are refused at RCPT with `550 5.1.1`; `postmaster`'s is always made."},
+	{field: func(c *Config) any { return &c.Delivery.NotifyUnverifiedSenders }, flag: "notify-unverified-senders", doc: "Send failure notices to senders nothing vouched for. By default a notice goes to the sender only when the client is trusted or logged in, or SPF passed for the sender's domain, or a valid DKIM signature of that domain (or a parent or subdomain) came with the mail (`auth.check` `tag` or `enforce`); otherwise the failure notice goes to `delivery.postmaster` (or, without one, is logged and dropped), and delay and success notices are not sent. Such senders are often forged: notices to them are backscatter."},
+	{field: func(c *Config) any { return &c.Delivery.Postmaster }, flag: "postmaster", restart: true, doc: "Gets double bounces (failure notices of null-sender mail); without it they are dropped and logged. Mail to the bare `<Postmaster>` (RFC 5321 §4.5.1) goes here too; without it to `postmaster@` the first local domain."},
+	{field: func(c *Config) any { return &c.Queue.Warn }, flag: "queue-warn", def: "\"4h\"", restart: true, doc: "Age at which senders get a delay notice (sendmail `Timeout.queuewarn`); `\"0s\"` never."},
+	{field: func(c *Config) any { return &c.Queue.Return }, flag: "queue-return", def: "\"5d\"", restart: true, doc: "Age at which delivery is given up and the mail returned (sendmail `Timeout.queuereturn`, Postfix `maximal_queue_lifetime`)."},
+	{field: func(c *Config) any { return &c.Queue.MinBackoff }, flag: "min-backoff", def: "\"5m\"", restart: true, doc: "First retry delay; it doubles per attempt."},
+	{field: func(c *Config) any { return &c.Queue.MaxBackoff }, flag: "max-backoff", def: "\"4000s\"", restart: true, doc: "Longest retry delay."},
+	{field: func(c *Config) any { return &c.Log.Level }, flag: "log-level", def: "\"info\"", restart: true, doc: "`debug`, `info`, `warn` or `error`. At `info` there is one line per connection, per transaction (`msg=message … queue_id=`) and per delivery attempt and recipient (`msg=delivery … queue_id=`), so `grep <queue id>` follows a message."},
+	{field: func(c *Config) any { return &c.Log.Format }, flag: "log-format", def: "\"text\"", restart: true, doc: "`text` (logfmt) or `json`, on standard error."},
+	{field: func(c *Config) any { return &c.Metrics.Listen }, flag: "metrics-listen", defDoc: "off", restart: true, doc: "HTTP address serving Prometheus `/metrics` and `/healthz` (200 `ok`, or 503 with the reason when the spool has no room for a message). Keep it on loopback or a management network."},
+	{field: func(c *Config) any { return &c.Control.Socket }, flag: "control-socket", defDoc: "`\"<spool>/control.sock\"`", restart: true, doc: "Unix socket of the admin commands (`relay queue …`, `relay quarantine …`, `relay reload`). Mode 0600; the relay serves only root and its own user (checked with `SO_PEERCRED`), and the commands refuse a socket owned by anyone else."},
+	{field: func(c *Config) any { return &c.Stats.Dir }, flag: "stats-dir", defDoc: "`\"<spool>/stats\"`", restart: true, doc: "The relay's statistics records, one JSON-lines file per day, read by `relay stats` and the quarantine page's chart."},
+	{field: func(c *Config) any { return &c.Stats.Retain }, def: "\"35d\"", doc: "How long day files are kept."},
+	{field: func(c *Config) any { return &c.Stats.DailyTo }, doc: "Address that gets a summary of the last 24 hours every day (received, delivered, deferred, bounced, rejected by reason, viruses by name, spam ratio, top senders and sources), from `MAILER-DAEMON` with the null sender. `relay stats -mail` sends it at once (`-mail-to ADDR` to another address). A reload applies a change."},
+	{field: func(c *Config) any { return &c.Stats.DailyAt }, def: "\"06:00\"", doc: "Local time of day of that mail. A reload applies a change."},
+	{field: func(c *Config) any { return &c.Web.Listen }, flag: "web-listen", defDoc: "off", restart: true, doc: "HTTPS address of the page where users review, release and delete their quarantined mail. Needs `tls` and `submission.credentials`."},
+	{field: func(c *Config) any { return &c.Web.Admins }, flag: "web-admins", doc: "Users who see all quarantined mail, the queue and the 14-day chart."},
+	{field: func(c *Config) any { return &c.Web.URL }, flag: "web-url", defDoc: "`https://<hostname>:<port>`", doc: "The page's public address, for links in mail."},
+	{field: func(c *Config) any { return &c.Web.Digests }, flag: "web-digests", doc: "Mail each recipient address with newly quarantined mail a list of it, with links to the page, daily at `stats.daily_at` (from the null sender)."},
+	{field: func(c *Config) any { return &c.DKIM }, flag: "dkim-key"},
+	{key: "dkim.domain", defDoc: "required", doc: "Signing domain (`d=`). Mail from trusted networks whose From is in this domain is signed, and so is an authenticated user's when every address of its From (and Sender) field is one the senders file gives them. The flag `-dkim-key domain:selector:keyfile` gives a whole key."},
+	{key: "dkim.selector", defDoc: "required", doc: "Selector (`s=`)."},
+	{key: "dkim.key", defDoc: "required", doc: "PEM private key (RSA or Ed25519); `relay dkim keygen -domain example.org -selector s1 -out s1.pem` makes one and prints its DNS record."},
+}
+
+// keyed is a setting with its dotted key.
+type keyed struct {
+	setting
+	key string
+}
+
+// keyedSettings pairs each setting with its dotted key, found from the
+// TOML tags on the way to its field.
+func keyedSettings() []keyed {
+	var c Config
+	at := map[uintptr]string{}
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := range t.NumField() {
+			name := t.Field(i).Tag.Get("toml")
+			if name == "" {
+				continue
+			}
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct && strings.HasSuffix(f.Type().Name(), "Section") {
+				walk(f, prefix+name+".")
+				continue
+			}
+			at[f.Addr().Pointer()] = prefix + name
+		}
+	}
+	walk(reflect.ValueOf(&c).Elem(), "")
+	out := make([]keyed, 0, len(settings))
+	for _, st := range settings {
+		k := st.key
+		if st.field != nil {
+			k = at[reflect.ValueOf(st.field(&c)).Pointer()]
+		}
+		out = append(out, keyed{st, k})
+	}
+	return out
+}
+
+// applyDefaults gives every key the file did not set its default.
+func (c *Config) applyDefaults() error {
+	set := c.set
+	for _, st := range keyedSettings() {
+		if st.def == "" || set[st.key] {
+			continue
+		}
+		if err := decodeValue(st.def, st.field(c)); err != nil {
+			return fmt.Errorf("default of %s: %w", st.key, err) // a bug in settings
+		}
+	}
+	// The demonstration domain, unless the file names domains of its own.
+	if !set["local_domains"] && !set["relay_domains"] {
+		c.LocalDomains = []string{"example.test"}
+	}
+	return nil
+}
+
+// applyRenamed moves the values of old keys to the keys that replaced
+// them and warns about each. set are the keys the file or the flags set;
+// a new key that is set wins over its old name.
+func (c *Config) applyRenamed(set map[string]bool) {
+	for _, st := range keyedSettings() {
+		if st.renamed == "" || !set[st.key] {
+			continue
+		}
+		c.warnings = append(c.warnings, fmt.Sprintf("%s is renamed %s; the old name works until the next release", st.key, st.renamed))
+		if set[st.renamed] {
+			continue
+		}
+		if st.convert != nil {
+			st.convert(c)
+			continue
+		}
+		for _, nst := range keyedSettings() {
+			if nst.key == st.renamed {
+				reflect.ValueOf(nst.field(c)).Elem().Set(reflect.ValueOf(st.field(c)).Elem())
+			}
+		}
+	}
+}
+
+// flagKeys maps the flags given on a command line to their keys.
+func flagKeys(fs *flag.FlagSet) map[string]bool {
+	byFlag := map[string]string{}
+	for _, st := range keyedSettings() {
+		if st.flag != "" {
+			byFlag[st.flag] = st.key
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		if k, ok := byFlag[f.Name]; ok {
+			set[k] = true
+		}
+	})
+	return set
+}
+
+// decodeValue reads a TOML value into ptr, as the file's decoder would.
+func decodeValue(value string, ptr any) error {
+	pv := reflect.ValueOf(ptr)
+	holder := reflect.New(reflect.StructOf([]reflect.StructField{{Name: "V", Type: pv.Type().Elem(), Tag: `toml:"v"`}}))
+	if err := toml.Unmarshal([]byte("v = "+value), holder.Interface()); err != nil {
+		return err
+	}
+	pv.Elem().Set(holder.Elem().Field(0))
+	return nil
+}
+
+// bindFlags binds every setting that has a flag to its field: the file and
+// the defaults are in the fields already, so -h shows the values in force.
+func bindFlags(fs *flag.FlagSet, c *Config) {
+	for _, st := range keyedSettings() {
+		if st.flag == "" {
+			continue
+		}
+		fs.Var(flagValue(st.field(c)), st.flag, flagUsage(st))
+	}
+}
+
+// flagUsage is the first sentence of the doc line, without Markdown,
+// and the key.
+func flagUsage(st keyed) string {
+	doc := strings.NewReplacer("`", "", "*", "").Replace(st.doc)
+	if m := sentenceEndRE.FindStringIndex(doc); m != nil {
+		doc = doc[:m[0]+1]
+	}
+	if doc == "" {
+		return "(" + st.key + ")"
+	}
+	return strings.TrimSuffix(doc, ".") + " (" + st.key + ")"
+}
+
+// sentenceEndRE finds the end of a first sentence: a full stop before a
+// capital ("i.e. no" goes on).
+var sentenceEndRE = regexp.MustCompile(`\. [A-Z"(]`)
+
+// flagValue makes a flag.Value of a Config field.
+func flagValue(ptr any) flag.Value {
+	switch p := ptr.(type) {
+	case *string:
+		return (*stringValue)(p)
+	case *bool:
+		return (*boolValue)(p)
+	case *int:
+		return (*intValue)(p)
+	case *float64:
+		return (*floatValue)(p)
+	case *[]string:
+		return (*listValue)(p)
+	case *[]DKIMKey:
+		return (*dkimFlag)(p)
+	case encoding.TextUnmarshaler:
+		return textValue{p}
+	}
+	panic(fmt.Sprintf("relay: no flag for a field of type %T", ptr)) // a bug in settings; TestSettings finds it
+}
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type boolValue bool
+
+func (v *boolValue) String() string { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	*v = boolValue(b)
+	return err
+}
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	*v = intValue(n)
+	return err
+}
+
+type floatValue float64
+
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	*v = floatValue(f)
+	return err
+}
+
+// textValue is a flag for a type that reads text (Duration, Size, Rate).
+type textValue struct{ p encoding.TextUnmarshaler }
+
+func (t textValue) String() string {
+	if t.p == nil {
+		return ""
+	}
+	if m, ok := t.p.(encoding.TextMarshaler); ok {
+		b, _ := m.MarshalText()
+		return string(b)
+	}
+	return fmt.Sprint(t.p)
+}
+func (t textValue) Set(s string) error { return t.p.UnmarshalText([]byte(s)) }
+
+// restartKeys lists the keys a reload cannot change.
+func restartKeys() []keyed {
+	var out []keyed
+	for _, st := range keyedSettings() {
+		if st.restart {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// keepFixed gives c the values of the restart-only keys of the running
+// configuration and returns the keys whose new value it overrode.
+func keepFixed(running, c *Config) []string {
+	var changed []string
+	for _, st := range restartKeys() {
+		was, now := reflect.ValueOf(st.field(running)).Elem(), reflect.ValueOf(st.field(c)).Elem()
+		if !reflect.DeepEqual(was.Interface(), now.Interface()) {
+			changed = append(changed, st.key)
+			now.Set(was)
+		}
+	}
+	return changed
+}
+
+// settingSection is the section of a dotted key ("" for the top level).
+func settingSection(key string) string {
+	if i := strings.IndexByte(key, '.'); i >= 0 {
+		return key[:i]
+	}
+	return ""
+}
+
+// typeName is a field type in the reference's words.
+func typeName(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[Duration]():
+		return "duration"
+	case reflect.TypeFor[Size]():
+		return "size"
+	case reflect.TypeFor[Rate]():
+		return "rate"
+	case reflect.TypeFor[[]DKIMKey]():
+		return "tables"
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		return "list"
+	case reflect.Float64:
+		return "number"
+	}
+	return t.Kind().String()
+}
+
+// referenceTable writes the Markdown table of a section's keys for
+// docs/configuration.md.
+func referenceTable(section string) string {
+	var b strings.Builder
+	b.WriteString("| key | type | default | flag | meaning |\n|---|---|---|---|---|\n")
+	var c Config
+	for _, st := range keyedSettings() {
+		if settingSection(st.key) != section || st.doc == "" {
+			continue
+		}
+		typ, def := "string", st.defDoc
+		if st.field != nil {
+			t := reflect.TypeOf(st.field(&c)).Elem()
+			typ = typeName(t)
+			if def == "" {
+				def = zeroDoc(t, st.def)
+			}
+		}
+		flagCell := ""
+		if st.flag != "" {
+			flagCell = "`-" + st.flag + "`"
+		}
+		doc := st.doc
+		if st.restart {
+			doc += " *restart*"
+		}
+		cells := []string{"`" + st.key + "`", typ, def, flagCell, doc}
+		fmt.Fprintf(&b, "| %s |\n", strings.TrimSpace(strings.ReplaceAll(strings.Join(cells, " | "), "|  |", "| |")))
+	}
+	return b.String()
+}
+
+// zeroDoc shows a default: the TOML value, or the zero value's.
+func zeroDoc(t reflect.Type, def string) string {
+	if def != "" {
+		return "`" + def + "`"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "none"
+	case reflect.Slice:
+		return "`[]`"
+	case reflect.Bool:
+		return "`false`"
+	}
+	return "`0`"
+}
+
+// referenceSections are the sections in the order of the reference.
+func referenceSections() []string {
+	var out []string
+	for _, st := range keyedSettings() {
+		if s := settingSection(st.key); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// renamedTable writes the reference's table of renamed keys.
+func renamedTable() string {
+	var b strings.Builder
+	b.WriteString("| old key | new key |\n|---|---|\n")
+	for _, st := range keyedSettings() {
+		if st.renamed != "" {
+			fmt.Fprintf(&b, "| `%s` | `%s` |\n", st.key, st.renamed)
+		}
+	}
+	return b.String()
+}
