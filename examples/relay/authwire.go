@@ -34,6 +34,17 @@ func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 	if err := buildHostParts(s, a, log); err != nil {
 		return nil, err
 	}
+	for _, build := range []func(*Config, *slog.Logger) error{a.buildChecks, a.buildSubmission, a.buildSigning} {
+		if err := build(s, log); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// buildChecks makes the sender authentication of inbound mail (auth.check)
+// and the removal of forged Authentication-Results fields.
+func (a *authParts) buildChecks(s *Config, log *slog.Logger) error {
 	res := dnsResolver(s)
 	// Mail from one domain asks the same SPF, DKIM key and DMARC names
 	// again and again: keep the answers a minute.
@@ -47,7 +58,7 @@ func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 	case "tag", "enforce":
 		ck, err := auth.NewSPFChecker(auth.SPFConfig{Resolver: res, Logger: log})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		fc := auth.SPFFilterConfig{Checker: ck, Receiver: servID, Logger: log}
 		mode := auth.DMARCTagOnly
@@ -58,22 +69,22 @@ func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 			mode = auth.DMARCEnforce
 		}
 		if a.spf, err = auth.NewSPFFilter(fc); err != nil {
-			return nil, err
+			return err
 		}
 		dk, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: res, Logger: log})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		dm, err := auth.NewDMARCChecker(auth.DMARCConfig{Resolver: res, Logger: log})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if a.verify, err = auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: servID, DKIM: dk, DMARC: dm,
 			Mode: mode, Logger: log}); err != nil {
-			return nil, err
+			return err
 		}
 	default:
-		return nil, fmt.Errorf("-auth-check: %q is not off, tag or enforce", s.Auth.Check)
+		return fmt.Errorf("-auth-check: %q is not off, tag or enforce", s.Auth.Check)
 	}
 	if a.verify == nil {
 		// Even without checks, mail must not carry Authentication-Results
@@ -81,53 +92,64 @@ func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 		// none of ours is added.
 		var err error
 		if a.verify, err = auth.NewVerifyFilter(auth.VerifyFilterConfig{AuthServID: servID, RemoveOnly: true, Logger: log}); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// buildSubmission loads the certificate and what the submission ports
+// and the quarantine page need: credentials and sender bindings.
+func (a *authParts) buildSubmission(s *Config, log *slog.Logger) error {
 	if s.TLS.Cert != "" || s.TLS.Key != "" {
 		cert, err := tls.LoadX509KeyPair(s.TLS.Cert, s.TLS.Key)
 		if err != nil {
-			return nil, fmt.Errorf("tls.cert/tls.key (-tls-cert/-tls-key): %w", err)
+			return fmt.Errorf("tls.cert/tls.key (-tls-cert/-tls-key): %w", err)
 		}
 		// Session tickets off: see smtpserver.Config.TLSSessionTickets.
 		a.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, SessionTicketsDisabled: true}
 	}
 	if s.Submission.Listen != "" || s.Submission.ListenTLS != "" {
 		if a.tls == nil {
-			return nil, fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need tls.cert and tls.key: passwords only travel encrypted")
+			return fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need tls.cert and tls.key: passwords only travel encrypted")
 		}
 		if s.Submission.Credentials == "" || s.Submission.Senders == "" {
-			return nil, fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need submission.credentials (who may log in) and submission.senders (which addresses each user may send as)")
+			return fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need submission.credentials (who may log in) and submission.senders (which addresses each user may send as)")
 		}
 	}
 	if s.Submission.Credentials != "" {
 		var err error
 		if a.creds, err = auth.NewCredentials(auth.CredentialsConfig{Path: s.Submission.Credentials, Logger: log}); err != nil {
-			return nil, fmt.Errorf("submission.credentials: %w", err)
+			return fmt.Errorf("submission.credentials: %w", err)
 		}
 	}
 	if s.Submission.Senders != "" {
 		var err error
 		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.Submission.Senders, AllowOwnAddress: true, Logger: log}); err != nil {
-			return nil, fmt.Errorf("submission.senders: %w", err)
+			return fmt.Errorf("submission.senders: %w", err)
 		}
 		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, IgnoreHeader: !s.Submission.BindFrom,
 			Logger: log}); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
+
+// buildSigning makes DKIM signing of the site's own mail.
+func (a *authParts) buildSigning(s *Config, log *slog.Logger) error {
 	if len(s.DKIM) > 0 {
 		var keys []auth.DKIMKey
 		for i, dk := range s.DKIM {
 			k, err := auth.LoadPrivateKey(dk.Key)
 			if err != nil {
-				return nil, fmt.Errorf("dkim[%d] (%s, selector %s): %w", i, dk.Domain, dk.Selector, err)
+				return fmt.Errorf("dkim[%d] (%s, selector %s): %w", i, dk.Domain, dk.Selector, err)
 			}
 			keys = append(keys, auth.DKIMKey{Domain: dk.Domain, Selector: dk.Selector, Signer: k})
 		}
 		signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: keys, Logger: log})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// Authenticated mail is signed only when its From is the user's,
 		// whether or not submission.bind_from refuses it; without a
@@ -137,10 +159,10 @@ func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 			senders = a.sendMap
 		}
 		if a.sign, err = auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Senders: senders, Logger: log}); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // newAuthLimiter is the login limit of the submission ports and the

@@ -23,7 +23,30 @@ func check(args []string, stdout, stderr io.Writer) int {
 	so, se := termsafe.NewWriter(stdout), termsafe.NewWriter(stderr)
 	defer so.Close()
 	defer se.Close()
-	stdout, stderr = so, se
+	a, s, code := checkFlags(args, se)
+	if s == nil {
+		return code
+	}
+	dr, err := newDryRun(s, so, se)
+	if err != nil {
+		fmt.Fprintln(se, "relay:", err)
+		return 1
+	}
+	defer dr.routing.Close()
+	dr.run(context.Background(), a)
+	return 0
+}
+
+// checkArgs is the mail relay check pretends to receive.
+type checkArgs struct {
+	ip                         netip.Addr
+	name, helo, from, authUser string
+	rcpts                      []string
+}
+
+// checkFlags reads the configuration and the check's own flags; s is nil
+// when the command must end with code.
+func checkFlags(args []string, stderr io.Writer) (a checkArgs, s *Config, code int) {
 	var ipStr, name, helo, from, authUser *string
 	var rcpts multiFlag
 	s, _, ok := commandSettings("relay check", args, stderr, func(fs *flag.FlagSet) {
@@ -35,127 +58,147 @@ func check(args []string, stdout, stderr io.Writer) int {
 		authUser = fs.String("auth", "", "authenticated `user`, if the session used SMTP AUTH")
 	})
 	if !ok {
-		return 2
+		return a, nil, 2
 	}
 	ip, err := netip.ParseAddr(*ipStr)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay: -ip:", err)
-		return 2
+		return a, nil, 2
 	}
-	obs := func(_ context.Context, d postern.Decision) {
-		line := fmt.Sprintf("  %-8s %-18s %-10s", d.Stage, d.Filter, d.Verdict.Action)
-		if d.Verdict.Action == postern.Reject || d.Verdict.Action == postern.TempFail {
-			line += " " + d.Verdict.ReplyAt(d.Stage).Error()
-		}
-		if d.Verdict.Reason != "" {
-			line += "  (" + d.Verdict.Reason + ")"
-		}
-		if d.Err != nil {
-			line += "  error: " + d.Err.Error()
-		}
-		fmt.Fprintln(stdout, safe(strings.TrimRight(line, " ")))
-	}
+	return checkArgs{ip: ip, name: *name, helo: *helo, from: *from, authUser: *authUser, rcpts: rcpts}, s, 0
+}
+
+// dryRun is the relay's policy built for one check: the same chain the
+// server runs, printing each decision.
+type dryRun struct {
+	s       *Config
+	pol     *policy
+	ap      *authParts
+	routing *delivery
+	out     io.Writer
+}
+
+func newDryRun(s *Config, stdout, stderr io.Writer) (*dryRun, error) {
+	dr := &dryRun{s: s, out: stdout}
 	// Map warnings go to stderr; the decisions to stdout.
 	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	routing, err := buildRouting(s, warnLog, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
+	var err error
+	if dr.routing, err = buildRouting(s, warnLog, nil); err != nil {
+		return nil, err
 	}
-	defer routing.Close()
-	ap, err := buildAuth(s, warnLog)
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
+	fail := func(err error) (*dryRun, error) { dr.routing.Close(); return nil, err }
+	if dr.ap, err = buildAuth(s, warnLog); err != nil {
+		return fail(err)
 	}
 	sc, err := buildScan(s, warnLog)
 	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
+		return fail(err)
 	}
 	// A dry run counts in a store of its own: taken from the shared one
 	// (Redis), its messages would count against the real client.
 	store, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
+		return fail(err)
 	}
-	pol, err := buildPolicy(s, warnLog, obs, routing.verifier, ap, sc, store)
-	if err != nil {
-		fmt.Fprintln(stderr, "relay:", err)
-		return 1
+	if dr.pol, err = buildPolicy(s, warnLog, dr.observe, dr.routing.verifier, dr.ap, sc, store); err != nil {
+		return fail(err)
 	}
-	ctx := context.Background()
-	c := &postern.Conn{ID: "check", Remote: netip.AddrPortFrom(ip, 0), AuthUser: *authUser}
-	if *authUser != "" {
+	return dr, nil
+}
+
+// observe prints one filter's decision.
+func (dr *dryRun) observe(_ context.Context, d postern.Decision) {
+	line := fmt.Sprintf("  %-8s %-18s %-10s", d.Stage, d.Filter, d.Verdict.Action)
+	if d.Verdict.Action == postern.Reject || d.Verdict.Action == postern.TempFail {
+		line += " " + d.Verdict.ReplyAt(d.Stage).Error()
+	}
+	if d.Verdict.Reason != "" {
+		line += "  (" + d.Verdict.Reason + ")"
+	}
+	if d.Err != nil {
+		line += "  error: " + d.Err.Error()
+	}
+	fmt.Fprintln(dr.out, safe(strings.TrimRight(line, " ")))
+}
+
+// final prints a stage's outcome and reports whether the dialogue goes
+// on.
+func (dr *dryRun) final(stage string, v postern.Verdict, st postern.Stage) bool {
+	switch v.Action {
+	case postern.Reject, postern.TempFail:
+		fmt.Fprintf(dr.out, "=> %s: %s\n", safe(stage), safe(v.ReplyAt(st).Error()))
+		return false
+	}
+	fmt.Fprintf(dr.out, "=> %s: %s\n", safe(stage), v.Action)
+	return true
+}
+
+// run goes through the dialogue as the server would.
+func (dr *dryRun) run(ctx context.Context, a checkArgs) {
+	s, out, chain := dr.s, dr.out, dr.pol.chain
+	c := &postern.Conn{ID: "check", Remote: netip.AddrPortFrom(a.ip, 0), AuthUser: a.authUser}
+	if a.authUser != "" {
 		c.AuthMech = "PLAIN"
 	}
-	fmt.Fprintf(stdout, "filters: %s (%s)\n", strings.Join(pol.names, ", "), safe(orderSource(s)))
-	d, why := pol.pause(ip)
-	fmt.Fprintf(stdout, "greet pause: %s (%s)\n", d, safe(why))
-	fmt.Fprintf(stdout, "reverse dns: %s\n", safe(checkClientHost(ctx, s, ap, c, *name)))
-
-	final := func(stage string, v postern.Verdict, st postern.Stage) bool {
-		switch v.Action {
-		case postern.Reject, postern.TempFail:
-			fmt.Fprintf(stdout, "=> %s: %s\n", safe(stage), safe(v.ReplyAt(st).Error()))
-			return false
-		}
-		fmt.Fprintf(stdout, "=> %s: %s\n", stage, v.Action)
-		return true
+	fmt.Fprintf(out, "filters: %s (%s)\n", strings.Join(dr.pol.names, ", "), safe(orderSource(s)))
+	d, why := dr.pol.pause(a.ip)
+	fmt.Fprintf(out, "greet pause: %s (%s)\n", d, safe(why))
+	fmt.Fprintf(out, "reverse dns: %s\n", safe(checkClientHost(ctx, s, dr.ap, c, a.name)))
+	fmt.Fprintf(out, "connect %s\n", a.ip)
+	if v, _ := chain.CheckConnect(ctx, c); !dr.final("connect", v, postern.StageConnect) {
+		return
 	}
-	fmt.Fprintf(stdout, "connect %s\n", ip)
-	v, _ := pol.chain.CheckConnect(ctx, c)
-	if !final("connect", v, postern.StageConnect) {
-		return 0
+	c.HELO, c.ESMTP = a.helo, true
+	fmt.Fprintf(out, "helo %s\n", safe(c.HELO))
+	if v, _ := chain.CheckHelo(ctx, c); !dr.final("helo", v, postern.StageHelo) {
+		return
 	}
-	c.HELO, c.ESMTP = *helo, true
-	fmt.Fprintf(stdout, "helo %s\n", safe(c.HELO))
-	v, _ = pol.chain.CheckHelo(ctx, c)
-	if !final("helo", v, postern.StageHelo) {
-		return 0
-	}
-	fmt.Fprintf(stdout, "mail from:<%s>\n", safe(*from))
+	fmt.Fprintf(out, "mail from:<%s>\n", safe(a.from))
 	sender := ""
-	if *from != "" {
-		a, rep := checkAddr(s, *from, postern.StageMail)
+	if a.from != "" {
+		addr, rep := checkAddr(s, a.from, postern.StageMail)
 		if !rep.IsZero() {
-			fmt.Fprintf(stdout, "=> mail: %s\n", safe(rep.Error()))
-			return 0
+			fmt.Fprintf(out, "=> mail: %s\n", safe(rep.Error()))
+			return
 		}
-		sender = a.String()
+		sender = addr.String()
 	}
 	t := &postern.Txn{ID: "check", From: sender}
-	v, _ = pol.chain.CheckMail(ctx, c, t)
-	if !final("mail", v, postern.StageMail) {
-		return 0
+	v, _ := chain.CheckMail(ctx, c, t)
+	if !dr.final("mail", v, postern.StageMail) {
+		return
 	}
 	applyTxn(t, v)
+	dr.rcpts(ctx, c, t, a.rcpts)
+}
+
+// rcpts runs the recipients and says what becomes of the message.
+func (dr *dryRun) rcpts(ctx context.Context, c *postern.Conn, t *postern.Txn, rcpts []string) {
+	out := dr.out
 	for _, r := range rcpts {
-		fmt.Fprintf(stdout, "rcpt to:<%s>\n", safe(r))
-		a, rep := checkAddr(s, r, postern.StageRcpt)
+		fmt.Fprintf(out, "rcpt to:<%s>\n", safe(r))
+		a, rep := checkAddr(dr.s, r, postern.StageRcpt)
 		if !rep.IsZero() {
-			fmt.Fprintf(stdout, "=> rcpt <%s>: %s\n", safe(r), safe(rep.Error()))
+			fmt.Fprintf(out, "=> rcpt <%s>: %s\n", safe(r), safe(rep.Error()))
 			continue
 		}
 		rc := &postern.Rcpt{Addr: a.String(), Original: a.String()}
-		v, _ = pol.chain.CheckRcpt(ctx, c, t, rc)
-		if final("rcpt <"+r+">", v, postern.StageRcpt) {
+		v, _ := dr.pol.chain.CheckRcpt(ctx, c, t, rc)
+		if dr.final("rcpt <"+r+">", v, postern.StageRcpt) {
 			applyTxn(t, v)
 			t.Rcpts = append(t.Rcpts, rc)
 		}
 	}
 	switch {
 	case len(t.Rcpts) == 0:
-		fmt.Fprintln(stdout, "=> message: no accepted recipients")
+		fmt.Fprintln(out, "=> message: no accepted recipients")
 	case t.Discard:
-		fmt.Fprintln(stdout, "=> message: accepted and discarded")
+		fmt.Fprintln(out, "=> message: accepted and discarded")
 	case t.Quarantine != "":
-		fmt.Fprintf(stdout, "=> message: accepted into quarantine (%s)\n", safe(t.Quarantine))
+		fmt.Fprintf(out, "=> message: accepted into quarantine (%s)\n", safe(t.Quarantine))
 	default:
-		fmt.Fprintf(stdout, "=> message: accepted for %d recipient(s)\n", len(t.Rcpts))
+		fmt.Fprintf(out, "=> message: accepted for %d recipient(s)\n", len(t.Rcpts))
 	}
-	return 0
 }
 
 // checkClientHost sets the client's host name as the server would (or as

@@ -617,6 +617,17 @@ func keyLine(doc []byte, key string) int {
 // validate checks what the types alone cannot. Files are checked when the
 // relay is built (check-config builds it without listening).
 func (c *Config) validate() error {
+	for _, check := range []func() error{c.validateNetworks, c.validateSMTP, c.validateSubmission,
+		c.validateLimits, c.validateChoices, c.validateMail} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateNetworks checks domains and networks.
+func (c *Config) validateNetworks() error {
 	for i, d := range c.LocalDomains {
 		if !validDomain(d) {
 			return keyErr("local_domains", "%q (item %d) is not a domain name", d, i+1)
@@ -630,6 +641,11 @@ func (c *Config) validate() error {
 	if _, err := parsePrefixes(strings.Join(c.TrustedNetworks, ",")); err != nil {
 		return keyErr("trusted_networks", "%v", err)
 	}
+	return nil
+}
+
+// validateSMTP checks the listeners and the SMTP server's keys.
+func (c *Config) validateSMTP() error {
 	if d := c.SMTP.ReverseDNSTimeout.Duration; d > maxReverseDNSTimeout {
 		return keyErr("smtp.reverse_dns_timeout", "%s is longer than the connect stage may last (%s)", d, maxReverseDNSTimeout)
 	}
@@ -655,6 +671,11 @@ func (c *Config) validate() error {
 	if _, err := smtpserver.ParseBareNewline(c.SMTP.BareNewline); err != nil {
 		return keyErr("smtp.bare_newline", "%q is not normalize or reject", c.SMTP.BareNewline)
 	}
+	return nil
+}
+
+// validateSubmission checks what submission and the web page need.
+func (c *Config) validateSubmission() error {
 	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "") && c.Submission.Credentials == "" {
 		return keyErr("submission.credentials", "the submission listeners need a credentials file")
 	}
@@ -671,6 +692,11 @@ func (c *Config) validate() error {
 	if c.Web.Listen != "" && c.Submission.Credentials == "" {
 		return keyErr("web.listen", "needs submission.credentials (users log in with their submission passwords)")
 	}
+	return nil
+}
+
+// validateLimits checks counts and limits.
+func (c *Config) validateLimits() error {
 	if c.Limits.ClientRate < 0 {
 		return keyErr("limits.client_rate", "cannot be negative")
 	}
@@ -697,6 +723,11 @@ func (c *Config) validate() error {
 			return keyErr("policy.order", "%v", err)
 		}
 	}
+	return nil
+}
+
+// validateChoices checks the keys that take one of a few words.
+func (c *Config) validateChoices() error {
 	switch c.Auth.Check {
 	case "", "off", "tag", "enforce":
 	default:
@@ -741,6 +772,11 @@ func (c *Config) validate() error {
 	default:
 		return keyErr("smtp.quoted_local_parts", "%q is not accept or refuse", c.SMTP.QuotedLocalParts)
 	}
+	return nil
+}
+
+// validateMail checks addresses and times of the relay's own mail.
+func (c *Config) validateMail() error {
 	for _, a := range []struct{ key, v string }{{"delivery.postmaster", c.Delivery.Postmaster}, {"stats.daily_to", c.Stats.DailyTo}} {
 		if _, err := envelopeAddr(a.v); a.v != "" && err != nil {
 			return keyErr(a.key, "%v", err)

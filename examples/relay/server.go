@@ -1,9 +1,7 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +22,6 @@ import (
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
-	"github.com/postern/postern/smtpserver/access"
-	"github.com/postern/postern/smtpserver/greetpause"
 )
 
 // generation is everything built from one configuration. A reload builds
@@ -69,6 +65,8 @@ type relayServer struct {
 	// self are the sockets the relay listens on: delivery to one of
 	// them is a mail loop.
 	self []netip.AddrPort
+	// closers undo what runServer set up, last first.
+	closers []func()
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -130,209 +128,6 @@ func (g *generation) start(parent context.Context) {
 func (g *generation) retire() {
 	g.stop()
 	time.AfterFunc(time.Minute, func() { g.routing.transport.Close() })
-}
-
-func runServer(s *Config, path string, args []string, log *slog.Logger) error {
-	r := &relayServer{args: args, path: path, log: log, met: newMetrics()}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	r.ctx = ctx
-	var err error
-	if r.store, err = openStore(s); err != nil {
-		return err
-	}
-	defer closeStore(r.store)
-	// Every listener is opened before anything is built or served: a
-	// port in use stops the relay at once with the address named, and
-	// delivery knows which sockets are its own.
-	lns, err := r.listenAll(s)
-	if err != nil {
-		return err
-	}
-	defer lns.close()
-	g, err := r.buildGeneration(s)
-	if err != nil {
-		return err
-	}
-	g.start(ctx)
-	r.cur.Store(g)
-	defer func() { r.cur.Load().retire() }()
-	if r.authLim, err = newAuthLimiter(s, r.store, log); err != nil {
-		return err
-	}
-
-	r.q, err = queue.Open(queue.Config{Dir: s.Spool, Hostname: s.Hostname, Deliverer: swapDeliverer{r}, Logger: log,
-		Observer: r.observeQueue, WarnAfter: s.queueWarn, ReturnAfter: s.Queue.Return.Duration,
-		MinBackoff: s.Queue.MinBackoff.Duration, MaxBackoff: s.Queue.MaxBackoff.Duration, Postmaster: s.Delivery.Postmaster})
-	if err != nil {
-		return fmt.Errorf("spool %s: %w", s.Spool, err)
-	}
-	defer r.q.Close()
-	r.met.watchQueue(r.q, time.Now)
-	if r.journal, err = stats.Open(stats.JournalConfig{Dir: s.Stats.Dir, Logger: log, Retain: s.Stats.Retain.Duration}); err != nil {
-		log.Error("statistics records cannot be kept", "stats_dir", s.Stats.Dir, "error", err)
-		r.journal = nil
-	} else {
-		defer r.journal.Close()
-	}
-
-	inner := lns.smtp
-	for _, w := range s.warnings {
-		log.Warn("configuration: " + w)
-	}
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.Delivery.NotifyUnverifiedSenders },
-		postmaster: func() string { return r.cur.Load().s.sitePostmaster() }}
-	for _, w := range recipientWarnings(s, g.routing) {
-		log.Warn("backscatter: " + w)
-	}
-	// One global connection limit over all listeners, first on each
-	// socket: connections in a greet pause or refused per client hold a
-	// descriptor too.
-	connLimit := smtpserver.NewConnLimit(smtpserver.ConnLimitConfig{Max: s.SMTP.MaxConnections, Hostname: s.Hostname, Logger: log})
-	defer connLimit.Close()
-	warnConnLimit(connLimit.Max(), log)
-	var tlsCfg *tls.Config
-	if g.ap.tls != nil {
-		// The certificate in force is the current generation's, so a
-		// reload picks up a renewed certificate.
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			if t := r.cur.Load().ap.tls; t != nil {
-				return t, nil
-			}
-			return g.ap.tls, nil
-		}}
-	}
-	// Client names are looked up by the generation in force (smtp.reverse_dns
-	// and its timeout reload); the server's own bound is the ceiling.
-	rdns := swapRDNS{r}
-	srv, err := smtpserver.New(smtpserver.Config{Hostname: s.Hostname, Policy: swapPolicy{r, false}, Handoff: handoff,
-		TLSConfig: tlsCfg, Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.SMTP.MaxHops, TxnObserver: r.observeTxn,
-		RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.SMTP.MaxRecipients,
-		ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
-	if err != nil {
-		return err
-	}
-	type listener struct {
-		srv *smtpserver.Server
-		l   net.Listener
-	}
-	var subs []listener
-	for _, sub := range []struct {
-		key, addr string
-		implicit  bool
-	}{{"submission.listen", s.Submission.Listen, false}, {"submission.listen_tls", s.Submission.ListenTLS, true}} {
-		if sub.addr == "" {
-			continue
-		}
-		// RFC 6409 and RFC 8314: TLS first (implicit, or STARTTLS before
-		// MAIL and AUTH), then AUTH before MAIL.
-		ssrv, err := smtpserver.New(smtpserver.Config{Hostname: s.Hostname, Policy: swapPolicy{r, true}, Handoff: handoff,
-			Logger: log, MaxMessageBytes: s.maxSize, MaxHops: s.SMTP.MaxHops, TLSConfig: tlsCfg, ImplicitTLS: sub.implicit, RequireTLS: true,
-			RequireAuth: true, Auth: swapAuth{r}, AuthLimit: r.authLim, TxnObserver: r.observeTxn,
-			AuthKeys:               func(c *postern.Conn, user string) []string { return r.authLim.LoginKeys(c.RemoteAddr(), user) },
-			RefuseQuotedLocalParts: s.refuseQuoted, BareNewline: s.bareNewline, MaxConnections: -1, MaxRecipients: s.SMTP.MaxRecipients,
-			ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip})
-		if err != nil {
-			return err
-		}
-		l := lns.sub[sub.key]
-		subs = append(subs, listener{ssrv, r.met.countConns(connLimit.Listener(l), sub.key)})
-		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
-	}
-	ctl, err := r.listenControl(s.Control.Socket)
-	if err != nil {
-		return err
-	}
-	defer ctl.Close()
-	if s.Metrics.Listen != "" {
-		addr, err := r.met.serve(ctx, s.Metrics.Listen, r.healthy, log)
-		if err != nil {
-			return fmt.Errorf("metrics.listen %s: %w", s.Metrics.Listen, err)
-		}
-		log.Info("metrics listening", "addr", addr.String())
-	}
-	// TCP → connection limits → greet pause → connect stage → go-smtp: the
-	// cheapest refusal comes first. Limits and pauses are read from the
-	// generation in force at each connection.
-	rlCfg := ratelimit.ListenerConfig{Hostname: s.Hostname, Logger: log,
-		ClientRate: func(ip netip.Addr) (int, bool) {
-			g := r.cur.Load()
-			return g.pol.clientLimit(ip, g.s.Limits.ClientRate, access.TagClientRate)
-		},
-		ClientConn: func(ip netip.Addr) (int, bool) {
-			g := r.cur.Load()
-			return g.pol.clientLimit(ip, g.s.Limits.ClientConn, access.TagClientConn)
-		},
-	}
-	limited, err := ratelimit.NewListener(r.met.countConns(connLimit.Listener(inner), "smtp.listen"), rlCfg)
-	if err != nil {
-		return err
-	}
-	r.met.limited.listener.Store(limited)
-	gl, err := greetpause.New(limited, greetpause.Config{Logger: log,
-		LogOnly: s.SMTP.GreetPauseLogOnly,
-		Pause:   func(ip netip.Addr) time.Duration { d, _ := r.cur.Load().pol.pause(ip); return d }})
-	if err != nil {
-		return err
-	}
-	var webTLS *tls.Config
-	if tlsCfg != nil {
-		webTLS = tlsCfg.Clone()
-	}
-	page, stopWeb, err := startWeb(s, r.q, func() *authParts { return r.cur.Load().ap }, r.authLim, webTLS, r.days, log)
-	if err != nil {
-		return err
-	}
-	r.page = page
-	defer stopWeb(context.Background())
-	r.watchReloads(ctx)
-	// The daily mail and digests follow reloads of stats.daily_to,
-	// stats.daily_at and web.digests.
-	if r.journal != nil {
-		go r.mailDaily(ctx, time.Now)
-	}
-	if r.page != nil {
-		go r.digestDaily(ctx, time.Now)
-	}
-
-	// The queue runner gets its own context: it stops after the server,
-	// so deliveries under way at shutdown finish recording their results.
-	qctx, qstop := context.WithCancel(context.Background())
-	qdone := make(chan struct{})
-	go func() {
-		if err := r.q.Run(qctx); err != nil {
-			log.Error("queue runner stopped", "error", err)
-		}
-		close(qdone)
-	}()
-	defer func() { qstop(); <-qdone }()
-	log.Info("relay listening", "addr", inner.Addr().String(), "domains", s.domains, "spool", s.Spool,
-		"config", cmp.Or(path, "built-in defaults"),
-		"mailertable", cmp.Or(s.Delivery.Mailertable, "none"), "local_delivery", s.Delivery.Local,
-		"greet_pause", s.SMTP.GreetPause.Duration.String(), "control", s.Control.Socket, "max_connections", connLimit.Max())
-	done := make(chan error, 1+len(subs))
-	go func() { done <- srv.Serve(gl) }()
-	for _, sub := range subs {
-		go func() { done <- sub.srv.Serve(sub.l) }()
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, sub := range subs {
-		go sub.srv.Shutdown(sctx)
-	}
-	err = srv.Shutdown(sctx)
-	gl.Close()
-	if errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("shutdown timed out; open connections closed")
-		return nil
-	}
-	return err
 }
 
 // listeners are the relay's SMTP sockets.
