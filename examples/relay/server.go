@@ -252,6 +252,12 @@ func (r *relayServer) reload(why string) error {
 		if err != nil {
 			return err
 		}
+		// Resolved before the comparison (the keys whose defaults depend
+		// on others, such as control.socket, are filled in) and again
+		// after, for what derives from the running values kept.
+		if err := cfg.resolve(); err != nil {
+			return err
+		}
 		for _, key := range keepFixed(old.s, cfg) {
 			r.log.Warn("configuration key changed but needs a restart; the running value stays", "key", key)
 		}
