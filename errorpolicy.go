@@ -98,6 +98,27 @@ func (p ErrorPolicy) Or(def ErrorPolicy) ErrorPolicy {
 	return p
 }
 
+// Stricter returns the stricter of p and q, for a component that saw
+// several failures: reject over tempfail over accept over OnErrorDefault
+// (nothing failed).
+func (p ErrorPolicy) Stricter(q ErrorPolicy) ErrorPolicy {
+	rank := func(x ErrorPolicy) int {
+		switch x {
+		case OnErrorAccept:
+			return 1
+		case OnErrorTempFail:
+			return 2
+		case OnErrorReject:
+			return 3
+		}
+		return 0
+	}
+	if rank(q) > rank(p) {
+		return q
+	}
+	return p
+}
+
 // Verdict is the answer of a component that could not decide because a
 // dependency failed, under policy p (resolved with Or; OnErrorDefault and
 // unknown values are answered as OnErrorTempFail, so a component that

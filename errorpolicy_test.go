@@ -77,6 +77,16 @@ func TestErrorPolicyOr(t *testing.T) {
 	}
 }
 
+func TestErrorPolicyStricter(t *testing.T) {
+	order := []postern.ErrorPolicy{postern.OnErrorDefault, postern.OnErrorAccept, postern.OnErrorTempFail, postern.OnErrorReject}
+	for i, p := range order {
+		for j, q := range order {
+			want := order[max(i, j)]
+			assert.Equal(t, want, p.Stricter(q), "%v, %v", p, q)
+		}
+	}
+}
+
 func TestErrorPolicyVerdict(t *testing.T) {
 	esc := postern.ESC(4, 7, 1)
 	tests := []struct {

@@ -485,10 +485,10 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 				posErr += z.posWeight
 				negErr += z.negWeight
 				if z.posWeight > 0 {
-					posPolicy = stricter(posPolicy, z.onError)
+					posPolicy = posPolicy.Stricter(z.onError)
 				}
 				if z.negWeight < 0 {
-					negPolicy = stricter(negPolicy, z.onError)
+					negPolicy = negPolicy.Stricter(z.onError)
 				}
 			}
 			c.log.LogAttrs(ctx, slog.LevelDebug, "dnsbl lookup failed", slog.String("zone", z.name),
@@ -512,15 +512,6 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 		return res, fmt.Errorf("dnsbl: check interrupted: %w", context.Cause(ctx))
 	}
 	return res, nil
-}
-
-// stricter returns the stricter of two policies that do not fail open:
-// reject over tempfail over none.
-func stricter(a, b postern.ErrorPolicy) postern.ErrorPolicy {
-	if a == postern.OnErrorReject || b == postern.OnErrorReject {
-		return postern.OnErrorReject
-	}
-	return postern.OnErrorTempFail
 }
 
 // fromCache builds a zone's outcome from cached answers only.
