@@ -149,8 +149,12 @@ func TestFilterFailurePolicy(t *testing.T) {
 		temp = "451 4.7.1 Message could not be scanned, try again later"
 		rej  = "554 5.7.1 Message could not be scanned"
 	)
-	av := func(p postern.ErrorPolicy) []ScannerEntry { return []ScannerEntry{{Scanner: failing("av"), OnError: p}} }
-	sa := func(p postern.ErrorPolicy) []ScannerEntry { return []ScannerEntry{{Scanner: failing("sa"), OnError: p}} }
+	av := func(p postern.ErrorPolicy) []ScannerEntry {
+		return []ScannerEntry{{Scanner: failing("av"), OnError: p}}
+	}
+	sa := func(p postern.ErrorPolicy) []ScannerEntry {
+		return []ScannerEntry{{Scanner: failing("sa"), OnError: p}}
+	}
 	tests := []struct {
 		name   string
 		cfg    FilterConfig
