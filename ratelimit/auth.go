@@ -95,15 +95,15 @@ type AuthStats struct {
 // already authenticated are not affected). Callers may pass keys of their
 // own; only UserKey keys count against MaxUserFailures.
 type AuthLimiter struct {
-	store      Store
-	max        int64
-	maxUser    int64 // 0: account keys are not counted
-	class      Class
-	window     time.Duration
-	block      time.Duration
+	store   Store
+	max     int64
+	maxUser int64 // 0: account keys are not counted
+	class   Class
+	window  time.Duration
+	block   time.Duration
 	onError postern.ErrorPolicy // resolved
-	log        *slog.Logger
-	fails      failures
+	log     *slog.Logger
+	fails   failures
 
 	failures, blocks, refused atomic.Uint64
 }

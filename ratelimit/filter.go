@@ -69,7 +69,7 @@ type Filter struct {
 	key        KeyFunc
 	msgs, rcpt Rate
 	trusted    bool
-	onError postern.ErrorPolicy // resolved
+	onError    postern.ErrorPolicy // resolved
 	log        *slog.Logger
 	fails      failures
 

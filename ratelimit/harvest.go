@@ -94,17 +94,17 @@ type GuardStats struct {
 // RCPT stage before the recipient check, so a held source learns nothing
 // more. It is safe for concurrent use.
 type Guard struct {
-	store      Store
-	class      Class
-	threshold  int64
-	window     time.Duration
-	hold       time.Duration
-	codes      []postern.EnhancedCode
-	atMail     bool
-	atConnect  bool
+	store     Store
+	class     Class
+	threshold int64
+	window    time.Duration
+	hold      time.Duration
+	codes     []postern.EnhancedCode
+	atMail    bool
+	atConnect bool
 	onError   postern.ErrorPolicy // resolved
-	log        *slog.Logger
-	fails      failures
+	log       *slog.Logger
+	fails     failures
 
 	unknown, holds, refused atomic.Uint64
 }
