@@ -154,7 +154,7 @@ func buildAuth(s *settings, log *slog.Logger) (*authParts, error) {
 // network (/32, /64) and per account in the relay's counter store, so
 // relays sharing Redis share the locks. It outlives reloads.
 func newAuthLimiter(s *settings, store ratelimit.Store, log *slog.Logger) (*ratelimit.AuthLimiter, error) {
-	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, FailClosed: s.storeClosed, Logger: log})
+	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, OnError: s.storeOnError, Logger: log})
 }
 
 // watch reloads the credentials and sender files when they change.

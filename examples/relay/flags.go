@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
@@ -300,8 +301,8 @@ func (c *Config) settings() (*settings, error) {
 		accessFile: c.Policy.Access, recipients: c.Policy.Recipients, callAhead: c.Policy.CallAhead,
 		relaySubdomains: c.Policy.RelaySubdomains, maxHops: c.SMTP.MaxHops,
 		dnsbl: c.DNSBL.Zones, dnswl: c.DNSBL.Allow, rhsbl: c.DNSBL.Domain, dnsResolvers: c.DNSBL.Resolvers,
-		dnsblAtRcpt: c.DNSBL.AtRcpt, dnsFailOpen: c.DNSBL.FailOpen,
-		redisAddr: c.Redis.Addr, storeClosed: c.Redis.FailClosed,
+		dnsblAtRcpt: c.DNSBL.AtRcpt, dnsOnError: onError(c.DNSBL.FailOpen, postern.OnErrorAccept, postern.OnErrorTempFail),
+		redisAddr: c.Redis.Addr, storeOnError: onError(c.Redis.FailClosed, postern.OnErrorTempFail, postern.OnErrorAccept),
 		clientRate: c.Limits.ClientRate, clientConn: *c.Limits.ClientConn,
 		msgRate: c.Limits.MessageRate.Rate, rcptRate: c.Limits.RecipientRate.Rate,
 		mailertable: c.Delivery.Mailertable, localHop: c.Delivery.Local, smartHost: c.Delivery.SmartHost, fallbackRelays: c.Delivery.FallbackRelays,
@@ -315,8 +316,9 @@ func (c *Config) settings() (*settings, error) {
 		credentials: c.Submission.Credentials, senders: c.Submission.Senders, bindFrom: *c.Submission.BindFrom,
 		clamd: c.Scan.Clamd, spamd: c.Scan.Spamd, rspamd: c.Scan.Rspamd,
 		spamTag: c.Scan.SpamTagScore, spamReject: c.Scan.SpamRejectScore, spamSubject: c.Scan.SpamSubject,
-		spamAction: c.Scan.SpamAction, virusAction: c.Scan.VirusAction, virusFailOpen: c.Scan.VirusFailOpen,
-		spamFailClosed: c.Scan.SpamFailClosed, bannedAttachments: c.Scan.BanAttachments, scanPolicy: c.Scan.Policy, unopenableArchives: c.Scan.UnopenableArchives,
+		spamAction: c.Scan.SpamAction, virusAction: c.Scan.VirusAction,
+		virusOnError: onError(c.Scan.VirusFailOpen, postern.OnErrorAccept, postern.OnErrorTempFail),
+		spamOnError:  onError(c.Scan.SpamFailClosed, postern.OnErrorTempFail, postern.OnErrorAccept), bannedAttachments: c.Scan.BanAttachments, scanPolicy: c.Scan.Policy, unopenableArchives: c.Scan.UnopenableArchives,
 		webListen: c.Web.Listen, webAdmins: c.Web.Admins, webURL: c.Web.URL, webDigests: c.Web.Digests,
 		metricsListen: c.Metrics.Listen, controlSocket: c.Control.Socket, statsDir: c.Stats.Dir,
 		statsRetain: c.Stats.Retain.Duration, dailyTo: c.Stats.DailyTo, dailyAt: c.Stats.DailyAt,
@@ -445,4 +447,14 @@ func (s *settings) logger(w interface{ Write([]byte) (int, error) }) *slog.Logge
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// onError resolves a relay failure-policy switch (dnsbl.fail_open,
+// redis.fail_closed, scan.virus_fail_open, scan.spam_fail_closed): set
+// when the key is true, else the relay's default for that dependency.
+func onError(key bool, set, def postern.ErrorPolicy) postern.ErrorPolicy {
+	if key {
+		return set
+	}
+	return def
 }

@@ -38,11 +38,11 @@ type settings struct {
 	rhsbl           []string // domain zones for HELO and sender
 	dnsResolvers    []string
 	dnsblAtRcpt     bool
-	dnsFailOpen     bool
+	dnsOnError      postern.ErrorPolicy
 	redisAddr       string
-	storeClosed     bool // fail closed (451 4.3.0) when the counter store is down
-	clientRate      int  // connections per minute per client; 0 unlimited
-	clientConn      int  // concurrent connections per client; 0 unlimited
+	storeOnError    postern.ErrorPolicy
+	clientRate      int // connections per minute per client; 0 unlimited
+	clientConn      int // concurrent connections per client; 0 unlimited
 	msgRate         ratelimit.Rate
 	rcptRate        ratelimit.Rate
 	outMsgRate      ratelimit.Rate // per trusted client and per user
@@ -86,8 +86,8 @@ type settings struct {
 	spamReject        float64
 	spamSubject       string
 	virusAction       string
-	virusFailOpen     bool
-	spamFailClosed    bool
+	virusOnError      postern.ErrorPolicy // no virus scanner answers
+	spamOnError       postern.ErrorPolicy // no spam scorer answers
 	bannedAttachments bool
 	scanPolicy        string
 	spamAction        string // what -spam-reject-score does: reject, quarantine, discard
@@ -270,7 +270,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 	s := p.s
 	if !s.msgRate.Unlimited() || !s.rcptRate.Unlimited() {
 		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.msgRate,
-			Recipients: s.rcptRate, FailClosed: s.storeClosed, Logger: log})
+			Recipients: s.rcptRate, OnError: s.storeOnError, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -288,7 +288,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 			return all(c, t)
 		}
 		out, err := ratelimit.NewFilter(ratelimit.FilterConfig{Name: outboundFilterName, Store: p.store, Key: key,
-			Messages: s.outMsgRate, Recipients: s.outRcptRate, LimitTrusted: true, FailClosed: s.storeClosed, Logger: log})
+			Messages: s.outMsgRate, Recipients: s.outRcptRate, LimitTrusted: true, OnError: s.storeOnError, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -297,7 +297,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 	}
 	if s.harvest.Threshold >= 0 {
 		gc := s.harvest
-		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.storeClosed
+		gc.Store, gc.Logger, gc.OnError = p.store, log, s.storeOnError
 		g, err := ratelimit.NewGuard(gc)
 		if err != nil {
 			return err
@@ -321,10 +321,7 @@ func (s *settings) outboundExempt(ip netip.Addr) bool {
 // dnsblFilter builds the DNS list checks. A lookup that fails answers 4xx
 // (mail waits rather than passing unchecked) unless -dnsbl-fail-open.
 func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
-	policy := dnsbl.TempFailOnError
-	if s.dnsFailOpen {
-		policy = dnsbl.PassOnError
-	}
+	policy := s.dnsOnError
 	var zones []dnsbl.Zone
 	add := func(list []string, kind dnsbl.Kind, defWeight float64) error {
 		for _, z := range list {

@@ -311,3 +311,30 @@ func TestLimitKeys(t *testing.T) {
 	_, err = parseConfig([]byte("[limits]\noutbound_exempt = [\"10.0.0.0/33\"]\n"), "relay.toml")
 	assert.ErrorContains(t, err, "relay.toml:2: limits.outbound_exempt:")
 }
+
+// The relay's failure-policy keys resolve to the library's ErrorPolicy as
+// the relay always behaved: DNS lists and virus scanning fail closed
+// (tempfail), Redis and spam scoring fail open (accept), each key turning
+// its dependency the other way.
+func TestFailurePolicyKeys(t *testing.T) {
+	for _, tc := range []struct {
+		doc                    string
+		dnsbl, redis, av, spam postern.ErrorPolicy
+	}{
+		{"", postern.OnErrorTempFail, postern.OnErrorAccept, postern.OnErrorTempFail, postern.OnErrorAccept},
+		{"[dnsbl]\nfail_open = true\n", postern.OnErrorAccept, postern.OnErrorAccept, postern.OnErrorTempFail, postern.OnErrorAccept},
+		{"[redis]\nfail_closed = true\n", postern.OnErrorTempFail, postern.OnErrorTempFail, postern.OnErrorTempFail, postern.OnErrorAccept},
+		{"[scan]\nvirus_fail_open = true\nspam_fail_closed = true\n",
+			postern.OnErrorTempFail, postern.OnErrorAccept, postern.OnErrorAccept, postern.OnErrorTempFail},
+	} {
+		cfg, err := parseConfig([]byte(tc.doc), "relay.toml")
+		require.NoError(t, err)
+		cfg.applyDefaults()
+		s, err := cfg.settings()
+		require.NoError(t, err)
+		assert.Equal(t, tc.dnsbl, s.dnsOnError, "dnsbl: %q", tc.doc)
+		assert.Equal(t, tc.redis, s.storeOnError, "redis: %q", tc.doc)
+		assert.Equal(t, tc.av, s.virusOnError, "virus: %q", tc.doc)
+		assert.Equal(t, tc.spam, s.spamOnError, "spam: %q", tc.doc)
+	}
+}

@@ -41,14 +41,8 @@ func buildScan(s *settings, log *slog.Logger) (*scanning, error) {
 		}
 	}
 	// Virus scanning fails closed (451: the client retries) and spam
-	// scoring fails open, unless told otherwise.
-	virusPolicy, spamPolicy := scan.FailClosed, scan.FailOpen
-	if s.virusFailOpen {
-		virusPolicy = scan.FailOpen
-	}
-	if s.spamFailClosed {
-		spamPolicy = scan.FailClosed
-	}
+	// scoring fails open, unless told otherwise (see onError).
+	virusPolicy, spamPolicy := s.virusOnError, s.spamOnError
 	if len(s.clamd) > 0 {
 		c, err := clamav.New(clamav.Config{Addrs: s.clamd, MaxSize: s.maxSize + 1<<20, Logger: log})
 		if err != nil {
