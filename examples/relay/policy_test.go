@@ -338,3 +338,30 @@ func TestFailurePolicyKeys(t *testing.T) {
 		assert.Equal(t, tc.spam, s.spamOnError, "spam: %q", tc.doc)
 	}
 }
+
+// A limit whose store failed is counted as "store" whatever its OnError
+// refused with; a limit's own refusals by what they limit.
+func TestLimitReason(t *testing.T) {
+	storeDown := func(p postern.ErrorPolicy, st postern.Stage) postern.Verdict {
+		// As ratelimit answers a store failure.
+		return p.Verdict(st, postern.ESC(4, 3, 0), "", "store failed")
+	}
+	for _, tc := range []struct {
+		filter string
+		stage  postern.Stage
+		v      postern.Verdict
+		want   string
+	}{
+		{ratelimit.FilterName, postern.StageRcpt, storeDown(postern.OnErrorTempFail, postern.StageRcpt), "store"},
+		{ratelimit.GuardName, postern.StageConnect, storeDown(postern.OnErrorReject, postern.StageConnect), "store"},
+		{outboundFilterName, postern.StageMail, storeDown(postern.OnErrorReject, postern.StageMail), "store"},
+		{ratelimit.FilterName, postern.StageMail, storeDown(postern.OnErrorAccept, postern.StageMail), ""},
+		{ratelimit.FilterName, postern.StageMail, postern.TempFailed(450, postern.ESC(4, 7, 1), "too much mail", ""), "messages"},
+		{ratelimit.GuardName, postern.StageRcpt, postern.TempFailed(451, postern.ESC(4, 7, 1), "held", ""), "harvest"},
+		{ratelimit.FilterName, postern.StageRcpt, postern.Rejected(550, postern.ESC(5, 7, 1), "no", ""), ""},
+		{"dnsbl", postern.StageConnect, storeDown(postern.OnErrorTempFail, postern.StageConnect), ""},
+	} {
+		d := postern.Decision{Filter: tc.filter, Stage: tc.stage, Verdict: tc.v}
+		assert.Equal(t, tc.want, limitReason(d), "%s %s %s", tc.filter, tc.stage, tc.v.Reply.Error())
+	}
+}
