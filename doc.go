@@ -62,15 +62,14 @@
 //
 // The zero value, OnErrorDefault, is each component's documented default:
 //
-//	postern.Entry.OnError              tempfail (451 4.3.0)
-//	dnsbl.Zone.OnError                 accept   (tempfail: 451 4.7.1)
-//	scan.ScannerEntry.OnError          tempfail for virus scanners,
-//	                                   accept for spam scorers (451 4.7.1)
-//	route.VerifierConfig.OnError       tempfail (the next hop's 4xx)
-//	ratelimit Config, GuardConfig and
-//	AuthConfig OnError                 accept   (tempfail: 451 4.3.0;
-//	                                   454 4.3.0 for AUTH)
-//	auth.VerifyFilterConfig.OnTempError accept  (tempfail: 451 4.7.1)
+//	Entry.OnError (a Chain)              tempfail  451 4.3.0
+//	scan.ScannerEntry.OnError, virus     tempfail  451 4.7.1
+//	route.VerifierConfig.OnError         tempfail  the next hop's 4xx
+//	dnsbl.Zone.OnError                   accept    (tempfail: 451 4.7.1)
+//	scan.ScannerEntry.OnError, spam      accept    (tempfail: 451 4.7.1)
+//	ratelimit's OnError (filter, guard,  accept    (tempfail: 451 4.3.0,
+//	AUTH limiter)                                  454 4.3.0 for AUTH)
+//	auth.VerifyFilterConfig.OnTempError  accept    (tempfail: 451 4.7.1)
 //
 // ErrorPolicy.Verdict builds the answer, so the replies of every component
 // have one shape; MarshalText and UnmarshalText read and write the words,

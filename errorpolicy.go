@@ -15,15 +15,18 @@ var ErrErrorPolicy = errors.New("postern: unknown error policy")
 // that is down, a rate-limit store that cannot be asked, a next hop that
 // cannot be reached for a call-ahead, a filter of a Chain that returns an
 // error or panics. It is the one spelling of that choice in Postern:
-// Chain entries, dnsbl zones, scan scanners, route's call-ahead and
-// ratelimit's filters all take one.
+// Chain entries, dnsbl zones, scan scanners, route's call-ahead,
+// ratelimit's filters and auth's DMARC temperror all take one.
 //
 // The zero value, OnErrorDefault, means "this component's documented
 // default", which differs where there is a reason to: a Chain entry, a
-// virus scanner and a call-ahead fail closed (OnErrorTempFail), a DNS
-// list, a spam scorer and a rate-limit store fail open (OnErrorAccept).
-// Each component states its default beside its OnError field. The words
-// are those of Postfix's milter_default_action: tempfail, accept, reject.
+// virus scanner and a call-ahead fail closed (OnErrorTempFail: mail must
+// not pass unchecked, and the client will retry), a DNS list, a spam
+// scorer, a rate-limit store and a DMARC temperror fail open
+// (OnErrorAccept: mail must not stop because an extra opinion is
+// missing). Each component states its default beside its field. The
+// words are those of Postfix's milter_default_action: tempfail, accept,
+// reject.
 type ErrorPolicy uint8
 
 const (
