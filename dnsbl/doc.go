@@ -34,11 +34,11 @@
 // A failed zone counts as not listing the subject and appears in
 // Result.Errors. Its OnError, a postern.ErrorPolicy, decides the rest. The
 // default, postern.OnErrorAccept, ignores it: a list that is down lets mail
-// through, as Postfix's postscreen does. postern.OnErrorTempFail sets
-// Result.Failed when the zone's answer could have changed the outcome,
-// and the filter then answers 4xx so the client retries later (sendmail's
-// dnsbl FEATURE does this by default); postern.OnErrorReject answers 5xx
-// instead. When several failed zones could have changed the outcome, the
+// through, as sendmail's dnsbl FEATURE and Postfix's postscreen do.
+// postern.OnErrorTempFail sets Result.Failed when the zone's answer could
+// have changed the outcome, and the filter then answers 4xx so the client
+// retries later (the dnsbl FEATURE's "t" argument); postern.OnErrorReject
+// answers 5xx instead. When several failed zones could have changed the outcome, the
 // stricter policy wins (Result.OnError).
 //
 // # Cache

@@ -119,7 +119,8 @@ func listedReply(st postern.Stage, r Result) postern.Reply {
 func verdict(st postern.Stage, what string, r Result) postern.Verdict {
 	switch {
 	case r.Failed:
-		// X.7.1 as sendmail's dnsbl FEATURE answers a lookup failure.
+		// X.7.1, as sendmail's dnsbl FEATURE answers a lookup failure
+		// with its "t" argument.
 		return r.OnError.Verdict(st, postern.ESC(4, 7, 1), "DNSBL lookup failed", "dnsbl: "+what+" "+r.String())
 	case r.Listed:
 		return postern.Verdict{Action: postern.Reject, Reply: listedReply(st, r), Reason: "dnsbl: " + what + " " + r.String()}
