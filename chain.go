@@ -13,29 +13,13 @@ var ErrFilterPanic = errors.New("postern: filter panicked")
 // ErrChainConfig is returned by NewChain for an invalid configuration.
 var ErrChainConfig = errors.New("postern: invalid chain")
 
-// ErrorPolicy says what a chain does when a filter returns an error (it
-// could not decide: DNS down, scanner unreachable, timeout, panic).
-type ErrorPolicy uint8
-
-const (
-	// FailClosed answers a temporary failure (4xx), so no mail is accepted
-	// unchecked. The zero value.
-	FailClosed ErrorPolicy = iota
-	// FailOpen logs the error and asks the next filter.
-	FailOpen
-)
-
-func (p ErrorPolicy) String() string {
-	if p == FailOpen {
-		return "fail-open"
-	}
-	return "fail-closed"
-}
-
 // Entry is one filter of a chain with its policy.
 type Entry struct {
 	Filter Filter
-	// OnError is applied when the filter returns an error or panics.
+	// OnError is applied when the filter returns an error or panics. The
+	// default is OnErrorTempFail: 451 4.3.0 (421 at connect), so no mail
+	// is accepted unchecked; OnErrorAccept asks the next filter,
+	// OnErrorReject answers 550 5.3.0 (554 at connect and DATA).
 	OnError ErrorPolicy
 	// Timeout bounds one call through its context; 0 means only the
 	// caller's deadline applies.
@@ -102,6 +86,9 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 		}
 		if e.Timeout < 0 {
 			return nil, fmt.Errorf("%w: filter %q has a negative timeout", ErrChainConfig, e.Filter.Name())
+		}
+		if !e.OnError.Valid() {
+			return nil, fmt.Errorf("%w: filter %q has an unknown error policy %v", ErrChainConfig, e.Filter.Name(), e.OnError)
 		}
 	}
 	c.entries = append([]Entry(nil), cfg.Entries...)
@@ -230,13 +217,8 @@ func (c *Chain) callOne(ctx context.Context, e *Entry, call func(context.Context
 	return v, called, err
 }
 
+// errorVerdict answers a filter's error under the entry's policy; a chain
+// fails closed by default.
 func errorVerdict(st Stage, e *Entry, err error) Verdict {
-	if e.OnError == FailOpen {
-		return Pass
-	}
-	rep := NewReply(451, ESC(4, 3, 0), "Temporary local problem, try again later")
-	if st == StageConnect {
-		rep = NewReply(421, ESC(4, 3, 0), "Temporary local problem, try again later")
-	}
-	return Verdict{Action: TempFail, Reply: rep, Reason: fmt.Sprintf("filter %s failed: %v", e.Filter.Name(), err)}
+	return e.OnError.Or(OnErrorTempFail).Verdict(st, ESC(4, 3, 0), "", fmt.Sprintf("filter %s failed: %v", e.Filter.Name(), err))
 }

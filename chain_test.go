@@ -356,7 +356,7 @@ func TestChainTimeout(t *testing.T) {
 			t.Run("fail open", func(t *testing.T) {
 				rec := &recorder{}
 				c := mustChain(t, postern.ChainConfig{Observer: rec.observe, Entries: []postern.Entry{
-					{Filter: waitForCancel(rec, "slow", thenErr), Timeout: time.Millisecond, OnError: postern.FailOpen},
+					{Filter: waitForCancel(rec, "slow", thenErr), Timeout: time.Millisecond, OnError: postern.OnErrorAccept},
 					{Filter: rcptFilter(rec, "next", postern.Pass, nil)},
 				}})
 				s := newSession(t)
@@ -402,52 +402,61 @@ func TestChainContextExpiredBeforeCall(t *testing.T) {
 
 func TestChainErrorPolicy(t *testing.T) {
 	errDNS := errors.New("dns down")
-	for _, st := range allStageList {
-		t.Run(st.String(), func(t *testing.T) {
-			s := newSession(t)
-
-			rec := &recorder{}
-			c := mustChain(t, postern.ChainConfig{Observer: rec.observe, Entries: []postern.Entry{
-				// The verdict returned with an error is not used.
-				{Filter: &allStages{name: "broken", rec: rec, v: postern.Accepted("ignored"), err: errDNS}},
-				{Filter: &allStages{name: "next", rec: rec}},
-			}})
-			v, err := s.runStage(context.Background(), c, st)
-			require.NoError(t, err)
-			assert.Equal(t, postern.TempFail, v.Action)
-			want := "451 4.3.0 Temporary local problem, try again later"
-			if st == postern.StageConnect {
-				want = "421 4.3.0 Temporary local problem, try again later"
-			}
-			assert.Equal(t, want, v.Reply.Error())
-			assert.True(t, v.Reply.Temporary())
-			assert.Contains(t, v.Reason, "broken")
-			assert.Contains(t, v.Reason, "dns down")
-			assert.NotContains(t, v.Reply.Error(), "dns down", "the reason never goes to the client")
-			assert.Equal(t, []string{st.String() + ":broken"}, rec.Calls())
-			d := rec.Decisions()
-			require.Len(t, d, 1)
-			assert.ErrorIs(t, d[0].Err, errDNS)
-
-			rec = &recorder{}
-			c = mustChain(t, postern.ChainConfig{Observer: rec.observe, Entries: []postern.Entry{
-				{Filter: &allStages{name: "broken", rec: rec, v: postern.Accepted("ignored"), err: errDNS}, OnError: postern.FailOpen},
-				{Filter: &allStages{name: "next", rec: rec}},
-			}})
-			v, err = s.runStage(context.Background(), c, st)
-			require.NoError(t, err)
-			assert.Equal(t, postern.Pass, v)
-			assert.Equal(t, []string{st.String() + ":broken", st.String() + ":next"}, rec.Calls())
-			d = rec.Decisions()
-			require.Len(t, d, 2)
-			assert.ErrorIs(t, d[0].Err, errDNS)
-			assert.Equal(t, postern.Pass, d[0].Verdict)
-			assert.NoError(t, d[1].Err)
-		})
+	tempMid := "451 4.3.0 Temporary local problem, try again later"
+	tempConnect := "421 4.3.0 Temporary local problem, try again later"
+	cases := []struct {
+		policy postern.ErrorPolicy
+		action postern.Action
+		// replies by stage; "" for a pass
+		connect, helo, mail, rcpt, data string
+	}{
+		// The zero value fails closed, as it always has.
+		{postern.OnErrorDefault, postern.TempFail, tempConnect, tempMid, tempMid, tempMid, tempMid},
+		{postern.OnErrorTempFail, postern.TempFail, tempConnect, tempMid, tempMid, tempMid, tempMid},
+		{postern.OnErrorAccept, postern.Continue, "", "", "", "", ""},
+		{postern.OnErrorReject, postern.Reject,
+			"554 5.3.0 Local problem, mail refused", "550 5.3.0 Local problem, mail refused",
+			"550 5.3.0 Local problem, mail refused", "550 5.3.0 Local problem, mail refused",
+			"554 5.3.0 Local problem, mail refused"},
 	}
-	assert.Equal(t, "fail-closed", postern.FailClosed.String())
-	assert.Equal(t, "fail-open", postern.FailOpen.String())
-	assert.Equal(t, postern.FailClosed, postern.Entry{}.OnError, "fail closed is the default")
+	for _, tc := range cases {
+		want := map[postern.Stage]string{postern.StageConnect: tc.connect, postern.StageHelo: tc.helo,
+			postern.StageMail: tc.mail, postern.StageRcpt: tc.rcpt, postern.StageData: tc.data}
+		for _, st := range allStageList {
+			t.Run(tc.policy.String()+"/"+st.String(), func(t *testing.T) {
+				s := newSession(t)
+				rec := &recorder{}
+				c := mustChain(t, postern.ChainConfig{Observer: rec.observe, Entries: []postern.Entry{
+					// The verdict returned with an error is not used.
+					{Filter: &allStages{name: "broken", rec: rec, v: postern.Accepted("ignored"), err: errDNS}, OnError: tc.policy},
+					{Filter: &allStages{name: "next", rec: rec}},
+				}})
+				v, err := s.runStage(context.Background(), c, st)
+				require.NoError(t, err)
+				d := rec.Decisions()
+				require.NotEmpty(t, d)
+				assert.ErrorIs(t, d[0].Err, errDNS)
+				assert.Equal(t, tc.action, d[0].Verdict.Action)
+				assert.Contains(t, d[0].Verdict.Reason, "broken")
+				assert.Contains(t, d[0].Verdict.Reason, "dns down")
+				assert.Contains(t, d[0].Verdict.Reason, "on error: "+tc.policy.Or(postern.OnErrorTempFail).String())
+				if tc.action == postern.Continue {
+					assert.Equal(t, postern.Pass, v, "the next filter decides")
+					assert.Equal(t, []string{st.String() + ":broken", st.String() + ":next"}, rec.Calls())
+					require.Len(t, d, 2)
+					assert.NoError(t, d[1].Err)
+					return
+				}
+				assert.Equal(t, tc.action, v.Action)
+				assert.Equal(t, want[st], v.Reply.Error())
+				assert.Equal(t, want[st], v.ReplyAt(st).Error(), "the server sends the reply as is")
+				assert.NotContains(t, v.Reply.Error(), "dns down", "the reason never goes to the client")
+				assert.Equal(t, []string{st.String() + ":broken"}, rec.Calls())
+				require.Len(t, d, 1)
+			})
+		}
+	}
+	assert.Equal(t, postern.OnErrorDefault, postern.Entry{}.OnError)
 }
 
 func TestChainPanic(t *testing.T) {
@@ -461,7 +470,7 @@ func TestChainPanic(t *testing.T) {
 		},
 	}
 	for name, p := range panics {
-		for _, policy := range []postern.ErrorPolicy{postern.FailClosed, postern.FailOpen} {
+		for _, policy := range []postern.ErrorPolicy{postern.OnErrorDefault, postern.OnErrorAccept} {
 			t.Run(name+"/"+policy.String(), func(t *testing.T) {
 				rec := &recorder{}
 				c := mustChain(t, postern.ChainConfig{Observer: rec.observe, Entries: []postern.Entry{
@@ -485,12 +494,12 @@ func TestChainPanic(t *testing.T) {
 				assert.ErrorIs(t, d[0].Err, postern.ErrFilterPanic)
 				assert.Contains(t, d[0].Err.Error(), "panicky")
 				assert.Equal(t, "panicky", d[0].Filter)
-				if policy == postern.FailClosed {
+				if policy == postern.OnErrorDefault {
 					assert.Equal(t, postern.TempFail, v.Action)
 					assert.Equal(t, 451, v.Reply.Code)
 					assert.Equal(t, []string{"panicky"}, rec.Calls())
 				} else {
-					assert.Equal(t, postern.Pass, v)
+					assert.Equal(t, postern.Continue, v.Action)
 					assert.Equal(t, []string{"panicky", "next"}, rec.Calls())
 				}
 			})
@@ -510,7 +519,7 @@ func TestChainObserver(t *testing.T) {
 	reject := postern.Rejected(550, postern.ESC(5, 1, 1), "no such user", "unknown")
 	c := mustChain(t, postern.ChainConfig{Name: "inbound", Observer: rec.observe, Now: now, Entries: []postern.Entry{
 		{Filter: &allStages{name: "pass", rec: rec}},
-		{Filter: &allStages{name: "flaky", rec: rec, err: errScanner}, OnError: postern.FailOpen},
+		{Filter: &allStages{name: "flaky", rec: rec, err: errScanner}, OnError: postern.OnErrorAccept},
 		{Filter: postern.RcptFunc("verify", func(context.Context, *postern.Conn, *postern.Txn, *postern.Rcpt) (postern.Verdict, error) {
 			return reject, nil
 		})},
@@ -586,7 +595,7 @@ func TestChainNested(t *testing.T) {
 	flaky := mustChain(t, postern.ChainConfig{Name: "flaky", Entries: []postern.Entry{
 		{Filter: postern.MailFunc("dns", func(context.Context, *postern.Conn, *postern.Txn) (postern.Verdict, error) {
 			return postern.Pass, errors.New("servfail")
-		}), OnError: postern.FailOpen},
+		}), OnError: postern.OnErrorAccept},
 	}})
 	outer = mustChain(t, postern.ChainConfig{Observer: rec2.observe, Entries: []postern.Entry{
 		{Filter: flaky},
@@ -612,6 +621,8 @@ func TestNewChainValidation(t *testing.T) {
 		{"nil filter", []postern.Entry{{Filter: ok}, {Filter: nil}}, "entry 1"},
 		{"no stage", []postern.Entry{{Filter: nameOnly{}}}, "name-only"},
 		{"negative timeout", []postern.Entry{{Filter: ok, Timeout: -time.Second}}, "negative timeout"},
+		// Not read as fail closed (or open): refused.
+		{"unknown error policy", []postern.Entry{{Filter: ok, OnError: postern.OnErrorReject + 1}}, "unknown error policy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

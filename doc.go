@@ -36,18 +36,44 @@
 // filter to the next.
 //
 // A Chain runs its entries in order; the first verdict that is not Continue
-// ends the stage. Per entry, an ErrorPolicy decides whether an error fails
-// closed (4xx, the default) or open, a Timeout bounds the call and a Skip
-// predicate leaves it out. Panics are recovered and treated as errors. An
-// Observer sees every decision.
+// ends the stage. Per entry, an ErrorPolicy decides what a filter's error
+// means (a temporary failure by default, see below), a Timeout bounds the
+// call and a Skip predicate leaves it out. Panics are recovered and treated
+// as errors. An Observer sees every decision.
 //
 //	chain, err := postern.NewChain(postern.ChainConfig{
 //		Name: "inbound",
 //		Entries: []postern.Entry{
 //			{Filter: relayControl},
-//			{Filter: dnsblFilter, OnError: postern.FailOpen, Timeout: 5 * time.Second},
+//			{Filter: dnsblFilter, OnError: postern.OnErrorAccept, Timeout: 5 * time.Second},
 //		},
 //	})
+//
+// # When a dependency fails
+//
+// ErrorPolicy is the one answer, in every component, to "what if the thing
+// I ask cannot answer": a DNS list, a virus scanner, the rate-limit store,
+// the next hop of a call-ahead, a filter of a Chain. Its words are those of
+// Postfix's milter_default_action:
+//
+//	tempfail  451 (421 at connect): the client retries; fail closed
+//	accept    log it and go on as if nothing was found; fail open
+//	reject    550 (554 at connect and DATA): the client gives up
+//
+// The zero value, OnErrorDefault, is each component's documented default:
+//
+//	Entry.OnError (a Chain)              tempfail  451 4.3.0
+//	scan.ScannerEntry.OnError, virus     tempfail  451 4.7.1
+//	route.VerifierConfig.OnError         tempfail  the next hop's 4xx
+//	dnsbl.Zone.OnError                   accept    (tempfail: 451 4.7.1)
+//	scan.ScannerEntry.OnError, spam      accept    (tempfail: 451 4.7.1)
+//	ratelimit's OnError (filter, guard,  accept    (tempfail: 451 4.3.0,
+//	AUTH limiter)                                  454 4.3.0 for AUTH)
+//	auth.VerifyFilterConfig.OnTempError  accept    (tempfail: 451 4.7.1)
+//
+// ErrorPolicy.Verdict builds the answer, so the replies of every component
+// have one shape; MarshalText and UnmarshalText read and write the words,
+// so a configuration can hold an ErrorPolicy directly.
 //
 // # Clients
 //

@@ -2,6 +2,7 @@ package postern_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -65,7 +66,7 @@ func ExampleNewChain() {
 		Entries: []postern.Entry{
 			{Filter: senderCheck},
 			{Filter: relayControl},
-			{Filter: lookupFails, OnError: postern.FailOpen},
+			{Filter: lookupFails, OnError: postern.OnErrorAccept},
 		},
 		Observer: func(_ context.Context, d postern.Decision) {
 			line := fmt.Sprintf("%s %s %s: %s", d.Chain, d.Stage, d.Filter, d.Verdict.Action)
@@ -97,6 +98,42 @@ func ExampleNewChain() {
 	// RCPT bob: continue
 	// inbound rcpt relay-control: reject
 	// RCPT eve: reject 554 5.7.1 Relay access denied
+}
+
+func ExampleErrorPolicy() {
+	// A configuration names the policy in Postfix's words; the zero value
+	// (an empty or missing setting) is the component's own default.
+	var cfg struct {
+		VirusOnError postern.ErrorPolicy
+		SpamOnError  postern.ErrorPolicy
+	}
+	if err := cfg.VirusOnError.UnmarshalText([]byte("reject")); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(cfg.VirusOnError, cfg.SpamOnError)
+
+	// A component resolves the zero value to its documented default, here
+	// a scanner's: virus scanning fails closed, spam scoring open.
+	virus := cfg.VirusOnError.Or(postern.OnErrorTempFail)
+	spam := cfg.SpamOnError.Or(postern.OnErrorAccept)
+
+	// and answers a failed dependency with the policy's verdict.
+	v := virus.Verdict(postern.StageData, postern.ESC(5, 7, 1), "Message could not be scanned", "clamd: connection refused")
+	fmt.Println(v.Action, v.Reply.Error())
+	v = spam.Verdict(postern.StageData, postern.ESC(4, 7, 1), "Message could not be scored", "spamd: timeout")
+	fmt.Println(v.Action, v.Reason)
+	v = postern.OnErrorTempFail.Verdict(postern.StageConnect, postern.ESC(4, 7, 1), "DNSBL lookup failed", "zen: SERVFAIL")
+	fmt.Println(v.Action, v.Reply.Error())
+
+	err := cfg.SpamOnError.UnmarshalText([]byte("bounce"))
+	fmt.Println(errors.Is(err, postern.ErrErrorPolicy), err)
+	// Output:
+	// reject default
+	// reject 554 5.7.1 Message could not be scanned
+	// continue spamd: timeout; on error: accept
+	// tempfail 421 4.7.1 DNSBL lookup failed, try again later
+	// true postern: unknown error policy "bounce" (want tempfail, accept or reject)
 }
 
 func ExampleMessage_Render() {

@@ -246,3 +246,44 @@ func FuzzAddress(f *testing.F) {
 		}
 	})
 }
+
+// FuzzErrorPolicyText checks that UnmarshalText never panics, accepts only
+// the policy words (any case) and the empty string, leaves the value alone
+// on error, and that what it accepts marshals back to a word it reads as
+// the same policy.
+func FuzzErrorPolicyText(f *testing.F) {
+	for _, s := range []string{"tempfail", "accept", "reject", "default", "", "TempFail", "REJECT",
+		"fail_open", "tempfail ", " accept", "reject\x00", "acceptt", "quarantine", "\xff", "defaul"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p := postern.OnErrorReject + 7 // a value no word gives
+		err := p.UnmarshalText([]byte(s))
+		if err != nil {
+			if !errors.Is(err, postern.ErrErrorPolicy) {
+				t.Fatalf("%q: error %v does not wrap ErrErrorPolicy", s, err)
+			}
+			if p != postern.OnErrorReject+7 {
+				t.Fatalf("%q: failed but changed the value to %v", s, p)
+			}
+			if len(err.Error()) > 300 { // 40 bytes shown, each at most \xNN
+				t.Fatalf("%q: error of %d bytes", s, len(err.Error()))
+			}
+			return
+		}
+		if !p.Valid() {
+			t.Fatalf("%q read as invalid %v", s, p)
+		}
+		if s != "" && !strings.EqualFold(s, p.String()) {
+			t.Fatalf("%q read as %v", s, p)
+		}
+		b, err := p.MarshalText()
+		if err != nil {
+			t.Fatalf("%v: MarshalText: %v", p, err)
+		}
+		var q postern.ErrorPolicy
+		if err := q.UnmarshalText(b); err != nil || q != p {
+			t.Fatalf("%v marshals to %q, read back as %v (%v)", p, b, q, err)
+		}
+	})
+}

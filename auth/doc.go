@@ -121,7 +121,9 @@
 // from the connection's reverse DNS, when the server looked it up) before
 // applying the DMARC disposition: tag only (the default), enforce
 // (p=reject is 550 5.7.1, p=quarantine a postern.Quarantine verdict), or
-// quarantine only. The results go to Txn.Values (DKIMResultsKey,
+// quarantine only. A DMARC temperror (DNS failing) is only tagged unless
+// OnTempError, a postern.ErrorPolicy, says tempfail (451 4.7.1) or reject
+// (554 5.7.1). The results go to Txn.Values (DKIMResultsKey,
 // DMARCResultKey) for later filters. A field is ours when its
 // authserv-id names our host however it is spelled (SameAuthServID: as a
 // domain name, after unquoting and IDNA mapping): a forged

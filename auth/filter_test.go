@@ -217,7 +217,7 @@ func TestVerifyFilterDMARCDisposition(t *testing.T) {
 func TestVerifyFilterErrors(t *testing.T) {
 	vs := newVerifySetup(t)
 	vs.dns.setServfail("_dmarc.flaky.example")
-	f := vs.filter(t, VerifyFilterConfig{Mode: DMARCEnforce, OnTempError: postern.TempFail, OnPermError: postern.Reject})
+	f := vs.filter(t, VerifyFilterConfig{Mode: DMARCEnforce, OnTempError: postern.OnErrorTempFail, OnPermError: postern.Reject})
 	twoFroms := "From: a@example.com\r\nFrom: b@example.org\r\nSubject: x\r\n\r\nbody\r\n"
 	v, _, _ := vs.run(t, f, newConn("192.0.2.1"), "a@example.com", twoFroms)
 	assert.Equal(t, postern.Reject, v.Action)
@@ -229,6 +229,27 @@ func TestVerifyFilterErrors(t *testing.T) {
 	assert.Equal(t, postern.TempFail, v.Action)
 	assert.Equal(t, "451 4.7.1 DMARC temporary error, try again later", v.ReplyAt(postern.StageData).Error())
 	assert.Contains(t, authResultsOf(t, out), "dmarc=temperror")
+
+	// Every OnTempError value: the default only tags, as it always has.
+	for _, tc := range []struct {
+		policy postern.ErrorPolicy
+		action postern.Action
+		reply  string
+	}{
+		{postern.OnErrorDefault, postern.Continue, "no reply"},
+		{postern.OnErrorAccept, postern.Continue, "no reply"},
+		{postern.OnErrorTempFail, postern.TempFail, "451 4.7.1 DMARC temporary error, try again later"},
+		{postern.OnErrorReject, postern.Reject, "554 5.7.1 DMARC temporary error"},
+	} {
+		v, _, out = vs.run(t, vs.filter(t, VerifyFilterConfig{Mode: DMARCEnforce, OnTempError: tc.policy}),
+			newConn("192.0.2.1"), "a@flaky.example", flaky)
+		assert.Equal(t, tc.action, v.Action, tc.policy.String())
+		assert.Equal(t, tc.reply, v.Reply.Error(), tc.policy.String())
+		if tc.action != postern.Continue {
+			assert.Equal(t, tc.reply, v.ReplyAt(postern.StageData).Error(), "sent as is")
+		}
+		assert.Contains(t, authResultsOf(t, out), "dmarc=temperror", "tagged whatever the policy")
+	}
 
 	// Tag only by default.
 	v, _, _ = vs.run(t, vs.filter(t, VerifyFilterConfig{}), newConn("192.0.2.1"), "a@example.com", twoFroms)
@@ -253,7 +274,7 @@ func TestVerifyFilterConfig(t *testing.T) {
 		"no id":    {},
 		"bad id":   {AuthServID: "mx.example.net; spf=pass"},
 		"bad mode": {AuthServID: "mx", Mode: 9},
-		"bad temp": {AuthServID: "mx", OnTempError: postern.Reject},
+		"bad temp": {AuthServID: "mx", OnTempError: postern.OnErrorReject + 1},
 		"bad perm": {AuthServID: "mx", OnPermError: postern.Quarantine},
 	} {
 		_, err := NewVerifyFilter(cfg)

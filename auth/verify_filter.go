@@ -43,10 +43,12 @@ type VerifyFilterConfig struct {
 	DMARC *DMARCChecker
 	// Mode applies DMARC failures.
 	Mode DMARCMode
-	// OnTempError is postern.Continue (the default: tag only) or
-	// postern.TempFail, which answers 451 4.7.1 when DMARC could not be
-	// evaluated now.
-	OnTempError postern.Action
+	// OnTempError applies when DMARC could not be evaluated now (a DNS
+	// failure: temperror). The default, postern.OnErrorAccept, only tags
+	// (dmarc=temperror); postern.OnErrorTempFail answers 451 4.7.1, so
+	// the sender retries when DNS answers again; postern.OnErrorReject
+	// answers 554 5.7.1.
+	OnTempError postern.ErrorPolicy
 	// OnPermError is postern.Continue (the default) or postern.Reject,
 	// which answers 550 5.7.1 for a message whose From field has no single
 	// author domain or whose domain publishes an unusable record (RFC 7489
@@ -81,7 +83,7 @@ type VerifyFilter struct {
 	dkim   *DKIMVerifier
 	dmarc  *DMARCChecker
 	mode   DMARCMode
-	onTemp postern.Action
+	onTemp postern.ErrorPolicy // resolved
 	onPerm postern.Action
 	// removeOnly: no checks, no field of our own.
 	removeOnly bool
@@ -98,8 +100,8 @@ func NewVerifyFilter(cfg VerifyFilterConfig) (*VerifyFilter, error) {
 	if cfg.Mode > DMARCQuarantineOnly {
 		return nil, fmt.Errorf("%w: unknown DMARC mode %d", ErrConfig, cfg.Mode)
 	}
-	if cfg.OnTempError != postern.Continue && cfg.OnTempError != postern.TempFail {
-		return nil, fmt.Errorf("%w: OnTempError must be continue or tempfail", ErrConfig)
+	if !cfg.OnTempError.Valid() {
+		return nil, fmt.Errorf("%w: unknown OnTempError %v", ErrConfig, cfg.OnTempError)
 	}
 	if cfg.OnPermError != postern.Continue && cfg.OnPermError != postern.Reject {
 		return nil, fmt.Errorf("%w: OnPermError must be continue or reject", ErrConfig)
@@ -108,7 +110,7 @@ func NewVerifyFilter(cfg VerifyFilterConfig) (*VerifyFilter, error) {
 		return nil, fmt.Errorf("%w: RemoveOnly checks nothing: DKIM and DMARC must be nil", ErrConfig)
 	}
 	return &VerifyFilter{id: cfg.AuthServID, ids: append([]string{cfg.AuthServID}, cfg.RemoveIDs...),
-		dkim: cfg.DKIM, dmarc: cfg.DMARC, mode: cfg.Mode, onTemp: cfg.OnTempError, onPerm: cfg.OnPermError,
+		dkim: cfg.DKIM, dmarc: cfg.DMARC, mode: cfg.Mode, onTemp: cfg.OnTempError.Or(postern.OnErrorAccept), onPerm: cfg.OnPermError,
 		removeOnly: cfg.RemoveOnly, log: orDiscard(cfg.Logger)}, nil
 }
 
@@ -160,8 +162,8 @@ func (f *VerifyFilter) verdict(r *DMARCResult) postern.Verdict {
 	reason := "dmarc: " + string(r.Status) + " for " + r.FromDomain + ": " + r.Reason
 	switch r.Status {
 	case TempError:
-		if f.onTemp == postern.TempFail {
-			return postern.TempFailed(451, postern.ESC(4, 7, 1), "DMARC temporary error, try again later", reason)
+		if f.onTemp != postern.OnErrorAccept {
+			return f.onTemp.Verdict(postern.StageData, postern.ESC(4, 7, 1), "DMARC temporary error", reason)
 		}
 	case PermError:
 		if f.onPerm == postern.Reject {

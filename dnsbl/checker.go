@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/postern/postern"
 )
 
 // Errors. Lookup failures are reported per zone in Result.Errors as a
@@ -269,11 +271,16 @@ type Result struct {
 	Threshold float64
 	// Listed is Score >= Threshold.
 	Listed bool
-	// TempFail is set when a zone with the TempFailOnError policy could not
-	// be asked and its answer could have changed Listed: a blocking zone
-	// when the subject is not listed, an allowing (negative) zone when it
-	// is. Check TempFail before Listed.
-	TempFail bool
+	// Failed is set when zones that do not fail open (OnError tempfail or
+	// reject) could not be asked and their answers could have changed
+	// Listed: blocking zones when the subject is not listed, allowing
+	// (negative) zones when it is. Check Failed before Listed.
+	Failed bool
+	// OnError is what Failed calls for: postern.OnErrorTempFail or
+	// postern.OnErrorReject, the stricter policy of the zones that could
+	// have changed Listed (reject over tempfail). OnErrorDefault when not
+	// Failed.
+	OnError postern.ErrorPolicy
 	// Hits are the zones that list the subject, in configuration order.
 	Hits []Hit
 	// Errors are the zones that could not be asked, in configuration
@@ -297,8 +304,9 @@ type Hit struct {
 
 // ZoneError is a zone that could not be asked.
 type ZoneError struct {
-	Zone   string
-	Policy ErrorPolicy
+	Zone string
+	// Policy is the zone's OnError, resolved: never OnErrorDefault.
+	Policy postern.ErrorPolicy
 	// Err wraps ErrLookup, ErrBadAnswer or ErrZoneBroken, or is the
 	// context's error.
 	Err error
@@ -349,8 +357,8 @@ func (r Result) String() string {
 		b.WriteString(r.Domain)
 	}
 	switch {
-	case r.TempFail:
-		b.WriteString(" tempfail")
+	case r.Failed:
+		b.WriteString(" " + r.OnError.String())
 	case r.Listed:
 		b.WriteString(" listed")
 	case r.Whitelisted():
@@ -404,7 +412,7 @@ func (s subject) queryName(z *zone) (string, bool) {
 // long as the slowest zone. An IPv4-mapped IPv6 address is checked as
 // IPv4. The error is ErrInvalidAddress, or the context's error when ctx
 // ended before every zone answered (the Result then holds what was known).
-// Zone failures are not errors: see Result.Errors and Result.TempFail.
+// Zone failures are not errors: see Result.Errors and Result.Failed.
 func (c *Checker) CheckIP(ctx context.Context, ip netip.Addr) (Result, error) {
 	ip = ip.Unmap()
 	if !ip.IsValid() {
@@ -460,7 +468,10 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 		wg.Wait()
 	}
 
+	// Zones that fail open count as silent; the others are counted
+	// apart, by the direction their answer could have moved the score.
 	var posErr, negErr float64
+	var posPolicy, negPolicy postern.ErrorPolicy
 	interrupted := false
 	for i, o := range outs {
 		z := zones[i]
@@ -470,9 +481,15 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 				interrupted = true
 			}
 			res.Errors = append(res.Errors, ZoneError{Zone: z.name, Policy: z.onError, Err: o.err})
-			if z.onError == TempFailOnError {
+			if z.onError != postern.OnErrorAccept {
 				posErr += z.posWeight
 				negErr += z.negWeight
+				if z.posWeight > 0 {
+					posPolicy = posPolicy.Stricter(z.onError)
+				}
+				if z.negWeight < 0 {
+					negPolicy = negPolicy.Stricter(z.onError)
+				}
 			}
 			c.log.LogAttrs(ctx, slog.LevelDebug, "dnsbl lookup failed", slog.String("zone", z.name),
 				slog.String("policy", z.onError.String()), slog.String("error", o.err.Error()))
@@ -482,11 +499,15 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 		}
 	}
 	res.Listed = res.Score >= c.threshold
-	// An erroring zone counts as silent; with TempFailOnError, the result
-	// is a temporary failure only if the zone's answer could have flipped
-	// it, so a failed minor zone does not hold up mail it could not block.
-	res.TempFail = (!res.Listed && res.Score+posErr >= c.threshold) ||
-		(res.Listed && res.Score+negErr < c.threshold)
+	// The result fails only if the failed zones' answers could have
+	// flipped it, so a failed minor zone does not hold up mail it could
+	// not block.
+	switch {
+	case !res.Listed && res.Score+posErr >= c.threshold:
+		res.Failed, res.OnError = true, posPolicy
+	case res.Listed && res.Score+negErr < c.threshold:
+		res.Failed, res.OnError = true, negPolicy
+	}
 	if interrupted {
 		return res, fmt.Errorf("dnsbl: check interrupted: %w", context.Cause(ctx))
 	}

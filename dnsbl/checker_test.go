@@ -11,6 +11,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern"
 )
 
 func TestQueryName(t *testing.T) {
@@ -189,7 +191,7 @@ func TestCheckIPAnswers(t *testing.T) {
 		{"listing mixed with a refusal code", 15, want{tempFail: true, err: ErrBadAnswer}},
 		{"AAAA instead of A", 16, want{tempFail: true, err: ErrBadAnswer}},
 	}
-	for _, policy := range []ErrorPolicy{PassOnError, TempFailOnError} {
+	for _, policy := range allPolicies {
 		c := newChecker(t, s, Config{Timeout: 200 * time.Millisecond,
 			Zones: []Zone{{Name: zoneName, Match: "127.0.0.2-127.0.0.9", OnError: policy}}})
 		for _, tc := range cases {
@@ -197,12 +199,18 @@ func TestCheckIPAnswers(t *testing.T) {
 				r, err := c.CheckIP(bg, mustAddr(ip(tc.i)))
 				require.NoError(t, err)
 				assert.Equal(t, tc.want.listed, r.Listed)
-				assert.Equal(t, tc.want.tempFail && policy == TempFailOnError, r.TempFail)
+				closed := policy == postern.OnErrorTempFail || policy == postern.OnErrorReject
+				assert.Equal(t, tc.want.tempFail && closed, r.Failed)
+				if r.Failed {
+					assert.Equal(t, policy, r.OnError)
+				} else {
+					assert.Equal(t, postern.OnErrorDefault, r.OnError)
+				}
 				if tc.want.err != nil {
 					require.Len(t, r.Errors, 1)
 					assert.ErrorIs(t, r.Errors[0], tc.want.err)
 					assert.Equal(t, zoneName, r.Errors[0].Zone)
-					assert.Equal(t, policy, r.Errors[0].Policy)
+					assert.Equal(t, policy.Or(postern.OnErrorAccept), r.Errors[0].Policy, "resolved: fails open by default")
 					assert.Empty(t, r.Hits, "an error is never a listing")
 					assert.Zero(t, r.Score)
 				} else {
@@ -340,26 +348,39 @@ func TestTempFailOnlyWhenItMatters(t *testing.T) {
 	for _, z := range []string{"down.test", "wldown.test", "minordown.test"} {
 		s.set(qn(ip, z), dns.TypeA, response{rcode: dns.RcodeServerFailure})
 	}
+	const (
+		tf = postern.OnErrorTempFail
+		rj = postern.OnErrorReject
+		ac = postern.OnErrorAccept
+	)
 	for _, tc := range []struct {
-		name     string
-		zones    []Zone
-		listed   bool
-		tempFail bool
+		name   string
+		zones  []Zone
+		listed bool
+		failed postern.ErrorPolicy // OnErrorDefault: not Failed
 	}{
-		{"blocking zone down, nothing else", []Zone{{Name: "down.test", OnError: TempFailOnError}}, false, true},
-		{"blocking zone down, pass policy", []Zone{{Name: "down.test"}}, false, false},
-		{"minor zone down cannot reach threshold", []Zone{{Name: "minordown.test", Weight: 0.5, OnError: TempFailOnError}}, false, false},
-		{"blocking zone down but already listed", []Zone{{Name: "listed.test"}, {Name: "down.test", OnError: TempFailOnError}}, true, false},
-		{"allow list down while listed", []Zone{{Name: "listed.test"}, {Name: "wldown.test", Weight: -2, OnError: TempFailOnError}}, true, true},
-		{"allow list down, pass policy", []Zone{{Name: "listed.test"}, {Name: "wldown.test", Weight: -2}}, true, false},
-		{"allow list down, not listed", []Zone{{Name: "wldown.test", Weight: -2, OnError: TempFailOnError}}, false, false},
+		{"blocking zone down, nothing else", []Zone{{Name: "down.test", OnError: tf}}, false, tf},
+		{"blocking zone down, reject policy", []Zone{{Name: "down.test", OnError: rj}}, false, rj},
+		{"blocking zone down, default policy", []Zone{{Name: "down.test"}}, false, 0},
+		{"blocking zone down, accept policy", []Zone{{Name: "down.test", OnError: ac}}, false, 0},
+		{"minor zone down cannot reach threshold", []Zone{{Name: "minordown.test", Weight: 0.5, OnError: tf}}, false, 0},
+		{"minor reject zone down cannot reach threshold", []Zone{{Name: "minordown.test", Weight: 0.5, OnError: rj}}, false, 0},
+		{"blocking zone down but already listed", []Zone{{Name: "listed.test"}, {Name: "down.test", OnError: rj}}, true, 0},
+		{"allow list down while listed", []Zone{{Name: "listed.test"}, {Name: "wldown.test", Weight: -2, OnError: tf}}, true, tf},
+		{"allow list down while listed, reject", []Zone{{Name: "listed.test"}, {Name: "wldown.test", Weight: -2, OnError: rj}}, true, rj},
+		{"allow list down, default policy", []Zone{{Name: "listed.test"}, {Name: "wldown.test", Weight: -2}}, true, 0},
+		{"allow list down, not listed", []Zone{{Name: "wldown.test", Weight: -2, OnError: rj}}, false, 0},
+		{"reject outranks tempfail", []Zone{{Name: "down.test", OnError: tf}, {Name: "minordown.test", Weight: 0.5, OnError: rj}}, false, rj},
+		{"a reject allow list does not decide for a blocking zone",
+			[]Zone{{Name: "down.test", OnError: tf}, {Name: "wldown.test", Weight: -2, OnError: rj}}, false, tf},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newChecker(t, s, Config{Zones: tc.zones})
 			r, err := c.CheckIP(bg, mustAddr(ip))
 			require.NoError(t, err)
 			assert.Equal(t, tc.listed, r.Listed)
-			assert.Equal(t, tc.tempFail, r.TempFail)
+			assert.Equal(t, tc.failed != 0, r.Failed)
+			assert.Equal(t, tc.failed, r.OnError)
 		})
 	}
 }
@@ -589,7 +610,7 @@ func TestGarbledResponses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := rawUDP(t, tc.reply)
-			for _, policy := range []ErrorPolicy{PassOnError, TempFailOnError} {
+			for _, policy := range allPolicies {
 				c := newChecker(t, nil, Config{Resolvers: []string{addr}, Timeout: 150 * time.Millisecond,
 					Zones: []Zone{{Name: "bl.test", OnError: policy}}})
 				r, err := c.CheckIP(bg, mustAddr("192.0.2.1"))
@@ -598,7 +619,7 @@ func TestGarbledResponses(t *testing.T) {
 				assert.Empty(t, r.Hits)
 				require.Len(t, r.Errors, 1)
 				assert.ErrorIs(t, r.Errors[0], ErrLookup)
-				assert.Equal(t, policy == TempFailOnError, r.TempFail)
+				assert.Equal(t, policy == postern.OnErrorTempFail || policy == postern.OnErrorReject, r.Failed)
 			}
 		})
 	}
@@ -661,7 +682,7 @@ func TestContextCancelled(t *testing.T) {
 	s := startDNS(t)
 	n := qn("192.0.2.7", "slow.test")
 	s.set(n, dns.TypeA, response{delay: 400 * time.Millisecond, answer: aRRs(n, 300, "127.0.0.2")})
-	c := newChecker(t, s, Config{Timeout: 3 * time.Second, Zones: []Zone{{Name: "slow.test", OnError: TempFailOnError}}})
+	c := newChecker(t, s, Config{Timeout: 3 * time.Second, Zones: []Zone{{Name: "slow.test", OnError: postern.OnErrorTempFail}}})
 	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -669,7 +690,8 @@ func TestContextCancelled(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(start), 500*time.Millisecond)
 	assert.False(t, r.Listed)
-	assert.True(t, r.TempFail)
+	assert.True(t, r.Failed)
+	assert.Equal(t, postern.OnErrorTempFail, r.OnError)
 }
 
 func TestHealthCheck(t *testing.T) {
@@ -690,7 +712,7 @@ func TestHealthCheck(t *testing.T) {
 	clock := newClock()
 	c := newChecker(t, s, Config{Timeout: 150 * time.Millisecond, Now: clock.Now, Logger: newTextLogger(&logs), Zones: []Zone{
 		{Name: "good.test"},
-		{Name: "everyone.test", OnError: TempFailOnError},
+		{Name: "everyone.test", OnError: postern.OnErrorTempFail},
 		{Name: "dead.test"},
 		{Name: "refused.test"},
 		{Name: "down.test"},
@@ -807,11 +829,11 @@ func TestRender(t *testing.T) {
 		render(defaultDomainReply, netip.Addr{}, "d.example", "dbl.test", ans, ""))
 }
 
+// allPolicies are the values of Zone.OnError, the default first.
+var allPolicies = []postern.ErrorPolicy{postern.OnErrorDefault, postern.OnErrorAccept, postern.OnErrorTempFail, postern.OnErrorReject}
+
 func TestNames(t *testing.T) {
 	assert.Equal(t, "ip", IPZone.String())
 	assert.Equal(t, "domain", DomainZone.String())
 	assert.Equal(t, "kind(9)", Kind(9).String())
-	assert.Equal(t, "pass", PassOnError.String())
-	assert.Equal(t, "tempfail", TempFailOnError.String())
-	assert.Equal(t, "policy(9)", ErrorPolicy(9).String())
 }

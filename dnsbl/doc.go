@@ -32,10 +32,14 @@
 // attempts; a truncated UDP answer is first asked again over TCP.
 //
 // A failed zone counts as not listing the subject and appears in
-// Result.Errors. Its ErrorPolicy decides the rest: PassOnError (the
-// default) ignores it; TempFailOnError sets Result.TempFail when the
-// zone's answer could have changed the outcome, and the filter then
-// answers 4xx so the client retries later.
+// Result.Errors. Its OnError, a postern.ErrorPolicy, decides the rest. The
+// default, postern.OnErrorAccept, ignores it: a list that is down lets mail
+// through, as sendmail's dnsbl FEATURE and Postfix's postscreen do.
+// postern.OnErrorTempFail sets Result.Failed when the zone's answer could
+// have changed the outcome, and the filter then answers 4xx so the client
+// retries later (the dnsbl FEATURE's "t" argument); postern.OnErrorReject
+// answers 5xx instead. When several failed zones could have changed the outcome, the
+// stricter policy wins (Result.OnError).
 //
 // # Cache
 //
@@ -64,9 +68,14 @@
 //
 //	554 5.7.1 Service unavailable; Client host [192.0.2.99] blocked using zen.spamhaus.org; <TXT>
 //
-// and a failed lookup under TempFailOnError 421 4.7.1. With EnforceAt
+// and a failed lookup of a zone whose OnError is tempfail
+//
+//	421 4.7.1 DNSBL lookup failed, try again later
+//
+// (reject: 554 5.7.1 DNSBL lookup failed). With EnforceAt
 // postern.StageRcpt, the connect stage only records the result
-// (IPResultKey) and each RCPT is refused with 550 5.7.1 (or 451 4.7.1):
+// (IPResultKey) and each RCPT is refused with 550 5.7.1 (451 4.7.1 for a
+// failed lookup under tempfail, 550 5.7.1 under reject):
 // the log then names sender and recipient, and a client that
 // authenticates is not refused. Trusted and authenticated clients are
 // never checked. A client on an allow list can be spared later filters

@@ -53,7 +53,7 @@ func Example() {
 	ck, err := dnsbl.New(dnsbl.Config{
 		Resolvers: []string{addr},
 		Zones: []dnsbl.Zone{
-			{Name: "BL.Example.", TXT: true, OnError: dnsbl.TempFailOnError},
+			{Name: "BL.Example.", TXT: true, OnError: postern.OnErrorTempFail},
 		},
 	})
 	if err != nil {

@@ -114,20 +114,14 @@ func listedReply(st postern.Stage, r Result) postern.Reply {
 	return postern.NewReply(550, postern.ESC(5, 7, 1), text)
 }
 
-func tempFailReply(st postern.Stage) postern.Reply {
-	const text = "Service temporarily unavailable; DNSBL lookup failed"
-	if st == postern.StageConnect {
-		return postern.NewReply(421, postern.ESC(4, 7, 1), text) // only 421 may close before the banner
-	}
-	return postern.NewReply(451, postern.ESC(4, 7, 1), text)
-}
-
 // verdict turns a result into a refusal, or Continue with the result as
 // reason when there is something to say.
 func verdict(st postern.Stage, what string, r Result) postern.Verdict {
 	switch {
-	case r.TempFail:
-		return postern.Verdict{Action: postern.TempFail, Reply: tempFailReply(st), Reason: "dnsbl: " + what + " " + r.String()}
+	case r.Failed:
+		// X.7.1, as sendmail's dnsbl FEATURE answers a lookup failure
+		// with its "t" argument.
+		return r.OnError.Verdict(st, postern.ESC(4, 7, 1), "DNSBL lookup failed", "dnsbl: "+what+" "+r.String())
 	case r.Listed:
 		return postern.Verdict{Action: postern.Reject, Reply: listedReply(st, r), Reason: "dnsbl: " + what + " " + r.String()}
 	case len(r.Hits) > 0 || len(r.Errors) > 0:
@@ -139,7 +133,8 @@ func verdict(st postern.Stage, what string, r Result) postern.Verdict {
 // CheckConnect checks the client address and records the Result under
 // IPResultKey. Enforcing at connect, a listed client gets 554 5.7.1
 // "Service unavailable; Client host [192.0.2.1] blocked using zone; TXT",
-// and a lookup failure under TempFailOnError 421 4.7.1.
+// and a lookup failure of a zone whose OnError is tempfail "421 4.7.1
+// DNSBL lookup failed, try again later" (reject: 554 5.7.1).
 func (f *Filter) CheckConnect(ctx context.Context, c *postern.Conn) (postern.Verdict, error) {
 	if exempt(c) || len(f.ck.ipZones) == 0 {
 		return postern.Pass, nil
@@ -249,8 +244,9 @@ func (f *Filter) checkSenderDomain(ctx context.Context, t *postern.Txn) (Result,
 
 // CheckRcpt enforces when EnforceAt is StageRcpt: if the client address,
 // the HELO name or the sender domain is listed, the recipient gets 550
-// 5.7.1 with the listing's text; otherwise, if a lookup failed under
-// TempFailOnError, 451 4.7.1. A check the earlier stages did not record
+// 5.7.1 with the listing's text; otherwise, if a lookup failed in a zone
+// whose OnError is tempfail, 451 4.7.1 (reject: 550 5.7.1). A check the
+// earlier stages did not record
 // (the filter was not in their chains) is made here.
 func (f *Filter) CheckRcpt(ctx context.Context, c *postern.Conn, t *postern.Txn, r *postern.Rcpt) (postern.Verdict, error) {
 	if !f.atRcpt || exempt(c) {
@@ -296,14 +292,14 @@ func (f *Filter) CheckRcpt(ctx context.Context, c *postern.Conn, t *postern.Txn,
 	// A definite listing outranks a failed lookup elsewhere.
 	pick := -1
 	for i, ch := range checks[:n] {
-		if ch.res.Listed && !ch.res.TempFail {
+		if ch.res.Listed && !ch.res.Failed {
 			pick = i
 			break
 		}
 	}
 	if pick < 0 {
 		for i, ch := range checks[:n] {
-			if ch.res.TempFail {
+			if ch.res.Failed {
 				pick = i
 				break
 			}
@@ -358,13 +354,13 @@ func (f *Filter) logResult(ctx context.Context, c *postern.Conn, st postern.Stag
 	f.logDecision(ctx, c, st, postern.Verdict{Reason: "dnsbl: " + what + " " + r.String() + " (recorded for RCPT)"}, r, extra...)
 }
 
-// decisiveZone names the zone behind a result: for a temporary failure
-// the first zone that failed under TempFailOnError, else the top listing,
+// decisiveZone names the zone behind a result: for a failure the first
+// zone that failed under the policy applied, else the top listing,
 // else the first failed zone, else the first hit (an allow list).
 func decisiveZone(r Result) string {
-	if r.TempFail {
+	if r.Failed {
 		for _, e := range r.Errors {
-			if e.Policy == TempFailOnError {
+			if e.Policy == r.OnError {
 				return e.Zone
 			}
 		}

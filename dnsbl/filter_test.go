@@ -28,9 +28,9 @@ func filterDNS(t *testing.T) (*testDNS, *Checker) {
 	s.set(qn("192.0.2.4", "bl.test"), dns.TypeA, response{rcode: dns.RcodeServerFailure})
 	s.listA("bad.example.dbl.test.", 300, "127.0.1.2")
 	c := newChecker(t, s, Config{Zones: []Zone{
-		{Name: "bl.test", TXT: true, OnError: TempFailOnError},
+		{Name: "bl.test", TXT: true, OnError: postern.OnErrorTempFail},
 		{Name: "wl.test", Weight: -10},
-		{Name: "dbl.test", Kind: DomainZone, OnError: TempFailOnError},
+		{Name: "dbl.test", Kind: DomainZone, OnError: postern.OnErrorTempFail},
 	}})
 	return s, c
 }
@@ -65,7 +65,7 @@ func TestFilterAtConnect(t *testing.T) {
 		{"not listed", "192.0.2.2", false, postern.Continue, ""},
 		{"allow list wins", "192.0.2.3", false, postern.Continue, ""},
 		{"lookup failed, tempfail policy", "192.0.2.4", false, postern.TempFail,
-			"421 4.7.1 Service temporarily unavailable; DNSBL lookup failed"},
+			"421 4.7.1 DNSBL lookup failed, try again later"},
 		{"trusted client not checked", "192.0.2.1", true, postern.Continue, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,7 +142,7 @@ func TestFilterRHSBLAtConnect(t *testing.T) {
 	v, err = f.CheckMail(bg, conn, &postern.Txn{From: "x@down.example"})
 	require.NoError(t, err)
 	assert.Equal(t, postern.TempFail, v.Action)
-	assert.Equal(t, "451 4.7.1 Service temporarily unavailable; DNSBL lookup failed", v.Reply.Error())
+	assert.Equal(t, "451 4.7.1 DNSBL lookup failed, try again later", v.Reply.Error())
 }
 
 func TestFilterAtRcpt(t *testing.T) {
@@ -206,7 +206,7 @@ func TestFilterAtRcpt(t *testing.T) {
 	v, err = f.CheckRcpt(bg, failing, &postern.Txn{From: "x@good.example"}, rcpt)
 	require.NoError(t, err)
 	assert.Equal(t, postern.TempFail, v.Action)
-	assert.Equal(t, "451 4.7.1 Service temporarily unavailable; DNSBL lookup failed", v.Reply.Error())
+	assert.Equal(t, "451 4.7.1 DNSBL lookup failed, try again later", v.Reply.Error())
 	_, ok = postern.GetValue(&failing.Values, IPResultKey)
 	assert.True(t, ok)
 
@@ -215,6 +215,56 @@ func TestFilterAtRcpt(t *testing.T) {
 	v, err = f.CheckRcpt(bg, failing2, &postern.Txn{From: "x@bad.example"}, rcpt)
 	require.NoError(t, err)
 	assert.Equal(t, postern.Reject, v.Action)
+}
+
+// Every Zone.OnError value, at connect and at RCPT: the default fails
+// open, as it always has; tempfail and reject answer with the stage's code.
+func TestFilterErrorPolicy(t *testing.T) {
+	s := startDNS(t)
+	s.set(qn("192.0.2.4", "bl.test"), dns.TypeA, response{rcode: dns.RcodeServerFailure})
+	for _, tc := range []struct {
+		policy         postern.ErrorPolicy
+		action         postern.Action
+		connect, rcpt  string
+		resultPolicy   postern.ErrorPolicy
+		zoneErrorNamed string
+	}{
+		{postern.OnErrorDefault, postern.Continue, "no reply", "no reply", postern.OnErrorDefault, "accept"},
+		{postern.OnErrorAccept, postern.Continue, "no reply", "no reply", postern.OnErrorDefault, "accept"},
+		{postern.OnErrorTempFail, postern.TempFail, "421 4.7.1 DNSBL lookup failed, try again later",
+			"451 4.7.1 DNSBL lookup failed, try again later", postern.OnErrorTempFail, "tempfail"},
+		{postern.OnErrorReject, postern.Reject, "554 5.7.1 DNSBL lookup failed",
+			"550 5.7.1 DNSBL lookup failed", postern.OnErrorReject, "reject"},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			var logs syncBuffer
+			c := newChecker(t, s, Config{Zones: []Zone{{Name: "bl.test", OnError: tc.policy}}, Logger: newTextLogger(&logs)})
+			atConnect, err := NewFilter(FilterConfig{Checker: c})
+			require.NoError(t, err)
+			atRcpt, err := NewFilter(FilterConfig{Checker: c, EnforceAt: postern.StageRcpt})
+			require.NoError(t, err)
+
+			conn := newConn("192.0.2.4")
+			v, err := atConnect.CheckConnect(bg, conn)
+			require.NoError(t, err)
+			assert.Equal(t, tc.action, v.Action, v.Reason)
+			assert.Equal(t, tc.connect, v.Reply.Error())
+			r, ok := postern.GetValue(&conn.Values, IPResultKey)
+			require.True(t, ok)
+			assert.Equal(t, tc.resultPolicy, r.OnError)
+			require.Len(t, r.Errors, 1)
+			assert.Equal(t, tc.zoneErrorNamed, r.Errors[0].Policy.String())
+			assert.Contains(t, v.Reason, "SERVFAIL", "the reason says what failed")
+
+			v, err = atRcpt.CheckRcpt(bg, newConn("192.0.2.4"), &postern.Txn{From: "a@b.example"}, &postern.Rcpt{Addr: "c@d.example"})
+			require.NoError(t, err)
+			assert.Equal(t, tc.action, v.Action, v.Reason)
+			assert.Equal(t, tc.rcpt, v.Reply.Error())
+			if tc.action != postern.Continue {
+				assert.Contains(t, logs.String(), "zone=bl.test", "the log names the zone that failed")
+			}
+		})
+	}
 }
 
 // In a chain, Whitelisted lets an allow-listed client skip later filters.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/postern/postern"
 )
 
 // Kind says what a zone lists.
@@ -30,31 +32,6 @@ func (k Kind) String() string {
 		return "domain"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// ErrorPolicy says what a failed lookup in a zone means for the result.
-// A failed lookup never counts as a listing.
-type ErrorPolicy uint8
-
-const (
-	// PassOnError counts the zone as not listing the subject: a DNSBL that
-	// is down lets mail through. The zero value.
-	PassOnError ErrorPolicy = iota
-	// TempFailOnError sets Result.TempFail when the zone's answer could
-	// have changed the outcome, so the client is told to retry (4xx) rather
-	// than be judged without the zone.
-	TempFailOnError
-)
-
-// String returns "pass" or "tempfail".
-func (p ErrorPolicy) String() string {
-	switch p {
-	case PassOnError:
-		return "pass"
-	case TempFailOnError:
-		return "tempfail"
-	}
-	return "policy(" + strconv.Itoa(int(p)) + ")"
 }
 
 // Zone is one DNS list. Only Name is required; the zero values of the
@@ -86,9 +63,15 @@ type Zone struct {
 	// .254 query through a public resolver, .255 excessive queries) always
 	// is, whatever this says.
 	ErrorMatch string
-	// OnError is applied when the zone cannot be asked: PassOnError (the
-	// default) or TempFailOnError.
-	OnError ErrorPolicy
+	// OnError is applied when the zone cannot be asked (a timeout,
+	// SERVFAIL, a broken zone). A failed lookup never counts as a
+	// listing. The default, postern.OnErrorAccept, counts the zone as not
+	// listing the subject: a list that is down lets mail through.
+	// postern.OnErrorTempFail sets Result.Failed when the zone's answer
+	// could have changed the outcome, and the filter answers 451 4.7.1
+	// (421 at connect) so the client retries; postern.OnErrorReject
+	// answers 550 5.7.1 (554 at connect) instead.
+	OnError postern.ErrorPolicy
 	// Timeout bounds one attempt of a query to this zone; 0 means
 	// Config.Timeout.
 	Timeout time.Duration
@@ -247,7 +230,7 @@ type zone struct {
 	kind      Kind
 	codes     []code
 	errMatch  Matcher
-	onError   ErrorPolicy
+	onError   postern.ErrorPolicy // resolved: never OnErrorDefault
 	timeout   time.Duration
 	txt       bool
 	reply     string
@@ -281,13 +264,13 @@ func compileZone(z Zone, defTimeout time.Duration) (*zone, error) {
 	if z.Kind != IPZone && z.Kind != DomainZone {
 		return nil, bad("unknown kind %d", z.Kind)
 	}
-	if z.OnError != PassOnError && z.OnError != TempFailOnError {
-		return nil, bad("unknown error policy %d", z.OnError)
+	if !z.OnError.Valid() {
+		return nil, bad("unknown error policy %v", z.OnError)
 	}
 	if z.Timeout < 0 {
 		return nil, bad("negative timeout")
 	}
-	cz := &zone{name: name, kind: z.Kind, onError: z.OnError, timeout: z.Timeout, txt: z.TXT,
+	cz := &zone{name: name, kind: z.Kind, onError: z.OnError.Or(postern.OnErrorAccept), timeout: z.Timeout, txt: z.TXT,
 		reply: z.Reply, health: !z.NoHealthCheck, state: new(zoneState)}
 	if cz.timeout == 0 {
 		cz.timeout = defTimeout

@@ -53,9 +53,11 @@ type AuthConfig struct {
 	// Block is how long AUTH is refused after MaxFailures; 0 means
 	// DefaultAuthBlock.
 	Block time.Duration
-	// FailClosed refuses AUTH (454 4.3.0) when the store cannot be asked;
-	// by default AUTH goes ahead (fail open) and the error is logged.
-	FailClosed bool
+	// OnError applies when the store cannot be asked. The default,
+	// postern.OnErrorAccept, fails open: AUTH goes ahead and the error is
+	// logged. postern.OnErrorTempFail refuses the attempt with 454 4.3.0,
+	// postern.OnErrorReject with 554 5.3.0.
+	OnError postern.ErrorPolicy
 	// Logger receives blocks (Warn), store errors (Warn, at most one line
 	// per 10 s) and refusals (Debug); nil discards.
 	Logger *slog.Logger
@@ -93,15 +95,15 @@ type AuthStats struct {
 // already authenticated are not affected). Callers may pass keys of their
 // own; only UserKey keys count against MaxUserFailures.
 type AuthLimiter struct {
-	store      Store
-	max        int64
-	maxUser    int64 // 0: account keys are not counted
-	class      Class
-	window     time.Duration
-	block      time.Duration
-	failClosed bool
-	log        *slog.Logger
-	fails      failures
+	store   Store
+	max     int64
+	maxUser int64 // 0: account keys are not counted
+	class   Class
+	window  time.Duration
+	block   time.Duration
+	onError postern.ErrorPolicy // resolved
+	log     *slog.Logger
+	fails   failures
 
 	failures, blocks, refused atomic.Uint64
 }
@@ -112,11 +114,11 @@ func NewAuthLimiter(cfg AuthConfig) (*AuthLimiter, error) {
 		return nil, fmt.Errorf("%w: negative MaxFailures %d", ErrConfig, cfg.MaxFailures)
 	}
 	if err := errors.Join(checkPositive("auth Window", cfg.Window), checkPositive("auth Block", cfg.Block),
-		cfg.Class.validate("auth Class")); err != nil {
+		cfg.Class.validate("auth Class"), checkOnError("auth limiter", cfg.OnError)); err != nil {
 		return nil, err
 	}
 	a := &AuthLimiter{store: cfg.Store, max: int64(cfg.MaxFailures), maxUser: int64(cfg.MaxUserFailures),
-		class: cfg.Class, window: cfg.Window, block: cfg.Block, failClosed: cfg.FailClosed, log: orDiscard(cfg.Logger)}
+		class: cfg.Class, window: cfg.Window, block: cfg.Block, onError: cfg.OnError.Or(defaultOnError), log: orDiscard(cfg.Logger)}
 	if a.max == 0 {
 		a.max = DefaultAuthMaxFailures
 	}
@@ -233,9 +235,9 @@ func (a *AuthLimiter) Blocked(ctx context.Context, key string) (bool, time.Durat
 // CheckAuth is asked before an AUTH attempt. It returns a TempFail verdict
 // with "454 4.7.0 Too many failed authentication attempts, try again
 // later" when any key is blocked, and postern.Pass otherwise. When the
-// store cannot be asked it passes (fail open) or answers
-// "454 4.3.0 Temporary authentication failure" (FailClosed): AUTH has no
-// 451 in RFC 4954.
+// store cannot be asked, OnError decides: pass (the default), "454 4.3.0
+// Temporary authentication failure" (tempfail: AUTH has no 451 in RFC
+// 4954 §6) or "554 5.3.0 Authentication unavailable" (reject).
 func (a *AuthLimiter) CheckAuth(ctx context.Context, keys ...string) postern.Verdict {
 	v, _ := a.Check(ctx, keys...)
 	return v
@@ -248,13 +250,15 @@ func (a *AuthLimiter) Check(ctx context.Context, keys ...string) (postern.Verdic
 	for _, key := range keys {
 		blocked, left, err := a.Blocked(ctx, key)
 		if err != nil {
-			a.fails.record(ctx, err, slog.String("stage", "auth"), slog.String("filter", AuthFilterName),
-				slog.String("action", policyName(a.failClosed)), slog.String("key", key))
-			reason := "auth limit: store failed checking " + key
-			if !a.failClosed {
-				return postern.Verdict{Reason: reason + "; failing open"}, 0
+			v := a.onError.Verdict(0, postern.ESC(4, 3, 0), "Authentication unavailable",
+				"auth limit: store failed checking "+key)
+			if v.Action == postern.TempFail {
+				// RFC 4954 §6: AUTH's temporary failure is 454; it has no 451.
+				v.Reply = postern.NewReply(454, postern.ESC(4, 3, 0), "Temporary authentication failure")
 			}
-			return postern.TempFailed(454, postern.ESC(4, 3, 0), "Temporary authentication failure", reason+"; failing closed"), 0
+			a.fails.record(ctx, err, slog.String("stage", "auth"), slog.String("filter", AuthFilterName),
+				slog.String("action", v.Action.String()), slog.String("on_error", a.onError.String()), slog.String("key", key))
+			return v, 0
 		}
 		if blocked {
 			a.refused.Add(1)

@@ -83,11 +83,11 @@ func TestAuthLimiterStoreDown(t *testing.T) {
 	require.NoError(t, err)
 	v := a.CheckAuth(ctx, "user:alice")
 	assert.Equal(t, postern.Continue, v.Action)
-	assert.Contains(t, v.Reason, "failing open")
+	assert.Contains(t, v.Reason, "; on error: accept")
 	assert.ErrorIs(t, a.RecordAuthFailure(ctx, "user:alice"), ErrStoreUnavailable)
 	assert.Equal(t, uint64(2), a.Stats().StoreErrors)
 
-	c, err := NewAuthLimiter(AuthConfig{Store: failingStore{}, FailClosed: true})
+	c, err := NewAuthLimiter(AuthConfig{Store: failingStore{}, OnError: postern.OnErrorTempFail})
 	require.NoError(t, err)
 	assert.Equal(t, "454 4.3.0 Temporary authentication failure", c.CheckAuth(ctx, "user:alice").Reply.Error())
 }

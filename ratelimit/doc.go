@@ -89,10 +89,12 @@
 // # Failures of the store
 //
 // If a Store cannot be asked, the filters never return an error to the
-// chain: by default they fail open (the command goes ahead, unlimited),
-// log one line per 10 s at most and count the error in
-// Stats().StoreErrors; with FailClosed they answer 451 4.3.0 (421 at
-// connect, 454 4.3.0 for AUTH).
+// chain: each config's OnError, a postern.ErrorPolicy, decides. By default
+// they fail open (the command goes ahead, unlimited), log one line per
+// 10 s at most and count the error in Stats().StoreErrors; with
+// postern.OnErrorTempFail they answer 451 4.3.0 (421 at connect, 454 4.3.0
+// for AUTH), with postern.OnErrorReject 550 5.3.0 (554 at connect, 554
+// 5.3.0 for AUTH).
 //
 // # Example
 //

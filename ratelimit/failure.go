@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -45,25 +46,23 @@ func (f *failures) record(ctx context.Context, err error, attrs ...slog.Attr) {
 	f.log.LogAttrs(ctx, slog.LevelWarn, "rate-limit store failed", attrs...)
 }
 
-// failVerdict is the answer when the store could not be asked: a pass
-// (fail open) or a temporary failure (fail closed), 421 at the connect
-// stage, where only 421 closes the connection cleanly.
-func failVerdict(st postern.Stage, failClosed bool, reason string) postern.Verdict {
-	if !failClosed {
-		return postern.Verdict{Reason: reason + "; failing open"}
+// defaultOnError is the store-failure policy of every limiter: fail open,
+// so a Redis outage does not stop the mail.
+const defaultOnError = postern.OnErrorAccept
+
+// checkOnError validates a Config's OnError.
+func checkOnError(what string, p postern.ErrorPolicy) error {
+	if !p.Valid() {
+		return fmt.Errorf("%w: %s: unknown OnError %v", ErrConfig, what, p)
 	}
-	code := 451
-	if st == postern.StageConnect {
-		code = 421
-	}
-	return postern.TempFailed(code, postern.ESC(4, 3, 0), "Temporary local problem, try again later", reason+"; failing closed")
+	return nil
 }
 
-func policyName(failClosed bool) string {
-	if failClosed {
-		return "fail-closed"
-	}
-	return "fail-open"
+// failVerdict is the answer when the store could not be asked, under the
+// resolved policy p: a pass, 451 4.3.0 (421 at the connect stage, where
+// only 421 closes the connection cleanly) or 550/554 5.3.0.
+func failVerdict(st postern.Stage, p postern.ErrorPolicy, reason string) postern.Verdict {
+	return p.Verdict(st, postern.ESC(4, 3, 0), "", reason)
 }
 
 func orDiscard(l *slog.Logger) *slog.Logger {

@@ -36,9 +36,11 @@ type FilterConfig struct {
 	// LimitTrusted counts trusted clients (Conn.Trusted: own networks, the
 	// mail store) too; by default they are exempt.
 	LimitTrusted bool
-	// FailClosed answers 451 4.3.0 when the store cannot be asked; by
-	// default the filter fails open (the mail flows, unlimited) and logs.
-	FailClosed bool
+	// OnError applies when the store cannot be asked. The default,
+	// postern.OnErrorAccept, fails open: the mail flows, unlimited, and
+	// the error is logged and counted. postern.OnErrorTempFail answers
+	// 451 4.3.0, postern.OnErrorReject 550 5.3.0.
+	OnError postern.ErrorPolicy
 	// Logger receives store errors (Warn, at most one line per 10 s) and
 	// decisions (Debug); nil discards.
 	Logger *slog.Logger
@@ -67,7 +69,7 @@ type Filter struct {
 	key        KeyFunc
 	msgs, rcpt Rate
 	trusted    bool
-	failClosed bool
+	onError    postern.ErrorPolicy // resolved
 	log        *slog.Logger
 	fails      failures
 
@@ -87,11 +89,14 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	if err := cfg.Recipients.validate("Recipients"); err != nil {
 		return nil, err
 	}
+	if err := checkOnError("filter", cfg.OnError); err != nil {
+		return nil, err
+	}
 	if cfg.Messages.Unlimited() && cfg.Recipients.Unlimited() {
 		return nil, fmt.Errorf("%w: filter limits nothing: set Messages or Recipients", ErrConfig)
 	}
 	f := &Filter{name: cfg.Name, store: cfg.Store, key: cfg.Key, msgs: cfg.Messages, rcpt: cfg.Recipients,
-		trusted: cfg.LimitTrusted, failClosed: cfg.FailClosed, log: orDiscard(cfg.Logger)}
+		trusted: cfg.LimitTrusted, onError: cfg.OnError.Or(defaultOnError), log: orDiscard(cfg.Logger)}
 	if f.name == "" {
 		f.name = FilterName
 	}
@@ -136,8 +141,9 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, st 
 	}
 	res, err := f.store.Take(ctx, f.name+kind+key, r, 1)
 	if err != nil {
-		v := failVerdict(st, f.failClosed, fmt.Sprintf("%s: store failed counting %ss for %s", f.name, what, key))
-		attrs := append(connAttrs(c, c.RemoteAddr(), st, f.name), slog.String("action", policyName(f.failClosed)))
+		v := failVerdict(st, f.onError, fmt.Sprintf("%s: store failed counting %ss for %s", f.name, what, key))
+		attrs := append(connAttrs(c, c.RemoteAddr(), st, f.name), slog.String("action", v.Action.String()),
+			slog.String("on_error", f.onError.String()))
 		f.fails.record(ctx, err, attrs...)
 		return v
 	}

@@ -144,13 +144,14 @@ func TestFilterStoreDown(t *testing.T) {
 		v, err := open.CheckMail(ctx, c, &postern.Txn{})
 		require.NoError(t, err, "a store error is never passed to the chain")
 		assert.Equal(t, postern.Continue, v.Action, "fail open")
-		assert.Contains(t, v.Reason, "failing open")
+		assert.Contains(t, v.Reason, "; on error: accept")
 	}
 	assert.Equal(t, uint64(100), open.Stats().StoreErrors)
 	recs := logs.Records(t, "rate-limit store failed")
 	require.Len(t, recs, 1, "one log line, not one per call")
 	assert.Equal(t, "WARN", recs[0]["level"])
-	assert.Equal(t, "fail-open", recs[0]["action"])
+	assert.Equal(t, "continue", recs[0]["action"])
+	assert.Equal(t, "accept", recs[0]["on_error"])
 	assert.Equal(t, "c1", recs[0]["conn_id"])
 	assert.Equal(t, "192.0.2.7", recs[0]["remote_ip"])
 	assert.Equal(t, "mail", recs[0]["stage"])
@@ -165,7 +166,7 @@ func TestFilterStoreDown(t *testing.T) {
 	assert.Equal(t, "rcpt", recs[1]["stage"])
 
 	closed, err := NewFilter(FilterConfig{Store: failingStore{}, Messages: Rate{Count: 1, Per: time.Minute},
-		Recipients: Rate{Count: 1, Per: time.Minute}, FailClosed: true, Now: clk.Now})
+		Recipients: Rate{Count: 1, Per: time.Minute}, OnError: postern.OnErrorTempFail, Now: clk.Now})
 	require.NoError(t, err)
 	v, err := closed.CheckMail(ctx, c, &postern.Txn{})
 	require.NoError(t, err)

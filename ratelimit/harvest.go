@@ -56,9 +56,11 @@ type GuardConfig struct {
 	// (421, before the banner). The RCPT stage always checks.
 	AtMail    bool
 	AtConnect bool
-	// FailClosed answers 451 4.3.0 (421 at connect) when the store cannot
-	// be asked; by default the guard fails open and logs.
-	FailClosed bool
+	// OnError applies when the store cannot be asked. The default,
+	// postern.OnErrorAccept, fails open and logs; postern.OnErrorTempFail
+	// answers 451 4.3.0 (421 at connect), postern.OnErrorReject 550 5.3.0
+	// (554 at connect).
+	OnError postern.ErrorPolicy
 	// Logger receives holds (Warn), store errors (Warn, at most one line
 	// per 10 s) and decisions (Debug); nil discards.
 	Logger *slog.Logger
@@ -92,17 +94,17 @@ type GuardStats struct {
 // RCPT stage before the recipient check, so a held source learns nothing
 // more. It is safe for concurrent use.
 type Guard struct {
-	store      Store
-	class      Class
-	threshold  int64
-	window     time.Duration
-	hold       time.Duration
-	codes      []postern.EnhancedCode
-	atMail     bool
-	atConnect  bool
-	failClosed bool
-	log        *slog.Logger
-	fails      failures
+	store     Store
+	class     Class
+	threshold int64
+	window    time.Duration
+	hold      time.Duration
+	codes     []postern.EnhancedCode
+	atMail    bool
+	atConnect bool
+	onError   postern.ErrorPolicy // resolved
+	log       *slog.Logger
+	fails     failures
 
 	unknown, holds, refused atomic.Uint64
 }
@@ -129,6 +131,9 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 			return nil, err
 		}
 	}
+	if err := checkOnError("harvest guard", cfg.OnError); err != nil {
+		return nil, err
+	}
 	for _, e := range cfg.UnknownCodes {
 		if e[0] != 5 {
 			return nil, fmt.Errorf("%w: unknown-recipient code %s is not permanent (5.x.x)", ErrConfig, e)
@@ -136,7 +141,7 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	}
 	g := &Guard{store: cfg.Store, class: cfg.Class, threshold: int64(cfg.Threshold), window: cfg.Window,
 		hold: cfg.HoldTime, codes: slices.Clone(cfg.UnknownCodes), atMail: cfg.AtMail, atConnect: cfg.AtConnect,
-		failClosed: cfg.FailClosed, log: orDiscard(cfg.Logger)}
+		onError: cfg.OnError.Or(defaultOnError), log: orDiscard(cfg.Logger)}
 	if g.threshold == 0 {
 		g.threshold = DefaultHarvestThreshold
 	}
@@ -307,9 +312,11 @@ func (g *Guard) check(ctx context.Context, c *postern.Conn, st postern.Stage) po
 	src := hk[len(holdPrefix):]
 	held, left, err := g.store.Held(ctx, hk)
 	if err != nil {
-		attrs := append(connAttrs(c, ip, st, GuardName), slog.String("action", policyName(g.failClosed)))
+		v := failVerdict(st, g.onError, "harvest guard: store failed checking "+src)
+		attrs := append(connAttrs(c, ip, st, GuardName), slog.String("action", v.Action.String()),
+			slog.String("on_error", g.onError.String()))
 		g.fails.record(ctx, err, attrs...)
-		return failVerdict(st, g.failClosed, "harvest guard: store failed checking "+src)
+		return v
 	}
 	if !held {
 		return postern.Pass

@@ -275,7 +275,7 @@ func TestGuardStoreDown(t *testing.T) {
 	assert.Equal(t, uint64(21), g.Stats().StoreErrors)
 	assert.Len(t, logs.Records(t, "rate-limit store failed"), 1)
 
-	gc, err := NewGuard(GuardConfig{Store: failingStore{}, FailClosed: true, AtConnect: true})
+	gc, err := NewGuard(GuardConfig{Store: failingStore{}, OnError: postern.OnErrorTempFail, AtConnect: true})
 	require.NoError(t, err)
 	assert.Equal(t, "451 4.3.0 Temporary local problem, try again later", rcptAction(t, gc, c).Reply.Error())
 	v, _ := gc.CheckConnect(ctx, c)

@@ -173,14 +173,14 @@ func runFaults(ctx context.Context, s *suite, cfg FaultsConfig) *FaultsResult {
 		run                 faultCaseFunc
 	}{
 		{"dns-down", "DNS server down", "4xx (default: tempfail), nothing acknowledged", dnsDown(false)},
-		{"dns-down-fail-open", "DNS server down", "250 and delivered (-dnsbl-fail-open)", dnsDown(true)},
+		{"dns-down-fail-open", "DNS server down", "250 and delivered (-dnsbl-on-error accept)", dnsDown(true)},
 		{"dns-up", "none (control)", "unlisted 127.0.0.2: 250 and delivered; listed 127.0.0.3: 5xx", dnsUp},
 		{"clamd-down", "clamd down", "451 (default: fail closed), nothing acknowledged", clamdDown(false)},
-		{"clamd-down-fail-open", "clamd down", "250 and delivered (-virus-fail-open)", clamdDown(true)},
+		{"clamd-down-fail-open", "clamd down", "250 and delivered (-virus-on-error accept)", clamdDown(true)},
 		{"clamd-up", "none (control)", "clean: 250 and delivered; EICAR: 5xx", clamdUp},
 		{"downstream-down", "next hop down", "250 (queued), retried, all delivered when the next hop is back", downstreamDown},
 		{"redis-down", "Redis down", "250 and delivered (default: fail open)", redisDown(false)},
-		{"redis-down-fail-closed", "Redis down", "451 (-redis-fail-closed), nothing acknowledged", redisDown(true)},
+		{"redis-down-fail-closed", "Redis down", "451 (-redis-on-error tempfail), nothing acknowledged", redisDown(true)},
 		{"redis-up", "none (control)", "-message-rate 3/1m through Redis: 3 x 250, then 4xx", redisUp},
 		{"disk-full", "spool disk full (256 KiB tmpfs)", "452 when full; all acknowledged delivered once the queue drains; 250 again after", diskFull},
 	}
@@ -231,7 +231,7 @@ func dnsDown(failOpen bool) faultCaseFunc {
 		}
 		flags := []string{"-dnsbl", "bl.reliability.test", "-dns-resolver", dead}
 		if failOpen {
-			flags = append(flags, "-dnsbl-fail-open")
+			flags = append(flags, "-dnsbl-on-error", "accept")
 		}
 		f, err := s.newFaultRun(ctx, fc, true, "", flags...)
 		if err != nil {
@@ -288,7 +288,7 @@ func clamdDown(failOpen bool) faultCaseFunc {
 		}
 		flags := []string{"-clamd", dead}
 		if failOpen {
-			flags = append(flags, "-virus-fail-open")
+			flags = append(flags, "-virus-on-error", "accept")
 		}
 		f, err := s.newFaultRun(ctx, fc, true, "", flags...)
 		if err != nil {
@@ -367,7 +367,7 @@ func redisDown(failClosed bool) faultCaseFunc {
 		}
 		flags := []string{"-redis", dead, "-message-rate", "1000/1m"}
 		if failClosed {
-			flags = append(flags, "-redis-fail-closed")
+			flags = append(flags, "-redis-on-error", "tempfail")
 		}
 		f, err := s.newFaultRun(ctx, fc, true, "", flags...)
 		if err != nil {

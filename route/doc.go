@@ -107,7 +107,10 @@
 // asking the next hop (call-ahead: MAIL FROM:<>, RCPT TO, QUIT), caching
 // answers (positive and negative TTLs). Filter applies it at RCPT to the
 // local domains: 550 5.1.1 for an unknown user, 450 4.1.1 or 451 4.4.1
-// when the next hop could not answer.
+// when the next hop could not answer. That last answer is
+// VerifierConfig.OnError's, a postern.ErrorPolicy: tempfail by default
+// (the client retries), accept (the recipient passes unverified) or
+// reject (the same reply as 550 5.x.x).
 //
 // # Example
 //

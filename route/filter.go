@@ -28,8 +28,9 @@ type FilterConfig struct {
 }
 
 // Filter refuses unknown recipients of the local domains at RCPT: 550
-// 5.1.1 for an address the list or the next hop does not know, 4xx when
-// the next hop could not answer. It is safe for concurrent use.
+// 5.1.1 for an address the list or the next hop does not know, and when
+// the next hop could not answer what the Verifier's OnError says (4xx by
+// default). It is safe for concurrent use.
 type Filter struct {
 	v       *Verifier
 	domains domainSet

@@ -27,13 +27,16 @@ type Status uint8
 // The outcomes.
 const (
 	// StatusUnknown: nothing could tell (no list covers the domain and
-	// no call-ahead, or a failed call-ahead under AcceptOnError).
+	// no call-ahead, or a failed call-ahead under OnError accept).
 	StatusUnknown Status = iota
 	// StatusValid: the list has the address, or the next hop accepted it.
 	StatusValid
-	// StatusInvalid: the address does not exist; Reply is 550 5.1.1.
+	// StatusInvalid: the address does not exist; Reply is 550 5.1.1. A
+	// failed call-ahead under OnError reject is StatusInvalid too, with
+	// the failure's reply made permanent (550 5.4.x or 5.1.1).
 	StatusInvalid
-	// StatusTempFail: the next hop could not answer; Reply is 4xx.
+	// StatusTempFail: the next hop could not answer, or a mailertable
+	// error entry gave a 4xx reply; Reply is 4xx.
 	StatusTempFail
 )
 
@@ -63,18 +66,6 @@ type VerifyResult struct {
 	Cached bool
 }
 
-// ErrorPolicy says what a failed call-ahead means.
-type ErrorPolicy uint8
-
-// The policies.
-const (
-	// TempFailOnError answers 4xx: the client tries again later.
-	TempFailOnError ErrorPolicy = iota
-	// AcceptOnError lets the recipient through unverified
-	// (StatusUnknown).
-	AcceptOnError
-)
-
 // VerifierConfig configures a Verifier.
 type VerifierConfig struct {
 	// Recipients is a list of valid recipients. For a domain it covers,
@@ -98,8 +89,17 @@ type VerifierConfig struct {
 	NegativeTTL time.Duration
 	// CacheSize bounds the cache (DefaultVerifyCache entries).
 	CacheSize int
-	// OnError is the policy for a call-ahead that got no answer.
-	OnError ErrorPolicy
+	// OnError is the policy for a call-ahead that got no answer (no next
+	// hop found or reachable, a 4xx to RCPT or to MAIL FROM:<>). The
+	// default, postern.OnErrorTempFail, answers the failure's 4xx (450
+	// 4.1.1 "unverified address", or 451 4.4.x) and the client retries,
+	// as Postfix's unverified_recipient_tempfail_action does by default;
+	// OnErrorAccept lets the recipient through unverified
+	// (StatusUnknown); OnErrorReject refuses it with the same text as 550
+	// (StatusInvalid). A mailertable error entry's 4xx is
+	// configuration, not a failure: it is answered as written whatever
+	// the policy.
+	OnError postern.ErrorPolicy
 	// Timeout bounds one call-ahead (DefaultVerifyTimeout).
 	Timeout time.Duration
 	// RecipientDelimiter, e.g. "+", makes user+ext@domain valid on the
@@ -122,7 +122,7 @@ type Verifier struct {
 	callAhd  bool
 	posTTL   time.Duration
 	negTTL   time.Duration
-	onError  ErrorPolicy
+	onError  postern.ErrorPolicy // resolved: never OnErrorDefault
 	timeout  time.Duration
 	delim    string
 	now      func() time.Time
@@ -148,13 +148,13 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Recipients == nil && !cfg.CallAhead && !cfg.Mailboxes {
 		return nil, fmt.Errorf("%w: Verifier needs Recipients, Mailboxes or CallAhead", ErrConfig)
 	}
-	if cfg.OnError > AcceptOnError || cfg.CacheSize < 0 || cfg.Timeout < 0 {
+	if !cfg.OnError.Valid() || cfg.CacheSize < 0 || cfg.Timeout < 0 {
 		return nil, fmt.Errorf("%w: bad OnError, CacheSize or Timeout", ErrConfig)
 	}
 	v := &Verifier{
 		list: cfg.Recipients, boxes: cfg.Mailboxes, tr: cfg.Transport, callAhd: cfg.CallAhead,
 		posTTL: orDur(cfg.PositiveTTL, DefaultPositiveTTL), negTTL: orDur(cfg.NegativeTTL, DefaultNegativeTTL),
-		onError: cfg.OnError, timeout: orDur(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
+		onError: cfg.OnError.Or(postern.OnErrorTempFail), timeout: orDur(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
 		now: cfg.Now, log: cfg.Logger, flight: map[string]*flight{},
 		cache: newLRU(orInt(cfg.CacheSize, DefaultVerifyCache)),
 	}
@@ -246,10 +246,23 @@ func (v *Verifier) Verify(ctx context.Context, addr string) (VerifyResult, error
 	}
 	r := f.res
 	r.Reply, r.Remote = copyReply(r.Reply), copyReply(r.Remote)
-	if r.Status == StatusTempFail && v.onError == AcceptOnError {
-		r.Status, r.Reply = StatusUnknown, postern.Reply{}
+	return v.applyPolicy(r), nil
+}
+
+// applyPolicy answers a failed call-ahead as OnError says. It runs after
+// the cache, which never holds a temporary failure.
+func (v *Verifier) applyPolicy(r VerifyResult) VerifyResult {
+	if r.Status != StatusTempFail || r.Source != "callahead" {
+		return r
 	}
-	return r, nil
+	switch v.onError {
+	case postern.OnErrorAccept:
+		r.Status, r.Reply = StatusUnknown, postern.Reply{}
+	case postern.OnErrorReject:
+		rej := v.onError.Verdict(postern.StageRcpt, r.Reply.Enhanced, r.Reply.Text(), "")
+		r.Status, r.Reply = StatusInvalid, rej.Reply
+	}
+	return r
 }
 
 // mailbox answers for an address the transport delivers to a Maildir;

@@ -120,7 +120,7 @@ func TestCallAheadServerDown(t *testing.T) {
 	assert.Equal(t, "4.4.1", r.Reply.Enhanced.String())
 	assert.Contains(t, r.Reply.Text(), "Connection refused")
 
-	v = newTestVerifier(t, table, VerifierConfig{CallAhead: true, OnError: AcceptOnError})
+	v = newTestVerifier(t, table, VerifierConfig{CallAhead: true, OnError: postern.OnErrorAccept})
 	r, err = v.Verify(bg, "alice@nix.co.jj")
 	require.NoError(t, err)
 	assert.Equal(t, StatusUnknown, r.Status)
@@ -131,6 +131,75 @@ func TestCallAheadServerDown(t *testing.T) {
 	r, _ = v.Verify(bg, "x@gone.example")
 	assert.Equal(t, StatusInvalid, r.Status)
 	assert.Equal(t, "550 5.1.1 Nobody here", r.Reply.Error())
+}
+
+// Every OnError value, through the RCPT filter: a next hop that answers
+// RCPT with 4xx, one that cannot be reached, and a mailertable error entry
+// with a 4xx reply, which is configuration and answered as written.
+func TestVerifierErrorPolicy(t *testing.T) {
+	s := storeSink(t, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := l.Addr().String()
+	require.NoError(t, l.Close())
+	table := "nix.co.jj esmtp:" + hostPort(s.addr) + "\n" +
+		"down.example esmtp:" + hostPort(down) + "\n" +
+		"maint.example error:4.3.2:451 Down for maintenance\n"
+	const (
+		busyTemp = "450 4.1.1 <busy@nix.co.jj>: Recipient address rejected: unverified address: 127.0.0.1 said: 450 4.2.1 Mailbox busy"
+		busyRej  = "550 5.1.1 <busy@nix.co.jj>: Recipient address rejected: unverified address: 127.0.0.1 said: 450 4.2.1 Mailbox busy"
+		maint    = "451 4.3.2 Down for maintenance"
+	)
+	for _, tc := range []struct {
+		policy postern.ErrorPolicy
+		action postern.Action
+		status Status
+		busy   string
+		down   string // prefix
+	}{
+		// The zero value fails closed, as it always has.
+		{postern.OnErrorDefault, postern.TempFail, StatusTempFail, busyTemp, "451 4.4.1 <x@down.example>: Recipient address verification failed: "},
+		{postern.OnErrorTempFail, postern.TempFail, StatusTempFail, busyTemp, "451 4.4.1 <x@down.example>: Recipient address verification failed: "},
+		{postern.OnErrorAccept, postern.Continue, StatusUnknown, "no reply", "no reply"},
+		{postern.OnErrorReject, postern.Reject, StatusInvalid, busyRej, "550 5.4.1 <x@down.example>: Recipient address verification failed: "},
+	} {
+		t.Run(tc.policy.String(), func(t *testing.T) {
+			v := newTestVerifier(t, table, VerifierConfig{CallAhead: true, OnError: tc.policy})
+			f, err := NewFilter(FilterConfig{Verifier: v, Domains: []string{"nix.co.jj", "down.example", "maint.example"}})
+			require.NoError(t, err)
+			check := func(addr string) (postern.Verdict, VerifyResult) {
+				c := &postern.Conn{ID: "c1"}
+				r := &postern.Rcpt{Addr: addr}
+				verdict, err := f.CheckRcpt(bg, c, &postern.Txn{From: "a@b.example"}, r)
+				require.NoError(t, err)
+				res, ok := postern.GetValue(&r.Values, VerifyResultKey)
+				require.True(t, ok)
+				return verdict, res
+			}
+			for range 2 { // a failure is never cached, whatever the policy
+				verdict, res := check("busy@nix.co.jj")
+				assert.Equal(t, tc.action, verdict.Action)
+				assert.Equal(t, tc.status, res.Status)
+				assert.Equal(t, tc.busy, verdict.Reply.Error())
+				assert.False(t, res.Cached)
+			}
+			verdict, res := check("x@down.example")
+			assert.Equal(t, tc.action, verdict.Action)
+			assert.Equal(t, tc.status, res.Status)
+			assert.True(t, strings.HasPrefix(verdict.Reply.Error(), tc.down), verdict.Reply.Error())
+			if tc.action != postern.Continue {
+				assert.Equal(t, verdict.Reply, verdict.ReplyAt(postern.StageRcpt), "sent as is")
+			}
+
+			verdict, res = check("x@maint.example")
+			assert.Equal(t, postern.TempFail, verdict.Action, "a configured 4xx is not a failure")
+			assert.Equal(t, StatusTempFail, res.Status)
+			assert.Equal(t, maint, verdict.Reply.Error())
+		})
+	}
+	_, err = NewVerifier(VerifierConfig{CallAhead: true, Transport: mtTransport(t, table, TransportConfig{}),
+		OnError: postern.OnErrorReject + 1})
+	assert.ErrorIs(t, err, ErrConfig)
 }
 
 func TestCallAheadSharedAndBounded(t *testing.T) {

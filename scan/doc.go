@@ -81,12 +81,18 @@
 //	                         AttachmentConfig.UnopenableArchives, else OnAttachment
 //	keyword rule             552 5.7.0, or the rule's action
 //	virus                    554 5.7.0 Message rejected: virus NAME found, OnVirus
-//	scanner failure          451 4.7.1 Message could not be scanned, try again later
+//	scanner failure          451 4.7.1 Message could not be scanned, try again later,
+//	                         ScannerEntry.OnError (reject: 554 5.7.1)
 //	spam for every recipient 550 5.7.1 Message rejected as spam, OnSpamReject
 //
 // Each of them can be a quarantine (postern.Quarantine: the relay holds
-// the message), a discard, or only logged instead. Virus scanners fail
-// closed and spam scorers fail open unless a ScannerEntry says otherwise.
+// the message), a discard, or only logged instead. A scanner that gives no
+// answer is handled by its ScannerEntry.OnError, a postern.ErrorPolicy:
+// by default virus scanners fail closed (tempfail) and spam scorers fail
+// open (accept: the message goes on unscored); tempfail, accept and reject
+// can be set for either. A spam scorer's failure counts only when no
+// later scorer in the list answers; when several failures count, the
+// stricter policy wins.
 // Everything found goes into a Report stored under ReportKey in
 // Txn.Values.
 //

@@ -19,37 +19,17 @@ const FilterName = "scan"
 // ReportKey holds the *Report of the DATA stage in Txn.Values.
 var ReportKey = postern.NewKey[*Report]("scan.report")
 
-// FailurePolicy says what the filter does when a scanner gives no answer.
-type FailurePolicy uint8
-
-// Failure policies.
-const (
-	// FailDefault is FailClosed for virus scanners, FailOpen for spam
-	// scorers.
-	FailDefault FailurePolicy = iota
-	// FailClosed answers 451 4.7.1: the client retries later, nothing
-	// passes unscanned.
-	FailClosed
-	// FailOpen logs the failure and goes on as if the scanner had found
-	// nothing.
-	FailOpen
-)
-
-func (p FailurePolicy) String() string {
-	switch p {
-	case FailClosed:
-		return "fail-closed"
-	case FailOpen:
-		return "fail-open"
-	}
-	return "default"
-}
-
 // ScannerEntry is one scanner of a filter with its policy.
 type ScannerEntry struct {
 	Scanner Scanner
-	// OnError applies when the scanner gives no answer.
-	OnError FailurePolicy
+	// OnError applies when the scanner gives no answer (down, timed out,
+	// a garbled reply). The default is postern.OnErrorTempFail for a
+	// virus scanner (451 4.7.1: the client retries, nothing passes
+	// unscanned) and postern.OnErrorAccept for a spam scorer (the
+	// message goes on unscored, the failure is logged); a spam scorer's
+	// policy applies only when no later scorer in Spam answers.
+	// postern.OnErrorReject answers 554 5.7.1.
+	OnError postern.ErrorPolicy
 	// SkipLarger leaves messages larger than this many bytes unscanned by
 	// this scanner (spamc's --max-size); 0 sends every message. A
 	// skipped message counts as clean, not as a failure. A message over
@@ -158,7 +138,7 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	}
 	for _, list := range [][]ScannerEntry{cfg.Virus, cfg.Spam} {
 		for i, e := range list {
-			if e.Scanner == nil || e.OnError > FailOpen || e.SkipLarger < 0 || e.Timeout < 0 {
+			if e.Scanner == nil || !e.OnError.Valid() || e.SkipLarger < 0 || e.Timeout < 0 {
 				return nil, fmt.Errorf("%w: scanner entry %d: needs a Scanner, a known OnError and no negative value", ErrConfig, i+1)
 			}
 		}
@@ -338,7 +318,7 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, m *
 		}
 	}
 	env := EnvelopeOf(c, t)
-	virusFail, spamFail := f.runScanners(ctx, m, env, needSpam, rep)
+	failed := f.runScanners(ctx, m, env, needSpam, rep)
 	if err := ctx.Err(); err != nil {
 		return postern.Pass, err
 	}
@@ -348,8 +328,8 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, m *
 			"Message rejected: virus "+replySafe(strings.Join(viruses, ", "))+" found"),
 			"scan: virus "+strings.Join(viruses, ", ")), nil
 	}
-	if virusFail || spamFail {
-		return postern.TempFailed(451, postern.ESC(4, 7, 1), "Message could not be scanned, try again later",
+	if failed == postern.OnErrorTempFail || failed == postern.OnErrorReject {
+		return failed.Verdict(postern.StageData, postern.ESC(4, 7, 1), "Message could not be scanned",
 			"scan: "+scannerErrors(rep.Errors)), nil
 	}
 	if held.Action == postern.Quarantine {
@@ -473,10 +453,18 @@ func scannerErrors(errs []ScannerError) string {
 	return strings.Join(parts, "; ")
 }
 
+// Defaults of ScannerEntry.OnError: virus scanning fails closed, spam
+// scoring open.
+const (
+	defaultVirusOnError = postern.OnErrorTempFail
+	defaultSpamOnError  = postern.OnErrorAccept
+)
+
 // runScanners asks the virus scanners and (if needed) the spam scorers at
-// the same time. It reports whether a failure calls for a temporary
-// failure.
-func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envelope, needSpam bool, rep *Report) (virusFail, spamFail bool) {
+// the same time. It returns the stricter policy of the failures that
+// count (OnErrorDefault when none): every virus scanner's, and the spam
+// scorers' when none of them answered.
+func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envelope, needSpam bool, rep *Report) (failed postern.ErrorPolicy) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	record := func(res *Result, se *ScannerError) {
@@ -496,11 +484,9 @@ func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envel
 			case skipped && err == nil:
 			case err != nil:
 				record(nil, &ScannerError{Scanner: e.Scanner.Name(), Err: err})
-				if e.OnError != FailOpen {
-					mu.Lock()
-					virusFail = true
-					mu.Unlock()
-				}
+				mu.Lock()
+				failed = failed.Stricter(e.OnError.Or(defaultVirusOnError))
+				mu.Unlock()
 			default:
 				record(&res, nil)
 			}
@@ -508,7 +494,7 @@ func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envel
 	}
 	if needSpam && len(f.cfg.Spam) > 0 {
 		wg.Go(func() {
-			closed := false
+			var spamFailed postern.ErrorPolicy
 			for _, e := range f.cfg.Spam {
 				res, skipped, err := f.scanOne(ctx, e, m, env, true)
 				if skipped {
@@ -516,7 +502,7 @@ func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envel
 				}
 				if err != nil {
 					record(nil, &ScannerError{Scanner: e.Scanner.Name(), Err: err})
-					closed = closed || e.OnError == FailClosed
+					spamFailed = spamFailed.Stricter(e.OnError.Or(defaultSpamOnError))
 					continue
 				}
 				record(&res, nil)
@@ -525,11 +511,9 @@ func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envel
 				mu.Unlock()
 				return
 			}
-			if closed {
-				mu.Lock()
-				spamFail = true
-				mu.Unlock()
-			}
+			mu.Lock()
+			failed = failed.Stricter(spamFailed)
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
@@ -537,7 +521,7 @@ func (f *Filter) runScanners(ctx context.Context, m *postern.Message, env *Envel
 		f.log.LogAttrs(ctx, slog.LevelWarn, "scanner failed", slog.String("filter", FilterName),
 			slog.String("queue_id", env.QueueID), slog.String("scanner", se.Scanner), slog.String("error", se.Err.Error()))
 	}
-	return virusFail, spamFail
+	return failed
 }
 
 // scanOne runs one scanner; skipped means the message was not for it

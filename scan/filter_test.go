@@ -142,18 +142,42 @@ func TestFilterVirus(t *testing.T) {
 	}
 }
 
+// Every OnError value for a virus scanner and a spam scorer: the defaults
+// (virus closed, spam open) are what they always were.
 func TestFilterFailurePolicy(t *testing.T) {
+	const (
+		temp = "451 4.7.1 Message could not be scanned, try again later"
+		rej  = "554 5.7.1 Message could not be scanned"
+	)
+	av := func(p postern.ErrorPolicy) []ScannerEntry {
+		return []ScannerEntry{{Scanner: failing("av"), OnError: p}}
+	}
+	sa := func(p postern.ErrorPolicy) []ScannerEntry {
+		return []ScannerEntry{{Scanner: failing("sa"), OnError: p}}
+	}
 	tests := []struct {
 		name   string
 		cfg    FilterConfig
 		action postern.Action
+		reply  string
 	}{
-		{"virus scanner down fails closed", FilterConfig{Virus: []ScannerEntry{{Scanner: failing("av")}}}, postern.TempFail},
-		{"virus scanner down, fail open", FilterConfig{Virus: []ScannerEntry{{Scanner: failing("av"), OnError: FailOpen}}}, postern.Continue},
-		{"spam scorer down fails open", FilterConfig{Spam: []ScannerEntry{{Scanner: failing("sa")}}}, postern.Continue},
-		{"spam scorer down, fail closed", FilterConfig{Spam: []ScannerEntry{{Scanner: failing("sa"), OnError: FailClosed}}}, postern.TempFail},
-		{"second spam scorer answers", FilterConfig{Spam: []ScannerEntry{{Scanner: failing("sa"), OnError: FailClosed}, {Scanner: spam(1)}}}, postern.Continue},
-		{"one of two virus scanners down", FilterConfig{Virus: []ScannerEntry{{Scanner: virus()}, {Scanner: failing("av2")}}}, postern.TempFail},
+		{"virus scanner down, default fails closed", FilterConfig{Virus: av(postern.OnErrorDefault)}, postern.TempFail, temp},
+		{"virus scanner down, tempfail", FilterConfig{Virus: av(postern.OnErrorTempFail)}, postern.TempFail, temp},
+		{"virus scanner down, accept", FilterConfig{Virus: av(postern.OnErrorAccept)}, postern.Continue, ""},
+		{"virus scanner down, reject", FilterConfig{Virus: av(postern.OnErrorReject)}, postern.Reject, rej},
+		{"spam scorer down, default fails open", FilterConfig{Spam: sa(postern.OnErrorDefault)}, postern.Continue, ""},
+		{"spam scorer down, accept", FilterConfig{Spam: sa(postern.OnErrorAccept)}, postern.Continue, ""},
+		{"spam scorer down, tempfail", FilterConfig{Spam: sa(postern.OnErrorTempFail)}, postern.TempFail, temp},
+		{"spam scorer down, reject", FilterConfig{Spam: sa(postern.OnErrorReject)}, postern.Reject, rej},
+		{"second spam scorer answers", FilterConfig{Spam: append(sa(postern.OnErrorReject), ScannerEntry{Scanner: spam(1)})},
+			postern.Continue, ""},
+		{"one of two virus scanners down", FilterConfig{Virus: []ScannerEntry{{Scanner: virus()}, {Scanner: failing("av2")}}},
+			postern.TempFail, temp},
+		{"the stricter failure wins: reject", FilterConfig{Virus: av(postern.OnErrorTempFail), Spam: sa(postern.OnErrorReject)},
+			postern.Reject, rej},
+		{"the stricter failure wins: tempfail", FilterConfig{Virus: av(postern.OnErrorDefault), Spam: sa(postern.OnErrorDefault)},
+			postern.TempFail, temp},
+		{"both fail open", FilterConfig{Virus: av(postern.OnErrorAccept), Spam: sa(postern.OnErrorDefault)}, postern.Continue, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -164,9 +188,13 @@ func TestFilterFailurePolicy(t *testing.T) {
 			v, err := f.CheckData(context.Background(), c, txn, spool(t, plainMsg))
 			require.NoError(t, err)
 			assert.Equal(t, tc.action, v.Action, v.Reason)
-			if v.Action == postern.TempFail {
-				assert.Equal(t, "451 4.7.1 Message could not be scanned, try again later", v.Reply.Error())
+			if tc.reply != "" {
+				assert.Equal(t, tc.reply, v.Reply.Error())
+				assert.Equal(t, tc.reply, v.ReplyAt(postern.StageData).Error(), "sent as is")
 				assert.Contains(t, v.Reason, "connection refused")
+				assert.Contains(t, v.Reason, "on error: "+v.Action.String())
+			} else {
+				assert.True(t, v.Reply.IsZero())
 			}
 			assert.NotEmpty(t, logs.Records(t, "scanner failed"))
 		})

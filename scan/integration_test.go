@@ -131,7 +131,7 @@ func TestFilterWithRealScanners(t *testing.T) {
 	require.Len(t, rep.Errors, 1)
 	assert.ErrorIs(t, rep.Errors[0].Err, scan.ErrScanner)
 
-	f, err = scan.NewFilter(scan.FilterConfig{Spam: []scan.ScannerEntry{{Scanner: sa, OnError: scan.FailClosed}}})
+	f, err = scan.NewFilter(scan.FilterConfig{Spam: []scan.ScannerEntry{{Scanner: sa, OnError: postern.OnErrorTempFail}}})
 	require.NoError(t, err)
 	v, err = f.CheckData(ctx, c, tx, spool(t, nested(t, []byte("x"))))
 	require.NoError(t, err)

@@ -102,7 +102,6 @@ func TestActionsAndNames(t *testing.T) {
 	_, err := ParseAction("bounce")
 	assert.ErrorIs(t, err, ErrConfig)
 	assert.Equal(t, "action(9)", Action(9).String())
-	assert.Equal(t, "fail-closed", FailClosed.String())
 	assert.Equal(t, "tagged", SpamTagged.String())
 	assert.Equal(t, "off", SpamOff.String())
 	assert.Equal(t, "banned-extension", BannedExtension.String())

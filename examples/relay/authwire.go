@@ -170,7 +170,7 @@ func (a *authParts) buildSigning(s *Config, log *slog.Logger) error {
 // network (/32, /64) and per account in the relay's counter store, so
 // relays sharing Redis share the locks. It outlives reloads.
 func newAuthLimiter(s *Config, store ratelimit.Store, log *slog.Logger) (*ratelimit.AuthLimiter, error) {
-	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, FailClosed: s.Redis.FailClosed, Logger: log})
+	return ratelimit.NewAuthLimiter(ratelimit.AuthConfig{Store: store, OnError: s.Redis.OnError, Logger: log})
 }
 
 // watch reloads the credentials and sender files when they change.

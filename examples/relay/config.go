@@ -16,6 +16,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 
+	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
@@ -187,8 +188,11 @@ type DNSBLSection struct {
 	Resolvers []string `toml:"resolvers"`
 	// AtRcpt refuses listed clients at RCPT instead of before the banner.
 	AtRcpt bool `toml:"at_rcpt"`
-	// FailOpen accepts mail when a list cannot be asked; default 4xx.
-	FailOpen bool `toml:"fail_open"`
+	// OnError is what a client gets when a list cannot be asked:
+	// "tempfail" (default), "accept" or "reject". FailOpen is its old
+	// name's key.
+	OnError  postern.ErrorPolicy `toml:"on_error"`
+	FailOpen bool                `toml:"fail_open"`
 }
 
 // LimitsSection are the rate limits.
@@ -224,9 +228,11 @@ type LimitsSection struct {
 type RedisSection struct {
 	// Addr is host:port; default none (counters in memory).
 	Addr string `toml:"addr"`
-	// FailClosed answers 451 4.3.0 when Redis cannot be asked; default
-	// fail open.
-	FailClosed bool `toml:"fail_closed"`
+	// OnError is what the checks that count in Redis do when it cannot
+	// be asked: "accept" (default: skip the check), "tempfail" (451
+	// 4.3.0) or "reject". FailClosed is its old name's key.
+	OnError    postern.ErrorPolicy `toml:"on_error"`
+	FailClosed bool                `toml:"fail_closed"`
 }
 
 // AuthSection is sender authentication of inbound mail.
@@ -258,8 +264,13 @@ type ScanSection struct {
 	// "quarantine" or "discard".
 	SpamAction     string `toml:"spam_action"`
 	VirusAction    string `toml:"virus_action"`
-	VirusFailOpen  bool   `toml:"virus_fail_open"`
-	SpamFailClosed bool   `toml:"spam_fail_closed"`
+	// VirusOnError and SpamOnError are what happens when no virus
+	// scanner (default "tempfail") or no spam scorer (default "accept")
+	// answers; the other two are their old names' keys.
+	VirusOnError   postern.ErrorPolicy `toml:"virus_on_error"`
+	SpamOnError    postern.ErrorPolicy `toml:"spam_on_error"`
+	VirusFailOpen  bool                `toml:"virus_fail_open"`
+	SpamFailClosed bool                `toml:"spam_fail_closed"`
 	BanAttachments bool   `toml:"ban_attachments"`
 	// UnopenableArchives, with BanAttachments: what becomes of an archive
 	// the check cannot look into (encrypted zip, rar, 7z…): "reject"

@@ -82,11 +82,8 @@ func loadWithFlags(name string, args []string, stderr interface{ Write([]byte) (
 			cfg.Policy.orderAt = "-policy-order"
 		}
 	})
-	set := flagKeys(fs)
-	for k := range cfg.set {
-		set[k] = true
-	}
-	cfg.applyRenamed(set)
+	// Old keys the file set were moved by applyDefaults; old flags now.
+	cfg.applyRenamed(flagKeys(fs))
 	if err := cfg.validate(); err != nil {
 		return nil, path, fs, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

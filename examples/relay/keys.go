@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/postern/postern"
 )
 
 // setting declares one key of the configuration: everything about it but
@@ -82,7 +84,11 @@ var settings = []setting{
 	{field: func(c *Config) any { return &c.DNSBL.Domain }, flag: "rhsbl", doc: "Domain block lists (RHSBL) for the HELO name and the sender's domain."},
 	{field: func(c *Config) any { return &c.DNSBL.Resolvers }, renamed: "dns.resolvers"},
 	{field: func(c *Config) any { return &c.DNSBL.AtRcpt }, flag: "dnsbl-at-rcpt", doc: "Refuse listed clients at RCPT instead, so the log names sender and recipients."},
-	{field: func(c *Config) any { return &c.DNSBL.FailOpen }, flag: "dnsbl-fail-open", doc: "Accept when a list cannot be asked; by default the client gets a temporary failure and retries (as sendmail's dnsbl FEATURE tempfails): `421 4.7.1` before the banner, the only answer there that closes a connection cleanly, or `451 4.7.1` at RCPT with `dnsbl.at_rcpt`."},
+	{field: func(c *Config) any { return &c.DNSBL.OnError }, flag: "dnsbl-on-error", def: `"tempfail"`, doc: "What a client gets when a list cannot be asked: `\"tempfail\"` — it retries later (as sendmail's dnsbl FEATURE does with its `t` argument): `421 4.7.1` before the banner, the only answer there that closes a connection cleanly, or `451 4.7.1` at RCPT with `dnsbl.at_rcpt`; `\"accept\"` — the lists that failed are skipped, logged; `\"reject\"` — `554`/`550 5.7.1`."},
+	{field: func(c *Config) any { return &c.DNSBL.FailOpen }, flag: "dnsbl-fail-open", renamed: "dnsbl.on_error",
+		convert: func(c *Config) {
+			c.DNSBL.OnError = failPolicy(c.DNSBL.FailOpen, postern.OnErrorAccept, postern.OnErrorTempFail)
+		}},
 	{field: func(c *Config) any { return &c.Limits.ClientRate }, flag: "client-rate", defDoc: "`0` (unlimited)", doc: "Connections per minute per client address (sendmail `ClientRate`), refused `421 4.7.0` before the banner. Access `ClientRate:` entries win. For trusted clients only an entry naming their address or network applies (`ClientRate:10.1.2.3 5`, as in sendmail); this key and the default entry (`ClientRate: 10`) do not."},
 	{field: func(c *Config) any { return &c.Limits.ClientConn }, flag: "client-conn", def: "50", doc: "Concurrent connections per client (sendmail `ClientConn`, Postfix's 50); `0` unlimited. Access `ClientConn:` entries win, and apply to trusted clients as `client_rate`'s do."},
 	{field: func(c *Config) any { return &c.Limits.MessageRate }, flag: "message-rate", defDoc: "unlimited", doc: "Messages per client address, for clients that are not trusted (Postfix `smtpd_client_message_rate_limit`). Over it: `450 4.7.1 Error: too much mail from <ip>`."},
@@ -94,7 +100,11 @@ var settings = []setting{
 	{field: func(c *Config) any { return &c.Limits.HarvestWindow }, flag: "harvest-window", def: "\"10m\"", doc: "Window for counting unknown recipients."},
 	{field: func(c *Config) any { return &c.Limits.HarvestHold }, flag: "harvest-hold", def: "\"30m\"", doc: "How long a harvesting client is held."},
 	{field: func(c *Config) any { return &c.Redis.Addr }, flag: "redis", defDoc: "none (in memory)", restart: true, doc: "`host:port` of a Redis server holding the rate (inbound and outbound) and harvest counters and the failed-login counts and locks, so two relays behind one MX name count together. See [two-relays.md](two-relays.md)."},
-	{field: func(c *Config) any { return &c.Redis.FailClosed }, flag: "redis-fail-closed", doc: "Answer `451 4.3.0` when Redis cannot be asked; by default the check is skipped, logged and counted."},
+	{field: func(c *Config) any { return &c.Redis.OnError }, flag: "redis-on-error", def: `"accept"`, doc: "What the checks that count in Redis (rates, the harvest guard, login limits) do when it cannot be asked: `\"accept\"` — the check is skipped, logged and counted; `\"tempfail\"` — `451 4.3.0` (`454 4.3.0` to AUTH); `\"reject\"` — `550 5.3.0`."},
+	{field: func(c *Config) any { return &c.Redis.FailClosed }, flag: "redis-fail-closed", renamed: "redis.on_error",
+		convert: func(c *Config) {
+			c.Redis.OnError = failPolicy(c.Redis.FailClosed, postern.OnErrorTempFail, postern.OnErrorAccept)
+		}},
 	{field: func(c *Config) any { return &c.Auth.Check }, flag: "auth-check", def: "\"off\"", doc: "`off`: nothing is checked and no Authentication-Results field is added (forged ones naming us are still removed); `tag`: SPF, DKIM and DMARC results in one Authentication-Results field; `enforce`: also refuse SPF `fail` (`550 5.7.23`) and honour DMARC `p=reject` (`550 5.7.1`) and `p=quarantine`."},
 	{field: func(c *Config) any { return &c.Auth.AuthservID }, flag: "authserv-id", defDoc: "the host name", doc: "Our name in Authentication-Results; fields claiming it that arrive with the mail are removed, however they spell it (compared as a domain name: case, a trailing dot, quoted, escaped, with comments or a version)."},
 	{field: func(c *Config) any { return &c.Scan.Clamd }, flag: "clamd", doc: "clamd addresses (`host:port` or a socket path), tried in order."},
@@ -105,8 +115,16 @@ var settings = []setting{
 	{field: func(c *Config) any { return &c.Scan.SpamSubject }, flag: "spam-subject", doc: "Prefix put before the Subject of tagged mail, such as `\"[SPAM]\"`."},
 	{field: func(c *Config) any { return &c.Scan.SpamAction }, flag: "spam-action", def: "\"reject\"", doc: "At the reject score: `reject` (`550 5.7.1`), `quarantine` (held for review on the quarantine page) or `discard`."},
 	{field: func(c *Config) any { return &c.Scan.VirusAction }, flag: "virus-action", def: "\"reject\"", doc: "For a virus: `reject` (`554 5.7.0`), `quarantine` or `discard`."},
-	{field: func(c *Config) any { return &c.Scan.VirusFailOpen }, flag: "virus-fail-open", doc: "Deliver unscanned when no virus scanner answers; by default `451 4.7.1` and the client retries."},
-	{field: func(c *Config) any { return &c.Scan.SpamFailClosed }, flag: "spam-fail-closed", doc: "Answer `451` when no spam scorer answers; by default mail goes on unscored."},
+	{field: func(c *Config) any { return &c.Scan.VirusOnError }, flag: "virus-on-error", def: `"tempfail"`, doc: "What happens when no virus scanner answers: `\"tempfail\"` — `451 4.7.1` and the client retries; `\"accept\"` — delivered unscanned, logged; `\"reject\"` — `554 5.7.1`."},
+	{field: func(c *Config) any { return &c.Scan.SpamOnError }, flag: "spam-on-error", def: `"accept"`, doc: "What happens when no spam scorer answers: `\"accept\"` — mail goes on unscored; `\"tempfail\"` — `451 4.7.1`; `\"reject\"` — `554 5.7.1`."},
+	{field: func(c *Config) any { return &c.Scan.VirusFailOpen }, flag: "virus-fail-open", renamed: "scan.virus_on_error",
+		convert: func(c *Config) {
+			c.Scan.VirusOnError = failPolicy(c.Scan.VirusFailOpen, postern.OnErrorAccept, postern.OnErrorTempFail)
+		}},
+	{field: func(c *Config) any { return &c.Scan.SpamFailClosed }, flag: "spam-fail-closed", renamed: "scan.spam_on_error",
+		convert: func(c *Config) {
+			c.Scan.SpamOnError = failPolicy(c.Scan.SpamFailClosed, postern.OnErrorTempFail, postern.OnErrorAccept)
+		}},
 	{field: func(c *Config) any { return &c.Scan.BanAttachments }, flag: "ban-attachments", doc: "Refuse executable attachments (exe, scr, pif, bat, js…, double extensions, programs under any name), also inside archives: zip (a prefixed or self-extracting one too), tar, gzip, bzip2 and these nested, recognised by content whatever their name or declared type (`552 5.7.0 Message rejected: attachment \"files.tar.gz/evil.exe\" not allowed (banned-extension)`). Archives are looked into within one budget (4 levels, 2000 entries, 64 MiB decompressed); a bomb past it is refused (`archive-limit`)."},
 	{field: func(c *Config) any { return &c.Scan.UnopenableArchives }, flag: "unopenable-archives", def: "\"reject\"", doc: "With `scan.ban_attachments`: what to do with an archive nothing can look into, an encrypted zip entry, rar, 7z, xz, zstd, cab, a zip method other than store/deflate/bzip2, a damaged archive. `reject` (`552 5.7.0 Message rejected: attachment \"secret.zip/a.doc\" not allowed (encrypted-archive: encrypted zip entry, cannot be inspected)`, as ClamAV's `AlertEncrypted` and amavis do), `quarantine` (hold for review) or `accept` (deliver, logged)."},
 	{field: func(c *Config) any { return &c.Scan.Policy }, flag: "scan-policy", doc: "Per-recipient spam settings (`spam=on/off`, `tag=`, `reject=`, `allow=`, `deny=`). A message whose recipients all have `spam=off` is not given to the spam scorers at all."},
@@ -196,6 +214,7 @@ func (c *Config) applyDefaults() error {
 	if !set["local_domains"] && !set["relay_domains"] {
 		c.LocalDomains = []string{"example.test"}
 	}
+	c.applyRenamed(set)
 	return nil
 }
 
@@ -392,6 +411,8 @@ func typeName(t reflect.Type) string {
 		return "rate"
 	case reflect.TypeFor[[]DKIMKey]():
 		return "tables"
+	case reflect.TypeFor[postern.ErrorPolicy]():
+		return "on error"
 	}
 	switch t.Kind() {
 	case reflect.Slice:
@@ -471,4 +492,12 @@ func renamedTable() string {
 		}
 	}
 	return b.String()
+}
+
+// failPolicy is the ErrorPolicy an old on/off failure key meant.
+func failPolicy(on bool, yes, no postern.ErrorPolicy) postern.ErrorPolicy {
+	if on {
+		return yes
+	}
+	return no
 }

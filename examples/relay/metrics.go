@@ -123,10 +123,10 @@ func (m *metrics) observe(d postern.Decision) {
 
 // limitReason names what a rate limit refused: "messages" or
 // "recipients" (a rate limit's 450 4.7.1), "harvest" (a held source),
-// "store" (the counter store failed and the limit fails closed); "" for
-// any other decision.
+// "store" (the counter store failed and the limit's OnError refused:
+// x.3.0, tempfail or reject); "" for any other decision.
 func limitReason(d postern.Decision) string {
-	if d.Verdict.Action != postern.TempFail {
+	if d.Verdict.Action != postern.TempFail && d.Verdict.Action != postern.Reject {
 		return ""
 	}
 	switch d.Filter {
@@ -135,8 +135,10 @@ func limitReason(d postern.Decision) string {
 		return ""
 	}
 	switch {
-	case d.Verdict.Reply.Enhanced == postern.ESC(4, 3, 0):
+	case d.Verdict.Reply.Enhanced == postern.ESC(4, 3, 0), d.Verdict.Reply.Enhanced == postern.ESC(5, 3, 0):
 		return "store"
+	case d.Verdict.Action != postern.TempFail:
+		return ""
 	case d.Filter == ratelimit.GuardName:
 		return "harvest"
 	case d.Stage == postern.StageMail:

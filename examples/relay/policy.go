@@ -168,7 +168,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 	s := p.s
 	if !s.Limits.MessageRate.Rate.Unlimited() || !s.Limits.RecipientRate.Rate.Unlimited() {
 		rl, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: p.store, Messages: s.Limits.MessageRate.Rate,
-			Recipients: s.Limits.RecipientRate.Rate, FailClosed: s.Redis.FailClosed, Logger: log})
+			Recipients: s.Limits.RecipientRate.Rate, OnError: s.Redis.OnError, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -186,7 +186,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 			return all(c, t)
 		}
 		out, err := ratelimit.NewFilter(ratelimit.FilterConfig{Name: outboundFilterName, Store: p.store, Key: key,
-			Messages: s.Limits.OutboundMessageRate.Rate, Recipients: s.Limits.OutboundRecipientRate.Rate, LimitTrusted: true, FailClosed: s.Redis.FailClosed, Logger: log})
+			Messages: s.Limits.OutboundMessageRate.Rate, Recipients: s.Limits.OutboundRecipientRate.Rate, LimitTrusted: true, OnError: s.Redis.OnError, Logger: log})
 		if err != nil {
 			return err
 		}
@@ -195,7 +195,7 @@ func (p *policy) buildLimits(built map[string]postern.Filter, log *slog.Logger) 
 	}
 	if s.harvest.Threshold >= 0 {
 		gc := s.harvest
-		gc.Store, gc.Logger, gc.FailClosed = p.store, log, s.Redis.FailClosed
+		gc.Store, gc.Logger, gc.OnError = p.store, log, s.Redis.OnError
 		g, err := ratelimit.NewGuard(gc)
 		if err != nil {
 			return err
@@ -216,13 +216,11 @@ func (s *Config) outboundExempt(ip netip.Addr) bool {
 	return false
 }
 
-// dnsblFilter builds the DNS list checks. A lookup that fails answers 4xx
-// (mail waits rather than passing unchecked) unless -dnsbl-fail-open.
+// dnsblFilter builds the DNS list checks. A lookup that fails answers as
+// dnsbl.on_error says (by default 4xx: mail waits rather than passing
+// unchecked).
 func dnsblFilter(s *Config, log *slog.Logger) (*dnsbl.Filter, error) {
-	policy := dnsbl.TempFailOnError
-	if s.DNSBL.FailOpen {
-		policy = dnsbl.PassOnError
-	}
+	policy := s.DNSBL.OnError
 	var zones []dnsbl.Zone
 	add := func(list []string, kind dnsbl.Kind, defWeight float64) error {
 		for _, z := range list {

@@ -311,3 +311,57 @@ func TestLimitKeys(t *testing.T) {
 	_, err = parseConfig([]byte("[limits]\noutbound_exempt = [\"10.0.0.0/33\"]\n"), "relay.toml")
 	assert.ErrorContains(t, err, "relay.toml:2: limits.outbound_exempt:")
 }
+
+// The relay's failure-policy keys resolve to the library's ErrorPolicy as
+// the relay always behaved: DNS lists and virus scanning fail closed
+// (tempfail), Redis and spam scoring fail open (accept), each key turning
+// its dependency the other way.
+func TestFailurePolicyKeys(t *testing.T) {
+	for _, tc := range []struct {
+		doc                    string
+		dnsbl, redis, av, spam postern.ErrorPolicy
+	}{
+		{"", postern.OnErrorTempFail, postern.OnErrorAccept, postern.OnErrorTempFail, postern.OnErrorAccept},
+		{"[dnsbl]\nfail_open = true\n", postern.OnErrorAccept, postern.OnErrorAccept, postern.OnErrorTempFail, postern.OnErrorAccept},
+		{"[redis]\nfail_closed = true\n", postern.OnErrorTempFail, postern.OnErrorTempFail, postern.OnErrorTempFail, postern.OnErrorAccept},
+		{"[scan]\nvirus_fail_open = true\nspam_fail_closed = true\n",
+			postern.OnErrorTempFail, postern.OnErrorAccept, postern.OnErrorAccept, postern.OnErrorTempFail},
+	} {
+		cfg, err := parseConfig([]byte(tc.doc), "relay.toml")
+		require.NoError(t, err)
+		require.NoError(t, cfg.applyDefaults())
+		s, err := cfg.resolved()
+		require.NoError(t, err)
+		assert.Equal(t, tc.dnsbl, s.DNSBL.OnError, "dnsbl: %q", tc.doc)
+		assert.Equal(t, tc.redis, s.Redis.OnError, "redis: %q", tc.doc)
+		assert.Equal(t, tc.av, s.Scan.VirusOnError, "virus: %q", tc.doc)
+		assert.Equal(t, tc.spam, s.Scan.SpamOnError, "spam: %q", tc.doc)
+	}
+}
+
+// A limit whose store failed is counted as "store" whatever its OnError
+// refused with; a limit's own refusals by what they limit.
+func TestLimitReason(t *testing.T) {
+	storeDown := func(p postern.ErrorPolicy, st postern.Stage) postern.Verdict {
+		// As ratelimit answers a store failure.
+		return p.Verdict(st, postern.ESC(4, 3, 0), "", "store failed")
+	}
+	for _, tc := range []struct {
+		filter string
+		stage  postern.Stage
+		v      postern.Verdict
+		want   string
+	}{
+		{ratelimit.FilterName, postern.StageRcpt, storeDown(postern.OnErrorTempFail, postern.StageRcpt), "store"},
+		{ratelimit.GuardName, postern.StageConnect, storeDown(postern.OnErrorReject, postern.StageConnect), "store"},
+		{outboundFilterName, postern.StageMail, storeDown(postern.OnErrorReject, postern.StageMail), "store"},
+		{ratelimit.FilterName, postern.StageMail, storeDown(postern.OnErrorAccept, postern.StageMail), ""},
+		{ratelimit.FilterName, postern.StageMail, postern.TempFailed(450, postern.ESC(4, 7, 1), "too much mail", ""), "messages"},
+		{ratelimit.GuardName, postern.StageRcpt, postern.TempFailed(451, postern.ESC(4, 7, 1), "held", ""), "harvest"},
+		{ratelimit.FilterName, postern.StageRcpt, postern.Rejected(550, postern.ESC(5, 7, 1), "no", ""), ""},
+		{"dnsbl", postern.StageConnect, storeDown(postern.OnErrorTempFail, postern.StageConnect), ""},
+	} {
+		d := postern.Decision{Filter: tc.filter, Stage: tc.stage, Verdict: tc.v}
+		assert.Equal(t, tc.want, limitReason(d), "%s %s %s", tc.filter, tc.stage, tc.v.Reply.Error())
+	}
+}

@@ -41,14 +41,9 @@ func buildScan(s *Config, log *slog.Logger) (*scanning, error) {
 		}
 	}
 	// Virus scanning fails closed (451: the client retries) and spam
-	// scoring fails open, unless told otherwise.
-	virusPolicy, spamPolicy := scan.FailClosed, scan.FailOpen
-	if s.Scan.VirusFailOpen {
-		virusPolicy = scan.FailOpen
-	}
-	if s.Scan.SpamFailClosed {
-		spamPolicy = scan.FailClosed
-	}
+	// scoring fails open, unless scan.virus_on_error or spam_on_error say
+	// otherwise.
+	virusPolicy, spamPolicy := s.Scan.VirusOnError, s.Scan.SpamOnError
 	if len(s.Scan.Clamd) > 0 {
 		c, err := clamav.New(clamav.Config{Addrs: s.Scan.Clamd, MaxSize: s.maxSize + 1<<20, Logger: log})
 		if err != nil {

@@ -25,7 +25,8 @@
 // then the next call tries Redis again. The filters using the store
 // decide what such an error means: by default they fail open (the mail
 // flows, unlimited), log at most one line per 10 s, and count the error
-// in their Stats().StoreErrors; with FailClosed they answer 451 4.3.0.
+// in their Stats().StoreErrors; with OnError postern.OnErrorTempFail they
+// answer 451 4.3.0.
 //
 // # Example
 //

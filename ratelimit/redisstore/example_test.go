@@ -31,12 +31,12 @@ func Example() {
 	fmt.Println("reason:", v.Reason)
 	fmt.Println("store errors:", guard.Stats().StoreErrors)
 
-	closed, _ := ratelimit.NewGuard(ratelimit.GuardConfig{Store: store, FailClosed: true})
+	closed, _ := ratelimit.NewGuard(ratelimit.GuardConfig{Store: store, OnError: postern.OnErrorTempFail})
 	v, _ = closed.CheckRcpt(context.Background(), c, &postern.Txn{}, &postern.Rcpt{Addr: "alice@example.test"})
 	fmt.Println("fail closed:", v.Reply.Error())
 	// Output:
 	// action: continue
-	// reason: harvest guard: store failed checking ip:192.0.2.7/32; failing open
+	// reason: harvest guard: store failed checking ip:192.0.2.7/32; on error: accept
 	// store errors: 1
 	// fail closed: 451 4.3.0 Temporary local problem, try again later
 }

@@ -307,7 +307,7 @@ func TestRedisVanishes(t *testing.T) {
 	st := newStore(t, redisstore.Config{Addr: srv.Addr})
 	open, err := ratelimit.NewGuard(ratelimit.GuardConfig{Store: st, Threshold: 2, Logger: log})
 	require.NoError(t, err)
-	closed, err := ratelimit.NewGuard(ratelimit.GuardConfig{Store: st, Threshold: 2, FailClosed: true})
+	closed, err := ratelimit.NewGuard(ratelimit.GuardConfig{Store: st, Threshold: 2, OnError: postern.OnErrorTempFail})
 	require.NoError(t, err)
 	flow, err := ratelimit.NewFilter(ratelimit.FilterConfig{Store: st, Recipients: ratelimit.Rate{Count: 1000, Per: time.Minute}, Logger: log})
 	require.NoError(t, err)
@@ -339,7 +339,8 @@ func TestRedisVanishes(t *testing.T) {
 	assert.Len(t, recs, 2, "one line per component, not one per call")
 	for _, r := range recs {
 		assert.Equal(t, "WARN", r["level"])
-		assert.Equal(t, "fail-open", r["action"])
+		assert.Equal(t, "continue", r["action"])
+		assert.Equal(t, "accept", r["on_error"])
 		assert.Equal(t, "192.0.2.7", r["remote_ip"])
 		assert.Equal(t, "c9", r["conn_id"])
 	}
@@ -351,7 +352,7 @@ func TestRedisVanishes(t *testing.T) {
 	v := rcpt(closed)
 	assert.Equal(t, postern.TempFail, v.Action)
 	assert.Equal(t, "451 4.3.0 Temporary local problem, try again later", v.Reply.Error())
-	assert.Contains(t, v.Reason, "failing closed")
+	assert.Contains(t, v.Reason, "; on error: tempfail")
 
 	err = open.RecordUnknown(ctx, netip.MustParseAddr("192.0.2.7"))
 	assert.ErrorIs(t, err, ratelimit.ErrStoreUnavailable)

@@ -65,7 +65,7 @@ func TestClientConnLimit(t *testing.T) {
 }
 
 // Redis vanishing mid-run: by default the relay fails open (mail flows,
-// a log line says why); with -redis-fail-closed it answers 451 4.3.0.
+// a log line says why); with -redis-on-error tempfail it answers 451 4.3.0.
 func TestRedisVanishes(t *testing.T) {
 	need(t, "python3")
 	redisAddr, stopRedis := startRedis(t)
@@ -73,7 +73,7 @@ func TestRedisVanishes(t *testing.T) {
 	common := []string{"-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
 		"-recipients", rcpts, "-redis", redisAddr}
 	open := startRelay(t, common...)
-	closed := startRelay(t, append(common, "-redis-fail-closed")...)
+	closed := startRelay(t, append(common, "-redis-on-error", "tempfail")...)
 	for _, r := range []*relay{open, closed} {
 		got := runDialog(t, r.addr, "127.0.0.2", "MAIL FROM:<a@example.net>", "RCPT TO:<alice@example.test>")
 		require.True(t, strings.HasPrefix(got[1], "250 "), got[1])
