@@ -262,8 +262,8 @@ type ScanSection struct {
 	SpamSubject     string  `toml:"spam_subject"`
 	// SpamAction at the reject score and VirusAction: "reject" (default),
 	// "quarantine" or "discard".
-	SpamAction     string `toml:"spam_action"`
-	VirusAction    string `toml:"virus_action"`
+	SpamAction  string `toml:"spam_action"`
+	VirusAction string `toml:"virus_action"`
 	// VirusOnError and SpamOnError are what happens when no virus
 	// scanner (default "tempfail") or no spam scorer (default "accept")
 	// answers; the other two are their old names' keys.
@@ -271,7 +271,7 @@ type ScanSection struct {
 	SpamOnError    postern.ErrorPolicy `toml:"spam_on_error"`
 	VirusFailOpen  bool                `toml:"virus_fail_open"`
 	SpamFailClosed bool                `toml:"spam_fail_closed"`
-	BanAttachments bool   `toml:"ban_attachments"`
+	BanAttachments bool                `toml:"ban_attachments"`
 	// UnopenableArchives, with BanAttachments: what becomes of an archive
 	// the check cannot look into (encrypted zip, rar, 7z…): "reject"
 	// (default), "quarantine" or "accept".
