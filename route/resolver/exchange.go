@@ -159,6 +159,9 @@ func decode(qname string, qtype uint16, m *dns.Msg) (Answer, error) {
 			if h.Class != dns.ClassINET || !sameName(h.Name, name) {
 				continue
 			}
+			if h.Rdlength == 0 {
+				continue // no data: update syntax (RFC 2136 §2.5), never an answer
+			}
 			if h.Rrtype == qtype {
 				a.Records = append(a.Records, rr)
 				ttl = min(ttl, rrTTL(h.Ttl))
