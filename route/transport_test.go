@@ -20,9 +20,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/route/resolver/dnstest"
 	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 func newTestTransport(t testing.TB, r *Router, cfg TransportConfig) *Transport {
