@@ -89,7 +89,7 @@ type Zone struct {
 	// OnError is applied when the zone cannot be asked: PassOnError (the
 	// default) or TempFailOnError.
 	OnError ErrorPolicy
-	// Timeout bounds one attempt of a query to this zone; 0 means
+	// Timeout bounds this zone's lookup (A and TXT queries); 0 means
 	// Config.Timeout.
 	Timeout time.Duration
 	// TXT asks for the zone's TXT record when the subject is listed, for
