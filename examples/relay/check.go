@@ -57,13 +57,18 @@ func check(args []string, stdout, stderr io.Writer) int {
 	}
 	// Map warnings go to stderr; the decisions to stdout.
 	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	routing, err := buildRouting(s, warnLog, nil)
+	res, err := newResolver(s, warnLog)
+	if err != nil {
+		fmt.Fprintln(stderr, "relay:", err)
+		return 1
+	}
+	routing, err := buildRouting(s, res, warnLog, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1
 	}
 	defer routing.Close()
-	ap, err := buildAuth(s, warnLog)
+	ap, err := buildAuth(s, res, warnLog)
 	if err != nil {
 		fmt.Fprintln(stderr, "relay:", err)
 		return 1

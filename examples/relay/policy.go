@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/resolver"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/access"
@@ -228,7 +229,7 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 	if len(s.dnsbl)+len(s.dnswl)+len(s.rhsbl) > 0 {
 		// The filter applies its own per-zone error policy, so a lookup
 		// failure arrives as a verdict, not an error.
-		if built[dnsbl.FilterName], err = dnsblFilter(s, log); err != nil {
+		if built[dnsbl.FilterName], err = dnsblFilter(s, ap.dns, log); err != nil {
 			return nil, err
 		}
 	}
@@ -320,7 +321,7 @@ func (s *settings) outboundExempt(ip netip.Addr) bool {
 
 // dnsblFilter builds the DNS list checks. A lookup that fails answers 4xx
 // (mail waits rather than passing unchecked) unless -dnsbl-fail-open.
-func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
+func dnsblFilter(s *settings, res *resolver.Resolver, log *slog.Logger) (*dnsbl.Filter, error) {
 	policy := dnsbl.TempFailOnError
 	if s.dnsFailOpen {
 		policy = dnsbl.PassOnError
@@ -349,7 +350,7 @@ func dnsblFilter(s *settings, log *slog.Logger) (*dnsbl.Filter, error) {
 	if err := add(s.rhsbl, dnsbl.DomainZone, 1); err != nil {
 		return nil, err
 	}
-	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolvers: s.dnsResolvers, Logger: log})
+	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolver: res, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -363,6 +363,17 @@ func (s *Server) Queries(name string, qtype uint16) int {
 	return total
 }
 
+// Questions returns how many times each question (class IN) was asked.
+func (s *Server) Questions() map[dns.Question]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[dns.Question]int, len(s.counts))
+	for k, c := range s.counts {
+		out[dns.Question{Name: k.name, Qtype: k.qtype, Qclass: dns.ClassINET}] = c
+	}
+	return out
+}
+
 // TCPQueries returns how many queries came over TCP.
 func (s *Server) TCPQueries() int {
 	s.mu.Lock()

@@ -77,6 +77,7 @@ a.b.c  TXT  "deep"
 	assert.Equal(t, 2, s.Queries("mx.zone.test", dns.TypeA))
 	assert.Equal(t, 3, s.Queries("mx.zone.test", 0))
 	assert.Equal(t, 11, s.Queries("", 0))
+	assert.Equal(t, 2, s.Questions()[dns.Question{Name: "mx.zone.test.", Qtype: dns.TypeA, Qclass: dns.ClassINET}])
 	s.ResetCounts()
 	assert.Zero(t, s.Queries("", 0))
 }
