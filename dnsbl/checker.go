@@ -518,5 +518,3 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 	}
 	return false
 }
-
-func trimDot(s string) string { return strings.TrimSuffix(s, ".") }
