@@ -1,7 +1,9 @@
 package resolver
 
 import (
+	"context"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 // seedResponses are responses a server could send, packed.
@@ -138,6 +142,42 @@ func FuzzHostileServer(f *testing.F) {
 					t.Fatalf("answer to %s %s", a.Name, typeName(a.Type))
 				}
 			}
+		}
+	})
+}
+
+// FuzzTXTAgreesWithNet is differential: a TXT record of any octets,
+// served by dnstest, reads the same through LookupTXT (miekg/dns's
+// presentation form undone) as through the standard library's resolver.
+func FuzzTXTAgreesWithNet(f *testing.F) {
+	f.Add("v=spf1 -all", "")
+	f.Add(`quote" back\slash`, "second\x00\xff")
+	f.Add(strings.Repeat("k", 600), "\\065")
+	srv := dnstest.Start(f)
+	ours, err := New(Config{Servers: []string{srv.Addr}, CacheSize: -1})
+	require.NoError(f, err)
+	std := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, srv.Addr)
+	}}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		srv.Remove("txt.fuzz.test", 0)
+		srv.AddTXT("txt.fuzz.test", a)
+		if b != "" {
+			srv.AddTXT("txt.fuzz.test", b)
+		}
+		want, err := std.LookupTXT(bg, "txt.fuzz.test.")
+		if err != nil {
+			return // too large for one message, or refused by net
+		}
+		got, err := ours.LookupTXT(bg, "txt.fuzz.test")
+		if err != nil {
+			t.Fatalf("net read %q, resolver failed: %v", want, err)
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("resolver read %q, net %q", got, want)
 		}
 	})
 }
