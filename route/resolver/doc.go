@@ -41,8 +41,8 @@
 // Answer.AD is the resolver's word that it validated the answer with
 // DNSSEC. It means something only when the servers are validating
 // resolvers and the path to them cannot be tampered with: a resolver on
-// this host (127.0.0.1, ::1) or one reached over a trusted network. DANE
-// (RFC 7672) must not trust it otherwise.
+// this host (127.0.0.1, ::1) or one reached over a trusted network (RFC
+// 4035 §4.9.3). DANE (RFC 7672) must not trust it otherwise.
 //
 // # Adapters
 //

@@ -24,7 +24,7 @@ const (
 	DefaultMaxTTL         = time.Hour
 	DefaultNegativeMaxTTL = 10 * time.Minute
 	// UDPSize is the EDNS0 buffer size offered (the DNS flag day 2020
-	// value, RFC 9715): larger answers come over TCP.
+	// value): larger answers come over TCP.
 	UDPSize = 1232
 )
 
@@ -211,8 +211,8 @@ type Answer struct {
 	// AD is the response's Authenticated Data bit (RFC 4035 §3.2.3), set
 	// on every response of a chain. It is only as trustworthy as the
 	// path to the servers: trust it only when they are validating
-	// resolvers on this host or reached over a secured channel (RFC 6698
-	// §1.3 for DANE).
+	// resolvers on this host or reached over a secured channel (RFC 4035
+	// §4.9.3); DANE (RFC 7672) depends on it.
 	AD bool
 	// TTL is how long the answer stays valid: the smallest TTL of the
 	// records and aliases, or for a negative answer its SOA's (RFC 2308
