@@ -268,7 +268,7 @@ func TestDKIMVerifyResults(t *testing.T) {
 		{"too many signed fields", sig(strings.Replace(base, "h=From:Subject", "h=From"+strings.Repeat(":X", 300), 1) + "; s=sel"), PermError, "signed header fields"},
 	}
 	lb := &logBuf{newLogBuffer()}
-	v, err := NewDKIMVerifier(DKIMVerifyConfig{Resolver: NewResolver(s.addr, 200*time.Millisecond), Timeout: 5 * time.Second,
+	v, err := NewDKIMVerifier(DKIMVerifyConfig{Resolver: s.resolverTimeout(200 * time.Millisecond), Timeout: 5 * time.Second,
 		Logger: lb.Logger()})
 	require.NoError(t, err)
 	for _, tc := range tests {

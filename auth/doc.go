@@ -10,14 +10,14 @@
 //
 // # DNS
 //
-// Every check resolves through a Resolver, the method set of *net.Resolver.
-// NewResolver points the standard resolver at one server (a local
-// validating recursive resolver, or a test server) with a per-query
-// timeout. NewCachingResolver keeps answers (and "no such record") for a
-// minute, so mail from one domain does not ask the same SPF, DKIM key and
-// DMARC names for every message; temporary failures are not kept. Each
-// check has its own overall timeout; running out of time is a temperror,
-// never a hang.
+// Every check resolves through a Resolver, the method set of *net.Resolver
+// (nil: net.DefaultResolver). Give them all one route/resolver.Resolver,
+// shared with dnsbl and route: it asks the servers you name (a local
+// validating recursive resolver), falls back to TCP for large DKIM keys,
+// and keeps answers (and "no such record") for their TTL, so mail from
+// one domain does not ask the same SPF, DKIM key and DMARC names for
+// every message; temporary failures are not kept. Each check has its own
+// overall timeout; running out of time is a temperror, never a hang.
 //
 // # Reverse DNS (iprev)
 //
@@ -161,7 +161,7 @@
 //
 // An inbound relay (port 25):
 //
-//	res := auth.NewResolver("127.0.0.1:53", 2*time.Second)
+//	res, _ := resolver.New(resolver.Config{Servers: []string{"127.0.0.1"}})
 //	spfCk, _ := auth.NewSPFChecker(auth.SPFConfig{Resolver: res})
 //	spf, _ := auth.NewSPFFilter(auth.SPFFilterConfig{Checker: spfCk, Receiver: host,
 //		Actions: map[auth.Status]postern.Action{auth.Fail: postern.Reject}})

@@ -5,50 +5,37 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/route/resolver"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
-// serveTXT starts a DNS server on loopback that answers TXT queries from
-// records and NXDOMAIN for everything else.
-func serveTXT(records map[string]string) (addr string, stop func()) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+// serveTXT starts a DNS server on loopback with TXT records (everything
+// else is NXDOMAIN) and returns a resolver that asks it. In production:
+// resolver.New with a local recursive resolver, shared by every check.
+func serveTXT(records map[string]string) (res *resolver.Resolver, stop func()) {
+	srv, err := dnstest.NewServer()
 	if err != nil {
 		panic(err)
 	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		txt, ok := records[strings.TrimSuffix(strings.ToLower(q.Name), ".")]
-		switch {
-		case !ok:
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeTXT:
-			m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
-				Txt: auth.SplitTXT(txt)}}
-		}
-		w.WriteMsg(m)
-	})
-	srv := &dns.Server{PacketConn: pc, Handler: h}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	return pc.LocalAddr().String(), func() { srv.Shutdown() }
+	for name, txt := range records {
+		srv.AddTXT(name, txt)
+	}
+	if res, err = resolver.New(resolver.Config{Servers: []string{srv.Addr}}); err != nil {
+		panic(err)
+	}
+	return res, srv.Close
 }
 
 func ExampleSPFChecker() {
-	addr, stop := serveTXT(map[string]string{"example.com": "v=spf1 ip4:192.0.2.0/24 ~all"})
+	res, stop := serveTXT(map[string]string{"example.com": "v=spf1 ip4:192.0.2.0/24 ~all"})
 	defer stop()
-	ck, err := auth.NewSPFChecker(auth.SPFConfig{Resolver: auth.NewResolver(addr, 0)})
+	ck, err := auth.NewSPFChecker(auth.SPFConfig{Resolver: res})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -70,7 +57,7 @@ func ExampleDKIMSigner() {
 	seed := bytes.Repeat([]byte{7}, ed25519.SeedSize) // use GenerateKey or LoadPrivateKey in real life
 	key := ed25519.NewKeyFromSeed(seed)
 	record, _ := auth.DKIMRecord(key.Public())
-	addr, stop := serveTXT(map[string]string{"s2026._domainkey.example.com": record})
+	res, stop := serveTXT(map[string]string{"s2026._domainkey.example.com": record})
 	defer stop()
 
 	signer, err := auth.NewDKIMSigner(auth.DKIMSignConfig{
@@ -90,7 +77,7 @@ func ExampleDKIMSigner() {
 	m.Render(&signed)
 
 	// The receiving side.
-	verifier, _ := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: auth.NewResolver(addr, 0)})
+	verifier, _ := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: res})
 	rm, _ := postern.NewMessage(bytes.NewReader(signed.Bytes()), int64(signed.Len()), 0)
 	for _, r := range verifier.Verify(context.Background(), rm) {
 		fmt.Println(r.Status, r.Domain, r.Selector, r.Algorithm)
@@ -217,42 +204,32 @@ func ExampleSameAuthServID() {
 	// false
 }
 
-// serveHosts starts a DNS server on loopback that answers PTR and A
-// queries from a table of address → name and name → address.
-func serveHosts(ptr, a map[string]string) (addr string, stop func()) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+// serveHosts starts a DNS server on loopback with PTR and A records from
+// a table of address → name and name → address, and returns a resolver
+// that asks it.
+func serveHosts(ptr, a map[string]string) (res *resolver.Resolver, stop func()) {
+	srv, err := dnstest.NewServer()
 	if err != nil {
 		panic(err)
 	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 300}
-		for ip, name := range ptr {
-			if rev, _ := dns.ReverseAddr(ip); q.Qtype == dns.TypePTR && strings.EqualFold(rev, q.Name) {
-				m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr, Ptr: dns.Fqdn(name)})
-			}
-		}
-		if ip, ok := a[strings.TrimSuffix(strings.ToLower(q.Name), ".")]; ok && q.Qtype == dns.TypeA {
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(ip)})
-		}
-		w.WriteMsg(m)
-	})
-	srv := &dns.Server{PacketConn: pc, Handler: h}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	return pc.LocalAddr().String(), func() { srv.Shutdown() }
+	for ip, name := range ptr {
+		srv.AddPTR(ip, name)
+	}
+	for name, ip := range a {
+		srv.AddA(name, ip)
+	}
+	if res, err = resolver.New(resolver.Config{Servers: []string{srv.Addr}, Timeout: time.Second}); err != nil {
+		panic(err)
+	}
+	return res, srv.Close
 }
 
 func ExampleIPRev() {
-	addr, stop := serveHosts(
+	res, stop := serveHosts(
 		map[string]string{"198.51.100.7": "mail.example.org", "198.51.100.9": "bogus.example.gr.jp"},
 		map[string]string{"mail.example.org": "198.51.100.7", "bogus.example.gr.jp": "192.0.2.50"})
 	defer stop()
-	iprev, err := auth.NewIPRev(auth.IPRevConfig{Resolver: auth.NewResolver(addr, time.Second)})
+	iprev, err := auth.NewIPRev(auth.IPRevConfig{Resolver: res})
 	if err != nil {
 		panic(err)
 	}

@@ -178,7 +178,7 @@ func FuzzDKIMVerify(f *testing.F) {
 	f.Add([]byte("DKIM-Signature: v=1; a=rsa-sha256; d=example.com; s=bad; h=From; bh=AAAA; b=AAAA; l=5\r\nFrom: a@example.com\r\n\r\nx\r\n"))
 	f.Add([]byte("DKIM-Signature: v=1\r\nDKIM-Signature: \r\n\tb=\r\nFrom: a\r\n"))
 	f.Add([]byte("DKIM-Signature: v=1; a=ed25519-sha256; d=example.com; s=sel; h=from:from:to; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=Zm9v\r\nFrom: x\r\n\r\n"))
-	v, err := NewDKIMVerifier(DKIMVerifyConfig{Resolver: NewResolver(s.addr, 200*time.Millisecond), MaxSignatures: 3,
+	v, err := NewDKIMVerifier(DKIMVerifyConfig{Resolver: s.resolverTimeout(200 * time.Millisecond), MaxSignatures: 3,
 		Timeout: 2 * time.Second})
 	if err != nil {
 		f.Fatal(err)

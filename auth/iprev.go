@@ -23,6 +23,8 @@ const (
 	// stops the "ptr" mechanism at 10, and a reverse zone listing more is
 	// playing games.
 	DefaultIPRevNames = 10
+	// DefaultIPRevEntries bounds the addresses kept.
+	DefaultIPRevEntries = 10000
 )
 
 // IPRevConfig configures NewIPRev. The zero value asks net.DefaultResolver
@@ -52,7 +54,7 @@ type IPRevConfig struct {
 	// MaxNames bounds the PTR names tried; default DefaultIPRevNames.
 	MaxNames int
 	// MaxEntries bounds the cache; past it the expired entries and then
-	// about half of the rest are dropped. Default DefaultCacheEntries.
+	// about half of the rest are dropped. Default DefaultIPRevEntries.
 	MaxEntries int
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
@@ -94,7 +96,7 @@ func NewIPRev(cfg IPRevConfig) (*IPRev, error) {
 		cfg.MaxNames = DefaultIPRevNames
 	}
 	if cfg.MaxEntries == 0 {
-		cfg.MaxEntries = DefaultCacheEntries
+		cfg.MaxEntries = DefaultIPRevEntries
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now

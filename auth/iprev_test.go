@@ -30,29 +30,15 @@ func (s *testDNS) ptrOf(ip string, names ...string) {
 	}
 }
 
-// asked counts the queries the server got for a name.
-type queryLog struct {
-	mu sync.Mutex
-	n  map[string]int
+// queryLog counts the queries the server got for a name.
+type queryLog struct{ s *testDNS }
+
+func (s *testDNS) logQueries() queryLog {
+	s.ResetCounts()
+	return queryLog{s}
 }
 
-func (s *testDNS) logQueries() *queryLog {
-	ql := &queryLog{n: map[string]int{}}
-	s.mu.Lock()
-	s.onQuery = func(q dns.Question) {
-		ql.mu.Lock()
-		ql.n[fq(q.Name)+"/"+dns.TypeToString[q.Qtype]]++
-		ql.mu.Unlock()
-	}
-	s.mu.Unlock()
-	return ql
-}
-
-func (ql *queryLog) count(name, qtype string) int {
-	ql.mu.Lock()
-	defer ql.mu.Unlock()
-	return ql.n[fq(name)+"/"+qtype]
-}
+func (ql queryLog) count(name, qtype string) int { return ql.s.Queries(name, dns.StringToType[qtype]) }
 
 func newIPRev(t *testing.T, cfg IPRevConfig) *IPRev {
 	t.Helper()

@@ -3,11 +3,15 @@ package auth
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/route/resolver"
 )
 
 // The resolver speaks real DNS to the test server: a long record comes
@@ -49,4 +53,28 @@ func TestResolver(t *testing.T) {
 	txts, err = r.LookupTXT(bg, "big.test.")
 	require.NoError(t, err)
 	assert.Equal(t, []string{long}, txts)
+}
+
+// route/resolver's Resolver is what the relay gives every check: its
+// cache answers the SPF, DKIM and DMARC names of one domain once.
+func TestSharedCachingResolver(t *testing.T) {
+	var _ Resolver = (*resolver.Resolver)(nil)
+	s := startDNS(t)
+	s.txt("example.org", "v=spf1 ip4:192.0.2.0/24 -all")
+	s.txt("_dmarc.example.org", "v=DMARC1; p=reject")
+	res, err := resolver.New(resolver.Config{Servers: []string{s.Addr}})
+	require.NoError(t, err)
+	spfCk, err := NewSPFChecker(SPFConfig{Resolver: res})
+	require.NoError(t, err)
+	dm, err := NewDMARCChecker(DMARCConfig{Resolver: res})
+	require.NoError(t, err)
+	for range 3 {
+		r := spfCk.Check(bg, netip.MustParseAddr("192.0.2.1"), "mail.example.org", "a@example.org")
+		assert.Equal(t, Pass, r.Status)
+		_, _, found, err := dm.Lookup(bg, "example.org")
+		require.NoError(t, err)
+		assert.True(t, found)
+	}
+	assert.Equal(t, 1, s.Queries("example.org", dns.TypeTXT))
+	assert.Equal(t, 1, s.Queries("_dmarc.example.org", dns.TypeTXT))
 }

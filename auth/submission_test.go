@@ -127,9 +127,9 @@ func TestSubmissionEndToEnd(t *testing.T) {
 	// The signature verifies at the receiving end.
 	record, err := auth.DKIMRecord(key.Public())
 	require.NoError(t, err)
-	addr, stop := serveTXT(map[string]string{"sub._domainkey.example.com": record})
+	dnsRes, stop := serveTXT(map[string]string{"sub._domainkey.example.com": record})
 	defer stop()
-	v, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: auth.NewResolver(addr, 0)})
+	v, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: dnsRes})
 	require.NoError(t, err)
 	m, err := postern.NewMessage(strings.NewReader(msg), int64(len(msg)), 0)
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/resolver"
 )
 
 const deliverySetup = `In this process: a fresh queue (package queue) is loaded with N messages
@@ -106,8 +107,12 @@ const deliveryChunks = 3
 // the relay runs it).
 func deliverBacklog(ctx context.Context, h *harness, table *route.Table, n, maxIdle int, dir string) (took time.Duration, sessions int64, err error) {
 	defer os.RemoveAll(dir)
+	res, err := resolver.New(resolver.Config{Servers: []string{h.dns.addr}})
+	if err != nil {
+		return 0, 0, err
+	}
 	router, err := route.NewRouter(route.RouterConfig{Mailertable: table, RelayDomains: []string{rcptDomain},
-		Resolvers: []string{h.dns.addr}})
+		Resolver: res})
 	if err != nil {
 		return 0, 0, err
 	}

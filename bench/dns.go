@@ -8,14 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
+
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 // The names of the benchmark's small internet. All under .test (RFC 2606).
@@ -32,129 +30,54 @@ const (
 )
 
 // dnsServer answers the queries of the relay's chain on 127.0.0.1 over UDP
-// and TCP: the DNS block list (nothing listed, NXDOMAIN with an SOA so the
-// negative answer can be cached, RFC 2308), SPF, DKIM and DMARC records of
-// the sender domain. It counts the queries by kind, so the report can show
-// that the chain really asked.
+// and TCP (a dnstest server): the DNS block list (nothing listed, NXDOMAIN
+// with an SOA so the negative answer can be cached, RFC 2308), SPF, DKIM
+// and DMARC records of the sender domain. It counts the queries by kind,
+// so the report can show that the chain really asked.
 type dnsServer struct {
-	addr    string
-	servers []*dns.Server
-	txt     map[string][]string // fully qualified, lower case
-	counts  sync.Map            // kind → *atomic.Int64
+	*dnstest.Server
+	addr string
 }
 
 func startDNS(dkimRecord string) (*dnsServer, error) {
-	d := &dnsServer{txt: map[string][]string{
-		dns.Fqdn(senderDomain):                                 {"v=spf1 ip4:127.0.0.0/8 -all"},
-		dns.Fqdn(heloName):                                     {"v=spf1 ip4:127.0.0.0/8 -all"},
-		dns.Fqdn("_dmarc." + senderDomain):                     {"v=DMARC1; p=reject; adkim=r; aspf=r"},
-		dns.Fqdn(dkimSelector + "._domainkey." + senderDomain): {dkimRecord},
-	}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	srv, err := dnstest.NewServer()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bench: the DNS server: %w", err)
 	}
-	d.addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", d.addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
+	for name, txt := range map[string]string{
+		senderDomain:             "v=spf1 ip4:127.0.0.0/8 -all",
+		heloName:                 "v=spf1 ip4:127.0.0.0/8 -all",
+		"_dmarc." + senderDomain: "v=DMARC1; p=reject; adkim=r; aspf=r",
+		dkimSelector + "._domainkey." + senderDomain: dkimRecord,
+	} {
+		srv.AddTXT(name, txt)
 	}
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: d}, {Listener: l, Handler: d}} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
-		select {
-		case <-started:
-		case <-time.After(5 * time.Second):
-			d.Close()
-			return nil, fmt.Errorf("bench: the DNS server did not start")
-		}
-		d.servers = append(d.servers, srv)
-	}
-	return d, nil
-}
-
-func (d *dnsServer) Close() {
-	for _, s := range d.servers {
-		s.Shutdown()
-	}
-}
-
-func (d *dnsServer) count(kind string) {
-	c, _ := d.counts.LoadOrStore(kind, new(atomic.Int64))
-	c.(*atomic.Int64).Add(1)
+	return &dnsServer{Server: srv, addr: srv.Addr}, nil
 }
 
 // Counts returns the queries answered so far by kind: dnsbl, spf,
 // dkim, dmarc, other.
 func (d *dnsServer) Counts() map[string]int64 {
 	out := map[string]int64{}
-	d.counts.Range(func(k, v any) bool {
-		out[k.(string)] = v.(*atomic.Int64).Load()
-		return true
-	})
+	for q, n := range d.Questions() {
+		out[queryKind(q)] += int64(n)
+	}
 	return out
 }
 
-func (d *dnsServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	m.Authoritative = true
-	if len(req.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := req.Question[0]
+func queryKind(q dns.Question) string {
 	name := strings.ToLower(q.Name)
 	switch {
 	case strings.HasSuffix(name, "."+dns.Fqdn(dnsblZone)):
-		d.count("dnsbl")
+		return "dnsbl"
 	case strings.Contains(name, "._domainkey."):
-		d.count("dkim")
+		return "dkim"
 	case strings.HasPrefix(name, "_dmarc."):
-		d.count("dmarc")
+		return "dmarc"
 	case q.Qtype == dns.TypeTXT:
-		d.count("spf")
-	default:
-		d.count("other")
+		return "spf"
 	}
-	txt, ok := d.txt[name]
-	switch {
-	case ok && q.Qtype == dns.TypeTXT:
-		for _, t := range txt {
-			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT,
-				Class: dns.ClassINET, Ttl: 300}, Txt: splitTXT(t)})
-		}
-	case ok:
-		// The name exists, without records of this type: NODATA.
-		m.Ns = append(m.Ns, d.soa(q.Name))
-	default:
-		m.Rcode = dns.RcodeNameError
-		m.Ns = append(m.Ns, d.soa(q.Name))
-	}
-	w.WriteMsg(m)
-}
-
-func (d *dnsServer) soa(name string) dns.RR {
-	zone := "test."
-	if strings.HasSuffix(strings.ToLower(name), dns.Fqdn(dnsblZone)) {
-		zone = dns.Fqdn(dnsblZone)
-	}
-	return &dns.SOA{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 300},
-		Ns: "ns." + zone, Mbox: "hostmaster." + zone, Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: 300}
-}
-
-// splitTXT cuts a record into the 255-byte character strings a TXT record
-// is made of (RFC 1035 §3.3.14); a DKIM key is longer than one.
-func splitTXT(s string) []string {
-	var out []string
-	for len(s) > 255 {
-		out = append(out, s[:255])
-		s = s[255:]
-	}
-	return append(out, s)
+	return "other"
 }
 
 // testMessage is the message every ingest client sends: a 1 KiB body and

@@ -12,7 +12,7 @@
 // runs as root (postfix, for smtp-source, smtp-sink and the Postfix relay
 // it compares with), builds examples/relay, and starts everything on
 // loopback: a DNS server answering the relay's DNSBL, SPF, DKIM and DMARC
-// lookups (miekg/dns, in this process), smtp-sink as the common
+// lookups (route/resolver/dnstest, in this process), smtp-sink as the common
 // downstream, a bare go-smtp server (the protocol ceiling), the relay and
 // a private Postfix instance (its own config and queue directories under a
 // temporary directory, stopped at the end).

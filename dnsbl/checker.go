@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/route/resolver"
 )
 
 // Errors. Lookup failures are reported per zone in Result.Errors as a
@@ -43,15 +43,23 @@ var (
 
 // Defaults of Config.
 const (
-	DefaultThreshold           = 1.0
-	DefaultTimeout             = 2 * time.Second
-	DefaultRetries             = 1
-	DefaultCacheSize           = 10000
-	DefaultCacheMinTTL         = time.Minute
-	DefaultCacheMaxTTL         = time.Hour
-	DefaultCacheNegativeMaxTTL = 10 * time.Minute
-	DefaultHealthInterval      = 15 * time.Minute
+	DefaultThreshold      = 1.0
+	DefaultHealthInterval = 15 * time.Minute
 )
+
+// Resolver is how a Checker asks the DNS. *resolver.Resolver implements
+// it: its cache keeps the lists' answers for their TTL (Postfix's
+// postscreen bounds, 1 minute to 1 hour; "not listed" for the SOA
+// minimum, at most 10 minutes), concurrent checks of one subject share
+// one query, and its servers, timeouts and attempts are the lists'.
+type Resolver interface {
+	// Lookup answers from the cache or the servers.
+	Lookup(ctx context.Context, name string, qtype uint16) (resolver.Answer, error)
+	// Exchange asks the servers, bypassing the cache (health checks).
+	Exchange(ctx context.Context, name string, qtype uint16) (resolver.Answer, error)
+	// Cached answers from the cache only.
+	Cached(name string, qtype uint16) (resolver.Answer, bool)
+}
 
 // Config configures a Checker. The zero value of every field but Zones is
 // the default documented on it.
@@ -63,38 +71,16 @@ type Config struct {
 	// cannot be negative: a subject that no zone lists is never listed.
 	Threshold float64
 
-	// Resolvers are the DNS servers asked, "addr:port" or "addr" (port
-	// 53), tried in turn on retries. Empty: the nameservers of
-	// /etc/resolv.conf, read by New. DNSBL operators refuse queries
+	// Resolver asks the DNS; share one with the program's other DNS
+	// users. Nil means resolver.New with its defaults (the nameservers
+	// of /etc/resolv.conf, read by New). DNSBL operators refuse queries
 	// forwarded through large public resolvers (Spamhaus answers
 	// 127.255.255.254): use a local recursive resolver.
-	Resolvers []string
-	// Net is "udp" (the default: UDP, and TCP again when the answer is
-	// truncated) or "tcp". Only for the default Exchanger.
-	Net string
-	// Timeout bounds one attempt of one query; 0 means 2s. Zone.Timeout
-	// overrides it per zone.
+	Resolver Resolver
+	// Timeout bounds one zone's lookup (its A query, and the TXT query
+	// of a listed subject) beyond the resolver's own timeouts; 0 means
+	// no other bound. Zone.Timeout overrides it per zone.
 	Timeout time.Duration
-	// Retries is how many times a failed query (timeout, network error,
-	// SERVFAIL, garbled answer) is asked again, of the next resolver; 0
-	// means 1, negative means none. A zone's worst case is thus
-	// (Retries+1) × Timeout.
-	Retries int
-
-	// CacheSize bounds the number of cached answers (least recently used
-	// go first); 0 means 10000, negative disables the cache.
-	CacheSize int
-	// CacheMinTTL and CacheMaxTTL bound how long an answer is kept,
-	// whatever its TTL says (as Postfix's postscreen_dnsbl_min_ttl and
-	// _max_ttl); 0 means 1 minute and 1 hour. A TTL with the top bit set
-	// counts as 0 (RFC 2181 §8).
-	CacheMinTTL time.Duration
-	CacheMaxTTL time.Duration
-	// CacheNegativeMaxTTL bounds how long "not listed" is kept; it comes
-	// from the SOA of the negative answer (RFC 2308 §5) and is also at
-	// least CacheMinTTL. 0 means 10 minutes: a new listing should take
-	// effect soon.
-	CacheNegativeMaxTTL time.Duration
 
 	// HealthInterval is the period of RunHealthChecks; 0 means 15 minutes.
 	HealthInterval time.Duration
@@ -102,12 +88,8 @@ type Config struct {
 	// Logger receives health check results (Warn, Info) and lookup
 	// errors (Debug); nil discards.
 	Logger *slog.Logger
-	// Now is the cache's clock; time.Now when nil.
+	// Now is the clock of ZoneHealth.Checked; time.Now when nil.
 	Now func() time.Time
-	// Exchanger sends queries; nil means miekg/dns's Client with Net.
-	// With an Exchanger and no Resolvers, the Exchanger is given "" as the
-	// server.
-	Exchanger Exchanger
 }
 
 // Checker asks DNS lists about addresses and domains. It is immutable
@@ -117,37 +99,22 @@ type Checker struct {
 	ipZones     []*zone
 	domainZones []*zone
 	threshold   float64
-	servers     []string
-	retries     int
-	minTTL      time.Duration
-	maxTTL      time.Duration
-	negMaxTTL   time.Duration
 	interval    time.Duration
 	log         *slog.Logger
 	now         func() time.Time
-	ex          Exchanger
-	cache       *cache
-
-	mu      sync.Mutex
-	flights map[cacheKey]*flight
+	res         Resolver
 }
 
 // New validates cfg and builds a Checker. Zone names are lower-cased and
-// lose their trailing dot; matchers, weights, templates and resolver
-// addresses are checked. It reads /etc/resolv.conf when Resolvers is empty
-// and no Exchanger is given.
+// lose their trailing dot; matchers, weights and templates are checked.
+// Without a Resolver it makes one, which reads /etc/resolv.conf.
 func New(cfg Config) (*Checker, error) {
 	c := &Checker{
 		threshold: cfg.Threshold,
-		retries:   cfg.Retries,
-		minTTL:    orDefault(cfg.CacheMinTTL, DefaultCacheMinTTL),
-		maxTTL:    orDefault(cfg.CacheMaxTTL, DefaultCacheMaxTTL),
-		negMaxTTL: orDefault(cfg.CacheNegativeMaxTTL, DefaultCacheNegativeMaxTTL),
 		interval:  orDefault(cfg.HealthInterval, DefaultHealthInterval),
 		log:       orDiscard(cfg.Logger),
 		now:       cfg.Now,
-		ex:        cfg.Exchanger,
-		flights:   make(map[cacheKey]*flight),
+		res:       cfg.Resolver,
 	}
 	switch {
 	case math.IsNaN(c.threshold) || math.IsInf(c.threshold, 0) || c.threshold < 0:
@@ -155,34 +122,17 @@ func New(cfg Config) (*Checker, error) {
 	case c.threshold == 0:
 		c.threshold = DefaultThreshold
 	}
-	switch {
-	case c.retries == 0:
-		c.retries = DefaultRetries
-	case c.retries < 0:
-		c.retries = 0
-	}
-	if cfg.Timeout < 0 || cfg.CacheMinTTL < 0 || cfg.CacheMaxTTL < 0 || cfg.CacheNegativeMaxTTL < 0 || cfg.HealthInterval < 0 {
+	if cfg.Timeout < 0 || cfg.HealthInterval < 0 {
 		return nil, fmt.Errorf("%w: negative duration", ErrConfig)
-	}
-	if c.minTTL > c.maxTTL || c.minTTL > c.negMaxTTL {
-		return nil, fmt.Errorf("%w: CacheMinTTL %v is above CacheMaxTTL %v or CacheNegativeMaxTTL %v",
-			ErrConfig, c.minTTL, c.maxTTL, c.negMaxTTL)
 	}
 	if c.now == nil {
 		c.now = time.Now
 	}
-	cacheSize := cfg.CacheSize
-	if cacheSize == 0 {
-		cacheSize = DefaultCacheSize
-	}
-	c.cache = newCache(cacheSize)
-
-	timeout := orDefault(cfg.Timeout, DefaultTimeout)
+	timeout := cfg.Timeout
 	if len(cfg.Zones) == 0 {
 		return nil, fmt.Errorf("%w: no zones", ErrConfig)
 	}
 	seen := make(map[string]bool)
-	maxTimeout := timeout
 	for _, z := range cfg.Zones {
 		cz, err := compileZone(z, timeout)
 		if err != nil {
@@ -193,7 +143,6 @@ func New(cfg Config) (*Checker, error) {
 			return nil, fmt.Errorf("%w: %s zone %s listed twice (use Codes for per-code weights)", ErrConfig, cz.kind, cz.name)
 		}
 		seen[key] = true
-		maxTimeout = max(maxTimeout, cz.timeout)
 		if cz.kind == IPZone {
 			c.ipZones = append(c.ipZones, cz)
 		} else {
@@ -201,43 +150,12 @@ func New(cfg Config) (*Checker, error) {
 		}
 	}
 
-	if c.ex != nil && cfg.Net != "" {
-		return nil, fmt.Errorf("%w: Net applies to the default Exchanger only", ErrConfig)
-	}
-	if c.ex == nil {
-		network := cfg.Net
-		if network == "" {
-			network = "udp"
-		}
-		if network != "udp" && network != "tcp" {
-			return nil, fmt.Errorf("%w: Net %q (want udp or tcp)", ErrConfig, cfg.Net)
-		}
-		c.ex = newClientExchanger(network, maxTimeout)
-	}
-	for _, r := range cfg.Resolvers {
-		s, err := normalizeResolver(r)
+	if c.res == nil {
+		res, err := resolver.New(resolver.Config{Logger: cfg.Logger})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		c.servers = append(c.servers, s)
-	}
-	if len(c.servers) == 0 {
-		if cfg.Exchanger != nil {
-			c.servers = []string{""}
-		} else {
-			rc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-			if err != nil {
-				return nil, fmt.Errorf("%w: no Resolvers and /etc/resolv.conf: %v", ErrConfig, err)
-			}
-			for _, s := range rc.Servers {
-				if ns, err := normalizeResolver(net.JoinHostPort(s, rc.Port)); err == nil {
-					c.servers = append(c.servers, ns)
-				}
-			}
-			if len(c.servers) == 0 {
-				return nil, fmt.Errorf("%w: no Resolvers and none in /etc/resolv.conf", ErrConfig)
-			}
-		}
+		c.res = res
 	}
 	return c, nil
 }
@@ -447,9 +365,8 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 	// Answers from the cache need no goroutine; the rest are asked
 	// concurrently, so the check costs the slowest zone, not the sum.
 	var pending []int
-	now := c.now()
 	for i, z := range zones {
-		if o, ok := c.fromCache(z, s, now); ok {
+		if o, ok := c.fromCache(z, s); ok {
 			outs[i] = o
 			continue
 		}
@@ -472,14 +389,10 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 	// apart, by the direction their answer could have moved the score.
 	var posErr, negErr float64
 	var posPolicy, negPolicy postern.ErrorPolicy
-	interrupted := false
 	for i, o := range outs {
 		z := zones[i]
 		switch {
 		case o.err != nil:
-			if errors.Is(o.err, context.Canceled) || errors.Is(o.err, context.DeadlineExceeded) {
-				interrupted = true
-			}
 			res.Errors = append(res.Errors, ZoneError{Zone: z.name, Policy: z.onError, Err: o.err})
 			if z.onError != postern.OnErrorAccept {
 				posErr += z.posWeight
@@ -508,14 +421,14 @@ func (c *Checker) check(ctx context.Context, zones []*zone, s subject) (Result, 
 	case res.Listed && res.Score+negErr < c.threshold:
 		res.Failed, res.OnError = true, negPolicy
 	}
-	if interrupted {
+	if ctx.Err() != nil {
 		return res, fmt.Errorf("dnsbl: check interrupted: %w", context.Cause(ctx))
 	}
 	return res, nil
 }
 
 // fromCache builds a zone's outcome from cached answers only.
-func (c *Checker) fromCache(z *zone, s subject, now time.Time) (outcome, bool) {
+func (c *Checker) fromCache(z *zone, s subject) (outcome, bool) {
 	if z.broken() {
 		return outcome{err: z.brokenErr()}, true
 	}
@@ -523,20 +436,26 @@ func (c *Checker) fromCache(z *zone, s subject, now time.Time) (outcome, bool) {
 	if !ok {
 		return outcome{}, true
 	}
-	a, ok := c.cache.get(cacheKey{qname, dns.TypeA}, now)
+	ra, ok := c.res.Cached(qname, dns.TypeA)
 	if !ok {
 		return outcome{}, false
+	}
+	a, err := readAnswer(ra, nil)
+	if err != nil {
+		return outcome{err: err}, true
 	}
 	hit, err := z.evaluate(a.addrs)
 	if err != nil || hit == nil {
 		return outcome{err: err}, true
 	}
 	if z.txt {
-		t, ok := c.cache.get(cacheKey{qname, dns.TypeTXT}, now)
+		rt, ok := c.res.Cached(qname, dns.TypeTXT)
 		if !ok {
 			return outcome{}, false
 		}
-		hit.TXT = t.txt
+		if t, err := readAnswer(rt, nil); err == nil {
+			hit.TXT = t.txt
+		}
 	}
 	z.finish(hit, s)
 	return outcome{hit: hit}, true
@@ -550,7 +469,12 @@ func (c *Checker) lookupZone(ctx context.Context, z *zone, s subject) outcome {
 	if !ok {
 		return outcome{}
 	}
-	a, err := c.resolve(ctx, z, qname, dns.TypeA)
+	if z.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, z.timeout)
+		defer cancel()
+	}
+	a, err := readAnswer(c.res.Lookup(ctx, qname, dns.TypeA))
 	if err != nil {
 		return outcome{err: err}
 	}
@@ -560,7 +484,7 @@ func (c *Checker) lookupZone(ctx context.Context, z *zone, s subject) outcome {
 	}
 	if z.txt {
 		// The reason text is optional: a failed TXT query leaves it empty.
-		if t, err := c.resolve(ctx, z, qname, dns.TypeTXT); err == nil {
+		if t, err := readAnswer(c.res.Lookup(ctx, qname, dns.TypeTXT)); err == nil {
 			hit.TXT = t.txt
 		}
 	}
@@ -614,103 +538,3 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 	}
 	return false
 }
-
-// flight is one query in progress; callers asking the same question wait
-// for it instead of asking again.
-type flight struct {
-	done chan struct{}
-	ans  answer
-	err  error
-}
-
-// resolve returns the answer to (qname, qtype) from the cache or the
-// DNS. Concurrent callers share one query, which runs to its own timeouts
-// whatever happens to the caller that started it.
-func (c *Checker) resolve(ctx context.Context, z *zone, qname string, qtype uint16) (answer, error) {
-	key := cacheKey{qname, qtype}
-	if a, ok := c.cache.get(key, c.now()); ok {
-		return a, nil
-	}
-	c.mu.Lock()
-	f, ok := c.flights[key]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		c.flights[key] = f
-		qctx := context.WithoutCancel(ctx)
-		go func() {
-			f.ans, f.err = c.query(qctx, z.timeout, qname, qtype)
-			if f.err == nil && f.ans.cacheable {
-				c.cache.put(key, f.ans, c.now().Add(c.cacheTTL(f.ans)))
-			}
-			c.mu.Lock()
-			delete(c.flights, key)
-			c.mu.Unlock()
-			close(f.done)
-		}()
-	}
-	c.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.ans, f.err
-	case <-ctx.Done():
-		return answer{}, ctx.Err()
-	}
-}
-
-// cacheTTL bounds the TTL the zone gave.
-func (c *Checker) cacheTTL(a answer) time.Duration {
-	ttl := a.ttl
-	if ttl > math.MaxInt32 {
-		ttl = 0 // RFC 2181 §8
-	}
-	d := time.Duration(ttl) * time.Second
-	hi := c.maxTTL
-	if a.negative {
-		hi = c.negMaxTTL
-	}
-	return min(max(d, c.minTTL), hi)
-}
-
-// query asks the resolvers in turn, (1+retries) attempts in all. Only
-// lookup errors are retried: a bad answer is the zone's answer.
-func (c *Checker) query(ctx context.Context, timeout time.Duration, qname string, qtype uint16) (answer, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(qname, qtype)
-	m.RecursionDesired = true
-	var err error
-	for attempt := 0; attempt <= c.retries; attempt++ {
-		server := c.servers[attempt%len(c.servers)]
-		var a answer
-		a, err = c.attempt(ctx, timeout, m, server, qname, qtype)
-		if err == nil || !errors.Is(err, ErrLookup) {
-			return a, err
-		}
-		m.Id = dns.Id() // a late answer to the last attempt must not pass for this one
-	}
-	return answer{}, err
-}
-
-func (c *Checker) attempt(ctx context.Context, timeout time.Duration, m *dns.Msg, server, qname string, qtype uint16) (answer, error) {
-	actx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	r, err := c.ex.Exchange(actx, m, server)
-	if err != nil {
-		if actx.Err() != nil {
-			return answer{}, fmt.Errorf("%w: %s %s: timeout after %v", ErrLookup, server, trimDot(qname), timeout)
-		}
-		return answer{}, fmt.Errorf("%w: %s %s: %v", ErrLookup, server, trimDot(qname), err)
-	}
-	if r == nil {
-		return answer{}, fmt.Errorf("%w: %s %s: no response", ErrLookup, server, trimDot(qname))
-	}
-	if r.Id != m.Id {
-		return answer{}, fmt.Errorf("%w: %s %s: response ID mismatch", ErrLookup, server, trimDot(qname))
-	}
-	a, err := decodeAnswer(qname, qtype, r)
-	if err != nil {
-		return answer{}, fmt.Errorf("%w (%s %s)", err, server, trimDot(qname))
-	}
-	return a, nil
-}
-
-func trimDot(s string) string { return strings.TrimSuffix(s, ".") }

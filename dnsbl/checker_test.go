@@ -2,8 +2,8 @@ package dnsbl
 
 import (
 	"context"
-	"errors"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/route/resolver"
 )
 
 func TestQueryName(t *testing.T) {
@@ -81,7 +82,7 @@ func TestParseMatcher(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	ok := []Zone{{Name: "bl.test"}}
 	for name, cfg := range map[string]Config{
-		"no zones":              {Resolvers: []string{"127.0.0.1"}},
+		"no zones":              {},
 		"empty zone name":       {Zones: []Zone{{}}},
 		"zone is an address":    {Zones: []Zone{{Name: "127.0.0.1"}}},
 		"bad zone char":         {Zones: []Zone{{Name: "bl test"}}},
@@ -96,26 +97,31 @@ func TestNewValidates(t *testing.T) {
 		"unclosed template":     {Zones: []Zone{{Name: "bl.test", Reply: "blocked {ip"}}},
 		"bad kind":              {Zones: []Zone{{Name: "bl.test", Kind: 7}}},
 		"bad policy":            {Zones: []Zone{{Name: "bl.test", OnError: 9}}},
-		"bad resolver":          {Zones: ok, Resolvers: []string{"dns.example:53"}},
-		"bad net":               {Zones: ok, Resolvers: []string{"127.0.0.1"}, Net: "sctp"},
-		"net with exchanger":    {Zones: ok, Net: "tcp", Exchanger: nopExchanger{}},
-		"min ttl above max":     {Zones: ok, Resolvers: []string{"127.0.0.1"}, CacheMinTTL: 2 * time.Hour},
-		"negative timeout":      {Zones: ok, Resolvers: []string{"127.0.0.1"}, Timeout: -1},
-		"negative zone timeout": {Zones: []Zone{{Name: "bl.test", Timeout: -1}}, Resolvers: []string{"127.0.0.1"}},
-		"IP zone too long":      {Zones: []Zone{{Name: longName(200)}}, Resolvers: []string{"127.0.0.1"}},
+		"negative timeout":      {Zones: ok, Timeout: -1},
+		"negative zone timeout": {Zones: []Zone{{Name: "bl.test", Timeout: -1}}},
+		"IP zone too long":      {Zones: []Zone{{Name: longName(200)}}},
 	} {
 		_, err := New(cfg)
 		assert.ErrorIs(t, err, ErrConfig, name)
 	}
 
-	c, err := New(Config{Zones: []Zone{{Name: "BL.Test."}, {Name: "bl.test", Kind: DomainZone}},
-		Resolvers: []string{"127.0.0.1", "[::1]:5353", "192.0.2.53:53"}})
+	res, err := resolver.New(resolver.Config{Servers: []string{"127.0.0.1"}})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"127.0.0.1:53", "[::1]:5353", "192.0.2.53:53"}, c.servers)
+	c, err := New(Config{Zones: []Zone{{Name: "BL.Test."}, {Name: "bl.test", Kind: DomainZone, Timeout: time.Second}},
+		Resolver: res})
+	require.NoError(t, err)
+	assert.Same(t, res, c.res)
 	assert.Equal(t, 1.0, c.Threshold())
 	assert.Equal(t, "bl.test", c.ipZones[0].name)
-	assert.Equal(t, DefaultTimeout, c.ipZones[0].timeout)
-	assert.Equal(t, DefaultRetries, c.retries)
+	assert.Zero(t, c.ipZones[0].timeout, "no bound beyond the resolver's")
+	assert.Equal(t, time.Second, c.domainZones[0].timeout)
+
+	// No Resolver: one from /etc/resolv.conf.
+	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+		c, err := New(Config{Zones: ok})
+		require.NoError(t, err)
+		assert.IsType(t, &resolver.Resolver{}, c.res)
+	}
 }
 
 func nan() float64 { z := 0.0; return z / z }
@@ -126,12 +132,6 @@ func longName(n int) string {
 		b = append(b, "abcdefghi."...)
 	}
 	return string(b[:n-1]) + "x"
-}
-
-type nopExchanger struct{}
-
-func (nopExchanger) Exchange(context.Context, *dns.Msg, string) (*dns.Msg, error) {
-	return nil, errors.New("nop")
 }
 
 // The core table: one zone, one answer, what the check makes of it.
@@ -181,7 +181,7 @@ func TestCheckIPAnswers(t *testing.T) {
 		{"127.255.255.254 public resolver", 5, want{tempFail: true, err: ErrBadAnswer}},
 		{"127.255.255.252 typo", 6, want{tempFail: true, err: ErrBadAnswer}},
 		{"answer outside 127/8", 7, want{tempFail: true, err: ErrBadAnswer}},
-		{"TXT instead of A", 8, want{tempFail: true, err: ErrBadAnswer}},
+		{"TXT instead of A answers nothing", 8, want{}},
 		{"dangling CNAME instead of A", 9, want{}},
 		{"CNAME chain to A", 10, want{listed: true, answers: []string{"127.0.0.3"}}},
 		{"A for another name", 11, want{}},
@@ -189,7 +189,7 @@ func TestCheckIPAnswers(t *testing.T) {
 		{"NODATA", 13, want{}},
 		{"code outside Match", 14, want{}},
 		{"listing mixed with a refusal code", 15, want{tempFail: true, err: ErrBadAnswer}},
-		{"AAAA instead of A", 16, want{tempFail: true, err: ErrBadAnswer}},
+		{"AAAA instead of A answers nothing", 16, want{}},
 	}
 	for _, policy := range allPolicies {
 		c := newChecker(t, s, Config{Timeout: 200 * time.Millisecond,
@@ -448,8 +448,9 @@ func TestCacheHonoursTTL(t *testing.T) {
 	listed, clean := qn("192.0.2.10", "bl.test"), qn("192.0.2.11", "bl.test")
 	s.listA(listed, 120, "127.0.0.2")
 	s.listTXT(listed, 120, "reason")
-	s.setSOAMin(90) // negative TTL: min(SOA TTL 3600, MINIMUM 90)
-	c := newChecker(t, s, Config{Now: clock.Now, Zones: []Zone{{Name: "bl.test", TXT: true}}})
+	s.SetNegativeTTL(90, false) // the negative answers' SOA
+	c := newChecker(t, s, Config{Resolver: newResolver(t, s, resolver.Config{Now: clock.Now}),
+		Zones: []Zone{{Name: "bl.test", TXT: true}}})
 
 	check := func(ip string, listed bool) {
 		t.Helper()
@@ -491,9 +492,9 @@ func TestCacheClampsTTL(t *testing.T) {
 	s.listA(huge, 1<<31-1, "127.0.0.2") // 68 years
 	s.listA(msb, 1<<32-1, "127.0.0.2")  // top bit set: 0 (RFC 2181 §8)
 	s.listA(zero, 0, "127.0.0.2")
-	s.setSOAMin(1 << 30) // absurd negative TTL
-	c := newChecker(t, s, Config{Now: clock.Now, CacheMinTTL: 30 * time.Second, CacheMaxTTL: 10 * time.Minute,
-		CacheNegativeMaxTTL: 5 * time.Minute, Zones: []Zone{{Name: "bl.test"}}})
+	s.SetNegativeTTL(1<<30, false) // absurd negative TTL
+	c := newChecker(t, s, Config{Resolver: newResolver(t, s, resolver.Config{Now: clock.Now, MinTTL: 30 * time.Second,
+		MaxTTL: 10 * time.Minute, NegativeMaxTTL: 5 * time.Minute}), Zones: []Zone{{Name: "bl.test"}}})
 	clean := qn("192.0.2.23", "bl.test")
 
 	ask := func() {
@@ -522,22 +523,26 @@ func TestCacheClampsTTL(t *testing.T) {
 }
 
 func TestCacheBoundAndNoSOA(t *testing.T) {
-	s := startDNS(t)
+	bare := startDNS(t)
+	bare.SetNegativeTTL(0, true)
 	noSOA := qn("192.0.2.30", "bl.test")
-	s.set(noSOA, dns.TypeA, response{rcode: dns.RcodeNameError})
-	c := newChecker(t, s, Config{CacheSize: 3, Zones: []Zone{{Name: "bl.test"}}})
+	c := newChecker(t, bare, Config{Zones: []Zone{{Name: "bl.test"}}})
 	for range 2 {
 		_, err := c.CheckIP(bg, mustAddr("192.0.2.30"))
 		require.NoError(t, err)
 	}
-	assert.Equal(t, 2, s.queries(noSOA, dns.TypeA), "NXDOMAIN without SOA is not cached (RFC 2308 §5)")
+	assert.Equal(t, 2, bare.queries(noSOA, dns.TypeA), "NXDOMAIN without SOA is not cached (RFC 2308 §5)")
+
+	s := startDNS(t)
+	res := newResolver(t, s, resolver.Config{CacheSize: 3})
+	c = newChecker(t, s, Config{Resolver: res, Zones: []Zone{{Name: "bl.test"}}})
 	for i := range 10 {
 		_, err := c.CheckIP(bg, netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)}))
 		require.NoError(t, err)
 	}
-	assert.Equal(t, 3, c.cache.len())
+	assert.Equal(t, 3, res.CacheLen())
 
-	off := newChecker(t, s, Config{CacheSize: -1, Zones: []Zone{{Name: "bl.test"}}})
+	off := newChecker(t, s, Config{Resolver: newResolver(t, s, resolver.Config{CacheSize: -1}), Zones: []Zone{{Name: "bl.test"}}})
 	before := s.total()
 	for range 3 {
 		_, err := off.CheckIP(bg, mustAddr("192.0.2.200"))
@@ -555,13 +560,14 @@ func TestTruncatedFallsBackToTCP(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, r.Listed)
 	assert.Equal(t, 2, s.queries(n, dns.TypeA), "UDP, then TCP")
-	assert.Equal(t, 1, s.tcpQueries())
+	assert.Equal(t, 1, s.TCPQueries())
 
-	tcp := newChecker(t, s, Config{Net: "tcp", CacheSize: -1, Zones: []Zone{{Name: "bl.test"}}})
+	tcp := newChecker(t, s, Config{Resolver: newResolver(t, s, resolver.Config{Net: "tcp", CacheSize: -1}),
+		Zones: []Zone{{Name: "bl.test"}}})
 	r, err = tcp.CheckIP(bg, mustAddr("192.0.2.40"))
 	require.NoError(t, err)
 	assert.True(t, r.Listed)
-	assert.Equal(t, 2, s.tcpQueries())
+	assert.Equal(t, 2, s.TCPQueries())
 }
 
 // Garbage on the wire is a lookup error with the zone's policy, never a
@@ -611,8 +617,8 @@ func TestGarbledResponses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := rawUDP(t, tc.reply)
 			for _, policy := range allPolicies {
-				c := newChecker(t, nil, Config{Resolvers: []string{addr}, Timeout: 150 * time.Millisecond,
-					Zones: []Zone{{Name: "bl.test", OnError: policy}}})
+				res := newResolver(t, nil, resolver.Config{Servers: []string{addr}, Timeout: 150 * time.Millisecond})
+				c := newChecker(t, nil, Config{Resolver: res, Zones: []Zone{{Name: "bl.test", OnError: policy}}})
 				r, err := c.CheckIP(bg, mustAddr("192.0.2.1"))
 				require.NoError(t, err)
 				assert.False(t, r.Listed)
@@ -625,13 +631,14 @@ func TestGarbledResponses(t *testing.T) {
 	}
 }
 
+// The resolver asks the next server when one does not answer.
 func TestRetriesNextResolver(t *testing.T) {
 	s := startDNS(t)
 	n := qn("192.0.2.5", "bl.test")
 	s.listA(n, 300, "127.0.0.2")
 	dead := rawUDP(t, func([]byte) []byte { return nil })
-	c := newChecker(t, nil, Config{Resolvers: []string{dead, s.addr}, Retries: 1, Timeout: 100 * time.Millisecond,
-		Zones: []Zone{{Name: "bl.test"}}})
+	res := newResolver(t, s, resolver.Config{Servers: []string{dead, s.Addr}, Timeout: 100 * time.Millisecond})
+	c := newChecker(t, nil, Config{Resolver: res, Zones: []Zone{{Name: "bl.test"}}})
 	r, err := c.CheckIP(bg, mustAddr("192.0.2.5"))
 	require.NoError(t, err)
 	assert.True(t, r.Listed)
@@ -778,37 +785,6 @@ func TestRunHealthChecksStops(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("RunHealthChecks did not return")
 	}
-}
-
-// A custom Exchanger sees the server and a deadline per attempt.
-func TestCustomExchanger(t *testing.T) {
-	var mu sync.Mutex
-	var servers []string
-	ex := exchangerFunc(func(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
-		_, ok := ctx.Deadline()
-		if !ok {
-			return nil, errors.New("no deadline")
-		}
-		mu.Lock()
-		servers = append(servers, server)
-		mu.Unlock()
-		r := new(dns.Msg)
-		r.SetReply(m)
-		r.Answer = aRRs(m.Question[0].Name, 60, "127.0.0.2")
-		return r, nil
-	})
-	c, err := New(Config{Exchanger: ex, Zones: []Zone{{Name: "bl.test"}}})
-	require.NoError(t, err)
-	r, err := c.CheckIP(bg, mustAddr("192.0.2.1"))
-	require.NoError(t, err)
-	assert.True(t, r.Listed)
-	assert.Equal(t, []string{""}, servers)
-}
-
-type exchangerFunc func(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error)
-
-func (f exchangerFunc) Exchange(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
-	return f(ctx, m, server)
 }
 
 func TestRender(t *testing.T) {

@@ -26,10 +26,12 @@
 // for every query, makes the lookup fail with ErrBadAnswer: a broken list
 // must not list everyone. So do Spamhaus's 127.255.255.0/24 codes (.252
 // typing error in the zone name, .254 query through a public resolver,
-// .255 excessive queries), codes the zone's ErrorMatch names, and records
-// of the wrong type. A timeout, SERVFAIL or REFUSED, or a truncated or
-// garbled response, fails with ErrLookup after Config.Retries more
-// attempts; a truncated UDP answer is first asked again over TCP.
+// .255 excessive queries) and codes the zone's ErrorMatch names. Records
+// of other types do not answer the question and are left out. A timeout,
+// SERVFAIL or REFUSED, or a garbled response, fails with ErrLookup once
+// the resolver's attempts are spent (Config.Resolver, a
+// route/resolver.Resolver: each server in turn, a truncated UDP answer
+// asked again over TCP).
 //
 // A failed zone counts as not listing the subject and appears in
 // Result.Errors. Its OnError, a postern.ErrorPolicy, decides the rest. The
@@ -43,12 +45,15 @@
 //
 // # Cache
 //
-// Answers are cached for their TTL, kept between CacheMinTTL and
-// CacheMaxTTL (1 minute and 1 hour by default; a TTL with the top bit set
-// counts as 0, RFC 2181 §8). "Not listed" is cached for the SOA minimum
-// of the negative answer (RFC 2308 §5), at most CacheNegativeMaxTTL (10
-// minutes), and not at all without an SOA. Failures are not cached.
-// Concurrent checks of the same subject share one query.
+// The resolver keeps answers: for their TTL, between its MinTTL and
+// MaxTTL (1 minute and 1 hour by default, as Postfix's postscreen; a TTL
+// with the top bit set counts as 0, RFC 2181 §8); "not listed" for the
+// SOA minimum of the negative answer (RFC 2308 §5), at most its
+// NegativeMaxTTL (10 minutes), and not at all without an SOA. Failures
+// are not kept. Concurrent checks of the same subject share one query. A
+// check whose answers are all cached asks nothing and starts no
+// goroutine. Sharing the resolver with SPF, DKIM and routing shares the
+// cache.
 //
 // # Health checks
 //
@@ -83,8 +88,12 @@
 //
 // # Example
 //
+//	res, err := resolver.New(resolver.Config{Servers: []string{"127.0.0.1"}}) // a local recursive resolver
+//	if err != nil {
+//		return err
+//	}
 //	ck, err := dnsbl.New(dnsbl.Config{
-//		Resolvers: []string{"127.0.0.1:53"}, // a local recursive resolver
+//		Resolver: res,
 //		Zones: []dnsbl.Zone{
 //			{Name: "zen.spamhaus.org", TXT: true, Codes: []dnsbl.Code{
 //				{Match: "127.0.0.2-127.0.0.9", Weight: 1},     // SBL, CSS, XBL

@@ -3,55 +3,40 @@ package dnsbl_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"strings"
-
-	"github.com/miekg/dns"
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/dnsbl"
+	"github.com/postern/postern/route/resolver"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
-// serveZone starts a DNS server on loopback answering for bl.example:
-// 192.0.2.99 and the test point 127.0.0.2 are listed, with a TXT record.
-func serveZone() (addr string, stop func()) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	listed := map[string]bool{"99.2.0.192.bl.example.": true, "2.0.0.127.bl.example.": true}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		name := strings.ToLower(q.Name)
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 300}
-		switch {
-		case !listed[name]:
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeA:
-			m.Answer = []dns.RR{&dns.A{Hdr: hdr, A: net.IPv4(127, 0, 0, 2)}}
-		case q.Qtype == dns.TypeTXT:
-			m.Answer = []dns.RR{&dns.TXT{Hdr: hdr, Txt: []string{"https://bl.example/?ip=192.0.2.99"}}}
-		}
-		w.WriteMsg(m)
-	})
-	srv := &dns.Server{PacketConn: pc, Handler: h}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	return pc.LocalAddr().String(), func() { srv.Shutdown() }
-}
-
 func Example() {
-	addr, stop := serveZone()
-	defer stop()
+	// A DNS server on loopback answering for bl.example: 192.0.2.99 and
+	// the test point 127.0.0.2 are listed, with a TXT record.
+	srv, err := dnstest.NewServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Close()
+	srv.MustAddZone(`
+$ORIGIN bl.example.
+99.2.0.192 A   127.0.0.2
+99.2.0.192 TXT "https://bl.example/?ip=192.0.2.99"
+2.0.0.127  A   127.0.0.2
+`)
 	ctx := context.Background()
 
+	// In production: a local recursive resolver, shared with the other
+	// DNS users of the program.
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	ck, err := dnsbl.New(dnsbl.Config{
-		Resolvers: []string{addr},
+		Resolver: res,
 		Zones: []dnsbl.Zone{
 			{Name: "BL.Example.", TXT: true, OnError: postern.OnErrorTempFail},
 		},

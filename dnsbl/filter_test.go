@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/route/resolver"
 )
 
 func newConn(ip string) *postern.Conn {
@@ -41,7 +42,8 @@ func TestFilterConfig(t *testing.T) {
 	assert.ErrorIs(t, err, ErrConfig)
 	_, err = NewFilter(FilterConfig{Checker: c, EnforceAt: postern.StageData})
 	assert.ErrorIs(t, err, ErrConfig)
-	ipOnly := newChecker(t, nil, Config{Resolvers: []string{"127.0.0.1"}, Zones: []Zone{{Name: "bl.test"}}})
+	ipOnly := newChecker(t, nil, Config{Resolver: newResolver(t, nil, resolver.Config{Servers: []string{"127.0.0.1"}}),
+		Zones: []Zone{{Name: "bl.test"}}})
 	_, err = NewFilter(FilterConfig{Checker: ipOnly, CheckSender: true})
 	assert.ErrorIs(t, err, ErrConfig, "RHSBL checks need domain zones")
 	f, err := NewFilter(FilterConfig{Checker: c})

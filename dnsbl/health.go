@@ -112,8 +112,8 @@ func (c *Checker) checkZone(ctx context.Context, z *zone) ZoneHealth {
 	var pos, neg answer
 	var posErr, negErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { pos, posErr = c.query(ctx, z.timeout, listedName, dns.TypeA) })
-	wg.Go(func() { neg, negErr = c.query(ctx, z.timeout, notListedName, dns.TypeA) })
+	wg.Go(func() { pos, posErr = c.probe(ctx, z, listedName) })
+	wg.Go(func() { neg, negErr = c.probe(ctx, z, notListedName) })
 	wg.Wait()
 
 	prev := z.state.p.Load()
@@ -158,6 +158,16 @@ func (c *Checker) checkZone(ctx context.Context, z *zone) ZoneHealth {
 		c.log.LogAttrs(ctx, slog.LevelInfo, "dnsbl zone passed its health check; it is asked again", attrs...)
 	}
 	return h
+}
+
+// probe asks the A records of a test point, bypassing the cache.
+func (c *Checker) probe(ctx context.Context, z *zone, qname string) (answer, error) {
+	if z.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, z.timeout)
+		defer cancel()
+	}
+	return readAnswer(c.res.Exchange(ctx, qname, dns.TypeA))
 }
 
 // RunHealthChecks runs CheckHealth at once and then every

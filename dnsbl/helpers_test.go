@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,15 +16,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern/internal/testutil"
+	"github.com/postern/postern/route/resolver"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 var bg = context.Background()
 
-// response is what the test server answers for one (name, type).
+// response is how the test server answers one (name, type).
 type response struct {
 	rcode  int
 	answer []dns.RR
-	ns     []dns.RR
 	delay  time.Duration
 	// silent never answers.
 	silent bool
@@ -34,55 +34,17 @@ type response struct {
 	truncUDP bool
 }
 
-// testDNS is an in-process authoritative server for test zones, on UDP
-// and TCP of the same loopback port. Names it does not know get NXDOMAIN
-// with an SOA whose MINIMUM is soaMin.
-type testDNS struct {
-	addr string
+// testDNS is the DNS of the tests: a dnstest server (names it does not
+// know get NXDOMAIN with an SOA whose MINIMUM is 300).
+type testDNS struct{ *dnstest.Server }
 
-	mu     sync.Mutex
-	names  map[string]response
-	counts map[string]int
-	tcp    int
-	soaMin uint32
-}
+func startDNS(t testing.TB) *testDNS { return &testDNS{dnstest.Start(t)} }
 
-func startDNS(t testing.TB) *testDNS {
-	t.Helper()
-	s := &testDNS{names: make(map[string]response), counts: make(map[string]int), soaMin: 300}
-	var pc net.PacketConn
-	var l net.Listener
-	for i := 0; ; i++ {
-		var err error
-		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
-		require.NoError(t, err)
-		port := pc.LocalAddr().(*net.UDPAddr).Port
-		l, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err == nil {
-			break
-		}
-		pc.Close()
-		require.Less(t, i, 20, "no port free on both UDP and TCP: %v", err)
-	}
-	s.addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: s}, {Listener: l, Handler: s}} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
-		<-started
-		t.Cleanup(func() { srv.Shutdown() })
-	}
-	return s
-}
-
-func key(name string, qtype uint16) string {
-	return strings.ToLower(dns.Fqdn(name)) + "/" + dns.TypeToString[qtype]
-}
-
+// set makes (name, qtype) answer as r says.
 func (s *testDNS) set(name string, qtype uint16, r response) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.names[key(name, qtype)] = r
+	s.Remove(name, qtype)
+	s.Add(r.answer...)
+	s.Set(name, qtype, dnstest.Reply{Rcode: r.rcode, Drop: r.silent, Delay: r.delay, TruncateUDP: r.truncUDP})
 }
 
 // listA makes name answer A records with ttl.
@@ -105,97 +67,40 @@ func aRRs(name string, ttl uint32, addrs ...string) []dns.RR {
 	return rrs
 }
 
-func soa(zone string, ttl, minimum uint32) *dns.SOA {
-	return &dns.SOA{Hdr: dns.RR_Header{Name: dns.Fqdn(zone), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
-		Ns: "ns." + dns.Fqdn(zone), Mbox: "hostmaster." + dns.Fqdn(zone), Serial: 1,
-		Refresh: 3600, Retry: 600, Expire: 86400, Minttl: minimum}
-}
-
 // queries returns how many times (name, type) was asked.
-func (s *testDNS) queries(name string, qtype uint16) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts[key(name, qtype)]
-}
+func (s *testDNS) queries(name string, qtype uint16) int { return s.Queries(name, qtype) }
 
-func (s *testDNS) total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.counts {
-		n += c
-	}
-	return n
-}
-
-func (s *testDNS) tcpQueries() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.tcp
-}
-
-func (s *testDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	if len(r.Question) != 1 {
-		return
-	}
-	q := r.Question[0]
-	k := key(q.Name, q.Qtype)
-	tcp := w.LocalAddr().Network() == "tcp"
-	s.mu.Lock()
-	s.counts[k]++
-	if tcp {
-		s.tcp++
-	}
-	rep, ok := s.names[k]
-	soaMin := s.soaMin
-	s.mu.Unlock()
-	if rep.delay > 0 {
-		time.Sleep(rep.delay)
-	}
-	if rep.silent {
-		return
-	}
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	switch {
-	case !ok:
-		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{soa(zoneOf(q.Name), 3600, soaMin)}
-	case rep.truncUDP && !tcp:
-		m.Truncated = true
-	default:
-		m.Rcode, m.Answer, m.Ns = rep.rcode, rep.answer, rep.ns
-	}
-	w.WriteMsg(m)
-}
-
-// zoneOf guesses the zone of a test name: its last two labels.
-func zoneOf(name string) string {
-	labels := dns.SplitDomainName(name)
-	if len(labels) < 2 {
-		return name
-	}
-	return strings.Join(labels[len(labels)-2:], ".") + "."
-}
+func (s *testDNS) total() int { return s.Queries("", 0) }
 
 // fakeClock is the cache's clock.
 type fakeClock = testutil.Clock
 
 func newClock() *fakeClock { return testutil.NewClock() }
 
-// newChecker builds a Checker asking s, with a short timeout and no
-// retries unless cfg says otherwise.
-func newChecker(t testing.TB, s *testDNS, cfg Config) *Checker {
+// newResolver asks s with a short timeout and one attempt unless cfg
+// says otherwise.
+func newResolver(t testing.TB, s *testDNS, cfg resolver.Config) *resolver.Resolver {
 	t.Helper()
-	if cfg.Resolvers == nil && s != nil {
-		cfg.Resolvers = []string{s.addr}
+	if cfg.Servers == nil {
+		cfg.Servers = []string{s.Addr}
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 300 * time.Millisecond
 	}
-	if cfg.Retries == 0 {
-		cfg.Retries = -1
+	if cfg.Attempts == 0 {
+		cfg.Attempts = 1
+	}
+	r, err := resolver.New(cfg)
+	require.NoError(t, err)
+	return r
+}
+
+// newChecker builds a Checker asking s through newResolver unless cfg
+// has a Resolver.
+func newChecker(t testing.TB, s *testDNS, cfg Config) *Checker {
+	t.Helper()
+	if cfg.Resolver == nil {
+		cfg.Resolver = newResolver(t, s, resolver.Config{})
 	}
 	c, err := New(cfg)
 	require.NoError(t, err)
@@ -240,8 +145,8 @@ func parseIPQueryName(name, zone string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// rawUDP is a UDP "server" that answers every packet with what reply
-// makes of it (nil: no answer).
+// rawUDP is not a DNS server: it answers every packet with what reply
+// makes of it (nil: no answer), for garbage on the wire.
 func rawUDP(t testing.TB, reply func(req []byte) []byte) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -276,10 +181,4 @@ type syncBuffer = testutil.SyncBuffer
 
 func newTextLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-func (s *testDNS) setSOAMin(v uint32) {
-	s.mu.Lock()
-	s.soaMin = v
-	s.mu.Unlock()
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/postern/postern/route/resolver"
 )
 
 const hexDigits = "0123456789abcdef"
@@ -94,129 +96,42 @@ func domainQueryName(domain, zone string) (string, bool) {
 }
 
 // answer is what a lookup learned: the A records that are DNSBL return
-// codes (none: not listed) or the TXT text, and how long it may be cached.
+// codes (none: not listed), or the TXT text.
 type answer struct {
 	addrs []netip.Addr
 	txt   string
-	// ttl in seconds, as received; cacheable is false when the response
-	// gave no TTL to honour (a negative answer without SOA, RFC 2308 §5).
-	ttl       uint32
-	negative  bool
-	cacheable bool
 }
 
-// maxChain bounds the CNAME chain followed inside one response.
-const maxChain = 8
-
-// decodeAnswer interprets a response to the query (qname, qtype). It
-// returns a lookup error (ErrLookup) for anything but a well-formed
-// NOERROR or NXDOMAIN answer to this very question, and ErrBadAnswer for
-// an answer that no DNSBL may give: an A record outside 127.0.0.0/8 (RFC
-// 5782 §2.3; a lapsed zone whose domain now resolves to a parking page
-// would otherwise list everyone) or in 127.255.255.0/24 (Spamhaus: query
-// refused), or a record of the wrong type. A dangling CNAME is an empty
-// answer (RFC 2308 §2.2). qtype is dns.TypeA or dns.TypeTXT.
-func decodeAnswer(qname string, qtype uint16, m *dns.Msg) (answer, error) {
-	if m == nil {
-		return answer{}, fmt.Errorf("%w: no response", ErrLookup)
+// readAnswer interprets the resolver's answer to an A or TXT query. A
+// lookup error becomes ErrLookup; NXDOMAIN and "no data" (RFC 2308 §2.2,
+// a dangling CNAME included) mean "not listed". An A record outside
+// 127.0.0.0/8 is ErrBadAnswer (RFC 5782 §2.3: a lapsed zone whose domain
+// now resolves to a parking page would otherwise list everyone), and so
+// is one in 127.255.255.0/24 (Spamhaus: query refused). Records of other
+// types do not answer the question; the resolver leaves them out.
+func readAnswer(a resolver.Answer, err error) (answer, error) {
+	if err != nil {
+		return answer{}, fmt.Errorf("%w: %w", ErrLookup, err)
 	}
-	if !m.Response || m.Opcode != dns.OpcodeQuery {
-		return answer{}, fmt.Errorf("%w: not a query response", ErrLookup)
-	}
-	if len(m.Question) != 1 || !strings.EqualFold(m.Question[0].Name, qname) ||
-		m.Question[0].Qtype != qtype || m.Question[0].Qclass != dns.ClassINET {
-		return answer{}, fmt.Errorf("%w: response to another question", ErrLookup)
-	}
-	if m.Truncated {
-		return answer{}, fmt.Errorf("%w: truncated response", ErrLookup)
-	}
-	switch m.Rcode {
-	case dns.RcodeSuccess:
-	case dns.RcodeNameError:
-		return negativeAnswer(m), nil
-	default:
-		return answer{}, fmt.Errorf("%w: %s", ErrLookup, rcodeName(m.Rcode))
-	}
-
-	// Follow the CNAME chain from qname (RFC 1034 §3.6.2); records owned
-	// by other names are not about our question and are ignored.
-	var a answer
-	name := qname
-	ttl := uint32(1<<32 - 1)
+	var out answer
 	var txts []string
-	for hop := 0; ; hop++ {
-		next := ""
-		for _, rr := range m.Answer {
-			h := rr.Header()
-			if !strings.EqualFold(h.Name, name) || h.Class != dns.ClassINET {
-				continue
+	for _, rr := range a.Records {
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip, _ := netip.AddrFromSlice(rr.A.To4())
+			if !ip.Is4() || !loopback8.Contains(ip) {
+				return answer{}, fmt.Errorf("%w: %s is outside 127.0.0.0/8", ErrBadAnswer, ip)
 			}
-			switch rr := rr.(type) {
-			case *dns.CNAME:
-				if next == "" {
-					next = rr.Target
-					ttl = min(ttl, h.Ttl)
-				}
-			case *dns.A:
-				if qtype != dns.TypeA {
-					return answer{}, fmt.Errorf("%w: A record in answer to TXT query", ErrBadAnswer)
-				}
-				ip, _ := netip.AddrFromSlice(rr.A.To4())
-				if !ip.Is4() || !loopback8.Contains(ip) {
-					return answer{}, fmt.Errorf("%w: %s is outside 127.0.0.0/8", ErrBadAnswer, ip)
-				}
-				if refusedNet.Contains(ip) {
-					return answer{}, fmt.Errorf("%w: %s (%s)", ErrBadAnswer, ip, refusedMeaning(ip))
-				}
-				a.addrs = append(a.addrs, ip)
-				ttl = min(ttl, h.Ttl)
-			case *dns.TXT:
-				if qtype != dns.TypeTXT {
-					return answer{}, fmt.Errorf("%w: TXT record in answer to A query", ErrBadAnswer)
-				}
-				txts = append(txts, strings.Join(rr.Txt, ""))
-				ttl = min(ttl, h.Ttl)
-			case *dns.RRSIG:
-			default:
-				return answer{}, fmt.Errorf("%w: %s record in answer to %s query", ErrBadAnswer,
-					dns.TypeToString[h.Rrtype], dns.TypeToString[qtype])
+			if refusedNet.Contains(ip) {
+				return answer{}, fmt.Errorf("%w: %s (%s)", ErrBadAnswer, ip, refusedMeaning(ip))
 			}
-		}
-		if len(a.addrs) > 0 || len(txts) > 0 || next == "" {
-			break
-		}
-		if hop == maxChain {
-			return answer{}, fmt.Errorf("%w: CNAME chain longer than %d", ErrLookup, maxChain)
-		}
-		name = next
-	}
-	if len(a.addrs) == 0 && len(txts) == 0 {
-		return negativeAnswer(m), nil // NODATA, RFC 2308 §2.2
-	}
-	a.txt = sanitizeTXT(strings.Join(txts, "; "))
-	a.ttl, a.cacheable = ttl, true
-	return a, nil
-}
-
-// negativeAnswer takes the negative TTL from the SOA in the authority
-// section: the smaller of its TTL and its MINIMUM field (RFC 2308 §5).
-// Without an SOA the answer is not cached.
-func negativeAnswer(m *dns.Msg) answer {
-	a := answer{negative: true}
-	for _, rr := range m.Ns {
-		if soa, ok := rr.(*dns.SOA); ok {
-			a.ttl, a.cacheable = min(soa.Hdr.Ttl, soa.Minttl), true
-			break
+			out.addrs = append(out.addrs, ip)
+		case *dns.TXT:
+			txts = append(txts, strings.Join(rr.Txt, ""))
 		}
 	}
-	return a
-}
-
-func rcodeName(rc int) string {
-	if s, ok := dns.RcodeToString[rc]; ok {
-		return s
-	}
-	return fmt.Sprintf("rcode %d", rc)
+	out.txt = sanitizeTXT(strings.Join(txts, "; "))
+	return out, nil
 }
 
 // refusedMeaning names the Spamhaus error codes (Spamhaus "DNSBL usage"

@@ -72,7 +72,7 @@ type Zone struct {
 	// (421 at connect) so the client retries; postern.OnErrorReject
 	// answers 550 5.7.1 (554 at connect) instead.
 	OnError postern.ErrorPolicy
-	// Timeout bounds one attempt of a query to this zone; 0 means
+	// Timeout bounds this zone's lookup (A and TXT queries); 0 means
 	// Config.Timeout.
 	Timeout time.Duration
 	// TXT asks for the zone's TXT record when the subject is listed, for

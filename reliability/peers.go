@@ -6,16 +6,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/postern/postern/internal/proc"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 // daemon is a peer server process started for a scenario.
@@ -165,17 +164,12 @@ func (s *suite) startRedis(ctx context.Context) (*daemon, error) {
 	}, prog, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
 }
 
-// dnsZone is an in-process DNS server (miekg/dns, real DNS over UDP on
-// loopback). It knows A records and MX records by name; other names are
-// NXDOMAIN (RFC 5782 §2.1, §2.3 for the block lists).
+// dnsZone is the relay's DNS: a dnstest server (real DNS over UDP and
+// TCP on loopback). It knows A records and MX records by name; other
+// names are NXDOMAIN (RFC 5782 §2.1, §2.3 for the block lists).
 type dnsZone struct {
+	*dnstest.Server
 	addr string
-	srv  *dns.Server
-	a    map[string]net.IP // lower-case FQDN -> address
-	mx   map[string]string // lower-case FQDN -> exchange host
-
-	mu      sync.Mutex
-	queries int
 }
 
 // startDNS serves a block list: each listed name answers 127.0.0.2.
@@ -190,57 +184,21 @@ func (s *suite) startDNS(listed ...string) (*dnsZone, error) {
 // startDNSZone serves the A records a (name -> IP) and the MX records mx
 // (name -> exchange host, preference 10).
 func (s *suite) startDNSZone(a, mx map[string]string) (*dnsZone, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	srv, err := dnstest.NewServer()
 	if err != nil {
-		return nil, err
-	}
-	z := &dnsZone{addr: pc.LocalAddr().String(), a: map[string]net.IP{}, mx: map[string]string{}}
-	for n, ip := range a {
-		z.a[strings.ToLower(dns.Fqdn(n))] = net.ParseIP(ip)
-	}
-	for n, host := range mx {
-		z.mx[strings.ToLower(dns.Fqdn(n))] = dns.Fqdn(host)
-	}
-	z.srv = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve)}
-	started := make(chan struct{})
-	failed := make(chan error, 1)
-	z.srv.NotifyStartedFunc = func() { close(started) }
-	go func() { failed <- z.srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-failed:
 		return nil, fmt.Errorf("reliability: DNS server: %w", err)
 	}
-	s.onClose(func() { _ = z.srv.Shutdown() })
-	return z, nil
-}
-
-func (z *dnsZone) serve(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	z.mu.Lock()
-	z.queries++
-	z.mu.Unlock()
-	if len(req.Question) == 1 {
-		q := req.Question[0]
-		name := strings.ToLower(q.Name)
-		ip, hasA := z.a[name]
-		host, hasMX := z.mx[name]
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 60}
-		switch {
-		case !hasA && !hasMX:
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeA && hasA && ip.To4() != nil:
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip})
-		case q.Qtype == dns.TypeMX && hasMX:
-			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: 10, Mx: host})
+	s.onClose(srv.Close)
+	for n, ip := range a {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, fmt.Errorf("reliability: DNS server: %s: %q is not an address", n, ip)
 		}
+		srv.AddA(n, ip)
 	}
-	_ = w.WriteMsg(m)
+	for n, host := range mx {
+		srv.AddMX(n, 10, host)
+	}
+	return &dnsZone{Server: srv, addr: srv.Addr}, nil
 }
 
-func (z *dnsZone) queryCount() int {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	return z.queries
-}
+func (z *dnsZone) queryCount() int { return z.Queries("", 0) }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/route/resolver"
 )
 
 func benchTable(b *testing.B) *Table {
@@ -65,3 +67,31 @@ func BenchmarkDeliverReuse(b *testing.B) { benchDeliver(b, TransportConfig{}) }
 
 // BenchmarkDeliverNoReuse connects, greets and quits for every message.
 func BenchmarkDeliverNoReuse(b *testing.B) { benchDeliver(b, TransportConfig{DisableConnCache: true}) }
+
+// BenchmarkResolveMX resolves a domain by MX: the MX query, then the A
+// and AAAA queries of its two hosts, against the test server on
+// loopback; answers cached, or asked every time.
+func BenchmarkResolveMX(b *testing.B) {
+	d := startDNS(b)
+	addRR(b, d, "bench.example. MX 10 mx1.bench.example.", "bench.example. MX 20 mx2.bench.example.",
+		"mx1.bench.example. A 192.0.2.1", "mx2.bench.example. A 192.0.2.2")
+	for _, bc := range []struct {
+		name  string
+		cache int
+	}{{"cached", 0}, {"uncached", -1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := newTestRouter(b, d, RouterConfig{Resolver: testResolver(b, d, resolver.Config{CacheSize: bc.cache})})
+			rt, err := r.Route("user@bench.example")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				p, err := r.Resolve(bg, rt)
+				if err != nil || len(p.Targets) != 2 {
+					b.Fatal(p, err)
+				}
+			}
+		})
+	}
+}

@@ -29,7 +29,9 @@
 // while a new one has errors; errors name the file and line
 // ("mailertable:12: ...").
 //
-// Resolve turns a route into addresses with miekg/dns (RFC 5321 §5.1):
+// Resolve turns a route into addresses (RFC 5321 §5.1), asking
+// RouterConfig.Resolver, a route/resolver.Resolver whose cache the
+// program's other DNS users share:
 // MX records in preference order, equal preferences shuffled; no MX
 // means the domain's own A/AAAA records (implicit MX); a null MX (RFC
 // 7505) fails with 556 5.1.10, a domain that does not exist with 550

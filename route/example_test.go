@@ -12,6 +12,8 @@ import (
 
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/resolver"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 // A site's mailertable, unchanged from sendmail: where does mail go?
@@ -25,9 +27,15 @@ old.example  error:5.1.6:550 This domain has moved
 		fmt.Println(err)
 		return
 	}
+	// Route asks no DNS; Resolve would ask this resolver.
+	res, err := resolver.New(resolver.Config{Servers: []string{"127.0.0.1:53"}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	r, err := route.NewRouter(route.RouterConfig{
 		Mailertable:    table,
-		Resolvers:      []string{"127.0.0.1:53"}, // not asked by Route
+		Resolver:       res,
 		FallbackRelays: []string{"[relay2.nix.co.jj]"},
 		RelayDomains:   []string{"nix.co.jj", ".nix.co.jj"},
 	})
@@ -85,7 +93,8 @@ func ExampleTransport() {
 
 	host, port, _ := net.SplitHostPort(l.Addr().String())
 	table, _ := route.ParseMailertable(strings.NewReader("nix.co.jj esmtp:["+host+"]:"+port+"\n"), "mailertable")
-	r, _ := route.NewRouter(route.RouterConfig{Mailertable: table, Resolvers: []string{"127.0.0.1:53"}})
+	res, _ := resolver.New(resolver.Config{Servers: []string{"127.0.0.1:53"}})
+	r, _ := route.NewRouter(route.RouterConfig{Mailertable: table, Resolver: res})
 	tr, err := route.NewTransport(route.TransportConfig{Router: r, Hostname: "relay1.nix.co.jj"})
 	if err != nil {
 		fmt.Println(err)
@@ -119,4 +128,41 @@ func ExampleTransport() {
 	// nobody@nix.co.jj 550 5.1.1
 	// alice@nix.co.jj valid
 	// nobody@nix.co.jj invalid 550 5.1.1 <nobody@nix.co.jj>: Recipient address rejected: User unknown
+}
+
+// Resolve a domain by its MX records (the DNS here is a test server).
+func ExampleRouter_Resolve() {
+	srv, err := dnstest.NewServer()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Close()
+	srv.MustAddZone(`
+$ORIGIN example.net.
+@    MX 10 mx1
+@    MX 20 mx2
+mx1  A  192.0.2.1
+mx2  A  192.0.2.2
+`)
+	srv.MustAddZone("nomail.example. MX 0 .")
+	res, err := resolver.New(resolver.Config{Servers: []string{srv.Addr}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r, _ := route.NewRouter(route.RouterConfig{Resolver: res})
+	for _, rcpt := range []string{"bob@example.net", "carol@nomail.example", "dave@gone.example"} {
+		rt, _ := r.Route(rcpt)
+		p, err := r.Resolve(context.Background(), rt)
+		if err != nil {
+			fmt.Println(rcpt, err.(*route.Failure).Reply)
+			continue
+		}
+		fmt.Println(rcpt, p.Targets)
+	}
+	// Output:
+	// bob@example.net [mx1.example.net[192.0.2.1]:25 mx2.example.net[192.0.2.2]:25]
+	// carol@nomail.example 556 5.1.10 Recipient address rejected: nomail.example does not accept mail (null MX)
+	// dave@gone.example 550 5.1.2 Host or domain name not found: gone.example
 }

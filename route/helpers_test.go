@@ -22,112 +22,39 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/route/resolver"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 var bg = context.Background()
 
 // ---- DNS ----
 
-// testDNS is an in-process DNS server on 127.0.0.1 (UDP) that answers
-// like a recursive resolver: CNAME chains are followed into the answer.
-// Names it has no record for get NXDOMAIN.
-type testDNS struct {
-	addr string
+// startDNS serves DNS for a test on loopback.
+func startDNS(t testing.TB) *dnstest.Server { return dnstest.Start(t) }
 
-	mu      sync.Mutex
-	rrs     map[string][]dns.RR // "name/TYPE"
-	names   map[string]bool
-	rcodes  map[string]int // "name/TYPE" → rcode
-	silent  map[string]bool
-	queries atomic.Int64
+// addRR adds records in zone-file syntax, one a string.
+func addRR(t testing.TB, d *dnstest.Server, records ...string) {
+	t.Helper()
+	require.NoError(t, d.AddZone(strings.Join(records, "\n")))
 }
 
-func startDNS(t testing.TB) *testDNS {
+// testResolver asks d ("127.0.0.1:1", where nothing answers, for nil).
+func testResolver(t testing.TB, d *dnstest.Server, cfg resolver.Config) *resolver.Resolver {
 	t.Helper()
-	s := &testDNS{rrs: map[string][]dns.RR{}, names: map[string]bool{}, rcodes: map[string]int{}, silent: map[string]bool{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	cfg.Servers = []string{"127.0.0.1:1"}
+	if d != nil {
+		cfg.Servers = []string{d.Addr}
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	r, err := resolver.New(cfg)
 	require.NoError(t, err)
-	s.addr = pc.LocalAddr().String()
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(s.serve)}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return s
-}
-
-func dnsKey(name string, t uint16) string {
-	return strings.ToLower(dns.Fqdn(name)) + "/" + dns.TypeToString[t]
-}
-
-// add adds records in zone-file syntax.
-func (s *testDNS) add(t testing.TB, records ...string) {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range records {
-		rr, err := dns.NewRR(r)
-		require.NoError(t, err, r)
-		h := rr.Header()
-		s.rrs[dnsKey(h.Name, h.Rrtype)] = append(s.rrs[dnsKey(h.Name, h.Rrtype)], rr)
-		s.names[strings.ToLower(h.Name)] = true
-	}
-}
-
-func (s *testDNS) rcode(name string, t uint16, rcode int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rcodes[dnsKey(name, t)] = rcode
-	s.names[strings.ToLower(dns.Fqdn(name))] = true
-}
-
-func (s *testDNS) hang(name string, t uint16) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.silent[dnsKey(name, t)] = true
-}
-
-func (s *testDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
-	s.queries.Add(1)
-	m := new(dns.Msg)
-	m.SetReply(r)
-	if len(r.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := r.Question[0]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.silent[dnsKey(q.Name, q.Qtype)] {
-		return
-	}
-	name := q.Name
-	for range 10 {
-		if rc, ok := s.rcodes[dnsKey(name, q.Qtype)]; ok {
-			m.Rcode = rc
-			break
-		}
-		if rrs := s.rrs[dnsKey(name, q.Qtype)]; len(rrs) > 0 {
-			m.Answer = append(m.Answer, rrs...)
-			break
-		}
-		if c := s.rrs[dnsKey(name, dns.TypeCNAME)]; len(c) > 0 && q.Qtype != dns.TypeCNAME {
-			m.Answer = append(m.Answer, c[0])
-			name = c[0].(*dns.CNAME).Target
-			continue
-		}
-		if !s.names[strings.ToLower(name)] {
-			m.Rcode = dns.RcodeNameError
-		}
-		break
-	}
-	w.WriteMsg(m)
+	return r
 }
 
 // ---- certificates ----

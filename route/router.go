@@ -12,19 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/route/resolver"
 )
 
-// Defaults of RouterConfig.
-const (
-	DefaultDNSTimeout     = 5 * time.Second
-	DefaultDNSAttempts    = 2
-	DefaultMXAddressLimit = 5
-)
+// DefaultMXAddressLimit is the default of RouterConfig.MXAddressLimit.
+const DefaultMXAddressLimit = 5
 
 // RouterConfig configures a Router. The zero value routes every
 // recipient by MX with the resolvers of /etc/resolv.conf.
@@ -73,15 +67,11 @@ type RouterConfig struct {
 	// machine. Without ListenAddrs such a hop is a loop when its address
 	// is in LocalAddrs, whatever the port.
 	ListenAddrs []netip.AddrPort
-	// Resolvers are the DNS servers asked, "addr:port" or "addr" (port
-	// 53). Empty means the nameservers of /etc/resolv.conf, read by
-	// NewRouter.
-	Resolvers []string
-	// DNSTimeout bounds one query to one server (DefaultDNSTimeout).
-	DNSTimeout time.Duration
-	// DNSAttempts is how many times each resolver is tried
-	// (DefaultDNSAttempts).
-	DNSAttempts int
+	// Resolver answers the MX and address queries: a
+	// *resolver.Resolver, shared with the other DNS users of the
+	// program so they share its cache. Nil means resolver.New with its
+	// defaults (the nameservers of /etc/resolv.conf), made by NewRouter.
+	Resolver Resolver
 	// Port is the SMTP port of hosts given without one and of mail
 	// exchangers (DefaultSMTPPort); LMTPPort the same for LMTP
 	// (DefaultLMTPPort).
@@ -195,7 +185,7 @@ type Router struct {
 	localNames  map[string]bool
 	localAddrs  []netip.Prefix
 	listenAddrs []netip.AddrPort
-	dns         *dnsClient
+	dns         Resolver
 	port        uint16
 	lmtpPort    uint16
 	network     string
@@ -280,21 +270,14 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		}
 		r.localAddrs = append(r.localAddrs, p)
 	}
-	servers, err := resolvers(cfg.Resolvers)
-	if err != nil {
-		return nil, err
+	r.dns = cfg.Resolver
+	if r.dns == nil {
+		res, err := resolver.New(resolver.Config{Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		r.dns = res
 	}
-	timeout, attempts := cfg.DNSTimeout, cfg.DNSAttempts
-	if timeout < 0 || attempts < 0 {
-		return nil, fmt.Errorf("%w: negative DNSTimeout or DNSAttempts", ErrConfig)
-	}
-	if timeout == 0 {
-		timeout = DefaultDNSTimeout
-	}
-	if attempts == 0 {
-		attempts = DefaultDNSAttempts
-	}
-	r.dns = newDNSClient(servers, timeout, attempts)
 	return r, nil
 }
 
@@ -343,37 +326,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-func resolvers(list []string) ([]string, error) {
-	var out []string
-	for _, s := range list {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			out = append(out, ap.String())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%w: resolver %q is not an address or address:port", ErrConfig, s)
-		}
-		out = append(out, netip.AddrPortFrom(a, 53).String())
-	}
-	if len(out) > 0 {
-		return out, nil
-	}
-	rc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-	if err != nil {
-		return nil, fmt.Errorf("%w: no Resolvers and /etc/resolv.conf: %v", ErrConfig, err)
-	}
-	for _, s := range rc.Servers {
-		if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, netip.AddrPortFrom(a, 53).String())
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: no Resolvers and none in /etc/resolv.conf", ErrConfig)
-	}
-	return out, nil
 }
 
 // domainSet matches domains as mailertable keys do: "example.com"
@@ -612,7 +564,7 @@ func (r *Router) loopFailure(what string) *Failure {
 
 // hostAddrs resolves a host name; why names the MX domain for messages.
 func (r *Router) hostAddrs(ctx context.Context, host, why string) ([]netip.Addr, *Failure) {
-	addrs, cname, err := r.dns.lookupAddrs(ctx, host, r.network)
+	addrs, cname, err := lookupAddrs(ctx, r.dns, host, r.network)
 	if cname && why != "" {
 		r.warnCNAME(ctx, why, host)
 	}
@@ -659,12 +611,13 @@ func (r *Router) warnCNAME(ctx context.Context, domain, host string) {
 func dnsText(err error) string {
 	s := err.Error()
 	s = strings.TrimPrefix(s, ErrDNS.Error()+": ")
+	s = strings.TrimPrefix(s, "resolver: ")
 	return s
 }
 
 // mxTargets expands a domain by its MX records (RFC 5321 §5.1).
 func (r *Router) mxTargets(ctx context.Context, domain string, port uint16) ([]Target, bool, *Failure) {
-	mxs, null, _, err := r.dns.lookupMX(ctx, domain)
+	mxs, null, _, err := lookupMX(ctx, r.dns, domain)
 	switch {
 	case errors.Is(err, ErrBadAddress):
 		return nil, false, failure(550, postern.ESC(5, 1, 2), "bad domain name "+domain, err)

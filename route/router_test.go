@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,17 +13,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern/internal/testutil"
+	"github.com/postern/postern/route/resolver"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
-func newTestRouter(t testing.TB, d *testDNS, cfg RouterConfig) *Router {
+func newTestRouter(t testing.TB, d *dnstest.Server, cfg RouterConfig) *Router {
 	t.Helper()
-	if d != nil {
-		cfg.Resolvers = []string{d.addr}
-	} else if cfg.Resolvers == nil {
-		cfg.Resolvers = []string{"127.0.0.1:1"}
-	}
-	if cfg.DNSTimeout == 0 {
-		cfg.DNSTimeout = 2 * time.Second
+	if cfg.Resolver == nil {
+		cfg.Resolver = testResolver(t, d, resolver.Config{})
 	}
 	r, err := NewRouter(cfg)
 	require.NoError(t, err)
@@ -56,7 +54,7 @@ func requireFailure(t *testing.T, err error, code int, esc string, sentinel erro
 
 func TestMXPreferenceOrder(t *testing.T) {
 	d := startDNS(t)
-	d.add(t,
+	addRR(t, d,
 		"example.net. 300 IN MX 20 mx2.example.net.",
 		"example.net. 300 IN MX 10 mx1.example.net.",
 		"example.net. 300 IN MX 30 mx3.example.net.",
@@ -87,7 +85,7 @@ func TestMXPreferenceOrder(t *testing.T) {
 
 func TestMXEqualPreferenceShuffled(t *testing.T) {
 	d := startDNS(t)
-	d.add(t,
+	addRR(t, d,
 		"example.net. 300 IN MX 5 first.example.net.",
 		"example.net. 300 IN MX 10 a.example.net.",
 		"example.net. 300 IN MX 10 b.example.net.",
@@ -116,27 +114,27 @@ func TestMXEqualPreferenceShuffled(t *testing.T) {
 
 func TestImplicitMX(t *testing.T) {
 	d := startDNS(t)
-	d.add(t, "nomx.example. 300 IN A 192.0.2.7", "nomx.example. 300 IN TXT \"v=spf1 -all\"")
+	addRR(t, d, "nomx.example. 300 IN A 192.0.2.7", "nomx.example. 300 IN TXT \"v=spf1 -all\"")
 	r := newTestRouter(t, d, RouterConfig{})
 	p, err := resolveDomain(t, r, "nomx.example")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"nomx.example[192.0.2.7]:25"}, targetStrings(p))
 
-	d.add(t, "noaddr.example. 300 IN TXT \"nothing\"")
+	addRR(t, d, "noaddr.example. 300 IN TXT \"nothing\"")
 	_, err = resolveDomain(t, r, "noaddr.example")
 	requireFailure(t, err, 550, "5.4.4", ErrNoAddress)
 }
 
 func TestNullMX(t *testing.T) {
 	d := startDNS(t)
-	d.add(t, "nomail.example. 300 IN MX 0 .", "nomail.example. 300 IN A 192.0.2.9")
+	addRR(t, d, "nomail.example. 300 IN MX 0 .", "nomail.example. 300 IN A 192.0.2.9")
 	r := newTestRouter(t, d, RouterConfig{FallbackRelays: []string{"[192.0.2.200]"}})
 	_, err := resolveDomain(t, r, "nomail.example")
 	f := requireFailure(t, err, 556, "5.1.10", ErrNullMX)
 	assert.True(t, f.Reply.Permanent())
 
 	// A "." next to real exchangers is ignored.
-	d.add(t, "mixed.example. 300 IN MX 0 .", "mixed.example. 300 IN MX 10 mx.mixed.example.", "mx.mixed.example. 300 IN A 192.0.2.11")
+	addRR(t, d, "mixed.example. 300 IN MX 0 .", "mixed.example. 300 IN MX 10 mx.mixed.example.", "mx.mixed.example. 300 IN A 192.0.2.11")
 	p, err := resolveDomain(t, r, "mixed.example")
 	require.NoError(t, err)
 	assert.Equal(t, []string{"mx.mixed.example[192.0.2.11]:25"}, targetStrings(p))
@@ -144,12 +142,12 @@ func TestNullMX(t *testing.T) {
 
 func TestNXDomainAndServfail(t *testing.T) {
 	d := startDNS(t)
-	d.rcode("broken.example", dns.TypeMX, dns.RcodeServerFailure)
-	d.add(t, "badmx.example. 300 IN MX 10 mx.badmx.example.")
-	d.rcode("mx.badmx.example", dns.TypeA, dns.RcodeServerFailure)
-	d.rcode("mx.badmx.example", dns.TypeAAAA, dns.RcodeServerFailure)
-	d.hang("slow.example", dns.TypeMX)
-	r := newTestRouter(t, d, RouterConfig{DNSTimeout: 200 * time.Millisecond, DNSAttempts: 1})
+	d.Set("broken.example", dns.TypeMX, dnstest.Reply{Rcode: dns.RcodeServerFailure})
+	addRR(t, d, "badmx.example. 300 IN MX 10 mx.badmx.example.")
+	d.Set("mx.badmx.example", dns.TypeA, dnstest.Reply{Rcode: dns.RcodeServerFailure})
+	d.Set("mx.badmx.example", dns.TypeAAAA, dnstest.Reply{Rcode: dns.RcodeServerFailure})
+	d.Set("slow.example", dns.TypeMX, dnstest.Reply{Drop: true})
+	r := newTestRouter(t, d, RouterConfig{Resolver: testResolver(t, d, resolver.Config{Timeout: 200 * time.Millisecond, Attempts: 1})})
 
 	_, err := resolveDomain(t, r, "does-not-exist.example")
 	f := requireFailure(t, err, 550, "5.1.2", ErrNoDomain)
@@ -166,14 +164,14 @@ func TestNXDomainAndServfail(t *testing.T) {
 	requireFailure(t, err, 451, "4.4.3", ErrDNS)
 
 	// MX host that does not exist: permanent.
-	d.add(t, "ghost.example. 300 IN MX 10 nowhere.ghost.example.")
+	addRR(t, d, "ghost.example. 300 IN MX 10 nowhere.ghost.example.")
 	_, err = resolveDomain(t, r, "ghost.example")
 	requireFailure(t, err, 550, "5.4.4", ErrNoAddress)
 }
 
 func TestInternationalisedDomain(t *testing.T) {
 	d := startDNS(t)
-	d.add(t, "xn--bcher-kva.example. 300 IN MX 10 mx.xn--bcher-kva.example.", "mx.xn--bcher-kva.example. 300 IN A 192.0.2.50")
+	addRR(t, d, "xn--bcher-kva.example. 300 IN MX 10 mx.xn--bcher-kva.example.", "mx.xn--bcher-kva.example. 300 IN A 192.0.2.50")
 	r := newTestRouter(t, d, RouterConfig{})
 	p, err := resolveDomain(t, r, "Bücher.example")
 	require.NoError(t, err)
@@ -182,7 +180,7 @@ func TestInternationalisedDomain(t *testing.T) {
 
 func TestCNAMEMX(t *testing.T) {
 	d := startDNS(t)
-	d.add(t,
+	addRR(t, d,
 		"example.org. 300 IN MX 10 alias.example.org.",
 		"alias.example.org. 300 IN CNAME real.example.org.",
 		"real.example.org. 300 IN A 192.0.2.20",
@@ -205,7 +203,7 @@ func TestCNAMEMX(t *testing.T) {
 
 func TestNumericMX(t *testing.T) {
 	d := startDNS(t)
-	d.add(t, "numeric.example. 300 IN MX 10 192.0.2.30.")
+	addRR(t, d, "numeric.example. 300 IN MX 10 192.0.2.30.")
 	var logs testutil.LogBuffer
 	r := newTestRouter(t, d, RouterConfig{Logger: logs.Logger()})
 	_, err := resolveDomain(t, r, "numeric.example")
@@ -222,7 +220,7 @@ func TestNumericMX(t *testing.T) {
 func TestMXAddressLimit(t *testing.T) {
 	d := startDNS(t)
 	for i, h := range []string{"a", "b", "c", "d"} {
-		d.add(t, "many.example. 300 IN MX "+string(rune('1'+i))+"0 "+h+".many.example.",
+		addRR(t, d, "many.example. 300 IN MX "+string(rune('1'+i))+"0 "+h+".many.example.",
 			h+".many.example. 300 IN A 192.0.2."+string(rune('1'+i)),
 			h+".many.example. 300 IN A 198.51.100."+string(rune('1'+i)))
 	}
@@ -240,7 +238,7 @@ func TestMXAddressLimit(t *testing.T) {
 
 func TestMXLoopsBackToMyself(t *testing.T) {
 	d := startDNS(t)
-	d.add(t,
+	addRR(t, d,
 		"ours.example. 300 IN MX 10 relay1.ours.example.",
 		"ours.example. 300 IN MX 20 relay2.ours.example.",
 		"relay1.ours.example. 300 IN A 198.51.100.25",
@@ -329,15 +327,16 @@ func TestRouterConfigErrors(t *testing.T) {
 		"relay":     {RelayDomains: []string{"bad..domain"}},
 		"names":     {LocalNames: []string{"x y"}},
 		"addrs":     {LocalAddrs: []string{"not-an-ip"}},
-		"resolver":  {Resolvers: []string{"dns.example"}},
-		"timeout":   {Resolvers: []string{"127.0.0.1"}, DNSTimeout: -1},
 	} {
 		_, err := NewRouter(cfg)
 		assert.ErrorIs(t, err, ErrConfig, name)
 	}
-	r, err := NewRouter(RouterConfig{Resolvers: []string{"127.0.0.1", "[::1]:5353"}})
-	require.NoError(t, err)
-	assert.Equal(t, []string{"127.0.0.1:53", "[::1]:5353"}, r.dns.servers)
+	// No Resolver: one from /etc/resolv.conf.
+	if _, err := os.Stat("/etc/resolv.conf"); err == nil {
+		r, err := NewRouter(RouterConfig{})
+		require.NoError(t, err)
+		assert.IsType(t, &resolver.Resolver{}, r.dns)
+	}
 }
 
 func TestResolveLiteralAndNetwork(t *testing.T) {

@@ -15,12 +15,14 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 func newTestTransport(t testing.TB, r *Router, cfg TransportConfig) *Transport {
@@ -162,7 +164,7 @@ func TestDeliverSTARTTLS(t *testing.T) {
 
 	// Verification against a name the certificate does not carry.
 	d := startDNS(t)
-	d.add(t, "wrong.test. 300 IN A 127.0.0.1")
+	addRR(t, d, "wrong.test. 300 IN A 127.0.0.1")
 	_, port, _ := net.SplitHostPort(s.addr)
 	r := newTestRouter(t, d, RouterConfig{Mailertable: mustTable(t, "example.net esmtp:[wrong.test]:"+port+"\n")})
 	tr = newTestTransport(t, r, TransportConfig{TLS: TLSVerify, TLSConfig: &tls.Config{RootCAs: pool}})
@@ -290,11 +292,11 @@ func TestDeliverSizeLimit(t *testing.T) {
 // (192.0.2.3) on one port; sinks on the given loopback addresses, which
 // testNetDialer reaches for the TEST-NET ones. The DNS answers are not
 // loopback: an MX pointing at loopback is a mail loop.
-func mxSetup(t *testing.T, up ...string) (*testDNS, int, map[string]*sink) {
+func mxSetup(t *testing.T, up ...string) (*dnstest.Server, int, map[string]*sink) {
 	t.Helper()
 	port := freePortOn(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
 	d := startDNS(t)
-	d.add(t,
+	addRR(t, d,
 		"example.net. 300 IN MX 10 mx1.example.net.",
 		"example.net. 300 IN MX 20 mx2.example.net.",
 		"mx1.example.net. 300 IN A 192.0.2.2",
@@ -320,7 +322,7 @@ func testNetDialer(ctx context.Context, network, addr string) (net.Conn, error) 
 // router dials: DNS must not reach this host's own services.
 func TestDeliverMXToLoopback(t *testing.T) {
 	d := startDNS(t)
-	d.add(t,
+	addRR(t, d,
 		"loop.example. 300 IN MX 10 mx.loop.example.",
 		"mx.loop.example. 300 IN A 127.0.0.1",
 		"implicit.example. 300 IN A 127.0.0.9",
@@ -378,7 +380,7 @@ func TestDeliverAllHostsDownFallback(t *testing.T) {
 	require.Len(t, fb.messages(), 1)
 
 	// DNS failing temporarily also sends mail to the fallback relay.
-	d.rcode("dnsfail.example", 15, 2) // MX → SERVFAIL
+	d.Set("dnsfail.example", dns.TypeMX, dnstest.Reply{Rcode: dns.RcodeServerFailure})
 	res = tr.Deliver(bg, delivery("a@sender.test", "b@dnsfail.example"))
 	require.Equal(t, 250, res[0].Reply.Code, res[0].Reply.Error())
 	assert.Len(t, fb.messages(), 2)

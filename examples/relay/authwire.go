@@ -11,6 +11,7 @@ import (
 	"github.com/postern/postern/auth"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/resolver"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver/access"
 )
@@ -25,12 +26,13 @@ type authParts struct {
 	senders *auth.SenderFilter // MAIL on the submission ports
 	sendMap *auth.SenderMap
 	tls     *tls.Config
-	iprev   *auth.IPRev      // reverse DNS of clients; nil with smtp.reverse_dns off
-	hosts   *auth.HostFilter // policy.helo_checks and client_checks; nil without
+	iprev   *auth.IPRev        // reverse DNS of clients; nil with smtp.reverse_dns off
+	hosts   *auth.HostFilter   // policy.helo_checks and client_checks; nil without
+	dns     *resolver.Resolver // the generation's one resolver, shared by every DNS user
 }
 
-func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
-	a := &authParts{}
+func buildAuth(s *Config, res *resolver.Resolver, log *slog.Logger) (*authParts, error) {
+	a := &authParts{dns: res}
 	if err := buildHostParts(s, a, log); err != nil {
 		return nil, err
 	}
@@ -45,10 +47,9 @@ func buildAuth(s *Config, log *slog.Logger) (*authParts, error) {
 // buildChecks makes the sender authentication of inbound mail (auth.check)
 // and the removal of forged Authentication-Results fields.
 func (a *authParts) buildChecks(s *Config, log *slog.Logger) error {
-	res := dnsResolver(s)
 	// Mail from one domain asks the same SPF, DKIM key and DMARC names
-	// again and again: keep the answers a minute.
-	res = auth.NewCachingResolver(res, auth.CacheConfig{})
+	// again and again: the resolver's cache keeps the answers.
+	res := a.dns
 	servID := s.Auth.AuthservID
 	if servID == "" {
 		servID = s.hostnameOrDefault()

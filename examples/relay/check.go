@@ -83,11 +83,15 @@ func newDryRun(s *Config, stdout, stderr io.Writer) (*dryRun, error) {
 	// Map warnings go to stderr; the decisions to stdout.
 	warnLog := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var err error
-	if dr.routing, err = buildRouting(s, warnLog, nil); err != nil {
+	res, err := newResolver(s, warnLog)
+	if err != nil {
+		return nil, err
+	}
+	if dr.routing, err = buildRouting(s, res, warnLog, nil); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*dryRun, error) { dr.routing.Close(); return nil, err }
-	if dr.ap, err = buildAuth(s, warnLog); err != nil {
+	if dr.ap, err = buildAuth(s, res, warnLog); err != nil {
 		return fail(err)
 	}
 	sc, err := buildScan(s, warnLog)

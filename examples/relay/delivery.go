@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/resolver"
 )
 
 // delivery is the outbound half of the relay: the route transport that
@@ -30,12 +31,12 @@ type delivery struct {
 // self are the sockets the relay listens on, and the host's interface
 // addresses are its own: the router refuses to deliver to them (a mail
 // loop), as Postfix refuses mail that "loops back to myself".
-func buildRouting(s *Config, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
+func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
 	d := &delivery{}
 	// sendmail's order: mailertable, local delivery, smart host, MX.
 	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.Delivery.Local,
 		SmartHost: s.Delivery.SmartHost, FallbackRelays: s.Delivery.FallbackRelays, RelayDomains: s.domains,
-		Resolvers: s.DNS.Resolvers, Logger: log, ListenAddrs: self, LocalAddrs: interfaceAddrs(log)}
+		Resolver: res, Logger: log, ListenAddrs: self, LocalAddrs: interfaceAddrs(log)}
 	if s.Hostname != "" {
 		rcfg.LocalNames = []string{s.Hostname}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/ratelimit/redisstore"
 	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/resolver"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver/access"
 )
@@ -126,7 +127,7 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 	if len(s.DNSBL.Zones)+len(s.DNSBL.Allow)+len(s.DNSBL.Domain) > 0 {
 		// The filter applies its own per-zone error policy, so a lookup
 		// failure arrives as a verdict, not an error.
-		if built[dnsbl.FilterName], err = dnsblFilter(s, log); err != nil {
+		if built[dnsbl.FilterName], err = dnsblFilter(s, ap.dns, log); err != nil {
 			return nil, err
 		}
 	}
@@ -219,7 +220,7 @@ func (s *Config) outboundExempt(ip netip.Addr) bool {
 // dnsblFilter builds the DNS list checks. A lookup that fails answers as
 // dnsbl.on_error says (by default 4xx: mail waits rather than passing
 // unchecked).
-func dnsblFilter(s *Config, log *slog.Logger) (*dnsbl.Filter, error) {
+func dnsblFilter(s *Config, res *resolver.Resolver, log *slog.Logger) (*dnsbl.Filter, error) {
 	policy := s.DNSBL.OnError
 	var zones []dnsbl.Zone
 	add := func(list []string, kind dnsbl.Kind, defWeight float64) error {
@@ -245,7 +246,7 @@ func dnsblFilter(s *Config, log *slog.Logger) (*dnsbl.Filter, error) {
 	if err := add(s.DNSBL.Domain, dnsbl.DomainZone, 1); err != nil {
 		return nil, err
 	}
-	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolvers: s.DNS.Resolvers, Logger: log})
+	c, err := dnsbl.New(dnsbl.Config{Zones: zones, Resolver: res, Logger: log})
 	if err != nil {
 		return nil, err
 	}

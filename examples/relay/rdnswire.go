@@ -9,6 +9,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/route/resolver"
 )
 
 // maxReverseDNSTimeout is the most smtp.reverse_dns_timeout may be: the
@@ -37,13 +38,16 @@ func hostChecks(helo, client []string) (auth.HostCheck, error) {
 	return hc, nil
 }
 
-// dnsResolver is the resolver of the DNS checks: the first of
-// dns.resolvers, or the system's.
-func dnsResolver(s *Config) auth.Resolver {
-	if len(s.DNS.Resolvers) > 0 {
-		return auth.NewResolver(s.DNS.Resolvers[0], 0)
+// newResolver makes a generation's one DNS resolver, which the DNS lists,
+// SPF, DKIM, DMARC, the client's host name and the host checks, and
+// delivery's MX lookups share with its cache: the servers of
+// dns.resolvers in turn, or those of /etc/resolv.conf.
+func newResolver(s *Config, log *slog.Logger) (*resolver.Resolver, error) {
+	res, err := resolver.New(resolver.Config{Servers: s.DNS.Resolvers, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("dns.resolvers: %w", err)
 	}
-	return nil
+	return res, nil
 }
 
 // buildHostParts makes the reverse DNS lookup (nil when
@@ -51,14 +55,14 @@ func dnsResolver(s *Config) auth.Resolver {
 func buildHostParts(s *Config, a *authParts, log *slog.Logger) error {
 	var err error
 	if s.SMTP.ReverseDNS {
-		if a.iprev, err = auth.NewIPRev(auth.IPRevConfig{Resolver: dnsResolver(s), Timeout: s.SMTP.ReverseDNSTimeout.Duration}); err != nil {
+		if a.iprev, err = auth.NewIPRev(auth.IPRevConfig{Resolver: a.dns, Timeout: s.SMTP.ReverseDNSTimeout.Duration}); err != nil {
 			return fmt.Errorf("smtp.reverse_dns: %w", err)
 		}
 	}
 	if s.hostChecks == 0 {
 		return nil
 	}
-	a.hosts, err = auth.NewHostFilter(auth.HostFilterConfig{Checks: s.hostChecks, Resolver: dnsResolver(s),
+	a.hosts, err = auth.NewHostFilter(auth.HostFilterConfig{Checks: s.hostChecks, Resolver: a.dns,
 		Timeout: s.SMTP.ReverseDNSTimeout.Duration, OwnNames: append([]string{s.hostnameOrDefault()}, s.localDomains...), Logger: log})
 	return err
 }

@@ -86,15 +86,18 @@ func serve(args []string, stderr io.Writer) int {
 // of one configuration. Nothing is started.
 func (r *relayServer) buildGeneration(s *Config) (*generation, error) {
 	g := &generation{s: s}
-	var err error
-	if g.routing, err = buildRouting(s, r.log, r.self); err != nil {
+	res, err := newResolver(s, r.log)
+	if err != nil {
+		return nil, err
+	}
+	if g.routing, err = buildRouting(s, res, r.log, r.self); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*generation, error) {
 		g.routing.transport.Close()
 		return nil, err
 	}
-	if g.ap, err = buildAuth(s, r.log); err != nil {
+	if g.ap, err = buildAuth(s, res, r.log); err != nil {
 		return fail(err)
 	}
 	if g.sc, err = buildScan(s, r.log); err != nil {

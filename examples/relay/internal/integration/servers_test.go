@@ -3,15 +3,17 @@ package integration
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/route/resolver/dnstest"
 )
 
 // startRedis runs a private redis-server on a free loopback port.
@@ -48,120 +50,49 @@ func startRedis(t *testing.T) (addr string, stop func()) {
 	}
 }
 
-// dnsZone is an in-process DNS server for blocklist zones and client
-// names: listed maps a query name (lower case, with the final dot) to its
-// A answer (AAAA for an IPv6 address); setPTR gives an address its PTR
-// names; setServfail and setSilent make a name fail temporarily.
+// dnsZone is the DNS of the relay under test: a dnstest server on
+// loopback. listed maps a name to its A answer (AAAA for an IPv6
+// address); setTXT and setPTR add records; setServfail and setSilent
+// make a name fail temporarily.
 type dnsZone struct {
-	mu       sync.Mutex
-	listed   map[string]string
-	txt      map[string]string
-	ptr      map[string][]string // reverse name → PTR targets
-	servfail map[string]bool
-	silent   map[string]bool // never answered: the client times out
-	asked    map[string]int  // "name TYPE" → queries
-	addr     string
+	*dnstest.Server
+	addr string
 }
 
 func startDNS(t *testing.T, listed map[string]string) *dnsZone {
 	t.Helper()
-	z := &dnsZone{listed: map[string]string{}, txt: map[string]string{}, ptr: map[string][]string{},
-		servfail: map[string]bool{}, silent: map[string]bool{}, asked: map[string]int{}}
-	for k, v := range listed {
-		z.listed[strings.ToLower(dns.Fqdn(k))] = v
+	s := dnstest.Start(t)
+	for name, ip := range listed {
+		s.AddA(name, ip)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve)}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	z.addr = pc.LocalAddr().String()
 	if os.Getenv("POSTERN_DEBUG_DNS") != "" {
-		t.Logf("dns on %s", z.addr)
+		t.Logf("dns on %s", s.Addr)
 	}
-	return z
+	return &dnsZone{Server: s, addr: s.Addr}
 }
 
-func (z *dnsZone) setTXT(name, txt string) {
-	z.mu.Lock()
-	z.txt[strings.ToLower(dns.Fqdn(name))] = txt
-	z.mu.Unlock()
-}
+func (z *dnsZone) setTXT(name, txt string) { z.AddTXT(name, txt) }
 
 // setPTR gives ip the PTR names (any number; none is NXDOMAIN).
-func (z *dnsZone) setPTR(ip string, names ...string) {
-	rev, err := dns.ReverseAddr(ip)
-	if err != nil {
-		panic(err)
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	for _, n := range names {
-		z.ptr[rev] = append(z.ptr[rev], dns.Fqdn(n))
-	}
-}
+func (z *dnsZone) setPTR(ip string, names ...string) { z.AddPTR(ip, names...) }
 
 // setServfail answers SERVFAIL for name (an address is taken as its
 // reverse name); setSilent never answers.
-func (z *dnsZone) setServfail(name string) { z.setFailing(z.servfail, name) }
-func (z *dnsZone) setSilent(name string)   { z.setFailing(z.silent, name) }
-
-func (z *dnsZone) setFailing(m map[string]bool, name string) {
-	if rev, err := dns.ReverseAddr(name); err == nil {
-		name = rev
-	}
-	z.mu.Lock()
-	m[strings.ToLower(dns.Fqdn(name))] = true
-	z.mu.Unlock()
+func (z *dnsZone) setServfail(name string) {
+	z.Set(reverseOf(name), 0, dnstest.Reply{Rcode: dns.RcodeServerFailure})
 }
+
+func (z *dnsZone) setSilent(name string) { z.Set(reverseOf(name), 0, dnstest.Reply{Drop: true}) }
 
 // queries says how often name (an address: its reverse name) was asked
 // for qtype ("A", "PTR").
 func (z *dnsZone) queries(name, qtype string) int {
-	if rev, err := dns.ReverseAddr(name); err == nil {
-		name = rev
-	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	return z.asked[strings.ToLower(dns.Fqdn(name))+" "+qtype]
+	return z.Queries(reverseOf(name), dns.StringToType[qtype])
 }
 
-func (z *dnsZone) serve(w dns.ResponseWriter, req *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(req)
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	z.mu.Lock()
-	z.asked[name+" "+dns.TypeToString[q.Qtype]]++
-	a, ok := z.listed[name]
-	txt := z.txt[name]
-	ptrs, isPTR := z.ptr[name]
-	servfail, silent := z.servfail[name], z.silent[name]
-	z.mu.Unlock()
-	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 60}
-	ip := net.ParseIP(a)
-	switch {
-	case silent:
-		return
-	case servfail:
-		m.Rcode = dns.RcodeServerFailure
-	case isPTR && q.Qtype == dns.TypePTR:
-		for _, p := range ptrs {
-			m.Answer = append(m.Answer, &dns.PTR{Hdr: hdr, Ptr: p})
-		}
-	case isPTR:
-	case ok && q.Qtype == dns.TypeAAAA && ip != nil && ip.To4() == nil:
-		m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: ip})
-	case ok && q.Qtype == dns.TypeA && ip.To4() != nil:
-		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: ip.To4()})
-	case ok && q.Qtype == dns.TypeTXT && txt != "":
-		m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
-			Txt: []string{txt}})
-	case !ok:
-		m.Rcode = dns.RcodeNameError
+func reverseOf(name string) string {
+	if _, err := netip.ParseAddr(name); err == nil {
+		return dnstest.Reverse(name)
 	}
-	w.WriteMsg(m)
+	return name
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/route/resolver"
 )
 
 // selfSigned writes a certificate and key for localhost.
@@ -154,7 +155,9 @@ func TestSubmission(t *testing.T) {
 	// What was accepted left DKIM-signed; the signature verifies against
 	// the key published in (test) DNS.
 	got := down.waitFor(t, 2, 20*time.Second)
-	verifier, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: auth.NewResolver(zone.addr, 2*time.Second)})
+	res, err := resolver.New(resolver.Config{Servers: []string{zone.addr}})
+	require.NoError(t, err)
+	verifier, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: res})
 	require.NoError(t, err)
 	for _, m := range got {
 		assert.Contains(t, string(m.Data), "DKIM-Signature:")

@@ -1,4 +1,4 @@
-package dnsbl
+package resolver
 
 import (
 	"container/list"
@@ -7,18 +7,19 @@ import (
 )
 
 type cacheKey struct {
-	name  string // the fully qualified query name, lower case
+	name  string // fully qualified, lower case
 	qtype uint16
 }
 
 type cacheEntry struct {
 	key     cacheKey
-	ans     answer
+	ans     Answer
+	stored  time.Time
 	expires time.Time
 }
 
-// cache is a bounded LRU of answers that expire by their TTL. The clock is
-// the caller's, so tests move time instead of sleeping.
+// cache is a bounded LRU of answers that expire. The clock is the
+// caller's, so tests move time instead of sleeping.
 type cache struct {
 	mu  sync.Mutex
 	max int
@@ -33,38 +34,41 @@ func newCache(max int) *cache {
 	return &cache{max: max, m: make(map[cacheKey]*list.Element)}
 }
 
-// get returns a live entry. A nil cache holds nothing.
-func (c *cache) get(k cacheKey, now time.Time) (answer, bool) {
+// get returns a live entry, its TTL counted down. A nil cache holds
+// nothing.
+func (c *cache) get(k cacheKey, now time.Time) (Answer, bool) {
 	if c == nil {
-		return answer{}, false
+		return Answer{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.m[k]
 	if !ok {
-		return answer{}, false
+		return Answer{}, false
 	}
 	e := el.Value.(*cacheEntry)
 	if !now.Before(e.expires) {
 		c.lru.Remove(el)
 		delete(c.m, k)
-		return answer{}, false
+		return Answer{}, false
 	}
 	c.lru.MoveToFront(el)
-	return e.ans, true
+	a := e.ans
+	a.TTL = max(a.TTL-now.Sub(e.stored), 0)
+	return a, true
 }
 
-// put stores a until expires, evicting the least recently used entry when
-// the cache is full.
-func (c *cache) put(k cacheKey, a answer, expires time.Time) {
-	if c == nil {
+// put keeps a for d from now, evicting the least recently used entry
+// when the cache is full.
+func (c *cache) put(k cacheKey, a Answer, now time.Time, d time.Duration) {
+	if c == nil || d <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.m[k]; ok {
 		e := el.Value.(*cacheEntry)
-		e.ans, e.expires = a, expires
+		e.ans, e.stored, e.expires = a, now, now.Add(d)
 		c.lru.MoveToFront(el)
 		return
 	}
@@ -73,11 +77,12 @@ func (c *cache) put(k cacheKey, a answer, expires time.Time) {
 		c.lru.Remove(old)
 		delete(c.m, old.Value.(*cacheEntry).key)
 	}
-	c.m[k] = c.lru.PushFront(&cacheEntry{key: k, ans: a, expires: expires})
+	c.m[k] = c.lru.PushFront(&cacheEntry{key: k, ans: a, stored: now, expires: now.Add(d)})
 }
 
-// len returns the number of entries, live or not yet evicted.
-func (c *cache) len() int {
+// CacheLen returns the number of answers cached, live or not yet evicted.
+func (r *Resolver) CacheLen() int {
+	c := r.cache
 	if c == nil {
 		return 0
 	}
