@@ -178,8 +178,8 @@ func runServer(s *settings, path string, args []string, log *slog.Logger) error 
 	}
 
 	inner := lns.smtp
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.notifyUnverified },
-		postmaster: func() string { return r.cur.Load().s.sitePostmaster() }}
+	handoff := newQueueHandoff(r.q, log, r.met, func() bool { return r.cur.Load().s.notifyUnverified },
+		func() string { return r.cur.Load().s.sitePostmaster() })
 	for _, w := range recipientWarnings(s, g.routing) {
 		log.Warn("backscatter: " + w)
 	}
