@@ -349,6 +349,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string,
 	}
 	e := env
 	e.Recipients = append([]Recipient(nil), env.Recipients...)
+	e.validUTF8()
 	line, err := json.Marshal(&e)
 	if err != nil {
 		return "", fmt.Errorf("queue: %w", err)
