@@ -76,8 +76,9 @@ type Handoff struct {
 	// Nil: one copy of m for every recipient.
 	Copies func(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) ([]Copy, error)
 	// Envelope, when set, adjusts each copy's envelope before it is
-	// queued: mark an UnverifiedSender, rewrite a recipient. Queue ID,
-	// recipients and hold are set already; the copy's message is not.
+	// queued: mark an UnverifiedSender, rewrite a recipient. Every field
+	// Handoff sets (queue ID, sender, parameters, client, the copy's
+	// recipients, hold) is filled in when it runs.
 	Envelope func(c *postern.Conn, t *postern.Txn, env *Envelope)
 	// Postmaster is where a recipient without a domain goes: smtpserver
 	// lets only "RCPT TO:<Postmaster>" through so (RFC 5321 §4.5.1),

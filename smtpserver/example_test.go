@@ -14,15 +14,15 @@ import (
 	"github.com/postern/postern/smtpserver"
 )
 
-// queue.Handoff is a smtpserver.Handoff: package queue does not import
-// smtpserver, its method set is the contract.
-var _ smtpserver.Handoff = (*queue.Handoff)(nil)
-
 // A server that hands accepted mail to the durable queue. The client is
 // told the queue ID (the transaction's ID); the message is in the queue
 // with its envelope before the 250, and a quarantined one would be in
 // the hold area. Shutdown, then the queue closes.
 func Example_queue() {
+	// queue.Handoff is a smtpserver.Handoff: package queue does not import
+	// smtpserver, its method set is the contract.
+	var _ smtpserver.Handoff = (*queue.Handoff)(nil)
+
 	dir, _ := os.MkdirTemp("", "smtpserver-example")
 	defer os.RemoveAll(dir)
 	q, err := queue.Open(queue.Config{Dir: dir, Hostname: "mx.example.org"})
