@@ -50,7 +50,9 @@ type Config struct {
 	// returns that state or a later one. Events come in the order of the
 	// changes, from one goroutine at a time: a message's "enqueued" before
 	// anything else about it, "delivered" after it. Each method returns
-	// only once the Observer has seen its events. The Observer must not
+	// only once the Observer has seen its events (a Hold or Delete of a
+	// message being delivered takes effect, and is reported, when the
+	// attempt ends). The Observer must not
 	// block and must not change the queue (Enqueue, Hold, Delete...): that
 	// would wait for its own return. It may read it (Show, List, Len).
 	Observer func(Event)
