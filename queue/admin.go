@@ -175,7 +175,8 @@ func (q *Queue) idleOrLater(id string, later func(*item)) (*item, error) {
 	return it, nil
 }
 
-// holdIdle holds a message that is not being delivered.
+// holdIdle holds a message that is not being delivered; if an attempt
+// took it meanwhile, it is held when the attempt ends.
 func (q *Queue) holdIdle(it *item, reason string) error {
 	return q.update(it, func(st *State) bool {
 		if st.Hold == reason {
@@ -183,7 +184,7 @@ func (q *Queue) holdIdle(it *item, reason string) error {
 		}
 		st.Hold, st.HeldAt = reason, q.cfg.Clock()
 		return true
-	}, Event{Kind: EventHeld, ID: it.id, Reason: reason})
+	}, func(it *item) error { it.holdReq = reason; return nil }, Event{Kind: EventHeld, ID: it.id, Reason: reason})
 }
 
 // Release takes a message out of the hold area (postsuper -H) and
@@ -200,7 +201,7 @@ func (q *Queue) Release(id string) error {
 		st.Hold, st.HeldAt = "", time.Time{}
 		st.NextAttempt = q.cfg.Clock()
 		return true
-	}, Event{Kind: EventReleased, ID: it.id})
+	}, func(it *item) error { return fmt.Errorf("%w: %s", ErrBusy, it.id) }, Event{Kind: EventReleased, ID: it.id})
 }
 
 // Retry schedules a message for delivery now (postqueue -i).
@@ -252,18 +253,20 @@ func (q *Queue) Delete(id string) error {
 		q.mu.Unlock()
 		return nil // removed meanwhile
 	}
-	seq := q.deleteLocked(it, "deleted by administrator")
+	c := q.deleteLocked(it, "deleted by administrator")
 	q.mu.Unlock()
-	return q.wal.wait(seq)
+	return q.commit(c)
 }
 
-func (q *Queue) deleteLocked(it *item, reason string) uint64 {
+// deleteLocked removes a message, with mu held, and returns the change
+// to commit: its removal record and its event.
+func (q *Queue) deleteLocked(it *item, reason string) change {
 	q.unschedule(it)
 	delete(q.items, it.id)
 	seq := q.remove(it.id)
 	q.log.Info("deleted", "queue_id", it.id, "reason", reason)
-	q.emit(Event{Kind: EventDeleted, ID: it.id, From: it.env.From, Reason: reason})
-	return seq
+	return change{seq: seq, ticket: q.ev.reserve(),
+		evs: []Event{{Kind: EventDeleted, ID: it.id, From: it.env.From, Reason: reason}}}
 }
 
 // Bounce gives up on every pending recipient of a message at once and
@@ -289,24 +292,35 @@ func (q *Queue) idle(id string) (*item, error) {
 	return it, nil
 }
 
-// update changes a message's state durably and reschedules it.
-func (q *Queue) update(it *item, change func(*State) bool, ev Event) error {
+// update changes a message's state durably and reschedules it, and
+// emits ev once the change is durable. A message an attempt or a claim
+// took since the caller looked is left to busy.
+func (q *Queue) update(it *item, change func(*State) bool, busy func(*item) error, ev Event) error {
 	q.mu.Lock()
+	if q.items[it.id] != it {
+		q.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrNotFound, it.id)
+	}
+	if it.busy {
+		err := busy(it)
+		q.mu.Unlock()
+		return err
+	}
 	st := it.st.clone()
 	if !change(&st) {
 		q.mu.Unlock()
 		return nil
 	}
-	it.st = st
+	c := q.setStateLocked(it, st)
 	q.unschedule(it)
 	q.schedule(it)
 	q.mu.Unlock()
 	q.wake()
-	if err := q.persist(&item{id: it.id, st: st}); err != nil {
+	ev.From = it.env.From
+	c.evs = []Event{ev}
+	if err := q.commit(c); err != nil {
 		return err
 	}
 	q.log.Info(string(ev.Kind), "queue_id", it.id, "reason", ev.Reason)
-	ev.From = it.env.From
-	q.emit(ev)
 	return nil
 }

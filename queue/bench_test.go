@@ -55,6 +55,34 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 }
 
+// BenchmarkEnqueueObserved is BenchmarkEnqueue (keep=log) with an
+// Observer: each enqueue's event waits for the changes before it, in
+// order. Compare msgs/s with BenchmarkEnqueue's in the same run.
+func BenchmarkEnqueueObserved(b *testing.B) {
+	for _, clients := range []int{1, 32} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			var seen atomic.Int64
+			q, err := Open(Config{Dir: b.TempDir(), Hostname: "bench.example", Observer: func(Event) { seen.Add(1) }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			env := Envelope{From: "a@example.org", Recipients: []Recipient{{Addr: "b@example.net"}}}
+			runClients(b, clients, func() error {
+				_, err := q.Enqueue(context.Background(), env, bytes.NewReader(benchBody))
+				return err
+			}, func() {
+				if err := q.checkpoint(); err != nil {
+					b.Fatal(err)
+				}
+			})
+			if seen.Load() != int64(b.N) {
+				b.Fatalf("%d events for %d messages", seen.Load(), b.N)
+			}
+		})
+	}
+}
+
 // runClients runs b.N operations spread over exactly clients goroutines,
 // then after, all timed.
 func runClients(b *testing.B, clients int, op func() error, after func()) {

@@ -60,10 +60,34 @@
 // stay in the hold area until released. Split moves some recipients of a
 // message into a message of their own (the original marks them Moved), so
 // one recipient of held mail can have it released or deleted without
-// deciding for the others. An Observer sees every Event for
-// metrics; the Logger gets one line per enqueue, per recipient per
-// delivery attempt (queue_id, rcpt, relay, delay, status, reply) and per
-// admin action.
+// deciding for the others. The Logger gets one line per enqueue, per
+// recipient per delivery attempt (queue_id, rcpt, relay, delay, status,
+// reply) and per admin action. Info.Report builds the dsn.Report on
+// chosen recipients of a message from its state, as the queue's own
+// notices are built, for a notice of one's own.
+//
+// # Events
+//
+// Config.Observer sees an Event for each change (enqueued, delivered,
+// deferred, bounced, expired, dsn, held, released, deleted, split), for
+// metrics and statistics. An event is emitted only after the record that
+// makes it true is durable, and events come in the order of those
+// records, from one goroutine at a time: a message's "enqueued" comes
+// before its "delivered"; a notice's own "enqueued" before the "dsn" of
+// the message it reports on, which follows the outcome it reports.
+// Show, called from the Observer or after it, returns the state the
+// event reports or a later one. A method returns once the Observer has
+// seen its events, so the Observer must not call methods that change the
+// queue.
+//
+// # Hand-off
+//
+// Handoff is the step from an SMTP transaction that smtpserver accepted
+// to queued mail: envelope fields, recipients with NOTIFY and ORCPT, the
+// rendered message, the transaction ID as queue ID, quarantined mail to
+// the hold area, and, with hooks, one copy per recipient group (per-
+// recipient spam treatment) and envelope adjustments. A *Handoff is a
+// smtpserver.Handoff.
 //
 // # On disk
 //
@@ -77,12 +101,7 @@
 // held a large backlog stays slow. Files are plain: a queue can be
 // inspected with a text editor and moved by copying the directory (stopped).
 //
-// Example:
-//
-//	q, err := queue.Open(queue.Config{Dir: "/var/spool/postern", Deliverer: transport})
-//	if err != nil { ... }
-//	defer q.Close()
-//	go q.Run(ctx)
-//	id, err := q.Enqueue(ctx, queue.Envelope{From: "alice@example.org",
-//		Recipients: []queue.Recipient{{Addr: "bob@example.net"}}}, message)
+// The examples show a queue delivering (Example), the hand-off
+// (ExampleHandoff) and the admin API; smtpserver's Example_queue puts a
+// server in front of it.
 package queue

@@ -1,14 +1,17 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/queue/dsn"
 )
 
 // printer is a Deliverer that accepts everything and says so.
@@ -108,4 +111,88 @@ func ExampleQueue_DeleteRecipients() {
 	// would delete bob@gone.example
 	// 1 <nil>
 	// deleted pending
+}
+
+// The hand-off from an accepted transaction to the queue, as smtpserver
+// calls it at the end of DATA (a *queue.Handoff is a smtpserver.Handoff).
+// Here carol's copy is tagged as spam and bob's is not (Copies; scan.Groups
+// gives such groups), and mail from an untrusted client is marked
+// UnverifiedSender (Envelope). The client is told the first copy's ID,
+// the transaction's.
+func ExampleHandoff() {
+	dir, _ := os.MkdirTemp("", "queue-example")
+	defer os.RemoveAll(dir)
+	q, err := queue.Open(queue.Config{Dir: dir, Hostname: "relay.example.org"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Close()
+
+	h := &queue.Handoff{Queue: q,
+		Copies: func(_ context.Context, _ *postern.Conn, t *postern.Txn, m *postern.Message) ([]queue.Copy, error) {
+			tagged, _ := postern.NewMessage(m.ReaderAt(), m.Size(), 0)
+			tagged.AddHeader("X-Spam-Flag", "YES")
+			return []queue.Copy{{Rcpts: t.Rcpts[:1]}, {Rcpts: t.Rcpts[1:], Message: tagged}}, nil
+		},
+		Envelope: func(c *postern.Conn, _ *postern.Txn, env *queue.Envelope) {
+			env.UnverifiedSender = !c.Trusted
+		},
+	}
+	// What smtpserver hands over.
+	conn := &postern.Conn{ID: "c1", HELO: "client.example.net"}
+	txn := &postern.Txn{ID: "T42", From: "alice@example.org", Rcpts: []*postern.Rcpt{
+		{Addr: "bob@example.net", Original: "bob@example.net"},
+		{Addr: "carol@example.net", Original: "carol@example.net"},
+	}}
+	raw := "Subject: hi\r\n\r\nhello\r\n"
+	msg, _ := postern.NewMessage(strings.NewReader(raw), int64(len(raw)), 0)
+
+	id, err := h.Handoff(context.Background(), conn, txn, msg)
+	fmt.Println("250 2.0.0 Ok: queued as", id, err)
+	for _, m := range q.List(queue.ListFilter{}) {
+		rc, _ := q.Open(m.ID)
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		fmt.Printf("%s %s unverified=%v %q\n", m.ID, m.Envelope.Recipients[0].Addr, m.Envelope.UnverifiedSender,
+			strings.SplitN(string(b), "\r\n", 2)[0])
+	}
+	// Output:
+	// 250 2.0.0 Ok: queued as T42 <nil>
+	// T42 bob@example.net unverified=true "Subject: hi"
+	// T42-2 carol@example.net unverified=true "X-Spam-Flag: YES"
+}
+
+// A failure notice composed from queue state, as the queue composes its
+// own: the report on the failed recipient, the message returned.
+func ExampleInfo_Report() {
+	dir, _ := os.MkdirTemp("", "queue-example")
+	defer os.RemoveAll(dir)
+	q, err := queue.Open(queue.Config{Dir: dir, Hostname: "relay.example.org"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer q.Close()
+	id, _ := q.Enqueue(context.Background(), queue.Envelope{From: "alice@example.org", Recipients: []queue.Recipient{
+		{Addr: "bob@gone.example"}, {Addr: "carol@example.net"}}}, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+	q.BounceRecipients(context.Background(), id, func(r queue.Recipient, _ queue.RcptState) bool {
+		return r.Addr == "bob@gone.example"
+	}, "domain gone")
+
+	m, _ := q.Show(id)
+	rep, err := m.Report([]int{0}, time.Time{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	rc, _ := q.Open(id)
+	body, _ := io.ReadAll(rc)
+	rc.Close()
+	rep.Message = bytes.NewReader(body)
+	c, _ := dsn.New(dsn.Config{ReportingMTA: "relay.example.org"})
+	var out bytes.Buffer
+	info, _ := c.Compose(&out, rep)
+	fmt.Println(rep.Sender, rep.Recipients[0].Action, rep.Recipients[0].Reply.Code, info.Subject)
+	// Output: alice@example.org failed 550 Undelivered Mail Returned to Sender
 }

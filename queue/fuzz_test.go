@@ -1,11 +1,18 @@
 package queue
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern"
 )
@@ -103,6 +110,79 @@ func FuzzReplyPattern(f *testing.F) {
 		}
 		if logged := r.Error(); strings.TrimSpace(logged) != "" && !ParseReplyPattern(logged).Match(r) {
 			t.Fatalf("the reply as logged, %q, does not select it", logged)
+		}
+	})
+}
+
+// FuzzHandoff hands over transactions with arbitrary IDs, addresses,
+// MAIL and RCPT parameters, quarantine reasons and message bytes (what a
+// hostile client and the filters can put there): Handoff never panics;
+// what it queues is what it was given, under a valid queue ID; and what
+// the queue holds in memory is what a reopened spool would read back
+// (the envelope's JSON round trip), so a restart changes nothing.
+func FuzzHandoff(f *testing.F) {
+	f.Add("TXN1", "alice@example.org", "bob@example.net", "rfc822", "Bob@Example.NET", "env-1", "SUCCESS,FAILURE", "", []byte("Subject: x\r\n\r\nhi\r\n"))
+	f.Add("../x", "", "Postmaster", "", "", "", "NEVER", "virus", []byte("\r\n.\r\n"))
+	f.Add(strings.Repeat("A", 64), "<>", "\"a b\"@example.net", "utf-8", "\xff\xfe", "\x00\x7f", "", "spam\r\nX-Injected: 1", []byte{})
+	f.Add("T-2", "ä@bücher.example", "ü@bücher.example", "", "", "\xc3", "DELAY", "", []byte("\xff\x00"))
+	q, err := Open(Config{Dir: f.TempDir(), Hostname: "relay.example.org", Postmaster: "postmaster@example.org",
+		CheckpointInterval: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { q.Close() })
+	f.Fuzz(func(t *testing.T, txnID, from, rcpt, orcptType, orcpt, envID, notify, quarantine string, body []byte) {
+		m, err := postern.NewMessage(bytes.NewReader(body), int64(len(body)), 0)
+		if err != nil {
+			return // smtpserver refuses such a message before the hand-off
+		}
+		txn := &postern.Txn{ID: txnID, From: from, Quarantine: quarantine, Mail: postern.MailParams{EnvID: envID},
+			Rcpts: []*postern.Rcpt{{Addr: rcpt, Original: rcpt, ORcptType: orcptType, ORcpt: orcpt,
+				Notify: strings.FieldsFunc(notify, func(r rune) bool { return r == ',' })}}}
+		id, err := (&Handoff{Queue: q}).Handoff(context.Background(), &postern.Conn{ID: "c"}, txn, m)
+		if err != nil {
+			if rcpt == "" || errors.Is(err, ErrConfig) {
+				return
+			}
+			t.Fatalf("hand-off failed: %v", err)
+		}
+		defer q.Delete(id)
+		if !validID(id) || (validID(txnID) && id != txnID) {
+			t.Fatalf("queue ID %q for transaction %q", id, txnID)
+		}
+		info, err := q.Show(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Envelope.Recipients[0].Addr; got != strings.ToValidUTF8(rcpt, "\uFFFD") && postern.AddrDomain(rcpt) != "" {
+			t.Fatalf("recipient %q queued as %q", rcpt, got)
+		}
+		if (info.State.Hold != "") != (quarantine != "") {
+			t.Fatalf("quarantine %q: hold %q", quarantine, info.State.Hold)
+		}
+		var disk Envelope
+		line, _ := json.Marshal(&info.Envelope)
+		if err := json.Unmarshal(line, &disk); err != nil {
+			t.Fatal(err)
+		}
+		disk.ID = info.Envelope.ID
+		if !disk.Received.Equal(info.Envelope.Received) {
+			t.Fatalf("received %v read back as %v", info.Envelope.Received, disk.Received)
+		}
+		disk.Received = info.Envelope.Received
+		if !reflect.DeepEqual(disk, info.Envelope) {
+			t.Fatalf("a restart would change the envelope:\nmemory %#v\ndisk   %#v", info.Envelope, disk)
+		}
+		rc, err := q.Open(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		got, _ := io.ReadAll(rc)
+		var want bytes.Buffer
+		m.Render(&want)
+		if !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("queued %q, rendered %q", got, want.Bytes())
 		}
 	})
 }

@@ -44,8 +44,17 @@ type Config struct {
 	// Logger gets one line per enqueue, per delivery attempt and recipient
 	// group, and per admin action; nil discards.
 	Logger *slog.Logger
-	// Observer, when set, is called for every Event (metrics); it must not
-	// block.
+	// Observer, when set, is called for every Event (metrics, statistics).
+	// An event comes after the change it reports is durable (its log
+	// record synced), so Show, called from the Observer or after it,
+	// returns that state or a later one. Events come in the order of the
+	// changes, from one goroutine at a time: a message's "enqueued" before
+	// anything else about it, "delivered" after it. Each method returns
+	// only once the Observer has seen its events (a Hold or Delete of a
+	// message being delivered takes effect, and is reported, when the
+	// attempt ends). The Observer must not
+	// block and must not change the queue (Enqueue, Hold, Delete...): that
+	// would wait for its own return. It may read it (Show, List, Len).
 	Observer func(Event)
 	// Clock returns the current time; default time.Now.
 	Clock func() time.Time
@@ -193,6 +202,7 @@ type Queue struct {
 	wal   *wal
 	lock  *os.File
 	dsn   *dsn.Composer
+	ev    *events
 
 	mu     sync.Mutex
 	items  map[string]*item
@@ -247,7 +257,7 @@ func Open(cfg Config) (*Queue, error) {
 	}
 	q := &Queue{cfg: cfg, log: cfg.Logger, store: store{dir: cfg.Dir, faults: cfg.Faults}, lock: lock,
 		items: make(map[string]*item), wakeCh: make(chan struct{}, 1), idleCh: make(chan struct{}), dests: make(map[string]int),
-		ckptCh: make(chan struct{}, 1), ckptDone: make(chan struct{})}
+		ckptCh: make(chan struct{}, 1), ckptDone: make(chan struct{}), ev: newEvents(cfg.Observer, cfg.Logger)}
 	q.destCond = sync.NewCond(&q.mu)
 	q.dsn, err = dsn.New(dsn.Config{ReportingMTA: cfg.Hostname, MaxReturn: cfg.MaxReturned, Now: cfg.Clock})
 	if err != nil {
@@ -341,6 +351,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string,
 	}
 	e := env
 	e.Recipients = append([]Recipient(nil), env.Recipients...)
+	e.validUTF8()
 	line, err := json.Marshal(&e)
 	if err != nil {
 		return "", fmt.Errorf("queue: %w", err)
@@ -372,22 +383,21 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string,
 	it.st.NextAttempt = e.Received
 	if e.Hold != "" {
 		it.st.Hold, it.st.HeldAt = e.Hold, e.Received
-		it.stDirty = true
 	}
+	var ticket uint64
 	if n <= int64(q.cfg.InlineLimit) {
 		q.gate.RLock()
 		var loc walLoc
 		seq := q.wal.appendRecord(recMessage, id, &loc, line, buf.Bytes())
-		if it.stDirty {
+		if e.Hold != "" {
 			st, _ := json.Marshal(&it.st)
 			seq = q.wal.appendRecord(recState, id, nil, st)
+			it.stDirty = true
 		}
 		err := q.wal.wait(seq)
 		if err == nil {
-			q.mu.Lock()
 			it.seg, it.off = loc.seg, loc.off+int64(len(line))
-			q.items[id] = it
-			q.mu.Unlock()
+			ticket = q.register(it)
 		}
 		q.gate.RUnlock()
 		if err != nil {
@@ -395,39 +405,55 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string,
 		}
 		q.dirty.Store(true)
 	} else {
+		if e.Hold != "" {
+			// The hold is on disk before the message is: a held message
+			// (a quarantine verdict) is never found without its hold.
+			st, _ := json.Marshal(&it.st)
+			err := q.makeDir(filepath.Dir(path))
+			if err == nil {
+				err = q.writeSynced(q.store.statePath(id), st)
+			}
+			if err != nil {
+				os.Remove(q.store.statePath(id))
+				return "", err
+			}
+		}
 		it.size, err = q.writeLarge(path, line, &buf, r)
 		if err != nil {
+			os.Remove(q.store.statePath(id))
 			return "", err
 		}
 		it.off = int64(len(line))
-		if it.stDirty {
-			if err := q.persist(it); err != nil {
-				// The message is safe; it is just not held. Say so loudly.
-				q.log.Error("queue: could not record hold", "queue_id", id, "err", err)
-			}
-		}
+		ticket = q.register(it)
 	}
-	size := it.size
-	q.mu.Lock()
-	q.items[id] = it
-	q.schedule(it)
-	q.mu.Unlock()
 	q.wake()
-	q.log.Info("queued", "queue_id", id, "from", e.From, "nrcpt", len(e.Recipients), "size", size,
+	q.log.Info("queued", "queue_id", id, "from", e.From, "nrcpt", len(e.Recipients), "size", it.size,
 		"conn_id", e.ConnID, "hold", e.Hold)
-	q.emit(Event{Kind: EventEnqueued, ID: id, From: e.From, Size: size, Reason: e.Hold})
+	evs := []Event{{Kind: EventEnqueued, ID: id, From: e.From, Size: it.size, Reason: e.Hold}}
 	if e.Hold != "" {
-		q.emit(Event{Kind: EventHeld, ID: id, Reason: e.Hold})
+		evs = append(evs, Event{Kind: EventHeld, ID: id, From: e.From, Reason: e.Hold})
 	}
+	q.ev.publish(ticket, evs...)
 	return id, nil
+}
+
+// register makes a durable new message visible and schedules it, and
+// returns the ticket of its events: before anything else can happen to
+// it.
+func (q *Queue) register(it *item) uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items[it.id] = it
+	q.schedule(it)
+	return q.ev.reserve()
 }
 
 // writeLarge writes a message too big for the log straight to its file
 // and syncs file and directory.
 func (q *Queue) writeLarge(path string, line []byte, head *bytes.Buffer, rest io.Reader) (int64, error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return 0, fmt.Errorf("queue: %w", err)
+	if err := q.makeDir(dir); err != nil {
+		return 0, err
 	}
 	tmp := path + ".tmp"
 	fail := func(err error) (int64, error) {
@@ -474,6 +500,23 @@ func (q *Queue) writeLarge(path string, line []byte, head *bytes.Buffer, rest io
 	return n, nil
 }
 
+// makeDir makes a directory of the spool, if missing, so that its name
+// lasts: each directory it creates is synced into its parent.
+func (q *Queue) makeDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if parent := filepath.Dir(dir); parent != dir && parent != q.cfg.Dir {
+		if err := q.makeDir(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("queue: %w", err)
+	}
+	return syncDir(filepath.Dir(dir), q.cfg.Faults)
+}
+
 // persist records an item's state and waits until it is durable: a log
 // record now, the state file at the next checkpoint.
 func (q *Queue) persist(it *item) error {
@@ -489,6 +532,49 @@ func (q *Queue) persist(it *item) error {
 	seq := q.wal.appendRecord(recState, it.id, nil, b)
 	q.dirty.Store(true)
 	return q.wal.wait(seq)
+}
+
+// change is a state change whose record is appended: the log sequence
+// to wait for (or the error that kept it from being written), the
+// ticket of its events and the events.
+type change struct {
+	seq, ticket uint64
+	err         error
+	evs         []Event
+}
+
+// setStateLocked makes st the state of it and appends its record, with
+// mu held: the order of the records is then the order of the states,
+// and of the tickets. The message takes the state before the record is
+// written, so that a checkpoint in between carries the new state
+// forward, not the old one, as the record's segment goes with it.
+func (q *Queue) setStateLocked(it *item, st State) change {
+	c := change{ticket: q.ev.reserve()}
+	b, err := json.Marshal(&st)
+	if err != nil {
+		c.err = fmt.Errorf("queue: %w", err) // a clock past year 9999
+		return c
+	}
+	it.st = st
+	it.stDirty = true // before the record, so a checkpoint sees one or the other
+	c.seq = q.wal.appendRecord(recState, it.id, nil, b)
+	q.dirty.Store(true)
+	return c
+}
+
+// commit waits until a change's record is durable, then emits its
+// events; if the record failed, none. It returns the record's error.
+func (q *Queue) commit(c change) error {
+	err := c.err
+	if err == nil {
+		err = q.wal.wait(c.seq)
+	}
+	if err != nil {
+		q.ev.publish(c.ticket)
+		return err
+	}
+	q.ev.publish(c.ticket, c.evs...)
+	return nil
 }
 
 // remove deletes a message and returns the log sequence of the removal.
@@ -765,42 +851,3 @@ const (
 	DefaultConcurrency            = 100
 	DefaultDestinationConcurrency = 20 // Postfix default_destination_concurrency_limit
 )
-
-// EventKind says what happened.
-type EventKind string
-
-// Event kinds.
-const (
-	EventEnqueued  EventKind = "enqueued"
-	EventDelivered EventKind = "delivered" // one recipient, 2xx
-	EventDeferred  EventKind = "deferred"  // one recipient, 4xx, will retry
-	EventBounced   EventKind = "bounced"   // one recipient failed for good
-	EventExpired   EventKind = "expired"   // one recipient given up after ReturnAfter
-	EventDSN       EventKind = "dsn"       // a notification was queued
-	EventHeld      EventKind = "held"
-	EventReleased  EventKind = "released"
-	EventDeleted   EventKind = "deleted"
-)
-
-// Event is what the Observer sees.
-type Event struct {
-	Kind        EventKind
-	ID          string
-	From        string
-	Rcpt        string
-	Destination string
-	Reply       postern.Reply
-	RemoteMTA   string
-	Attempt     int
-	Size        int64
-	// Duration of the delivery attempt, for delivery events.
-	Duration time.Duration
-	// Reason: hold reason, DSN kind, or why a message was deleted.
-	Reason string
-}
-
-func (q *Queue) emit(e Event) {
-	if q.cfg.Observer != nil {
-		q.cfg.Observer(e)
-	}
-}

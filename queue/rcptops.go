@@ -46,23 +46,22 @@ func (q *Queue) DeleteRecipients(ctx context.Context, id string, pick RcptFunc, 
 	for _, i := range idx {
 		st.Rcpts[i].Status = Deleted
 	}
+	evs := pickedEvents(it, EventDeleted, picked, postern.Reply{}, reason)
 	if !st.pending() {
 		// Nothing left to deliver: the message goes, one durable
 		// removal record.
-		if err := q.removeClaimed(it); err != nil {
+		evs = append(evs, Event{Kind: EventDeleted, ID: it.id, From: it.env.From, Reason: reason})
+		if err := q.removeClaimed(it, evs); err != nil {
 			return nil, err
 		}
 		q.logPicked(it, "deleted", picked, reason)
-		q.emitPicked(it, EventDeleted, picked, postern.Reply{}, reason)
-		q.emit(Event{Kind: EventDeleted, ID: it.id, From: it.env.From, Reason: reason})
 		return picked, nil
 	}
-	if err := q.commitClaimed(it, st); err != nil {
+	if err := q.commitClaimed(it, st, evs); err != nil {
 		q.release(it)
 		return nil, err
 	}
 	q.logPicked(it, "deleted", picked, reason)
-	q.emitPicked(it, EventDeleted, picked, postern.Reply{}, reason)
 	return picked, q.release(it)
 }
 
@@ -92,37 +91,33 @@ func (q *Queue) BounceRecipients(ctx context.Context, id string, pick RcptFunc, 
 	}
 	now := q.cfg.Clock()
 	replies := make([]postern.Reply, len(idx))
+	var evs []Event
 	for k, i := range idx {
 		rs := &st.Rcpts[i]
 		replies[k] = bounceReply(rs.Reply, reason)
 		rs.Status, rs.Reply, rs.RemoteMTA, rs.Relayed, rs.LastAttempt = Failed, replies[k], "", false, now
+		evs = append(evs, Event{Kind: EventBounced, ID: it.id, From: it.env.From, Rcpt: picked[k].Recipient.Addr,
+			Reply: replies[k], Size: it.size, Reason: reason})
 	}
-	q.notify(it, &st, dsnFailed, idx)
-	if !st.pending() {
-		// Every recipient is done: the final state first, then the
-		// removal (as a finished attempt does).
-		if err := q.commitClaimed(it, st); err != nil {
-			q.release(it)
-			return nil, err
-		}
-		q.mu.Lock()
-		delete(q.items, it.id)
-		q.remove(it.id)
-		q.setIdle(it)
-		q.mu.Unlock()
-	} else if err := q.commitClaimed(it, st); err != nil {
+	evs = append(evs, q.notify(it, &st, dsnFailed, idx)...)
+	if err := q.commitClaimed(it, st, evs); err != nil {
 		q.release(it)
 		return nil, err
 	}
 	for k := range picked {
 		q.log.Info("delivery", "queue_id", it.id, "rcpt", picked[k].Recipient.Addr, "stage", "admin",
 			"action", "bounced", "code", replies[k].Code, "reply", replies[k].Error())
-		q.emit(Event{Kind: EventBounced, ID: it.id, From: it.env.From, Rcpt: picked[k].Recipient.Addr,
-			Reply: replies[k], Size: it.size, Reason: reason})
 	}
 	if st.pending() {
 		return picked, q.release(it)
 	}
+	// Every recipient is done: the final state is durable, now the
+	// removal (as a finished attempt does).
+	q.mu.Lock()
+	delete(q.items, it.id)
+	q.remove(it.id)
+	q.setIdle(it)
+	q.mu.Unlock()
 	return picked, nil
 }
 
@@ -188,20 +183,21 @@ func (q *Queue) release(it *item) error {
 	hold := it.holdReq
 	it.holdReq = ""
 	current := q.items[it.id] == it
-	var seq uint64
+	var del *change
 	switch {
 	case !current:
 	case it.del:
-		seq = q.deleteLocked(it, "deleted by administrator")
+		c := q.deleteLocked(it, "deleted by administrator")
+		del = &c
 	case hold == "":
 		q.schedule(it)
 	}
 	q.mu.Unlock()
 	q.wake()
-	if seq != 0 {
-		return q.wal.wait(seq)
+	if del != nil {
+		return q.commit(*del)
 	}
-	if hold != "" && current && !it.del {
+	if hold != "" && current {
 		return q.holdIdle(it, hold)
 	}
 	return nil
@@ -224,16 +220,15 @@ func (q *Queue) pick(it *item, pick RcptFunc) (State, []Picked, []int) {
 	return st, picked, idx
 }
 
-// commitClaimed makes st a claimed message's state, durably. The
-// message takes the state before the record is written, so that a
-// checkpoint in between carries the new state, not the old one; a
-// failed write restores the old state.
-func (q *Queue) commitClaimed(it *item, st State) error {
+// commitClaimed makes st a claimed message's state, durably, and then
+// emits evs. A failed write restores the old state and emits nothing.
+func (q *Queue) commitClaimed(it *item, st State, evs []Event) error {
 	q.mu.Lock()
 	old := it.st
-	it.st = st
+	c := q.setStateLocked(it, st)
 	q.mu.Unlock()
-	if err := q.persist(&item{id: it.id, st: st}); err != nil {
+	c.evs = evs
+	if err := q.commit(c); err != nil {
 		q.mu.Lock()
 		it.st = old
 		q.mu.Unlock()
@@ -242,15 +237,15 @@ func (q *Queue) commitClaimed(it *item, st State) error {
 	return nil
 }
 
-// removeClaimed removes a claimed message and waits until the removal
-// is durable.
-func (q *Queue) removeClaimed(it *item) error {
+// removeClaimed removes a claimed message, waits until the removal is
+// durable and then emits evs.
+func (q *Queue) removeClaimed(it *item, evs []Event) error {
 	q.mu.Lock()
 	delete(q.items, it.id)
-	seq := q.remove(it.id)
+	c := change{seq: q.remove(it.id), ticket: q.ev.reserve(), evs: evs}
 	q.setIdle(it)
 	q.mu.Unlock()
-	return q.wal.wait(seq)
+	return q.commit(c)
 }
 
 func (q *Queue) logPicked(it *item, action string, picked []Picked, reason string) {
@@ -264,10 +259,13 @@ func (q *Queue) logPicked(it *item, action string, picked []Picked, reason strin
 	}
 }
 
-func (q *Queue) emitPicked(it *item, kind EventKind, picked []Picked, reply postern.Reply, reason string) {
+// pickedEvents returns one event per recipient picked.
+func pickedEvents(it *item, kind EventKind, picked []Picked, reply postern.Reply, reason string) []Event {
+	evs := make([]Event, 0, len(picked)+1)
 	for _, p := range picked {
-		q.emit(Event{Kind: kind, ID: it.id, From: it.env.From, Rcpt: p.Recipient.Addr, Reply: reply, Reason: reason})
+		evs = append(evs, Event{Kind: kind, ID: it.id, From: it.env.From, Rcpt: p.Recipient.Addr, Reply: reply, Reason: reason})
 	}
+	return evs
 }
 
 // allRecipients picks every pending recipient.

@@ -156,10 +156,12 @@ func (q *Queue) releaseDest(d string) {
 }
 
 // finish records the results of an attempt, sends the notifications they
-// call for, and reschedules or removes the message.
+// call for, and reschedules or removes the message. Its events are
+// emitted once the new state is durable, in the order of the results.
 func (q *Queue) finish(it *item, st State, results []Result, durations []time.Duration, dests []string, attemptNo int) {
 	now := q.cfg.Clock()
 	env := it.env
+	var evs []Event
 	var failed, delivered, delayed []int
 	for i := range results {
 		r := results[i]
@@ -185,53 +187,70 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 			"action", action, "destination", dests[i], "relay", r.RemoteMTA, "attempt", attemptNo,
 			"delay", now.Sub(env.Received).Round(time.Millisecond).String(),
 			"took", durations[i].Round(time.Millisecond).String(), "code", r.Reply.Code, "reply", r.Reply.Error())
-		q.emit(Event{Kind: kind, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr, Destination: dests[i],
+		evs = append(evs, Event{Kind: kind, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr, Destination: dests[i],
 			Reply: r.Reply, RemoteMTA: r.RemoteMTA, Attempt: attemptNo, Size: it.size, Duration: durations[i]})
 	}
 	st.Attempts = attemptNo
-	age := now.Sub(env.Received)
-	var expired []int
+	expired, expEvs := q.expire(it, &st, now, attemptNo)
+	evs = append(evs, expEvs...)
 	if st.pending() {
-		if age >= q.cfg.ReturnAfter {
+		st.NextAttempt = now.Add(q.backoff(st.Attempts))
+		if age := now.Sub(env.Received); !st.Warned && q.cfg.WarnAfter > 0 && age >= q.cfg.WarnAfter {
+			st.Warned = true
 			for i := range st.Rcpts {
 				if st.Rcpts[i].Status == Pending {
-					st.Rcpts[i].Status = Failed
-					st.Rcpts[i].Expired = true
-					expired = append(expired, i)
-					q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "stage", "delivery",
-						"action", "expired",
-						"delay", age.Round(time.Second).String(), "reply", st.Rcpts[i].Reply.Error())
-					q.emit(Event{Kind: EventExpired, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr,
-						Reply: st.Rcpts[i].Reply, Attempt: attemptNo})
-				}
-			}
-		} else {
-			st.NextAttempt = now.Add(q.backoff(st.Attempts))
-			if !st.Warned && q.cfg.WarnAfter > 0 && age >= q.cfg.WarnAfter {
-				st.Warned = true
-				for i := range st.Rcpts {
-					if st.Rcpts[i].Status == Pending {
-						delayed = append(delayed, i)
-					}
+					delayed = append(delayed, i)
 				}
 			}
 		}
 	}
 	// Notifications go into the queue before the state that makes them
 	// due is recorded: a crash in between repeats a notice, never loses it.
-	q.notify(it, &st, dsnFailed, append(failed, expired...))
-	q.notify(it, &st, dsnDelayed, delayed)
-	q.notify(it, &st, dsnDelivered, delivered)
+	evs = append(evs, q.notify(it, &st, dsnFailed, append(failed, expired...))...)
+	evs = append(evs, q.notify(it, &st, dsnDelayed, delayed)...)
+	evs = append(evs, q.notify(it, &st, dsnDelivered, delivered)...)
+	q.record(it, st, evs)
+}
 
-	// A finished message's final state is made durable before its
-	// removal, so a crash in between finds it done rather than delivering
-	// again. The message takes the state before the record is written:
-	// a checkpoint in between must carry the new state forward, not the
-	// old one, as the record's segment goes with it.
+// expire gives up on the pending recipients of a message older than
+// ReturnAfter, and returns their indexes and events.
+func (q *Queue) expire(it *item, st *State, now time.Time, attemptNo int) ([]int, []Event) {
+	env := it.env
+	age := now.Sub(env.Received)
+	if !st.pending() || age < q.cfg.ReturnAfter {
+		return nil, nil
+	}
+	var expired []int
+	var evs []Event
+	for i := range st.Rcpts {
+		if st.Rcpts[i].Status != Pending {
+			continue
+		}
+		st.Rcpts[i].Status = Failed
+		st.Rcpts[i].Expired = true
+		expired = append(expired, i)
+		q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "stage", "delivery",
+			"action", "expired", "delay", age.Round(time.Second).String(), "reply", st.Rcpts[i].Reply.Error())
+		evs = append(evs, Event{Kind: EventExpired, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr,
+			Reply: st.Rcpts[i].Reply, Attempt: attemptNo})
+	}
+	return expired, evs
+}
+
+// record makes the outcome of an attempt the message's durable state and
+// ends the attempt: a finished message's final state is synced before
+// its removal, so a crash in between finds it done rather than
+// delivering again. Then the attempt's events are emitted (also when
+// the record failed: the attempt happened, and the state holds in
+// memory), and a deletion or hold asked for meanwhile is applied.
+func (q *Queue) record(it *item, st State, evs []Event) {
 	q.mu.Lock()
-	it.st = st
+	c := q.setStateLocked(it, st)
 	q.mu.Unlock()
-	err := q.persist(&item{id: it.id, st: st})
+	err := c.err
+	if err == nil {
+		err = q.wal.wait(c.seq)
+	}
 	if err == nil && !st.pending() {
 		q.remove(it.id)
 	}
@@ -242,16 +261,24 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 	q.setIdle(it)
 	hold := it.holdReq
 	it.holdReq = ""
+	var del *change
 	switch {
 	case !st.pending():
 		delete(q.items, it.id)
 	case it.del:
-		q.deleteLocked(it, "deleted during delivery")
+		d := q.deleteLocked(it, "deleted during delivery")
+		del = &d
 	case hold == "":
 		q.schedule(it)
 	}
 	q.mu.Unlock()
-	if hold != "" && st.pending() && !it.del {
+	q.ev.publish(c.ticket, evs...)
+	if del != nil {
+		if err := q.commit(*del); err != nil {
+			q.log.Error("queue: could not record deletion", "queue_id", it.id, "err", err)
+		}
+	}
+	if hold != "" && st.pending() && del == nil {
 		if err := q.holdIdle(it, hold); err != nil {
 			q.log.Error("queue: could not record hold", "queue_id", it.id, "err", err)
 		}

@@ -58,9 +58,15 @@ func (q *Queue) Split(id string, rcpts []string) (string, error) {
 			newIt = nil
 		}
 	}
-	seqs, hold := q.endSplit(c, newIt)
-	for _, s := range seqs {
-		if werr := q.wal.wait(s); werr != nil && err == nil {
+	dels, splitEv, hold := q.endSplit(c, newIt)
+	if splitEv != nil {
+		splitEv.evs = []Event{{Kind: EventSplit, ID: id, From: c.env.From, Reason: newIt.id}}
+		q.log.Info("split", "queue_id", id, "new_id", newIt.id, "nrcpt", len(newIt.env.Recipients),
+			"hold", newIt.st.Hold)
+		q.commit(*splitEv) // the records are synced already: nothing to fail
+	}
+	for _, d := range dels {
+		if werr := q.commit(d); werr != nil && err == nil {
 			err = werr
 		}
 	}
@@ -74,9 +80,6 @@ func (q *Queue) Split(id string, rcpts []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	q.log.Info("split", "queue_id", id, "new_id", newIt.id, "nrcpt", len(newIt.env.Recipients),
-		"hold", newIt.st.Hold)
-	q.emit(Event{Kind: EventSplit, ID: id, From: c.env.From, Reason: newIt.id})
 	return newIt.id, nil
 }
 
@@ -235,11 +238,11 @@ func (q *Queue) commitSplit(c *splitting) error {
 }
 
 // endSplit releases the claim: with a copy, the original takes its new
-// state and the copy joins the queue. A deletion asked for meanwhile
-// removes both (it was meant for the whole message); a hold asked for
-// meanwhile is returned for the caller to apply to both. It returns the
-// log sequences of deletions to wait for.
-func (q *Queue) endSplit(c *splitting, newIt *item) (seqs []uint64, hold string) {
+// state and the copy joins the queue, and the split's ticket is taken. A
+// deletion asked for meanwhile removes both (it was meant for the whole
+// message); a hold asked for meanwhile is returned for the caller to
+// apply to both. It returns the deletions to commit.
+func (q *Queue) endSplit(c *splitting, newIt *item) (dels []change, split *change, hold string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	it := c.it
@@ -251,12 +254,15 @@ func (q *Queue) endSplit(c *splitting, newIt *item) (seqs []uint64, hold string)
 		q.schedule(newIt)
 	}
 	if it.del {
-		seqs = append(seqs, q.deleteLocked(it, "deleted during split"))
+		dels = append(dels, q.deleteLocked(it, "deleted during split"))
 		if newIt != nil {
-			seqs = append(seqs, q.deleteLocked(newIt, "deleted during split"))
+			dels = append(dels, q.deleteLocked(newIt, "deleted during split"))
 		}
-		return seqs, ""
+		return dels, nil, ""
 	}
 	q.schedule(it)
-	return seqs, hold
+	if newIt != nil {
+		split = &change{ticket: q.ev.reserve()}
+	}
+	return dels, split, hold
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/postern/postern"
@@ -55,6 +56,30 @@ type Envelope struct {
 	// is dropped (logged), so bounces never loop.
 	DSN          bool `json:"dsn,omitempty"`
 	DoubleBounce bool `json:"double_bounce,omitempty"`
+}
+
+// validUTF8 makes every text of the envelope valid UTF-8, as its JSON
+// on disk will be (an invalid byte becomes U+FFFD): the queue then holds
+// in memory exactly what a restart reads back. Smtpserver refuses
+// invalid addresses; ENVID, ORCPT and a hold reason may still carry such
+// bytes.
+func (e *Envelope) validUTF8() {
+	for _, s := range []*string{&e.ID, &e.From, &e.EnvID, &e.Ret, &e.Body, &e.ClientIP, &e.HELO, &e.AuthUser, &e.ConnID, &e.Hold} {
+		*s = strings.ToValidUTF8(*s, "\uFFFD")
+	}
+	for i := range e.Recipients {
+		r := &e.Recipients[i]
+		for _, s := range []*string{&r.Addr, &r.Original, &r.ORcptType, &r.ORcpt} {
+			*s = strings.ToValidUTF8(*s, "\uFFFD")
+		}
+		if r.Notify != nil {
+			n := make([]string, len(r.Notify))
+			for k, v := range r.Notify {
+				n[k] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+			r.Notify = n
+		}
+	}
 }
 
 // Recipient is one envelope recipient with its RFC 3461 parameters.

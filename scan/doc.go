@@ -130,7 +130,9 @@
 // and the relay calls Groups: each Group lists recipients and the header
 // edits of their copy (Group.Message or Group.Render give it); recipients
 // whose copy is to be dropped (over their reject score) come last in a
-// group with Drop set. The relay enqueues one copy per group.
+// group with Drop set. A scan.Group is a queue.Renderer: queue.Handoff's
+// Copies hook takes the groups, and one copy per group is queued (as
+// examples/relay does; ExampleGroups shows the copies).
 //
 // # Example
 //
@@ -149,5 +151,5 @@
 //		SubjectPrefix: "[SPAM]",
 //		Logger:        log,
 //	})
-//	// RCPT and DATA chains: f. At hand-off: scan.Groups(txn, msg, nil).
+//	// RCPT and DATA chains: f. At hand-off: queue.Handoff, Copies from scan.Groups.
 package scan

@@ -23,12 +23,29 @@ var ErrConfig = errors.New("smtpserver: invalid config")
 // message for lack of space; the client is told 452 4.3.1 and retries later.
 var ErrNoSpace = errors.New("smtpserver: insufficient storage")
 
-// Handoff takes an accepted message. It must return only once the message
-// is durable (on disk and synced): the client is then told
-// "250 2.0.0 Ok: queued as <id>". Render m to store the final message.
+// Handoff takes an accepted message: the server calls it at the end of
+// DATA, after the DATA stage passed the message. queue.Handoff is one (a
+// durable queue); HandoffFunc adapts a function.
+//
+// It must return only once the message is durable (on disk and synced):
+// the client is then told "250 2.0.0 Ok: queued as <id>", with the id
+// Handoff returns, which should be the queue ID the message is found
+// under later (the transaction ID t.ID, which the Received field names,
+// is a good one). Store what m.Render writes: the received bytes with the
+// filters' header edits, our Received field first among them.
+//
+// A transaction with t.Quarantine set (a Quarantine verdict, with its
+// reason) is accepted all the same, and the client is not told
+// otherwise: the Handoff must keep the message from delivery until
+// someone releases it (queue.Handoff puts it in the queue's hold area),
+// never deliver it and never drop it. A discarded transaction (a Discard
+// verdict, t.Discard) never reaches the Handoff: the server answers it
+// 250 with t.ID as the queue ID and keeps nothing.
 //
 // A returned postern.Reply is sent to the client as is; an error wrapping
-// ErrNoSpace becomes 452 4.3.1; any other error 451 4.3.0.
+// ErrNoSpace (or syscall.ENOSPC) becomes 452 4.3.1; any other error 451
+// 4.3.0. Then nothing of the message may stay queued: the client will
+// send it again.
 type Handoff interface {
 	Handoff(ctx context.Context, c *postern.Conn, t *postern.Txn, m *postern.Message) (id string, err error)
 }

@@ -107,16 +107,22 @@
 // The server enforces no relay policy of its own. An empty policy accepts
 // every recipient: put access.RelayControl (or your own) first.
 //
-// # Example
+// # Hand-off and shutdown
 //
-//	srv, err := smtpserver.New(smtpserver.Config{
-//		Hostname: "mx.example.org",
-//		Policy:   chain,
-//		Handoff:  queue, // durable before it returns
-//		Logger:   slog.Default(),
-//	})
-//	if err != nil { ... }
-//	go srv.ListenAndServe(":25")
-//	...
-//	srv.Shutdown(ctx)
+// A transaction that passed the DATA stage goes to Config.Handoff, which
+// must make it durable before the client hears 250 (see Handoff for what
+// it must do with quarantined mail and which ID the client is told);
+// queue.Handoff puts it in a queue.Queue. A Discard verdict is answered
+// 250 and never handed off. Shutdown stops accepting, tells idle clients
+// 421 and lets transactions under way finish; when its context ends, the
+// sessions left (a client stalled inside DATA) are closed, and Serve
+// returns ErrServerClosed. A message is acknowledged only after the
+// Handoff returned, so a session closed this way loses nothing that was
+// acknowledged; a client that did not hear 250 sends the message again
+// (if it was closed while its message was being queued, the message may
+// arrive twice, never not at all).
+//
+// Example_queue shows a server handing mail to the queue; the program in
+// examples/minimal is a whole MTA (greet pause, access map, DNSBL, relay
+// control, queue, route) in a page.
 package smtpserver

@@ -5,11 +5,76 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/queue"
 	"github.com/postern/postern/smtpserver"
 )
+
+// A server that hands accepted mail to the durable queue. The client is
+// told the queue ID (the transaction's ID); the message is in the queue
+// with its envelope before the 250, and a quarantined one would be in
+// the hold area. Shutdown, then the queue closes.
+func Example_queue() {
+	// queue.Handoff is a smtpserver.Handoff: package queue does not import
+	// smtpserver, its method set is the contract.
+	var _ smtpserver.Handoff = (*queue.Handoff)(nil)
+
+	dir, _ := os.MkdirTemp("", "smtpserver-example")
+	defer os.RemoveAll(dir)
+	q, err := queue.Open(queue.Config{Dir: dir, Hostname: "mx.example.org"})
+	if err != nil {
+		panic(err)
+	}
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: "mx.example.org", Handoff: &queue.Handoff{Queue: q}})
+	if err != nil {
+		panic(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+
+	c, _ := net.Dial("tcp", l.Addr().String())
+	br := bufio.NewReader(c)
+	say := func(cmd string) postern.Reply {
+		if cmd != "" {
+			fmt.Fprintf(c, "%s\r\n", cmd)
+		}
+		r, _ := postern.ParseReply(br)
+		return r
+	}
+	say("")
+	say("EHLO client.example.net")
+	say("MAIL FROM:<alice@example.net> ENVID=order-17")
+	say("RCPT TO:<bob@example.org> NOTIFY=FAILURE")
+	say("DATA")
+	r := say("Subject: hello\r\n\r\nHi Bob.\r\n.")
+	id, _ := strings.CutPrefix(r.Lines[0], "Ok: queued as ")
+	fmt.Println(r.Code, r.Enhanced)
+	say("QUIT")
+	c.Close()
+
+	m, err := q.Show(id)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(m.Envelope.From, m.Envelope.EnvID, m.Envelope.Recipients[0].Addr, m.Envelope.Recipients[0].Notify)
+	fmt.Println(m.Envelope.ClientIP, m.Envelope.HELO, m.Held())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println(srv.Shutdown(ctx), <-served)
+	fmt.Println(q.Close())
+	// Output:
+	// 250 2.0.0
+	// alice@example.net order-17 bob@example.org [FAILURE]
+	// 127.0.0.1 client.example.net false
+	// <nil> smtpserver: Server closed
+	// <nil>
+}
 
 // A server that refuses one recipient and accepts the rest, driven by a raw
 // client over loopback.

@@ -90,7 +90,9 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	ll := s.Listen(l)
 	err := s.smtp.Serve(ll)
-	if s.isClosing() && (errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed)) {
+	// go-smtp returns nil when it was closed before its listener's
+	// Accept failed, net.ErrClosed when after: both are our closing.
+	if err == nil || s.isClosing() && (errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed)) {
 		return ErrServerClosed
 	}
 	return err

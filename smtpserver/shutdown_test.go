@@ -70,3 +70,20 @@ func TestCloseWithoutShutdown(t *testing.T) {
 	assert.True(t, c.closed())
 	assert.ErrorIs(t, <-served, ErrServerClosed)
 }
+
+// TestServeClosedFirst: when go-smtp is closed before the listener's
+// Accept fails (the order Shutdown and Close cannot choose), Serve still
+// returns ErrServerClosed, never nil.
+func TestServeClosedFirst(t *testing.T) {
+	srv, err := New(Config{Hostname: "mx.test", Handoff: &memHandoff{}})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	c := dial(t, l.Addr().String())
+	c.greet() // Serve is accepting
+	require.NoError(t, srv.smtp.Close())
+	assert.ErrorIs(t, <-served, ErrServerClosed)
+	srv.Close()
+}

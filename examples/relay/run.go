@@ -140,8 +140,8 @@ func (r *relayServer) frontDoors(s *Config, g *generation, lns *listeners) (*fro
 	r.onClose(func() { connLimit.Close() })
 	f.maxConns = connLimit.Max()
 	warnConnLimit(f.maxConns, log)
-	handoff := &queueHandoff{q: r.q, log: log, met: r.met, notifyAll: func() bool { return r.cur.Load().s.Delivery.NotifyUnverifiedSenders },
-		postmaster: func() string { return r.cur.Load().s.sitePostmaster() }}
+	handoff := newQueueHandoff(r.q, log, r.met, func() bool { return r.cur.Load().s.Delivery.NotifyUnverifiedSenders },
+		func() string { return r.cur.Load().s.sitePostmaster() })
 	base := r.serverConfig(s, handoff, f.tls)
 	var err error
 	if f.mx.srv, err = smtpserver.New(base); err != nil {
