@@ -149,6 +149,23 @@ func (r *relayServer) days(ctx context.Context, from, to time.Time) ([]webui.Day
 // configuration in force: a reload that changes them is followed at once
 // (the wait is begun again when the generation is replaced).
 func (r *relayServer) mailDaily(ctx context.Context, now func() time.Time) {
+	r.everyDay(ctx, now, func(s *Config) {
+		if s.Stats.DailyTo == "" {
+			return
+		}
+		end := now()
+		if id, to, err := r.sendSummary(ctx, s, end.Add(-24*time.Hour), end, "", 0); err != nil {
+			r.log.Error("daily statistics mail failed", "to", s.Stats.DailyTo, "error", err)
+		} else {
+			r.log.Info("daily statistics queued", "queue_id", id, "to", to)
+		}
+	})
+}
+
+// everyDay calls do with the configuration in force at stats.daily_at
+// each day, until ctx ends. The time is read from the configuration in
+// force too: a reload begins the wait again.
+func (r *relayServer) everyDay(ctx context.Context, now func() time.Time, do func(s *Config)) {
 	for {
 		g := r.cur.Load()
 		switch waitDaily(ctx, g.s.Stats.DailyAt, now, g.replaced()) {
@@ -157,16 +174,7 @@ func (r *relayServer) mailDaily(ctx context.Context, now func() time.Time) {
 		case waitReloaded:
 			continue
 		}
-		s := r.cur.Load().s
-		if s.Stats.DailyTo == "" {
-			continue
-		}
-		end := now()
-		if id, to, err := r.sendSummary(ctx, s, end.Add(-24*time.Hour), end, "", 0); err != nil {
-			r.log.Error("daily statistics mail failed", "to", s.Stats.DailyTo, "error", err)
-		} else {
-			r.log.Info("daily statistics queued", "queue_id", id, "to", to)
-		}
+		do(r.cur.Load().s)
 	}
 }
 
@@ -207,25 +215,17 @@ func waitDaily(ctx context.Context, hhmm string, now func() time.Time, reloaded 
 // is on (both as the configuration in force says).
 func (r *relayServer) digestDaily(ctx context.Context, now func() time.Time) {
 	since := now()
-	for {
-		g := r.cur.Load()
-		switch waitDaily(ctx, g.s.Stats.DailyAt, now, g.replaced()) {
-		case waitEnded:
-			return
-		case waitReloaded:
-			continue
-		}
-		s := r.cur.Load().s
+	r.everyDay(ctx, now, func(s *Config) {
 		if !s.Web.Digests {
-			continue
+			return
 		}
 		sent := now()
 		if err := r.sendDigests(ctx, s, since); err != nil {
 			r.log.Error("quarantine digests failed", "error", err)
-			continue // the next digest lists these too
+			return // the next digest lists these too
 		}
 		since = sent
-	}
+	})
 }
 
 func (r *relayServer) sendDigests(ctx context.Context, s *Config, since time.Time) error {
