@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"time"
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
@@ -163,10 +162,10 @@ func (a *authParts) watch(ctx context.Context) {
 		return
 	}
 	if a.creds != nil {
-		go a.creds.Watch(ctx, 5*time.Second)
+		go a.creds.Run(ctx)
 	}
 	if a.sendMap != nil {
-		go a.sendMap.Watch(ctx, 5*time.Second)
+		go a.sendMap.Run(ctx)
 	}
 }
 
