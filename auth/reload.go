@@ -57,7 +57,9 @@ type lineErr struct {
 	msg      string
 }
 
-func (e *lineErr) Error() string { return fmt.Sprintf("%v: %s:%d: %s", e.sentinel, e.name, e.line, e.msg) }
+func (e *lineErr) Error() string {
+	return fmt.Sprintf("%v: %s:%d: %s", e.sentinel, e.name, e.line, e.msg)
+}
 func (e *lineErr) Unwrap() error { return e.sentinel }
 
 // lineError formats a parse error naming file and line.

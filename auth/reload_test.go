@@ -16,7 +16,7 @@ import (
 type watched struct {
 	name, what string
 	good       func(t *testing.T, v string) string // a file whose version is v
-	broken     string                               // a file that does not parse at line 2
+	broken     string                              // a file that does not parse at line 2
 	start      func(path string, lb *logBuf) (run func(context.Context) error, inForce func(v string) bool, err error)
 }
 
