@@ -222,6 +222,18 @@ func (l *oneConnListener) Accept() (net.Conn, error) {
 func (l *oneConnListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
 func (l *oneConnListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
 
+// watchedListener tells when Serve first calls Accept.
+type watchedListener struct {
+	oneConnListener
+	accepting chan struct{}
+	once      sync.Once
+}
+
+func (l *watchedListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.accepting) })
+	return l.oneConnListener.Accept()
+}
+
 // bare is one go-smtp connection with no edge in front.
 type bare struct {
 	t    *testing.T
@@ -675,6 +687,33 @@ func TestGoSMTPContract(t *testing.T) {
 		assert.Same(t, smtp.ErrDataTooLarge, se)
 		assert.Equal(t, 552, se.Code)
 		assert.Equal(t, smtp.EnhancedCode{5, 3, 4}, se.EnhancedCode)
+	})
+
+	// server.go, Serve: go-smtp's Serve returns nil once its Close or
+	// Shutdown ended it, or the listener's error when the closed
+	// listener is seen first; Serve turns both into ErrServerClosed.
+	t.Run("Serve's return after Close", func(t *testing.T) {
+		for _, stop := range []string{"Close", "Shutdown"} {
+			gs := newGoSMTP(&contractBackend{}, contractConfig(t))
+			l := &watchedListener{oneConnListener: oneConnListener{c: make(chan net.Conn), done: make(chan struct{})},
+				accepting: make(chan struct{})}
+			served := make(chan error, 1)
+			go func() { served <- gs.Serve(l) }()
+			<-l.accepting // Serve has the listener
+			if stop == "Close" {
+				require.NoError(t, gs.Close())
+			} else {
+				require.NoError(t, gs.Shutdown(t.Context()))
+			}
+			select {
+			case err := <-served:
+				if err != nil {
+					assert.ErrorIs(t, err, net.ErrClosed, stop)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Serve did not return after " + stop)
+			}
+		}
 	})
 
 	// backend.NewSession: an error from NewSession (the HELO stage

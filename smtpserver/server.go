@@ -99,7 +99,9 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	ll := s.Listen(l)
 	err := s.smtp.Serve(ll)
-	if s.isClosing() && (errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed)) {
+	// go-smtp's Serve returns nil when its Close or Shutdown ended it
+	// (and an error when the listener's closing was seen first).
+	if s.isClosing() && (err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, smtp.ErrServerClosed)) {
 		return ErrServerClosed
 	}
 	return err
