@@ -21,6 +21,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/filewatch"
 )
 
 // Password hash algorithms for HashPassword.
@@ -231,16 +232,20 @@ type CredentialsConfig struct {
 	// User names are compared exactly and cannot contain ':' or white
 	// space.
 	Path string
-	// Logger receives failed checks (Debug) and reloads; nil discards.
+	// Interval between looks at the file under Run; 0 means
+	// DefaultWatchInterval.
+	Interval time.Duration
+	// Logger receives failed checks (Debug), loads (Info) and files that
+	// could not be loaded (Error, once per broken content); nil discards.
 	Logger *slog.Logger
 }
 
 // Credentials checks SMTP AUTH passwords against a credentials file. It
-// satisfies smtpserver.PasswordChecker. Reload, ReloadIfChanged and Watch
-// replace the table atomically; checks in flight keep the table they
-// started with. It is safe for concurrent use.
+// satisfies smtpserver.PasswordChecker. Reload and Run replace the table
+// atomically; checks in flight keep the table they started with. It is
+// safe for concurrent use.
 type Credentials struct {
-	ft  fileTable[credTable]
+	fw  *filewatch.Watcher[*credTable]
 	log *slog.Logger
 }
 
@@ -251,39 +256,30 @@ func NewCredentials(cfg CredentialsConfig) (*Credentials, error) {
 		return nil, fmt.Errorf("%w: credentials need a Path", ErrConfig)
 	}
 	c := &Credentials{log: orDiscard(cfg.Logger)}
-	c.ft = fileTable[credTable]{path: cfg.Path, what: "credentials", parse: parseCredentials, log: c.log}
-	if err := c.Reload(); err != nil {
+	var err error
+	c.fw, err = watchFile(cfg.Path, "credentials", ErrCredentialsFile, cfg.Interval, cfg.Logger, parseCredentials,
+		func(t *credTable) int { return len(t.users) })
+	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Reload reads the file again. On error the old table stays in use.
-func (c *Credentials) Reload() error {
-	if err := c.ft.reload(); err != nil {
-		return wrapFileErr(ErrCredentialsFile, c.ft.path, err)
-	}
-	return nil
-}
+// Reload reads the file now, changed or not (for SIGHUP). On error the
+// old table stays in use.
+func (c *Credentials) Reload() error { return fileErr(ErrCredentialsFile, c.fw.Reload()) }
 
-// ReloadIfChanged reloads when the file changed since the last load (its
-// modification time, size, or identity after a rename); it reports
-// whether it did.
-func (c *Credentials) ReloadIfChanged() (bool, error) {
-	ok, err := c.ft.reloadIfChanged()
-	if err != nil {
-		return false, wrapFileErr(ErrCredentialsFile, c.ft.path, err)
-	}
-	return ok, nil
-}
+// Run looks at the file every Interval until ctx is done and returns
+// ctx.Err(). A change is loaded once the file has stayed the same for
+// one more look (so a file being written is not read half done); a file
+// that does not parse is logged once and the old table kept until the
+// file changes again.
+func (c *Credentials) Run(ctx context.Context) error { return c.fw.Run(ctx) }
 
-// Watch reloads the file whenever it changes, looking every interval (0
-// means DefaultWatchInterval), until ctx is done. A file that fails to
-// parse is logged and the old table kept.
-func (c *Credentials) Watch(ctx context.Context, interval time.Duration) { c.ft.watch(ctx, interval) }
+func (c *Credentials) table() *credTable { return c.fw.Current() }
 
 // Len returns the number of users.
-func (c *Credentials) Len() int { return len(c.ft.table().users) }
+func (c *Credentials) Len() int { return len(c.table().users) }
 
 // Version returns a short token that identifies user's current password
 // hash, and false when the credentials in force have no such user. It
@@ -292,7 +288,7 @@ func (c *Credentials) Len() int { return len(c.ft.table().users) }
 // was changed or the user removed since. It is not secret and reveals
 // nothing of the hash.
 func (c *Credentials) Version(user string) (string, bool) {
-	h, ok := c.ft.table().users[user]
+	h, ok := c.table().users[user]
 	if !ok {
 		return "", false
 	}
@@ -303,7 +299,7 @@ func (c *Credentials) Version(user string) (string, bool) {
 // ErrBadCredentials. An unknown user costs one hash as a known one does,
 // so the time taken does not tell which names exist.
 func (c *Credentials) CheckPassword(ctx context.Context, conn *postern.Conn, user, password string) error {
-	t := c.ft.table()
+	t := c.table()
 	h, known := t.users[user]
 	if !known {
 		if t.decoy != nil {
@@ -321,11 +317,4 @@ func (c *Credentials) CheckPassword(ctx context.Context, conn *postern.Conn, use
 			slog.String("remote_ip", conn.RemoteAddr().String()), slog.String("user", user), slog.String("reason", why))
 	}
 	return ErrBadCredentials
-}
-
-func wrapFileErr(sentinel error, path string, err error) error {
-	if errors.Is(err, sentinel) {
-		return err
-	}
-	return fmt.Errorf("%w: %s: %w", sentinel, path, err)
 }

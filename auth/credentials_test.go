@@ -1,13 +1,11 @@
 package auth
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -125,14 +123,9 @@ func TestCredentialsFile(t *testing.T) {
 	assert.False(t, ok)
 
 	// Reload: the new table replaces the old as a whole.
-	changed, err := c.ReloadIfChanged()
-	require.NoError(t, err)
-	assert.False(t, changed)
 	bobLine := "bob@example.com:" + cheapBcrypt(t, "bob-pw", "$2y$") + "\n"
 	writeFile(t, path, "carol:"+cheapArgon2(t, "carol-pw")+"\n"+bobLine)
-	changed, err = c.ReloadIfChanged()
-	require.NoError(t, err)
-	assert.True(t, changed)
+	require.NoError(t, c.Reload())
 	assert.NoError(t, c.CheckPassword(bg, conn, "carol", "carol-pw"))
 	assert.ErrorIs(t, c.CheckPassword(bg, conn, "alice", "alice-pw"), ErrBadCredentials)
 	_, ok = c.Version("alice")
@@ -147,10 +140,12 @@ func TestCredentialsFile(t *testing.T) {
 	assert.Contains(t, err.Error(), path+":2:")
 	assert.NoError(t, c.CheckPassword(bg, conn, "carol", "carol-pw"))
 
-	// A removed file too.
+	// A removed file too; the error names it once.
 	require.NoError(t, os.Remove(path))
-	_, err = c.ReloadIfChanged()
+	err = c.Reload()
 	assert.ErrorIs(t, err, ErrCredentialsFile)
+	assert.ErrorIs(t, err, os.ErrNotExist)
+	assert.Equal(t, 1, strings.Count(err.Error(), path), err.Error())
 	assert.NoError(t, c.CheckPassword(bg, conn, "carol", "carol-pw"))
 	_, err = NewCredentials(CredentialsConfig{Path: path})
 	assert.ErrorIs(t, err, ErrCredentialsFile)
@@ -183,28 +178,4 @@ func TestCredentialsParseErrors(t *testing.T) {
 	tbl, err := parseCredentials(strings.NewReader(""), "empty")
 	require.NoError(t, err)
 	assert.Empty(t, tbl.users)
-}
-
-func TestCredentialsWatch(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "passwd")
-	writeFile(t, path, "alice:"+cheapArgon2(t, "one")+"\n")
-	lb := &logBuf{newLogBuffer()}
-	c, err := NewCredentials(CredentialsConfig{Path: path, Logger: lb.Logger()})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(bg)
-	done := make(chan struct{})
-	go func() {
-		c.Watch(ctx, 10*time.Millisecond)
-		close(done)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
-	writeFile(t, path, "alice:"+cheapArgon2(t, "two")+"\n")
-	require.Eventually(t, func() bool { return c.CheckPassword(bg, nil, "alice", "two") == nil }, 10*time.Second, 10*time.Millisecond)
-	writeFile(t, path, "garbage\n")
-	require.Eventually(t, func() bool { return len(lb.Records(t, "auth: reload failed, keeping the old credentials")) > 0 },
-		10*time.Second, 10*time.Millisecond)
-	assert.NoError(t, c.CheckPassword(bg, nil, "alice", "two"))
 }

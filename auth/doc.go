@@ -135,9 +135,8 @@
 //
 // Credentials checks SMTP AUTH passwords against a file of "user:hash"
 // lines with bcrypt or argon2id PHC hashes; it satisfies
-// smtpserver.PasswordChecker. It reloads atomically (Reload,
-// ReloadIfChanged, Watch), and an unknown user costs a hash as a known one
-// does. HashPassword makes the hashes; Version tells a holder of a login
+// smtpserver.PasswordChecker. It reloads atomically (Reload, Run), and
+// an unknown user costs a hash as a known one does. HashPassword makes the hashes; Version tells a holder of a login
 // (a web session) that the password changed or the user went.
 // SenderMap binds users to addresses and domains ("alice: alice@example.com,
 // @sales.example.com"); SenderFilter refuses other senders of
@@ -152,7 +151,16 @@
 //
 //	553 5.7.1 From header rejected: <boss@example.com> not owned by user
 //
-// Mail readers show the From field, not the envelope. SignFilter signs an
+// Mail readers show the From field, not the envelope.
+//
+// Credentials and SenderMap watch their files as the rest of Postern
+// does (the access map, the mailertable, the scan policy): Run looks
+// every Interval, reads a change once the file has stayed the same for
+// one more look, and swaps the new table in whole. A file that does not
+// parse is logged once, with its line ("credentials not reloaded,
+// previous version stays in force"), and the previous table stays until
+// the file changes again; writing a new file and renaming it over the
+// old one is safest. SignFilter signs an
 // authenticated user's message only when CheckOriginator passes for them
 // (SignFilterConfig.Senders), even where the binding is turned off: a
 // signature vouches for the From domain.
@@ -176,8 +184,9 @@
 // A submission port (587, 465):
 //
 //	creds, _ := auth.NewCredentials(auth.CredentialsConfig{Path: "/etc/postern/passwd"})
-//	go creds.Watch(ctx, 0)
+//	go creds.Run(ctx)
 //	senders, _ := auth.NewSenderMap(auth.SenderMapConfig{Path: "/etc/postern/senders"})
+//	go senders.Run(ctx)
 //	bind, _ := auth.NewSenderFilter(auth.SenderFilterConfig{Map: senders})
 //	key, _ := auth.LoadPrivateKey("/etc/postern/dkim/example.com.s2026.pem")
 //	signer, _ := auth.NewDKIMSigner(auth.DKIMSignConfig{Keys: []auth.DKIMKey{

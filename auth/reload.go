@@ -2,106 +2,67 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/postern/postern/internal/filewatch"
 )
 
-// DefaultWatchInterval is how often Watch looks at a file's modification
-// time when given 0.
-const DefaultWatchInterval = 5 * time.Second
+// DefaultWatchInterval is how often Run looks at a file when the
+// configured interval is 0.
+const DefaultWatchInterval = filewatch.DefaultInterval
 
-// fileTable is a table parsed from a file, replaced as a whole when the
-// file changes: readers load the current table without locks, a reload
-// that fails keeps the old one.
-type fileTable[T any] struct {
-	path  string
-	what  string
-	parse func(r io.Reader, name string) (*T, error)
-	log   *slog.Logger
-
-	cur   atomic.Pointer[T]
-	mu    sync.Mutex // serializes reloads
-	stamp os.FileInfo
-}
-
-func (ft *fileTable[T]) table() *T { return ft.cur.Load() }
-
-// reload reads and parses the file and swaps the table in.
-func (ft *fileTable[T]) reload() error {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	return ft.reloadLocked()
-}
-
-func (ft *fileTable[T]) reloadLocked() error {
-	f, err := os.Open(ft.path)
+// watchFile loads the file at path through filewatch, the one watcher
+// behind every reloadable file of Postern: a change is read once it has
+// settled, a broken file is logged once per content and leaves the
+// previous table in force. count gives the number of entries for the
+// "loaded" log line.
+func watchFile[T any](path, what string, sentinel error, interval time.Duration, log *slog.Logger,
+	parse func(io.Reader, string) (*T, error), count func(*T) int) (*filewatch.Watcher[*T], error) {
+	fw, err := filewatch.New(filewatch.Config[*T]{Path: path, What: what, Parse: parse, Logger: log, Interval: interval,
+		Loaded: func(_ context.Context, t *T) []slog.Attr { return []slog.Attr{slog.Int("entries", count(t))} },
+		Line: func(err error) (int, bool) {
+			var le *lineErr
+			if errors.As(err, &le) {
+				return le.line, true
+			}
+			return 0, false
+		}})
+	if errors.Is(err, filewatch.ErrConfig) {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
 	if err != nil {
+		return nil, fileErr(sentinel, err)
+	}
+	return fw, nil
+}
+
+// fileErr wraps an error of reading a file in sentinel; the file
+// system's errors name the file themselves, parse errors already wrap it.
+func fileErr(sentinel error, err error) error {
+	if err == nil || errors.Is(err, sentinel) {
 		return err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	t, err := ft.parse(f, ft.path)
-	if err != nil {
-		return err
-	}
-	ft.cur.Store(t)
-	ft.stamp = fi
-	return nil
+	return fmt.Errorf("%w: %w", sentinel, err)
 }
 
-// reloadIfChanged reloads when the file's modification time, size or
-// identity (a new file renamed over the old one) changed since the last
-// load.
-func (ft *fileTable[T]) reloadIfChanged() (bool, error) {
-	ft.mu.Lock()
-	defer ft.mu.Unlock()
-	fi, err := os.Stat(ft.path)
-	if err != nil {
-		return false, err
-	}
-	if old := ft.stamp; old != nil && os.SameFile(old, fi) && fi.ModTime().Equal(old.ModTime()) && fi.Size() == old.Size() {
-		return false, nil
-	}
-	if err := ft.reloadLocked(); err != nil {
-		return false, err
-	}
-	return true, nil
+// lineErr is an error at one line of a file: "sentinel: name:line: msg".
+type lineErr struct {
+	sentinel error
+	name     string
+	line     int
+	msg      string
 }
 
-// watch calls reloadIfChanged every interval until ctx is done. Failures
-// are logged and the old table is kept.
-func (ft *fileTable[T]) watch(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		interval = DefaultWatchInterval
-	}
-	tk := time.NewTicker(interval)
-	defer tk.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tk.C:
-		}
-		changed, err := ft.reloadIfChanged()
-		switch {
-		case err != nil:
-			ft.log.LogAttrs(ctx, slog.LevelWarn, "auth: reload failed, keeping the old "+ft.what,
-				slog.String("file", ft.path), slog.String("error", err.Error()))
-		case changed:
-			ft.log.LogAttrs(ctx, slog.LevelInfo, "auth: reloaded "+ft.what, slog.String("file", ft.path))
-		}
-	}
+func (e *lineErr) Error() string {
+	return fmt.Sprintf("%v: %s:%d: %s", e.sentinel, e.name, e.line, e.msg)
 }
+func (e *lineErr) Unwrap() error { return e.sentinel }
 
 // lineError formats a parse error naming file and line.
 func lineError(sentinel error, name string, line int, format string, args ...any) error {
-	return fmt.Errorf("%w: %s:%d: %s", sentinel, name, line, fmt.Sprintf(format, args...))
+	return &lineErr{sentinel: sentinel, name: name, line: line, msg: fmt.Sprintf(format, args...)}
 }

@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/filewatch"
 )
 
 const maxSenderLine = 64 << 10
@@ -133,14 +134,18 @@ type SenderMapConfig struct {
 	// AllowOwnAddress lets a user whose name is an address send as that
 	// address without a line saying so.
 	AllowOwnAddress bool
-	// Logger receives reloads; nil discards.
+	// Interval between looks at the file under Run; 0 means
+	// DefaultWatchInterval.
+	Interval time.Duration
+	// Logger receives loads (Info) and files that could not be loaded
+	// (Error, once per broken content); nil discards.
 	Logger *slog.Logger
 }
 
 // SenderMap is a sender-binding file that can be reloaded without a
 // restart. It is safe for concurrent use.
 type SenderMap struct {
-	ft  fileTable[SenderBindings]
+	fw  *filewatch.Watcher[*SenderBindings]
 	own bool
 }
 
@@ -150,12 +155,12 @@ func NewSenderMap(cfg SenderMapConfig) (*SenderMap, error) {
 	if cfg.Path == "" {
 		return nil, fmt.Errorf("%w: sender map needs a Path", ErrConfig)
 	}
-	s := &SenderMap{own: cfg.AllowOwnAddress}
-	s.ft = fileTable[SenderBindings]{path: cfg.Path, what: "sender bindings", parse: ParseSenderBindings, log: orDiscard(cfg.Logger)}
-	if err := s.Reload(); err != nil {
+	fw, err := watchFile(cfg.Path, "sender bindings", ErrSenderFile, cfg.Interval, cfg.Logger, ParseSenderBindings,
+		(*SenderBindings).Len)
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
+	return &SenderMap{fw: fw, own: cfg.AllowOwnAddress}, nil
 }
 
 // Allowed reports whether user may use addr as sender.
@@ -163,30 +168,16 @@ func (s *SenderMap) Allowed(user, addr string) bool {
 	if s.own && strings.Contains(user, "@") && strings.EqualFold(user, addr) {
 		return true
 	}
-	return s.ft.table().Allowed(user, addr)
+	return s.fw.Current().Allowed(user, addr)
 }
 
-// Reload reads the file again. On error the old bindings stay in use.
-func (s *SenderMap) Reload() error {
-	if err := s.ft.reload(); err != nil {
-		return wrapFileErr(ErrSenderFile, s.ft.path, err)
-	}
-	return nil
-}
+// Reload reads the file now, changed or not (for SIGHUP). On error the
+// old bindings stay in use.
+func (s *SenderMap) Reload() error { return fileErr(ErrSenderFile, s.fw.Reload()) }
 
-// ReloadIfChanged reloads when the file changed since the last load; it
-// reports whether it did.
-func (s *SenderMap) ReloadIfChanged() (bool, error) {
-	ok, err := s.ft.reloadIfChanged()
-	if err != nil {
-		return false, wrapFileErr(ErrSenderFile, s.ft.path, err)
-	}
-	return ok, nil
-}
-
-// Watch reloads the file whenever it changes, looking every interval (0
-// means DefaultWatchInterval), until ctx is done.
-func (s *SenderMap) Watch(ctx context.Context, interval time.Duration) { s.ft.watch(ctx, interval) }
+// Run looks at the file every Interval until ctx is done and returns
+// ctx.Err(); see Credentials.Run.
+func (s *SenderMap) Run(ctx context.Context) error { return s.fw.Run(ctx) }
 
 // SenderFilterName is the sender-binding filter's name in chains and logs.
 const SenderFilterName = "sender-login"

@@ -63,11 +63,20 @@
 //
 // A Scanner gets the raw message and an Envelope and returns a Result:
 // infected and the virus names, or a spam score, threshold, verdict,
-// action and symbols. An error (wrapping ErrScanner) means "no answer".
-// The adapters speak the real protocols, each with connect and scan
+// action and symbols. An error (ErrScanner) means "no answer". The
+// adapters speak the real protocols, each with connect and scan
 // timeouts, a size cap (ErrTooLarge) and several servers for failover:
 // scan/clamav (clamd zINSTREAM), scan/spamd (SPAMC/1.5), scan/rspamd
-// (HTTP /checkv2). scan/scantest starts real daemons for tests.
+// (HTTP /checkv2). Their errors name the adapter and the server once
+// ("clamav: 127.0.0.1:3310: server error: ..."), and so does the reason
+// of the verdict a failure leads to. scan/scantest starts real daemons
+// for tests.
+//
+// The Scanner contract (Scanner, Envelope, Result, Symbol, the errors and
+// the adapters' helpers) is package scan/scanner, which needs no
+// third-party module; this package's names for it are aliases. The
+// adapters import scan/scanner only, so a program that scans with clamd
+// does not link enmime unless it walks MIME too.
 //
 // # The filter
 //

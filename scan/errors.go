@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/postern/postern/scan/scanner"
 )
 
 // Sentinel errors. Every error of the package wraps one of them.
@@ -13,15 +15,17 @@ var (
 	ErrLimit = errors.New("scan: limit exceeded")
 	// ErrMalformed is wrapped when a message cannot be parsed at all.
 	ErrMalformed = errors.New("scan: malformed message")
-	// ErrConfig is wrapped by constructors for an invalid configuration.
-	ErrConfig = errors.New("scan: invalid configuration")
-	// ErrScanner is wrapped by scanner adapters when a scanner could not
-	// give an answer: unreachable, timed out, closed the connection, or
-	// answered something that is not its protocol.
-	ErrScanner = errors.New("scan: scanner failed")
+	// ErrConfig is wrapped by constructors for an invalid configuration
+	// (it is scanner.ErrConfig).
+	ErrConfig = scanner.ErrConfig
+	// ErrScanner is what a scanner's failure is (errors.Is): the scanner
+	// could not give an answer (it is scanner.ErrScanner; see
+	// scanner.Error).
+	ErrScanner = scanner.ErrScanner
 	// ErrTooLarge is wrapped by scanner adapters for a message larger than
-	// their size cap; the message was not scanned.
-	ErrTooLarge = errors.New("scan: message too large for scanner")
+	// their size cap; the message was not scanned (it is
+	// scanner.ErrTooLarge).
+	ErrTooLarge = scanner.ErrTooLarge
 	// ErrSyntax is wrapped by every *ParseError of a policy file.
 	ErrSyntax = errors.New("scan: syntax error")
 )

@@ -448,7 +448,7 @@ func replySafe(s string) string {
 func scannerErrors(errs []ScannerError) string {
 	parts := make([]string, len(errs))
 	for i, e := range errs {
-		parts[i] = e.Scanner + ": " + e.Err.Error()
+		parts[i] = e.describe()
 	}
 	return strings.Join(parts, "; ")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/scan/scanner"
 )
 
 // Inputs where enmime finds boundaries RFC 2046 would not: the pre-scan
@@ -72,25 +73,17 @@ func TestSubjectEdits(t *testing.T) {
 	assert.Equal(t, "[SPAM]\r\n folded start", edits[1].Value)
 }
 
-func TestSplitAddr(t *testing.T) {
-	tests := []struct{ in, network, address string }{
-		{"127.0.0.1:3310", "tcp", "127.0.0.1:3310"},
-		{"[::1]:783", "tcp", "[::1]:783"},
-		{"tcp:localhost:11333", "tcp", "localhost:11333"},
-		{"/run/clamav/clamd.ctl", "unix", "/run/clamav/clamd.ctl"},
-		{"unix:relative.sock", "unix", "relative.sock"},
-		{"@abstract", "unix", "@abstract"},
-	}
-	for _, tc := range tests {
-		n, a, err := SplitAddr(tc.in)
-		require.NoError(t, err, tc.in)
-		assert.Equal(t, tc.network, n)
-		assert.Equal(t, tc.address, a)
-	}
-	for _, bad := range []string{"", "unix:", "localhost", "tcp:"} {
-		_, _, err := SplitAddr(bad)
-		assert.ErrorIs(t, err, ErrConfig, bad)
-	}
+// The scanner contract moved to scan/scanner; its names here are the
+// same types and errors, so code written against scan keeps working.
+func TestScannerAliases(t *testing.T) {
+	var r scanner.Result = Result{Scanner: "clamd"}
+	assert.Equal(t, "clamd: clean", r.String())
+	assert.Same(t, scanner.ErrScanner, ErrScanner)
+	assert.Same(t, scanner.ErrTooLarge, ErrTooLarge)
+	_, _, err := SplitAddr("localhost")
+	assert.ErrorIs(t, err, ErrConfig, "SplitAddr's error is this package's ErrConfig")
+	var s Scanner = scanner.Func("x", nil)
+	assert.Equal(t, "x", s.Name())
 }
 
 func TestActionsAndNames(t *testing.T) {
@@ -128,15 +121,4 @@ func TestPartOpen(t *testing.T) {
 		assert.Equal(t, p.Size, int64(b.Len()), p.ID)
 	}
 	assert.True(t, strings.HasPrefix(c.Parts[2].Sniffed, "application/x-msdownload"))
-}
-
-func TestResultString(t *testing.T) {
-	for want, r := range map[string]Result{
-		"no result":                 {},
-		"clamd: clean":              {Scanner: "clamd"},
-		"clamd: infected: Eicar, X": {Scanner: "clamd", Infected: true, Viruses: []string{"Eicar", "X"}},
-		"spamd: score 6.3/5.0 spam": {Scanner: "spamd", Scored: true, Score: 6.3, Threshold: 5, Spam: true},
-	} {
-		assert.Equal(t, want, r.String())
-	}
 }

@@ -2,174 +2,80 @@ package scan
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
-	"net/netip"
-	"strconv"
-	"strings"
+	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/scan/scanner"
 )
 
+// The scanner contract lives in package scan/scanner, which needs no
+// third-party module, so that the adapters (scan/clamav, scan/spamd,
+// scan/rspamd) do not bring enmime along. These aliases keep it usable
+// under the names of this package.
+
 // Scanner is a content scanner: a virus scanner (clamd) or a spam scorer
-// (spamd, rspamd). Implementations are safe for concurrent use.
-//
-// Scan reads the raw message from msg. If msg is also an io.Seeker, an
-// implementation may seek back to the start to try another server after
-// a failure. An error (wrapping ErrScanner, or ErrTooLarge) means no
-// answer; a Result means the scanner answered.
-type Scanner interface {
-	Name() string
-	Scan(ctx context.Context, msg io.Reader, env *Envelope) (Result, error)
-}
+// (spamd, rspamd); see scanner.Scanner.
+type Scanner = scanner.Scanner
 
-// Envelope is what a scanner may be told besides the message: rspamd
-// uses all of it, spamd only User. A nil *Envelope means nothing is known.
-type Envelope struct {
-	From     string // reverse path, "" for <>
-	Rcpts    []string
-	IP       netip.Addr // the client
-	Helo     string
-	Hostname string // the client's verified host name
-	QueueID  string
-	// User is the authenticated user, or the user whose preferences
-	// spamd should load.
-	User string
-}
-
-// EnvelopeOf builds an Envelope from a session. c and t may be nil.
-func EnvelopeOf(c *postern.Conn, t *postern.Txn) *Envelope {
-	env := &Envelope{}
-	if c != nil {
-		env.IP, env.Helo, env.Hostname, env.User = c.RemoteAddr(), c.HELO, c.ClientName, c.AuthUser
-	}
-	if t != nil {
-		env.From, env.QueueID = t.From, t.ID
-		for _, r := range t.Rcpts {
-			env.Rcpts = append(env.Rcpts, r.Addr)
-		}
-	}
-	return env
-}
+// Envelope is what a scanner may be told besides the message; see
+// scanner.Envelope.
+type Envelope = scanner.Envelope
 
 // Symbol is one rule a spam scorer matched.
-type Symbol struct {
-	Name        string
-	Score       float64
-	Description string
-}
+type Symbol = scanner.Symbol
 
-// Result is a scanner's answer. Results are values; do not modify their
-// slices.
-type Result struct {
-	// Scanner is the Name of the scanner that answered.
-	Scanner string
-	// Server is the address of the server that answered.
-	Server string
-
-	// Infected and Viruses: a virus scanner found something.
-	Infected bool
-	Viruses  []string
-
-	// Scored: a spam scorer answered; Score and Threshold are then set
-	// (Threshold is the scorer's own spam threshold: spamd's required
-	// score, rspamd's required_score).
-	Scored    bool
-	Spam      bool // the scorer's own verdict
-	Score     float64
-	Threshold float64
-	// Action is rspamd's recommended action ("no action", "add header",
-	// "rewrite subject", "greylist", "soft reject", "reject"); "" for
-	// others.
-	Action  string
-	Symbols []Symbol
-}
-
-// String describes the result for logs: "clamd: infected: Eicar-Test",
-// "spamd: score 6.3/5 spam", "clamd: clean". The zero Result, which a
-// failed scan returns beside its error, is "no result".
-func (r Result) String() string {
-	if r.Scanner == "" && !r.Infected && !r.Scored {
-		return "no result"
-	}
-	var b strings.Builder
-	b.WriteString(r.Scanner)
-	switch {
-	case r.Infected:
-		b.WriteString(": infected: ")
-		b.WriteString(strings.Join(r.Viruses, ", "))
-	case r.Scored:
-		fmt.Fprintf(&b, ": score %s/%s", FormatScore(r.Score), FormatScore(r.Threshold))
-		if r.Spam {
-			b.WriteString(" spam")
-		}
-		if r.Action != "" {
-			b.WriteString(" action=" + r.Action)
-		}
-		if len(r.Symbols) > 0 {
-			b.WriteString(" symbols=")
-			b.WriteString(r.SymbolNames())
-		}
-	default:
-		b.WriteString(": clean")
-	}
-	return b.String()
-}
-
-// SymbolNames joins the symbol names with commas.
-func (r Result) SymbolNames() string {
-	names := make([]string, len(r.Symbols))
-	for i, s := range r.Symbols {
-		names[i] = s.Name
-	}
-	return strings.Join(names, ",")
-}
-
-// FormatScore formats a score with one decimal, as SpamAssassin does.
-func FormatScore(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) }
+// Result is a scanner's answer; see scanner.Result.
+type Result = scanner.Result
 
 // DialFunc dials a server; net.Dialer.DialContext is one.
-type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+type DialFunc = scanner.DialFunc
 
-// SplitAddr tells the network of a scanner address: "unix:/path", a path
-// ("/run/clamav/clamd.ctl", or "@name" for a Linux abstract socket) is a
-// Unix socket; "tcp:host:port" and "host:port" are TCP.
-func SplitAddr(addr string) (network, address string, err error) {
-	switch {
-	case strings.HasPrefix(addr, "unix:"):
-		network, address = "unix", strings.TrimPrefix(addr, "unix:")
-	case strings.HasPrefix(addr, "/"), strings.HasPrefix(addr, "@"):
-		network, address = "unix", addr
-	case strings.HasPrefix(addr, "tcp:"):
-		network, address = "tcp", strings.TrimPrefix(addr, "tcp:")
-	default:
-		network, address = "tcp", addr
-	}
-	if address == "" {
-		return "", "", fmt.Errorf("%w: empty address %q", ErrConfig, addr)
-	}
-	if network == "tcp" {
-		if _, _, err := net.SplitHostPort(address); err != nil {
-			return "", "", fmt.Errorf("%w: address %q: %v", ErrConfig, addr, err)
-		}
-	}
-	return network, address, nil
-}
+// EnvelopeOf builds an Envelope from a session. c and t may be nil.
+func EnvelopeOf(c *postern.Conn, t *postern.Txn) *Envelope { return scanner.EnvelopeOf(c, t) }
+
+// FormatScore formats a score with one decimal, as SpamAssassin does.
+func FormatScore(f float64) string { return scanner.FormatScore(f) }
 
 // ScannerFunc makes a Scanner of a function: for a scanner of one's own,
 // or a canned answer in a test.
 func ScannerFunc(name string, f func(ctx context.Context, msg io.Reader, env *Envelope) (Result, error)) Scanner {
-	return scannerFunc{name, f}
+	return scanner.Func(name, f)
 }
 
-type scannerFunc struct {
-	name string
-	f    func(context.Context, io.Reader, *Envelope) (Result, error)
+// SplitAddr tells the network of a scanner address; see
+// scanner.SplitAddr.
+func SplitAddr(addr string) (network, address string, err error) { return scanner.SplitAddr(addr) }
+
+// Dial connects to a scanner with one deadline for the whole exchange;
+// see scanner.Dial.
+func Dial(ctx context.Context, dial DialFunc, network, address string, dialTimeout, timeout time.Duration) (conn net.Conn, close func(), err error) {
+	return scanner.Dial(ctx, dial, network, address, dialTimeout, timeout)
 }
 
-func (s scannerFunc) Name() string { return s.name }
+// SizedBody returns msg as a re-readable body and its size; see
+// scanner.SizedBody.
+func SizedBody(msg io.Reader, max int64) (io.ReadSeeker, int64, error) {
+	return scanner.SizedBody(msg, max)
+}
 
-func (s scannerFunc) Scan(ctx context.Context, msg io.Reader, env *Envelope) (Result, error) {
-	return s.f(ctx, msg, env)
+// Failover asks the servers in order until one answers; see
+// scanner.Failover.
+func Failover(ctx context.Context, log *slog.Logger, name string, addrs []string, body io.Seeker,
+	try func(i int) (Result, error)) (Result, error) {
+	return scanner.Failover(ctx, log, name, addrs, body, try)
+}
+
+// describe says what failed for a verdict's reason. An adapter's error
+// names the scanner already (scanner.Error); any other gets the name put
+// before it.
+func (e ScannerError) describe() string {
+	var se *scanner.Error
+	if errors.As(e.Err, &se) && se.Scanner != "" {
+		return e.Err.Error()
+	}
+	return e.Scanner + ": " + e.Err.Error()
 }

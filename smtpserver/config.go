@@ -133,7 +133,7 @@ type Config struct {
 	MaxHops int
 	// MaxCommandLine bounds a command line including CRLF; longer lines get
 	// 500 5.5.2. Default 2048 (Postfix line_length_limit; RFC 5321
-	// §4.5.3.1.4 asks for at least 512).
+	// §4.5.3.1.4 asks for at least 512), at most MaxCommandLineLimit.
 	MaxCommandLine int
 	// BareNewline is what a bare CR or bare LF in a message (DATA or
 	// BDAT) gets: the default BareNewlineNormalize makes it CRLF,
@@ -311,6 +311,8 @@ func (c *Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: unknown BareNewline %d", ErrConfig, cfg.BareNewline)
 	case cfg.MaxCommandLine < 512:
 		return cfg, fmt.Errorf("%w: MaxCommandLine %d is below RFC 5321's 512", ErrConfig, cfg.MaxCommandLine)
+	case cfg.MaxCommandLine > MaxCommandLineLimit:
+		return cfg, fmt.Errorf("%w: MaxCommandLine %d is over %d", ErrConfig, cfg.MaxCommandLine, MaxCommandLineLimit)
 	case cfg.HardErrorLimit < cfg.SoftErrorLimit:
 		return cfg, fmt.Errorf("%w: HardErrorLimit %d below SoftErrorLimit %d", ErrConfig, cfg.HardErrorLimit, cfg.SoftErrorLimit)
 	case cfg.CommandTimeout < 0, cfg.DataTimeout < 0, cfg.ConnectTimeout < 0, cfg.ReverseDNSTimeout < 0:
@@ -324,6 +326,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	return cfg, nil
 }
+
+// MaxCommandLineLimit is the largest Config.MaxCommandLine. go-smtp echoes
+// a command's argument in its reply ("250-Hello <name>") and writes a
+// reply line longer than its 4096-byte buffer in two pieces; the edge
+// reads each reply line from one write (see gosmtp_contract_test.go).
+const MaxCommandLineLimit = 4000
 
 func setDefault[T int | int64 | time.Duration](p *T, v T) {
 	if *p == 0 {

@@ -61,6 +61,15 @@
 //   - graceful Shutdown: idle sessions are told 421 4.3.2, sessions in a
 //     transaction finish it.
 //
+// The edge follows go-smtp by the replies it writes (one reply line per
+// write, 354 before DATA, 334 before a SASL line, one final reply to the
+// end of a message, BDAT arguments read as go-smtp reads them, ...).
+// Each of these assumptions is a subtest of TestGoSMTPContract, which
+// drives go-smtp alone as New configures it, so an upgrade of go-smtp
+// that changes one fails there first. One of them bounds
+// MaxCommandLine at MaxCommandLineLimit (4000): go-smtp echoes the EHLO
+// name and writes a longer reply line in two pieces.
+//
 // DATA is spooled in memory up to SpoolMemoryBytes, then to an unlinked
 // temporary file; the message reaches the DATA stage as a *postern.Message
 // over the exact bytes received, with our Received header (RFC 5321 §4.4,

@@ -53,18 +53,27 @@ func New(cfg Config) (*Server, error) {
 		s.connLimit = NewConnLimit(ConnLimitConfig{Max: c.MaxConnections, Hostname: c.Hostname, Logger: c.Logger})
 	}
 
-	be := &backend{srv: s}
+	s.smtp = newGoSMTP(&backend{srv: s}, c)
+	return s, nil
+}
+
+// newGoSMTP configures go-smtp for serving behind the edge. What the edge
+// assumes of it is asserted against go-smtp alone, configured by this
+// same function, in gosmtp_contract_test.go.
+func newGoSMTP(be smtp.Backend, c Config) *smtp.Server {
 	gs := smtp.NewServer(be)
 	gs.Domain = c.Hostname
 	gs.MaxMessageBytes = c.MaxMessageBytes
 	gs.MaxRecipients = c.MaxRecipients
 	gs.MaxLineLength = 0 // the edge bounds command lines; DATA lines pass
+	// go-smtp never sees TLS (the edge owns STARTTLS), so AUTH must be
+	// allowed in its view; the session decides (AllowInsecureAuth).
 	gs.AllowInsecureAuth = true
 	gs.EnableSMTPUTF8 = !c.DisableSMTPUTF8
 	gs.EnableDSN = !c.DisableDSN
+	// TLSConfig, ReadTimeout and WriteTimeout stay zero: the edge's.
 	gs.ErrorLog = log.New(io.Discard, "", 0)
-	s.smtp = gs
-	return s, nil
+	return gs
 }
 
 // SetPolicy replaces the policy for new stages of all sessions (hot

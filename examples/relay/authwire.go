@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
@@ -180,10 +179,10 @@ func (a *authParts) watch(ctx context.Context) {
 		return
 	}
 	if a.creds != nil {
-		go a.creds.Watch(ctx, 5*time.Second)
+		go a.creds.Run(ctx)
 	}
 	if a.sendMap != nil {
-		go a.sendMap.Watch(ctx, 5*time.Second)
+		go a.sendMap.Run(ctx)
 	}
 }
 

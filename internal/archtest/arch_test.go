@@ -1,79 +1,38 @@
-// Package archtest enforces the dependency rules of docs/ARCHITECTURE.md:
-// they are what keeps each Postern component importable on its own.
 package archtest
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
-const module = "github.com/postern/postern"
-
-type pkg struct {
-	ImportPath string
-	Imports    []string
-}
-
-func listPackages(t *testing.T) []pkg {
-	t.Helper()
-	cmd := exec.Command("go", "list", "-json", module+"/...")
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	dec := json.NewDecoder(out)
-	var pkgs []pkg
-	for {
-		var p pkg
-		if err := dec.Decode(&p); err == io.EOF {
-			break
-		} else {
-			require.NoError(t, err)
-		}
-		pkgs = append(pkgs, p)
-	}
-	require.NoError(t, cmd.Wait())
-	require.NotEmpty(t, pkgs)
-	return pkgs
-}
-
-func isStdlib(path string) bool {
-	first, _, _ := strings.Cut(path, "/")
-	return !strings.Contains(first, ".")
-}
-
-func rel(path string) string {
-	if path == module {
-		return "."
-	}
-	return strings.TrimPrefix(path, module+"/")
-}
-
-func under(r, dir string) bool { return r == dir || strings.HasPrefix(r, dir+"/") }
-
+// TestDependencyRules: the import rules between Postern's own packages
+// (which the module table of TestModules cannot express).
 func TestDependencyRules(t *testing.T) {
-	for _, v := range violations(listPackages(t)) {
+	var pkgs []pkg
+	for _, p := range goList(t).own {
+		pkgs = append(pkgs, *p)
+	}
+	for _, v := range violations(pkgs) {
 		t.Error(v)
 	}
 }
 
 // The rules must catch what they are about.
 func TestRulesCatchViolations(t *testing.T) {
+	imp := func(path string, imports ...string) pkg { return pkg{ImportPath: path, Imports: imports} }
 	bad := []pkg{
-		{module, []string{"github.com/miekg/dns"}},
-		{module + "/smtpserver/greetpause", []string{"golang.org/x/time/rate"}},
-		{module + "/dnsbl", []string{module + "/smtpserver"}},
-		{module + "/scan", []string{"github.com/emersion/go-smtp"}},
-		{module + "/queue", []string{module + "/scan"}},
-		{module + "/route", []string{"github.com/emersion/go-smtp", module + "/queue", module}},
-		{module + "/examples/relay", []string{module + "/smtpserver", "github.com/emersion/go-smtp"}},
-		{module + "/route", []string{module + "/internal/testutil", module + "/internal/filewatch"}},
-		{module + "/internal/filewatch", []string{"log/slog", "github.com/miekg/dns"}},
+		imp(module, "github.com/miekg/dns"),
+		imp(module+"/smtpserver/greetpause", "golang.org/x/time/rate"),
+		imp(module+"/dnsbl", module+"/smtpserver"),
+		imp(module+"/scan", "github.com/emersion/go-smtp"),
+		imp(module+"/queue", module+"/scan"),
+		imp(module+"/route", "github.com/emersion/go-smtp", module+"/queue", module),
+		imp(module+"/examples/relay", module+"/smtpserver", "github.com/emersion/go-smtp"),
+		imp(module+"/route", module+"/internal/testutil", module+"/internal/filewatch"),
+		imp(module+"/internal/filewatch", "log/slog", "github.com/miekg/dns"),
 	}
 	require.Len(t, violations(bad), 7)
 }

@@ -1,6 +1,6 @@
 // Package filewatch keeps a value parsed from a file current: the access
-// map, the mailertable, the recipients list and the scan policy all reload
-// the same way. It imports only the standard library, so the public
+// map, the mailertable, the recipients list, the scan policy, the
+// credentials and the senders file all reload the same way. It imports only the standard library, so the public
 // packages that use it gain no dependency.
 //
 // A Watcher loads the file at creation and then, under Run, looks at it
@@ -47,7 +47,8 @@ type Config[T any] struct {
 	// map stays in force"); default "version".
 	Kept string
 	// Prefix starts errors of the file system ("route" gives
-	// "route: open …").
+	// "route: open …"); "" leaves them as the os package words them
+	// (they name the file).
 	Prefix string
 	// Parse reads the value; name is the file for its error messages.
 	Parse func(r io.Reader, name string) (T, error)
@@ -152,7 +153,7 @@ func (w *Watcher[T]) load(ctx context.Context, force bool) error {
 	defer w.mu.Unlock()
 	fi, err := os.Stat(w.cfg.Path)
 	if err != nil {
-		return w.fail(ctx, fmt.Errorf("%s: %w", w.cfg.Prefix, err))
+		return w.fail(ctx, w.fsErr(err))
 	}
 	stable := fi.Size() == w.obsSize && fi.ModTime().Equal(w.obsMtime)
 	w.obsSize, w.obsMtime = fi.Size(), fi.ModTime()
@@ -165,7 +166,7 @@ func (w *Watcher[T]) load(ctx context.Context, force bool) error {
 	}
 	b, err := os.ReadFile(w.cfg.Path)
 	if err != nil {
-		return w.fail(ctx, fmt.Errorf("%s: %w", w.cfg.Prefix, err))
+		return w.fail(ctx, w.fsErr(err))
 	}
 	// Stat before read: a change between the two shows as a new mtime at
 	// the next look.
@@ -201,6 +202,14 @@ func (w *Watcher[T]) load(ctx context.Context, force bool) error {
 		w.cfg.OnReload(v, nil)
 	}
 	return nil
+}
+
+// fsErr prefixes an error of the file system with Config.Prefix.
+func (w *Watcher[T]) fsErr(err error) error {
+	if w.cfg.Prefix == "" {
+		return err
+	}
+	return fmt.Errorf("%s: %w", w.cfg.Prefix, err)
 }
 
 // fail logs a failed load once per distinct error, so a missing or broken

@@ -13,18 +13,20 @@ import (
 	"time"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
-// Errors of the package. Scan failures wrap scan.ErrScanner as well.
+// Errors of the package. Scan, Ping and Version return a *scanner.Error,
+// which names the adapter and the server (so ErrProtocol and ErrServer
+// do not repeat "clamav") and is scanner.ErrScanner.
 var (
 	// ErrConfig is wrapped by New for an invalid configuration.
 	ErrConfig = errors.New("clamav: invalid configuration")
 	// ErrProtocol is wrapped when clamd answers something that is not a
 	// clamd reply.
-	ErrProtocol = errors.New("clamav: protocol error")
+	ErrProtocol = errors.New("protocol error")
 	// ErrServer is wrapped when clamd answers with an error ("... ERROR").
-	ErrServer = errors.New("clamav: server error")
+	ErrServer = errors.New("server error")
 )
 
 // Defaults of Config.
@@ -42,7 +44,7 @@ const (
 type Config struct {
 	// Addrs are clamd servers, tried in order until one answers:
 	// "127.0.0.1:3310" (TCPSocket) or "/run/clamav/clamd.ctl" (LocalSocket;
-	// see scan.SplitAddr).
+	// see scanner.SplitAddr).
 	Addrs []string
 	// DialTimeout bounds connecting to one server. Default 5 s.
 	DialTimeout time.Duration
@@ -50,13 +52,13 @@ type Config struct {
 	// reply. Default 2 minutes.
 	Timeout time.Duration
 	// MaxSize is the largest message sent; a larger one is not scanned and
-	// Scan fails with scan.ErrTooLarge. Keep it at most clamd's
+	// Scan fails with scanner.ErrTooLarge. Keep it at most clamd's
 	// StreamMaxLength. Default 25 MiB.
 	MaxSize int64
 	// ChunkSize is the size of the INSTREAM chunks. Default 64 KiB.
 	ChunkSize int
 	// Dial connects to a server; nil means a net.Dialer.
-	Dial scan.DialFunc
+	Dial scanner.DialFunc
 	// Logger receives failovers (Warn); nil discards.
 	Logger *slog.Logger
 }
@@ -66,14 +68,14 @@ type server struct {
 }
 
 // Client speaks the clamd protocol (clamd(8): zINSTREAM, zPING,
-// zVERSION). It implements scan.Scanner and is safe for concurrent use.
+// zVERSION). It implements scanner.Scanner and is safe for concurrent use.
 type Client struct {
 	cfg     Config
 	servers []server
 	log     *slog.Logger
 }
 
-var _ scan.Scanner = (*Client)(nil)
+var _ scanner.Scanner = (*Client)(nil)
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
@@ -85,7 +87,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger}
 	for _, a := range cfg.Addrs {
-		network, address, err := scan.SplitAddr(a)
+		network, address, err := scanner.SplitAddr(a)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
@@ -118,9 +120,10 @@ func (c *Client) Name() string { return "clamav" }
 // Scan streams the message to clamd with zINSTREAM. A server that cannot
 // be reached is skipped for the next; so is one that fails during the
 // scan when msg is an io.Seeker (the message is sent again from the
-// start). The error wraps scan.ErrScanner, and scan.ErrTooLarge for a
-// message over MaxSize or over clamd's own limit.
-func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scan.Envelope) (scan.Result, error) {
+// start). The error is a *scanner.Error (scanner.ErrScanner), wrapping
+// scanner.ErrTooLarge for a message over MaxSize or over clamd's own
+// limit.
+func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scanner.Envelope) (scanner.Result, error) {
 	seeker, _ := msg.(io.Seeker)
 	var start int64
 	if seeker != nil {
@@ -132,15 +135,14 @@ func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scan.Envelope) (sca
 	var errs []error
 	for i, s := range c.servers {
 		if i > 0 && len(errs) > 0 {
-			c.log.LogAttrs(ctx, slog.LevelWarn, "clamd failed, trying the next server",
-				slog.String("server", c.servers[i-1].addr), slog.String("error", errs[len(errs)-1].Error()))
+			scanner.LogFailover(ctx, c.log, c.Name(), errs[len(errs)-1])
 		}
 		res, consumed, err := c.scanAt(ctx, s, msg)
 		if err == nil {
 			return res, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
-		if errors.Is(err, scan.ErrTooLarge) || ctx.Err() != nil {
+		errs = append(errs, scanner.ServerError(s.addr, err))
+		if errors.Is(err, scanner.ErrTooLarge) || ctx.Err() != nil {
 			break
 		}
 		if consumed {
@@ -152,25 +154,25 @@ func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scan.Envelope) (sca
 			}
 		}
 	}
-	return scan.Result{}, fmt.Errorf("%w: clamav: %w", scan.ErrScanner, errors.Join(errs...))
+	return scanner.Result{}, scanner.Failed(c.Name(), errs...)
 }
 
 // conn dials s and sets the deadline of one exchange; stop undoes the
 // context watch.
 func (c *Client) conn(ctx context.Context, s server) (net.Conn, func(), error) {
-	return scan.Dial(ctx, c.cfg.Dial, s.network, s.address, c.cfg.DialTimeout, c.cfg.Timeout)
+	return scanner.Dial(ctx, c.cfg.Dial, s.network, s.address, c.cfg.DialTimeout, c.cfg.Timeout)
 }
 
 // scanAt runs one zINSTREAM exchange; consumed reports whether anything
 // was read from msg.
-func (c *Client) scanAt(ctx context.Context, s server, msg io.Reader) (scan.Result, bool, error) {
+func (c *Client) scanAt(ctx context.Context, s server, msg io.Reader) (scanner.Result, bool, error) {
 	conn, done, err := c.conn(ctx, s)
 	if err != nil {
-		return scan.Result{}, false, err
+		return scanner.Result{}, false, err
 	}
 	defer done()
 	if _, err := io.WriteString(conn, "zINSTREAM\x00"); err != nil {
-		return scan.Result{}, false, err
+		return scanner.Result{}, false, err
 	}
 	buf := make([]byte, 4+c.cfg.ChunkSize)
 	var total int64
@@ -181,7 +183,7 @@ func (c *Client) scanAt(ctx context.Context, s server, msg io.Reader) (scan.Resu
 		if n > 0 {
 			total += int64(n)
 			if total > c.cfg.MaxSize {
-				return scan.Result{}, true, fmt.Errorf("%w: over %d bytes", scan.ErrTooLarge, c.cfg.MaxSize)
+				return scanner.Result{}, true, fmt.Errorf("%w: over %d bytes", scanner.ErrTooLarge, c.cfg.MaxSize)
 			}
 			// clamd(8) INSTREAM: each chunk is preceded by its length,
 			// four bytes in network byte order.
@@ -194,22 +196,22 @@ func (c *Client) scanAt(ctx context.Context, s server, msg io.Reader) (scan.Resu
 						return res, true, perr
 					}
 				}
-				return scan.Result{}, true, err
+				return scanner.Result{}, true, err
 			}
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
 		}
 		if rerr != nil {
-			return scan.Result{}, consumed, fmt.Errorf("read message: %w", rerr)
+			return scanner.Result{}, consumed, fmt.Errorf("read message: %w", rerr)
 		}
 	}
 	if _, err := conn.Write([]byte{0, 0, 0, 0}); err != nil {
-		return scan.Result{}, true, err
+		return scanner.Result{}, true, err
 	}
 	reply, err := readReply(conn)
 	if err != nil {
-		return scan.Result{}, true, err
+		return scanner.Result{}, true, err
 	}
 	res, err := ParseReply(reply)
 	res.Server = s.addr
@@ -248,10 +250,10 @@ func readReply(conn net.Conn) (string, error) {
 // ParseReply parses clamd's answer to INSTREAM: "stream: OK",
 // "stream: NAME FOUND" (one line per signature with AllMatchScans), or
 // an error such as "INSTREAM size limit exceeded. ERROR". An error
-// reply is an error wrapping ErrServer (and scan.ErrTooLarge for the size
+// reply is an error wrapping ErrServer (and scanner.ErrTooLarge for the size
 // limit); anything else wraps ErrProtocol.
-func ParseReply(reply string) (scan.Result, error) {
-	res := scan.Result{Scanner: "clamav"}
+func ParseReply(reply string) (scanner.Result, error) {
+	res := scanner.Result{Scanner: "clamav"}
 	lines := strings.FieldsFunc(reply, func(r rune) bool { return r == '\n' || r == 0 })
 	if len(lines) == 0 {
 		return res, fmt.Errorf("%w: empty reply", ErrProtocol)
@@ -263,25 +265,25 @@ func ParseReply(reply string) (scan.Result, error) {
 		case strings.HasSuffix(line, " ERROR"):
 			text := strings.TrimSuffix(line, " ERROR")
 			if strings.Contains(text, "size limit exceeded") {
-				return scan.Result{}, fmt.Errorf("%w: %w: %q", ErrServer, scan.ErrTooLarge, text)
+				return scanner.Result{}, fmt.Errorf("%w: %w: %q", ErrServer, scanner.ErrTooLarge, text)
 			}
-			return scan.Result{}, fmt.Errorf("%w: %q", ErrServer, text)
+			return scanner.Result{}, fmt.Errorf("%w: %q", ErrServer, text)
 		case strings.HasSuffix(line, " FOUND"):
 			name := strings.TrimSpace(strings.TrimSuffix(afterFile(line), " FOUND"))
 			name = stripHashInfo(name)
 			if name == "" {
-				return scan.Result{}, fmt.Errorf("%w: no signature name in %q", ErrProtocol, line)
+				return scanner.Result{}, fmt.Errorf("%w: no signature name in %q", ErrProtocol, line)
 			}
 			res.Infected = true
 			res.Viruses = append(res.Viruses, name)
 		case afterFile(line) == "OK" && line != "OK":
 			ok = true
 		default:
-			return scan.Result{}, fmt.Errorf("%w: unexpected reply %q", ErrProtocol, truncate(line, 200))
+			return scanner.Result{}, fmt.Errorf("%w: unexpected reply %q", ErrProtocol, truncate(line, 200))
 		}
 	}
 	if ok && res.Infected {
-		return scan.Result{}, fmt.Errorf("%w: both OK and FOUND in %q", ErrProtocol, truncate(reply, 200))
+		return scanner.Result{}, fmt.Errorf("%w: both OK and FOUND in %q", ErrProtocol, truncate(reply, 200))
 	}
 	return res, nil
 }
@@ -342,7 +344,7 @@ func (c *Client) command(ctx context.Context, s server, cmd string) (string, err
 }
 
 // Ping asks the servers in order until one answers PONG; the error wraps
-// scan.ErrScanner when none does.
+// scanner.ErrScanner when none does.
 func (c *Client) Ping(ctx context.Context) error {
 	var errs []error
 	for _, s := range c.servers {
@@ -353,9 +355,9 @@ func (c *Client) Ping(ctx context.Context) error {
 		if err == nil {
 			err = fmt.Errorf("%w: PING answered %q", ErrProtocol, truncate(reply, 100))
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
+		errs = append(errs, scanner.ServerError(s.addr, err))
 	}
-	return fmt.Errorf("%w: clamav: %w", scan.ErrScanner, errors.Join(errs...))
+	return scanner.Failed(c.Name(), errs...)
 }
 
 // Version returns the VERSION reply of the first server that answers,
@@ -370,7 +372,7 @@ func (c *Client) Version(ctx context.Context) (string, error) {
 		if err == nil {
 			err = fmt.Errorf("%w: VERSION answered %q", ErrProtocol, truncate(reply, 100))
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
+		errs = append(errs, scanner.ServerError(s.addr, err))
 	}
-	return "", fmt.Errorf("%w: clamav: %w", scan.ErrScanner, errors.Join(errs...))
+	return "", scanner.Failed(c.Name(), errs...)
 }

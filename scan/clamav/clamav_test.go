@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
 func TestParseReply(t *testing.T) {
@@ -33,7 +33,7 @@ func TestParseReply(t *testing.T) {
 		{"stream: Win.Test.EICAR_HDB-1(44d88612fea8a8f36de82e1278abb02f:68) FOUND", []string{"Win.Test.EICAR_HDB-1"}, nil},
 		{"stream: A FOUND\nstream: B FOUND\n", []string{"A", "B"}, nil},
 		{"1: stream: OK", nil, nil},
-		{"INSTREAM size limit exceeded. ERROR", nil, scan.ErrTooLarge},
+		{"INSTREAM size limit exceeded. ERROR", nil, scanner.ErrTooLarge},
 		{"stream: Can't allocate memory ERROR", nil, ErrServer},
 		{"UNKNOWN COMMAND", nil, ErrProtocol},
 		{"", nil, ErrProtocol},
@@ -190,8 +190,8 @@ func TestScanFailures(t *testing.T) {
 		{"server size limit", func(conn net.Conn, _ *fakeClamd) {
 			_, _ = readStream(conn, 5000)
 			io.WriteString(conn, "INSTREAM size limit exceeded. ERROR\x00")
-		}, Config{}, scan.ErrTooLarge, ""},
-		{"client size limit", answer("stream: OK\x00"), Config{MaxSize: 100}, scan.ErrTooLarge, ""},
+		}, Config{}, scanner.ErrTooLarge, ""},
+		{"client size limit", answer("stream: OK\x00"), Config{MaxSize: 100}, scanner.ErrTooLarge, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,12 +200,12 @@ func TestScanFailures(t *testing.T) {
 			c := newClient(t, tc.cfg)
 			_, err := c.Scan(context.Background(), strings.NewReader(message), nil)
 			require.Error(t, err)
-			assert.ErrorIs(t, err, scan.ErrScanner)
+			assert.ErrorIs(t, err, scanner.ErrScanner)
 			if tc.want != nil {
 				assert.ErrorIs(t, err, tc.want)
 			}
 			assert.Contains(t, err.Error(), tc.text)
-			assert.Contains(t, err.Error(), addr, "the error names the server")
+			readsOnce(t, err, addr)
 		})
 	}
 }
@@ -229,15 +229,15 @@ func TestFailover(t *testing.T) {
 
 	// A reader that cannot seek back is not sent twice.
 	_, err = c.Scan(context.Background(), io.MultiReader(strings.NewReader(message)), nil)
-	assert.ErrorIs(t, err, scan.ErrScanner)
+	assert.ErrorIs(t, err, scanner.ErrScanner)
 	assert.Len(t, good.received, 1)
 
 	// All down.
 	c = newClient(t, Config{Addrs: []string{downAddr}})
 	_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
-	assert.ErrorIs(t, err, scan.ErrScanner)
+	assert.ErrorIs(t, err, scanner.ErrScanner)
 	assert.Contains(t, err.Error(), "refused")
-	assert.ErrorIs(t, c.Ping(context.Background()), scan.ErrScanner)
+	assert.ErrorIs(t, c.Ping(context.Background()), scanner.ErrScanner)
 }
 
 func TestCancel(t *testing.T) {
@@ -250,7 +250,7 @@ func TestCancel(t *testing.T) {
 		done <- err
 	}()
 	cancel()
-	assert.ErrorIs(t, <-done, scan.ErrScanner)
+	assert.ErrorIs(t, <-done, scanner.ErrScanner)
 }
 
 func TestPingVersion(t *testing.T) {
@@ -291,4 +291,45 @@ func TestNew(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:3310", c.servers[1].address)
 	assert.Equal(t, "clamav", c.Name())
 
+}
+
+// readsOnce checks that err starts with "clamav: " and names the adapter
+// and each server once.
+func readsOnce(t *testing.T, err error, addrs ...string) {
+	t.Helper()
+	text := err.Error()
+	assert.True(t, strings.HasPrefix(text, "clamav: "), text)
+	assert.Equal(t, 1, strings.Count(text, "clamav"), "the adapter named once: %s", text)
+	for _, a := range addrs {
+		assert.Equal(t, 1, strings.Count(text, a), "the server named once: %s", text)
+	}
+}
+
+// TestErrorText: the error of a failed scan reads once, adapter then
+// server then what went wrong, whatever layer it came from.
+func TestErrorText(t *testing.T) {
+	_, addr := serveFake(t, "tcp", answer("stream: Can't allocate memory ERROR\x00"))
+	c := newClient(t, Config{Addrs: []string{addr}})
+	_, err := c.Scan(context.Background(), strings.NewReader(message), nil)
+	assert.EqualError(t, err, "clamav: "+addr+`: server error: "stream: Can't allocate memory"`)
+	assert.ErrorIs(t, err, ErrServer)
+
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	downAddr := down.Addr().String()
+	down.Close()
+	c = newClient(t, Config{Addrs: []string{downAddr, addr}})
+	_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
+	assert.EqualError(t, err, "clamav: "+downAddr+": dial: connect: connection refused; "+
+		addr+`: server error: "stream: Can't allocate memory"`)
+	var op *net.OpError
+	assert.ErrorAs(t, err, &op, "the network error stays reachable")
+	err = c.Ping(context.Background())
+	readsOnce(t, err, downAddr, addr)
+	_, err = c.Version(context.Background())
+	readsOnce(t, err, downAddr, addr)
+
+	c = newClient(t, Config{Addrs: []string{addr}, MaxSize: 10})
+	_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
+	readsOnce(t, err, addr)
 }

@@ -1,5 +1,7 @@
 // Package clamav is a client of ClamAV's daemon, clamd, for Postern's
-// content scanning: it implements scan.Scanner.
+// content scanning: it implements scanner.Scanner
+// (scan.Scanner is the same interface). It imports the standard library
+// and Postern's scan/scanner only: no third-party module.
 //
 // # Protocol
 //
@@ -19,12 +21,17 @@
 // message reader can seek back (postern.Message.NewReader can). Each
 // attempt is bounded by DialTimeout and Timeout and by the context.
 // Messages over MaxSize (25 MiB, clamd's default StreamMaxLength) are not
-// sent: Scan fails with scan.ErrTooLarge.
+// sent: Scan fails with scanner.ErrTooLarge.
 //
-// Every failure wraps scan.ErrScanner; a garbled, truncated or endless
-// answer wraps ErrProtocol as well, an "ERROR" answer ErrServer. What a
-// failure means for the message is the filter's failure policy (virus
-// scanning fails closed by default: 451 4.7.1).
+// Every failure is a *scanner.Error (scanner.ErrScanner) whose text
+// names the adapter and the server once:
+//
+//	clamav: 127.0.0.1:3310: server error: "Can't allocate memory"
+//
+// a garbled, truncated or endless answer wraps ErrProtocol as well, an
+// "ERROR" answer ErrServer. What a failure means for the message is the
+// filter's failure policy (virus scanning fails closed by default: 451
+// 4.7.1).
 //
 // # Example
 //

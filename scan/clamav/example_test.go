@@ -17,7 +17,7 @@ func ExampleParseReply() {
 	// Output:
 	// false [] <nil>
 	// true [Win.Test.EICAR_HDB-1] <nil>
-	// false [] clamav: server error: scan: message too large for scanner: "INSTREAM size limit exceeded."
+	// false [] server error: message too large for the scanner: "INSTREAM size limit exceeded."
 }
 
 func Example() {

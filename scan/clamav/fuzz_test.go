@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
 // FuzzParseReply: any reply parses to a result or to a protocol or
@@ -38,6 +38,6 @@ func FuzzParseReply(f *testing.F) {
 		if res.Scanner != "clamav" {
 			t.Fatal(res.Scanner)
 		}
-		_ = scan.ErrScanner
+		_ = scanner.ErrScanner
 	})
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/scan"
 	"github.com/postern/postern/scan/clamav"
+	"github.com/postern/postern/scan/scanner"
 	"github.com/postern/postern/scan/scantest"
 )
 
@@ -69,10 +69,10 @@ func TestRealClamd(t *testing.T) {
 	c, err := clamav.New(clamav.Config{Addrs: []string{d.Addr}, MaxSize: 64 << 20})
 	require.NoError(t, err)
 	_, err = c.Scan(ctx, bytes.NewReader(make([]byte, 26<<20)), nil)
-	assert.ErrorIs(t, err, scan.ErrTooLarge)
+	assert.ErrorIs(t, err, scanner.ErrTooLarge)
 
 	// A server that is down.
 	d.Kill()
 	_, err = c.Scan(ctx, strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil)
-	assert.ErrorIs(t, err, scan.ErrScanner)
+	assert.ErrorIs(t, err, scanner.ErrScanner)
 }

@@ -1,5 +1,7 @@
 // Package rspamd is a client of rspamd's HTTP protocol for Postern's
-// content scanning: it implements scan.Scanner.
+// content scanning: it implements scanner.Scanner
+// (scan.Scanner is the same interface). It imports the standard library
+// and Postern's scan/scanner only: no third-party module.
 //
 // # Protocol
 //
@@ -24,7 +26,9 @@
 // in order until one answers; the message is sent again to the next.
 // Each attempt is bounded by DialTimeout, Timeout and the context, and
 // connections are kept alive per server. Messages over MaxSize (20 MiB)
-// are not sent: Scan fails with scan.ErrTooLarge. Every failure wraps
-// scan.ErrScanner; an HTTP error or an "error" member wraps ErrServer, a
-// reply that is not /checkv2 JSON ErrProtocol.
+// are not sent: Scan fails with scanner.ErrTooLarge. Every failure is a
+// *scanner.Error (scanner.ErrScanner) naming the adapter and the server
+// ("rspamd: 127.0.0.1:11333: server error: HTTP 500 ..."); an HTTP error
+// or an "error" member wraps ErrServer, a reply that is not /checkv2
+// JSON ErrProtocol.
 package rspamd

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/scan"
 	"github.com/postern/postern/scan/rspamd"
+	"github.com/postern/postern/scan/scanner"
 	"github.com/postern/postern/scan/scantest"
 )
 
@@ -21,7 +21,7 @@ func TestRealRspamd(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	require.NoError(t, c.Ping(ctx))
-	env := &scan.Envelope{From: "sender@example.org", Rcpts: []string{"user@example.com"},
+	env := &scanner.Envelope{From: "sender@example.org", Rcpts: []string{"user@example.com"},
 		IP: netip.MustParseAddr("192.0.2.1"), Helo: "mx.example.org", QueueID: "Q1"}
 
 	gtube := "From: sender@example.org\r\nTo: user@example.com\r\nSubject: test\r\n\r\n" + scantest.GTUBE() + "\r\n"
@@ -40,5 +40,5 @@ func TestRealRspamd(t *testing.T) {
 
 	d.Kill()
 	_, err = c.Scan(ctx, strings.NewReader(clean), env)
-	assert.ErrorIs(t, err, scan.ErrScanner)
+	assert.ErrorIs(t, err, scanner.ErrScanner)
 }

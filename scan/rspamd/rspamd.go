@@ -17,19 +17,21 @@ import (
 	"time"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
-// Errors of the package. Scan failures wrap scan.ErrScanner as well.
+// Errors of the package. Scan and Ping return a *scanner.Error, which
+// names the adapter and the server (so ErrProtocol and ErrServer do not
+// repeat "rspamd") and is scanner.ErrScanner.
 var (
 	// ErrConfig is wrapped by New for an invalid configuration.
 	ErrConfig = errors.New("rspamd: invalid configuration")
 	// ErrProtocol is wrapped when rspamd answers something that is not a
 	// /checkv2 reply.
-	ErrProtocol = errors.New("rspamd: protocol error")
+	ErrProtocol = errors.New("protocol error")
 	// ErrServer is wrapped when rspamd answers with an HTTP error or an
 	// "error" member.
-	ErrServer = errors.New("rspamd: server error")
+	ErrServer = errors.New("server error")
 )
 
 // Defaults of Config.
@@ -44,7 +46,7 @@ const (
 type Config struct {
 	// Addrs are rspamd normal (or proxy, or controller) workers, tried in
 	// order until one answers: "127.0.0.1:11333" or a Unix socket path
-	// (see scan.SplitAddr).
+	// (see scanner.SplitAddr).
 	Addrs []string
 	// Password, if set, is sent in the Password header (the controller
 	// worker wants it).
@@ -54,10 +56,10 @@ type Config struct {
 	// Timeout bounds one request to one server. Default 1 minute.
 	Timeout time.Duration
 	// MaxSize is the largest message sent; a larger one fails with
-	// scan.ErrTooLarge. Default 20 MiB.
+	// scanner.ErrTooLarge. Default 20 MiB.
 	MaxSize int64
 	// Dial connects to a server; nil means a net.Dialer.
-	Dial scan.DialFunc
+	Dial scanner.DialFunc
 	// Logger receives failovers (Warn); nil discards.
 	Logger *slog.Logger
 }
@@ -68,7 +70,7 @@ type server struct {
 }
 
 // Client asks rspamd's HTTP protocol (POST /checkv2). It implements
-// scan.Scanner and is safe for concurrent use.
+// scanner.Scanner and is safe for concurrent use.
 type Client struct {
 	cfg     Config
 	servers []server
@@ -76,7 +78,7 @@ type Client struct {
 	log     *slog.Logger
 }
 
-var _ scan.Scanner = (*Client)(nil)
+var _ scanner.Scanner = (*Client)(nil)
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
@@ -107,7 +109,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = postern.DiscardLogger()
 	}
 	for _, a := range cfg.Addrs {
-		network, address, err := scan.SplitAddr(a)
+		network, address, err := scanner.SplitAddr(a)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
@@ -143,11 +145,12 @@ func (c *Client) Close() {
 // Scan posts the message to /checkv2 with the envelope in the request
 // headers (From, Rcpt, IP, Helo, Hostname, Queue-Id, User) and parses the
 // JSON reply. Servers are tried in order until one answers. The error
-// wraps scan.ErrScanner, and scan.ErrTooLarge for a message over MaxSize.
-func (c *Client) Scan(ctx context.Context, msg io.Reader, env *scan.Envelope) (scan.Result, error) {
-	body, size, err := scan.SizedBody(msg, c.cfg.MaxSize)
+// is a *scanner.Error (scanner.ErrScanner), wrapping scanner.ErrTooLarge
+// for a message over MaxSize.
+func (c *Client) Scan(ctx context.Context, msg io.Reader, env *scanner.Envelope) (scanner.Result, error) {
+	body, size, err := scanner.SizedBody(msg, c.cfg.MaxSize)
 	if err != nil {
-		return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, err)
+		return scanner.Result{}, scanner.Failed(c.Name(), err)
 	}
 	// Each request reads its own section: after a failed request the HTTP
 	// transport may still be reading the old one while the next server is
@@ -156,15 +159,15 @@ func (c *Client) Scan(ctx context.Context, msg io.Reader, env *scan.Envelope) (s
 	if !ok {
 		b, err := io.ReadAll(body)
 		if err != nil {
-			return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, err)
+			return scanner.Result{}, scanner.Failed(c.Name(), err)
 		}
 		body, ra = bytes.NewReader(b), bytes.NewReader(b)
 	}
 	start, err := body.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return scan.Result{}, fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, err)
+		return scanner.Result{}, scanner.Failed(c.Name(), err)
 	}
-	return scan.Failover(ctx, c.log, "rspamd", c.addrs, body, func(i int) (scan.Result, error) {
+	return scanner.Failover(ctx, c.log, c.Name(), c.addrs, body, func(i int) (scanner.Result, error) {
 		return c.scanAt(ctx, c.servers[i], io.NewSectionReader(ra, start, size), size, env)
 	})
 }
@@ -180,12 +183,12 @@ func headerSafe(s string) string {
 	}, s)
 }
 
-func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int64, env *scan.Envelope) (scan.Result, error) {
+func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int64, env *scanner.Envelope) (scanner.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://rspamd/checkv2", io.NopCloser(io.LimitReader(body, size)))
 	if err != nil {
-		return scan.Result{}, err
+		return scanner.Result{}, err
 	}
 	req.ContentLength = size
 	if size == 0 {
@@ -215,18 +218,18 @@ func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int6
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return scan.Result{}, err
+		return scanner.Result{}, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
 	if err != nil {
-		return scan.Result{}, fmt.Errorf("%w: reading the reply: %v", ErrProtocol, err)
+		return scanner.Result{}, fmt.Errorf("%w: reading the reply: %v", ErrProtocol, err)
 	}
 	if len(data) > maxReply {
-		return scan.Result{}, fmt.Errorf("%w: reply over %d bytes", ErrProtocol, maxReply)
+		return scanner.Result{}, fmt.Errorf("%w: reply over %d bytes", ErrProtocol, maxReply)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return scan.Result{}, fmt.Errorf("%w: HTTP %s: %s", ErrServer, resp.Status, snippet(data))
+		return scanner.Result{}, fmt.Errorf("%w: HTTP %s: %s", ErrServer, resp.Status, snippet(data))
 	}
 	return ParseReply(data)
 }
@@ -260,23 +263,23 @@ var spamActions = []string{"reject", "add header", "rewrite subject"}
 // ParseReply parses a /checkv2 JSON reply: action, score,
 // required_score and symbols are used. A reply with an "error" member
 // wraps ErrServer; one that lacks action or score wraps ErrProtocol.
-func ParseReply(data []byte) (scan.Result, error) {
+func ParseReply(data []byte) (scanner.Result, error) {
 	var r reply
 	if err := json.Unmarshal(data, &r); err != nil {
-		return scan.Result{}, fmt.Errorf("%w: %v: %s", ErrProtocol, err, snippet(data))
+		return scanner.Result{}, fmt.Errorf("%w: %v: %s", ErrProtocol, err, snippet(data))
 	}
 	if r.Error != "" {
-		return scan.Result{}, fmt.Errorf("%w: %s", ErrServer, snippet([]byte(r.Error)))
+		return scanner.Result{}, fmt.Errorf("%w: %s", ErrServer, snippet([]byte(r.Error)))
 	}
 	if r.Action == "" || len(r.Action) > 64 || r.Score == nil {
-		return scan.Result{}, fmt.Errorf("%w: no action or score in %s", ErrProtocol, snippet(data))
+		return scanner.Result{}, fmt.Errorf("%w: no action or score in %s", ErrProtocol, snippet(data))
 	}
-	res := scan.Result{Scanner: "rspamd", Scored: true, Score: *r.Score, Action: r.Action}
+	res := scanner.Result{Scanner: "rspamd", Scored: true, Score: *r.Score, Action: r.Action}
 	if r.RequiredScore != nil {
 		res.Threshold = *r.RequiredScore
 	}
 	if !finite(res.Score) || !finite(res.Threshold) {
-		return scan.Result{}, fmt.Errorf("%w: score not a finite number", ErrProtocol)
+		return scanner.Result{}, fmt.Errorf("%w: score not a finite number", ErrProtocol)
 	}
 	res.Spam = slices.Contains(spamActions, r.Action)
 	for key, s := range r.Symbols {
@@ -287,13 +290,13 @@ func ParseReply(data []byte) (scan.Result, error) {
 		if name == "" {
 			continue // a symbol without a name says nothing
 		}
-		sym := scan.Symbol{Name: name, Description: s.Description}
+		sym := scanner.Symbol{Name: name, Description: s.Description}
 		if s.Score != nil && finite(*s.Score) {
 			sym.Score = *s.Score
 		}
 		res.Symbols = append(res.Symbols, sym)
 	}
-	slices.SortFunc(res.Symbols, func(a, b scan.Symbol) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(res.Symbols, func(a, b scanner.Symbol) int { return strings.Compare(a.Name, b.Name) })
 	return res, nil
 }
 
@@ -307,9 +310,9 @@ func (c *Client) Ping(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
+		errs = append(errs, scanner.ServerError(s.addr, err))
 	}
-	return fmt.Errorf("%w: rspamd: %w", scan.ErrScanner, errors.Join(errs...))
+	return scanner.Failed(c.Name(), errs...)
 }
 
 func (c *Client) ping(ctx context.Context, s server) error {

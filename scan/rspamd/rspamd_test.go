@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
 const gtubeReply = `{"is_skipped":true,"score":15.0,"required_score":15.0,"action":"reject",
@@ -31,7 +31,7 @@ func TestParseReply(t *testing.T) {
 	assert.Equal(t, "reject", res.Action)
 	assert.Equal(t, 15.0, res.Score)
 	assert.Equal(t, 15.0, res.Threshold)
-	assert.Equal(t, []scan.Symbol{{Name: "GTUBE"}, {Name: "R_SPF_ALLOW", Score: -0.2, Description: "SPF verification allows sending"}}, res.Symbols)
+	assert.Equal(t, []scanner.Symbol{{Name: "GTUBE"}, {Name: "R_SPF_ALLOW", Score: -0.2, Description: "SPF verification allows sending"}}, res.Symbols)
 
 	res, err = ParseReply([]byte(`{"score":2.5,"required_score":15,"action":"greylist","symbols":{}}`))
 	require.NoError(t, err)
@@ -69,7 +69,7 @@ func TestScanRequest(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	c := newClient(t, Config{Addrs: []string{addr}, Password: "secret"})
-	env := &scan.Envelope{From: "sender@example.org", Rcpts: []string{"a@example.com", "b@example.com"},
+	env := &scanner.Envelope{From: "sender@example.org", Rcpts: []string{"a@example.com", "b@example.com"},
 		IP: netip.MustParseAddr("192.0.2.1"), Helo: "mx.example.org\r\nX-Evil: 1", QueueID: "Q1", User: "alice"}
 	msg := "Subject: hi\r\n\r\nhello\r\n"
 	res, err := c.Scan(context.Background(), io.MultiReader(strings.NewReader(msg)), env)
@@ -150,10 +150,16 @@ func TestScanFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClient(t, Config{Addrs: []string{tc.addr}, Timeout: 300 * time.Millisecond})
 			_, err := c.Scan(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil)
-			assert.ErrorIs(t, err, scan.ErrScanner)
+			assert.ErrorIs(t, err, scanner.ErrScanner)
 			assert.ErrorContains(t, err, tc.text)
+			readsOnce(t, err, tc.addr)
 		})
 	}
+	c0 := newClient(t, Config{Addrs: []string{downAddr, host(status500)}})
+	_, err = c0.Scan(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil)
+	assert.EqualError(t, err, "rspamd: "+downAddr+": dial: connect: connection refused; "+
+		host(status500)+`: server error: HTTP 503 Service Unavailable: "{\"error\":\"overloaded\"}\n"`)
+	readsOnce(t, c0.Ping(context.Background()), downAddr, host(status500))
 	c := newClient(t, Config{Addrs: []string{downAddr, midway, host(good)}})
 	res, err := c.Scan(context.Background(), io.MultiReader(strings.NewReader("Subject: x\r\n\r\nx\r\n")), nil)
 	require.NoError(t, err, "fails over")
@@ -161,10 +167,24 @@ func TestScanFailures(t *testing.T) {
 
 	c = newClient(t, Config{Addrs: []string{host(good)}, MaxSize: 5})
 	_, err = c.Scan(context.Background(), strings.NewReader("Subject: x\r\n\r\nx\r\n"), nil)
-	assert.ErrorIs(t, err, scan.ErrTooLarge)
+	assert.ErrorIs(t, err, scanner.ErrTooLarge)
+	assert.EqualError(t, err, "rspamd: message too large for the scanner: 17 bytes, over 5")
 
 	for _, cfg := range []Config{{}, {Addrs: []string{"nope"}}, {Addrs: []string{"a:1"}, Password: "a\nb"}, {Addrs: []string{"a:1"}, MaxSize: -1}} {
 		_, err := New(cfg)
 		assert.ErrorIs(t, err, ErrConfig)
+	}
+}
+
+// readsOnce checks that err starts with "rspamd: " and names the adapter
+// and each server once.
+func readsOnce(t *testing.T, err error, addrs ...string) {
+	t.Helper()
+	require.Error(t, err)
+	text := err.Error()
+	assert.True(t, strings.HasPrefix(text, "rspamd: "), text)
+	assert.Equal(t, 1, strings.Count(text, "rspamd"), "the adapter named once: %s", text)
+	for _, a := range addrs {
+		assert.Equal(t, 1, strings.Count(text, a), "the server named once: %s", text)
 	}
 }

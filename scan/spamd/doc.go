@@ -1,5 +1,7 @@
 // Package spamd is a client of SpamAssassin's daemon, spamd, for
-// Postern's content scanning: it implements scan.Scanner.
+// Postern's content scanning: it implements scanner.Scanner
+// (scan.Scanner is the same interface). It imports the standard library
+// and Postern's scan/scanner only: no third-party module.
 //
 // # Protocol
 //
@@ -32,9 +34,11 @@
 // order until one answers; the message is sent again to the next one.
 // Each attempt is bounded by DialTimeout, Timeout and the context.
 // Messages over MaxSize (512 KiB by default, as spamc) are not sent: Scan
-// fails with scan.ErrTooLarge, which the filter treats as "not scored"
-// rather than as a failure. Every failure wraps scan.ErrScanner; spam
-// scoring fails open by default.
+// fails with scanner.ErrTooLarge, which the filter treats as "not scored"
+// rather than as a failure. Every failure is a *scanner.Error
+// (scanner.ErrScanner) naming the adapter and the server ("spamd:
+// 127.0.0.1:783: server error: 75 EX_TEMPFAIL"); spam scoring fails
+// open by default.
 //
 // # Rules offline
 //

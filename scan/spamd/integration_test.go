@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 	"github.com/postern/postern/scan/scantest"
 	"github.com/postern/postern/scan/spamd"
 )
@@ -54,5 +54,5 @@ func TestRealSpamd(t *testing.T) {
 	require.NoError(t, c.Ping(ctx))
 	d.Kill()
 	_, err = c.Scan(ctx, strings.NewReader(clean), nil)
-	assert.ErrorIs(t, err, scan.ErrScanner)
+	assert.ErrorIs(t, err, scanner.ErrScanner)
 }

@@ -14,19 +14,21 @@ import (
 	"time"
 
 	"github.com/postern/postern"
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
-// Errors of the package. Scan failures wrap scan.ErrScanner as well.
+// Errors of the package. Scan and Ping return a *scanner.Error, which
+// names the adapter and the server (so ErrProtocol and ErrServer do not
+// repeat "spamd") and is scanner.ErrScanner.
 var (
 	// ErrConfig is wrapped by New for an invalid configuration.
 	ErrConfig = errors.New("spamd: invalid configuration")
 	// ErrProtocol is wrapped when spamd answers something that is not
 	// SPAMD/1.x.
-	ErrProtocol = errors.New("spamd: protocol error")
+	ErrProtocol = errors.New("protocol error")
 	// ErrServer is wrapped when spamd answers with a non-zero response
 	// code (EX_USAGE, EX_TEMPFAIL, …).
-	ErrServer = errors.New("spamd: server error")
+	ErrServer = errors.New("server error")
 )
 
 // Command is the request sent to spamd.
@@ -67,7 +69,7 @@ const (
 // Config configures a Client. Addrs is required.
 type Config struct {
 	// Addrs are spamd servers, tried in order until one answers:
-	// "127.0.0.1:783" or a Unix socket path (see scan.SplitAddr).
+	// "127.0.0.1:783" or a Unix socket path (see scanner.SplitAddr).
 	Addrs []string
 	// User, if set, is sent as the User header: spamd loads that user's
 	// preferences.
@@ -79,11 +81,11 @@ type Config struct {
 	// Timeout bounds one request to one server. Default 2 minutes.
 	Timeout time.Duration
 	// MaxSize is the largest message sent; a larger one fails with
-	// scan.ErrTooLarge (the filter then skips spam scoring, as spamc
+	// scanner.ErrTooLarge (the filter then skips spam scoring, as spamc
 	// does). Default 512 KiB.
 	MaxSize int64
 	// Dial connects to a server; nil means a net.Dialer.
-	Dial scan.DialFunc
+	Dial scanner.DialFunc
 	// Logger receives failovers (Warn); nil discards.
 	Logger *slog.Logger
 }
@@ -93,7 +95,7 @@ type server struct {
 }
 
 // Client speaks SpamAssassin's spamd protocol (SPAMC/1.5). It
-// implements scan.Scanner and is safe for concurrent use.
+// implements scanner.Scanner and is safe for concurrent use.
 type Client struct {
 	cfg     Config
 	servers []server
@@ -101,7 +103,7 @@ type Client struct {
 	log     *slog.Logger
 }
 
-var _ scan.Scanner = (*Client)(nil)
+var _ scanner.Scanner = (*Client)(nil)
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
@@ -116,7 +118,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger}
 	for _, a := range cfg.Addrs {
-		network, address, err := scan.SplitAddr(a)
+		network, address, err := scanner.SplitAddr(a)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 		}
@@ -145,28 +147,29 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Name() string { return "spamd" }
 
 // Scan sends the message to spamd and parses the verdict. Servers are
-// tried in order until one answers. The error wraps scan.ErrScanner, and
-// scan.ErrTooLarge for a message over MaxSize.
-func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scan.Envelope) (scan.Result, error) {
-	body, size, err := scan.SizedBody(msg, c.cfg.MaxSize)
+// tried in order until one answers. The error is a *scanner.Error
+// (scanner.ErrScanner), wrapping scanner.ErrTooLarge for a message over
+// MaxSize.
+func (c *Client) Scan(ctx context.Context, msg io.Reader, _ *scanner.Envelope) (scanner.Result, error) {
+	body, size, err := scanner.SizedBody(msg, c.cfg.MaxSize)
 	if err != nil {
-		return scan.Result{}, fmt.Errorf("%w: spamd: %w", scan.ErrScanner, err)
+		return scanner.Result{}, scanner.Failed(c.Name(), err)
 	}
-	return scan.Failover(ctx, c.log, "spamd", c.addrs, body, func(i int) (scan.Result, error) {
+	return scanner.Failover(ctx, c.log, c.Name(), c.addrs, body, func(i int) (scanner.Result, error) {
 		return c.scanAt(ctx, c.servers[i], body, size)
 	})
 }
 
 func (c *Client) conn(ctx context.Context, s server) (net.Conn, func(), error) {
-	return scan.Dial(ctx, c.cfg.Dial, s.network, s.address, c.cfg.DialTimeout, c.cfg.Timeout)
+	return scanner.Dial(ctx, c.cfg.Dial, s.network, s.address, c.cfg.DialTimeout, c.cfg.Timeout)
 }
 
 type closeWriter interface{ CloseWrite() error }
 
-func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int64) (scan.Result, error) {
+func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int64) (scanner.Result, error) {
 	conn, done, err := c.conn(ctx, s)
 	if err != nil {
-		return scan.Result{}, err
+		return scanner.Result{}, err
 	}
 	defer done()
 	bw := bufio.NewWriterSize(conn, 32<<10)
@@ -177,10 +180,10 @@ func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int6
 	}
 	bw.WriteString("\r\n")
 	if _, err := io.CopyN(bw, body, size); err != nil {
-		return scan.Result{}, fmt.Errorf("send message: %w", err)
+		return scanner.Result{}, fmt.Errorf("send message: %w", err)
 	}
 	if err := bw.Flush(); err != nil {
-		return scan.Result{}, err
+		return scanner.Result{}, err
 	}
 	if cw, ok := conn.(closeWriter); ok {
 		_ = cw.CloseWrite() // as spamc does; spamd reads Content-length bytes anyway
@@ -191,8 +194,8 @@ func (c *Client) scanAt(ctx context.Context, s server, body io.Reader, size int6
 // parseResponse reads "SPAMD/1.1 0 EX_OK", headers ("Spam: True ; 15.0 /
 // 5.0", "Content-length: N"), a blank line and, for SYMBOLS and REPORT,
 // the body.
-func parseResponse(br *bufio.Reader, cmd Command) (scan.Result, error) {
-	res := scan.Result{Scanner: "spamd"}
+func parseResponse(br *bufio.Reader, cmd Command) (scanner.Result, error) {
+	res := scanner.Result{Scanner: "spamd"}
 	status, err := readLine(br)
 	if err != nil {
 		return res, err
@@ -302,7 +305,7 @@ func readLine(br *bufio.Reader) (string, error) {
 
 // parseSpamHeader parses "True ; 1000.0 / 5.0" (also "Yes" and "False",
 // "No").
-func parseSpamHeader(v string, res *scan.Result) error {
+func parseSpamHeader(v string, res *scanner.Result) error {
 	verdict, scores, ok := strings.Cut(v, ";")
 	if !ok {
 		return fmt.Errorf("%w: Spam header %q", ErrProtocol, trunc(v))
@@ -337,11 +340,11 @@ func parseFloat(s string) (float64, error) {
 }
 
 // parseSymbols parses the SYMBOLS body: rule names separated by commas.
-func parseSymbols(body string) []scan.Symbol {
-	var out []scan.Symbol
+func parseSymbols(body string) []scanner.Symbol {
+	var out []scanner.Symbol
 	for name := range strings.SplitSeq(body, ",") {
 		if name = strings.TrimSpace(name); name != "" {
-			out = append(out, scan.Symbol{Name: name})
+			out = append(out, scanner.Symbol{Name: name})
 		}
 	}
 	return out
@@ -356,8 +359,8 @@ func parseSymbols(body string) []scan.Symbol {
 //
 // A line that does not start with a score continues the description
 // above it.
-func parseReport(body string) []scan.Symbol {
-	var out []scan.Symbol
+func parseReport(body string) []scanner.Symbol {
+	var out []scanner.Symbol
 	inTable := false
 	for line := range strings.SplitSeq(body, "\n") {
 		line = strings.TrimRight(line, "\r")
@@ -376,7 +379,7 @@ func parseReport(body string) []scan.Symbol {
 			}
 			continue
 		}
-		out = append(out, scan.Symbol{Name: fields[1], Score: score, Description: strings.Join(fields[2:], " ")})
+		out = append(out, scanner.Symbol{Name: fields[1], Score: score, Description: strings.Join(fields[2:], " ")})
 	}
 	return out
 }
@@ -389,9 +392,9 @@ func (c *Client) Ping(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.addr, err))
+		errs = append(errs, scanner.ServerError(s.addr, err))
 	}
-	return fmt.Errorf("%w: spamd: %w", scan.ErrScanner, errors.Join(errs...))
+	return scanner.Failed(c.Name(), errs...)
 }
 
 func (c *Client) ping(ctx context.Context, s server) error {

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern/scan"
+	"github.com/postern/postern/scan/scanner"
 )
 
 const report = `Spam detection software, running on the system "mx",
@@ -50,7 +50,7 @@ func TestParseResponse(t *testing.T) {
 
 	res, err = parseResponse(bufio.NewReader(strings.NewReader(response(Report, report))), Report)
 	require.NoError(t, err)
-	assert.Equal(t, []scan.Symbol{
+	assert.Equal(t, []scanner.Symbol{
 		{Name: "MISSING_DATE", Score: 2.7, Description: "Missing Date: header"},
 		{Name: "NO_RECEIVED", Score: 0, Description: "Informational: message has no Received headers"},
 		{Name: "GTUBE", Score: 1000, Description: "BODY: Generic Test for Unsolicited Bulk Email"},
@@ -178,11 +178,20 @@ func TestScanFailures(t *testing.T) {
 			c, err := New(Config{Addrs: tc.addrs, Timeout: 300 * time.Millisecond})
 			require.NoError(t, err)
 			_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
-			assert.ErrorIs(t, err, scan.ErrScanner)
+			assert.ErrorIs(t, err, scanner.ErrScanner)
 			assert.ErrorContains(t, err, tc.text)
+			readsOnce(t, err, tc.addrs...)
 		})
 	}
-	c, err := New(Config{Addrs: []string{downAddr, garbage, midway, good}})
+	c, err := New(Config{Addrs: []string{downAddr, garbage, midway}})
+	require.NoError(t, err)
+	_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
+	assert.EqualError(t, err, "spamd: "+downAddr+": dial: connect: connection refused; "+
+		garbage+`: protocol error: status line "<html>hello</html>"; `+
+		midway+": protocol error: connection closed in the middle of the response")
+	readsOnce(t, c.Ping(context.Background()), downAddr, garbage, midway)
+
+	c, err = New(Config{Addrs: []string{downAddr, garbage, midway, good}})
 	require.NoError(t, err)
 	res, err := c.Scan(context.Background(), io.MultiReader(strings.NewReader(message)), nil)
 	require.NoError(t, err, "fails over, sending the message again")
@@ -191,9 +200,29 @@ func TestScanFailures(t *testing.T) {
 	c, err = New(Config{Addrs: []string{good}, MaxSize: 10})
 	require.NoError(t, err)
 	_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
-	assert.ErrorIs(t, err, scan.ErrTooLarge)
+	assert.ErrorIs(t, err, scanner.ErrTooLarge)
 	_, err = c.Scan(context.Background(), io.MultiReader(strings.NewReader(message)), nil)
-	assert.ErrorIs(t, err, scan.ErrTooLarge)
+	assert.ErrorIs(t, err, scanner.ErrTooLarge)
+	assert.EqualError(t, err, "spamd: message too large for the scanner: over 10 bytes")
+
+	tempfail := serveFake(t, func(conn net.Conn, _ string, _ []byte) { io.WriteString(conn, "SPAMD/1.1 75 EX_TEMPFAIL\r\n\r\n") })
+	c, err = New(Config{Addrs: []string{tempfail}})
+	require.NoError(t, err)
+	_, err = c.Scan(context.Background(), strings.NewReader(message), nil)
+	assert.EqualError(t, err, "spamd: "+tempfail+": server error: 75 EX_TEMPFAIL")
+}
+
+// readsOnce checks that err starts with "spamd: " and names the adapter
+// and each server once.
+func readsOnce(t *testing.T, err error, addrs ...string) {
+	t.Helper()
+	require.Error(t, err)
+	text := err.Error()
+	assert.True(t, strings.HasPrefix(text, "spamd: "), text)
+	assert.Equal(t, 1, strings.Count(text, "spamd"), "the adapter named once: %s", text)
+	for _, a := range addrs {
+		assert.Equal(t, 1, strings.Count(text, a), "the server named once: %s", text)
+	}
 }
 
 func TestPing(t *testing.T) {

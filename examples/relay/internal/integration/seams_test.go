@@ -196,8 +196,8 @@ func TestWebSessionFollowsCredentials(t *testing.T) {
 	hash, err := auth.HashPassword(auth.HashBcrypt, "another")
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(s.creds, []byte("# alice left\ncarol@example.test:"+hash+"\n"), 0o644))
-	require.Eventually(t, func() bool { return strings.Contains(s.logs(), "auth: reloaded credentials") },
-		20*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Count(s.logs(), "msg=\"credentials loaded\"") >= 2 },
+		20*time.Second, 50*time.Millisecond, "loaded at start, then the change")
 	resp, err = c.Get(base + "/")
 	require.NoError(t, err)
 	resp.Body.Close()

@@ -1,17 +1,45 @@
-package scan
+package scanner
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 )
 
 // Helpers for Scanner adapters (clamav, spamd, rspamd and yours).
+
+// DialFunc dials a server; net.Dialer.DialContext is one.
+type DialFunc func(ctx context.Context, network, address string) (net.Conn, error)
+
+// SplitAddr tells the network of a scanner address: "unix:/path", a path
+// ("/run/clamav/clamd.ctl", or "@name" for a Linux abstract socket) is a
+// Unix socket; "tcp:host:port" and "host:port" are TCP.
+func SplitAddr(addr string) (network, address string, err error) {
+	switch {
+	case strings.HasPrefix(addr, "unix:"):
+		network, address = "unix", strings.TrimPrefix(addr, "unix:")
+	case strings.HasPrefix(addr, "/"), strings.HasPrefix(addr, "@"):
+		network, address = "unix", addr
+	case strings.HasPrefix(addr, "tcp:"):
+		network, address = "tcp", strings.TrimPrefix(addr, "tcp:")
+	default:
+		network, address = "tcp", addr
+	}
+	if address == "" {
+		return "", "", fmt.Errorf("%w: empty address %q", ErrConfig, addr)
+	}
+	if network == "tcp" {
+		if _, _, err := net.SplitHostPort(address); err != nil {
+			return "", "", fmt.Errorf("%w: address %q: %v", ErrConfig, addr, err)
+		}
+	}
+	return network, address, nil
+}
 
 // Dial connects to network/address within dialTimeout and gives the
 // connection one deadline for the whole exchange: timeout from now, or
@@ -62,20 +90,19 @@ func SizedBody(msg io.Reader, max int64) (io.ReadSeeker, int64, error) {
 }
 
 // Failover asks the servers in order until one answers: try(i) scans at
-// server i. Between tries body is rewound to where it was and the failure
-// is logged as a warning. It stops early when ctx is done. The error
-// wraps ErrScanner and every server's failure, named by addrs.
+// server i, addrs[i]. Between tries body is rewound to where it was and
+// the failure is logged as a warning. It stops early when ctx is done.
+// The error is Failed(name, ...) of every server's failure.
 func Failover(ctx context.Context, log *slog.Logger, name string, addrs []string, body io.Seeker,
 	try func(i int) (Result, error)) (Result, error) {
 	start, err := body.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w: %s: %w", ErrScanner, name, err)
+		return Result{}, Failed(name, fmt.Errorf("read message: %w", err))
 	}
 	var errs []error
 	for i := range addrs {
 		if i > 0 {
-			log.LogAttrs(ctx, slog.LevelWarn, name+" failed, trying the next server",
-				slog.String("server", addrs[i-1]), slog.String("error", errs[len(errs)-1].Error()))
+			LogFailover(ctx, log, name, errs[len(errs)-1])
 			if _, err := body.Seek(start, io.SeekStart); err != nil {
 				break
 			}
@@ -85,10 +112,25 @@ func Failover(ctx context.Context, log *slog.Logger, name string, addrs []string
 			res.Server = addrs[i]
 			return res, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", addrs[i], err))
+		errs = append(errs, ServerError(addrs[i], err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	return Result{}, fmt.Errorf("%w: %s: %w", ErrScanner, name, errors.Join(errs...))
+	return Result{}, Failed(name, errs...)
+}
+
+// LogFailover logs, as a warning, that the scanner name goes on to its
+// next server after the failure err (a ServerError). A nil log discards.
+func LogFailover(ctx context.Context, log *slog.Logger, name string, err error) {
+	if log == nil {
+		return
+	}
+	attrs := []slog.Attr{slog.String("scanner", name)}
+	if e, ok := err.(*Error); ok && e.Server != "" && e.Err != nil {
+		attrs = append(attrs, slog.String("server", e.Server), slog.String("error", withoutAddress(e.Err)))
+	} else {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	log.LogAttrs(ctx, slog.LevelWarn, name+" failed, trying the next server", attrs...)
 }
