@@ -19,9 +19,11 @@ import (
 // the white space after the colon, and canonicalizes the name
 // (internal/textproto.canonicalEmailMIMEHeaderKey): parseHeader does the
 // same in one pass. FuzzWalkFastPath compares the two headers.
-func parseHeader(data []byte) (h textproto.MIMEHeader, body int, ok bool) {
-	h = make(textproto.MIMEHeader, 16)
-	var f headerField
+//
+// hb is scratch space, reset here; what parseHeader returns does not
+// refer to it.
+func parseHeader(data []byte, hb *headerBuilder) (h textproto.MIMEHeader, body int, ok bool) {
+	hb.fields, hb.values, hb.open = hb.fields[:0], hb.values[:0], false
 	for pos := 0; pos < len(data); {
 		line, next := data[pos:], len(data)
 		// A last line without LF keeps its CR, as bufio.ReadLine does.
@@ -36,10 +38,9 @@ func parseHeader(data []byte) (h textproto.MIMEHeader, body int, ok bool) {
 		case bytes.IndexByte(line, '\r') >= 0:
 			return nil, 0, false
 		case len(line) == 0:
-			f.addTo(h)
-			return h, pos, true
+			return hb.header(), pos, true
 		case line[0] == ' ' || line[0] == '\t':
-			if !f.continued(line) {
+			if !hb.continued(line) {
 				return nil, 0, false
 			}
 		default:
@@ -47,52 +48,74 @@ func parseHeader(data []byte) (h textproto.MIMEHeader, body int, ok bool) {
 			if colon <= 0 || !validFieldName(line[:colon]) {
 				return nil, 0, false
 			}
-			f.addTo(h)
-			f.start(line)
+			hb.start(line, colon)
 		}
 	}
-	f.addTo(h) // a header without a body
-	return h, len(data), true
+	return hb.header(), len(data), true // a header without a body
 }
 
-// headerField is the field being read: its first line, and its lines
-// joined once a continuation comes.
-type headerField struct {
-	line   []byte // the field so far: into data, or joined; nil for none
-	joined []byte // a field with continuations, joined
-	isJoin bool   // line is joined
+// headerBuilder collects a header's fields: their names, and their
+// values one after another in one buffer that becomes one string at the
+// end, so that a header costs a few allocations rather than two a field.
+type headerBuilder struct {
+	fields []fieldSpan
+	values []byte
+	open   bool   // a field is being read: continuations go to it
+	key    string // its name
+	from   int    // where its value starts in values
 }
 
-func (f *headerField) start(line []byte) {
-	f.line, f.isJoin = trimSP(line), false
+// fieldSpan is a field read: its name and where its value is in values.
+type fieldSpan struct {
+	key        string
+	start, end int
+}
+
+// start begins a field; line has its name, valid, before colon.
+func (hb *headerBuilder) start(line []byte, colon int) {
+	hb.finish()
+	hb.open, hb.key, hb.from = true, canonicalKey(line[:colon]), len(hb.values)
+	hb.values = append(hb.values, trimSP(line[colon+1:])...)
 }
 
 // continued appends a continuation line as enmime does: one space and
 // the trimmed line. It is false without a field to continue.
-func (f *headerField) continued(line []byte) bool {
-	if f.line == nil {
+func (hb *headerBuilder) continued(line []byte) bool {
+	if !hb.open {
 		return false
 	}
-	if !f.isJoin {
-		f.joined, f.isJoin = append(f.joined[:0], f.line...), true
-	}
-	f.joined = append(f.joined, ' ')
-	f.joined = append(f.joined, trimSP(line)...)
-	f.line = f.joined
+	hb.values = append(hb.values, ' ')
+	hb.values = append(hb.values, trimSP(line)...)
 	return true
 }
 
-// addTo adds the field read, if any, to h: the canonical name, the value
-// without the white space around it.
-func (f *headerField) addTo(h textproto.MIMEHeader) {
-	if f.line == nil {
+// finish ends the field being read: its value is the joined lines
+// without the white space around them.
+func (hb *headerBuilder) finish() {
+	if !hb.open {
 		return
 	}
-	l := trimSP(f.line)
-	colon := bytes.IndexByte(l, ':')
-	key := canonicalKey(l[:colon])
-	h[key] = append(h[key], string(bytes.TrimLeft(l[colon+1:], " \t")))
-	f.line = nil
+	v := bytes.TrimRight(hb.values[hb.from:], " \t")
+	start := hb.from + len(v) - len(bytes.TrimLeft(v, " \t"))
+	hb.fields = append(hb.fields, fieldSpan{hb.key, start, hb.from + len(v)})
+	hb.open = false
+}
+
+// header is the fields read, in order, as a MIMEHeader.
+func (hb *headerBuilder) header() textproto.MIMEHeader {
+	hb.finish()
+	s := string(hb.values)
+	h := make(textproto.MIMEHeader, len(hb.fields))
+	slab := make([]string, len(hb.fields)) // one value each, most keys have one
+	for i, f := range hb.fields {
+		slab[i] = s[f.start:f.end]
+		if vv, ok := h[f.key]; ok {
+			h[f.key] = append(vv, slab[i])
+		} else {
+			h[f.key] = slab[i : i+1 : i+1]
+		}
+	}
+	return h
 }
 
 // trimSP trims spaces and tabs, enmime's trim of a header line (its

@@ -32,6 +32,9 @@ import (
 // Content-Type (RFC 2045 §5.2).
 const rootContentType = `text/plain; charset="us-ascii"`
 
+// maxPooledHeader bounds the header scratch kept for the next message.
+const maxPooledHeader = 64 << 10
+
 // qpMaxLine keeps quoted-printable lines clear of enmime's QP cleaner,
 // which breaks lines at 1024 bytes (internal/coding.MaxQPLineLen).
 const qpMaxLine = 1024 - 4
@@ -70,7 +73,14 @@ type fastLeaf struct {
 // single walks a message that is one text entity without enmime's tree.
 // It reports false, having added nothing, for any other message.
 func (st *walkState) single(ctx context.Context, data []byte, pre *prescanStats) (bool, error) {
-	h, body, ok := parseHeader(data)
+	hb, _ := st.w.headers.Get().(*headerBuilder)
+	if hb == nil {
+		hb = &headerBuilder{}
+	}
+	h, body, ok := parseHeader(data, hb)
+	if cap(hb.values) <= maxPooledHeader {
+		st.w.headers.Put(hb) // a hostile header's buffer is not kept
+	}
 	if !ok {
 		return false, nil
 	}

@@ -50,6 +50,9 @@ func (st *walkState) addURL(u string) {
 	if u == "" || st.urls[u] || len(st.c.URLs) >= st.w.lim.MaxURLs {
 		return
 	}
+	if st.urls == nil {
+		st.urls = map[string]bool{}
+	}
 	st.urls[u] = true
 	st.c.URLs = append(st.c.URLs, u)
 }

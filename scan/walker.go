@@ -32,7 +32,8 @@ type Walker struct {
 	// fastWalks counts the messages the fast path took (tests read it).
 	fastWalks atomic.Int64
 
-	spools sync.Pool // *[]byte, WalkMessage's buffers up to maxPooledSpool
+	spools  sync.Pool // *[]byte, WalkMessage's buffers up to maxPooledSpool
+	headers sync.Pool // *headerBuilder, the fast path's scratch
 }
 
 // Spool buffers: WalkMessage reuses buffers of up to maxPooledSpool
@@ -250,7 +251,7 @@ func (w *Walker) walk(ctx context.Context, data []byte, fast bool) (c *Content, 
 	ctx, cancel := context.WithTimeoutCause(ctx, w.lim.Timeout,
 		&LimitError{Limit: LimitTime, Max: w.lim.Timeout.Milliseconds()})
 	defer cancel()
-	st := &walkState{w: w, c: &Content{Size: int64(len(data))}, decodedLeft: w.lim.MaxDecodedBytes, urls: map[string]bool{}}
+	st := &walkState{w: w, c: &Content{Size: int64(len(data))}, decodedLeft: w.lim.MaxDecodedBytes}
 	// The pre-scan bounds the message on either path, with the same
 	// errors; it counts one entity for a message that is one leaf.
 	pre, err := prescan(ctx, data, &w.lim, 0, "0", w.lim.MaxParts)
