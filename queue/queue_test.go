@@ -613,3 +613,47 @@ func TestCheckpointMovesMessagesOutOfTheLog(t *testing.T) {
 	assert.Contains(t, string(b), "hello")
 	assert.Contains(t, h.body(id), "hello")
 }
+
+// Between a checkpoint's plan and its carrying the young messages
+// forward, one message finished and another's attempt started: the first
+// is not carried at all, the second gets files of its own (message and
+// state) instead of log records that could race the attempt's result.
+func TestCheckpointRacesDeliveries(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour })
+	started := h.enqueue("alice@example.org", "bob@example.net")
+	finished := h.enqueue("alice@example.org", "carol@example.net")
+	p, err := h.q.planCheckpoint()
+	require.NoError(t, err)
+	require.Len(t, p.moves, 2)
+	for _, m := range p.moves {
+		require.True(t, m.relocate, "both are young")
+	}
+
+	h.q.mu.Lock()
+	it := h.q.items[started]
+	it.busy = true
+	it.st.Attempts = 1
+	it.stDirty = true
+	delete(h.q.items, finished)
+	h.q.mu.Unlock()
+	require.NoError(t, h.q.carryOut(p))
+
+	h.q.mu.Lock()
+	assert.Zero(t, it.seg, "the started one is read from its own file now")
+	it.busy = false
+	h.q.mu.Unlock()
+	_, err = os.Stat(h.q.store.dataPath(started))
+	require.NoError(t, err)
+	_, err = os.Stat(h.q.store.statePath(started))
+	require.NoError(t, err, "its state went to a file, not to the log")
+	_, err = os.Stat(h.q.store.dataPath(finished))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing is written for a finished message")
+
+	h.crash()
+	h.open()
+	info, err := h.q.Show(started)
+	require.NoError(t, err)
+	assert.Equal(t, 1, info.State.Attempts)
+	_, err = h.q.Show(finished)
+	assert.ErrorIs(t, err, ErrNotFound)
+}
