@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -772,20 +773,74 @@ func TestHealthCheck(t *testing.T) {
 	assert.Contains(t, logs.String(), "passed its health check")
 }
 
-func TestRunHealthChecksStops(t *testing.T) {
-	s := startDNS(t)
-	c := newChecker(t, s, Config{HealthInterval: time.Hour, Zones: []Zone{{Name: "dead.test"}}})
-	ctx, cancel := context.WithCancel(bg)
-	done := make(chan struct{})
-	go func() { c.RunHealthChecks(ctx); close(done) }()
-	require.Eventually(t, func() bool { return c.Health()[0].Broken }, 2*time.Second, 10*time.Millisecond)
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		t.Fatal("RunHealthChecks did not return")
-	}
+// RunHealthChecks checks at once, then every HealthInterval, and returns
+// when its context ends: a zone that lists its test point again is asked
+// again after the next interval, not before.
+func TestRunHealthChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		res := &memResolver{}
+		c, err := New(Config{Resolver: res, HealthInterval: time.Hour, Zones: []Zone{{Name: "dead.test"}}})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(bg)
+		done := make(chan struct{})
+		go func() { c.RunHealthChecks(ctx); close(done) }()
+		synctest.Wait()
+		assert.True(t, c.Health()[0].Broken, "checked at once")
+		assert.Equal(t, 2, res.exchanges(), "both test points")
+
+		res.listA(qn("127.0.0.2", "dead.test"), "127.0.0.2")
+		time.Sleep(time.Hour - time.Second)
+		synctest.Wait()
+		assert.True(t, c.Health()[0].Broken, "not checked again before the interval")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.False(t, c.Health()[0].Broken, "checked again after it")
+		assert.Equal(t, 4, res.exchanges())
+
+		cancel()
+		<-done
+	})
 }
+
+// memResolver answers from memory, for tests in a synctest bubble:
+// NXDOMAIN but for the names given A records.
+type memResolver struct {
+	mu    sync.Mutex
+	addrs map[string][]string
+	n     int
+}
+
+func (m *memResolver) listA(name string, addrs ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.addrs == nil {
+		m.addrs = map[string][]string{}
+	}
+	m.addrs[dns.Fqdn(name)] = addrs
+}
+
+func (m *memResolver) exchanges() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+func (m *memResolver) Exchange(_ context.Context, name string, qtype uint16) (resolver.Answer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n++
+	a := resolver.Answer{Name: dns.Fqdn(name), Type: qtype, Canonical: dns.Fqdn(name), Rcode: dns.RcodeNameError}
+	if addrs, ok := m.addrs[a.Name]; ok && qtype == dns.TypeA {
+		a.Rcode, a.Records = dns.RcodeSuccess, aRRs(name, 60, addrs...)
+	}
+	return a, nil
+}
+
+func (m *memResolver) Lookup(ctx context.Context, name string, qtype uint16) (resolver.Answer, error) {
+	return m.Exchange(ctx, name, qtype)
+}
+
+func (m *memResolver) Cached(string, uint16) (resolver.Answer, bool) { return resolver.Answer{}, false }
 
 func TestRender(t *testing.T) {
 	ip, ans := mustAddr("192.0.2.1"), mustAddr("127.0.0.2")
