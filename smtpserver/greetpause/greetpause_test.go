@@ -296,7 +296,7 @@ func TestPatientClientGetsBannerAfterPause(t *testing.T) {
 
 				assert.Equal(t, uint64(1), l.Stats().Passed)
 				assert.Equal(t, 1, srv.count())
-				assert.Same(t, inner.server(0), srv.conn(0), "a passed connection is the inner listener's own")
+				assert.Same(t, inner.Server(0), srv.conn(0), "a passed connection is the inner listener's own")
 			})
 		})
 	}
@@ -608,55 +608,33 @@ func (f *fakeListener) Close() error {
 
 func (f *fakeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
 
-// pipeListener is an inner listener in memory for tests in a synctest
-// bubble: each client is a net.Pipe, whose server end says it comes from
-// 127.0.0.1 over TCP.
-type pipeListener struct {
-	*fakeListener
-	mu      sync.Mutex
-	servers []net.Conn
-}
-
-func newPipeListener(t *testing.T, cfg Config) (*Listener, *pipeListener) {
+// newPipeListener wraps a listener in memory, for tests in a synctest
+// bubble.
+func newPipeListener(t *testing.T, cfg Config) (*Listener, *pipeInner) {
 	t.Helper()
-	inner := &pipeListener{fakeListener: newFake()}
+	inner := &pipeInner{testutil.NewPipeListener("127.0.0.1:25")}
 	l, err := New(inner, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = l.Close() })
 	return l, inner
 }
 
-// tcpPipe is the server end of a pipe, from a TCP address.
-type tcpPipe struct {
-	net.Conn
-	remote *net.TCPAddr
-}
-
-func (c *tcpPipe) RemoteAddr() net.Addr { return c.remote }
+type pipeInner struct{ *testutil.PipeListener }
 
 // connect makes a connection for Accept and returns the client's end.
-func (p *pipeListener) connect() net.Conn {
-	server, client := net.Pipe()
-	p.mu.Lock()
-	sc := &tcpPipe{Conn: server, remote: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000 + len(p.servers)}}
-	p.servers = append(p.servers, sc)
-	p.mu.Unlock()
-	p.results <- acceptResult{c: sc}
-	return client
+func (p pipeInner) connect() net.Conn {
+	c, err := p.Dial()
+	if err != nil {
+		panic(err) // the listener is open for the whole test
+	}
+	return c
 }
 
-func (p *pipeListener) dial(t *testing.T) *client {
+func (p pipeInner) dial(t *testing.T) *client {
 	t.Helper()
 	c := p.connect()
 	t.Cleanup(func() { _ = c.Close() })
 	return &client{Conn: c, r: bufio.NewReader(c)}
-}
-
-// server returns the server end of the i-th connection.
-func (p *pipeListener) server(i int) net.Conn {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.servers[i]
 }
 
 type timeoutError struct{}
