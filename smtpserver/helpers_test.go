@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // memHandoff keeps rendered messages in memory (a unit-test fake; the relay
@@ -73,6 +74,36 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 		}
 	})
 	return srv, l.Addr().String()
+}
+
+// startPipeServer runs a Server on a listener in memory, for tests in a
+// synctest bubble; dialPipe connects to it.
+func startPipeServer(t testing.TB, cfg Config) (*Server, *testutil.PipeListener) {
+	t.Helper()
+	if cfg.Hostname == "" {
+		cfg.Hostname = "mx.test"
+	}
+	if cfg.ErrorSleep == 0 {
+		cfg.ErrorSleep = -1
+	}
+	srv, err := New(cfg)
+	require.NoError(t, err)
+	l := testutil.NewPipeListener("127.0.0.1:25")
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return srv, l
+}
+
+func dialPipe(t testing.TB, l *testutil.PipeListener) *client {
+	t.Helper()
+	c, err := l.Dial()
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
 }
 
 // client is a raw SMTP client for dialog tests.
