@@ -3,6 +3,7 @@ package route
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -135,12 +136,12 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{
 		router: cfg.Router, hostname: cfg.Hostname, tls: cfg.TLS, tlsBase: cfg.TLSConfig,
-		connectTimeout: orDur(cfg.ConnectTimeout, DefaultConnectTimeout),
-		cmdTimeout:     orDur(cfg.CommandTimeout, DefaultCommandTimeout),
-		dataTimeout:    orDur(cfg.DataTimeout, DefaultDataTimeout),
-		maxSessions:    orInt(cfg.MaxSessions, DefaultMaxSessions),
-		maxMsgs:        orInt(cfg.MaxMessagesPerConn, DefaultMaxMessages),
-		maxAge:         orDur(cfg.MaxConnAge, DefaultMaxConnAge),
+		connectTimeout: cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout),
+		cmdTimeout:     cmp.Or(cfg.CommandTimeout, DefaultCommandTimeout),
+		dataTimeout:    cmp.Or(cfg.DataTimeout, DefaultDataTimeout),
+		maxSessions:    cmp.Or(cfg.MaxSessions, DefaultMaxSessions),
+		maxMsgs:        cmp.Or(cfg.MaxMessagesPerConn, DefaultMaxMessages),
+		maxAge:         cmp.Or(cfg.MaxConnAge, DefaultMaxConnAge),
 		maildir:        cfg.MaildirRoot,
 		maildirExist:   cfg.MaildirExistingOnly,
 		dialer:         cfg.Dialer,
@@ -169,24 +170,10 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		t.log = postern.DiscardLogger()
 	}
 	if !cfg.DisableConnCache {
-		t.pool = newPool(orInt(cfg.MaxIdlePerHost, DefaultMaxIdlePerHost), orInt(cfg.MaxIdle, DefaultMaxIdle),
-			orDur(cfg.IdleTimeout, DefaultIdleTimeout), t.closeSession)
+		t.pool = newPool(cmp.Or(cfg.MaxIdlePerHost, DefaultMaxIdlePerHost), cmp.Or(cfg.MaxIdle, DefaultMaxIdle),
+			cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout), t.closeSession)
 	}
 	return t, nil
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
-func orInt(n, def int) int {
-	if n == 0 {
-		return def
-	}
-	return n
 }
 
 // Router returns the transport's router.

@@ -2,6 +2,7 @@ package scan
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"mime"
 	"strings"
@@ -83,9 +84,9 @@ func (f *Filter) decideRcpt(d *RcptDecision, from string, res *Result, edits *sp
 		d.Decision = SpamNotScored
 		return
 	}
-	d.TagScore = nonZero(rp.TagScore, f.cfg.TagScore)
+	d.TagScore = cmp.Or(rp.TagScore, f.cfg.TagScore)
 	if !rp.NeverReject {
-		d.RejectScore = nonZero(rp.RejectScore, f.cfg.RejectScore)
+		d.RejectScore = cmp.Or(rp.RejectScore, f.cfg.RejectScore)
 	}
 	isTagged := res.Spam
 	if d.TagScore != 0 {
@@ -128,13 +129,6 @@ func (c *spamEditCache) get(tag float64, tagged bool) []postern.HeaderEdit {
 		*shared = e
 	}
 	return e
-}
-
-func nonZero(a, b float64) float64 {
-	if a != 0 {
-		return a
-	}
-	return b
 }
 
 // spamEdits builds the header edits of a scored copy: X-Spam-Status and
