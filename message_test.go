@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -488,14 +488,7 @@ func TestMessageRenderGolden(t *testing.T) {
 			m := newMessage(t, tt.in, 0)
 			tt.edits(m)
 			got := render(t, m)
-			path := filepath.Join("testdata", "render", tt.name+".golden")
-			if *update {
-				require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-				require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-			}
-			want, err := os.ReadFile(path)
-			require.NoError(t, err, "run go test -run TestMessageRenderGolden -update")
-			assert.Equal(t, string(want), got)
+			testutil.Golden(t, filepath.Join("testdata", "render", tt.name+".golden"), []byte(got), *update)
 		})
 	}
 }
