@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/route/resolver"
 )
 
@@ -616,7 +617,7 @@ func TestGarbledResponses(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := rawUDP(t, tc.reply)
+			addr := testutil.RawUDP(t, tc.reply)
 			for _, policy := range allPolicies {
 				res := newResolver(t, nil, resolver.Config{Servers: []string{addr}, Timeout: 150 * time.Millisecond})
 				c := newChecker(t, nil, Config{Resolver: res, Zones: []Zone{{Name: "bl.test", OnError: policy}}})
@@ -637,7 +638,7 @@ func TestRetriesNextResolver(t *testing.T) {
 	s := startDNS(t)
 	n := qn("192.0.2.5", "bl.test")
 	s.listA(n, 300, "127.0.0.2")
-	dead := rawUDP(t, func([]byte) []byte { return nil })
+	dead := testutil.RawUDP(t, func([]byte) []byte { return nil })
 	res := newResolver(t, s, resolver.Config{Servers: []string{dead, s.Addr}, Timeout: 100 * time.Millisecond})
 	c := newChecker(t, nil, Config{Resolver: res, Zones: []Zone{{Name: "bl.test"}}})
 	r, err := c.CheckIP(bg, mustAddr("192.0.2.5"))
