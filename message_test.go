@@ -1,7 +1,6 @@
 package postern_test
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"io"
@@ -26,12 +25,7 @@ func newMessage(t testing.TB, s string, maxHeader int) *postern.Message {
 	return m
 }
 
-func render(t testing.TB, m *postern.Message) string {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, m.Render(&b))
-	return b.String()
-}
+var render = testutil.Render
 
 func fieldRaws(m *postern.Message) []string {
 	var out []string

@@ -89,12 +89,7 @@ func newFilter(t *testing.T, cfg FilterConfig) *Filter {
 	return f
 }
 
-func render(t *testing.T, m *postern.Message) string {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, m.Render(&b))
-	return b.String()
-}
+var render = testutil.Render
 
 func TestFilterVirus(t *testing.T) {
 	tests := []struct {
