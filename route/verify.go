@@ -1,6 +1,7 @@
 package route
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"fmt"
@@ -153,10 +154,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	v := &Verifier{
 		list: cfg.Recipients, boxes: cfg.Mailboxes, tr: cfg.Transport, callAhd: cfg.CallAhead,
-		posTTL: orDur(cfg.PositiveTTL, DefaultPositiveTTL), negTTL: orDur(cfg.NegativeTTL, DefaultNegativeTTL),
-		onError: cfg.OnError.Or(postern.OnErrorTempFail), timeout: orDur(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
+		posTTL: cmp.Or(cfg.PositiveTTL, DefaultPositiveTTL), negTTL: cmp.Or(cfg.NegativeTTL, DefaultNegativeTTL),
+		onError: cfg.OnError.Or(postern.OnErrorTempFail), timeout: cmp.Or(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
 		now: cfg.Now, log: cfg.Logger, flight: map[string]*flight{},
-		cache: newLRU(orInt(cfg.CacheSize, DefaultVerifyCache)),
+		cache: newLRU(cmp.Or(cfg.CacheSize, DefaultVerifyCache)),
 	}
 	if v.now == nil {
 		v.now = time.Now

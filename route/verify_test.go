@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -18,7 +19,13 @@ import (
 
 // storeSink is an internal mail store that knows some users.
 func storeSink(t *testing.T, gate chan struct{}) *sink {
-	return startSink(t, "127.0.0.1:0", sinkConfig{rcpt: func(to string) error {
+	return startSink(t, "127.0.0.1:0", storeConfig(gate))
+}
+
+// storeConfig makes a sink a mail store that knows alice and bob; each
+// RCPT waits for gate, if set.
+func storeConfig(gate chan struct{}) sinkConfig {
+	return sinkConfig{rcpt: func(to string) error {
 		if gate != nil {
 			<-gate
 		}
@@ -29,7 +36,7 @@ func storeSink(t *testing.T, gate chan struct{}) *sink {
 			return smtpErr(450, [3]int{4, 2, 1}, "Mailbox busy")
 		}
 		return smtpErr(550, [3]int{5, 1, 1}, "User unknown")
-	}})
+	}}
 }
 
 func newTestVerifier(t *testing.T, table string, cfg VerifierConfig) *Verifier {
@@ -203,44 +210,49 @@ func TestVerifierErrorPolicy(t *testing.T) {
 }
 
 func TestCallAheadSharedAndBounded(t *testing.T) {
-	gate := make(chan struct{})
-	s := storeSink(t, gate)
-	v := newTestVerifier(t, "nix.co.jj esmtp:"+hostPort(s.addr)+"\n", VerifierConfig{CallAhead: true, CacheSize: 2})
-	var wg sync.WaitGroup
-	results := make([]VerifyResult, 5)
-	for i := range results {
-		wg.Go(func() {
-			var err error
-			results[i], err = v.Verify(bg, "bob@nix.co.jj")
-			assert.NoError(t, err)
-		})
-	}
-	ctx, cancel := context.WithCancel(bg)
-	errc := make(chan error)
-	go func() {
-		_, err := v.Verify(ctx, "bob@nix.co.jj")
-		errc <- err
-	}()
-	require.Eventually(t, func() bool { return s.ln.count("RCPT TO:<bob@nix.co.jj>") == 1 }, 10*time.Second, time.Millisecond)
-	// A caller that hangs up returns while the call-ahead goes on.
-	cancel()
-	assert.ErrorIs(t, <-errc, context.Canceled)
-	close(gate)
-	wg.Wait()
-	for _, r := range results {
-		assert.Equal(t, StatusValid, r.Status)
-	}
-	assert.Equal(t, 1, s.ln.count("RCPT TO:<bob@nix.co.jj>"), "one call-ahead for concurrent checks")
-
-	for _, a := range []string{"alice@nix.co.jj", "x@nix.co.jj", "y@nix.co.jj"} {
-		_, err := v.Verify(bg, a)
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		s := startPipeSink(t, storeConfig(gate))
+		v, err := NewVerifier(VerifierConfig{CallAhead: true, CacheSize: 2,
+			Transport: mtTransport(t, "nix.co.jj esmtp:[127.0.0.1]:25\n", TransportConfig{Dialer: s.dial})})
 		require.NoError(t, err)
-	}
-	assert.Equal(t, 2, v.cache.len())
+		var wg sync.WaitGroup
+		results := make([]VerifyResult, 5)
+		for i := range results {
+			wg.Go(func() {
+				var err error
+				results[i], err = v.Verify(bg, "bob@nix.co.jj")
+				assert.NoError(t, err)
+			})
+		}
+		ctx, cancel := context.WithCancel(bg)
+		errc := make(chan error)
+		go func() {
+			_, err := v.Verify(ctx, "bob@nix.co.jj")
+			errc <- err
+		}()
+		synctest.Wait()
+		assert.Equal(t, 1, s.ln.count("RCPT TO:<bob@nix.co.jj>"), "one call-ahead, held at RCPT")
+		// A caller that hangs up returns while the call-ahead goes on.
+		cancel()
+		assert.ErrorIs(t, <-errc, context.Canceled)
+		close(gate)
+		wg.Wait()
+		for _, r := range results {
+			assert.Equal(t, StatusValid, r.Status)
+		}
+		assert.Equal(t, 1, s.ln.count("RCPT TO:<bob@nix.co.jj>"), "one call-ahead for concurrent checks")
 
-	// A caller that gave up gets ctx's error.
-	_, err := v.Verify(ctx, "z@nix.co.jj")
-	assert.ErrorIs(t, err, context.Canceled)
+		for _, a := range []string{"alice@nix.co.jj", "x@nix.co.jj", "y@nix.co.jj"} {
+			_, err := v.Verify(bg, a)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, 2, v.cache.len())
+
+		// A caller that gave up gets ctx's error.
+		_, err = v.Verify(ctx, "z@nix.co.jj")
+		assert.ErrorIs(t, err, context.Canceled)
+	})
 }
 
 func TestStaticList(t *testing.T) {

@@ -15,10 +15,12 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -341,29 +343,44 @@ func TestBDAT(t *testing.T) {
 	assert.Equal(t, "Postmaster", msgs[0].txn.Rcpts[0].Addr)
 }
 
+// A client that says nothing for CommandTimeout (default 5 minutes,
+// RFC 5321 §4.5.3.2.7) is told 421 and disconnected.
 func TestCommandTimeout(t *testing.T) {
-	_, addr := startServer(t, Config{Handoff: &memHandoff{}, CommandTimeout: 200 * time.Millisecond})
-	c := dial(t, addr)
-	expect(t, c.reply(), "220")
-	expect(t, c.reply(), "421 4.4.2")
-	assert.True(t, c.closed())
+	synctest.Test(t, func(t *testing.T) {
+		_, l := startPipeServer(t, Config{Handoff: &memHandoff{}})
+		c := dialPipe(t, l)
+		expect(t, c.reply(), "220")
+		start := time.Now()
+		expect(t, c.reply(), "421 4.4.2")
+		assert.Equal(t, 5*time.Minute, time.Since(start))
+		assert.True(t, c.closed())
+	})
 }
 
+// A session that keeps talking ends at SessionTimeout (default 1 hour).
 func TestSessionTimeout(t *testing.T) {
-	_, addr := startServer(t, Config{Handoff: &memHandoff{}, SessionTimeout: 300 * time.Millisecond})
-	c := dial(t, addr)
-	expect(t, c.reply(), "220")
-	deadline := time.Now().Add(10 * time.Second)
-	var r postern.Reply
-	for time.Now().Before(deadline) {
-		c.send("NOOP\r\n")
-		r = c.reply()
-		if r.Code != 250 {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		_, l := startPipeServer(t, Config{Handoff: &memHandoff{}})
+		start := time.Now()
+		c := dialPipe(t, l)
+		expect(t, c.reply(), "220")
+		// A NOOP every 4.5 minutes (within CommandTimeout); between them the client reads, as it
+		// would with a socket's buffer, so the 421 is taken when it comes.
+		var r postern.Reply
+		for range 100 {
+			require.NoError(t, c.c.SetReadDeadline(time.Now().Add(270*time.Second)))
+			var err error
+			if r, err = postern.ParseReply(c.br); err == nil {
+				break
+			}
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			require.NoError(t, c.c.SetReadDeadline(time.Time{}))
+			expect(t, c.cmd("NOOP"), "250")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	expect(t, r, "421 4.4.2")
+		expect(t, r, "421 4.4.2")
+		assert.Equal(t, time.Hour, time.Since(start))
+		assert.True(t, c.closed())
+	})
 }
 
 func TestShutdownIdle(t *testing.T) {
