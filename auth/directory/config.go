@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -207,6 +208,10 @@ type Config struct {
 	CacheTTL    time.Duration
 	NegativeTTL time.Duration
 	CacheSize   int
+	// Resolver finds the addresses of the servers' host names
+	// (*route/resolver.Resolver and *net.Resolver have the method); nil
+	// is net.DefaultResolver.
+	Resolver Resolver
 	// Now is the clock of the cache; default time.Now.
 	Now func() time.Time
 	// Logger receives lookups that failed, addresses with filter
@@ -214,10 +219,15 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Resolver looks up a host's addresses.
+type Resolver interface {
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
 // server is one parsed URL.
 type server struct {
 	url      string
-	addr     string // host:port
+	port     string
 	host     string
 	ldaps    bool
 	startTLS bool
@@ -271,6 +281,9 @@ func resolve(cfg Config) (*resolved, error) {
 	c.Policy = c.Policy.withDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Resolver == nil {
+		c.Resolver = net.DefaultResolver
 	}
 	var err error
 	if r.recip, err = parseTemplate(or(c.RecipientFilter, DefaultRecipientFilter)); err != nil {
@@ -375,7 +388,7 @@ func (r *resolved) parseServers() error {
 		default:
 			return fmt.Errorf("%w: bad URL %q: scheme must be ldap or ldaps", ErrConfig, raw)
 		}
-		s.addr = net.JoinHostPort(s.host, port)
+		s.port = port
 		r.servers = append(r.servers, s)
 	}
 	return nil

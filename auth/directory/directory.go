@@ -302,9 +302,13 @@ func (d *Directory) RecipientExists(ctx context.Context, addr string) (bool, err
 }
 
 // LookupPolicy returns the spam policy of rcpt's entry (scan's
-// PolicyLookup); found is false when rcpt has no entry or its entry has
-// none of the policy attributes.
+// PolicyLookup); found is false when rcpt has no entry, its entry has
+// none of the policy attributes or its domain is not one the directory
+// covers (not asked).
 func (d *Directory) LookupPolicy(ctx context.Context, rcpt string) (scanner.RcptPolicy, bool, error) {
+	if !d.Covers(postern.AddrDomain(rcpt)) {
+		return scanner.RcptPolicy{}, false, nil // not asked: mail to other domains
+	}
 	a, err := d.Recipient(ctx, rcpt)
 	if err != nil || a.Entry == nil || !a.Entry.HasPolicy {
 		return scanner.RcptPolicy{}, false, err

@@ -419,6 +419,9 @@ func TestTLS(t *testing.T) {
 		{"ldaps, wrong name", func(c *directory.Config) {
 			c.URLs = []string{strings.Replace(srv.LDAPSURL, "127.0.0.1", "127.0.0.2", 1)}
 		}, false},
+		{"host name, looked up", func(c *directory.Config) {
+			c.URLs = []string{strings.Replace(srv.LDAPSURL, "127.0.0.1", "localhost", 1)}
+		}, true},
 		{"failover to the second server", func(c *directory.Config) {
 			c.URLs = []string{"ldap://127.0.0.1:1", srv.URL}
 		}, true},

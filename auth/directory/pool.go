@@ -142,8 +142,7 @@ func (p *pool) dial(ctx context.Context) (*conn, error) {
 }
 
 func (p *pool) dialOne(ctx context.Context, s server) (*ldap.Conn, error) {
-	d := net.Dialer{}
-	nc, err := d.DialContext(ctx, "tcp", s.addr)
+	nc, err := p.connect(ctx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +178,34 @@ func (p *pool) dialOne(ctx context.Context, s server) (*ldap.Conn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// connect opens a TCP connection to s: its host's addresses in turn,
+// found through the Resolver.
+func (p *pool) connect(ctx context.Context, s server) (net.Conn, error) {
+	var d net.Dialer
+	if ip := net.ParseIP(s.host); ip != nil {
+		return d.DialContext(ctx, "tcp", net.JoinHostPort(s.host, s.port))
+	}
+	addrs, err := p.r.Resolver.LookupIPAddr(ctx, s.host)
+	if err != nil {
+		return nil, err
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("%s has no address", s.host)
+	}
+	var errs []error
+	for _, a := range addrs {
+		nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a.IP.String(), s.port))
+		if err == nil {
+			return nc, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
 }
 
 // bindError is the service account's bind refused: the server is up,
