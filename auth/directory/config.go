@@ -194,11 +194,12 @@ type Config struct {
 	// DownFor is how long an unreachable server is passed over
 	// (DefaultDownFor).
 	DownFor time.Duration
-	// PageSize is the page of a paged search (RFC 2696;
-	// DefaultPageSize), so a server's size limit (Active Directory's
-	// MaxPageSize) does not cut a result short. MaxEntries bounds the
-	// entries one lookup reads (DefaultMaxEntries): a filter that
-	// matches more is a mistake, answered with the first ones.
+	// MaxEntries bounds the entries one lookup reads
+	// (DefaultMaxEntries): a filter that matches more is a mistake,
+	// answered with the first ones. A search that the server's own size
+	// limit (Active Directory's MaxPageSize) stops short of MaxEntries is
+	// run again paged (RFC 2696), PageSize entries a page
+	// (DefaultPageSize).
 	PageSize   uint32
 	MaxEntries int
 	// CacheTTL keeps found entries and NegativeTTL "no such entry"

@@ -24,9 +24,11 @@
 // login, %u its local part, %d its domain. Every substituted value is
 // escaped as RFC 4515 §3 says (ldap.EscapeFilter): an address such as
 // "*)(uid=*" or one holding NUL or parentheses is looked up as itself,
-// finds nothing, and is logged. Searches are paged (RFC 2696, PageSize),
-// so a server's size limit does not cut them short, and read at most
-// MaxEntries entries.
+// finds nothing, and is logged. A lookup reads at most MaxEntries
+// entries; a search the server's own size limit stops short of that
+// (Active Directory's MaxPageSize, slapd's sizelimit) is run again paged
+// (RFC 2696, PageSize), so the limit cuts nothing. (A paged search costs
+// slapd about twice an unpaged one, so it is not the first try.)
 //
 // Answers are cached: an entry found for CacheTTL (5 minutes), "no such
 // entry" for NegativeTTL (1 minute); a directory that could not answer is

@@ -27,6 +27,9 @@ func (d *Directory) search(ctx context.Context, filter string, attrs []string) (
 			return nil, err
 		}
 		entries, err := d.paged(ctx, c.c, filter, attrs)
+		if err != nil && !errors.Is(err, errTooMany) {
+			entries = nil // never a partial answer
+		}
 		switch {
 		case err == nil, errors.Is(err, errTooMany):
 			if err != nil {
@@ -55,12 +58,28 @@ func (d *Directory) search(ctx context.Context, filter string, attrs []string) (
 	return nil, last
 }
 
-// paged runs one paged search on c.
+// paged runs a search on c. The first try asks the server for at most
+// MaxEntries+1 entries and no paging: a lookup wants a few, and a paged
+// search costs the server (slapd) about twice as much. When the server's
+// own size limit stops it short of that, the search is run again, paged
+// (RFC 2696), so the limit cuts nothing.
 func (d *Directory) paged(ctx context.Context, c *ldap.Conn, filter string, attrs []string) ([]*ldap.Entry, error) {
-	paging := ldap.NewControlPaging(d.r.PageSize)
+	out, err := d.searchPages(ctx, c, filter, attrs, false)
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) && len(out) <= d.r.MaxEntries {
+		return d.searchPages(ctx, c, filter, attrs, true)
+	}
+	return out, err
+}
+
+func (d *Directory) searchPages(ctx context.Context, c *ldap.Conn, filter string, attrs []string, paged bool) ([]*ldap.Entry, error) {
 	timeLimit := int(d.r.Timeout.Seconds())
-	req := ldap.NewSearchRequest(d.r.Base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, timeLimit, false,
-		filter, attrs, []ldap.Control{paging})
+	req := ldap.NewSearchRequest(d.r.Base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, d.r.MaxEntries+1, timeLimit, false,
+		filter, attrs, nil)
+	var paging *ldap.ControlPaging
+	if paged {
+		paging = ldap.NewControlPaging(d.r.PageSize)
+		req.SizeLimit, req.Controls = 0, []ldap.Control{paging}
+	}
 	var out []*ldap.Entry
 	for {
 		res := c.SearchAsync(ctx, req, 16)
@@ -77,12 +96,12 @@ func (d *Directory) paged(ctx context.Context, c *ldap.Conn, filter string, attr
 			}
 		}
 		if err := res.Err(); err != nil {
-			return nil, err
+			return out, err
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err // the search was cut short: never a partial answer
 		}
-		if len(cookie) == 0 {
+		if !paged || len(cookie) == 0 {
 			return out, nil
 		}
 		paging.SetCookie(cookie)
