@@ -34,7 +34,7 @@ func TestTemplate(t *testing.T) {
 // compiled filter.
 func assertions(p *ber.Packet, out *[]string) {
 	if p.ClassType == ber.ClassContext && p.Tag == ldap.FilterEqualityMatch && len(p.Children) == 2 {
-		*out = append(*out, string(p.Children[1].Data.Bytes()))
+		*out = append(*out, p.Children[1].Data.String())
 		return
 	}
 	for _, c := range p.Children {
@@ -87,7 +87,7 @@ func shape(p *ber.Packet) string {
 		b.WriteString("(")
 		b.WriteString(string(rune('0' + p.Tag)))
 		if p.ClassType == ber.ClassContext && p.Tag == ldap.FilterEqualityMatch && len(p.Children) == 2 {
-			b.WriteString(string(p.Children[0].Data.Bytes()))
+			b.WriteString(p.Children[0].Data.String())
 		} else {
 			for _, c := range p.Children {
 				walk(c)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,14 +124,14 @@ func (p *pool) close() {
 func (p *pool) dial(ctx context.Context) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.r.ConnectTimeout)
 	defer cancel()
-	var errs []error
+	var errs []string // one line for the log, whatever the servers said
 	for _, s := range p.down.order(p.r.servers, p.r.Now()) {
 		c, err := p.dialOne(ctx, s)
 		if err == nil {
 			p.down.up(s.url)
 			return &conn{c: c, server: s.url}, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", s.url, err))
+		errs = append(errs, s.url+": "+err.Error())
 		if !bindRefused(err) {
 			p.down.mark(s.url, p.r.Now().Add(p.r.DownFor))
 		}
@@ -138,7 +139,7 @@ func (p *pool) dial(ctx context.Context) (*conn, error) {
 			break
 		}
 	}
-	return nil, errors.Join(errs...)
+	return nil, errors.New(strings.Join(errs, "; "))
 }
 
 func (p *pool) dialOne(ctx context.Context, s server) (*ldap.Conn, error) {

@@ -77,7 +77,6 @@ func closeDirectory(d *directory.Directory, after time.Duration) {
 type loginChecker struct {
 	creds *auth.Credentials    // may be nil
 	dir   *directory.Directory // may be nil
-	log   *slog.Logger
 }
 
 func (l loginChecker) CheckPassword(ctx context.Context, c *postern.Conn, user, password string) error {
