@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
@@ -334,4 +335,81 @@ func TestFilter(t *testing.T) {
 	assert.ErrorIs(t, err, ErrConfig)
 	_, err = NewFilter(FilterConfig{Verifier: v})
 	assert.ErrorIs(t, err, ErrConfig)
+}
+
+// fakeDirectory is a RecipientDirectory from a map; down makes it fail.
+type fakeDirectory struct {
+	domain string
+	users  map[string]bool
+	down   bool
+	asked  []string
+}
+
+func (d *fakeDirectory) Covers(domain string) bool { return domain == d.domain }
+
+func (d *fakeDirectory) RecipientExists(_ context.Context, addr string) (bool, error) {
+	d.asked = append(d.asked, addr)
+	if d.down {
+		return false, errors.New("ldap: connection refused")
+	}
+	return d.users[addr], nil
+}
+
+func TestDirectory(t *testing.T) {
+	list, err := ParseRecipients(strings.NewReader("static@list.example\n"), "recipients")
+	require.NoError(t, err)
+	dir := &fakeDirectory{domain: "dir.example", users: map[string]bool{"alice@dir.example": true}}
+	var logs testutil.LogBuffer
+	v, err := NewVerifier(VerifierConfig{Recipients: list, Directory: dir, RecipientDelimiter: "+", Logger: logs.Logger()})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		addr   string
+		status Status
+		source string
+		reply  string
+	}{
+		{"alice@dir.example", StatusValid, "directory", ""},
+		{"alice+news@dir.example", StatusValid, "directory", ""},
+		{"bob@dir.example", StatusInvalid, "directory", "550 5.1.1 <bob@dir.example>: Recipient address rejected: User unknown in the directory"},
+		{"postmaster@dir.example", StatusValid, "postmaster", ""},
+		{"static@list.example", StatusValid, "list", ""},
+		{"x@elsewhere.example", StatusUnknown, "", ""},
+	} {
+		r, err := v.Verify(bg, tc.addr)
+		require.NoError(t, err)
+		assert.Equal(t, tc.status, r.Status, tc.addr)
+		assert.Equal(t, tc.source, r.Source, tc.addr)
+		assert.Equal(t, tc.reply, strings.TrimPrefix(r.Reply.Error(), "no reply"), tc.addr)
+	}
+	assert.NotContains(t, dir.asked, "x@elsewhere.example", "a domain it does not cover is not asked")
+
+	// Down: 451 4.3.0, never 550; with accept, unverified.
+	dir.down = true
+	for _, addr := range []string{"alice@dir.example", "bob@dir.example"} {
+		r, err := v.Verify(bg, addr)
+		require.NoError(t, err)
+		assert.Equal(t, StatusTempFail, r.Status)
+		assert.Equal(t, "451 4.3.0 <"+addr+">: Recipient address verification failed: directory unavailable, try again later", r.Reply.Error())
+	}
+	assert.Len(t, logs.Records(t, "recipient directory unavailable"), 2)
+	open, err := NewVerifier(VerifierConfig{Directory: dir, DirectoryOnError: postern.OnErrorAccept})
+	require.NoError(t, err)
+	r, err := open.Verify(bg, "bob@dir.example")
+	require.NoError(t, err)
+	assert.Equal(t, StatusUnknown, r.Status)
+	_, err = NewVerifier(VerifierConfig{Directory: dir, DirectoryOnError: postern.OnErrorReject})
+	assert.ErrorIs(t, err, ErrConfig, "an outage must never make recipients unknown")
+
+	// Through the filter: 550 and 451 as verdicts.
+	f, err := NewFilter(FilterConfig{Verifier: v, Domains: []string{"dir.example"}})
+	require.NoError(t, err)
+	c := &postern.Conn{ID: "C1", Remote: netip.MustParseAddrPort("192.0.2.1:4000")}
+	vd, err := f.CheckRcpt(bg, c, &postern.Txn{}, &postern.Rcpt{Addr: "bob@dir.example"})
+	require.NoError(t, err)
+	assert.Equal(t, postern.TempFail, vd.Action)
+	assert.Equal(t, "verify: directory", vd.Reason)
+	dir.down = false
+	vd, err = f.CheckRcpt(bg, c, &postern.Txn{}, &postern.Rcpt{Addr: "bob@dir.example"})
+	require.NoError(t, err)
+	assert.Equal(t, postern.Reject, vd.Action)
 }

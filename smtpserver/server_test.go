@@ -713,3 +713,26 @@ func TestAddressTooLong(t *testing.T) {
 	expect(t, c.cmd("RCPT TO:<"+long+">"), "501 5.1.3")
 	expect(t, c.cmd("RCPT TO:<"+strings.Repeat("b", 240)+"@y.test>"), "250")
 }
+
+// downChecker is a PasswordChecker whose directory is down.
+type downChecker struct{}
+
+func (downChecker) CheckPassword(context.Context, *postern.Conn, string, string) error {
+	return fmt.Errorf("directory: %w", postern.NewReply(451, postern.ESC(4, 3, 0), "directory unavailable"))
+}
+
+// A checker that cannot tell answers 454 4.7.0, and the failure is not
+// counted: an outage must not lock users out.
+func TestAuthCheckerUnavailable(t *testing.T) {
+	lim, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{MaxFailures: 2})
+	require.NoError(t, err)
+	_, addr := startServer(t, Config{Handoff: &memHandoff{}, Auth: downChecker{}, AllowInsecureAuth: true, AuthLimit: lim})
+	c := dial(t, addr)
+	c.greet()
+	plain := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00u\x00p"))
+	for range 4 {
+		expect(t, c.cmd(plain), "454 4.7.0 Temporary authentication failure")
+	}
+	v := lim.CheckAuth(context.Background(), "ip:127.0.0.1")
+	assert.Equal(t, postern.Continue, v.Action, "nothing counted")
+}

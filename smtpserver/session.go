@@ -413,6 +413,13 @@ func (s *session) authAllowed(ctx context.Context, user string) error {
 	return toSMTPError(rep)
 }
 
+// temporary reports an error that says it is temporary (a 4xx
+// postern.Reply, a directory's unavailable error, a net.Error timeout).
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
 // AuthMechanisms offers PLAIN and LOGIN when a checker is configured and
 // the channel is encrypted (or insecure auth is allowed).
 func (s *session) AuthMechanisms() []string {
@@ -446,6 +453,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			return err
 		}
 		if err := cfg.Auth.CheckPassword(ctx, s.conn, user, pass); err != nil {
+			if temporary(err) {
+				// The checker could not tell (its directory is down): not
+				// a wrong password, so not counted (RFC 4954 §6: 454).
+				s.conn.Logger().Warn("auth unavailable", "stage", "auth", "action", "tempfail", "code", 454, "user", user, "error", err)
+				return toSMTPError(postern.NewReply(454, postern.ESC(4, 7, 0), "Temporary authentication failure"))
+			}
 			s.conn.Logger().Info("auth failed", "stage", "auth", "action", "reject", "code", 535, "user", user)
 			if cfg.AuthLimit != nil {
 				if lerr := cfg.AuthLimit.RecordAuthFailure(ctx, cfg.AuthKeys(s.conn, user)...); lerr != nil {
