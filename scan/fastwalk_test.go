@@ -62,6 +62,7 @@ var fastSeeds = []struct {
 	{"encoded file name", "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename=\"=?utf-8?q?x.exe?=\"\r\n\r\nplain\r\n", true},
 	{"encoded word left", "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment; filename=\"=?x.exe\"\r\n\r\nplain\r\n", false},
 	{"archive as text", "Content-Type: text/plain; charset=utf-8\r\n\r\nPK\x03\x04\x14\x00\x00\x00\x00\x00", true},
+	{"base64 archive named text", "Content-Type: text/plain; charset=UTF-8; name=\"notes.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\nUEsDBBQAAAAAAA==\r\n", true},
 	{"space before colon", "Content-Type : text/plain; charset=utf-8\r\n\r\nplain\r\n", false},
 	{"odd field names", "x-{weird}~: 1\r\nCONTENT-type:text/plain;charset=utf-8\r\nmessage-id:<a@b>\r\n" + strings.Repeat("Long-", 20) + "Name: v\r\n\r\nplain\r\n", true},
 	{"continuations", "Subject: one\r\n \r\n\t two  \r\n   \r\nTo:\r\n\tbob@example.com\r\nX-Empty:\r\nX-Tab:\t\tv\t\r\n\r\nplain\r\n", true},
