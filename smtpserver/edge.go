@@ -71,6 +71,13 @@ type edgeConn struct {
 	readArmedD  time.Duration
 	writeArmed  time.Time // when the write deadline was last set
 
+	// Replies not yet written (RFC 2920 §3.1: a server may hold the
+	// replies to pipelined commands until it would wait for input).
+	// One write per group instead of one per reply line; guarded by wmu
+	// because Close, which flushes, may come from another goroutine.
+	wmu sync.Mutex
+	out []byte
+
 	closeOnce sync.Once
 	mu        sync.Mutex // guards shutting, idle, closed
 	shutting  bool
@@ -98,6 +105,7 @@ func (e *edgeConn) SetWriteDeadline(time.Time) error { return nil }
 func (e *edgeConn) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
+		_ = e.flush() // a 221 or 421 written just before
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
@@ -188,6 +196,11 @@ func (e *edgeConn) readBDAT(p []byte) (int, error) {
 	if err := e.armRead(e.srv.cfg.DataTimeout); err != nil {
 		return 0, err
 	}
+	if e.br.Buffered() == 0 {
+		if err := e.flush(); err != nil {
+			return 0, err
+		}
+	}
 	if int64(len(p)) > e.bdatLeft {
 		p = p[:e.bdatLeft]
 	}
@@ -229,6 +242,9 @@ func (e *edgeConn) readData(p []byte) error {
 		if e.br.Buffered() == 0 {
 			if len(buf) > 0 {
 				break // do not block while holding bytes for go-smtp
+			}
+			if err := e.flush(); err != nil {
+				return err
 			}
 			if _, err := e.br.Peek(1); err != nil {
 				return e.readErr(err)
@@ -283,6 +299,12 @@ func (e *edgeConn) readCommand() error {
 // readCommand returns err at once: the session is shutting down (err nil
 // when the loop is to answer 421) or the read failed.
 func (e *edgeConn) nextLine() (line []byte, tooLong, stop bool, err error) {
+	if !e.lineBuffered() {
+		// About to wait for the client: it may be waiting for us.
+		if err := e.flush(); err != nil {
+			return nil, false, true, err
+		}
+	}
 	// Arm the deadline and mark the session idle under the lock, so a
 	// concurrent shutdown either sees the mark and wakes the Read or is seen
 	// here.
@@ -466,6 +488,10 @@ func (e *edgeConn) startTLS(arg string) error {
 		return e.refuse(503, "5.5.1", "Error: STARTTLS not allowed after AUTH")
 	}
 	e.writeReply(220, "2.0.0", "Ready to start TLS")
+	if err := e.flush(); err != nil {
+		e.Close()
+		return err
+	}
 	// Anything the client sent after STARTTLS in the clear is dropped
 	// (CVE-2011-0411: plaintext command injection).
 	e.br.Discard(e.br.Buffered())
@@ -552,19 +578,49 @@ func (e *edgeConn) writeCounted(p []byte, code int, final bool) (int, error) {
 			time.Sleep(cfg.ErrorSleep)
 		}
 	}
-	if err := e.armWrite(); err != nil {
-		return 0, err
-	}
-	n, err := e.nc.Write(p)
-	if err != nil {
-		return n, err
+	e.wmu.Lock()
+	e.out = append(e.out, p...)
+	full := len(e.out) >= maxHeldReplies
+	e.wmu.Unlock()
+	if full {
+		if err := e.flush(); err != nil {
+			return 0, err
+		}
 	}
 	if isErr && e.errors >= cfg.HardErrorLimit {
 		e.st.conn.Logger().Info("too many errors", "stage", "smtp", "action", "disconnect", "code", 421, "errors", e.errors)
-		_, _ = e.nc.Write([]byte("421 4.7.0 " + cfg.Hostname + " Error: too many errors\r\n"))
+		e.wmu.Lock()
+		e.out = append(e.out, "421 4.7.0 "+cfg.Hostname+" Error: too many errors\r\n"...)
+		e.wmu.Unlock()
 		e.Close()
 	}
-	return n, nil
+	return len(p), nil
+}
+
+// maxHeldReplies bounds the replies held for a pipelining client: a
+// flood of commands in one read is answered in pieces of this size.
+const maxHeldReplies = 4096
+
+// flush writes the replies held since the last flush, in one write.
+func (e *edgeConn) flush() error {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if len(e.out) == 0 {
+		return nil
+	}
+	if err := e.armWrite(); err != nil {
+		return err
+	}
+	_, err := e.nc.Write(e.out)
+	e.out = e.out[:0]
+	return err
+}
+
+// lineBuffered reports whether a whole command line is already read
+// from the client, so reading it will not wait.
+func (e *edgeConn) lineBuffered() bool {
+	b, _ := e.br.Peek(e.br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // overshootOnly reports whether p refuses a recipient over the
