@@ -339,6 +339,8 @@ type MetricsSection struct {
 	// Listen is an HTTP address serving /metrics and /healthz; default
 	// off.
 	Listen string `toml:"listen"`
+	// Pprof adds Go's profiles (/debug/pprof/) to the listener.
+	Pprof bool `toml:"pprof"`
 }
 
 // ControlSection is the admin commands' socket.

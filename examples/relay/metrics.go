@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,7 +218,7 @@ func (m *metrics) observeQueue(e queue.Event) {
 
 // serveMetrics serves /metrics and /healthz until ctx is done. healthy
 // says whether the relay can take mail.
-func (m *metrics) serve(ctx context.Context, addr string, healthy func() error, log *slog.Logger) (net.Addr, error) {
+func (m *metrics) serve(ctx context.Context, addr string, profiles bool, healthy func() error, log *slog.Logger) (net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -231,6 +232,15 @@ func (m *metrics) serve(ctx context.Context, addr string, healthy func() error, 
 		}
 		w.Write([]byte("ok\n"))
 	})
+	if profiles {
+		// Mounted on this mux only: the relay serves nothing from
+		// http.DefaultServeMux, where the package's init also puts them.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {

@@ -237,7 +237,7 @@ func (r *relayServer) startServices(ctx context.Context, s *Config, tlsCfg *tls.
 	}
 	r.onClose(func() { ctl.Close() })
 	if s.Metrics.Listen != "" {
-		addr, err := r.met.serve(ctx, s.Metrics.Listen, r.healthy, r.log)
+		addr, err := r.met.serve(ctx, s.Metrics.Listen, s.Metrics.Pprof, r.healthy, r.log)
 		if err != nil {
 			return fmt.Errorf("metrics.listen %s: %w", s.Metrics.Listen, err)
 		}
