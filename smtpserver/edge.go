@@ -71,6 +71,11 @@ type edgeConn struct {
 	readArmedD  time.Duration
 	writeArmed  time.Time // when the write deadline was last set
 
+	// The deep protocol tests this session runs (screen.go), and whether
+	// its first MAIL was reported.
+	screen       ProtocolTest
+	screenPassed bool
+
 	closeOnce sync.Once
 	mu        sync.Mutex // guards shutting, idle, closed
 	shutting  bool
@@ -79,7 +84,7 @@ type edgeConn struct {
 }
 
 func newEdge(raw net.Conn, nc net.Conn, srv *Server, st *connState) *edgeConn {
-	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st}
+	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st, screen: st.screen}
 	e.br = bufio.NewReaderSize(nc, 4096)
 	if srv.cfg.SessionTimeout > 0 {
 		e.deadline = st.conn.Started.Add(srv.cfg.SessionTimeout)
@@ -293,6 +298,11 @@ func (e *edgeConn) readCommand() error {
 	if tooLong {
 		e.writeReply(500, "5.5.2", "Error: command line too long")
 		return e.checkClosed()
+	}
+	if e.screen != 0 && !e.saslLine {
+		if stop, err := e.screenCommand(line); stop {
+			return err
+		}
 	}
 	if bytes.IndexByte(line, 0) >= 0 {
 		e.writeReply(500, "5.5.2", "Error: NUL character in command")
