@@ -244,11 +244,19 @@ func (g *Greylist) CheckData(ctx context.Context, c *postern.Conn, t *postern.Tx
 	if !g.atData {
 		return postern.Pass, nil
 	}
+	return g.CheckMessage(ctx, c, t), nil
+}
+
+// CheckMessage greylists every triplet of t at the DATA stage, whatever
+// At says: for a caller that decides when to greylist, such as scan's
+// SoftGreylist when rspamd's answer is "greylist". The exemptions apply
+// as at the stages.
+func (g *Greylist) CheckMessage(ctx context.Context, c *postern.Conn, t *postern.Txn) postern.Verdict {
 	rcpts := make([]string, len(t.Rcpts))
 	for i, r := range t.Rcpts {
 		rcpts[i] = r.Addr
 	}
-	return g.check(ctx, c, t, rcpts, postern.StageData), nil
+	return g.check(ctx, c, t, rcpts, postern.StageData)
 }
 
 // check decides for the triplets of rcpts; the verdict defers when one of
