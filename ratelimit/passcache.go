@@ -234,6 +234,29 @@ func (p *PassCache) Known(ctx context.Context, ip netip.Addr) (bool, error) {
 	return true, nil
 }
 
+// Passed reports whether ip has a current pass of test t and no failure:
+// for a caller that runs a test only on clients that have not passed it
+// (the deep protocol tests).
+func (p *PassCache) Passed(ctx context.Context, ip netip.Addr, t PassTest) (bool, error) {
+	if _, ok := t.single(); !ok {
+		return false, fmt.Errorf("%w: pass cache: Passed of %v: one test at a time", ErrConfig, t)
+	}
+	src := IPKey(ip, p.class)
+	if src == "" {
+		return false, nil
+	}
+	passed, _, err := p.store.Held(ctx, passKey(t, src))
+	failed := false
+	if err == nil && passed {
+		failed, _, err = p.store.Held(ctx, passFailPrefix+src)
+	}
+	if err != nil {
+		p.storeFailed(ctx, ip, "passed", err)
+		return false, fmt.Errorf("ratelimit: pass cache: %w", err)
+	}
+	return passed && !failed, nil
+}
+
 // Pass records that ip passed test t, for t's TTL, unless ip failed a
 // test within FailTTL.
 func (p *PassCache) Pass(ctx context.Context, ip netip.Addr, t PassTest) error {
