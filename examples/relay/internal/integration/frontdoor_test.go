@@ -2,7 +2,12 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -284,4 +289,126 @@ func TestGreylistSharedThroughRedis(t *testing.T) {
 	out, ok = greyTry(t, b.addr, "127.0.0.2", "shared@sender.example")
 	require.True(t, ok, "B accepts the retry of a triplet A greylisted: %s", out)
 	b.delivered(t, queuedRE.FindStringSubmatch(out)[1])
+}
+
+// freeLoopbackPort returns a port free on 127.0.0.1 a moment ago.
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startHAProxy runs a real HAProxy in TCP mode in front of backend with
+// two frontends on loopback: one sending PROXY version 1 (send-proxy),
+// one version 2 (send-proxy-v2). It returns their addresses.
+func startHAProxy(t *testing.T, backend string) (v1, v2 string) {
+	t.Helper()
+	bin := need(t, "haproxy")
+	v1 = fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+	v2 = fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t))
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "haproxy.cfg", fmt.Sprintf(`global
+  maxconn 200
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend v1
+  bind %s
+  default_backend relay_v1
+backend relay_v1
+  server relay %s send-proxy
+frontend v2
+  bind %s
+  default_backend relay_v2
+backend relay_v2
+  server relay %s send-proxy-v2
+`, v1, backend, v2, backend))
+	cmd := exec.Command(bin, "-db", "-f", cfg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy:\n%s", out.String())
+		}
+	})
+	// Ready once both frontends accept (from an address the tests do not
+	// use, so its connections are told apart in the relay's log).
+	for _, a := range []string{v1, v2} {
+		require.Eventually(t, func() bool {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.99")}, Timeout: time.Second}
+			c, err := d.Dial("tcp", a)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}, 20*time.Second, 50*time.Millisecond, "haproxy did not start on %s", a)
+	}
+	return v1, v2
+}
+
+// swaksVia sends one message with swaks through addr from src.
+func swaksVia(t *testing.T, addr, src, to string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command(need(t, "swaks"), "--server", addr, "--local-interface", src,
+		"--from", "sender@sender.example", "--to", to, "--timeout", "30").CombinedOutput()
+	return string(out), err == nil && queuedRE.MatchString(string(out))
+}
+
+// The relay behind a real HAProxy, both PROXY versions: the client's
+// address (not HAProxy's, which is trusted) is the one in the Received
+// field, the log, the access map, the relay check and the rate limit; a
+// header from an address not among the balancers closes the connection.
+func TestProxyProtocolBehindHAProxy(t *testing.T) {
+	acc := writeFile(t, t.TempDir(), "access", "Connect:127.0.0.4 REJECT\n")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
+		"-proxy-balancers", "127.0.0.1", "-access", acc, "-message-rate", "1/1h")
+	v1, v2 := startHAProxy(t, r.addr)
+
+	for _, tc := range []struct{ front, src, other string }{{v1, "127.0.0.2", "127.0.0.6"}, {v2, "127.0.0.3", "127.0.0.7"}} {
+		out, ok := swaksVia(t, tc.front, tc.src, "bob@example.test")
+		require.True(t, ok, out)
+		msg := r.delivered(t, queuedRE.FindStringSubmatch(out)[1])
+		assert.Contains(t, msg, "(["+tc.src+"])", "Received names the client")
+		assert.NotContains(t, msg, "[127.0.0.1]")
+		assert.Contains(t, r.logs(), "remote_ip="+tc.src+" stage=connect")
+
+		// The rate limit counts the client: its second message is over
+		// its 1/1h.
+		out, ok = swaksVia(t, tc.front, tc.src, "bob@example.test")
+		require.False(t, ok, out)
+		assert.Contains(t, out, "450 4.7.1 Error: too much mail from "+tc.src)
+
+		// HAProxy's own address is trusted and may relay; a client
+		// behind it may not.
+		out, ok = swaksVia(t, tc.front, tc.other, "someone@elsewhere.example")
+		require.False(t, ok, out)
+		assert.Contains(t, out, "<** 5")
+	}
+	// The access map judges the client.
+	out, ok := swaksVia(t, v2, "127.0.0.4", "bob@example.test")
+	require.False(t, ok, out)
+	assert.Contains(t, out, "<** 5")
+	assert.NotRegexp(t, `msg=connect [^\n]*remote_ip=127\.0\.0\.1 `, r.logs(), "no connection judged as HAProxy's")
+
+	// A client that is not a balancer sending a header naming an address
+	// of its choice is disconnected, unanswered.
+	c := dialFrom(t, "127.0.0.5", r.addr)
+	br := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	l, err := br.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(l, "220 "), l)
+	_, err = c.Write([]byte("PROXY TCP4 127.0.0.1 127.0.0.1 40000 25\r\nEHLO forger.example\r\n"))
+	require.NoError(t, err)
+	rest, err := io.ReadAll(br)
+	assert.Empty(t, string(rest))
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "closed (EOF or reset), not left open: %v", err)
 }
