@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/scan/scantest"
 )
 
 // greeting is a banner a client read, and which client.
@@ -411,4 +413,82 @@ func TestProxyProtocolBehindHAProxy(t *testing.T) {
 	assert.Empty(t, string(rest))
 	var ne net.Error
 	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "closed (EOF or reset), not left open: %v", err)
+}
+
+// swaksRspamd sends a message from src asking the test rule of the real
+// rspamd for one answer (scantest.RspamdTestHeader).
+func swaksRspamd(t *testing.T, addr, src, test string) (string, bool) {
+	t.Helper()
+	out, err := exec.Command(need(t, "swaks"), "--server", addr, "--local-interface", src,
+		"--from", "sender@sender.example", "--to", "bob@example.test", "--timeout", "30",
+		"--header", "Subject: lunch", "--header", scantest.RspamdTestHeader+": "+test,
+		"--header", "X-Postern-Remove-Me: 1").CombinedOutput()
+	return string(out), err == nil && queuedRE.MatchString(string(out))
+}
+
+// rspamd's full answer through the relay, from a real rspamd with the
+// test-only rule: greylist and soft reject are answered 451 4.7.1 with
+// rspamd's message; rewrite subject rewrites it; the fields its milter
+// block adds are in the delivered copy, the ones it removes are gone,
+// and its hostile ones (a name with a line break, removing Received) are
+// refused.
+func TestRspamdActionsThroughRelay(t *testing.T) {
+	d := scantest.Rspamd(t)
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1", "-rspamd", d.Addr)
+
+	out, ok := swaksRspamd(t, r.addr, "127.0.0.2", "greylist")
+	require.False(t, ok, out)
+	assert.Contains(t, out, "451 4.7.1 Greylisted by the test rule, try again later")
+	out, ok = swaksRspamd(t, r.addr, "127.0.0.2", "soft-reject")
+	require.False(t, ok, out)
+	assert.Contains(t, out, "451 4.7.1 Rate limited by the test rule")
+
+	out, ok = swaksRspamd(t, r.addr, "127.0.0.2", "rewrite-subject")
+	require.True(t, ok, out)
+	msg := r.delivered(t, queuedRE.FindStringSubmatch(out)[1])
+	// The Maildir copy has LF line ends.
+	assert.Contains(t, msg, "\nSubject: ***SPAM*** lunch\n")
+	assert.NotContains(t, msg, "\nSubject: lunch\n")
+
+	out, ok = swaksRspamd(t, r.addr, "127.0.0.2", "headers")
+	require.True(t, ok, out)
+	msg = r.delivered(t, queuedRE.FindStringSubmatch(out)[1])
+	head, _, _ := strings.Cut(msg, "\n\n")
+	assert.Contains(t, head, "\nX-Postern-Rspamd: added by the test rule\n")
+	assert.Contains(t, head, "\nDKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=test;")
+	assert.NotContains(t, head, "X-Postern-Remove-Me")
+	assert.NotContains(t, head, "Injected")
+	assert.NotContains(t, head, "X-Evil")
+	assert.Contains(t, head, "Received: from ", "rspamd may not remove Received")
+}
+
+// scan.rspamd_greylist = "greylist": rspamd's greylist action is handed
+// to the relay's greylisting (not enabled for other mail), so swaks's
+// retry after the delay is accepted; soft reject is still answered 451.
+func TestRspamdGreylistHandedToGreylisting(t *testing.T) {
+	d := scantest.Rspamd(t)
+	const delay = 2 * time.Second
+	cfg := writeFile(t, t.TempDir(), "postern.toml", fmt.Sprintf(`
+[greylist]
+min_delay = %q
+
+[scan]
+rspamd_greylist = "greylist"
+`, delay))
+	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
+		"-rspamd", d.Addr)
+	out, ok := swaksVia(t, r.addr, "127.0.0.2", "bob@example.test")
+	require.True(t, ok, "mail rspamd has no action for is not greylisted: %s", out)
+
+	out, ok = swaksRspamd(t, r.addr, "127.0.0.2", "greylist")
+	require.False(t, ok, out)
+	assert.Contains(t, out, "451 4.7.1 Greylisted, please try again in ")
+	time.Sleep(delay + 500*time.Millisecond)
+	out, ok = swaksRspamd(t, r.addr, "127.0.0.2", "greylist")
+	require.True(t, ok, "the retry after the delay passes: %s", out)
+	r.delivered(t, queuedRE.FindStringSubmatch(out)[1])
+
+	out, ok = swaksRspamd(t, r.addr, "127.0.0.2", "soft-reject")
+	require.False(t, ok, out)
+	assert.Contains(t, out, "451 4.7.1 Rate limited by the test rule")
 }
