@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,7 +92,7 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 		return nil, fmt.Errorf("%w: filter needs a Checker", ErrConfig)
 	}
 	f := &Filter{ck: cfg.Checker, checkHELO: cfg.CheckHELO, checkSender: cfg.CheckSender, onClient: cfg.ClientResult,
-		log: orDiscard(cfg.Logger)}
+		log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	switch cfg.EnforceAt {
 	case 0, postern.StageConnect:
 	case postern.StageRcpt:

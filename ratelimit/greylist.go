@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -190,10 +191,10 @@ func NewGreylist(cfg GreylistConfig) (*Greylist, error) {
 	if err := checkOnError("greylist", cfg.OnError); err != nil {
 		return nil, err
 	}
-	g := &Greylist{store: cfg.Store, class: cfg.Class, minDelay: orDur(cfg.MinDelay, DefaultGreyMinDelay),
-		window: orDur(cfg.RetryWindow, DefaultGreyRetryWindow), passTTL: orDur(cfg.PassTTL, DefaultGreyPassTTL),
+	g := &Greylist{store: cfg.Store, class: cfg.Class, minDelay: cmp.Or(cfg.MinDelay, DefaultGreyMinDelay),
+		window: cmp.Or(cfg.RetryWindow, DefaultGreyRetryWindow), passTTL: cmp.Or(cfg.PassTTL, DefaultGreyPassTTL),
 		autoAllow: int64(cfg.AutoAllow), exempt: cfg.Exempt, pc: cfg.PassCache, onError: cfg.OnError.Or(defaultOnError),
-		observer: cfg.Observer, log: orDiscard(cfg.Logger), now: orNow(cfg.Now)}
+		observer: cfg.Observer, log: cmp.Or(cfg.Logger, postern.DiscardLogger()), now: orNow(cfg.Now)}
 	if g.class == (Class{}) {
 		g.class = Class{V4: 24, V6: 64}
 	}

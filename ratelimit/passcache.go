@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/postern/postern"
 )
 
 // PassTest names a test of the pass cache: what a client must have
@@ -145,10 +148,10 @@ func NewPassCache(cfg PassCacheConfig) (*PassCache, error) {
 			return nil, err
 		}
 	}
-	p := &PassCache{store: cfg.Store, class: cfg.Class, require: cfg.Require, log: orDiscard(cfg.Logger),
-		ttl: [3]time.Duration{orDur(cfg.GreetTTL, DefaultPassGreetTTL), orDur(cfg.DNSBLTTL, DefaultPassDNSBLTTL),
-			orDur(cfg.ProtocolTTL, DefaultPassProtocolTTL)},
-		failTTL: orDur(cfg.FailTTL, DefaultPassFailTTL)}
+	p := &PassCache{store: cfg.Store, class: cfg.Class, require: cfg.Require, log: cmp.Or(cfg.Logger, postern.DiscardLogger()),
+		ttl: [3]time.Duration{cmp.Or(cfg.GreetTTL, DefaultPassGreetTTL), cmp.Or(cfg.DNSBLTTL, DefaultPassDNSBLTTL),
+			cmp.Or(cfg.ProtocolTTL, DefaultPassProtocolTTL)},
+		failTTL: cmp.Or(cfg.FailTTL, DefaultPassFailTTL)}
 	if p.require == 0 {
 		p.require = PassGreet | PassDNSBL
 	}
@@ -158,13 +161,6 @@ func NewPassCache(cfg PassCacheConfig) (*PassCache, error) {
 	}
 	p.fails = failures{now: now, log: p.log}
 	return p, nil
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // Require returns the tests a client must have passed to be known.
