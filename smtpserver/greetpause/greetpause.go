@@ -465,7 +465,9 @@ func (l *Listener) admit(c net.Conn) {
 // pause cut short: the read deadline, set to now, wakes the held Read.
 func (l *Listener) ask(ctx context.Context, h *held) {
 	defer l.wg.Done()
-	if !l.known(ctx, h.remote.Addr()) {
+	// An answer after the pause ended (its context is done) counts for
+	// nothing: the client waited it out and is a pass, not a known one.
+	if !l.known(ctx, h.remote.Addr()) || ctx.Err() != nil {
 		return
 	}
 	h.mu.Lock()
