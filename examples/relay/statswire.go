@@ -251,7 +251,11 @@ func (r *relayServer) sendSummary(ctx context.Context, s *Config, from, end time
 	if r.journal != nil {
 		r.journal.Flush(ctx)
 	}
-	return queueSummary(ctx, r.q, s, from, end, to, top, r.cur.Load().front.grey)
+	var grey *ratelimit.Greylist
+	if g := r.cur.Load(); g != nil && g.front != nil {
+		grey = g.front.grey
+	}
+	return queueSummary(ctx, r.q, s, from, end, to, top, grey)
 }
 
 // ErrNoReportAddress: the report has nowhere to go.
