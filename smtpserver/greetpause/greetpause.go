@@ -450,12 +450,15 @@ func (l *Listener) admit(c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	// The lookup's context exists before hold starts: settle cancels it.
+	var ctx context.Context
+	if l.known != nil {
+		ctx, h.cancel = context.WithDeadline(context.Background(), start.Add(pause))
+	}
 	l.held.Add(1)
 	l.wg.Add(1)
 	go l.hold(h)
-	if l.known != nil {
-		var ctx context.Context
-		ctx, h.cancel = context.WithDeadline(context.Background(), start.Add(pause))
+	if ctx != nil {
 		l.wg.Add(1)
 		go l.ask(ctx, h)
 	}
