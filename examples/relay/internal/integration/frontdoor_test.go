@@ -492,3 +492,33 @@ rspamd_greylist = "greylist"
 	require.False(t, ok, out)
 	assert.Contains(t, out, "451 4.7.1 Rate limited by the test rule")
 }
+
+// greylist.exempt_spf_domains: a sender of a listed domain whose SPF
+// passed is not greylisted; the same domain from an address its SPF
+// record does not name, and another domain whose SPF passed, are.
+func TestGreylistSPFExemption(t *testing.T) {
+	z := startDNS(t, nil)
+	z.setTXT("bank.example", "v=spf1 ip4:127.0.0.9 -all")
+	z.setTXT("shop.example", "v=spf1 ip4:127.0.0.9 -all")
+	cfg := writeFile(t, t.TempDir(), "postern.toml", `
+[greylist]
+enabled = true
+min_delay = "1h"
+exempt_spf_domains = ["bank.example"]
+`)
+	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
+		"-auth-check", "tag", "-dns-resolver", z.addr, "-metrics-listen", "127.0.0.1:0")
+	out, ok := greyTry(t, r.addr, "127.0.0.9", "statements@bank.example")
+	require.True(t, ok, "SPF passed for a listed domain: %s", out)
+	for _, tc := range []struct{ src, from string }{
+		{"127.0.0.10", "statements@bank.example"}, // SPF fails: forged
+		{"127.0.0.9", "offers@shop.example"},      // SPF passes, not listed
+	} {
+		out, ok = greyTry(t, r.addr, tc.src, tc.from)
+		require.False(t, ok, out)
+		assert.Contains(t, out, "451 4.7.1 Greylisted", "%+v", tc)
+	}
+	m := scrape(t, r.metricsAddr(t))
+	assert.Equal(t, 1.0, m[`postern_greylist_total{outcome="exempt"}`])
+	assert.Equal(t, 2.0, m[`postern_greylist_total{outcome="greylisted"}`])
+}
