@@ -522,3 +522,15 @@ exempt_spf_domains = ["bank.example"]
 	assert.Equal(t, 1.0, m[`postern_greylist_total{outcome="exempt"}`])
 	assert.Equal(t, 2.0, m[`postern_greylist_total{outcome="greylisted"}`])
 }
+
+// greylist.at = "data": the recipients are accepted and the message is
+// answered 451 4.7.1 at the end of DATA, once for all of them.
+func TestGreylistAtData(t *testing.T) {
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1",
+		"-greylist", "-greylist-at", "data", "-greylist-delay", "1h")
+	out, err := exec.Command(need(t, "swaks"), "--server", r.addr, "--local-interface", "127.0.0.2",
+		"--from", "sender@sender.example", "--to", "bob@example.test,carol@example.test", "--timeout", "30").CombinedOutput()
+	require.Error(t, err, string(out))
+	assert.Contains(t, string(out), "<-  250 2.0.0 I'll make sure <carol@example.test> gets this")
+	assert.Regexp(t, `(?s) -> \.\r?\n<\*\* 451 4\.7\.1 Greylisted, please try again in `, string(out))
+}
