@@ -290,14 +290,17 @@ func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
 	return p.s.SMTP.GreetPause.Duration, "default"
 }
 
-// greetEntry reports whether the access map has a GreetPause: entry for
-// ip: it wins over the pass cache.
+// greetEntry reports whether the access map has a GreetPause: entry
+// naming ip (its address or a network of it): it wins over the pass
+// cache. The default entry ("GreetPause: 5000", empty key) is the site's
+// pause for everyone, which the cache may cut short like the configured
+// one.
 func (p *policy) greetEntry(ip netip.Addr) bool {
 	if p.amap == nil {
 		return false
 	}
-	_, ok := p.amap.Current().GreetPause(ip, "")
-	return ok
+	e, ok := p.amap.Current().LookupClient(access.TagGreetPause, ip, "")
+	return ok && e.Action == access.ActionValue && e.Key != ""
 }
 
 // clientLimit is a connection limit (tag access.TagClientRate or

@@ -367,3 +367,15 @@ func TestLimitReason(t *testing.T) {
 		assert.Equal(t, tc.want, limitReason(d), "%s %s %s", tc.filter, tc.stage, tc.v.Reply.Error())
 	}
 }
+
+// An access GreetPause: entry naming the client wins over the pass cache;
+// the default entry (empty key) is only the site's pause.
+func TestGreetEntryWinsOverPassCache(t *testing.T) {
+	m, _, err := access.Parse(strings.NewReader("GreetPause: 5000\nGreetPause:192.0.2.7 8000\nGreetPause:198.51.100 0\n"), "access")
+	require.NoError(t, err)
+	p := &policy{amap: m}
+	for ip, want := range map[string]bool{"192.0.2.7": true, "198.51.100.9": true, "203.0.113.1": false} {
+		assert.Equal(t, want, p.greetEntry(netip.MustParseAddr(ip)), ip)
+	}
+	assert.False(t, (&policy{}).greetEntry(netip.MustParseAddr("192.0.2.7")), "no access file")
+}
