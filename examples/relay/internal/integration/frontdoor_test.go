@@ -534,3 +534,21 @@ func TestGreylistAtData(t *testing.T) {
 	assert.Contains(t, string(out), "<-  250 2.0.0 I'll make sure <carol@example.test> gets this")
 	assert.Regexp(t, `(?s) -> \.\r?\n<\*\* 451 4\.7\.1 Greylisted, please try again in `, string(out))
 }
+
+// The pass cache with an access file: the default GreetPause: entry (a
+// migrated sendmail site's) is a pause the cache cuts short; an entry
+// naming the client wins, so that client waits every time.
+func TestPassCacheAndAccessGreetPause(t *testing.T) {
+	acc := writeFile(t, t.TempDir(), "access", "GreetPause: 3000\nGreetPause:127.0.0.4 3000\n")
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-trusted", "127.0.0.1", "-access", acc,
+		"-metrics-listen", "127.0.0.1:0")
+	session(t, r.addr, "127.0.0.4")
+	session(t, r.addr, "127.0.0.2")
+	got := racePause(t, r.addr, "127.0.0.3", "127.0.0.2")
+	require.Len(t, got, 2)
+	assert.Equal(t, "127.0.0.2", got[0].src, "the default entry's pause is cut short: %+v", got)
+	session(t, r.addr, "127.0.0.4")
+	m := scrape(t, r.metricsAddr(t))
+	assert.Equal(t, 1.0, m[`postern_greet_pause_total{action="known"}`], "127.0.0.4's own entry wins")
+	assert.Equal(t, 4.0, m[`postern_greet_pause_total{action="pass"}`])
+}
