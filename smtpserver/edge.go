@@ -78,6 +78,11 @@ type edgeConn struct {
 	wmu sync.Mutex
 	out []byte
 
+	// The deep protocol tests this session runs (screen.go), and whether
+	// its first MAIL was reported.
+	screen       ProtocolTest
+	screenPassed bool
+
 	closeOnce sync.Once
 	mu        sync.Mutex // guards shutting, idle, closed
 	shutting  bool
@@ -86,7 +91,7 @@ type edgeConn struct {
 }
 
 func newEdge(raw net.Conn, nc net.Conn, srv *Server, st *connState) *edgeConn {
-	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st}
+	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st, screen: st.screen}
 	e.br = bufio.NewReaderSize(nc, 4096)
 	if srv.cfg.SessionTimeout > 0 {
 		e.deadline = st.conn.Started.Add(srv.cfg.SessionTimeout)
@@ -279,7 +284,13 @@ func (e *edgeConn) readCommand() error {
 		return nil
 	case tooLong:
 		return e.refuse(500, "5.5.2", "Error: command line too long")
-	case bytes.IndexByte(line, 0) >= 0:
+	}
+	if e.screen != 0 && !e.saslLine {
+		if stop, err := e.screenCommand(line); stop {
+			return err
+		}
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
 		return e.refuse(500, "5.5.2", "Error: NUL character in command")
 	}
 	text := strings.TrimRight(string(line), "\r\n")

@@ -38,6 +38,9 @@ type metrics struct {
 	delivTime  prometheus.Histogram
 	reloads    *prometheus.CounterVec
 	limited    *limitCollector
+	greet      *prometheus.CounterVec // the greet pause's outcomes (frontdoor.go)
+	protocol   *prometheus.CounterVec // the deep protocol tests' results
+	greylist   *prometheus.CounterVec // greylisting's decisions
 }
 
 func newMetrics() *metrics {
@@ -67,8 +70,17 @@ func newMetrics() *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_config_reloads_total",
 		Help: "Configuration reloads, by result (ok, failed)."}, []string{"result"})
 	m.limited = newLimitCollector()
+	m.greet = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_greet_pause_total",
+		Help: "Connections through the greet pause, by outcome: pass (waited in silence), known (the pass cache let it in at once), exempt, reject (talked early), log-only, busy, overflow, hangup, closed."},
+		[]string{"action"})
+	m.protocol = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_protocol_tests_total",
+		Help: "Sessions through the deep protocol tests, by result: passed, or the test failed (pipelining, non_smtp, bare_newline)."},
+		[]string{"result"})
+	m.greylist = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_greylist_total",
+		Help: "Greylisting decisions per triplet: greylisted (first attempt, 451), early (retried too soon, 451), passed (retried in time), known, allowed (auto-allowlisted client), exempt, error (the store failed)."},
+		[]string{"outcome"})
 	m.reg.MustRegister(m.conns, m.connsOpen, m.verdicts, m.filterTime, m.dnsblHits, m.scans, m.messages,
-		m.enqueue, m.deliveries, m.delivTime, m.reloads, m.limited,
+		m.enqueue, m.deliveries, m.delivTime, m.reloads, m.limited, m.greet, m.protocol, m.greylist,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,6 +100,13 @@ func (m *metrics) watchQueue(q *queue.Queue, now func() time.Time) {
 			}
 			return now().Sub(o).Seconds()
 		}))
+}
+
+// watchGreylist adds the gauge of triplets never retried.
+func (m *metrics) watchGreylist(neverRetried func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_greylist_never_retried",
+		Help: "Triplets first greylisted on the last UTC day whose retry window has closed that were never retried (from the counter store: all relays sharing it)."},
+		neverRetried))
 }
 
 // observe counts a policy decision.
