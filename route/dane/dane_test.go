@@ -114,7 +114,7 @@ func TestMatchName(t *testing.T) {
 		{cert("x", "*.example.com"), []string{".example.com"}, true},
 		{cert("x", "*.com"), []string{"example.com"}, false},
 		{cert("x", "m*.example.com"), []string{"mx.example.com"}, false},
-		{cert("mx.example.com"), []string{"mx.example.com"}, true},             // CN without SANs
+		{cert("mx.example.com"), []string{"mx.example.com"}, true},                   // CN without SANs
 		{cert("mx.example.com", "other.example"), []string{"mx.example.com"}, false}, // CN ignored with SANs
 		{cert("x", "mx.example.com"), []string{"", ".", "a.example", "mx.example.com"}, true},
 		{nil, []string{"mx.example.com"}, false},

@@ -47,11 +47,11 @@ func TestParsePolicy(t *testing.T) {
 
 	for _, bad := range []string{
 		"",
-		"mode: enforce\nmx: a.example\nmax_age: 1\n",                   // no version
-		"version: STSv2\nmode: enforce\nmx: a.example\nmax_age: 1\n",   // version
-		"version: STSv1\nmode: strict\nmx: a.example\nmax_age: 1\n",    // mode
-		"version: STSv1\nmode: enforce\nmax_age: 1\n",                  // no mx
-		"version: STSv1\nmode: enforce\nmx: a.example\n",               // no max_age
+		"mode: enforce\nmx: a.example\nmax_age: 1\n",                 // no version
+		"version: STSv2\nmode: enforce\nmx: a.example\nmax_age: 1\n", // version
+		"version: STSv1\nmode: strict\nmx: a.example\nmax_age: 1\n",  // mode
+		"version: STSv1\nmode: enforce\nmax_age: 1\n",                // no mx
+		"version: STSv1\nmode: enforce\nmx: a.example\n",             // no max_age
 		"version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 31557601\n",
 		"version: STSv1\nmode: enforce\nmx: a.example\nmax_age: -1\n",
 		"version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 12345678901\n",
