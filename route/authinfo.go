@@ -222,8 +222,8 @@ func (t *AuthTable) Lookup(host string, addr netip.Addr, named bool) (Credential
 		return c, true
 	}
 	bare := strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-	if bare != h {
-		if c, ok := t.byKey[bare]; ok {
+	for _, k := range []string{bare, "[" + bare + "]"} {
+		if c, ok := t.byKey[k]; ok && k != h {
 			return c, true
 		}
 	}

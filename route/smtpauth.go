@@ -112,5 +112,6 @@ func (t *Transport) login(ctx context.Context, s *session, p *tlsPlan) *sessFail
 		return fail("SASL "+mech+" authentication failed; host "+name+" said: "+rep.Error(), true)
 	}
 	s.authed = mech
+	s.tlsText += ", AUTH " + mech
 	return nil
 }

@@ -385,7 +385,6 @@ func (p *tlsPlan) planText() string {
 	return "TLS level " + p.level.String() + " (" + p.origin + ")"
 }
 
-
 // markTLS notes, in the results a session's server gave, how it was
 // secured.
 func markTLS(results []queue.Result, jobs []*rcptJob, text string) {

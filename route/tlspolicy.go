@@ -108,6 +108,11 @@ func ParseTLSPolicyMap(r io.Reader, file string) (*TLSPolicyMap, error) {
 	m := &TLSPolicyMap{file: file, entries: map[string]TLSPolicyEntry{}}
 	var errs []error
 	lines, err := logicalLines(r)
+	var pe *ParseError
+	if errors.As(err, &pe) {
+		pe.File = file
+		return nil, pe
+	}
 	if err != nil {
 		return nil, fmt.Errorf("route: reading %s: %w", file, err)
 	}
@@ -155,7 +160,7 @@ func logicalLines(r io.Reader) ([]logicalLine, error) {
 		case t == "" || t[0] == '#':
 		case s[0] == ' ' || s[0] == '\t':
 			if len(out) == 0 {
-				return nil, fmt.Errorf("line %d: continuation line with nothing to continue", n)
+				return nil, &ParseError{File: "", Line: n, Msg: "continuation line with nothing to continue"}
 			}
 			out[len(out)-1].text += " " + t
 		default:
@@ -275,7 +280,7 @@ func parseProtocols(s string) (uint16, uint16, error) {
 	ok := map[uint16]bool{}
 	var pos []uint16
 	var rules []func(v uint16) bool
-	for p := range strings.FieldsFuncSeq(strings.ToLower(s), func(r rune) bool { return r == ':' || r == ',' }) {
+	for p := range strings.FieldsFuncSeq(strings.ToLower(s), func(r rune) bool { return r == ':' || r == ',' || r == ' ' || r == '\t' }) {
 		op := ""
 		for _, o := range []string{">=", "<=", "!"} {
 			if rest, found := strings.CutPrefix(p, o); found {
