@@ -118,4 +118,3 @@ func TestDefaultAuthInfoEntry(t *testing.T) {
 		assert.NotContains(t, c, "AUTH")
 	}
 }
-

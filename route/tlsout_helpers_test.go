@@ -1,17 +1,24 @@
 package route
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
 	"math/big"
+	"mime"
+	"mime/multipart"
 	"net"
+	"net/mail"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,7 +97,11 @@ type rawTap struct {
 	buf []byte
 }
 
-func (r *rawTap) bytes() []byte { r.mu.Lock(); defer r.mu.Unlock(); return append([]byte(nil), r.buf...) }
+func (r *rawTap) bytes() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]byte(nil), r.buf...)
+}
 
 type rawListener struct {
 	net.Listener
@@ -239,3 +250,25 @@ func (r *rptLog) all() []tlsrpt.Result {
 	return append([]tlsrpt.Result(nil), r.res...)
 }
 
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// reportOf returns the JSON of a TLS-RPT mail.
+func reportOf(t *testing.T, msg []byte) []byte {
+	t.Helper()
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	require.NoError(t, err)
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	require.NoError(t, err)
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		require.NoError(t, err)
+		if p.Header.Get("Content-Type") == "application/tlsrpt+gzip" {
+			zr, err := gzip.NewReader(base64.NewDecoder(base64.StdEncoding, p))
+			require.NoError(t, err)
+			js, err := io.ReadAll(zr)
+			require.NoError(t, err)
+			return js
+		}
+	}
+}

@@ -80,8 +80,8 @@ func TestParseTLSPolicyMapErrors(t *testing.T) {
 		"example.com verify match\n",
 		"example.com verify match=exa mple\n",
 		"example.com encrypt protocols=TLSv9\n",
-		"example.com encrypt protocols=!TLSv1.2\n",  // leaves 1.0-1.1 and 1.3: not a range
-		"example.com encrypt protocols=<=SSLv3\n",   // leaves nothing
+		"example.com encrypt protocols=!TLSv1.2\n", // leaves 1.0-1.1 and 1.3: not a range
+		"example.com encrypt protocols=<=SSLv3\n",  // leaves nothing
 		"example.com encrypt ciphers=null\n",
 		"bad..key may\n",
 		"[unbalanced may\n",
@@ -95,14 +95,14 @@ func TestParseTLSPolicyMapErrors(t *testing.T) {
 
 func TestParseProtocols(t *testing.T) {
 	for in, want := range map[string][2]uint16{
-		">=TLSv1.2":             {tls.VersionTLS12, tls.VersionTLS13},
-		"<=TLSv1.2":             {tls.VersionTLS10, tls.VersionTLS12},
-		"TLSv1.2:TLSv1.3":       {tls.VersionTLS12, tls.VersionTLS13},
-		"!SSLv2:!SSLv3:!TLSv1":  {tls.VersionTLS11, tls.VersionTLS13},
-		"!SSLv2, !SSLv3":        {tls.VersionTLS10, tls.VersionTLS13},
-		"TLSv1.3":               {tls.VersionTLS13, tls.VersionTLS13},
-		">=TLSv1.1:<=TLSv1.2":   {tls.VersionTLS11, tls.VersionTLS12},
-		">=TLSv1.1,!TLSv1.3":    {tls.VersionTLS11, tls.VersionTLS12},
+		">=TLSv1.2":            {tls.VersionTLS12, tls.VersionTLS13},
+		"<=TLSv1.2":            {tls.VersionTLS10, tls.VersionTLS12},
+		"TLSv1.2:TLSv1.3":      {tls.VersionTLS12, tls.VersionTLS13},
+		"!SSLv2:!SSLv3:!TLSv1": {tls.VersionTLS11, tls.VersionTLS13},
+		"!SSLv2, !SSLv3":       {tls.VersionTLS10, tls.VersionTLS13},
+		"TLSv1.3":              {tls.VersionTLS13, tls.VersionTLS13},
+		">=TLSv1.1:<=TLSv1.2":  {tls.VersionTLS11, tls.VersionTLS12},
+		">=TLSv1.1,!TLSv1.3":   {tls.VersionTLS11, tls.VersionTLS12},
 	} {
 		lo, hi, err := parseProtocols(in)
 		require.NoError(t, err, in)
