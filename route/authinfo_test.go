@@ -108,8 +108,8 @@ func FuzzParseAuthInfo(f *testing.F) {
 		for _, v := range []string{c.User, c.AuthID, c.Password, c.Realm} {
 			require.False(t, strings.ContainsAny(v, "\x00\r\n"), "%q", v)
 		}
-		if !strings.Contains(c.authc()+c.authz(), c.Password) {
-			require.NotContains(t, c.String(), c.Password)
-		}
+		other := c
+		other.Password = "x"
+		require.Equal(t, other.String(), c.String(), "the password leaves no trace in String")
 	})
 }
