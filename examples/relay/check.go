@@ -87,7 +87,7 @@ func newDryRun(s *Config, stdout, stderr io.Writer) (*dryRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dr.routing, err = buildRouting(s, res, warnLog, nil); err != nil {
+	if dr.routing, err = buildRouting(s, res, warnLog, nil, nil); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*dryRun, error) { dr.routing.Close(); return nil, err }

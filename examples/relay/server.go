@@ -21,6 +21,8 @@ import (
 	"github.com/postern/postern/internal/filewatch"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/tlsrpt"
 	"github.com/postern/postern/smtpserver"
 )
 
@@ -65,6 +67,9 @@ type relayServer struct {
 	// self are the sockets the relay listens on: delivery to one of
 	// them is a mail loop.
 	self []netip.AddrPort
+	// rpt records the TLS outcome of deliveries and sends the daily
+	// reports (tlsrpt.enabled); nil when off.
+	rpt *tlsrpt.Reporter
 	// closers undo what runServer set up, last first.
 	closers []func()
 }
@@ -90,7 +95,11 @@ func (r *relayServer) buildGeneration(s *Config) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.routing, err = buildRouting(s, res, r.log, r.self); err != nil {
+	var rpt route.TLSReporter
+	if r.rpt != nil {
+		rpt = r.rpt
+	}
+	if g.routing, err = buildRouting(s, res, r.log, r.self, rpt); err != nil {
 		return nil, err
 	}
 	fail := func(err error) (*generation, error) {
