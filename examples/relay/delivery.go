@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
 	"github.com/postern/postern/route/resolver"
@@ -36,7 +37,8 @@ type delivery struct {
 // loop), as Postfix refuses mail that "loops back to myself".
 //
 // rpt, when not nil, is told the TLS outcome of each session (TLS-RPT).
-func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort, rpt route.TLSReporter) (*delivery, error) {
+// dir, with ldap.uses "recipients", verifies the recipients it covers.
+func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort, rpt route.TLSReporter, dir *directory.Directory) (*delivery, error) {
 	d := &delivery{res: res}
 	// sendmail's order: mailertable, local delivery, smart host, MX.
 	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.Delivery.Local,
@@ -69,8 +71,12 @@ func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []ne
 	if err != nil {
 		return nil, err
 	}
-	if s.Policy.Recipients != "" || s.Policy.CallAhead || !s.Delivery.MaildirCreate {
+	ldapRcpts := dir != nil && s.LDAP.uses("recipients")
+	if s.Policy.Recipients != "" || s.Policy.CallAhead || !s.Delivery.MaildirCreate || ldapRcpts {
 		vcfg := route.VerifierConfig{CallAhead: s.Policy.CallAhead, Mailboxes: !s.Delivery.MaildirCreate, Transport: d.transport, Logger: log}
+		if ldapRcpts {
+			vcfg.Directory, vcfg.DirectoryOnError = dir, s.LDAP.OnError
+		}
 		if s.Policy.Recipients != "" {
 			if d.rcptWatch, err = route.NewRecipientsWatcher(s.Policy.Recipients, route.WatcherConfig{Logger: log}); err != nil {
 				d.transport.Close()
