@@ -56,7 +56,8 @@ func (ca *testCA) file(t *testing.T) string {
 }
 
 // issue makes a server certificate for names (IP addresses become IP
-// subject alternative names) and writes it and its key as PEM.
+// subject alternative names) and writes it and its key as PEM; the
+// returned certificate has its Leaf.
 func (ca *testCA) issue(t *testing.T, names ...string) (tls.Certificate, string, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -74,13 +75,15 @@ func (ca *testCA) issue(t *testing.T, names ...string) (tls.Certificate, string,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
 	kd, err := x509.MarshalECPrivateKey(key)
 	require.NoError(t, err)
 	base := filepath.Join(ca.pemDir, strings.ReplaceAll(names[0], "*", "_")+"-"+strconv.FormatInt(ca.serial, 10))
 	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})...)
 	require.NoError(t, os.WriteFile(base+".crt", chain, 0o644))
 	require.NoError(t, os.WriteFile(base+".key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600))
-	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key}, base + ".crt", base + ".key"
+	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, base + ".crt", base + ".key"
 }
 
 // tapProxy forwards connections to target and keeps every byte the

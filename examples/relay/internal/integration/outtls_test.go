@@ -147,10 +147,14 @@ func remoteAddr(t *testing.T) string {
 	}
 	addr := "203.0.113." + strconv.Itoa(1+os.Getpid()%250)
 	out, err := exec.Command(ipCmd, "addr", "add", addr+"/32", "dev", "lo").CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "File exists") {
+	switch {
+	case err == nil:
+		t.Cleanup(func() { _ = exec.Command(ipCmd, "addr", "del", addr+"/32", "dev", "lo").Run() })
+	case strings.Contains(string(out), "File exists"):
+		// Another test of this process added it and removes it.
+	default:
 		t.Fatalf("ip addr add %s: %v: %s", addr, err, out)
 	}
-	t.Cleanup(func() { _ = exec.Command(ipCmd, "addr", "del", addr+"/32", "dev", "lo").Run() })
 	return addr
 }
 
@@ -158,8 +162,11 @@ func remoteAddr(t *testing.T) string {
 // an enforce policy and a good certificate: delivered, verified; an
 // enforce policy and a certificate no trusted CA issued: deferred with
 // the reason; "secure" from the map: delivered, checked against the
-// domain; "encrypt" and a server without STARTTLS: deferred. The policy
-// is kept on disk under the spool.
+// domain; "verify" and a certificate of another name: deferred;
+// "encrypt" and a server without STARTTLS: deferred; "none": plaintext
+// though STARTTLS is offered; "may" and a certificate nobody trusts:
+// delivered, unverified. The MTA-STS policy is kept on disk under the
+// spool.
 func TestOutboundTLSThroughRelay(t *testing.T) {
 	need(t, "python3")
 	dir := t.TempDir()
@@ -169,7 +176,8 @@ func TestOutboundTLSThroughRelay(t *testing.T) {
 		"sts.example":    "version: STSv1\nmode: enforce\nmx: mx.sts.example\nmax_age: 86400\n",
 		"badsts.example": "version: STSv1\nmode: enforce\nmx: mx.badsts.example\nmax_age: 86400\n",
 	})
-	domains := []string{"sts.example", "badsts.example", "secure.example", "encrypt.example"}
+	domains := []string{"sts.example", "badsts.example", "secure.example", "encrypt.example", "verify.example",
+		"none.example", "may.example"}
 	ports := map[string]string{}
 	var mt, policy strings.Builder
 	for _, d := range domains {
@@ -178,7 +186,10 @@ func TestOutboundTLSThroughRelay(t *testing.T) {
 		// "domain:port"; the policy map's key is that next hop).
 		fmt.Fprintf(&mt, "%s esmtp:%s:%s\n", d, d, ports[d])
 	}
-	fmt.Fprintf(&policy, "secure.example:%s secure\nencrypt.example:%s encrypt\n", ports["secure.example"], ports["encrypt.example"])
+	policy.WriteString("# smtp_tls_policy_maps, as Postfix reads it\n")
+	for _, l := range []string{"secure", "encrypt", "verify", "none", "may"} {
+		fmt.Fprintf(&policy, "%s.example:%s\t%s\n", l, ports[l+".example"], l)
+	}
 	writeFile(t, dir, "mailertable", mt.String())
 	writeFile(t, dir, "tls_policy", policy.String())
 	dns := dnstest.Start(t)
@@ -199,10 +210,13 @@ tls_ca_file = "`+ca.file(t)+`"
 
 	mx := remoteAddr(t)
 	certs := map[string]*tls.Config{}
-	for d, issuer := range map[string]*testCA{"sts.example": ca, "badsts.example": rogue, "secure.example": ca} {
+	for d, issuer := range map[string]*testCA{"sts.example": ca, "badsts.example": rogue, "secure.example": ca,
+		"none.example": ca, "may.example": rogue} {
 		c, _, _ := issuer.issue(t, "mx."+d)
 		certs[d] = &tls.Config{Certificates: []tls.Certificate{c}}
 	}
+	wrongName, _, _ := ca.issue(t, "mx.elsewhere.example")
+	certs["verify.example"] = &tls.Config{Certificates: []tls.Certificate{wrongName}}
 	sinks := map[string]*sink{}
 	for _, d := range domains {
 		sinks[d] = startSinkTLS(t, net.JoinHostPort(mx, ports[d]), certs[d])
@@ -225,8 +239,15 @@ tls_ca_file = "`+ca.file(t)+`"
 		"does not meet the MTA-STS policy of badsts.example: x509: certificate signed by unknown authority")
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@encrypt.example .*action=deferred.*`),
 		"TLS is required by TLS level encrypt (policy map), but was not offered")
+	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@verify.example .*action=deferred.*`),
+		"does not meet TLS level verify (policy map): certificate name does not match: certificate of mx.elsewhere.example is not valid for mx.verify.example")
+	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@none.example .*action=sent.*`), `tls=none `, "none: no STARTTLS though offered")
+	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@may.example .*action=sent.*`), `tls="TLS 1.3 unverified"`)
 	assert.Empty(t, sinks["badsts.example"].received())
 	assert.Empty(t, sinks["encrypt.example"].received())
+	assert.Empty(t, sinks["verify.example"].received())
+	assert.Len(t, sinks["none.example"].received(), 1)
+	assert.Len(t, sinks["may.example"].received(), 1)
 	_, err := os.Stat(filepath.Join(spool, "mta-sts", "sts.example.json"))
 	assert.NoError(t, err, "the policy is kept across restarts")
 }
