@@ -251,3 +251,53 @@ tls_ca_file = "`+ca.file(t)+`"
 	_, err := os.Stat(filepath.Join(spool, "mta-sts", "sts.example.json"))
 	assert.NoError(t, err, "the policy is kept across restarts")
 }
+
+// A TLS failure reaches the sender: the delay notice of a message the
+// policy map holds back (encrypt, and an MX host that offers no
+// STARTTLS) carries the reason in its Diagnostic-Code (RFC 3464).
+func TestTLSFailureInDelayNotice(t *testing.T) {
+	need(t, "python3")
+	dir := t.TempDir()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	writeFile(t, dir, "mailertable", "plain.example esmtp:plain.example:"+port+"\n")
+	writeFile(t, dir, "tls_policy", "plain.example:"+port+" encrypt\n")
+	dns := dnstest.Start(t)
+	conf := writeFile(t, dir, "relay.toml", `
+local_domains = ["example.test"]
+[smtp]
+listen = "127.0.0.1:0"
+greet_pause = "0s"
+[dns]
+resolvers = ["`+dns.Addr+`"]
+[delivery]
+mailertable = "mailertable"
+tls_policy_map = "tls_policy"
+[queue]
+warn = "1s"
+min_backoff = "1s"
+max_backoff = "2s"
+`)
+	r := startRelay(t, "-config", conf, "-spool", filepath.Join(dir, "spool"), "-metrics-listen", "")
+	mx := remoteAddr(t)
+	plain := startSinkTLS(t, net.JoinHostPort(mx, port), nil)
+	dns.AddMX("plain.example", 10, "mx.plain.example")
+	dns.AddA("mx.plain.example", mx)
+
+	res := runDialog(t, r.addr, "127.0.0.1", "SEND alice@example.test user@plain.example")
+	require.Equal(t, "SENT []", res[0])
+	var notice string
+	require.Eventually(t, func() bool {
+		for _, f := range maildirFiles(t, r.maildir) {
+			if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "Action: delayed") {
+				notice = string(b)
+				return true
+			}
+		}
+		return false
+	}, 60*time.Second, 100*time.Millisecond, "no delay notice; relay log:\n%s", r.logs())
+	assert.Contains(t, strings.Join(strings.Fields(notice), " "),
+		"Diagnostic-Code: smtp; 451 4.7.4 TLS is required by TLS level encrypt (policy map), but was not offered by host mx.plain.example")
+	assert.Contains(t, notice, "Status: 4.7.4")
+	assert.Contains(t, notice, "Final-Recipient: rfc822; user@plain.example")
+	assert.Empty(t, plain.received())
+}
