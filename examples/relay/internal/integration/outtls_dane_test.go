@@ -80,7 +80,7 @@ organization = "Integration Test"
 	spool := filepath.Join(dir, "spool")
 	r := startRelay(t, "-config", conf, "-spool", spool, "-metrics-listen", "")
 
-	mx := remoteAddr(t)
+	mx := remoteAddr(t, 0)
 	good, _, _ := ca.issue(t, "mx.signed.example")
 	other, _, _ := ca.issue(t, "other.example")
 	certs := map[string]tls.Certificate{"signed.example": good}
@@ -122,8 +122,7 @@ organization = "Integration Test"
 	assert.Empty(t, sinks["wrongkey.signed.example"].received())
 
 	// The relay is down over midnight: its journal is yesterday's.
-	require.NoError(t, r.cmd.Process.Signal(os.Interrupt))
-	_ = r.cmd.Wait()
+	r.stop(t)
 	jdir := filepath.Join(spool, "tlsrpt")
 	today := time.Now().UTC().Format("2006-01-02")
 	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format("2006-01-02")

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 )
 
@@ -84,6 +85,20 @@ func (ca *testCA) issue(t *testing.T, names ...string) (tls.Certificate, string,
 	require.NoError(t, os.WriteFile(base+".crt", chain, 0o644))
 	require.NoError(t, os.WriteFile(base+".key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600))
 	return tls.Certificate{Certificate: [][]byte{der, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, base + ".crt", base + ".key"
+}
+
+// dnsTypeA is for tests whose DNS server is named dns.
+const (
+	dnsTypeA   = dns.TypeA
+	dnsTypeTXT = dns.TypeTXT
+)
+
+// stop ends the relay (SIGINT, as an init system does) and waits for
+// it, so another can start on its spool.
+func (r *relay) stop(t *testing.T) {
+	t.Helper()
+	require.NoError(t, r.cmd.Process.Signal(os.Interrupt))
+	_ = r.cmd.Wait()
 }
 
 // tapProxy forwards connections to target and keeps every byte the

@@ -35,8 +35,9 @@ func waitLog(t *testing.T, r *relay, re string) string {
 }
 
 // smartHostRelay runs the relay with the smart host at addr and the
-// access file given, and the smart host's CA trusted.
-func smartHostRelay(t *testing.T, dir, smart, access, policy, ca string) *relay {
+// access file given, and the smart host's CA trusted; extra are more
+// [delivery] keys.
+func smartHostRelay(t *testing.T, dir, smart, access, policy, ca string, extra ...string) *relay {
 	t.Helper()
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	writeFile(t, dir, "access", access)
@@ -52,7 +53,7 @@ access = "access"
 smart_host = "`+smart+`"
 tls_policy_map = "tls_policy"
 tls_ca_file = "`+ca+`"
-`)
+`+strings.Join(extra, "\n")+"\n")
 	return startRelay(t, "-config", conf, "-spool", filepath.Join(dir, "spool"), "-metrics-listen", "")
 }
 
@@ -60,6 +61,7 @@ tls_ca_file = "`+ca+`"
 // PLAIN (Cyrus SASL) before it relays, with the credentials of an
 // AuthInfo: line of the sendmail access file; the smart host's
 // certificate is checked (a Postfix-syntax policy map says verify).
+// The same with delivery.auth_user and auth_password_file instead.
 // With the wrong password the mail waits, with Postfix's reply, and
 // neither the password nor the mail ever crossed the wire in clear.
 func TestSmartHostLoginThroughPostfix(t *testing.T) {
@@ -83,13 +85,26 @@ func TestSmartHostLoginThroughPostfix(t *testing.T) {
 	line := waitLog(t, good, `msg=delivery .*action=sent.*`)
 	assert.Contains(t, line, `tls="TLS 1.3 verified (verify, policy map), AUTH PLAIN"`)
 
+	// The same login from the relay's own keys, for sites without
+	// sendmail files.
+	keysDir := filepath.Join(dir, "keys")
+	require.NoError(t, os.MkdirAll(keysDir, 0o700))
+	require.NoError(t, os.WriteFile(filepath.Join(keysDir, "smarthost.secret"), []byte("s3cret-pw\n"), 0o600))
+	keys := smartHostRelay(t, keysDir, smart, "", policy, ca.file(t),
+		`auth_user = "relay@example.test"`, `auth_password_file = "smarthost.secret"`)
+	res = runDialog(t, keys.addr, "127.0.0.1", "SEND alice@example.test dave@remote.example")
+	require.Equal(t, "SENT []", res[0])
+	got = final.waitFor(t, 2, 30*time.Second)
+	assert.Equal(t, []string{"dave@remote.example"}, got[1].Rcpts)
+	assert.Contains(t, waitLog(t, keys, `msg=delivery .*action=sent.*`), `tls="TLS 1.3 verified (verify, policy map), AUTH PLAIN"`)
+
 	bad := smartHostRelay(t, filepath.Join(dir, "bad"), smart,
 		`AuthInfo:127.0.0.1 "U:relay@example.test" "P:wrong-pw" "M:PLAIN"`+"\n", policy, ca.file(t))
 	res = runDialog(t, bad.addr, "127.0.0.1", "SEND alice@example.test carol@remote.example")
 	require.Equal(t, "SENT []", res[0])
 	line = waitLog(t, bad, `msg=delivery .*action=deferred.*`)
 	assert.Contains(t, line, "SASL PLAIN authentication failed; host "+smart+" said: 535 5.7.8 Error: authentication failed")
-	assert.Len(t, final.received(), 1, "nothing without the login")
+	assert.Len(t, final.received(), 2, "nothing without the login")
 
 	raw := tap.bytes()
 	assert.Contains(t, string(raw), "STARTTLS")
@@ -97,14 +112,15 @@ func TestSmartHostLoginThroughPostfix(t *testing.T) {
 		base64.StdEncoding.EncodeToString([]byte("\x00relay@example.test\x00s3cret-pw"))} {
 		assert.False(t, bytes.Contains(raw, []byte(s)), "%q crossed the wire in clear", s)
 	}
-	assert.NotContains(t, good.logs()+bad.logs(), "s3cret-pw")
+	assert.NotContains(t, good.logs()+keys.logs()+bad.logs(), "s3cret-pw")
 	assert.NotContains(t, bad.logs(), "wrong-pw")
 	assert.Contains(t, pf.logs(), "SASL PLAIN authentication failed")
 }
 
 // stsHost serves MTA-STS policies over HTTPS on ip:443 (a loopback
-// address of the test's own: port 443 is fixed by RFC 8461).
-func stsHost(t *testing.T, ip string, ca *testCA, policies map[string]string) {
+// address of the test's own: port 443 is fixed by RFC 8461) until the
+// test ends or it is closed.
+func stsHost(t *testing.T, ip string, ca *testCA, policies map[string]string) *http.Server {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -130,13 +146,15 @@ func stsHost(t *testing.T, ip string, ca *testCA, policies map[string]string) {
 	})}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
+	return srv
 }
 
 // remoteAddr adds an address of TEST-NET-3 to the loopback interface
 // once the relay runs: the relay took its interface addresses at start,
 // so servers on this one are, to it, another host, as MX hosts are (an MX
-// on one of its own addresses is a mail loop). Needs root.
-func remoteAddr(t *testing.T) string {
+// on one of its own addresses is a mail loop). n tells a test's
+// addresses apart (a relay started later needs a new one). Needs root.
+func remoteAddr(t *testing.T, n int) string {
 	t.Helper()
 	ipCmd := need(t, "ip")
 	if os.Geteuid() != 0 {
@@ -145,7 +163,7 @@ func remoteAddr(t *testing.T) string {
 		}
 		t.Skip("a remote MX address needs root (ip addr add)")
 	}
-	addr := "203.0.113." + strconv.Itoa(1+os.Getpid()%250)
+	addr := "203.0.113." + strconv.Itoa(1+(os.Getpid()+n)%250)
 	out, err := exec.Command(ipCmd, "addr", "add", addr+"/32", "dev", "lo").CombinedOutput()
 	switch {
 	case err == nil:
@@ -165,14 +183,15 @@ func remoteAddr(t *testing.T) string {
 // domain; "verify" and a certificate of another name: deferred;
 // "encrypt" and a server without STARTTLS: deferred; "none": plaintext
 // though STARTTLS is offered; "may" and a certificate nobody trusts:
-// delivered, unverified. The MTA-STS policy is kept on disk under the
-// spool.
+// delivered, unverified. The MTA-STS policies are kept on disk under the
+// spool: a relay restarted while the policy host is down still enforces
+// them.
 func TestOutboundTLSThroughRelay(t *testing.T) {
 	need(t, "python3")
 	dir := t.TempDir()
 	ca, rogue := newTestCA(t, dir), newTestCA(t, t.TempDir())
 	stsIP := "127.0.0." + strconv.Itoa(100+os.Getpid()%150)
-	stsHost(t, stsIP, ca, map[string]string{
+	policyHost := stsHost(t, stsIP, ca, map[string]string{
 		"sts.example":    "version: STSv1\nmode: enforce\nmx: mx.sts.example\nmax_age: 86400\n",
 		"badsts.example": "version: STSv1\nmode: enforce\nmx: mx.badsts.example\nmax_age: 86400\n",
 	})
@@ -208,7 +227,7 @@ tls_ca_file = "`+ca.file(t)+`"
 	spool := filepath.Join(dir, "spool")
 	r := startRelay(t, "-config", conf, "-spool", spool, "-metrics-listen", "")
 
-	mx := remoteAddr(t)
+	mx := remoteAddr(t, 0)
 	certs := map[string]*tls.Config{}
 	for d, issuer := range map[string]*testCA{"sts.example": ca, "badsts.example": rogue, "secure.example": ca,
 		"none.example": ca, "may.example": rogue} {
@@ -250,6 +269,34 @@ tls_ca_file = "`+ca.file(t)+`"
 	assert.Len(t, sinks["may.example"].received(), 1)
 	_, err := os.Stat(filepath.Join(spool, "mta-sts", "sts.example.json"))
 	assert.NoError(t, err, "the policy is kept across restarts")
+
+	// The policy host goes down, the policies get a new id and the relay
+	// restarts: the cached policies still hold (RFC 8461 §5.1, §10.2: no
+	// silent downgrade).
+	require.NoError(t, policyHost.Close())
+	r.stop(t)
+	r2 := startRelay(t, "-config", conf, "-spool", spool, "-metrics-listen", "")
+	// The MX hosts move to an address the new relay does not count as
+	// its own.
+	mx2 := remoteAddr(t, 1)
+	for _, d := range []string{"sts.example", "badsts.example"} {
+		sinks[d] = startSinkTLS(t, net.JoinHostPort(mx2, ports[d]), certs[d])
+		dns.Remove("mx."+d, dnsTypeA)
+		dns.AddA("mx."+d, mx2)
+		// A new id: the relay wants the policy again, and cannot get it.
+		dns.Remove("_mta-sts."+d, dnsTypeTXT)
+		dns.AddTXT("_mta-sts."+d, "v=STSv1; id=20261209;")
+	}
+	for _, d := range []string{"sts.example", "badsts.example"} {
+		res := runDialog(t, r2.addr, "127.0.0.1", "SEND alice@example.test again@"+d)
+		require.Equal(t, "SENT []", res[0], d)
+	}
+	assert.Contains(t, waitLog(t, r2, `msg=delivery .*rcpt=again@sts.example .*action=sent.*`), `tls="TLS 1.3 verified by MTA-STS (sts.example)"`)
+	assert.Contains(t, waitLog(t, r2, `msg=delivery .*rcpt=again@badsts.example .*action=deferred.*`),
+		"does not meet the MTA-STS policy of badsts.example")
+	assert.Empty(t, sinks["badsts.example"].received())
+	assert.NotContains(t, r2.logs(), "MTA-STS policy fetched", "nothing was fetched: the host is down")
+	assert.Regexp(t, `msg="MTA-STS policy fetch failed" domain=badsts.example .*cached=true`, r2.logs())
 }
 
 // A TLS failure reaches the sender: the delay notice of a message the
@@ -278,7 +325,7 @@ min_backoff = "1s"
 max_backoff = "2s"
 `)
 	r := startRelay(t, "-config", conf, "-spool", filepath.Join(dir, "spool"), "-metrics-listen", "")
-	mx := remoteAddr(t)
+	mx := remoteAddr(t, 0)
 	plain := startSinkTLS(t, net.JoinHostPort(mx, port), nil)
 	dns.AddMX("plain.example", 10, "mx.plain.example")
 	dns.AddA("mx.plain.example", mx)
