@@ -16,7 +16,8 @@ import (
 )
 
 // check-config describes the smart host login and the AuthInfo entries
-// without a trace of a password, plain or in base64.
+// without a trace of a password, plain or in base64; relay check shows
+// none either.
 func TestCheckConfigHidesCredentials(t *testing.T) {
 	dir := t.TempDir()
 	writeTestFile(t, filepath.Join(dir, "smarthost.secret"), "pw-from-file-4711\n")
@@ -34,9 +35,13 @@ authinfo = "authinfo"
 `)
 	var out, errb bytes.Buffer
 	require.Equal(t, 0, run([]string{"check-config", "-config", path, "-spool", filepath.Join(dir, "spool")}, &out, &errb), errb.String())
+	// relay check, through to the route of a message for the smart host.
+	require.Equal(t, 0, run([]string{"check", "-config", path, "-spool", filepath.Join(dir, "spool"), "-ip", "127.0.0.1",
+		"-from", "a@example.org", "-rcpt", "b@remote.example"}, &out, &errb), errb.String())
 	all := out.String() + errb.String()
 	assert.Contains(t, all, "smart host login: user relay@example.org, password set")
 	assert.Contains(t, all, "AuthInfo entries: 2 (credentials set)")
+	assert.Contains(t, all, "=> message: accepted for 1 recipient(s)", "relay check ran through")
 	for _, secret := range []string{"pw-from-file-4711", "pw-in-authinfo-0815", "c2VjcmV0LWluLWJhc2U2NA==", "secret-in-base64"} {
 		assert.NotContains(t, all, secret)
 	}
