@@ -30,8 +30,10 @@ import (
 // The relay binary with dns.dnssec (a resolver it trusts, here one that
 // sets AD on the signed zone) and TLS-RPT on:
 //   - DANE: a TLSA 3 1 1 record of the MX's key in a signed zone:
-//     delivered, authenticated by DANE; a record of another key: deferred
-//     with the reason; a TLSA record without AD: opportunistic TLS.
+//     delivered, authenticated by DANE (under dane-only from the policy
+//     map too); a record of another key: deferred with the reason; a TLSA
+//     record without AD: opportunistic TLS; dane-only without validated
+//     records: deferred.
 //   - MTA-STS testing with an MX certificate no trusted CA issued:
 //     delivered anyway.
 //
@@ -47,7 +49,7 @@ func TestDANEAndTLSReportThroughRelay(t *testing.T) {
 	stsHost(t, stsIP, ca, map[string]string{
 		"testing.example": "version: STSv1\nmode: testing\nmx: mx.testing.example\nmax_age: 86400\n",
 	})
-	domains := []string{"signed.example", "wrongkey.signed.example", "unsigned.example", "testing.example"}
+	domains := []string{"signed.example", "wrongkey.signed.example", "unsigned.example", "testing.example", "daneonly.example"}
 	ports := map[string]string{}
 	var mt strings.Builder
 	for _, d := range domains {
@@ -59,6 +61,7 @@ func TestDANEAndTLSReportThroughRelay(t *testing.T) {
 	reports := startSink(t, "127.0.0.1:0")
 	fmt.Fprintf(&mt, "reports.example esmtp:[127.0.0.1]:%s\n", reports.addr[strings.LastIndex(reports.addr, ":")+1:])
 	writeFile(t, dir, "mailertable", mt.String())
+	writeFile(t, dir, "tls_policy", "daneonly.example:"+ports["daneonly.example"]+" dane-only\nsigned.example:"+ports["signed.example"]+" dane-only\n")
 	dns := dnstest.Start(t)
 	conf := writeFile(t, dir, "relay.toml", `
 local_domains = ["example.test"]
@@ -71,6 +74,7 @@ resolvers = ["`+dns.Addr+`"]
 dnssec = true
 [delivery]
 mailertable = "mailertable"
+tls_policy_map = "tls_policy"
 tls_ca_file = "`+ca.file(t)+`"
 [tlsrpt]
 enabled = true
@@ -86,6 +90,7 @@ organization = "Integration Test"
 	certs := map[string]tls.Certificate{"signed.example": good}
 	certs["wrongkey.signed.example"], _, _ = ca.issue(t, "mx.wrongkey.signed.example")
 	certs["unsigned.example"], _, _ = ca.issue(t, "mx.unsigned.example")
+	certs["daneonly.example"], _, _ = ca.issue(t, "mx.daneonly.example")
 	certs["testing.example"], _, _ = rogue.issue(t, "mx.testing.example")
 	sinks := map[string]*sink{}
 	for _, d := range domains {
@@ -112,6 +117,8 @@ organization = "Integration Test"
 		require.Equal(t, "SENT []", res[0], d)
 	}
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@signed.example .*action=sent.*`), `tls="TLS 1.3 authenticated by DANE"`)
+	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@daneonly.example .*action=deferred.*`),
+		"no DNSSEC-validated TLSA records for mx.daneonly.example, and the TLS level is dane-only")
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@wrongkey.signed.example .*action=deferred.*`),
 		"does not meet DANE: dane: no TLSA record matches")
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@unsigned.example .*action=sent.*`), `tls="TLS 1.3 unverified"`)
@@ -120,6 +127,7 @@ organization = "Integration Test"
 	assert.Len(t, sinks["unsigned.example"].received(), 1)
 	assert.Len(t, sinks["testing.example"].received(), 1, "MTA-STS testing delivers")
 	assert.Empty(t, sinks["wrongkey.signed.example"].received())
+	assert.Empty(t, sinks["daneonly.example"].received())
 
 	// The relay is down over midnight: its journal is yesterday's.
 	r.stop(t)
