@@ -33,7 +33,8 @@ import (
 //     delivered, authenticated by DANE (under dane-only from the policy
 //     map too); a record of another key: deferred with the reason; a TLSA
 //     record without AD: opportunistic TLS; dane-only without validated
-//     records: deferred.
+//     records: deferred; TLSA records and an MTA-STS policy that would
+//     refuse the host: DANE wins, delivered.
 //   - MTA-STS testing with an MX certificate no trusted CA issued:
 //     delivered anyway.
 //
@@ -48,8 +49,11 @@ func TestDANEAndTLSReportThroughRelay(t *testing.T) {
 	stsIP := "127.0.0." + strconv.Itoa(100+os.Getpid()%150)
 	stsHost(t, stsIP, ca, map[string]string{
 		"testing.example": "version: STSv1\nmode: testing\nmx: mx.testing.example\nmax_age: 86400\n",
+		// Were it applied, this policy would refuse the MX host.
+		"both.signed.example": "version: STSv1\nmode: enforce\nmx: mx.elsewhere.example\nmax_age: 86400\n",
 	})
-	domains := []string{"signed.example", "wrongkey.signed.example", "unsigned.example", "testing.example", "daneonly.example"}
+	domains := []string{"signed.example", "wrongkey.signed.example", "unsigned.example", "testing.example", "daneonly.example",
+		"both.signed.example"}
 	ports := map[string]string{}
 	var mt strings.Builder
 	for _, d := range domains {
@@ -91,6 +95,7 @@ organization = "Integration Test"
 	certs["wrongkey.signed.example"], _, _ = ca.issue(t, "mx.wrongkey.signed.example")
 	certs["unsigned.example"], _, _ = ca.issue(t, "mx.unsigned.example")
 	certs["daneonly.example"], _, _ = ca.issue(t, "mx.daneonly.example")
+	certs["both.signed.example"], _, _ = rogue.issue(t, "mx.both.signed.example")
 	certs["testing.example"], _, _ = rogue.issue(t, "mx.testing.example")
 	sinks := map[string]*sink{}
 	for _, d := range domains {
@@ -105,9 +110,12 @@ organization = "Integration Test"
 	tlsa("signed.example", certs["signed.example"])
 	tlsa("wrongkey.signed.example", other)
 	tlsa("unsigned.example", certs["unsigned.example"])
+	tlsa("both.signed.example", certs["both.signed.example"])
 	dns.Secure("signed.example")
-	dns.AddA("mta-sts.testing.example", stsIP)
-	dns.AddTXT("_mta-sts.testing.example", "v=STSv1; id=20261208;")
+	for _, d := range []string{"testing.example", "both.signed.example"} {
+		dns.AddA("mta-sts."+d, stsIP)
+		dns.AddTXT("_mta-sts."+d, "v=STSv1; id=20261208;")
+	}
 	for _, d := range []string{"wrongkey.signed.example", "testing.example"} {
 		dns.AddTXT("_smtp._tls."+d, "v=TLSRPTv1; rua=mailto:tlsrpt@reports.example")
 	}
@@ -117,6 +125,8 @@ organization = "Integration Test"
 		require.Equal(t, "SENT []", res[0], d)
 	}
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@signed.example .*action=sent.*`), `tls="TLS 1.3 authenticated by DANE"`)
+	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@both.signed.example .*action=sent.*`), `tls="TLS 1.3 authenticated by DANE"`,
+		"DANE wins over MTA-STS (RFC 8461 §2)")
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@daneonly.example .*action=deferred.*`),
 		"no DNSSEC-validated TLSA records for mx.daneonly.example, and the TLS level is dane-only")
 	assert.Contains(t, waitLog(t, r, `msg=delivery .*rcpt=user@wrongkey.signed.example .*action=deferred.*`),
