@@ -70,6 +70,7 @@ var modules = map[string][]string{
 	".":                       nil,
 	"smtpserver":              {smtp, sasl},
 	"smtpserver/greetpause":   nil,
+	"smtpserver/proxyproto":   nil,
 	"smtpserver/access":       nil,
 	"queue":                   {xsys},
 	"queue/dsn":               nil,
@@ -285,7 +286,7 @@ func TestDocClaims(t *testing.T) {
 			claimed[rel(p.ImportPath)] = "its package doc"
 		}
 	}
-	for _, want := range []string{".", "smtpserver/greetpause", "queue/dsn", "scan/scanner", "scan/clamav", "scan/spamd", "scan/rspamd", "internal/filewatch"} {
+	for _, want := range []string{".", "smtpserver/greetpause", "smtpserver/proxyproto", "queue/dsn", "scan/scanner", "scan/clamav", "scan/spamd", "scan/rspamd", "internal/filewatch"} {
 		assert.Contains(t, claimed, want, "the claim is found")
 	}
 	for name, where := range claimed {
