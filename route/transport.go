@@ -657,6 +657,7 @@ func (x *txn) data(accepted []*rcptJob) attemptOut {
 	if x.s.kind == KindLMTP {
 		x.t.lmtpReplies(x.ctx, x.s, w, accepted, x.results)
 		x.s.msgs++
+		x.s.clean = !x.s.broken
 		return attemptOut{}
 	}
 	x.endOfData(w, accepted)
@@ -669,11 +670,13 @@ func (x *txn) endOfData(w *smtp.DataCommand, accepted []*rcptJob) {
 	relayed := x.s.kind == KindSMTP && !x.hasDSN
 	resp, err := w.CloseWithResponse()
 	x.s.msgs++
+	_, isReply := serverReply(err)
+	x.s.clean = err == nil || isReply
 	if err == nil {
 		x.set(accepted, queue.Result{Reply: okReply(250, resp.StatusText), RemoteMTA: x.s.target.Host, Relayed: relayed})
 		return
 	}
-	rep, isReply := serverReply(err)
+	rep, _ := serverReply(err)
 	if !isReply {
 		// The message may have been delivered; another host would get it
 		// twice, so this attempt ends here.

@@ -110,7 +110,7 @@ var modules = map[string][]string{
 	"internal/archtest":  nil,
 
 	// Tools of the repository, not imported by anyone.
-	"bench":       mods(enmime, []string{smtp, sasl, msgauth, dns, xcrypto}),
+	"bench":       mods(enmime, []string{smtp, sasl, msgauth, dns, xcrypto, xtime}),
 	"reliability": {spf, smtp, sasl, msgauth, dns, xcrypto, xnet, xsys, xtext},
 }
 
