@@ -645,7 +645,9 @@ func (x *txn) data(accepted []*rcptJob) attemptOut {
 	x.s.conn.setPhase(time.Now().Add(x.t.dataTimeout))
 	defer x.s.conn.setPhase(time.Time{})
 	src := &readErrTracker{r: io.NewSectionReader(x.d.Message, 0, x.d.Size)}
-	if _, err := io.Copy(&bareCRWriter{w: w}, src); err != nil {
+	// io.Copy would allocate 32 KiB per message; most are a few KiB.
+	buf := make([]byte, min(32<<10, max(512, x.d.Size)))
+	if _, err := io.CopyBuffer(&bareCRWriter{w: w}, src, buf); err != nil {
 		x.s.broken = true
 		if src.err != nil {
 			x.set(accepted, queue.Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "cannot read the queued message: "+src.err.Error())})
