@@ -186,7 +186,7 @@ func (q *Queue) finish(it *item, st State, results []Result, durations []time.Du
 		q.log.Info("delivery", "queue_id", it.id, "rcpt", env.Recipients[i].Addr, "stage", "delivery",
 			"action", action, "destination", dests[i], "relay", r.RemoteMTA, "attempt", attemptNo,
 			"delay", now.Sub(env.Received).Round(time.Millisecond).String(),
-			"took", durations[i].Round(time.Millisecond).String(), "code", r.Reply.Code, "reply", r.Reply.Error())
+			"took", durations[i].Round(time.Millisecond).String(), "code", r.Reply.Code, "tls", r.TLS, "reply", r.Reply.Error())
 		evs = append(evs, Event{Kind: kind, ID: it.id, From: env.From, Rcpt: env.Recipients[i].Addr, Destination: dests[i],
 			Reply: r.Reply, RemoteMTA: r.RemoteMTA, Attempt: attemptNo, Size: it.size, Duration: durations[i]})
 	}

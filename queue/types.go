@@ -56,6 +56,10 @@ type Envelope struct {
 	// is dropped (logged), so bounces never loop.
 	DSN          bool `json:"dsn,omitempty"`
 	DoubleBounce bool `json:"double_bounce,omitempty"`
+	// TLSReport marks an SMTP TLS report (RFC 8460): it is delivered
+	// despite TLS policy failures, and its own sessions are not reported
+	// (§3).
+	TLSReport bool `json:"tlsrpt,omitempty"`
 }
 
 // validUTF8 makes every text of the envelope valid UTF-8, as its JSON
@@ -139,4 +143,8 @@ type Result struct {
 	// send DSNs itself (it did not offer the DSN extension): a SUCCESS
 	// notification then says "relayed" rather than "delivered".
 	Relayed bool
+	// TLS says how the session with RemoteMTA was secured, for the
+	// delivery log ("TLSv1.3 authenticated by DANE", "none"); empty when
+	// there was no session.
+	TLS string
 }

@@ -91,7 +91,36 @@
 // sender) and is never written. The call-ahead probe writes the same wire
 // form, and Maildir's Return-Path and Delivered-To use it too.
 //
-// Connections are cached per host and TLS policy: a cached connection is
+// # Delivery security: TLS levels, DANE, MTA-STS, login
+//
+// Each attempt gets a TLS plan: a TLSPolicyMap entry for its next hop
+// (TransportConfig.TLSPolicies, Postfix's smtp_tls_policy_maps text read
+// by ParseTLSPolicyMap or NewTLSPolicyMapWatcher: "example.com secure
+// match=.example.com", ".example.com encrypt", "[smtp.isp.example]:587
+// verify"), else DANE for TLSDane and TLSDaneOnly (route/dane; only when
+// the resolver's AD bit is trusted, resolver.Config.TrustAD), else the
+// recipient domain's MTA-STS policy (TransportConfig.MTASTS, route/mtasts;
+// DANE wins where both apply, RFC 8461 §2), else TransportConfig.TLS.
+// The levels are Postfix's: TLSNone, TLSMay, TLSEncrypt, TLSDane,
+// TLSDaneOnly, TLSVerify (a certificate for the MX host name) and
+// TLSSecure (for the next-hop domain or a name under it), names matched
+// by RFC 6125. A level that checks certificates never falls back to
+// plain text: the recipient gets a 451 4.7.x result with the reason.
+// REQUIRETLS raises the plan to TLSVerify. queue.Result.TLS says how each
+// delivery was secured ("TLS 1.3 verified by MTA-STS (example.org)").
+//
+// TransportConfig.Auth gives SMTP AUTH credentials per server, an
+// AuthTable of sendmail AuthInfo entries (ParseAuthInfo: "U:user"
+// "I:authid" "P:password" or "P=base64" "M:PLAIN LOGIN"), looked up as
+// sendmail's authinfo ruleset does. Credentials go only over TLS (a host
+// with its own entry gets at least TLSEncrypt) unless AuthWithoutTLS; a
+// failed login is 451 4.7.8 with the server's reply, never a delivery
+// without it. Credentials' String and LogValue hide the password.
+//
+// TransportConfig.TLSReporter is told the outcome of each new session
+// with an MX host, as RFC 8460 types it (route/tlsrpt).
+//
+// Connections are cached per host and TLS plan: a cached connection is
 // reset with RSET before its next message, closed after IdleTimeout,
 // MaxMessagesPerConn or MaxConnAge, and replaced by a new one when RSET
 // fails.

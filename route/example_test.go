@@ -166,3 +166,43 @@ mx2  A  192.0.2.2
 	// carol@nomail.example 556 5.1.10 Recipient address rejected: nomail.example does not accept mail (null MX)
 	// dave@gone.example 550 5.1.2 Host or domain name not found: gone.example
 }
+
+// A Postfix smtp_tls_policy_maps file, read unchanged: the level of each
+// next hop.
+func ExampleParseTLSPolicyMap() {
+	m, err := route.ParseTLSPolicyMap(strings.NewReader(`# /etc/postfix/tls_policy
+example.com             secure match=.example.com:example.com
+.example.com            encrypt protocols=>=TLSv1.2
+[smtp.isp.example]:587  verify
+`), "tls_policy")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, h := range []route.Host{{Name: "example.com"}, {Name: "mx1.example.com"},
+		{Name: "smtp.isp.example", NoMX: true, Port: 587}, {Name: "example.net"}} {
+		if e, ok := m.Lookup(h); ok {
+			fmt.Println(h, e.Level, e.Match)
+		} else {
+			fmt.Println(h, "default level")
+		}
+	}
+	// Output:
+	// example.com secure [.example.com example.com]
+	// mx1.example.com encrypt []
+	// [smtp.isp.example]:587 verify []
+	// example.net default level
+}
+
+// A sendmail AuthInfo entry's value: the password stays out of String
+// (and of logs).
+func ExampleParseAuthInfo() {
+	c, err := route.ParseAuthInfo(`"U:relay@example.org" "P=c2VjcmV0" "M:PLAIN LOGIN"`)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(c)
+	fmt.Println(c.Password == "secret")
+	// Output:
+	// user=relay@example.org authid=relay@example.org mechanisms=PLAIN,LOGIN password=set
+	// true
+}

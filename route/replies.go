@@ -30,6 +30,7 @@ const (
 	stepDATA
 	stepBody
 	stepDot
+	stepAUTH
 )
 
 var stepPhrases = [...]string{
@@ -43,6 +44,7 @@ var stepPhrases = [...]string{
 	stepDATA:     "while sending DATA",
 	stepBody:     "while sending the message body",
 	stepDot:      "while sending end of data -- message may be sent more than once",
+	stepAUTH:     "while authenticating (AUTH)",
 }
 
 func (s step) phrase() string { return stepPhrases[s] }

@@ -150,6 +150,14 @@ type Target struct {
 	Socket string
 	// Pref is the MX preference, 0 when not found by MX.
 	Pref int
+	// Hop is the host of the route this target came from: the
+	// recipient's domain for MX delivery, else the host as the
+	// configuration names it ("[smtp.isp.example]:587"). TLS policy
+	// lookups, the next-hop name of certificate checks and MTA-STS use
+	// it. Named is set when the configuration (mailertable, smart host,
+	// fallback relay, local hop) chose the host, not the recipient.
+	Hop   Host
+	Named bool
 }
 
 // String formats the target as "mx.example.net[192.0.2.1]:25".
@@ -467,6 +475,7 @@ func (r *Router) resolveHosts(ctx context.Context, kind Kind, hosts []Host, from
 		if port == 0 {
 			port = defPort
 		}
+		start := len(plan.Targets)
 		switch {
 		case h.Socket != "":
 			plan.Targets = append(plan.Targets, Target{Host: h.Name, Socket: h.Socket})
@@ -509,6 +518,9 @@ func (r *Router) resolveHosts(ctx context.Context, kind Kind, hosts []Host, from
 				continue
 			}
 			plan.Targets = append(plan.Targets, ts...)
+		}
+		for i := start; i < len(plan.Targets); i++ {
+			plan.Targets[i].Hop, plan.Targets[i].Named = h, !fromAddr
 		}
 	}
 	if r.addrLimit > 0 && len(plan.Targets) > r.addrLimit {

@@ -4,20 +4,25 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/route/tlsrpt"
 )
 
-// TLSPolicy says when the SMTP client uses STARTTLS (RFC 3207).
+// TLSPolicy is a TLS security level of the SMTP client (STARTTLS, RFC
+// 3207), named as Postfix's smtp_tls_security_level.
 type TLSPolicy uint8
 
-// The TLS policies. The zero value is TLSMay.
+// The TLS levels. The zero value is TLSMay.
 const (
 	// TLSMay uses STARTTLS when the server offers it, without verifying
 	// its certificate (opportunistic TLS, RFC 7435; Postfix "may"). A
@@ -28,14 +33,29 @@ const (
 	// TLSEncrypt requires STARTTLS but does not verify the certificate
 	// (Postfix "encrypt").
 	TLSEncrypt
-	// TLSVerify requires STARTTLS and a certificate valid for the host
-	// name (the MX host, or the bracketed name) under TLSConfig.RootCAs
-	// or the system roots (Postfix "secure"). Messages with REQUIRETLS
-	// (RFC 8689) always use it.
+	// TLSVerify requires STARTTLS and a certificate valid under
+	// TLSConfig.RootCAs (or the system roots) for the host name: the MX
+	// host, or the host named (Postfix "verify"; match= may name
+	// others). Messages with REQUIRETLS (RFC 8689) use at least this.
 	TLSVerify
+	// TLSDane is opportunistic DANE (RFC 7672; Postfix "dane"): a host
+	// with DNSSEC-validated usable TLSA records must present a matching
+	// certificate; validated records none of which is usable make TLS
+	// mandatory; without validated records the level is TLSMay (and
+	// MTA-STS may apply). It needs a resolver that declares its AD bit
+	// trustworthy (resolver.Config.TrustAD); without one it is TLSMay.
+	TLSDane
+	// TLSDaneOnly is mandatory DANE (Postfix "dane-only"): a host without
+	// validated usable TLSA records is not used.
+	TLSDaneOnly
+	// TLSSecure is TLSVerify with the certificate checked against the
+	// next-hop domain (the recipient domain, or the host named) and its
+	// subdomains instead of the MX host name, which DNS without DNSSEC
+	// cannot vouch for (Postfix "secure", match=nexthop:dot-nexthop).
+	TLSSecure
 )
 
-var tlsPolicyNames = [...]string{"may", "none", "encrypt", "verify"}
+var tlsPolicyNames = [...]string{"may", "none", "encrypt", "verify", "dane", "dane-only", "secure"}
 
 func (p TLSPolicy) String() string {
 	if int(p) < len(tlsPolicyNames) {
@@ -43,6 +63,36 @@ func (p TLSPolicy) String() string {
 	}
 	return "tlspolicy(" + strconv.Itoa(int(p)) + ")"
 }
+
+// ParseTLSPolicy reads a level by its Postfix name: none, may, encrypt,
+// dane, dane-only, verify, secure.
+func ParseTLSPolicy(s string) (TLSPolicy, error) {
+	for i, n := range tlsPolicyNames {
+		if strings.EqualFold(s, n) {
+			return TLSPolicy(i), nil
+		}
+	}
+	if strings.EqualFold(s, "fingerprint") {
+		return 0, fmt.Errorf("%w: TLS level fingerprint is not supported", ErrSyntax)
+	}
+	return 0, fmt.Errorf("%w: TLS level %q (want none, may, encrypt, dane, dane-only, verify or secure)", ErrSyntax, s)
+}
+
+// MarshalText and UnmarshalText read and write the level by name.
+func (p TLSPolicy) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads a level by name (ParseTLSPolicy).
+func (p *TLSPolicy) UnmarshalText(b []byte) error {
+	v, err := ParseTLSPolicy(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// mandatory reports a level that never falls back to plain text.
+func (p TLSPolicy) mandatory() bool { return p != TLSMay && p != TLSNone }
 
 // session is one SMTP or LMTP connection, fresh or from the pool.
 type session struct {
@@ -55,11 +105,15 @@ type session struct {
 	tls    *tls.ConnectionState
 	// verified is set when the certificate was verified for the host.
 	verified bool
-	msgs     int
-	born     time.Time
-	reused   bool
-	unbind   func()
-	broken   bool
+	// tlsText says how the session is secured; authed names the SASL
+	// mechanism of the login, if any.
+	tlsText string
+	authed  string
+	msgs    int
+	born    time.Time
+	reused  bool
+	unbind  func()
+	broken  bool
 	// clean: the last transaction ended with the reply to the end of
 	// data, which leaves the server in its initial state (RFC 5321
 	// §4.1.1.4), so no RSET is needed to begin the next one.
@@ -101,14 +155,14 @@ func (t *Transport) newClient(conn net.Conn, kind Kind) *smtp.Client {
 	return c
 }
 
-func sessionKey(kind Kind, tg Target, pol TLSPolicy) string {
-	return kind.String() + "|" + tg.String() + "|" + pol.String()
+func sessionKey(kind Kind, tg Target, p *tlsPlan) string {
+	return kind.String() + "|" + tg.String() + "|" + p.key()
 }
 
 // getSession returns a session to tg bound to ctx: an idle one from the
-// pool that still answers RSET, or a new one.
-func (t *Transport) getSession(ctx context.Context, kind Kind, tg Target, pol TLSPolicy) (*session, *sessFail) {
-	key := sessionKey(kind, tg, pol)
+// pool that still answers RSET, or a new one secured as p says.
+func (t *Transport) getSession(ctx context.Context, kind Kind, tg Target, p *tlsPlan) (*session, *sessFail) {
+	key := sessionKey(kind, tg, p)
 	if t.pool != nil {
 		for {
 			s := t.pool.get(key)
@@ -143,7 +197,7 @@ func (t *Transport) getSession(ctx context.Context, kind Kind, tg Target, pol TL
 			}
 		}
 	}
-	s, f := t.dial(ctx, kind, tg, pol, pol)
+	s, f := t.dial(ctx, kind, tg, p, false)
 	if f != nil {
 		return nil, f
 	}
@@ -154,10 +208,51 @@ func (t *Transport) getSession(ctx context.Context, kind Kind, tg Target, pol TL
 // errPlainRetry asks dial to try again without TLS.
 var errPlainRetry = errors.New("route: retry without TLS")
 
-// dial connects, reads the greeting, says EHLO (LHLO for LMTP) and starts
-// TLS as the policy says.
-func (t *Transport) dial(ctx context.Context, kind Kind, tg Target, pol, orig TLSPolicy) (*session, *sessFail) {
-	name := tg.String()
+// dial connects, reads the greeting, says EHLO (LHLO for LMTP), starts
+// TLS as the plan says (not at all when plain is set: the retry after a
+// failed opportunistic handshake) and logs in when the plan has
+// credentials.
+func (t *Transport) dial(ctx context.Context, kind Kind, tg Target, p *tlsPlan, plain bool) (*session, *sessFail) {
+	s, f := t.connect(ctx, kind, tg)
+	if f != nil {
+		return nil, f
+	}
+	if p.level == TLSNone || tg.Socket != "" || plain {
+		return t.loggedIn(ctx, s, p)
+	}
+	if ok, _ := s.c.Extension("STARTTLS"); !ok {
+		t.report(p, tg, localAddr(s), tlsrpt.ResultSTARTTLSNotSupported, "STARTTLS not offered")
+		if !p.level.mandatory() {
+			return t.loggedIn(ctx, s, p)
+		}
+		t.closeSession(s)
+		return nil, &sessFail{reply: postern.NewReply(451, postern.ESC(4, 7, 4), "TLS is required by "+p.planText()+", but was not offered by host "+tg.String()), next: true}
+	}
+	err := t.startTLS(ctx, s, p)
+	switch {
+	case err == nil:
+		if p.testing && p.checkErr != nil {
+			t.report(p, tg, localAddr(s), rptResult(p.checkErr), shortErr(p.checkErr))
+		} else {
+			t.report(p, tg, localAddr(s), "", "")
+		}
+		return t.loggedIn(ctx, s, p)
+	case errors.Is(err, errPlainRetry):
+		// Opportunistic TLS: a server whose TLS is broken still gets
+		// the mail, in plain text, as Postfix does.
+		t.log.LogAttrs(ctx, slog.LevelInfo, "TLS failed, retrying in plain text",
+			slog.String("relay", tg.String()), slog.String("error", err.Error()))
+		return t.dial(ctx, kind, tg, p, true)
+	}
+	var sf *sessFailErr
+	if errors.As(err, &sf) {
+		return nil, &sf.f
+	}
+	return nil, &sessFail{reply: localFailure(ctx, tg.String(), stepSTARTTLS, err), next: true}
+}
+
+// connect opens a connection to tg and says EHLO.
+func (t *Transport) connect(ctx context.Context, kind Kind, tg Target) (*session, *sessFail) {
 	network, addr := "tcp", tg.Addr.String()
 	if tg.Socket != "" {
 		network, addr = "unix", tg.Socket
@@ -166,10 +261,10 @@ func (t *Transport) dial(ctx context.Context, kind Kind, tg Target, pol, orig TL
 	raw, err := t.dialer(dctx, network, addr)
 	cancel()
 	if err != nil {
-		return nil, &sessFail{reply: localFailure(ctx, name, stepConnect, err), next: true}
+		return nil, &sessFail{reply: localFailure(ctx, tg.String(), stepConnect, err), next: true}
 	}
 	sc := &sessConn{Conn: raw}
-	s := &session{target: tg, kind: kind, conn: sc, wire: sc, born: t.now()}
+	s := &session{target: tg, kind: kind, conn: sc, wire: sc, born: t.now(), tlsText: "none"}
 	s.unbind = sc.bind(ctx)
 	cc := &countingConn{sessConn: sc}
 	s.c = t.newClient(cc, kind)
@@ -180,32 +275,22 @@ func (t *Transport) dial(ctx context.Context, kind Kind, tg Target, pol, orig TL
 		}
 		return nil, t.helloFailed(ctx, s, st, err)
 	}
-	if pol == TLSNone || tg.Socket != "" {
-		return s, nil
+	return s, nil
+}
+
+// loggedIn ends the setting up of a session: the login, if any.
+func (t *Transport) loggedIn(ctx context.Context, s *session, p *tlsPlan) (*session, *sessFail) {
+	if f := t.login(ctx, s, p); f != nil {
+		return nil, f
 	}
-	if ok, _ := s.c.Extension("STARTTLS"); !ok {
-		if pol == TLSMay {
-			return s, nil
-		}
-		t.closeSession(s)
-		return nil, &sessFail{reply: postern.NewReply(451, postern.ESC(4, 7, 4), "TLS is required, but was not offered by host "+name), next: true}
+	return s, nil
+}
+
+func localAddr(s *session) netip.Addr {
+	if ap, err := netip.ParseAddrPort(s.conn.LocalAddr().String()); err == nil {
+		return ap.Addr()
 	}
-	err = t.startTLS(ctx, s, pol)
-	switch {
-	case err == nil:
-		return s, nil
-	case errors.Is(err, errPlainRetry):
-		// Opportunistic TLS: a server whose TLS is broken still gets
-		// the mail, in plain text, as Postfix does.
-		t.log.LogAttrs(ctx, slog.LevelInfo, "TLS failed, retrying in plain text",
-			slog.String("relay", name), slog.String("error", err.Error()))
-		return t.dial(ctx, kind, tg, TLSNone, orig)
-	}
-	var f *sessFailErr
-	if errors.As(err, &f) {
-		return nil, &f.f
-	}
-	return nil, &sessFail{reply: localFailure(ctx, name, stepSTARTTLS, err), next: true}
+	return netip.Addr{}
 }
 
 type sessFailErr struct{ f sessFail }
@@ -237,8 +322,8 @@ func (t *Transport) helloFailed(ctx context.Context, s *session, st step, err er
 // connection it greets as "localhost". The command goes straight on the
 // wire, its reply is read with postern's parser, and after the handshake a
 // new go-smtp client takes over the TLS connection and says EHLO again
-// (RFC 3207 §4.2).
-func (t *Transport) startTLS(ctx context.Context, s *session, pol TLSPolicy) error {
+// (RFC 3207 §4.2). The handshake checks the certificate as p says.
+func (t *Transport) startTLS(ctx context.Context, s *session, p *tlsPlan) error {
 	name := s.target.String()
 	fail := func(r postern.Reply, remote bool) error {
 		s.broken = true
@@ -252,27 +337,22 @@ func (t *Transport) startTLS(ctx context.Context, s *session, pol TLSPolicy) err
 		return fail(localFailure(ctx, name, stepSTARTTLS, err), false)
 	}
 	if rep.Code != 220 {
-		if pol == TLSMay && rep.Code >= 400 && rep.Code < 600 && rep.Code != 421 {
+		if !p.level.mandatory() && rep.Code >= 400 && rep.Code < 600 && rep.Code != 421 {
 			return nil // go on in plain text on the same session
 		}
 		return fail(postern.NewReply(451, postern.ESC(4, 7, 4), "host "+name+" refused STARTTLS: "+rep.Error()), true)
 	}
-	cfg := t.tlsConfig(s.target, pol)
-	tc := tls.Client(s.conn, cfg)
+	tc := tls.Client(s.conn, t.tlsConfig(s.target, p))
 	s.conn.SetDeadline(time.Now().Add(t.cmdTimeout))
 	err = tc.HandshakeContext(ctx)
 	s.conn.SetDeadline(time.Time{})
 	if err != nil {
-		s.broken = true
-		t.closeSession(s)
-		if pol == TLSMay && ctx.Err() == nil {
-			return errors.Join(errPlainRetry, err)
-		}
-		return &sessFailErr{sessFail{reply: localFailure(ctx, name, stepTLS, err), next: true}}
+		return t.handshakeFailed(ctx, s, p, err)
 	}
 	st := tc.ConnectionState()
 	s.tls = &st
-	s.verified = pol == TLSVerify
+	s.verified = p.authenticated()
+	s.tlsText = p.describe(&st)
 	s.wire = tc
 	s.c = t.newClient(&prefixConn{Conn: tc, pre: []byte("220 TLS started\r\n")}, s.kind)
 	if err := s.c.Hello(t.hostname); err != nil {
@@ -282,7 +362,28 @@ func (t *Transport) startTLS(ctx context.Context, s *session, pol TLSPolicy) err
 	return nil
 }
 
-func (t *Transport) tlsConfig(tg Target, pol TLSPolicy) *tls.Config {
+// handshakeFailed ends a session whose TLS handshake failed: in plain
+// text again for opportunistic TLS, else a temporary failure that says
+// which policy the server did not meet.
+func (t *Transport) handshakeFailed(ctx context.Context, s *session, p *tlsPlan, err error) error {
+	s.broken = true
+	t.closeSession(s)
+	t.report(p, s.target, localAddr(s), rptResult(err), shortErr(err))
+	if !p.level.mandatory() && !p.authenticated() && ctx.Err() == nil {
+		return errors.Join(errPlainRetry, err)
+	}
+	rep := localFailure(ctx, s.target.String(), stepTLS, err)
+	if p.authenticated() && ctx.Err() == nil && !isTimeout(err) && !isLost(err) {
+		rep = postern.NewReply(451, postern.ESC(4, 7, 5), "TLS with "+s.target.String()+" does not meet "+p.planText()+": "+shortErr(err))
+	}
+	return &sessFailErr{sessFail{reply: rep, next: true}}
+}
+
+// tlsConfig is the client configuration of one handshake: the base
+// configuration, the server name, the protocol bounds and the plan's
+// certificate check (crypto/tls's own is off: DANE, MTA-STS and
+// Postfix's match= need checks of their own).
+func (t *Transport) tlsConfig(tg Target, p *tlsPlan) *tls.Config {
 	var cfg *tls.Config
 	if t.tlsBase != nil {
 		cfg = t.tlsBase.Clone()
@@ -290,12 +391,17 @@ func (t *Transport) tlsConfig(tg Target, pol TLSPolicy) *tls.Config {
 		cfg = &tls.Config{}
 	}
 	cfg.ServerName = tg.Host
-	if pol != TLSVerify {
-		// Opportunistic and "encrypt": any certificate will do (RFC
-		// 7435); without DANE or MTA-STS there is nothing to check it
-		// against.
-		cfg.InsecureSkipVerify = true
+	if p.sni != "" && p.sni != "hostname" {
+		cfg.ServerName = p.sni
 	}
+	if p.minV != 0 {
+		cfg.MinVersion = p.minV
+	}
+	if p.maxV != 0 {
+		cfg.MaxVersion = p.maxV
+	}
+	cfg.InsecureSkipVerify = true
+	cfg.VerifyConnection = t.verifier(p)
 	return cfg
 }
 

@@ -46,8 +46,29 @@ type TransportConfig struct {
 	// TLS is the STARTTLS policy (TLSMay by default).
 	TLS TLSPolicy
 	// TLSConfig is the base TLS configuration: RootCAs for TLSVerify,
-	// client certificates, versions. ServerName is set per host.
+	// TLSSecure and MTA-STS, client certificates, versions. ServerName is
+	// set per host.
 	TLSConfig *tls.Config
+	// TLSPolicies, if set, give levels per next hop in Postfix's
+	// smtp_tls_policy_maps syntax: a *TLSPolicyMap, or a
+	// *Watcher[*TLSPolicyMap] that follows the file. An entry wins over
+	// DANE, MTA-STS and the default level.
+	TLSPolicies TLSPolicySource
+	// MTASTS, if set, applies the MTA-STS policies (RFC 8461) of the
+	// domains delivered to by MX: a *mtasts.Client.
+	MTASTS MTASTS
+	// TLSReporter, if set, is told the outcome of each new session with
+	// a host of a domain delivered to by MX (RFC 8460): a
+	// *tlsrpt.Reporter.
+	TLSReporter TLSReporter
+	// Auth gives the SMTP AUTH credentials for servers (an *AuthTable of
+	// sendmail AuthInfo entries); nil logs in nowhere.
+	Auth AuthSource
+	// AuthWithoutTLS lets credentials go over a session without TLS. By
+	// default they are sent only over TLS: a host with credentials of its
+	// own gets at least TLSEncrypt, and the default entry is used only
+	// on sessions that have TLS.
+	AuthWithoutTLS bool
 	// ConnectTimeout bounds a TCP connect (DefaultConnectTimeout).
 	ConnectTimeout time.Duration
 	// CommandTimeout bounds the wait for each reply, the greeting
@@ -99,6 +120,11 @@ type Transport struct {
 	hostname       string
 	tls            TLSPolicy
 	tlsBase        *tls.Config
+	policies       TLSPolicySource
+	sts            MTASTS
+	tlsrpt         TLSReporter
+	auth           AuthSource
+	authPlain      bool
 	connectTimeout time.Duration
 	cmdTimeout     time.Duration
 	dataTimeout    time.Duration
@@ -123,7 +149,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	if cfg.Router == nil {
 		return nil, fmt.Errorf("%w: Transport needs a Router", ErrConfig)
 	}
-	if cfg.TLS > TLSVerify {
+	if cfg.TLS > TLSSecure {
 		return nil, fmt.Errorf("%w: TLS policy %v", ErrConfig, cfg.TLS)
 	}
 	for _, d := range []time.Duration{cfg.ConnectTimeout, cfg.CommandTimeout, cfg.DataTimeout, cfg.IdleTimeout, cfg.MaxConnAge} {
@@ -136,6 +162,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{
 		router: cfg.Router, hostname: cfg.Hostname, tls: cfg.TLS, tlsBase: cfg.TLSConfig,
+		policies: cfg.TLSPolicies, sts: cfg.MTASTS, tlsrpt: cfg.TLSReporter, auth: cfg.Auth, authPlain: cfg.AuthWithoutTLS,
 		connectTimeout: cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout),
 		cmdTimeout:     cmp.Or(cfg.CommandTimeout, DefaultCommandTimeout),
 		dataTimeout:    cmp.Or(cfg.DataTimeout, DefaultDataTimeout),
@@ -450,11 +477,11 @@ func (t *Transport) tryTargets(ctx context.Context, d *queue.Delivery, env *queu
 // attempt delivers to one target: one session, one transaction.
 func (t *Transport) attempt(ctx context.Context, d *queue.Delivery, env *queue.Envelope, kind Kind, tg Target,
 	jobs []*rcptJob, results []queue.Result) attemptOut {
-	pol := t.tls
-	if env.RequireTLS {
-		pol = TLSVerify // RFC 8689 §4.2.1
+	plan, f := t.planFor(ctx, tg, env)
+	var s *session
+	if f == nil {
+		s, f = t.getSession(ctx, kind, tg, plan)
 	}
-	s, f := t.getSession(ctx, kind, tg, pol)
 	if f != nil {
 		out := attemptOut{pending: jobs, last: queue.Result{Reply: f.reply}, next: f.next}
 		if f.remote {
@@ -463,6 +490,7 @@ func (t *Transport) attempt(ctx context.Context, d *queue.Delivery, env *queue.E
 		return out
 	}
 	out := t.transaction(ctx, s, d, env, jobs, results)
+	markTLS(results, jobs, s.tlsText)
 	out.session = true
 	t.release(s)
 	return out

@@ -173,7 +173,7 @@ func TestDeliverSTARTTLS(t *testing.T) {
 	res = tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
 	assert.Equal(t, 451, res[0].Reply.Code)
 	assert.Equal(t, "4.7.5", res[0].Reply.Enhanced.String())
-	assert.Contains(t, res[0].Reply.Text(), "TLS handshake with wrong.test[127.0.0.1]:"+port+" failed")
+	assert.Contains(t, res[0].Reply.Text(), "TLS with wrong.test[127.0.0.1]:"+port+" does not meet TLS level verify (default): certificate name does not match")
 	assert.Len(t, s.messages(), 4)
 }
 
@@ -205,7 +205,7 @@ func TestDeliverTLSRequiredNotOffered(t *testing.T) {
 	s := startSink(t, "127.0.0.1:0", sinkConfig{})
 	tr := mtTransport(t, "example.net esmtp:"+hostPort(s.addr)+"\n", TransportConfig{TLS: TLSEncrypt})
 	res := tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
-	assert.Equal(t, "451 4.7.4 TLS is required, but was not offered by host "+hostPort(s.addr), res[0].Reply.Error())
+	assert.Equal(t, "451 4.7.4 TLS is required by TLS level encrypt (default), but was not offered by host "+hostPort(s.addr), res[0].Reply.Error())
 	assert.Empty(t, s.messages())
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/queue"
 )
 
 // Defaults of VerifierConfig.
@@ -399,8 +400,12 @@ func (v *Verifier) probe(ctx context.Context, addr string) VerifyResult {
 		if sessions >= t.maxSessions || ctx.Err() != nil {
 			break
 		}
-		pol := t.tls
-		s, f := t.dial(ctx, rt.Hop.Kind, tg, pol, pol)
+		tp, f := t.planFor(ctx, tg, &queue.Envelope{})
+		var s *session
+		if f == nil {
+			tp.report = nil // a probe is no session to report
+			s, f = t.dial(ctx, rt.Hop.Kind, tg, tp, false)
+		}
 		if f != nil {
 			last = f.reply.Text()
 			continue

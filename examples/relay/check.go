@@ -94,7 +94,7 @@ func newDryRun(s *Config, stdout, stderr io.Writer) (*dryRun, error) {
 	if dr.dir, err = buildDirectory(s, res, warnLog); err != nil {
 		return nil, err
 	}
-	if dr.routing, err = buildRouting(s, res, warnLog, nil, dr.dir); err != nil {
+	if dr.routing, err = buildRouting(s, res, warnLog, nil, nil, dr.dir); err != nil {
 		closeDirectory(dr.dir, 0)
 		return nil, err
 	}

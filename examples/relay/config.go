@@ -68,6 +68,7 @@ type Config struct {
 	Metrics    MetricsSection    `toml:"metrics"`
 	Control    ControlSection    `toml:"control"`
 	Stats      StatsSection      `toml:"stats"`
+	TLSRPT     TLSRPTSection     `toml:"tlsrpt"`
 	Web        WebSection        `toml:"web"`
 	LDAP       LDAPSection       `toml:"ldap"`
 
@@ -219,6 +220,9 @@ type PolicySection struct {
 type DNSSection struct {
 	// Resolvers; default /etc/resolv.conf.
 	Resolvers []string `toml:"resolvers"`
+	// DNSSEC declares the resolvers validating and on a trusted path, so
+	// their AD bit is believed (DANE); default false.
+	DNSSEC bool `toml:"dnssec"`
 }
 
 // DNSBLSection configures DNS block and allow lists.
@@ -362,6 +366,38 @@ type DeliverySection struct {
 	NotifyUnverifiedSenders bool `toml:"notify_unverified_senders"`
 	// Postmaster gets double bounces; default none (dropped, logged).
 	Postmaster string `toml:"postmaster"`
+	// TLS is the default TLS level of deliveries, by Postfix's names;
+	// default "may". TLSPolicyMap gives levels per destination in
+	// Postfix's smtp_tls_policy_maps syntax; TLSCAFile the roots that
+	// verify, secure and MTA-STS check against (default the system's).
+	TLS          string `toml:"tls"`
+	TLSPolicyMap string `toml:"tls_policy_map"`
+	TLSCAFile    string `toml:"tls_ca_file"`
+	// DANE makes the default level "may" opportunistic DANE when
+	// dns.dnssec is set; default true. MTASTS honours recipient domains'
+	// MTA-STS policies; default true.
+	DANE   bool `toml:"dane"`
+	MTASTS bool `toml:"mta_sts"`
+	// AuthUser and AuthPasswordFile log in to the smart host; AuthInfo is
+	// a sendmail authinfo file (AuthInfo: lines, as in the access file);
+	// AuthWithoutTLS lets credentials go without TLS.
+	AuthUser         string `toml:"auth_user"`
+	AuthPasswordFile string `toml:"auth_password_file"`
+	AuthInfo         string `toml:"authinfo"`
+	AuthWithoutTLS   bool   `toml:"auth_without_tls"`
+}
+
+// TLSRPTSection is SMTP TLS Reporting (RFC 8460) of the relay's own
+// deliveries.
+type TLSRPTSection struct {
+	// Enabled sends daily reports to the domains that ask; default off.
+	Enabled bool `toml:"enabled"`
+	// From is the reporter address (default postmaster@<hostname>);
+	// Organization the organization-name (default the host name);
+	// Contact the contact-info (default From).
+	From         string `toml:"from"`
+	Organization string `toml:"organization"`
+	Contact      string `toml:"contact"`
 }
 
 // QueueSection are the queue's times.
@@ -605,7 +641,8 @@ func setKeys(doc []byte) map[string]bool {
 func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{&c.Spool, &c.TLS.Cert, &c.TLS.Key, &c.Submission.Credentials, &c.Submission.Senders,
 		&c.Policy.Access, &c.Policy.Recipients, &c.Scan.Policy, &c.Delivery.Mailertable, &c.Delivery.Maildir,
-		&c.Control.Socket, &c.Stats.Dir, &c.LDAP.BindPasswordFile, &c.LDAP.CAFile} {
+		&c.Control.Socket, &c.Stats.Dir, &c.Delivery.TLSPolicyMap, &c.Delivery.TLSCAFile, &c.Delivery.AuthPasswordFile,
+		&c.Delivery.AuthInfo, &c.LDAP.BindPasswordFile, &c.LDAP.CAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -732,7 +769,7 @@ func keyLine(doc []byte, key string) int {
 // relay is built (check-config builds it without listening).
 func (c *Config) validate() error {
 	for _, check := range []func() error{c.validateNetworks, c.validateSMTP, c.validateSubmission,
-		c.validateLimits, c.validateChoices, c.validateMail, c.validateFront, c.validateLDAP} {
+		c.validateLimits, c.validateChoices, c.validateMail, c.validateOutbound, c.validateFront, c.validateLDAP} {
 		if err := check(); err != nil {
 			return err
 		}

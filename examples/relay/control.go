@@ -327,6 +327,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "  %s: %s (read)\n", f.what, safe(f.file))
 		}
 	}
+	for _, l := range g.routing.out.describe(s) {
+		fmt.Fprintf(stdout, "  %s\n", safe(l))
+	}
 	for _, l := range []struct{ key, addr string }{{"smtp.listen", s.SMTP.Listen}, {"submission.listen", s.Submission.Listen},
 		{"submission.listen_tls", s.Submission.ListenTLS}, {"metrics.listen", s.Metrics.Listen}, {"web.listen", s.Web.Listen}} {
 		if l.addr == "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +20,8 @@ import (
 // delivery is the outbound half of the relay: the route transport that
 // empties the queue, and the recipient verification that shares it.
 type delivery struct {
+	res       *resolver.Resolver
+	out       *outbound
 	transport *route.Transport
 	router    *route.Router
 	table     *route.Watcher[*route.Table] // nil without -mailertable
@@ -33,9 +36,10 @@ type delivery struct {
 // addresses are its own: the router refuses to deliver to them (a mail
 // loop), as Postfix refuses mail that "loops back to myself".
 //
+// rpt, when not nil, is told the TLS outcome of each session (TLS-RPT).
 // dir, with ldap.uses "recipients", verifies the recipients it covers.
-func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort, dir *directory.Directory) (*delivery, error) {
-	d := &delivery{}
+func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort, rpt route.TLSReporter, dir *directory.Directory) (*delivery, error) {
+	d := &delivery{res: res}
 	// sendmail's order: mailertable, local delivery, smart host, MX.
 	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.Delivery.Local,
 		SmartHost: s.Delivery.SmartHost, FallbackRelays: s.Delivery.FallbackRelays, RelayDomains: s.domains,
@@ -54,11 +58,16 @@ func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []ne
 	if d.router, err = route.NewRouter(rcfg); err != nil {
 		return nil, err
 	}
+	if d.out, err = buildOutbound(s, res, log); err != nil {
+		return nil, err
+	}
 	// As many idle connections per host as the queue runs deliveries per
 	// destination, so each of them finds one to reuse.
-	d.transport, err = route.NewTransport(route.TransportConfig{Router: d.router, Hostname: s.Hostname,
+	tcfg := route.TransportConfig{Router: d.router, Hostname: s.Hostname,
 		MaildirRoot: s.Delivery.Maildir, MaildirExistingOnly: !s.Delivery.MaildirCreate, Logger: log,
-		MaxIdlePerHost: queue.DefaultDestinationConcurrency})
+		MaxIdlePerHost: queue.DefaultDestinationConcurrency, TLSConfig: &tls.Config{}}
+	d.out.configure(&tcfg, s, rpt)
+	d.transport, err = route.NewTransport(tcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +117,7 @@ func (d *delivery) watch(ctx context.Context) {
 	if d.rcptWatch != nil {
 		go d.rcptWatch.Run(ctx)
 	}
+	d.out.watch(ctx)
 }
 
 func (d *delivery) Close() { d.transport.Close() }

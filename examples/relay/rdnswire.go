@@ -43,7 +43,7 @@ func hostChecks(helo, client []string) (auth.HostCheck, error) {
 // delivery's MX lookups share with its cache: the servers of
 // dns.resolvers in turn, or those of /etc/resolv.conf.
 func newResolver(s *Config, log *slog.Logger) (*resolver.Resolver, error) {
-	res, err := resolver.New(resolver.Config{Servers: s.DNS.Resolvers, Logger: log})
+	res, err := resolver.New(resolver.Config{Servers: s.DNS.Resolvers, TrustAD: s.DNS.DNSSEC, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("dns.resolvers: %w", err)
 	}

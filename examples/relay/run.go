@@ -78,6 +78,11 @@ func (r *relayServer) open(s *Config) (*listeners, *generation, error) {
 		return nil, nil, err
 	}
 	r.onClose(lns.close)
+	if s.TLSRPT.Enabled {
+		if r.rpt, err = r.newTLSReporter(s); err != nil {
+			return nil, nil, fmt.Errorf("tlsrpt: %w", err)
+		}
+	}
 	g, err := r.buildGeneration(s)
 	if err != nil {
 		return nil, nil, err
@@ -269,6 +274,9 @@ func (r *relayServer) startServices(ctx context.Context, s *Config, tlsCfg *tls.
 	}
 	if r.page != nil {
 		go r.digestDaily(ctx, time.Now)
+	}
+	if r.rpt != nil {
+		go r.rpt.Run(ctx)
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/postern/postern/internal/filewatch"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
+	"github.com/postern/postern/route"
+	"github.com/postern/postern/route/tlsrpt"
 	"github.com/postern/postern/smtpserver"
 )
 
@@ -68,6 +70,9 @@ type relayServer struct {
 	// self are the sockets the relay listens on: delivery to one of
 	// them is a mail loop.
 	self []netip.AddrPort
+	// rpt records the TLS outcome of deliveries and sends the daily
+	// reports (tlsrpt.enabled); nil when off.
+	rpt *tlsrpt.Reporter
 	// closers undo what runServer set up, last first.
 	closers []func()
 }
@@ -93,10 +98,14 @@ func (r *relayServer) buildGeneration(s *Config) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
+	var rpt route.TLSReporter
+	if r.rpt != nil {
+		rpt = r.rpt
+	}
 	if g.dir, err = buildDirectory(s, res, r.log); err != nil {
 		return nil, err
 	}
-	if g.routing, err = buildRouting(s, res, r.log, r.self, g.dir); err != nil {
+	if g.routing, err = buildRouting(s, res, r.log, r.self, rpt, g.dir); err != nil {
 		closeDirectory(g.dir, 0)
 		return nil, err
 	}

@@ -93,7 +93,13 @@ var modules = map[string][]string{
 	// and the SDK's front-page example.
 	"route/resolver":         {dns, xnet, xsys},
 	"route/resolver/dnstest": {dns, xnet, xsys},
-	"examples/minimal":       {smtp, sasl, dns, xnet, xsys, xtext},
+
+	// Outbound transport security: DANE, MTA-STS and TLS-RPT, each on
+	// the one resolver only (no go-smtp).
+	"route/dane":       {dns, xnet, xsys},
+	"route/mtasts":     {dns, xnet, xsys},
+	"route/tlsrpt":     {dns, xnet, xsys},
+	"examples/minimal": {smtp, sasl, dns, xnet, xsys, xtext},
 
 	// Not public API, but under the same rule: the file watcher is
 	// imported by public packages and must add nothing to them.

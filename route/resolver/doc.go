@@ -42,7 +42,9 @@
 // DNSSEC. It means something only when the servers are validating
 // resolvers and the path to them cannot be tampered with: a resolver on
 // this host (127.0.0.1, ::1) or one reached over a trusted network (RFC
-// 4035 §4.9.3). DANE (RFC 7672) must not trust it otherwise.
+// 4035 §4.9.3). Config.TrustAD is where a program says so, and
+// Resolver.TrustAD where a consumer asks; DANE (RFC 7672) trusts the bit
+// only then.
 //
 // # Adapters
 //

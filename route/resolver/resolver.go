@@ -70,6 +70,14 @@ type Config struct {
 	// DefaultNegativeMaxTTL: a record published later is seen soon.
 	NegativeMaxTTL time.Duration
 
+	// TrustAD declares the servers validating resolvers (DNSSEC) on a
+	// path that cannot be tampered with: on this host, or reached over a
+	// network the site trusts (RFC 4035 §4.9.3). Only then may a consumer
+	// believe Answer.AD; DANE (RFC 7672) asks TrustAD before it does.
+	// False by default: the AD bit of an arbitrary resolver means
+	// nothing.
+	TrustAD bool
+
 	// Now is the cache's clock; time.Now when nil.
 	Now func() time.Time
 	// Logger receives a Debug line per failed query; nil discards.
@@ -90,6 +98,7 @@ type Resolver struct {
 	now       func() time.Time
 	log       *slog.Logger
 	cache     *cache
+	trustAD   bool
 
 	mu      sync.Mutex
 	flights map[cacheKey]*flight
@@ -107,6 +116,7 @@ func New(cfg Config) (*Resolver, error) {
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		flights:   map[cacheKey]*flight{},
+		trustAD:   cfg.TrustAD,
 	}
 	if cfg.Timeout < 0 || cfg.Attempts < 0 || cfg.MaxTTL < 0 || cfg.NegativeMaxTTL < 0 {
 		return nil, fmt.Errorf("%w: negative Timeout, Attempts, MaxTTL or NegativeMaxTTL", ErrConfig)
@@ -179,6 +189,9 @@ func servers(list []string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// TrustAD reports Config.TrustAD: whether Answer.AD may be believed.
+func (r *Resolver) TrustAD() bool { return r.trustAD }
 
 // Servers returns the servers asked, "addr:port", in order.
 func (r *Resolver) Servers() []string { return append([]string(nil), r.servers...) }

@@ -102,6 +102,10 @@ const (
 	TagGreetPause = "GreetPause"
 	TagClientRate = "ClientRate"
 	TagClientConn = "ClientConn"
+	// TagAuthInfo entries are the credentials of the delivery side's
+	// SMTP AUTH (sendmail's authinfo): kept as written, their value in
+	// Entry.Raw, for route.ParseAuthInfo.
+	TagAuthInfo = "AuthInfo"
 )
 
 // Entry is one line of an access file. Entries returned by a Map share

@@ -17,8 +17,10 @@
 // A key may carry a tag: Connect: (the connecting client), From: (the
 // envelope sender), To: (the envelope recipient), GreetPause:,
 // ClientRate:, ClientConn:. Untagged keys serve Connect, From and To
-// lookups alike. Other tags (Spam:, Srv_Features:, TLS_Clt: ...) are kept,
-// with a warning, and are reachable through Map.Exact.
+// lookups alike. AuthInfo: entries (sendmail's authinfo: the
+// credentials of SMTP AUTH on the delivery side) are kept as written for
+// route.ParseAuthInfo. Other tags (Spam:, Srv_Features:, TLS_Clt: ...) are
+// kept, with a warning, and are reachable through Map.Exact.
 //
 // Keys are host or domain names (example.com also matches its
 // subdomains; .example.com matches only subdomains, as with

@@ -150,9 +150,15 @@ func (p *parser) line(n int, s string) {
 		return
 	}
 	// Sites carry tags for features Postern lacks (Spam:, Srv_Features:,
-	// TLS_Clt:, AuthInfo: ...): keep them, say so, never fail.
+	// TLS_Clt: ...): keep them, say so, never fail. AuthInfo: entries are
+	// the delivery side's logins (route.ParseAuthInfo reads their Raw
+	// value); they are kept as written, without a warning.
 	e.Tag = tag
-	p.warnf(n, "tag %s: not used by postern (entry kept)", tag)
+	if strings.EqualFold(tag, TagAuthInfo) {
+		e.Tag = TagAuthInfo
+	} else {
+		p.warnf(n, "tag %s: not used by postern (entry kept)", tag)
+	}
 	if a, err := parseAction(value); err == "" {
 		e.Action, e.Reply, e.Reason = a.Action, a.Reply, a.Reason
 	} else if num, ok := parseNumber(value); ok {

@@ -281,3 +281,21 @@ func TestReplyOfError(t *testing.T) {
 	e, _ := m.Exact("", "a.example")
 	assert.Equal(t, postern.NewReply(421, postern.ESC(4, 7, 1), "slow down"), e.Reply)
 }
+
+// AuthInfo: entries (sendmail's authinfo) are the delivery side's logins:
+// kept as written, without a warning, the default entry too.
+func TestParseAuthInfo(t *testing.T) {
+	m, warns := parse(t, "AuthInfo:smtp.isp.example \"U:relay\" \"P:s3cret pass\" \"M:PLAIN LOGIN\"\n"+
+		"authinfo:[192.0.2.1] \"I:x\" \"P=eA==\"\nAuthInfo: \"U:def\" \"P:d\"\nSpam:friend@example.com FRIEND\n")
+	require.Len(t, warns, 1, "only the Spam: tag is warned about: %v", warns)
+	var got []string
+	for _, e := range m.Entries() {
+		if e.Tag == TagAuthInfo {
+			got = append(got, e.Key+"|"+e.Raw)
+		}
+	}
+	assert.Equal(t, []string{`smtp.isp.example|"U:relay" "P:s3cret pass" "M:PLAIN LOGIN"`, `[192.0.2.1]|"I:x" "P=eA=="`, `|"U:def" "P:d"`}, got)
+	e, ok := m.Exact("AuthInfo", "SMTP.ISP.EXAMPLE")
+	require.True(t, ok)
+	assert.Equal(t, 1, e.Line)
+}

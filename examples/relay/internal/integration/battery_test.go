@@ -139,9 +139,10 @@ func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 			// guide's relative names are the example's own files.
 			block = strings.ReplaceAll(block, "/etc/postern/", d+"/")
 			local := localOf(block)
-			for _, f := range []string{"access", "mailertable", "credentials", "senders"} {
+			for _, f := range []string{"access", "mailertable", "credentials", "senders", "tls_policy", "authinfo"} {
 				writeFile(t, d, f, "")
 			}
+			writeFile(t, d, "smarthost.secret", "stand-in\n") // outbound-tls.md's smart host password
 			writeFile(t, d, "recipients", "postmaster@"+local+"\n")
 			writeFile(t, d, "ldap.secret", "stand-in\n") // the [ldap] example's service password
 			for _, f := range []string{"access", "mailertable"} {

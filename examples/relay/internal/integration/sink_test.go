@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log"
@@ -51,6 +52,13 @@ func (s sunk) MessageID() string {
 // startSink listens on addr ("127.0.0.1:0" for any port).
 func startSink(t *testing.T, addr string) *sink {
 	t.Helper()
+	return startSinkTLS(t, addr, nil)
+}
+
+// startSinkTLS is startSink with STARTTLS offered under cfg (none when
+// nil).
+func startSinkTLS(t *testing.T, addr string, cfg *tls.Config) *sink {
+	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
 	s := &sink{addr: l.Addr().String()}
@@ -58,6 +66,7 @@ func startSink(t *testing.T, addr string) *sink {
 	l = s.l
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = "sink.test"
+	s.srv.TLSConfig = cfg
 	s.srv.AllowInsecureAuth = true
 	s.srv.EnableDSN = true
 	s.srv.EnableSMTPUTF8 = true
