@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/spool"
 )
 
 type backend struct{ srv *Server }
@@ -254,7 +255,7 @@ func (s *session) Data(r io.Reader) error {
 	cfg := &s.srv.cfg
 	log := s.conn.Logger()
 
-	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size)
+	sp := spool.New(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size, 0) // go-smtp enforces MaxMessageBytes
 	defer sp.Release()
 	// DATA text comes canonical from the edge; BDAT chunks come as sent,
 	// and get the same line ends here.
@@ -274,7 +275,7 @@ func (s *session) Data(r io.Reader) error {
 			return err // the client went away or reset; nobody reads a reply
 		}
 		log.Warn("spool failed", "txn_id", t.ID, "stage", "data", "error", err)
-		if isNoSpace(err) {
+		if spool.IsNoSpace(err) {
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
@@ -323,7 +324,7 @@ func (s *session) Data(r io.Reader) error {
 		var rep postern.Reply
 		switch {
 		case errors.As(err, &rep):
-		case errors.Is(err, ErrNoSpace) || isNoSpace(err):
+		case errors.Is(err, ErrNoSpace) || spool.IsNoSpace(err):
 			rep = postern.NewReply(452, postern.ESC(4, 3, 1), "Insufficient system storage")
 		default:
 			rep = postern.NewReply(451, postern.ESC(4, 3, 0), "Temporary local problem, try again later")

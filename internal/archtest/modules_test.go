@@ -89,6 +89,7 @@ var modules = map[string][]string{
 	// Not public API, but under the same rule: the file watcher is
 	// imported by public packages and must add nothing to them.
 	"internal/filewatch": nil,
+	"internal/spool":     nil,
 	"internal/termsafe":  nil,
 	"internal/proc":      nil,
 	"internal/testutil":  nil,
