@@ -32,6 +32,8 @@ const (
 	xtext    = "golang.org/x/text"
 	xtime    = "golang.org/x/time"
 	enmimeV2 = "github.com/jhillyerd/enmime/v2"
+	milter   = "github.com/d--j/go-milter"
+	gomsg    = "github.com/emersion/go-message" // go-milter's client reads headers with its textproto
 )
 
 // enmime is enmime and everything it pulls: the reason the scanner
@@ -65,6 +67,7 @@ var modules = map[string][]string{
 	"smtpserver":            {smtp, sasl},
 	"smtpserver/greetpause": nil,
 	"smtpserver/access":     nil,
+	"smtpserver/milter":     {milter, gomsg, xtext},
 	"queue":                 {xsys},
 	"queue/dsn":             nil,
 	"route":                 {smtp, sasl, dns, xnet, xsys, xtext},
