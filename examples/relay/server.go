@@ -22,6 +22,7 @@ import (
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
+	"github.com/postern/postern/smtpserver/milter"
 )
 
 // generation is everything built from one configuration. A reload builds
@@ -137,6 +138,8 @@ func (g *generation) retire() {
 type listeners struct {
 	smtp net.Listener
 	sub  map[string]net.Listener // by key: submission.listen, submission.listen_tls
+	// milter is milter_server.listen's socket, nil when off.
+	milter net.Listener
 }
 
 func (l *listeners) close() {
@@ -145,6 +148,9 @@ func (l *listeners) close() {
 	}
 	for _, s := range l.sub {
 		s.Close()
+	}
+	if l.milter != nil {
+		l.milter.Close()
 	}
 }
 
@@ -173,6 +179,12 @@ func (r *relayServer) listenAll(s *Config) (*listeners, error) {
 		}
 		if lns.sub[key], err = listen(key, addr); err != nil {
 			return nil, err
+		}
+	}
+	if a := s.MilterServer.Listen; a != "" {
+		if lns.milter, err = milter.Listen(a); err != nil {
+			lns.close()
+			return nil, fmt.Errorf("milter_server.listen %s: %w", a, err)
 		}
 	}
 	return lns, nil
