@@ -1,11 +1,9 @@
 package postern_test
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -15,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -26,12 +25,7 @@ func newMessage(t testing.TB, s string, maxHeader int) *postern.Message {
 	return m
 }
 
-func render(t testing.TB, m *postern.Message) string {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, m.Render(&b))
-	return b.String()
-}
+var render = testutil.Render
 
 func fieldRaws(m *postern.Message) []string {
 	var out []string
@@ -488,14 +482,7 @@ func TestMessageRenderGolden(t *testing.T) {
 			m := newMessage(t, tt.in, 0)
 			tt.edits(m)
 			got := render(t, m)
-			path := filepath.Join("testdata", "render", tt.name+".golden")
-			if *update {
-				require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-				require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-			}
-			want, err := os.ReadFile(path)
-			require.NoError(t, err, "run go test -run TestMessageRenderGolden -update")
-			assert.Equal(t, string(want), got)
+			testutil.Golden(t, filepath.Join("testdata", "render", tt.name+".golden"), []byte(got), *update)
 		})
 	}
 }

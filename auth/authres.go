@@ -3,6 +3,7 @@ package auth
 import (
 	"net/netip"
 	"strings"
+	"unicode"
 
 	"github.com/emersion/go-msgauth/authres"
 	"golang.org/x/net/idna"
@@ -174,7 +175,7 @@ func AuthServID(value string) string {
 		return quotedString(s)
 	}
 	end := strings.IndexFunc(s, func(r rune) bool {
-		return r <= ' ' || r == 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?=`, r)
+		return r <= ' ' || r == 0x7f || unicode.IsSpace(r) || strings.ContainsRune(`()<>@,;:\"/[]?=`, r)
 	})
 	if end < 0 {
 		end = len(s)
@@ -233,7 +234,9 @@ func normAuthServID(id string) string {
 // skipCFWS drops leading white space and (nested) comments.
 func skipCFWS(s string) string {
 	for {
-		s = strings.TrimLeft(s, " \t\r\n")
+		// Every Unicode space, as go-msgauth's TrimSpace reads them:
+		// a \v or U+00A0 before the id must not hide it from us.
+		s = strings.TrimLeftFunc(s, unicode.IsSpace)
 		if !strings.HasPrefix(s, "(") {
 			return s
 		}

@@ -3,7 +3,6 @@ package auth
 import (
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +10,8 @@ import (
 	"github.com/emersion/go-msgauth/authres"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -18,15 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 // golden compares got with testdata/golden/name, or writes it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-		return
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test ./auth -run %s -update", t.Name())
-	assert.Equal(t, string(want), got)
+	testutil.Golden(t, filepath.Join("testdata", "golden", name), []byte(got), *update)
 }
 
 func sampleResults() map[string]AuthResults {

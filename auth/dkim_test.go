@@ -3,7 +3,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -24,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // testRSAKey is generated once per test binary: 2048-bit keys are slow.
@@ -49,19 +49,10 @@ const testMessage = "From: Alice <alice@example.com>\r\n" +
 	"\r\n" +
 	"Shall we meet at noon?\r\n"
 
-func newMessage(t testing.TB, raw string) *postern.Message {
-	t.Helper()
-	m, err := postern.NewMessage(strings.NewReader(raw), int64(len(raw)), 0)
-	require.NoError(t, err)
-	return m
-}
-
-func render(t testing.TB, m *postern.Message) string {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, m.Render(&b))
-	return b.String()
-}
+var (
+	newMessage = testutil.Message
+	render     = testutil.Render
+)
 
 // publish serves the public key of k at sel._domainkey.domain.
 func publish(t testing.TB, s *testDNS, domain, sel string, k crypto.Signer) {

@@ -79,85 +79,21 @@ func ParseDMARCRecord(txt string) (DMARCRecord, error) {
 	if !isDMARC1(parts[0]) {
 		return rec, fmt.Errorf("%w: does not start with v=DMARC1", ErrDMARCRecord)
 	}
-	seen := make(map[string]bool)
-	var kept []string
-	var p, sp string
-	pOK, spOK := false, true
+	tags := dmarcTags{rec: &rec, seen: map[string]bool{}, spOK: true}
 	for _, part := range parts[1:] {
-		t := strings.TrimSpace(part)
-		if t == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(t, "=")
-		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
-		switch {
-		case !ok || k == "":
-			rec.ignore(t, "not a tag=value pair")
-			continue
-		case seen[k]:
-			rec.ignore(t, "repeated tag")
-			continue
-		}
-		seen[k] = true
-		switch k {
-		case "p":
-			p, pOK = strings.ToLower(v), probeDMARC("p="+strings.ToLower(v))
-			if !pOK {
-				rec.ignore(t, "invalid policy")
-			}
-		case "sp":
-			sp, spOK = strings.ToLower(v), probeDMARC("p=none; sp="+strings.ToLower(v))
-			if !spOK {
-				rec.ignore(t, "invalid subdomain policy")
-			}
-		case "adkim", "aspf", "rf":
-			v = strings.ToLower(v)
-			fallthrough
-		case "pct", "fo", "ri":
-			if probeDMARC("p=none; " + k + "=" + v) {
-				kept = append(kept, k+"="+v)
-			} else {
-				rec.ignore(t, "invalid value, default used")
-			}
-		case "rua", "ruf":
-			var good []string
-			for u := range strings.SplitSeq(v, ",") {
-				if u = strings.TrimSpace(u); validReportURI(u) {
-					good = append(good, u)
-				} else {
-					rec.ignore(k+"="+u, "invalid URI")
-				}
-			}
-			if len(good) > 0 {
-				kept = append(kept, k+"="+strings.Join(good, ","))
-			}
-			if k == "rua" {
-				rec.AggregateURIs = good
-			} else {
-				rec.FailureURIs = good
-			}
-		default:
-			rec.ignore(t, "unknown tag")
-		}
+		tags.add(strings.TrimSpace(part))
 	}
-	if !pOK || !spOK {
+	if !tags.pOK || !tags.spOK {
 		// RFC 7489 §6.6.3 step 6.
 		if len(rec.AggregateURIs) == 0 {
-			if p == "" && !seen["p"] {
+			if tags.p == "" && !tags.seen["p"] {
 				return rec, fmt.Errorf("%w: no p= tag", ErrDMARCRecord)
 			}
 			return rec, fmt.Errorf("%w: invalid policy and no valid rua=", ErrDMARCRecord)
 		}
-		p, sp, rec.PolicyFallback = "none", "", true
+		tags.p, tags.sp, rec.PolicyFallback = "none", "", true
 	}
-	clean := "v=DMARC1; p=" + p
-	if sp != "" {
-		clean += "; sp=" + sp
-	}
-	for _, t := range kept {
-		clean += "; " + t
-	}
-	r, err := dmarc.Parse(clean)
+	r, err := dmarc.Parse(tags.clean())
 	if err != nil {
 		return rec, fmt.Errorf("%w: %w", ErrDMARCRecord, err)
 	}
@@ -170,6 +106,91 @@ func ParseDMARCRecord(txt string) (DMARCRecord, error) {
 		rec.Percent = *r.Percent
 	}
 	return rec, nil
+}
+
+// dmarcTags sorts a record's tags into what go-msgauth is given and what
+// the record lists as ignored.
+type dmarcTags struct {
+	rec       *DMARCRecord
+	seen      map[string]bool
+	kept      []string // valid optional tags, as "k=v"
+	p, sp     string
+	pOK, spOK bool
+}
+
+// add takes one "tag=value" piece of the record.
+func (d *dmarcTags) add(t string) {
+	if t == "" {
+		return
+	}
+	k, v, ok := strings.Cut(t, "=")
+	k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
+	switch {
+	case !ok || k == "":
+		d.rec.ignore(t, "not a tag=value pair")
+		return
+	case d.seen[k]:
+		d.rec.ignore(t, "repeated tag")
+		return
+	}
+	d.seen[k] = true
+	switch k {
+	case "p":
+		d.p, d.pOK = strings.ToLower(v), probeDMARC("p="+strings.ToLower(v))
+		if !d.pOK {
+			d.rec.ignore(t, "invalid policy")
+		}
+	case "sp":
+		d.sp, d.spOK = strings.ToLower(v), probeDMARC("p=none; sp="+strings.ToLower(v))
+		if !d.spOK {
+			d.rec.ignore(t, "invalid subdomain policy")
+		}
+	case "adkim", "aspf", "rf":
+		v = strings.ToLower(v)
+		fallthrough
+	case "pct", "fo", "ri":
+		if probeDMARC("p=none; " + k + "=" + v) {
+			d.kept = append(d.kept, k+"="+v)
+		} else {
+			d.rec.ignore(t, "invalid value, default used")
+		}
+	case "rua", "ruf":
+		d.addURIs(k, v)
+	default:
+		d.rec.ignore(t, "unknown tag")
+	}
+}
+
+// addURIs keeps the valid report addresses of rua= or ruf=.
+func (d *dmarcTags) addURIs(k, v string) {
+	var good []string
+	for u := range strings.SplitSeq(v, ",") {
+		if u = strings.TrimSpace(u); validReportURI(u) {
+			good = append(good, u)
+		} else {
+			d.rec.ignore(k+"="+u, "invalid URI")
+		}
+	}
+	if len(good) > 0 {
+		d.kept = append(d.kept, k+"="+strings.Join(good, ","))
+	}
+	if k == "rua" {
+		d.rec.AggregateURIs = good
+	} else {
+		d.rec.FailureURIs = good
+	}
+}
+
+// clean is the record made of what was kept.
+func (d *dmarcTags) clean() string {
+	clean := "v=DMARC1; p=" + d.p
+	if d.sp != "" {
+		clean += "; sp=" + d.sp
+	}
+	for _, t := range d.kept {
+		clean += "; " + t
+	}
+	return clean
 }
 
 func (r *DMARCRecord) ignore(what, why string) {

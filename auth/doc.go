@@ -139,7 +139,11 @@
 // an unknown user costs a hash as a known one does. HashPassword makes the hashes; Version tells a holder of a login
 // (a web session) that the password changed or the user went.
 // SenderMap binds users to addresses and domains ("alice: alice@example.com,
-// @sales.example.com"); SenderFilter refuses other senders of
+// @sales.example.com"), and a SenderDirectory (auth/directory: the mail
+// attributes of the user's LDAP entry) can too, its failures answered as
+// SenderFilterConfig.OnDirectoryError says (451 4.3.0 by default);
+// auth/directory also checks passwords by binding as the user.
+// SenderFilter refuses other senders of
 // authenticated sessions with
 //
 //	553 5.7.1 Sender address rejected: not owned by user

@@ -186,8 +186,17 @@ const SenderFilterName = "sender-login"
 // field but Map is its default: the MAIL FROM address and the originator
 // fields of the header are both bound to the user.
 type SenderFilterConfig struct {
-	// Map holds the bindings. Required.
+	// Map holds the bindings. Map or Directory is required.
 	Map *SenderMap
+	// Directory, if set, is asked when Map does not allow an address (a
+	// user directory: auth/directory gives each user the addresses of
+	// their entry's mail attributes).
+	Directory SenderDirectory
+	// OnDirectoryError applies when Directory cannot answer. The
+	// default, postern.OnErrorTempFail, answers 451 4.3.0 and the client
+	// retries; postern.OnErrorAccept lets the address through (logged);
+	// postern.OnErrorReject answers 550 5.3.0 at MAIL, 554 5.3.0 at DATA.
+	OnDirectoryError postern.ErrorPolicy
 	// IgnoreHeader turns off the DATA check of the From and Sender fields
 	// (CheckOriginator): only MAIL FROM is then bound. Mail readers show
 	// the From field, not the envelope, so without this check a user can
@@ -214,7 +223,9 @@ type SenderFilterConfig struct {
 // Unauthenticated sessions are not looked at. It is safe for concurrent
 // use.
 type SenderFilter struct {
-	m       *SenderMap
+	m       *SenderMap // may be nil
+	dir     SenderDirectory
+	dirErr  postern.ErrorPolicy // resolved
 	fromHdr bool
 	nullOK  bool
 	log     *slog.Logger
@@ -227,10 +238,42 @@ var (
 
 // NewSenderFilter validates cfg and returns the filter.
 func NewSenderFilter(cfg SenderFilterConfig) (*SenderFilter, error) {
-	if cfg.Map == nil {
-		return nil, fmt.Errorf("%w: sender filter needs a Map", ErrConfig)
+	if cfg.Map == nil && cfg.Directory == nil {
+		return nil, fmt.Errorf("%w: sender filter needs a Map or a Directory", ErrConfig)
 	}
-	return &SenderFilter{m: cfg.Map, fromHdr: !cfg.IgnoreHeader, nullOK: cfg.AllowNullSender, log: orDiscard(cfg.Logger)}, nil
+	if !cfg.OnDirectoryError.Valid() {
+		return nil, fmt.Errorf("%w: bad OnDirectoryError", ErrConfig)
+	}
+	return &SenderFilter{m: cfg.Map, dir: cfg.Directory, dirErr: cfg.OnDirectoryError.Or(postern.OnErrorTempFail),
+		fromHdr: !cfg.IgnoreHeader, nullOK: cfg.AllowNullSender, log: orDiscard(cfg.Logger)}, nil
+}
+
+// SenderDirectory says whether a user owns an address, from a source
+// that must be asked, such as a user directory (auth/directory
+// implements it). An error means it could not answer.
+type SenderDirectory interface {
+	SenderAllowed(ctx context.Context, user, addr string) (bool, error)
+}
+
+// allowed asks the map, then the directory; err is the directory's
+// failure to answer.
+func (f *SenderFilter) allowed(ctx context.Context, user, addr string) (bool, error) {
+	if f.m != nil && f.m.Allowed(user, addr) {
+		return true, nil
+	}
+	if f.dir == nil {
+		return false, nil
+	}
+	return f.dir.SenderAllowed(ctx, user, addr)
+}
+
+// dirFailed answers a directory that could not say whether user owns an
+// address, as OnDirectoryError says.
+func (f *SenderFilter) dirFailed(ctx context.Context, c *postern.Conn, st postern.Stage, err error) postern.Verdict {
+	v := f.dirErr.Verdict(st, postern.ESC(4, 3, 0), "Sender address binding unavailable",
+		fmt.Sprintf("sender binding of user %q: %v", c.AuthUser, err))
+	f.logRefusal(ctx, c, st, v)
+	return v
 }
 
 // Name returns "sender-login".
@@ -241,8 +284,17 @@ func (f *SenderFilter) CheckMail(ctx context.Context, c *postern.Conn, t *poster
 	if !c.Authenticated() {
 		return postern.Pass, nil
 	}
-	if t.From == "" && f.nullOK || t.From != "" && f.m.Allowed(c.AuthUser, t.From) {
+	if t.From == "" && f.nullOK {
 		return postern.Pass, nil
+	}
+	if t.From != "" {
+		ok, err := f.allowed(ctx, c.AuthUser, t.From)
+		if err != nil {
+			return f.dirFailed(ctx, c, postern.StageMail, err), nil
+		}
+		if ok {
+			return postern.Pass, nil
+		}
 	}
 	v := postern.Rejected(553, postern.ESC(5, 7, 1), "Sender address rejected: not owned by user",
 		fmt.Sprintf("sender <%s> not bound to user %q", t.From, c.AuthUser))
@@ -256,7 +308,22 @@ func (f *SenderFilter) CheckData(ctx context.Context, c *postern.Conn, _ *poster
 	if !f.fromHdr || !c.Authenticated() {
 		return postern.Pass, nil
 	}
-	err := CheckOriginator(m, func(addr string) bool { return f.m.Allowed(c.AuthUser, addr) })
+	var dirErr error
+	err := CheckOriginator(m, func(addr string) bool {
+		ok, err := f.allowed(ctx, c.AuthUser, addr)
+		if err != nil {
+			if dirErr == nil {
+				dirErr = err
+			}
+			return f.dirErr == postern.OnErrorAccept // let through only when told to
+		}
+		return ok
+	})
+	if dirErr != nil {
+		if v := f.dirFailed(ctx, c, postern.StageData, dirErr); v.Final() || err == nil {
+			return v, nil
+		}
+	}
 	if err == nil {
 		return postern.Pass, nil
 	}

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -181,4 +183,61 @@ func TestSenderFilter(t *testing.T) {
 	assert.ErrorIs(t, err, ErrConfig)
 	_, err = NewSenderMap(SenderMapConfig{Path: path + ".missing"})
 	assert.ErrorIs(t, err, ErrSenderFile)
+}
+
+// dirSenders is a SenderDirectory from a map; down makes it fail.
+type dirSenders struct {
+	owns map[string]string // address → user
+	down bool
+}
+
+func (d *dirSenders) SenderAllowed(_ context.Context, user, addr string) (bool, error) {
+	if d.down {
+		return false, errors.New("directory: unavailable")
+	}
+	return d.owns[strings.ToLower(addr)] == user, nil
+}
+
+func TestSenderFilterDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "senders")
+	writeFile(t, path, "alice: sales@example.com\n")
+	sm, err := NewSenderMap(SenderMapConfig{Path: path})
+	require.NoError(t, err)
+	dir := &dirSenders{owns: map[string]string{"alice@example.com": "alice", "bob@example.com": "bob"}}
+	f, err := NewSenderFilter(SenderFilterConfig{Map: sm, Directory: dir})
+	require.NoError(t, err)
+	c := newConn("192.0.2.1")
+	c.AuthUser = "alice"
+	for from, want := range map[string]postern.Action{
+		"alice@example.com": postern.Continue, // the directory's
+		"sales@example.com": postern.Continue, // the file's
+		"bob@example.com":   postern.Reject,
+	} {
+		v, err := f.CheckMail(bg, c, &postern.Txn{From: from})
+		require.NoError(t, err)
+		assert.Equal(t, want, v.Action, from)
+	}
+	v, err := f.CheckData(bg, c, &postern.Txn{}, newMessage(t, "From: alice@example.com\r\nSender: sales@example.com\r\n\r\nx\r\n"))
+	require.NoError(t, err)
+	assert.False(t, v.Final())
+
+	// Down: 451 4.3.0 at MAIL and at DATA, not a refusal; the file still
+	// answers for what it has.
+	dir.down = true
+	v, err = f.CheckMail(bg, c, &postern.Txn{From: "alice@example.com"})
+	require.NoError(t, err)
+	assert.Equal(t, "451 4.3.0 Sender address binding unavailable, try again later", v.ReplyAt(postern.StageMail).Error())
+	v, err = f.CheckMail(bg, c, &postern.Txn{From: "sales@example.com"})
+	require.NoError(t, err)
+	assert.Equal(t, postern.Pass, v)
+	v, err = f.CheckData(bg, c, &postern.Txn{}, newMessage(t, "From: alice@example.com\r\n\r\nx\r\n"))
+	require.NoError(t, err)
+	assert.Equal(t, postern.TempFail, v.Action)
+	open, err := NewSenderFilter(SenderFilterConfig{Directory: dir, OnDirectoryError: postern.OnErrorAccept})
+	require.NoError(t, err)
+	v, err = open.CheckData(bg, c, &postern.Txn{}, newMessage(t, "From: alice@example.com\r\n\r\nx\r\n"))
+	require.NoError(t, err)
+	assert.False(t, v.Final())
+	_, err = NewSenderFilter(SenderFilterConfig{})
+	assert.ErrorIs(t, err, ErrConfig)
 }

@@ -292,17 +292,7 @@ func (r SPFResult) explain() string {
 // backslashes are quoted, control characters dropped.
 func commentText(s string) string {
 	var b strings.Builder
-	for _, c := range []byte(s) {
-		switch {
-		case c == '(' || c == ')' || c == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case c < 0x20 || c == 0x7f:
-			b.WriteByte(' ')
-		default:
-			b.WriteByte(c)
-		}
-	}
+	escapeInto(&b, s, `()\`)
 	return b.String()
 }
 
@@ -314,9 +304,18 @@ func atomOrQuoted(s string) string {
 	}
 	var b strings.Builder
 	b.WriteByte('"')
+	escapeInto(&b, s, `"\`)
+	b.WriteByte('"')
+	return b.String()
+}
+
+// escapeInto writes s to b with the bytes in special quoted by a
+// backslash (RFC 5322 §3.2.1 quoted-pair) and control characters made
+// spaces.
+func escapeInto(b *strings.Builder, s, special string) {
 	for _, c := range []byte(s) {
 		switch {
-		case c == '"' || c == '\\':
+		case strings.IndexByte(special, c) >= 0:
 			b.WriteByte('\\')
 			b.WriteByte(c)
 		case c < 0x20 || c == 0x7f:
@@ -325,8 +324,6 @@ func atomOrQuoted(s string) string {
 			b.WriteByte(c)
 		}
 	}
-	b.WriteByte('"')
-	return b.String()
 }
 
 func isDotAtom(s string) bool {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/smtpserver"
 )
 
@@ -131,8 +132,7 @@ func TestSubmissionEndToEnd(t *testing.T) {
 	defer stop()
 	v, err := auth.NewDKIMVerifier(auth.DKIMVerifyConfig{Resolver: dnsRes})
 	require.NoError(t, err)
-	m, err := postern.NewMessage(strings.NewReader(msg), int64(len(msg)), 0)
-	require.NoError(t, err)
+	m := testutil.Message(t, msg)
 	res := v.Verify(context.Background(), m)
 	require.Len(t, res, 1)
 	assert.Equal(t, auth.Pass, res[0].Status, res[0].Reason)

@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -111,8 +112,8 @@ type Checker struct {
 func New(cfg Config) (*Checker, error) {
 	c := &Checker{
 		threshold: cfg.Threshold,
-		interval:  orDefault(cfg.HealthInterval, DefaultHealthInterval),
-		log:       orDiscard(cfg.Logger),
+		interval:  cmp.Or(cfg.HealthInterval, DefaultHealthInterval),
+		log:       cmp.Or(cfg.Logger, postern.DiscardLogger()),
 		now:       cfg.Now,
 		res:       cfg.Resolver,
 	}
@@ -158,20 +159,6 @@ func New(cfg Config) (*Checker, error) {
 		c.res = res
 	}
 	return c, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
 }
 
 // Threshold returns the score at which a subject is listed.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/route/resolver"
 )
 
@@ -615,7 +617,7 @@ func TestGarbledResponses(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr := rawUDP(t, tc.reply)
+			addr := testutil.RawUDP(t, tc.reply)
 			for _, policy := range allPolicies {
 				res := newResolver(t, nil, resolver.Config{Servers: []string{addr}, Timeout: 150 * time.Millisecond})
 				c := newChecker(t, nil, Config{Resolver: res, Zones: []Zone{{Name: "bl.test", OnError: policy}}})
@@ -636,7 +638,7 @@ func TestRetriesNextResolver(t *testing.T) {
 	s := startDNS(t)
 	n := qn("192.0.2.5", "bl.test")
 	s.listA(n, 300, "127.0.0.2")
-	dead := rawUDP(t, func([]byte) []byte { return nil })
+	dead := testutil.RawUDP(t, func([]byte) []byte { return nil })
 	res := newResolver(t, s, resolver.Config{Servers: []string{dead, s.Addr}, Timeout: 100 * time.Millisecond})
 	c := newChecker(t, nil, Config{Resolver: res, Zones: []Zone{{Name: "bl.test"}}})
 	r, err := c.CheckIP(bg, mustAddr("192.0.2.5"))
@@ -645,26 +647,26 @@ func TestRetriesNextResolver(t *testing.T) {
 	assert.Equal(t, 1, s.queries(n, dns.TypeA))
 }
 
-// Three zones, each answering after 200 ms: the check takes about 200
-// ms, not 600.
+// Three zones, each answering after 200 ms: the check takes 200 ms, not
+// 600.
 func TestZonesAskedConcurrently(t *testing.T) {
-	s := startDNS(t)
-	const delay = 200 * time.Millisecond
-	var zones []Zone
-	for _, z := range []string{"a.test", "b.test", "c.test"} {
-		n := qn("192.0.2.9", z)
-		s.set(n, dns.TypeA, response{delay: delay, answer: aRRs(n, 300, "127.0.0.2")})
-		zones = append(zones, Zone{Name: z, Weight: 0.4})
-	}
-	c := newChecker(t, s, Config{Timeout: 2 * time.Second, Zones: zones})
-	start := time.Now()
-	r, err := c.CheckIP(bg, mustAddr("192.0.2.9"))
-	elapsed := time.Since(start)
-	require.NoError(t, err)
-	assert.Len(t, r.Hits, 3)
-	assert.True(t, r.Listed, "1.2 >= 1")
-	assert.GreaterOrEqual(t, elapsed, delay)
-	assert.Less(t, elapsed, 500*time.Millisecond, "zones must be asked concurrently (3 × %v sequentially)", delay)
+	synctest.Test(t, func(t *testing.T) {
+		const delay = 200 * time.Millisecond
+		res := &memResolver{delay: delay}
+		var zones []Zone
+		for _, z := range []string{"a.test", "b.test", "c.test"} {
+			res.listA(qn("192.0.2.9", z), "127.0.0.2")
+			zones = append(zones, Zone{Name: z, Weight: 0.4})
+		}
+		c, err := New(Config{Resolver: res, Timeout: 2 * time.Second, Zones: zones})
+		require.NoError(t, err)
+		start := time.Now()
+		r, err := c.CheckIP(bg, mustAddr("192.0.2.9"))
+		require.NoError(t, err)
+		assert.Len(t, r.Hits, 3)
+		assert.True(t, r.Listed, "1.2 >= 1")
+		assert.Equal(t, delay, time.Since(start), "zones are asked concurrently")
+	})
 }
 
 // Concurrent checks of one address share one query per zone.
@@ -686,19 +688,21 @@ func TestConcurrentChecksShareQueries(t *testing.T) {
 }
 
 func TestContextCancelled(t *testing.T) {
-	s := startDNS(t)
-	n := qn("192.0.2.7", "slow.test")
-	s.set(n, dns.TypeA, response{delay: 400 * time.Millisecond, answer: aRRs(n, 300, "127.0.0.2")})
-	c := newChecker(t, s, Config{Timeout: 3 * time.Second, Zones: []Zone{{Name: "slow.test", OnError: postern.OnErrorTempFail}}})
-	ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	r, err := c.CheckIP(ctx, mustAddr("192.0.2.7"))
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, time.Since(start), 500*time.Millisecond)
-	assert.False(t, r.Listed)
-	assert.True(t, r.Failed)
-	assert.Equal(t, postern.OnErrorTempFail, r.OnError)
+	synctest.Test(t, func(t *testing.T) {
+		res := &memResolver{delay: 400 * time.Millisecond}
+		res.listA(qn("192.0.2.7", "slow.test"), "127.0.0.2")
+		c, err := New(Config{Resolver: res, Timeout: 3 * time.Second, Zones: []Zone{{Name: "slow.test", OnError: postern.OnErrorTempFail}}})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		r, err := c.CheckIP(ctx, mustAddr("192.0.2.7"))
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 50*time.Millisecond, time.Since(start), "the check ends with its context")
+		assert.False(t, r.Listed)
+		assert.True(t, r.Failed)
+		assert.Equal(t, postern.OnErrorTempFail, r.OnError)
+	})
 }
 
 func TestHealthCheck(t *testing.T) {
@@ -772,20 +776,80 @@ func TestHealthCheck(t *testing.T) {
 	assert.Contains(t, logs.String(), "passed its health check")
 }
 
-func TestRunHealthChecksStops(t *testing.T) {
-	s := startDNS(t)
-	c := newChecker(t, s, Config{HealthInterval: time.Hour, Zones: []Zone{{Name: "dead.test"}}})
-	ctx, cancel := context.WithCancel(bg)
-	done := make(chan struct{})
-	go func() { c.RunHealthChecks(ctx); close(done) }()
-	require.Eventually(t, func() bool { return c.Health()[0].Broken }, 2*time.Second, 10*time.Millisecond)
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		t.Fatal("RunHealthChecks did not return")
-	}
+// RunHealthChecks checks at once, then every HealthInterval, and returns
+// when its context ends: a zone that lists its test point again is asked
+// again after the next interval, not before.
+func TestRunHealthChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		res := &memResolver{}
+		c, err := New(Config{Resolver: res, HealthInterval: time.Hour, Zones: []Zone{{Name: "dead.test"}}})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(bg)
+		done := make(chan struct{})
+		go func() { c.RunHealthChecks(ctx); close(done) }()
+		synctest.Wait()
+		assert.True(t, c.Health()[0].Broken, "checked at once")
+		assert.Equal(t, 2, res.exchanges(), "both test points")
+
+		res.listA(qn("127.0.0.2", "dead.test"), "127.0.0.2")
+		time.Sleep(time.Hour - time.Second)
+		synctest.Wait()
+		assert.True(t, c.Health()[0].Broken, "not checked again before the interval")
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.False(t, c.Health()[0].Broken, "checked again after it")
+		assert.Equal(t, 4, res.exchanges())
+
+		cancel()
+		<-done
+	})
 }
+
+// memResolver answers from memory, for tests in a synctest bubble:
+// NXDOMAIN but for the names given A records, after delay.
+type memResolver struct {
+	delay time.Duration
+	mu    sync.Mutex
+	addrs map[string][]string
+	n     int
+}
+
+func (m *memResolver) listA(name string, addrs ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.addrs == nil {
+		m.addrs = map[string][]string{}
+	}
+	m.addrs[dns.Fqdn(name)] = addrs
+}
+
+func (m *memResolver) exchanges() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+func (m *memResolver) Exchange(ctx context.Context, name string, qtype uint16) (resolver.Answer, error) {
+	select {
+	case <-time.After(m.delay):
+	case <-ctx.Done():
+		return resolver.Answer{}, ctx.Err()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.n++
+	a := resolver.Answer{Name: dns.Fqdn(name), Type: qtype, Canonical: dns.Fqdn(name), Rcode: dns.RcodeNameError}
+	if addrs, ok := m.addrs[a.Name]; ok && qtype == dns.TypeA {
+		a.Rcode, a.Records = dns.RcodeSuccess, aRRs(name, 60, addrs...)
+	}
+	return a, nil
+}
+
+func (m *memResolver) Lookup(ctx context.Context, name string, qtype uint16) (resolver.Answer, error) {
+	return m.Exchange(ctx, name, qtype)
+}
+
+func (m *memResolver) Cached(string, uint16) (resolver.Answer, bool) { return resolver.Answer{}, false }
 
 func TestRender(t *testing.T) {
 	ip, ans := mustAddr("192.0.2.1"), mustAddr("127.0.0.2")

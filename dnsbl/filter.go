@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,7 +83,7 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	if cfg.Checker == nil {
 		return nil, fmt.Errorf("%w: filter needs a Checker", ErrConfig)
 	}
-	f := &Filter{ck: cfg.Checker, checkHELO: cfg.CheckHELO, checkSender: cfg.CheckSender, log: orDiscard(cfg.Logger)}
+	f := &Filter{ck: cfg.Checker, checkHELO: cfg.CheckHELO, checkSender: cfg.CheckSender, log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	switch cfg.EnforceAt {
 	case 0, postern.StageConnect:
 	case postern.StageRcpt:

@@ -3,12 +3,12 @@ package dnsbl
 import (
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/route/resolver"
 )
 
@@ -65,25 +65,13 @@ func FuzzReadAnswer(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte("\x00\x01\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00"))
 
-	var reply atomic.Pointer[[]byte]
-	addr := rawUDP(f, func(req []byte) []byte {
-		p := reply.Load()
-		if p == nil || len(req) < 2 {
-			return nil
-		}
-		out := append([]byte(nil), *p...)
-		if len(out) >= 2 {
-			out[0], out[1] = req[0], req[1]
-		}
-		return out
-	})
+	addr, answer := testutil.ReplayDNS(f)
 	res, err := resolver.New(resolver.Config{Servers: []string{addr}, Timeout: 50 * time.Millisecond, Attempts: 1, CacheSize: -1})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		data = append([]byte(nil), data...)
-		reply.Store(&data)
+		answer(data)
 		a, err := readAnswer(res.Exchange(bg, fuzzQName, dns.TypeA))
 		m := new(dns.Msg)
 		if m.Unpack(data) != nil {

@@ -145,28 +145,6 @@ func parseIPQueryName(name, zone string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// rawUDP is not a DNS server: it answers every packet with what reply
-// makes of it (nil: no answer), for garbage on the wire.
-func rawUDP(t testing.TB, reply func(req []byte) []byte) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := reply(append([]byte(nil), buf[:n]...)); out != nil {
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func qn(ip, zone string) string {

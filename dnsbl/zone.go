@@ -288,6 +288,22 @@ func compileZone(z Zone, defTimeout time.Duration) (*zone, error) {
 			return nil, bad("error match: %v", err)
 		}
 	}
+	if cz.codes, err = compileCodes(z, bad); err != nil {
+		return nil, err
+	}
+	for _, c := range cz.codes {
+		if c.weight > 0 {
+			cz.posWeight += c.weight
+		} else {
+			cz.negWeight += c.weight
+		}
+	}
+	return cz, nil
+}
+
+// compileCodes reads which answers of a zone count and their weights:
+// Codes, or Match and Weight (any answer, weight 1, by default).
+func compileCodes(z Zone, bad func(format string, args ...any) error) ([]code, error) {
 	weight := func(w float64) (float64, error) {
 		if math.IsNaN(w) || math.IsInf(w, 0) {
 			return 0, bad("weight %v is not finite", w)
@@ -297,22 +313,7 @@ func compileZone(z Zone, defTimeout time.Duration) (*zone, error) {
 		}
 		return w, nil
 	}
-	if len(z.Codes) > 0 {
-		if z.Match != "" || z.Weight != 0 {
-			return nil, bad("set either Codes or Match and Weight")
-		}
-		for _, c := range z.Codes {
-			m, err := ParseMatcher(c.Match)
-			if err != nil {
-				return nil, bad("code: %v", err)
-			}
-			w, err := weight(c.Weight)
-			if err != nil {
-				return nil, err
-			}
-			cz.codes = append(cz.codes, code{m: m, weight: w})
-		}
-	} else {
+	if len(z.Codes) == 0 {
 		w, err := weight(z.Weight)
 		if err != nil {
 			return nil, err
@@ -324,16 +325,24 @@ func compileZone(z Zone, defTimeout time.Duration) (*zone, error) {
 			}
 			c.any = false
 		}
-		cz.codes = []code{c}
+		return []code{c}, nil
 	}
-	for _, c := range cz.codes {
-		if c.weight > 0 {
-			cz.posWeight += c.weight
-		} else {
-			cz.negWeight += c.weight
+	if z.Match != "" || z.Weight != 0 {
+		return nil, bad("set either Codes or Match and Weight")
+	}
+	var codes []code
+	for _, c := range z.Codes {
+		m, err := ParseMatcher(c.Match)
+		if err != nil {
+			return nil, bad("code: %v", err)
 		}
+		w, err := weight(c.Weight)
+		if err != nil {
+			return nil, err
+		}
+		codes = append(codes, code{m: m, weight: w})
 	}
-	return cz, nil
+	return codes, nil
 }
 
 // checkTemplate rejects unknown placeholders, so a typo shows at startup

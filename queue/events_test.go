@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -34,104 +34,104 @@ type seen struct {
 // which follows that message's "bounced"; and a method returns only once
 // the Observer has seen what it did.
 func TestObserverOrderUnderConcurrency(t *testing.T) {
-	var (
-		mu       sync.Mutex
-		log      []seen
-		inside   atomic.Int32
-		overlaps atomic.Int32
-	)
-	var q *Queue
-	h := newHarness(t, func(c *Config) {
-		c.Observer = func(e Event) {
-			if inside.Add(1) != 1 {
-				overlaps.Add(1)
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu       sync.Mutex
+			log      []seen
+			inside   atomic.Int32
+			overlaps atomic.Int32
+		)
+		var q *Queue
+		h := newHarness(t, func(c *Config) {
+			c.Observer = func(e Event) {
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				defer inside.Add(-1)
+				info, err := q.Show(e.ID)
+				mu.Lock()
+				log = append(log, seen{ev: e, info: info, found: err == nil})
+				mu.Unlock()
 			}
-			defer inside.Add(-1)
-			info, err := q.Show(e.ID)
+		})
+		q = h.q
+		h.del.answer = func(_ *Delivery, r Recipient) Result {
+			switch {
+			case strings.HasPrefix(r.Addr, "later"):
+				return Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "try later")}
+			case strings.HasPrefix(r.Addr, "gone"):
+				return Result{Reply: postern.NewReply(550, postern.ESC(5, 1, 1), "User unknown")}
+			}
+			return ok()
+		}
+		sawEvent := func(kind EventKind, id string) bool {
 			mu.Lock()
-			log = append(log, seen{ev: e, info: info, found: err == nil})
-			mu.Unlock()
-		}
-	})
-	q = h.q
-	h.del.answer = func(_ *Delivery, r Recipient) Result {
-		switch {
-		case strings.HasPrefix(r.Addr, "later"):
-			return Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "try later")}
-		case strings.HasPrefix(r.Addr, "gone"):
-			return Result{Reply: postern.NewReply(550, postern.ESC(5, 1, 1), "User unknown")}
-		}
-		return ok()
-	}
-	sawEvent := func(kind EventKind, id string) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, s := range log {
-			if s.ev.Kind == kind && s.ev.ID == id {
-				return true
+			defer mu.Unlock()
+			for _, s := range log {
+				if s.ev.Kind == kind && s.ev.ID == id {
+					return true
+				}
 			}
+			return false
 		}
-		return false
-	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan error)
-	go func() { ran <- q.Run(ctx) }()
-	const clients, each = 8, 12
-	var wg sync.WaitGroup
-	errs := make(chan error, clients*each)
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range each {
-				env := Envelope{From: fmt.Sprintf("sender%d@example.org", c)}
-				for _, r := range []string{"ok", "later", "gone"}[:1+n%3] {
-					env.Recipients = append(env.Recipients, Recipient{Addr: fmt.Sprintf("%s%d-%d@example.net", r, c, n)})
-				}
-				if n%4 == 3 {
-					env.Hold = "quarantine"
-				}
-				id, err := q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
-				if err == nil && !sawEvent(EventEnqueued, id) {
-					err = fmt.Errorf("Enqueue of %s returned before its event", id)
-				}
-				if err == nil && env.Hold != "" {
-					if !sawEvent(EventHeld, id) {
-						err = fmt.Errorf("held %s: no event yet", id)
-					} else if err = q.Release(id); err == nil && !sawEvent(EventReleased, id) {
-						err = fmt.Errorf("Release of %s returned before its event", id)
+		ctx, cancel := context.WithCancel(context.Background())
+		ran := make(chan error)
+		go func() { ran <- q.Run(ctx) }()
+		const clients, each = 8, 12
+		var wg sync.WaitGroup
+		errs := make(chan error, clients*each)
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := range each {
+					env := Envelope{From: fmt.Sprintf("sender%d@example.org", c)}
+					for _, r := range []string{"ok", "later", "gone"}[:1+n%3] {
+						env.Recipients = append(env.Recipients, Recipient{Addr: fmt.Sprintf("%s%d-%d@example.net", r, c, n)})
+					}
+					if n%4 == 3 {
+						env.Hold = "quarantine"
+					}
+					id, err := q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+					if err == nil && !sawEvent(EventEnqueued, id) {
+						err = fmt.Errorf("Enqueue of %s returned before its event", id)
+					}
+					if err == nil && env.Hold != "" {
+						if !sawEvent(EventHeld, id) {
+							err = fmt.Errorf("held %s: no event yet", id)
+						} else if err = q.Release(id); err == nil && !sawEvent(EventReleased, id) {
+							err = fmt.Errorf("Release of %s returned before its event", id)
+						}
+					}
+					if err != nil {
+						errs <- err
 					}
 				}
-				if err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	// Done when only the deferred messages are left and every bounce's
-	// notice was delivered.
-	require.Eventually(t, func() bool {
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		// Done, once the queue is idle, when only the deferred messages are
+		// left and every bounce's notice was delivered.
+		synctest.Wait()
 		for _, m := range q.List(ListFilter{}) {
-			if m.Active || m.State.Attempts == 0 {
-				return false
-			}
+			assert.False(t, m.Active, m.ID)
+			assert.NotZero(t, m.State.Attempts, m.ID)
 		}
 		total, _ := q.Len()
-		return total == clients*each*2/3
-	}, 20*time.Second, 10*time.Millisecond)
-	cancel()
-	require.NoError(t, <-ran)
+		assert.Equal(t, clients*each*2/3, total)
+		cancel()
+		require.NoError(t, <-ran)
 
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Zero(t, overlaps.Load(), "the Observer is never called from two goroutines at once")
-	checkEventOrder(t, log)
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Zero(t, overlaps.Load(), "the Observer is never called from two goroutines at once")
+		checkEventOrder(t, log)
+	})
 }
 
 // checkEventOrder checks the order of the events and what Show said

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // accepted builds what smtpserver hands over at the end of DATA: the
@@ -26,9 +27,7 @@ func accepted(t *testing.T, id string, rcpts ...string) (*postern.Conn, *postern
 	for _, r := range rcpts {
 		txn.Rcpts = append(txn.Rcpts, &postern.Rcpt{Addr: r, Original: r})
 	}
-	raw := "Subject: hi\r\n\r\nhello\r\n"
-	m, err := postern.NewMessage(strings.NewReader(raw), int64(len(raw)), 0)
-	require.NoError(t, err)
+	m := testutil.Message(t, "Subject: hi\r\n\r\nhello\r\n")
 	m.AddHeader("Received", "from client.example.net by relay.example.org")
 	return c, txn, m
 }
@@ -95,8 +94,7 @@ func TestHandoffQuarantineLarge(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.InlineLimit = 64 })
 	c, txn, _ := accepted(t, "BIG1", "bob@example.net")
 	raw := "Subject: big\r\n\r\n" + strings.Repeat("x", 1000) + "\r\n"
-	m, err := postern.NewMessage(strings.NewReader(raw), int64(len(raw)), 0)
-	require.NoError(t, err)
+	m := testutil.Message(t, raw)
 	txn.Quarantine = "spam score 31"
 	id, err := (&Handoff{Queue: h.q}).Handoff(context.Background(), c, txn, m)
 	require.NoError(t, err)

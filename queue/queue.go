@@ -337,14 +337,51 @@ func (q *Queue) Close() error {
 // message and its envelope are durable. Concurrent calls share one log
 // sync. An error wrapping syscall.ENOSPC means the disk is full.
 func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string, error) {
+	it, line, err := q.newItem(env)
+	if err != nil {
+		return "", err
+	}
+	// Small messages live in the group-committed log until a checkpoint
+	// writes them to their own file, so most never cost a file at all:
+	// they are delivered before the next checkpoint.
+	var head bytes.Buffer
+	n, err := io.CopyN(&head, r, int64(q.cfg.InlineLimit)+1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("queue: reading message: %w", err)
+	}
+	it.size = n
+	var ticket uint64
+	if n <= int64(q.cfg.InlineLimit) {
+		ticket, err = q.enqueueInLog(it, line, head.Bytes())
+	} else {
+		ticket, err = q.enqueueInFile(it, line, &head, r)
+	}
+	if err != nil {
+		return "", err
+	}
+	q.wake()
+	e := it.env
+	q.log.Info("queued", "queue_id", it.id, "from", e.From, "nrcpt", len(e.Recipients), "size", it.size,
+		"conn_id", e.ConnID, "hold", e.Hold)
+	evs := []Event{{Kind: EventEnqueued, ID: it.id, From: e.From, Size: it.size, Reason: e.Hold}}
+	if e.Hold != "" {
+		evs = append(evs, Event{Kind: EventHeld, ID: it.id, From: e.From, Reason: e.Hold})
+	}
+	q.ev.publish(ticket, evs...)
+	return it.id, nil
+}
+
+// newItem checks an envelope and makes the queue's item for it, with its
+// ID and first state, and the envelope's line as stored.
+func (q *Queue) newItem(env Envelope) (*item, []byte, error) {
 	if len(env.Recipients) == 0 {
-		return "", fmt.Errorf("%w: no recipients", ErrConfig)
+		return nil, nil, fmt.Errorf("%w: no recipients", ErrConfig)
 	}
 	q.mu.Lock()
 	closed := q.closed
 	q.mu.Unlock()
 	if closed {
-		return "", ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if env.Received.IsZero() {
 		env.Received = q.cfg.Clock()
@@ -354,7 +391,7 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string,
 	e.validUTF8()
 	line, err := json.Marshal(&e)
 	if err != nil {
-		return "", fmt.Errorf("queue: %w", err)
+		return nil, nil, fmt.Errorf("queue: %w", err)
 	}
 	line = append(line, '\n')
 	id := env.ID
@@ -362,79 +399,72 @@ func (q *Queue) Enqueue(ctx context.Context, env Envelope, r io.Reader) (string,
 		id = q.cfg.NewID()
 	}
 	if !validID(id) {
-		return "", fmt.Errorf("%w: bad queue ID %q", ErrConfig, id)
+		return nil, nil, fmt.Errorf("%w: bad queue ID %q", ErrConfig, id)
 	}
 	q.mu.Lock()
 	_, dup := q.items[id]
 	q.mu.Unlock()
 	if dup {
-		return "", fmt.Errorf("%w: queue ID %s is in use", ErrConfig, id)
+		return nil, nil, fmt.Errorf("%w: queue ID %s is in use", ErrConfig, id)
 	}
-	path := q.store.dataPath(id)
-	// Small messages live in the group-committed log until a checkpoint
-	// writes them to their own file, so most never cost a file at all:
-	// they are delivered before the next checkpoint.
-	var buf bytes.Buffer
-	n, err := io.CopyN(&buf, r, int64(q.cfg.InlineLimit)+1)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", fmt.Errorf("queue: reading message: %w", err)
-	}
-	it := &item{id: id, env: &e, size: n, st: newState(len(e.Recipients)), idx: -1}
+	it := &item{id: id, env: &e, st: newState(len(e.Recipients)), idx: -1}
 	it.st.NextAttempt = e.Received
 	if e.Hold != "" {
 		it.st.Hold, it.st.HeldAt = e.Hold, e.Received
 	}
+	return it, line, nil
+}
+
+// enqueueInLog appends a small message (and its hold) to the log, waits
+// for the group sync and registers it.
+func (q *Queue) enqueueInLog(it *item, line, body []byte) (uint64, error) {
+	q.gate.RLock()
+	var loc walLoc
+	seq := q.wal.appendRecord(recMessage, it.id, &loc, line, body)
+	if it.env.Hold != "" {
+		st, _ := json.Marshal(&it.st)
+		seq = q.wal.appendRecord(recState, it.id, nil, st)
+		it.stDirty = true
+	}
+	err := q.wal.wait(seq)
 	var ticket uint64
-	if n <= int64(q.cfg.InlineLimit) {
-		q.gate.RLock()
-		var loc walLoc
-		seq := q.wal.appendRecord(recMessage, id, &loc, line, buf.Bytes())
-		if e.Hold != "" {
-			st, _ := json.Marshal(&it.st)
-			seq = q.wal.appendRecord(recState, id, nil, st)
-			it.stDirty = true
-		}
-		err := q.wal.wait(seq)
-		if err == nil {
-			it.seg, it.off = loc.seg, loc.off+int64(len(line))
-			ticket = q.register(it)
-		}
-		q.gate.RUnlock()
-		if err != nil {
-			return "", err
-		}
-		q.dirty.Store(true)
-	} else {
-		if e.Hold != "" {
-			// The hold is on disk before the message is: a held message
-			// (a quarantine verdict) is never found without its hold.
-			st, _ := json.Marshal(&it.st)
-			err := q.makeDir(filepath.Dir(path))
-			if err == nil {
-				err = q.writeSynced(q.store.statePath(id), st)
-			}
-			if err != nil {
-				os.Remove(q.store.statePath(id))
-				return "", err
-			}
-		}
-		it.size, err = q.writeLarge(path, line, &buf, r)
-		if err != nil {
-			os.Remove(q.store.statePath(id))
-			return "", err
-		}
-		it.off = int64(len(line))
+	if err == nil {
+		it.seg, it.off = loc.seg, loc.off+int64(len(line))
 		ticket = q.register(it)
 	}
-	q.wake()
-	q.log.Info("queued", "queue_id", id, "from", e.From, "nrcpt", len(e.Recipients), "size", it.size,
-		"conn_id", e.ConnID, "hold", e.Hold)
-	evs := []Event{{Kind: EventEnqueued, ID: id, From: e.From, Size: it.size, Reason: e.Hold}}
-	if e.Hold != "" {
-		evs = append(evs, Event{Kind: EventHeld, ID: id, From: e.From, Reason: e.Hold})
+	q.gate.RUnlock()
+	if err != nil {
+		return 0, err
 	}
-	q.ev.publish(ticket, evs...)
-	return id, nil
+	q.dirty.Store(true)
+	return ticket, nil
+}
+
+// enqueueInFile writes a large message to its own synced file (its hold
+// first) and registers it.
+func (q *Queue) enqueueInFile(it *item, line []byte, head *bytes.Buffer, rest io.Reader) (uint64, error) {
+	path := q.store.dataPath(it.id)
+	if it.env.Hold != "" {
+		// The hold is on disk before the message is: a held message
+		// (a quarantine verdict) is never found without its hold.
+		st, _ := json.Marshal(&it.st)
+		err := q.makeDir(filepath.Dir(path))
+		if err == nil {
+			err = q.writeSynced(q.store.statePath(it.id), st)
+		}
+		if err != nil {
+			os.Remove(q.store.statePath(it.id))
+			return 0, err
+		}
+	}
+	var err error
+	it.size, err = q.writeLarge(path, line, head, rest)
+	if err != nil {
+		os.Remove(q.store.statePath(it.id))
+		return 0, err
+	}
+	it.off = int64(len(line))
+	return q.register(it), nil
 }
 
 // register makes a durable new message visible and schedules it, and
@@ -625,128 +655,25 @@ func (q *Queue) checkpoint() error {
 	if !q.dirty.Swap(false) {
 		return nil
 	}
-	q.gate.Lock()
-	segs, err := q.wal.rotate()
-	type move struct {
-		it       *item
-		env      []byte
-		seg      uint64
-		off      int64
-		size     int64
-		relocate bool
-		body     []byte
-		loc      *walLoc
+	p, err := q.planCheckpoint()
+	if err != nil {
+		q.dirty.Store(true)
+		return err
 	}
-	var moves []*move
-	var states []*item
+	return q.carryOut(p)
+}
+
+// carryOut carries forward what a checkpoint planned and, once that is
+// durable, lets the old segments go. On error everything stays in the log.
+func (q *Queue) carryOut(p *checkpointPlan) error {
+	r := segReader{wal: q.wal, files: map[uint64]*os.File{}}
+	defer r.close()
+	err := q.carryYoung(p, &r)
 	if err == nil {
-		now := q.cfg.Clock()
-		q.mu.Lock()
-		for _, it := range q.items {
-			if it.seg != 0 {
-				line, _ := json.Marshal(it.env)
-				m := &move{it: it, env: append(line, '\n'), seg: it.seg, off: it.off, size: it.size}
-				m.relocate = !it.busy && now.Sub(it.env.Received) < q.cfg.LogResidence
-				moves = append(moves, m)
-				if m.relocate {
-					continue // its state goes along with it
-				}
-			}
-			if it.stDirty {
-				it.stDirty = false
-				states = append(states, &item{id: it.id, st: it.st.clone()})
-			}
-		}
-		q.mu.Unlock()
-	}
-	q.gate.Unlock()
-	segFiles := map[uint64]*os.File{}
-	defer func() {
-		for _, f := range segFiles {
-			f.Close()
-		}
-	}()
-	read := func(m *move) ([]byte, error) {
-		f := segFiles[m.seg]
-		if f == nil {
-			var err error
-			if f, err = os.Open(q.wal.segPath(m.seg)); err != nil {
-				return nil, fmt.Errorf("queue: %w", err)
-			}
-			segFiles[m.seg] = f
-		}
-		buf := make([]byte, m.size)
-		if _, err := f.ReadAt(buf, m.off); err != nil {
-			return nil, fmt.Errorf("queue: reading log: %w", err)
-		}
-		return buf, nil
-	}
-	// Carry young messages forward in the log.
-	if err == nil {
-		for _, m := range moves {
-			if m.relocate {
-				if m.body, err = read(m); err != nil {
-					break
-				}
-			}
-		}
+		err = q.writeMessageFiles(p, &r)
 	}
 	if err == nil {
-		var last uint64
-		q.mu.Lock()
-		for _, m := range moves {
-			if !m.relocate {
-				continue
-			}
-			if q.items[m.it.id] != m.it || m.it.busy {
-				// Gone (nothing to carry) or an attempt started: that
-				// one gets a file, so no state record races its result.
-				m.relocate = q.items[m.it.id] == m.it
-				if m.relocate {
-					m.relocate = false
-					if m.it.stDirty {
-						m.it.stDirty = false
-						states = append(states, &item{id: m.it.id, st: m.it.st.clone()})
-					}
-				} else {
-					m.it = nil
-				}
-				continue
-			}
-			st, _ := json.Marshal(&m.it.st)
-			m.loc = &walLoc{}
-			q.wal.appendRecord(recMessage, m.it.id, m.loc, m.env, m.body)
-			last = q.wal.appendRecord(recState, m.it.id, nil, st)
-			m.body = nil
-		}
-		q.mu.Unlock()
-		if last != 0 {
-			q.dirty.Store(true)
-			err = q.wal.wait(last)
-		}
-	}
-	// Write the others to their own files.
-	if err == nil {
-		for _, m := range moves {
-			if m.relocate || m.it == nil {
-				continue
-			}
-			var body []byte
-			if body, err = read(m); err != nil {
-				break
-			}
-			if err = q.store.writeDirect(q.store.dataPath(m.it.id), append(m.env, body...)); err != nil {
-				break
-			}
-		}
-	}
-	if err == nil {
-		for _, it := range states {
-			b, _ := json.Marshal(&it.st)
-			if err = q.store.writeDirect(q.store.statePath(it.id), b); err != nil {
-				break
-			}
-		}
+		err = q.writeStateFiles(p.states)
 	}
 	if err == nil {
 		err = q.cfg.Faults.check(OpSync, q.cfg.Dir)
@@ -755,19 +682,161 @@ func (q *Queue) checkpoint() error {
 		err = syncFilesystem(q.cfg.Dir, q.store.allPaths)
 	}
 	if err != nil {
-		// Everything is still in the log; try again next time.
-		q.mu.Lock()
-		for _, it := range states {
-			if cur := q.items[it.id]; cur != nil {
-				cur.stDirty = true
-			}
-		}
-		q.mu.Unlock()
-		q.dirty.Store(true)
+		q.checkpointFailed(p.states)
 		return err
 	}
+	q.checkpointDone(p)
+	return nil
+}
+
+// checkpointPlan is what one checkpoint carries out of the segments it
+// lets go.
+type checkpointPlan struct {
+	segs   []uint64 // the segments let go
+	moves  []*ckptMove
+	states []*item // copies of the states to write to state files
+}
+
+// ckptMove is a message whose bytes are in a segment being let go.
+type ckptMove struct {
+	it        *item // nil: finished before it was carried
+	env       []byte
+	seg       uint64
+	off, size int64
+	// relocate: appended again to the log (loc says where), not written
+	// to a file of its own.
+	relocate bool
+	body     []byte
+	loc      *walLoc
+}
+
+// planCheckpoint starts a new log segment and lists what the older ones
+// hold that is still needed. The gate keeps an Enqueue from writing a
+// message to an old segment after the list is made.
+func (q *Queue) planCheckpoint() (*checkpointPlan, error) {
+	q.gate.Lock()
+	defer q.gate.Unlock()
+	segs, err := q.wal.rotate()
+	if err != nil {
+		return nil, err
+	}
+	p := &checkpointPlan{segs: segs}
+	now := q.cfg.Clock()
 	q.mu.Lock()
-	for _, m := range moves {
+	defer q.mu.Unlock()
+	for _, it := range q.items {
+		if it.seg != 0 {
+			line, _ := json.Marshal(it.env)
+			m := &ckptMove{it: it, env: append(line, '\n'), seg: it.seg, off: it.off, size: it.size}
+			m.relocate = !it.busy && now.Sub(it.env.Received) < q.cfg.LogResidence
+			p.moves = append(p.moves, m)
+			if m.relocate {
+				continue // its state goes along with it
+			}
+		}
+		p.addState(it)
+	}
+	return p, nil
+}
+
+// addState takes a copy of its state if it changed since its state file
+// was written; with mu held.
+func (p *checkpointPlan) addState(it *item) {
+	if it.stDirty {
+		it.stDirty = false
+		p.states = append(p.states, &item{id: it.id, st: it.st.clone()})
+	}
+}
+
+// carryYoung appends the young messages again to the current segment,
+// each with its state, and waits until they are durable. One that
+// finished meanwhile is dropped; one whose attempt started gets a file
+// instead, so that no state record races the attempt's result.
+func (q *Queue) carryYoung(p *checkpointPlan, r *segReader) error {
+	for _, m := range p.moves {
+		if m.relocate {
+			var err error
+			if m.body, err = r.read(m); err != nil {
+				return err
+			}
+		}
+	}
+	var last uint64
+	q.mu.Lock()
+	for _, m := range p.moves {
+		if !m.relocate {
+			continue
+		}
+		if q.items[m.it.id] != m.it {
+			m.relocate, m.it = false, nil
+			continue
+		}
+		if m.it.busy {
+			m.relocate = false
+			p.addState(m.it)
+			continue
+		}
+		st, _ := json.Marshal(&m.it.st)
+		m.loc = &walLoc{}
+		q.wal.appendRecord(recMessage, m.it.id, m.loc, m.env, m.body)
+		last = q.wal.appendRecord(recState, m.it.id, nil, st)
+		m.body = nil
+	}
+	q.mu.Unlock()
+	if last == 0 {
+		return nil
+	}
+	q.dirty.Store(true)
+	return q.wal.wait(last)
+}
+
+// writeMessageFiles writes the messages not carried in the log to their
+// own files (unsynced: the checkpoint's syncfs makes them durable).
+func (q *Queue) writeMessageFiles(p *checkpointPlan, r *segReader) error {
+	for _, m := range p.moves {
+		if m.relocate || m.it == nil {
+			continue
+		}
+		body, err := r.read(m)
+		if err != nil {
+			return err
+		}
+		if err := q.store.writeDirect(q.store.dataPath(m.it.id), append(m.env, body...)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeStateFiles writes the changed states to their files (unsynced).
+func (q *Queue) writeStateFiles(states []*item) error {
+	for _, it := range states {
+		b, _ := json.Marshal(&it.st)
+		if err := q.store.writeDirect(q.store.statePath(it.id), b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkpointFailed leaves everything in the log, to be tried again next
+// time: the states it took are marked changed again.
+func (q *Queue) checkpointFailed(states []*item) {
+	q.mu.Lock()
+	for _, it := range states {
+		if cur := q.items[it.id]; cur != nil {
+			cur.stDirty = true
+		}
+	}
+	q.mu.Unlock()
+	q.dirty.Store(true)
+}
+
+// checkpointDone points each carried message at its new place and lets
+// the old segments go.
+func (q *Queue) checkpointDone(p *checkpointPlan) {
+	q.mu.Lock()
+	for _, m := range p.moves {
 		switch {
 		case m.it == nil:
 		case q.items[m.it.id] != m.it:
@@ -779,10 +848,38 @@ func (q *Queue) checkpoint() error {
 		}
 	}
 	q.mu.Unlock()
-	for _, n := range segs {
+	for _, n := range p.segs {
 		os.Remove(q.wal.segPath(n))
 	}
-	return nil
+}
+
+// segReader reads messages out of log segments, opening each segment
+// once.
+type segReader struct {
+	wal   *wal
+	files map[uint64]*os.File
+}
+
+func (r *segReader) read(m *ckptMove) ([]byte, error) {
+	f := r.files[m.seg]
+	if f == nil {
+		var err error
+		if f, err = os.Open(r.wal.segPath(m.seg)); err != nil {
+			return nil, fmt.Errorf("queue: %w", err)
+		}
+		r.files[m.seg] = f
+	}
+	buf := make([]byte, m.size)
+	if _, err := f.ReadAt(buf, m.off); err != nil {
+		return nil, fmt.Errorf("queue: reading log: %w", err)
+	}
+	return buf, nil
+}
+
+func (r *segReader) close() {
+	for _, f := range r.files {
+		f.Close()
+	}
 }
 
 // schedule puts an item in the delivery schedule if it is due some time;

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -127,12 +129,16 @@ func (h *harness) enqueue(from string, rcpts ...string) string {
 	return id
 }
 
-// runUntil runs the queue until cond holds.
+// runUntil runs the queue, in the test's synctest bubble, until it is
+// idle: every attempt that is due has been made and recorded. Then cond
+// must hold.
 func (h *harness) runUntil(cond func() bool) {
+	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- h.q.Run(ctx) }()
-	require.Eventually(h.t, cond, 10*time.Second, 5*time.Millisecond)
+	synctest.Wait()
+	assert.True(h.t, cond(), "once the queue is idle")
 	cancel()
 	require.NoError(h.t, <-done)
 }
@@ -150,50 +156,95 @@ func (h *harness) events(kind EventKind) []Event {
 }
 
 func TestDeliverAndRemove(t *testing.T) {
-	h := newHarness(t, nil)
-	id := h.enqueue("alice@example.org", "bob@example.net", "carol@example.net")
-	total, _ := h.q.Len()
-	require.Equal(t, 1, total)
-	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
-	got := h.del.deliveries()
-	require.Len(t, got, 2)
-	assert.Equal(t, id, got[0].id)
-	assert.Contains(t, got[0].body, "hello\r\n")
-	assert.NotContains(t, got[0].body, `"from"`, "the envelope line is not part of the message")
-	_, err := os.Stat(h.q.store.dataPath(id))
-	assert.ErrorIs(t, err, os.ErrNotExist)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		id := h.enqueue("alice@example.org", "bob@example.net", "carol@example.net")
+		total, _ := h.q.Len()
+		require.Equal(t, 1, total)
+		h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
+		got := h.del.deliveries()
+		require.Len(t, got, 2)
+		assert.Equal(t, id, got[0].id)
+		assert.Contains(t, got[0].body, "hello\r\n")
+		assert.NotContains(t, got[0].body, `"from"`, "the envelope line is not part of the message")
+		_, err := os.Stat(h.q.store.dataPath(id))
+		assert.ErrorIs(t, err, os.ErrNotExist)
+	})
 }
 
 func TestPartialDeliveryResumesAfterCrash(t *testing.T) {
-	h := newHarness(t, nil)
-	h.del.answer = func(_ *Delivery, r Recipient) Result {
-		if r.Addr == "later@example.com" {
-			return Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "try later")}
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.del.answer = func(_ *Delivery, r Recipient) Result {
+			if r.Addr == "later@example.com" {
+				return Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "try later")}
+			}
+			return ok()
 		}
-		return ok()
-	}
-	id := h.enqueue("alice@example.org", "bob@example.net", "later@example.com")
-	h.runUntil(func() bool { return len(h.del.deliveries()) == 1 })
-	require.Eventually(t, func() bool {
+		id := h.enqueue("alice@example.org", "bob@example.net", "later@example.com")
+		h.runUntil(func() bool { return len(h.del.deliveries()) == 1 })
 		info, err := h.q.Show(id)
-		return err == nil && !info.Active && info.State.Attempts == 1
-	}, 5*time.Second, 5*time.Millisecond)
-	h.crash()
-	h.open()
-	info, err := h.q.Show(id)
-	require.NoError(t, err, "the message is found again after the crash")
-	assert.Equal(t, Delivered, info.State.Rcpts[0].Status)
-	assert.Equal(t, Pending, info.State.Rcpts[1].Status)
-	assert.Equal(t, 451, info.State.Rcpts[1].Reply.Code)
-	assert.Equal(t, h.clock.Now().Add(5*time.Minute), info.State.NextAttempt, "first backoff: 5 min (jitter 0.5 is ×1.0)")
+		require.NoError(t, err)
+		require.False(t, info.Active)
+		require.Equal(t, 1, info.State.Attempts)
+		h.crash()
+		h.open()
+		info, err = h.q.Show(id)
+		require.NoError(t, err, "the message is found again after the crash")
+		assert.Equal(t, Delivered, info.State.Rcpts[0].Status)
+		assert.Equal(t, Pending, info.State.Rcpts[1].Status)
+		assert.Equal(t, 451, info.State.Rcpts[1].Reply.Code)
+		assert.Equal(t, h.clock.Now().Add(5*time.Minute), info.State.NextAttempt, "first backoff: 5 min (jitter 0.5 is ×1.0)")
 
-	h.del.answer = func(*Delivery, Recipient) Result { return ok() }
-	h.clock.Advance(10 * time.Minute)
-	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
-	got := h.del.deliveries()
-	require.Len(t, got, 2, "bob is not delivered twice")
-	assert.Equal(t, "later@example.com", got[1].rcpt)
-	assert.Equal(t, 2, got[1].attempt)
+		h.del.answer = func(*Delivery, Recipient) Result { return ok() }
+		h.clock.Advance(10 * time.Minute)
+		h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
+		got := h.del.deliveries()
+		require.Len(t, got, 2, "bob is not delivered twice")
+		assert.Equal(t, "later@example.com", got[1].rcpt)
+		assert.Equal(t, 2, got[1].attempt)
+	})
+}
+
+// Run's own timer brings a deferred message back when its backoff ends,
+// not before: the queue on the bubble's clock, nothing advanced by hand.
+func TestRetryWhenBackoffEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *Config) { c.Clock = time.Now })
+		var made atomic.Int32
+		h.del.answer = func(*Delivery, Recipient) Result {
+			if made.Add(1) <= 2 {
+				return Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "try later")}
+			}
+			return ok()
+		}
+		start := time.Now()
+		id := h.enqueue("alice@example.org", "bob@example.net")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- h.q.Run(ctx) }()
+		defer func() {
+			cancel()
+			require.NoError(t, <-done)
+		}()
+		attempts := func() int {
+			synctest.Wait()
+			return int(made.Load())
+		}
+		require.Equal(t, 1, attempts(), "the first attempt at once")
+		for n, backoff := range []time.Duration{5 * time.Minute, 10 * time.Minute} {
+			info, err := h.q.Show(id)
+			require.NoError(t, err)
+			assert.Equal(t, time.Now().Add(backoff), info.State.NextAttempt)
+			time.Sleep(backoff - time.Second)
+			assert.Equal(t, n+1, attempts(), "not before the backoff ends")
+			time.Sleep(time.Second)
+			assert.Equal(t, n+2, attempts(), "when it ends")
+		}
+		total, _ := h.q.Len()
+		assert.Zero(t, total, "delivered at the third attempt")
+		assert.Equal(t, 15*time.Minute, time.Since(start))
+	})
 }
 
 func TestBackoffDoublesToMax(t *testing.T) {
@@ -347,43 +398,45 @@ func TestLockedByOtherProcess(t *testing.T) {
 }
 
 func TestAdmin(t *testing.T) {
-	h := newHarness(t, nil)
-	a := h.enqueue("alice@example.org", "bob@example.net")
-	h.clock.Advance(time.Hour)
-	b := h.enqueue("mallory@example.com", "carol@example.com")
-	require.NoError(t, h.q.Hold(b, "suspicious"))
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		a := h.enqueue("alice@example.org", "bob@example.net")
+		h.clock.Advance(time.Hour)
+		b := h.enqueue("mallory@example.com", "carol@example.com")
+		require.NoError(t, h.q.Hold(b, "suspicious"))
 
-	ids := func(in []Info) []string {
-		var out []string
-		for _, i := range in {
-			out = append(out, i.ID)
+		ids := func(in []Info) []string {
+			var out []string
+			for _, i := range in {
+				out = append(out, i.ID)
+			}
+			return out
 		}
-		return out
-	}
-	assert.Equal(t, []string{a, b}, ids(h.q.List(ListFilter{})))
-	assert.Equal(t, []string{b}, ids(h.q.List(ListFilter{Held: "only"})))
-	assert.Equal(t, []string{a}, ids(h.q.List(ListFilter{Held: "none"})))
-	assert.Equal(t, []string{b}, ids(h.q.List(ListFilter{Sender: "MALLORY"})))
-	assert.Equal(t, []string{a}, ids(h.q.List(ListFilter{Recipient: "bob@"})))
-	assert.Equal(t, []string{b}, ids(h.q.List(ListFilter{Destination: "example.com"})))
-	assert.Equal(t, []string{a}, ids(h.q.List(ListFilter{OlderThan: 30 * time.Minute})))
+		assert.Equal(t, []string{a, b}, ids(h.q.List(ListFilter{})))
+		assert.Equal(t, []string{b}, ids(h.q.List(ListFilter{Held: "only"})))
+		assert.Equal(t, []string{a}, ids(h.q.List(ListFilter{Held: "none"})))
+		assert.Equal(t, []string{b}, ids(h.q.List(ListFilter{Sender: "MALLORY"})))
+		assert.Equal(t, []string{a}, ids(h.q.List(ListFilter{Recipient: "bob@"})))
+		assert.Equal(t, []string{b}, ids(h.q.List(ListFilter{Destination: "example.com"})))
+		assert.Equal(t, []string{a}, ids(h.q.List(ListFilter{OlderThan: 30 * time.Minute})))
 
-	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 1 })
-	assert.Len(t, h.del.deliveries(), 1, "the held message is not delivered")
-	require.NoError(t, h.q.Release(b))
-	assert.Len(t, h.events(EventReleased), 1)
-	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
-	assert.Len(t, h.del.deliveries(), 2)
+		h.runUntil(func() bool { total, _ := h.q.Len(); return total == 1 })
+		assert.Len(t, h.del.deliveries(), 1, "the held message is not delivered")
+		require.NoError(t, h.q.Release(b))
+		assert.Len(t, h.events(EventReleased), 1)
+		h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
+		assert.Len(t, h.del.deliveries(), 2)
 
-	c := h.enqueue("alice@example.org", "dave@example.net")
-	require.NoError(t, h.q.Delete(c))
-	_, err := h.q.Show(c)
-	assert.ErrorIs(t, err, ErrNotFound)
-	assert.ErrorIs(t, h.q.Hold("nope", ""), ErrNotFound)
-	h.crash()
-	h.open()
-	_, err = h.q.Show(c)
-	assert.ErrorIs(t, err, ErrNotFound, "a deletion survives a crash")
+		c := h.enqueue("alice@example.org", "dave@example.net")
+		require.NoError(t, h.q.Delete(c))
+		_, err := h.q.Show(c)
+		assert.ErrorIs(t, err, ErrNotFound)
+		assert.ErrorIs(t, h.q.Hold("nope", ""), ErrNotFound)
+		h.crash()
+		h.open()
+		_, err = h.q.Show(c)
+		assert.ErrorIs(t, err, ErrNotFound, "a deletion survives a crash")
+	})
 }
 
 func (h *harness) body(id string) string {
@@ -406,120 +459,136 @@ func TestNotifications(t *testing.T) {
 		return ok()
 	}
 	t.Run("5xx bounces at once", func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.del.answer = reject
-		id := h.enqueue("alice@example.org", "gone@example.net", "bob@example.net")
-		h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
-		_, err := h.q.Show(id)
-		assert.ErrorIs(t, err, ErrNotFound, "nothing left to do for the original")
-		b := h.sentTo("alice@example.org")[0]
-		assert.Contains(t, b, "Action: failed")
-		assert.Contains(t, b, "Status: 5.1.1")
-		assert.Contains(t, b, "Final-Recipient: rfc822; gone@example.net")
-		assert.Contains(t, b, "Diagnostic-Code: smtp; 550 5.1.1 User unknown")
-		assert.NotContains(t, b, "Final-Recipient: rfc822; bob@example.net", "bob was delivered")
-		ev := h.events(EventDSN)
-		require.Len(t, ev, 1)
-		assert.Equal(t, id, ev[0].ID)
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.del.answer = reject
+			id := h.enqueue("alice@example.org", "gone@example.net", "bob@example.net")
+			h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
+			_, err := h.q.Show(id)
+			assert.ErrorIs(t, err, ErrNotFound, "nothing left to do for the original")
+			b := h.sentTo("alice@example.org")[0]
+			assert.Contains(t, b, "Action: failed")
+			assert.Contains(t, b, "Status: 5.1.1")
+			assert.Contains(t, b, "Final-Recipient: rfc822; gone@example.net")
+			assert.Contains(t, b, "Diagnostic-Code: smtp; 550 5.1.1 User unknown")
+			assert.NotContains(t, b, "Final-Recipient: rfc822; bob@example.net", "bob was delivered")
+			ev := h.events(EventDSN)
+			require.Len(t, ev, 1)
+			assert.Equal(t, id, ev[0].ID)
+		})
 	})
 	t.Run("NOTIFY=NEVER and null sender get none", func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.del.answer = reject
-		env := Envelope{From: "alice@example.org", Recipients: []Recipient{{Addr: "gone@example.net", Notify: []string{"NEVER"}}}}
-		_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
-		require.NoError(t, err)
-		h.enqueue("", "gone@example.net")
-		h.runUntil(func() bool { return len(h.events(EventBounced)) == 2 })
-		assert.Empty(t, h.events(EventDSN))
-	})
-	t.Run("double bounce goes to postmaster once", func(t *testing.T) {
-		h := newHarness(t, func(c *Config) { c.Postmaster = "gone-postmaster@example.org" })
-		h.del.answer = reject
-		h.enqueue("", "gone@example.net")
-		// The notice to the postmaster fails too (gone-…): it is dropped.
-		h.runUntil(func() bool { return len(h.events(EventBounced)) == 2 })
-		require.Len(t, h.events(EventDSN), 1)
-		total, _ := h.q.Len()
-		assert.Zero(t, total)
-	})
-	t.Run("unverified sender: failures to the postmaster, nothing else to the sender", func(t *testing.T) {
-		h := newHarness(t, func(c *Config) { c.Postmaster = "postmaster@relay.example.org"; c.WarnAfter = time.Hour })
-		h.del.answer = reject
-		send := func(rcpt string, notify ...string) {
-			env := Envelope{From: "forged@victim.example", UnverifiedSender: true,
-				Recipients: []Recipient{{Addr: rcpt, Notify: notify}}}
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.del.answer = reject
+			env := Envelope{From: "alice@example.org", Recipients: []Recipient{{Addr: "gone@example.net", Notify: []string{"NEVER"}}}}
 			_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
 			require.NoError(t, err)
-		}
-		send("gone@example.net")
-		send("bob@example.net", "SUCCESS")
-		send("slow@example.net", "DELAY", "FAILURE")
-		h.runUntil(func() bool { return len(h.sentTo("postmaster@relay.example.org")) == 1 })
-		b := h.sentTo("postmaster@relay.example.org")[0]
-		assert.Contains(t, b, "Final-Recipient: rfc822; gone@example.net")
-		assert.Contains(t, b, "Status: 5.1.1")
-		h.clock.Advance(61 * time.Minute)
-		for _, it := range h.q.List(ListFilter{}) {
-			require.NoError(t, h.q.Retry(it.ID))
-		}
-		h.runUntil(func() bool { return len(h.events(EventDeferred)) >= 2 })
-		assert.Empty(t, h.sentTo("forged@victim.example"), "no backscatter: no failure, delay or success notice")
-		assert.Len(t, h.sentTo("postmaster@relay.example.org"), 1, "no delay notice to the postmaster")
+			h.enqueue("", "gone@example.net")
+			h.runUntil(func() bool { return len(h.events(EventBounced)) == 2 })
+			assert.Empty(t, h.events(EventDSN))
+		})
+	})
+	t.Run("double bounce goes to postmaster once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Postmaster = "gone-postmaster@example.org" })
+			h.del.answer = reject
+			h.enqueue("", "gone@example.net")
+			// The notice to the postmaster fails too (gone-…): it is dropped.
+			h.runUntil(func() bool { return len(h.events(EventBounced)) == 2 })
+			require.Len(t, h.events(EventDSN), 1)
+			total, _ := h.q.Len()
+			assert.Zero(t, total)
+		})
+	})
+	t.Run("unverified sender: failures to the postmaster, nothing else to the sender", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Postmaster = "postmaster@relay.example.org"; c.WarnAfter = time.Hour })
+			h.del.answer = reject
+			send := func(rcpt string, notify ...string) {
+				env := Envelope{From: "forged@victim.example", UnverifiedSender: true,
+					Recipients: []Recipient{{Addr: rcpt, Notify: notify}}}
+				_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+				require.NoError(t, err)
+			}
+			send("gone@example.net")
+			send("bob@example.net", "SUCCESS")
+			send("slow@example.net", "DELAY", "FAILURE")
+			h.runUntil(func() bool { return len(h.sentTo("postmaster@relay.example.org")) == 1 })
+			b := h.sentTo("postmaster@relay.example.org")[0]
+			assert.Contains(t, b, "Final-Recipient: rfc822; gone@example.net")
+			assert.Contains(t, b, "Status: 5.1.1")
+			h.clock.Advance(61 * time.Minute)
+			for _, it := range h.q.List(ListFilter{}) {
+				require.NoError(t, h.q.Retry(it.ID))
+			}
+			h.runUntil(func() bool { return len(h.events(EventDeferred)) >= 2 })
+			assert.Empty(t, h.sentTo("forged@victim.example"), "no backscatter: no failure, delay or success notice")
+			assert.Len(t, h.sentTo("postmaster@relay.example.org"), 1, "no delay notice to the postmaster")
+		})
 	})
 	t.Run("unverified sender without a postmaster: the failure is logged only", func(t *testing.T) {
-		h := newHarness(t, nil)
-		h.del.answer = reject
-		env := Envelope{From: "forged@victim.example", UnverifiedSender: true, Recipients: []Recipient{{Addr: "gone@example.net"}}}
-		_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
-		require.NoError(t, err)
-		h.runUntil(func() bool { return len(h.events(EventBounced)) == 1 })
-		assert.Empty(t, h.events(EventDSN))
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.del.answer = reject
+			env := Envelope{From: "forged@victim.example", UnverifiedSender: true, Recipients: []Recipient{{Addr: "gone@example.net"}}}
+			_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+			require.NoError(t, err)
+			h.runUntil(func() bool { return len(h.events(EventBounced)) == 1 })
+			assert.Empty(t, h.events(EventDSN))
+		})
 	})
 	t.Run("delay warning then expiry", func(t *testing.T) {
-		h := newHarness(t, func(c *Config) { c.WarnAfter = time.Hour; c.ReturnAfter = 3 * time.Hour })
-		h.del.answer = reject
-		id := h.enqueue("alice@example.org", "slow@example.net")
-		h.runUntil(func() bool { return len(h.events(EventDeferred)) == 1 })
-		assert.Empty(t, h.events(EventDSN), "no warning before WarnAfter")
-		h.clock.Advance(61 * time.Minute)
-		require.NoError(t, h.q.Retry(id))
-		h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
-		b := h.sentTo("alice@example.org")[0]
-		assert.Contains(t, b, "Action: delayed")
-		assert.Contains(t, b, "Will-Retry-Until:")
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.WarnAfter = time.Hour; c.ReturnAfter = 3 * time.Hour })
+			h.del.answer = reject
+			id := h.enqueue("alice@example.org", "slow@example.net")
+			h.runUntil(func() bool { return len(h.events(EventDeferred)) == 1 })
+			assert.Empty(t, h.events(EventDSN), "no warning before WarnAfter")
+			h.clock.Advance(61 * time.Minute)
+			require.NoError(t, h.q.Retry(id))
+			h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
+			b := h.sentTo("alice@example.org")[0]
+			assert.Contains(t, b, "Action: delayed")
+			assert.Contains(t, b, "Will-Retry-Until:")
 
-		h.clock.Advance(2 * time.Hour)
-		require.NoError(t, h.q.Retry(id))
-		h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 2 })
-		b = h.sentTo("alice@example.org")[1]
-		assert.Contains(t, b, "Action: failed")
-		assert.Contains(t, b, "Status: 4.4.7")
-		assert.Contains(t, b, "451 4.2.0 mailbox busy")
-		assert.Len(t, h.events(EventExpired), 1)
-		_, err := h.q.Show(id)
-		assert.ErrorIs(t, err, ErrNotFound)
+			h.clock.Advance(2 * time.Hour)
+			require.NoError(t, h.q.Retry(id))
+			h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 2 })
+			b = h.sentTo("alice@example.org")[1]
+			assert.Contains(t, b, "Action: failed")
+			assert.Contains(t, b, "Status: 4.4.7")
+			assert.Contains(t, b, "451 4.2.0 mailbox busy")
+			assert.Len(t, h.events(EventExpired), 1)
+			_, err := h.q.Show(id)
+			assert.ErrorIs(t, err, ErrNotFound)
+		})
 	})
 	t.Run("success notice when asked", func(t *testing.T) {
-		h := newHarness(t, nil)
-		env := Envelope{From: "alice@example.org", Recipients: []Recipient{{Addr: "bob@example.net", Notify: []string{"SUCCESS"}}}}
-		_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
-		require.NoError(t, err)
-		h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
-		assert.Contains(t, h.sentTo("alice@example.org")[0], "Action: delivered")
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, nil)
+			env := Envelope{From: "alice@example.org", Recipients: []Recipient{{Addr: "bob@example.net", Notify: []string{"SUCCESS"}}}}
+			_, err := h.q.Enqueue(context.Background(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n"))
+			require.NoError(t, err)
+			h.runUntil(func() bool { return len(h.sentTo("alice@example.org")) == 1 })
+			assert.Contains(t, h.sentTo("alice@example.org")[0], "Action: delivered")
+		})
 	})
 	t.Run("admin bounce", func(t *testing.T) {
-		h := newHarness(t, nil)
-		id := h.enqueue("alice@example.org", "bob@example.net")
-		require.NoError(t, h.q.Bounce(id, "sender asked us to give up"))
-		var dsns []Info
-		for _, i := range h.q.List(ListFilter{}) {
-			if i.Envelope.DSN {
-				dsns = append(dsns, i)
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, nil)
+			id := h.enqueue("alice@example.org", "bob@example.net")
+			require.NoError(t, h.q.Bounce(id, "sender asked us to give up"))
+			var dsns []Info
+			for _, i := range h.q.List(ListFilter{}) {
+				if i.Envelope.DSN {
+					dsns = append(dsns, i)
+				}
 			}
-		}
-		require.Len(t, dsns, 1)
-		assert.Equal(t, "", dsns[0].Envelope.From, "DSNs come from the null sender")
-		assert.Contains(t, h.body(dsns[0].ID), "sender asked us to give up")
+			require.Len(t, dsns, 1)
+			assert.Equal(t, "", dsns[0].Envelope.From, "DSNs come from the null sender")
+			assert.Contains(t, h.body(dsns[0].ID), "sender asked us to give up")
+		})
 	})
 }
 
@@ -535,30 +604,40 @@ func (h *harness) sentTo(rcpt string) []string {
 }
 
 func TestDestinationConcurrency(t *testing.T) {
-	release := make(chan struct{})
-	var mu sync.Mutex
-	running, peak := 0, 0
-	h := newHarness(t, func(c *Config) { c.DestinationConcurrency = 2 })
-	h.del.answer = func(*Delivery, Recipient) Result {
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var mu sync.Mutex
+		running, peak := 0, 0
+		h := newHarness(t, func(c *Config) { c.DestinationConcurrency = 2 })
+		h.del.answer = func(*Delivery, Recipient) Result {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return ok()
+		}
+		for range 6 {
+			h.enqueue("alice@example.org", "bob@example.net")
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- h.q.Run(ctx) }()
+		synctest.Wait()
 		mu.Lock()
-		running++
-		peak = max(peak, running)
+		assert.Equal(t, 2, running, "every other attempt waits for the destination")
 		mu.Unlock()
-		<-release
-		mu.Lock()
-		running--
-		mu.Unlock()
-		return ok()
-	}
-	for range 6 {
-		h.enqueue("alice@example.org", "bob@example.net")
-	}
-	go func() {
-		time.Sleep(200 * time.Millisecond)
 		close(release)
-	}()
-	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
-	assert.Equal(t, 2, peak)
+		synctest.Wait()
+		total, _ := h.q.Len()
+		assert.Zero(t, total)
+		assert.Equal(t, 2, peak)
+		cancel()
+		require.NoError(t, <-done)
+	})
 }
 
 func TestCheckpointFailureKeepsLog(t *testing.T) {
@@ -612,4 +691,48 @@ func TestCheckpointMovesMessagesOutOfTheLog(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, string(b), "hello")
 	assert.Contains(t, h.body(id), "hello")
+}
+
+// Between a checkpoint's plan and its carrying the young messages
+// forward, one message finished and another's attempt started: the first
+// is not carried at all, the second gets files of its own (message and
+// state) instead of log records that could race the attempt's result.
+func TestCheckpointRacesDeliveries(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CheckpointInterval = time.Hour })
+	started := h.enqueue("alice@example.org", "bob@example.net")
+	finished := h.enqueue("alice@example.org", "carol@example.net")
+	p, err := h.q.planCheckpoint()
+	require.NoError(t, err)
+	require.Len(t, p.moves, 2)
+	for _, m := range p.moves {
+		require.True(t, m.relocate, "both are young")
+	}
+
+	h.q.mu.Lock()
+	it := h.q.items[started]
+	it.busy = true
+	it.st.Attempts = 1
+	it.stDirty = true
+	delete(h.q.items, finished)
+	h.q.mu.Unlock()
+	require.NoError(t, h.q.carryOut(p))
+
+	h.q.mu.Lock()
+	assert.Zero(t, it.seg, "the started one is read from its own file now")
+	it.busy = false
+	h.q.mu.Unlock()
+	_, err = os.Stat(h.q.store.dataPath(started))
+	require.NoError(t, err)
+	_, err = os.Stat(h.q.store.statePath(started))
+	require.NoError(t, err, "its state went to a file, not to the log")
+	_, err = os.Stat(h.q.store.dataPath(finished))
+	assert.ErrorIs(t, err, os.ErrNotExist, "nothing is written for a finished message")
+
+	h.crash()
+	h.open()
+	info, err := h.q.Show(started)
+	require.NoError(t, err)
+	assert.Equal(t, 1, info.State.Attempts)
+	_, err = h.q.Show(finished)
+	assert.ErrorIs(t, err, ErrNotFound)
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -104,95 +105,99 @@ func ids(in []Info) []string {
 }
 
 func TestListSelection(t *testing.T) {
-	h := newHarness(t, nil)
-	h.del.answer = stuck
-	old := h.enqueue("alice@example.org", "gone1@example.org", "bob@example.org", "full@example.org")
-	h.clock.Advance(3 * time.Hour)
-	mixed := h.enqueue("carol@example.net", "gone2@example.org", "down@partner.example", "down2@sub.partner.example")
-	h.clock.Advance(time.Second) // one order: by arrival
-	bounce := h.enqueue("", "down@partner.example")
-	h.attempted(old, mixed, bounce)
-	h.clock.Advance(time.Hour)
-	fresh := h.enqueue("dave@example.net", "gone3@example.org")
-	h.clock.Advance(time.Second)
-	held := h.enqueueHeld("spam", "gone4@example.org")
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.del.answer = stuck
+		old := h.enqueue("alice@example.org", "gone1@example.org", "bob@example.org", "full@example.org")
+		h.clock.Advance(3 * time.Hour)
+		mixed := h.enqueue("carol@example.net", "gone2@example.org", "down@partner.example", "down2@sub.partner.example")
+		h.clock.Advance(time.Second) // one order: by arrival
+		bounce := h.enqueue("", "down@partner.example")
+		h.attempted(old, mixed, bounce)
+		h.clock.Advance(time.Hour)
+		fresh := h.enqueue("dave@example.net", "gone3@example.org")
+		h.clock.Advance(time.Second)
+		held := h.enqueueHeld("spam", "gone4@example.org")
 
-	for _, tc := range []struct {
-		name string
-		f    ListFilter
-		want []string
-	}{
-		{"all", ListFilter{}, []string{old, mixed, bounce, fresh, held}},
-		{"reply text", ListFilter{Reply: "user unknown"}, []string{old, mixed}},
-		{"reply code", ListFilter{Reply: "450"}, []string{old, mixed}},
-		{"reply class", ListFilter{Reply: "4xx"}, []string{old, mixed, bounce}},
-		{"enhanced code", ListFilter{Reply: "4.2.2"}, []string{old}},
-		{"enhanced code wildcard", ListFilter{Reply: "4.4.x"}, []string{mixed, bounce}},
-		{"recipient domain", ListFilter{RcptDomain: "partner.example"}, []string{mixed, bounce}},
-		{"recipient domain, case and @", ListFilter{RcptDomain: "@PARTNER.example"}, []string{mixed, bounce}},
-		{"subdomains", ListFilter{RcptDomain: ".partner.example"}, []string{mixed}},
-		{"recipient domain and reply together", ListFilter{RcptDomain: "partner.example", Reply: "user unknown"}, nil},
-		{"sender", ListFilter{Sender: "CAROL@"}, []string{mixed}},
-		{"null sender", ListFilter{Sender: "<>"}, []string{bounce}},
-		{"older", ListFilter{OlderThan: 30 * time.Minute}, []string{old, mixed, bounce}},
-		{"younger", ListFilter{YoungerThan: 30 * time.Minute}, []string{fresh, held}},
-		{"age range", ListFilter{OlderThan: 30 * time.Minute, YoungerThan: 2 * time.Hour}, []string{mixed, bounce}},
-		{"deferred", ListFilter{Phase: PhaseDeferred}, []string{old, mixed, bounce}},
-		{"new", ListFilter{Phase: PhaseNew}, []string{fresh}},
-		{"held", ListFilter{Phase: PhaseHeld}, []string{held}},
-		{"held and reply", ListFilter{Phase: PhaseHeld, Reply: "user unknown"}, nil},
-		{"recipient", ListFilter{Recipient: "gone"}, []string{old, mixed, fresh, held}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, ids(h.q.List(tc.f)))
-		})
-	}
-	// Delivered recipients are no longer the message's: bob was
-	// delivered, so he does not select it.
-	assert.Empty(t, h.q.List(ListFilter{Recipient: "bob@"}))
-	info, err := h.q.Show(old)
-	require.NoError(t, err)
-	assert.Equal(t, PhaseDeferred, info.Phase())
+		for _, tc := range []struct {
+			name string
+			f    ListFilter
+			want []string
+		}{
+			{"all", ListFilter{}, []string{old, mixed, bounce, fresh, held}},
+			{"reply text", ListFilter{Reply: "user unknown"}, []string{old, mixed}},
+			{"reply code", ListFilter{Reply: "450"}, []string{old, mixed}},
+			{"reply class", ListFilter{Reply: "4xx"}, []string{old, mixed, bounce}},
+			{"enhanced code", ListFilter{Reply: "4.2.2"}, []string{old}},
+			{"enhanced code wildcard", ListFilter{Reply: "4.4.x"}, []string{mixed, bounce}},
+			{"recipient domain", ListFilter{RcptDomain: "partner.example"}, []string{mixed, bounce}},
+			{"recipient domain, case and @", ListFilter{RcptDomain: "@PARTNER.example"}, []string{mixed, bounce}},
+			{"subdomains", ListFilter{RcptDomain: ".partner.example"}, []string{mixed}},
+			{"recipient domain and reply together", ListFilter{RcptDomain: "partner.example", Reply: "user unknown"}, nil},
+			{"sender", ListFilter{Sender: "CAROL@"}, []string{mixed}},
+			{"null sender", ListFilter{Sender: "<>"}, []string{bounce}},
+			{"older", ListFilter{OlderThan: 30 * time.Minute}, []string{old, mixed, bounce}},
+			{"younger", ListFilter{YoungerThan: 30 * time.Minute}, []string{fresh, held}},
+			{"age range", ListFilter{OlderThan: 30 * time.Minute, YoungerThan: 2 * time.Hour}, []string{mixed, bounce}},
+			{"deferred", ListFilter{Phase: PhaseDeferred}, []string{old, mixed, bounce}},
+			{"new", ListFilter{Phase: PhaseNew}, []string{fresh}},
+			{"held", ListFilter{Phase: PhaseHeld}, []string{held}},
+			{"held and reply", ListFilter{Phase: PhaseHeld, Reply: "user unknown"}, nil},
+			{"recipient", ListFilter{Recipient: "gone"}, []string{old, mixed, fresh, held}},
+		} {
+			assert.Equal(t, tc.want, ids(h.q.List(tc.f)), tc.name)
+		}
+		// Delivered recipients are no longer the message's: bob was
+		// delivered, so he does not select it.
+		assert.Empty(t, h.q.List(ListFilter{Recipient: "bob@"}))
+		info, err := h.q.Show(old)
+		require.NoError(t, err)
+		assert.Equal(t, PhaseDeferred, info.Phase())
+	})
 }
 
 func TestSelectRecipients(t *testing.T) {
-	h := newHarness(t, nil)
-	h.del.answer = stuck
-	id := h.enqueue("alice@example.org", "gone1@example.org", "bob@example.org", "full@example.org", "down@partner.example")
-	h.attempted(id)
-	info, err := h.q.Show(id)
-	require.NoError(t, err)
-	picked := func(f ListFilter) []string {
-		pick := h.q.SelectRecipients(f)
-		var out []string
-		for i, r := range info.Envelope.Recipients {
-			if pick(r, info.State.Rcpts[i]) {
-				out = append(out, r.Addr)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.del.answer = stuck
+		id := h.enqueue("alice@example.org", "gone1@example.org", "bob@example.org", "full@example.org", "down@partner.example")
+		h.attempted(id)
+		info, err := h.q.Show(id)
+		require.NoError(t, err)
+		picked := func(f ListFilter) []string {
+			pick := h.q.SelectRecipients(f)
+			var out []string
+			for i, r := range info.Envelope.Recipients {
+				if pick(r, info.State.Rcpts[i]) {
+					out = append(out, r.Addr)
+				}
 			}
+			return out
 		}
-		return out
-	}
-	assert.Equal(t, []string{"gone1@example.org", "full@example.org", "down@partner.example"}, picked(ListFilter{}),
-		"no criteria: every pending recipient, not the delivered one")
-	assert.Equal(t, []string{"gone1@example.org"}, picked(ListFilter{Reply: "4.1.1"}))
-	assert.Equal(t, []string{"down@partner.example"}, picked(ListFilter{Destination: "partner.example"}))
-	assert.Equal(t, []string{"gone1@example.org", "full@example.org"}, picked(ListFilter{RcptDomain: "example.org", Sender: "nobody"}),
-		"message criteria play no part")
-	assert.True(t, ListFilter{Reply: "x"}.HasRecipientCriteria())
-	assert.False(t, ListFilter{Sender: "x", OlderThan: time.Hour, Phase: PhaseHeld}.HasRecipientCriteria())
+		assert.Equal(t, []string{"gone1@example.org", "full@example.org", "down@partner.example"}, picked(ListFilter{}),
+			"no criteria: every pending recipient, not the delivered one")
+		assert.Equal(t, []string{"gone1@example.org"}, picked(ListFilter{Reply: "4.1.1"}))
+		assert.Equal(t, []string{"down@partner.example"}, picked(ListFilter{Destination: "partner.example"}))
+		assert.Equal(t, []string{"gone1@example.org", "full@example.org"}, picked(ListFilter{RcptDomain: "example.org", Sender: "nobody"}),
+			"message criteria play no part")
+		assert.True(t, ListFilter{Reply: "x"}.HasRecipientCriteria())
+		assert.False(t, ListFilter{Sender: "x", OlderThan: time.Hour, Phase: PhaseHeld}.HasRecipientCriteria())
+	})
 }
 
 func TestRetryDestinationUsesSelection(t *testing.T) {
-	h := newHarness(t, nil)
-	h.del.answer = stuck
-	a := h.enqueue("alice@example.org", "down@partner.example")
-	b := h.enqueue("alice@example.org", "gone@example.org")
-	h.attempted(a, b)
-	assert.Equal(t, 1, h.q.RetryDestination("partner.example"))
-	info, err := h.q.Show(a)
-	require.NoError(t, err)
-	assert.Equal(t, h.clock.Now(), info.State.NextAttempt)
-	info, err = h.q.Show(b)
-	require.NoError(t, err)
-	assert.True(t, info.State.NextAttempt.After(h.clock.Now()), "the other destination waits")
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		h.del.answer = stuck
+		a := h.enqueue("alice@example.org", "down@partner.example")
+		b := h.enqueue("alice@example.org", "gone@example.org")
+		h.attempted(a, b)
+		assert.Equal(t, 1, h.q.RetryDestination("partner.example"))
+		info, err := h.q.Show(a)
+		require.NoError(t, err)
+		assert.Equal(t, h.clock.Now(), info.State.NextAttempt)
+		info, err = h.q.Show(b)
+		require.NoError(t, err)
+		assert.True(t, info.State.NextAttempt.After(h.clock.Now()), "the other destination waits")
+	})
 }

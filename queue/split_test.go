@@ -7,6 +7,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -49,63 +50,65 @@ func TestSplit(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, nil)
-			id := h.enqueueHeld("spam score 12.0", "bob@example.net", "carol@example.net", "dave@example.net")
-			tc.setup(h, id)
-			orig, err := h.q.Show(id)
-			require.NoError(t, err)
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, nil)
+				id := h.enqueueHeld("spam score 12.0", "bob@example.net", "carol@example.net", "dave@example.net")
+				tc.setup(h, id)
+				orig, err := h.q.Show(id)
+				require.NoError(t, err)
 
-			newID, err := h.q.Split(id, []string{"carol@example.net", "bob@example.net"})
-			require.NoError(t, err)
-			require.NotEqual(t, id, newID)
+				newID, err := h.q.Split(id, []string{"carol@example.net", "bob@example.net"})
+				require.NoError(t, err)
+				require.NotEqual(t, id, newID)
 
-			cp, err := h.q.Show(newID)
-			require.NoError(t, err)
-			assert.Equal(t, []string{"bob@example.net", "carol@example.net"}, pendingOf(t, h.q, newID),
-				"the copy has the named recipients, in envelope order")
-			assert.Equal(t, []string{"dave@example.net"}, pendingOf(t, h.q, id))
-			assert.Equal(t, "spam score 12.0", cp.State.Hold, "the copy is held like the original")
-			assert.Equal(t, orig.State.HeldAt, cp.State.HeldAt)
-			assert.Equal(t, orig.Envelope.From, cp.Envelope.From)
-			assert.Equal(t, orig.Envelope.EnvID, cp.Envelope.EnvID)
-			assert.Equal(t, orig.Envelope.Ret, cp.Envelope.Ret)
-			assert.True(t, orig.Envelope.Received.Equal(cp.Envelope.Received))
-			assert.Equal(t, []string{"FAILURE"}, cp.Envelope.Recipients[0].Notify)
-			assert.Equal(t, orig.Size, cp.Size)
-			assert.Equal(t, h.body(id), h.body(newID), "the same bytes")
+				cp, err := h.q.Show(newID)
+				require.NoError(t, err)
+				assert.Equal(t, []string{"bob@example.net", "carol@example.net"}, pendingOf(t, h.q, newID),
+					"the copy has the named recipients, in envelope order")
+				assert.Equal(t, []string{"dave@example.net"}, pendingOf(t, h.q, id))
+				assert.Equal(t, "spam score 12.0", cp.State.Hold, "the copy is held like the original")
+				assert.Equal(t, orig.State.HeldAt, cp.State.HeldAt)
+				assert.Equal(t, orig.Envelope.From, cp.Envelope.From)
+				assert.Equal(t, orig.Envelope.EnvID, cp.Envelope.EnvID)
+				assert.Equal(t, orig.Envelope.Ret, cp.Envelope.Ret)
+				assert.True(t, orig.Envelope.Received.Equal(cp.Envelope.Received))
+				assert.Equal(t, []string{"FAILURE"}, cp.Envelope.Recipients[0].Notify)
+				assert.Equal(t, orig.Size, cp.Size)
+				assert.Equal(t, h.body(id), h.body(newID), "the same bytes")
 
-			after, err := h.q.Show(id)
-			require.NoError(t, err)
-			assert.Len(t, after.Envelope.Recipients, 3, "the envelope never changes")
-			assert.Equal(t, []RcptStatus{Moved, Moved, Pending},
-				[]RcptStatus{after.State.Rcpts[0].Status, after.State.Rcpts[1].Status, after.State.Rcpts[2].Status})
-			_, held := h.q.Len()
-			assert.Equal(t, 2, held)
-			ev := h.events(EventSplit)
-			require.Len(t, ev, 1)
-			assert.Equal(t, newID, ev[0].Reason)
-			assert.Empty(t, h.events(EventEnqueued)[1:], "a split is not a new message for the statistics")
+				after, err := h.q.Show(id)
+				require.NoError(t, err)
+				assert.Len(t, after.Envelope.Recipients, 3, "the envelope never changes")
+				assert.Equal(t, []RcptStatus{Moved, Moved, Pending},
+					[]RcptStatus{after.State.Rcpts[0].Status, after.State.Rcpts[1].Status, after.State.Rcpts[2].Status})
+				_, held := h.q.Len()
+				assert.Equal(t, 2, held)
+				ev := h.events(EventSplit)
+				require.Len(t, ev, 1)
+				assert.Equal(t, newID, ev[0].Reason)
+				assert.Empty(t, h.events(EventEnqueued)[1:], "a split is not a new message for the statistics")
 
-			// A crash now finds both as they were left.
-			h.crash()
-			h.open()
-			assert.Equal(t, []string{"bob@example.net", "carol@example.net"}, pendingOf(t, h.q, newID))
-			assert.Equal(t, []string{"dave@example.net"}, pendingOf(t, h.q, id))
-			cp, err = h.q.Show(newID)
-			require.NoError(t, err)
-			assert.Equal(t, "spam score 12.0", cp.State.Hold)
+				// A crash now finds both as they were left.
+				h.crash()
+				h.open()
+				assert.Equal(t, []string{"bob@example.net", "carol@example.net"}, pendingOf(t, h.q, newID))
+				assert.Equal(t, []string{"dave@example.net"}, pendingOf(t, h.q, id))
+				cp, err = h.q.Show(newID)
+				require.NoError(t, err)
+				assert.Equal(t, "spam score 12.0", cp.State.Hold)
 
-			// Releasing the copy delivers to its recipients only.
-			require.NoError(t, h.q.Release(newID))
-			h.runUntil(func() bool { total, _ := h.q.Len(); return total == 1 })
-			var got []string
-			for _, d := range h.del.deliveries() {
-				got = append(got, d.rcpt)
-				assert.Equal(t, "Subject: offer\r\n\r\nbuy now\r\n", d.body)
-			}
-			assert.ElementsMatch(t, []string{"bob@example.net", "carol@example.net"}, got)
-			assert.Equal(t, []string{"dave@example.net"}, pendingOf(t, h.q, id), "the original stays held")
-			assert.Empty(t, h.events(EventDSN), "moving recipients sends no notification")
+				// Releasing the copy delivers to its recipients only.
+				require.NoError(t, h.q.Release(newID))
+				h.runUntil(func() bool { total, _ := h.q.Len(); return total == 1 })
+				var got []string
+				for _, d := range h.del.deliveries() {
+					got = append(got, d.rcpt)
+					assert.Equal(t, "Subject: offer\r\n\r\nbuy now\r\n", d.body)
+				}
+				assert.ElementsMatch(t, []string{"bob@example.net", "carol@example.net"}, got)
+				assert.Equal(t, []string{"dave@example.net"}, pendingOf(t, h.q, id), "the original stays held")
+				assert.Empty(t, h.events(EventDSN), "moving recipients sends no notification")
+			})
 		})
 	}
 }
@@ -158,16 +161,18 @@ func TestSplitEdgeCases(t *testing.T) {
 // A message that is not held can be split too; the copy is due when the
 // original was.
 func TestSplitUnheld(t *testing.T) {
-	h := newHarness(t, nil)
-	id := h.enqueue("alice@example.org", "bob@example.net", "carol@example.net")
-	newID, err := h.q.Split(id, []string{"carol@example.net"})
-	require.NoError(t, err)
-	h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
-	var got []string
-	for _, d := range h.del.deliveries() {
-		got = append(got, d.id+" "+d.rcpt)
-	}
-	assert.ElementsMatch(t, []string{id + " bob@example.net", newID + " carol@example.net"}, got)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		id := h.enqueue("alice@example.org", "bob@example.net", "carol@example.net")
+		newID, err := h.q.Split(id, []string{"carol@example.net"})
+		require.NoError(t, err)
+		h.runUntil(func() bool { total, _ := h.q.Len(); return total == 0 })
+		var got []string
+		for _, d := range h.del.deliveries() {
+			got = append(got, d.id+" "+d.rcpt)
+		}
+		assert.ElementsMatch(t, []string{id + " bob@example.net", newID + " carol@example.net"}, got)
+	})
 }
 
 // A crash between writing the copy and recording the original's new state
@@ -270,33 +275,35 @@ func TestSplitDeletedMeanwhile(t *testing.T) {
 
 // Concurrent splits of one message never put a recipient in two messages.
 func TestSplitConcurrent(t *testing.T) {
-	h := newHarness(t, nil)
-	rcpts := []string{"a@example.net", "b@example.net", "c@example.net", "d@example.net", "e@example.net"}
-	id := h.enqueueHeld("spam", rcpts...)
-	var wg sync.WaitGroup
-	for _, r := range rcpts[:4] {
-		wg.Go(func() {
-			for {
-				_, err := h.q.Split(id, []string{r})
-				if err == nil {
-					return
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, nil)
+		rcpts := []string{"a@example.net", "b@example.net", "c@example.net", "d@example.net", "e@example.net"}
+		id := h.enqueueHeld("spam", rcpts...)
+		var wg sync.WaitGroup
+		for _, r := range rcpts[:4] {
+			wg.Go(func() {
+				for {
+					_, err := h.q.Split(id, []string{r})
+					if err == nil {
+						return
+					}
+					if !assert.ErrorIs(t, err, ErrBusy) {
+						return
+					}
+					time.Sleep(time.Millisecond)
 				}
-				if !assert.ErrorIs(t, err, ErrBusy) {
-					return
-				}
-				time.Sleep(time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
-	seen := map[string]int{}
-	for _, info := range h.q.List(ListFilter{}) {
-		for _, r := range pendingOf(t, h.q, info.ID) {
-			seen[r]++
+			})
 		}
-	}
-	for _, r := range rcpts {
-		assert.Equal(t, 1, seen[r], r)
-	}
-	assert.Equal(t, []string{"e@example.net"}, pendingOf(t, h.q, id))
+		wg.Wait()
+		seen := map[string]int{}
+		for _, info := range h.q.List(ListFilter{}) {
+			for _, r := range pendingOf(t, h.q, info.ID) {
+				seen[r]++
+			}
+		}
+		for _, r := range rcpts {
+			assert.Equal(t, 1, seen[r], r)
+		}
+		assert.Equal(t, []string{"e@example.net"}, pendingOf(t, h.q, id))
+	})
 }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -118,7 +119,7 @@ func NewAuthLimiter(cfg AuthConfig) (*AuthLimiter, error) {
 		return nil, err
 	}
 	a := &AuthLimiter{store: cfg.Store, max: int64(cfg.MaxFailures), maxUser: int64(cfg.MaxUserFailures),
-		class: cfg.Class, window: cfg.Window, block: cfg.Block, onError: cfg.OnError.Or(defaultOnError), log: orDiscard(cfg.Logger)}
+		class: cfg.Class, window: cfg.Window, block: cfg.Block, onError: cfg.OnError.Or(defaultOnError), log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	if a.max == 0 {
 		a.max = DefaultAuthMaxFailures
 	}

@@ -65,13 +65,6 @@ func failVerdict(st postern.Stage, p postern.ErrorPolicy, reason string) postern
 	return p.Verdict(st, postern.ESC(4, 3, 0), "", reason)
 }
 
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return postern.DiscardLogger()
-	}
-	return l
-}
-
 // connAttrs are the standard keys for a decision about a session (c may
 // be nil when only the address is known).
 func connAttrs(c *postern.Conn, ip netip.Addr, st postern.Stage, filter string) []slog.Attr {

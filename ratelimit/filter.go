@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -96,7 +97,7 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 		return nil, fmt.Errorf("%w: filter limits nothing: set Messages or Recipients", ErrConfig)
 	}
 	f := &Filter{name: cfg.Name, store: cfg.Store, key: cfg.Key, msgs: cfg.Messages, rcpt: cfg.Recipients,
-		trusted: cfg.LimitTrusted, onError: cfg.OnError.Or(defaultOnError), log: orDiscard(cfg.Logger)}
+		trusted: cfg.LimitTrusted, onError: cfg.OnError.Or(defaultOnError), log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	if f.name == "" {
 		f.name = FilterName
 	}

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -141,16 +142,10 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	}
 	g := &Guard{store: cfg.Store, class: cfg.Class, threshold: int64(cfg.Threshold), window: cfg.Window,
 		hold: cfg.HoldTime, codes: slices.Clone(cfg.UnknownCodes), atMail: cfg.AtMail, atConnect: cfg.AtConnect,
-		onError: cfg.OnError.Or(defaultOnError), log: orDiscard(cfg.Logger)}
-	if g.threshold == 0 {
-		g.threshold = DefaultHarvestThreshold
-	}
-	if g.window == 0 {
-		g.window = DefaultHarvestWindow
-	}
-	if g.hold == 0 {
-		g.hold = DefaultHarvestHold
-	}
+		onError: cfg.OnError.Or(defaultOnError), log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
+	g.threshold = cmp.Or(g.threshold, DefaultHarvestThreshold)
+	g.window = cmp.Or(g.window, DefaultHarvestWindow)
+	g.hold = cmp.Or(g.hold, DefaultHarvestHold)
 	if g.codes == nil {
 		g.codes = []postern.EnhancedCode{postern.ESC(5, 1, 1)}
 	}

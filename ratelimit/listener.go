@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,7 +128,7 @@ func NewListener(inner net.Listener, cfg ListenerConfig) (*Listener, error) {
 	l := &Listener{
 		inner: inner, rateLookup: cfg.ClientRate, rateDefault: cfg.DefaultClientRate, window: cfg.RateWindow,
 		connLookup: cfg.ClientConn, connDefault: cfg.DefaultClientConn, class: cfg.Class,
-		host: cfg.Hostname, log: orDiscard(cfg.Logger),
+		host: cfg.Hostname, log: cmp.Or(cfg.Logger, postern.DiscardLogger()),
 	}
 	if l.window == 0 {
 		l.window = DefaultRateWindow

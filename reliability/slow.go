@@ -132,137 +132,38 @@ func slow(ctx context.Context, s *suite, cfg SlowConfig, res *SlowResult) error 
 		return err
 	}
 	defer r.kill()
-	var seq atomic.Int64
-	probe := func() (time.Duration, bool) {
-		id := fmt.Sprintf("<slow-probe-%d@reliability.test>", seq.Add(1))
-		start := time.Now()
-		o := send(ctx, txn{addr: r.addr, src: "127.0.0.1", from: "probe@example.net", to: []string{"probe@example.test"},
-			body: plainMessage(id, 1024), timeout: 30 * time.Second})
-		return time.Since(start), o.acked()
-	}
-	probes := func(n int, gap time.Duration) []time.Duration {
-		var ds []time.Duration
-		for range n {
-			d, ok := probe()
-			if !ok {
-				res.ProbeFailures++
-			}
-			ds = append(ds, d)
-			time.Sleep(gap)
-		}
-		return ds
-	}
+	p := &prober{ctx: ctx, addr: r.addr, res: res}
 	for range 3 {
-		probe() // warm up: first connections, page cache, the spool's log
+		p.probe() // warm up: first connections, page cache, the spool's log
 	}
 	half := max(1, cfg.Probes/2)
-	unloaded := probes(half, 20*time.Millisecond)
+	unloaded := p.run(half, 20*time.Millisecond)
 
-	// The slow clients: PerSource each from 127.0.0.10, .11, ...
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		conns    []net.Conn
-		admitted atomic.Int64
-		refused  atomic.Int64 // closed or answered other than 220
-		dropped  atomic.Int64 // admitted, then closed by the relay
-		trickled atomic.Int64
-		inData   atomic.Int64
-	)
-	for i := range cfg.Conns {
-		src := fmt.Sprintf("127.0.0.%d", 10+i/cfg.PerSource)
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
-		c, err := d.DialContext(cctx, "tcp", r.addr)
-		if err != nil {
-			res.Refused++
-			continue
-		}
-		mu.Lock()
-		conns = append(conns, c)
-		mu.Unlock()
-		greeted := make(chan bool, 1)
-		wg.Go(func() {
-			br := bufio.NewReader(c)
-			line, err := br.ReadString('\n')
-			ok := err == nil && strings.HasPrefix(line, "220")
-			greeted <- ok
-			if !ok {
-				refused.Add(1)
-				return
-			}
-			admitted.Add(1)
-			_, _ = io.Copy(io.Discard, br) // replies to the trickled commands
-			if cctx.Err() == nil {
-				dropped.Add(1)
-			}
-		})
-		wg.Go(func() {
-			if !<-greeted {
-				return
-			}
-			// Spread the writes over the second.
-			select {
-			case <-time.After(time.Duration(i%1000) * time.Millisecond):
-			case <-cctx.Done():
-				return
-			}
-			script := slowEnvelope + "Subject: slow\r\n\r\n"
-			if i%2 == 1 {
-				if _, err := c.Write([]byte(slowEnvelope)); err != nil {
-					return
-				}
-				inData.Add(1)
-				script = script[len(slowEnvelope):]
-			}
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for n := 0; ; n++ {
-				b := byte('x')
-				if n < len(script) {
-					b = script[n]
-				} else if n%72 == 71 {
-					b = '\n' // lines of a sane length in the body
-				}
-				if _, err := c.Write([]byte{b}); err != nil {
-					return
-				}
-				trickled.Add(1)
-				select {
-				case <-t.C:
-				case <-cctx.Done():
-					return
-				}
-			}
-		})
-	}
+	sc := &slowClients{ctx: cctx}
+	res.Refused += sc.open(r.addr, cfg)
 	// Wait for every admitted connection to have its banner.
-	waitFor(ctx, 30*time.Second, func() bool { return int(admitted.Load()+refused.Load()) >= len(conns) })
-	res.Admitted = int(admitted.Load())
-	res.Refused += len(conns) - res.Admitted
+	waitFor(ctx, 30*time.Second, func() bool { return int(sc.admitted.Load()+sc.refused.Load()) >= sc.count() })
+	res.Admitted = int(sc.admitted.Load())
+	res.Refused += sc.count() - res.Admitted
 	// One more from the first source is over the limit (when it has as
 	// many as the limit allows).
 	res.OverLimit = firstLine(r.addr, "127.0.0.10")
 	s.progress("slow: %d slow connections admitted, %d refused; over the limit: %q", res.Admitted, res.Refused, res.OverLimit)
 	// Let every slow client get a few bytes in, then measure.
 	time.Sleep(2 * time.Second)
-	loaded := probes(cfg.Probes, cfg.Hold/time.Duration(cfg.Probes))
-	res.InData = int(inData.Load())
-	res.StillOpen = res.Admitted - int(dropped.Load())
+	loaded := p.run(cfg.Probes, cfg.Hold/time.Duration(cfg.Probes))
+	res.InData = int(sc.inData.Load())
+	res.StillOpen = res.Admitted - int(sc.dropped.Load())
 	if rss, _, err := memStatus(r.pid()); err == nil {
 		res.RSSKiB = rss
 	}
-	res.Trickled = trickled.Load()
+	res.Trickled = sc.trickled.Load()
 	cancel()
-	mu.Lock()
-	for _, c := range conns {
-		c.Close()
-	}
-	mu.Unlock()
-	wg.Wait()
+	sc.close()
 	time.Sleep(500 * time.Millisecond) // the relay notices the closes
-	unloaded = append(unloaded, probes(cfg.Probes-half, 20*time.Millisecond)...)
+	unloaded = append(unloaded, p.run(cfg.Probes-half, 20*time.Millisecond)...)
 	res.UnloadedMedianMs, res.UnloadedP90Ms = quantileMs(unloaded, 0.5), quantileMs(unloaded, 0.9)
 	res.LoadedMedianMs, res.LoadedP90Ms = quantileMs(loaded, 0.5), quantileMs(loaded, 0.9)
 	if res.UnloadedMedianMs > 0 {
@@ -273,6 +174,149 @@ func slow(ctx context.Context, s *suite, cfg SlowConfig, res *SlowResult) error 
 	}
 	s.progress("slow: unloaded median %.2f ms, loaded median %.2f ms (%.2fx)", res.UnloadedMedianMs, res.LoadedMedianMs, res.Ratio)
 	return nil
+}
+
+// prober times the transactions of a normal client; failures are counted
+// in res.
+type prober struct {
+	ctx  context.Context
+	addr string
+	res  *SlowResult
+	seq  atomic.Int64
+}
+
+// probe times one transaction and says whether it was accepted.
+func (p *prober) probe() (time.Duration, bool) {
+	id := fmt.Sprintf("<slow-probe-%d@reliability.test>", p.seq.Add(1))
+	start := time.Now()
+	o := send(p.ctx, txn{addr: p.addr, src: "127.0.0.1", from: "probe@example.net", to: []string{"probe@example.test"},
+		body: plainMessage(id, 1024), timeout: 30 * time.Second})
+	return time.Since(start), o.acked()
+}
+
+// run times n transactions, gap apart.
+func (p *prober) run(n int, gap time.Duration) []time.Duration {
+	var ds []time.Duration
+	for range n {
+		d, ok := p.probe()
+		if !ok {
+			p.res.ProbeFailures++
+		}
+		ds = append(ds, d)
+		time.Sleep(gap)
+	}
+	return ds
+}
+
+// slowClients are the connections that trickle a byte a second until ctx
+// ends.
+type slowClients struct {
+	ctx      context.Context
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    []net.Conn
+	admitted atomic.Int64
+	refused  atomic.Int64 // closed or answered other than 220
+	dropped  atomic.Int64 // admitted, then closed by the relay
+	trickled atomic.Int64
+	inData   atomic.Int64
+}
+
+// open connects cfg.Conns slow clients, PerSource each from 127.0.0.10,
+// .11, ..., and returns how many could not connect.
+func (sc *slowClients) open(addr string, cfg SlowConfig) (failed int) {
+	for i := range cfg.Conns {
+		src := fmt.Sprintf("127.0.0.%d", 10+i/cfg.PerSource)
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+		c, err := d.DialContext(sc.ctx, "tcp", addr)
+		if err != nil {
+			failed++
+			continue
+		}
+		sc.mu.Lock()
+		sc.conns = append(sc.conns, c)
+		sc.mu.Unlock()
+		greeted := make(chan bool, 1)
+		sc.wg.Go(func() { sc.read(c, greeted) })
+		sc.wg.Go(func() { sc.trickle(c, i, greeted) })
+	}
+	return failed
+}
+
+func (sc *slowClients) count() int {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.conns)
+}
+
+// read waits for the banner, says on greeted whether it was a 220, and
+// then reads the replies until the connection ends.
+func (sc *slowClients) read(c net.Conn, greeted chan<- bool) {
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	ok := err == nil && strings.HasPrefix(line, "220")
+	greeted <- ok
+	if !ok {
+		sc.refused.Add(1)
+		return
+	}
+	sc.admitted.Add(1)
+	_, _ = io.Copy(io.Discard, br) // replies to the trickled commands
+	if sc.ctx.Err() == nil {
+		sc.dropped.Add(1)
+	}
+}
+
+// trickle writes a byte a second once greeted: the even clients their
+// commands, the odd ones the message body after sending the envelope at
+// once.
+func (sc *slowClients) trickle(c net.Conn, i int, greeted <-chan bool) {
+	if !<-greeted {
+		return
+	}
+	// Spread the writes over the second.
+	select {
+	case <-time.After(time.Duration(i%1000) * time.Millisecond):
+	case <-sc.ctx.Done():
+		return
+	}
+	script := slowEnvelope + "Subject: slow\r\n\r\n"
+	if i%2 == 1 {
+		if _, err := c.Write([]byte(slowEnvelope)); err != nil {
+			return
+		}
+		sc.inData.Add(1)
+		script = script[len(slowEnvelope):]
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		b := byte('x')
+		if n < len(script) {
+			b = script[n]
+		} else if n%72 == 71 {
+			b = '\n' // lines of a sane length in the body
+		}
+		if _, err := c.Write([]byte{b}); err != nil {
+			return
+		}
+		sc.trickled.Add(1)
+		select {
+		case <-t.C:
+		case <-sc.ctx.Done():
+			return
+		}
+	}
+}
+
+// close closes every connection and waits for their goroutines.
+func (sc *slowClients) close() {
+	sc.mu.Lock()
+	for _, c := range sc.conns {
+		c.Close()
+	}
+	sc.mu.Unlock()
+	sc.wg.Wait()
 }
 
 // firstLine opens one connection from src and returns the first line the

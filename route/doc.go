@@ -114,6 +114,13 @@
 // (the client retries), accept (the recipient passes unverified) or
 // reject (the same reply as 550 5.x.x).
 //
+// VerifierConfig.Directory is a user directory (RecipientDirectory;
+// auth/directory implements it with LDAP): for the domains it covers and
+// the list does not, it decides alone, 550 5.1.1 "User unknown in the
+// directory" for an address without an entry. A directory that cannot
+// answer is never "unknown": 451 4.3.0 by default, or the recipient
+// passes unverified (DirectoryOnError accept); reject is refused.
+//
 // # Example
 //
 //	mt, err := route.NewMailertableWatcher("/etc/mail/mailertable", route.WatcherConfig{Logger: log})

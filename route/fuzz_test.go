@@ -3,10 +3,8 @@ package route
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/route/resolver"
 )
 
@@ -179,36 +178,14 @@ func FuzzLookupMX(f *testing.F) {
 	f.Add(pack(func(m *dns.Msg) { m.Answer = []dns.RR{rr("other.example. 60 IN MX 10 mx.other.example.")} }))
 	f.Add([]byte{})
 
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { pc.Close() })
-	var reply atomic.Pointer[[]byte]
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if p := reply.Load(); p != nil && n >= 2 {
-				out := append([]byte(nil), *p...)
-				if len(out) >= 2 {
-					out[0], out[1] = buf[0], buf[1]
-				}
-				pc.WriteTo(out, from)
-			}
-		}
-	}()
-	res, err := resolver.New(resolver.Config{Servers: []string{pc.LocalAddr().String()}, Timeout: 50 * time.Millisecond,
+	addr, answer := testutil.ReplayDNS(f)
+	res, err := resolver.New(resolver.Config{Servers: []string{addr}, Timeout: 50 * time.Millisecond,
 		Attempts: 1, CacheSize: -1})
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		data = append([]byte(nil), data...)
-		reply.Store(&data)
+		answer(data)
 		mxs, null, _, err := lookupMX(context.Background(), res, "example.net")
 		if err != nil && (len(mxs) > 0 || null) {
 			t.Fatalf("error %v with records", err)

@@ -24,6 +24,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route/resolver"
 	"github.com/postern/postern/route/resolver/dnstest"
@@ -124,6 +125,8 @@ type sink struct {
 	cfg  sinkConfig
 	addr string
 	port int
+	// dial reaches a sink in memory (startPipeSink).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	srv  *smtp.Server
 	ln   *countListener
 	mu   sync.Mutex
@@ -210,6 +213,21 @@ func startSink(t testing.TB, addr string, cfg sinkConfig) *sink {
 	}
 	l, err := net.Listen(network, addr)
 	require.NoError(t, err)
+	return serveSink(t, l, cfg)
+}
+
+// startPipeSink starts a sink in memory, for tests in a synctest bubble:
+// a Transport reaches it at [127.0.0.1]:25 with Dialer s.dial.
+func startPipeSink(t testing.TB, cfg sinkConfig) *sink {
+	t.Helper()
+	l := testutil.NewPipeListener("127.0.0.1:25")
+	s := serveSink(t, l, cfg)
+	s.dial = l.DialContext
+	return s
+}
+
+// serveSink serves a sink on l until the test ends.
+func serveSink(t testing.TB, l net.Listener, cfg sinkConfig) *sink {
 	s := &sink{cfg: cfg, ln: &countListener{Listener: l}, addr: l.Addr().String()}
 	if ta, ok := l.Addr().(*net.TCPAddr); ok {
 		s.port = ta.Port
@@ -336,6 +354,12 @@ func rawServer(t testing.TB, addr string, script func(c net.Conn)) (string, *ato
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
+	return l.Addr().String(), serveRaw(t, l, script)
+}
+
+// serveRaw runs script on every connection l accepts until the test ends,
+// and counts them.
+func serveRaw(t testing.TB, l net.Listener, script func(c net.Conn)) *atomic.Int64 {
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -359,7 +383,7 @@ func rawServer(t testing.TB, addr string, script func(c net.Conn)) (string, *ato
 		l.Close()
 		wg.Wait()
 	})
-	return l.Addr().String(), &n
+	return &n
 }
 
 func ctxFromDone(done chan struct{}) context.Context {

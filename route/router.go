@@ -229,46 +229,15 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if err := r.setLocal(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.SmartHost != "" {
-		h, err := parseRelay(cfg.SmartHost, "relay")
-		if err != nil {
-			return nil, fmt.Errorf("%w: SmartHost: %w", ErrConfig, err)
-		}
-		r.smart = &h
-	}
-	for _, s := range cfg.FallbackRelays {
-		h, err := parseRelay(s, "esmtp")
-		if err != nil {
-			return nil, fmt.Errorf("%w: FallbackRelays: %w", ErrConfig, err)
-		}
-		if h.Kind != KindSMTP || len(h.Hosts) == 0 || h.User != "" {
-			return nil, fmt.Errorf("%w: fallback relay %q is not an SMTP host", ErrConfig, s)
-		}
-		r.fallback = append(r.fallback, h.Hosts...)
+	if err := r.setRelays(cfg); err != nil {
+		return nil, err
 	}
 	var err error
 	if r.relay, err = newDomainSet(cfg.RelayDomains); err != nil {
 		return nil, fmt.Errorf("%w: RelayDomains: %w", ErrConfig, err)
 	}
-	for _, n := range cfg.LocalNames {
-		d, err := normalizeDomain(n)
-		if err != nil {
-			return nil, fmt.Errorf("%w: LocalNames: %q", ErrConfig, n)
-		}
-		r.localNames[d] = true
-	}
-	for _, ap := range cfg.ListenAddrs {
-		if !ap.IsValid() {
-			return nil, fmt.Errorf("%w: ListenAddrs: %v", ErrConfig, ap)
-		}
-		r.listenAddrs = append(r.listenAddrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
-	}
-	for _, a := range cfg.LocalAddrs {
-		p, err := parsePrefix(a)
-		if err != nil {
-			return nil, fmt.Errorf("%w: LocalAddrs: %q", ErrConfig, a)
-		}
-		r.localAddrs = append(r.localAddrs, p)
+	if err := r.setSelf(cfg); err != nil {
+		return nil, err
 	}
 	r.dns = cfg.Resolver
 	if r.dns == nil {
@@ -300,6 +269,54 @@ func (r *Router) setLocal(cfg RouterConfig) error {
 		return fmt.Errorf("%w: LocalHop %q names no host (an MX lookup of a local domain finds this host)", ErrConfig, hop)
 	}
 	r.localHop = h
+	return nil
+}
+
+// setRelays reads SmartHost and FallbackRelays.
+func (r *Router) setRelays(cfg RouterConfig) error {
+	if cfg.SmartHost != "" {
+		h, err := parseRelay(cfg.SmartHost, "relay")
+		if err != nil {
+			return fmt.Errorf("%w: SmartHost: %w", ErrConfig, err)
+		}
+		r.smart = &h
+	}
+	for _, s := range cfg.FallbackRelays {
+		h, err := parseRelay(s, "esmtp")
+		if err != nil {
+			return fmt.Errorf("%w: FallbackRelays: %w", ErrConfig, err)
+		}
+		if h.Kind != KindSMTP || len(h.Hosts) == 0 || h.User != "" {
+			return fmt.Errorf("%w: fallback relay %q is not an SMTP host", ErrConfig, s)
+		}
+		r.fallback = append(r.fallback, h.Hosts...)
+	}
+	return nil
+}
+
+// setSelf reads what names this host, so that it never delivers to
+// itself: LocalNames, ListenAddrs and LocalAddrs.
+func (r *Router) setSelf(cfg RouterConfig) error {
+	for _, n := range cfg.LocalNames {
+		d, err := normalizeDomain(n)
+		if err != nil {
+			return fmt.Errorf("%w: LocalNames: %q", ErrConfig, n)
+		}
+		r.localNames[d] = true
+	}
+	for _, ap := range cfg.ListenAddrs {
+		if !ap.IsValid() {
+			return fmt.Errorf("%w: ListenAddrs: %v", ErrConfig, ap)
+		}
+		r.listenAddrs = append(r.listenAddrs, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	for _, a := range cfg.LocalAddrs {
+		p, err := parsePrefix(a)
+		if err != nil {
+			return fmt.Errorf("%w: LocalAddrs: %q", ErrConfig, a)
+		}
+		r.localAddrs = append(r.localAddrs, p)
+	}
 	return nil
 }
 
@@ -568,14 +585,10 @@ func (r *Router) hostAddrs(ctx context.Context, host, why string) ([]netip.Addr,
 	if cname && why != "" {
 		r.warnCNAME(ctx, why, host)
 	}
-	switch {
-	case errors.Is(err, ErrBadAddress):
-		return nil, failure(550, postern.ESC(5, 1, 2), "bad host name "+host, err)
-	case errors.Is(err, errNXDomain):
-		return nil, failure(550, postern.ESC(5, 1, 2), "Host or domain name not found: "+host, fmt.Errorf("%w: %s", ErrNoDomain, host))
-	case err != nil:
-		return nil, failure(451, postern.ESC(4, 4, 3), "DNS lookup failed: "+dnsText(err), err)
-	case len(addrs) == 0:
+	if f := lookupFailure(err, "host", host); f != nil {
+		return nil, f
+	}
+	if len(addrs) == 0 {
 		return nil, failure(550, postern.ESC(5, 4, 4), "Host found but no address record: "+host, fmt.Errorf("%w: %s", ErrNoAddress, host))
 	}
 	out := addrs[:0]
@@ -618,48 +631,91 @@ func dnsText(err error) string {
 // mxTargets expands a domain by its MX records (RFC 5321 §5.1).
 func (r *Router) mxTargets(ctx context.Context, domain string, port uint16) ([]Target, bool, *Failure) {
 	mxs, null, _, err := lookupMX(ctx, r.dns, domain)
-	switch {
-	case errors.Is(err, ErrBadAddress):
-		return nil, false, failure(550, postern.ESC(5, 1, 2), "bad domain name "+domain, err)
-	case errors.Is(err, errNXDomain):
-		return nil, false, failure(550, postern.ESC(5, 1, 2), "Host or domain name not found: "+domain, fmt.Errorf("%w: %s", ErrNoDomain, domain))
-	case err != nil:
-		return nil, false, failure(451, postern.ESC(4, 4, 3), "DNS lookup failed: "+dnsText(err), err)
-	case null:
+	if f := lookupFailure(err, "domain", domain); f != nil {
+		return nil, false, f
+	}
+	if null {
 		// RFC 7505 §4.1: 556 5.1.10 for a domain that accepts no mail.
 		return nil, false, failure(556, postern.ESC(5, 1, 10), "Recipient address rejected: "+domain+" does not accept mail (null MX)", fmt.Errorf("%w: %s", ErrNullMX, domain))
-	case len(mxs) == 0:
-		// No MX: the domain itself is the implicit MX, preference 0
-		// (RFC 5321 §5.1).
-		if r.localNames[domain] {
-			return nil, true, r.loopFailure(domain)
-		}
-		addrs, f := r.hostAddrs(ctx, domain, "")
-		if f != nil {
-			return nil, false, f
-		}
-		var ts []Target
-		self := false
-		for _, a := range addrs {
-			if r.isSelf(a, port, true) {
-				self = true
-				continue
-			}
-			ts = append(ts, Target{Host: domain, Addr: netip.AddrPortFrom(a, port)})
-		}
-		if len(ts) == 0 {
-			return nil, self, r.loopFailure(domain)
-		}
-		return ts, self, nil
+	}
+	if len(mxs) == 0 {
+		return r.implicitMX(ctx, domain, port)
 	}
 	r.sortMX(mxs)
-
-	type hostRes struct {
-		addrs []netip.Addr
-		fail  *Failure
-		self  bool
+	hosts := r.mxHosts(ctx, domain, mxs)
+	selfPref, self := r.selfPreference(mxs, hosts, port)
+	var ts []Target
+	var fails []*Failure
+	for i, mx := range mxs {
+		if self && int(mx.pref) >= selfPref {
+			break
+		}
+		if hosts[i].fail != nil {
+			fails = append(fails, hosts[i].fail)
+			continue
+		}
+		for _, a := range hosts[i].addrs {
+			if r.allowed(a) {
+				ts = append(ts, Target{Host: mx.host, Addr: netip.AddrPortFrom(a, port), Pref: int(mx.pref)})
+			}
+		}
 	}
-	res := make([]hostRes, len(mxs))
+	if len(ts) > 0 {
+		return ts, self, nil
+	}
+	return nil, self, r.noMXTarget(domain, self, fails)
+}
+
+// lookupFailure is the failure of a DNS lookup of a "host" or "domain"
+// name; nil if err is.
+func lookupFailure(err error, what, name string) *Failure {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrBadAddress):
+		return failure(550, postern.ESC(5, 1, 2), "bad "+what+" name "+name, err)
+	case errors.Is(err, errNXDomain):
+		return failure(550, postern.ESC(5, 1, 2), "Host or domain name not found: "+name, fmt.Errorf("%w: %s", ErrNoDomain, name))
+	default:
+		return failure(451, postern.ESC(4, 4, 3), "DNS lookup failed: "+dnsText(err), err)
+	}
+}
+
+// implicitMX is the domain itself as its MX, preference 0, for a domain
+// without MX records (RFC 5321 §5.1).
+func (r *Router) implicitMX(ctx context.Context, domain string, port uint16) ([]Target, bool, *Failure) {
+	if r.localNames[domain] {
+		return nil, true, r.loopFailure(domain)
+	}
+	addrs, f := r.hostAddrs(ctx, domain, "")
+	if f != nil {
+		return nil, false, f
+	}
+	var ts []Target
+	self := false
+	for _, a := range addrs {
+		if r.isSelf(a, port, true) {
+			self = true
+			continue
+		}
+		ts = append(ts, Target{Host: domain, Addr: netip.AddrPortFrom(a, port)})
+	}
+	if len(ts) == 0 {
+		return nil, self, r.loopFailure(domain)
+	}
+	return ts, self, nil
+}
+
+// mxHost is what an MX host resolved to.
+type mxHost struct {
+	addrs []netip.Addr
+	fail  *Failure
+	self  bool // one of this host's names
+}
+
+// mxHosts resolves the MX hosts of domain, all at once.
+func (r *Router) mxHosts(ctx context.Context, domain string, mxs []mxRecord) []mxHost {
+	res := make([]mxHost, len(mxs))
 	var wg sync.WaitGroup
 	for i, mx := range mxs {
 		if a, err := netip.ParseAddr(mx.host); err == nil {
@@ -681,56 +737,42 @@ func (r *Router) mxTargets(ctx context.Context, domain string, port uint16) ([]T
 		wg.Go(func() { res[i].addrs, res[i].fail = r.hostAddrs(ctx, mx.host, domain) })
 	}
 	wg.Wait()
+	return res
+}
 
-	// RFC 5321 §5.1: if this host is among the exchangers, only those
-	// strictly more preferred may be used.
-	selfPref, self := -1, false
+// selfPreference finds this host among the exchangers, by name or
+// address, and returns its preference: RFC 5321 §5.1, only those
+// strictly more preferred may be used.
+func (r *Router) selfPreference(mxs []mxRecord, hosts []mxHost, port uint16) (pref int, self bool) {
 	for i, mx := range mxs {
-		if !res[i].self {
-			for _, a := range res[i].addrs {
+		if !hosts[i].self {
+			for _, a := range hosts[i].addrs {
 				if r.isSelf(a, port, true) {
-					res[i].self = true
+					hosts[i].self = true
 				}
 			}
 		}
-		if res[i].self {
-			self = true
-			selfPref = int(mx.pref)
-			break
+		if hosts[i].self {
+			return int(mx.pref), true
 		}
 	}
-	var ts []Target
-	var fails []*Failure
-	for i, mx := range mxs {
-		if self && int(mx.pref) >= selfPref {
-			break
-		}
-		if res[i].fail != nil {
-			fails = append(fails, res[i].fail)
-			continue
-		}
-		for _, a := range res[i].addrs {
-			if !r.allowed(a) {
-				continue
-			}
-			ts = append(ts, Target{Host: mx.host, Addr: netip.AddrPortFrom(a, port), Pref: int(mx.pref)})
-		}
-	}
-	switch {
-	case len(ts) > 0:
-		return ts, self, nil
-	case self && len(fails) == 0:
-		return nil, true, r.loopFailure(domain)
+	return -1, false
+}
+
+// noMXTarget is the failure when no MX host of domain gave a target.
+func (r *Router) noMXTarget(domain string, self bool, fails []*Failure) *Failure {
+	if self && len(fails) == 0 {
+		return r.loopFailure(domain)
 	}
 	for _, f := range fails {
 		if f.Temporary() {
-			return nil, self, f
+			return f
 		}
 	}
 	if len(fails) > 0 {
-		return nil, self, failure(550, postern.ESC(5, 4, 4), "no address for any MX host of "+domain, fmt.Errorf("%w: MX hosts of %s: %v", ErrNoAddress, domain, fails[0].Err))
+		return failure(550, postern.ESC(5, 4, 4), "no address for any MX host of "+domain, fmt.Errorf("%w: MX hosts of %s: %v", ErrNoAddress, domain, fails[0].Err))
 	}
-	return nil, self, failure(550, postern.ESC(5, 4, 4), "no usable MX host for "+domain, fmt.Errorf("%w: %s", ErrNoAddress, domain))
+	return failure(550, postern.ESC(5, 4, 4), "no usable MX host for "+domain, fmt.Errorf("%w: %s", ErrNoAddress, domain))
 }
 
 // sortMX orders by preference and shuffles records of equal preference

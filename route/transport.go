@@ -3,6 +3,7 @@ package route
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -135,12 +136,12 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 	}
 	t := &Transport{
 		router: cfg.Router, hostname: cfg.Hostname, tls: cfg.TLS, tlsBase: cfg.TLSConfig,
-		connectTimeout: orDur(cfg.ConnectTimeout, DefaultConnectTimeout),
-		cmdTimeout:     orDur(cfg.CommandTimeout, DefaultCommandTimeout),
-		dataTimeout:    orDur(cfg.DataTimeout, DefaultDataTimeout),
-		maxSessions:    orInt(cfg.MaxSessions, DefaultMaxSessions),
-		maxMsgs:        orInt(cfg.MaxMessagesPerConn, DefaultMaxMessages),
-		maxAge:         orDur(cfg.MaxConnAge, DefaultMaxConnAge),
+		connectTimeout: cmp.Or(cfg.ConnectTimeout, DefaultConnectTimeout),
+		cmdTimeout:     cmp.Or(cfg.CommandTimeout, DefaultCommandTimeout),
+		dataTimeout:    cmp.Or(cfg.DataTimeout, DefaultDataTimeout),
+		maxSessions:    cmp.Or(cfg.MaxSessions, DefaultMaxSessions),
+		maxMsgs:        cmp.Or(cfg.MaxMessagesPerConn, DefaultMaxMessages),
+		maxAge:         cmp.Or(cfg.MaxConnAge, DefaultMaxConnAge),
 		maildir:        cfg.MaildirRoot,
 		maildirExist:   cfg.MaildirExistingOnly,
 		dialer:         cfg.Dialer,
@@ -169,24 +170,10 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		t.log = postern.DiscardLogger()
 	}
 	if !cfg.DisableConnCache {
-		t.pool = newPool(orInt(cfg.MaxIdlePerHost, DefaultMaxIdlePerHost), orInt(cfg.MaxIdle, DefaultMaxIdle),
-			orDur(cfg.IdleTimeout, DefaultIdleTimeout), t.closeSession)
+		t.pool = newPool(cmp.Or(cfg.MaxIdlePerHost, DefaultMaxIdlePerHost), cmp.Or(cfg.MaxIdle, DefaultMaxIdle),
+			cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout), t.closeSession)
 	}
 	return t, nil
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
-func orInt(n, def int) int {
-	if n == 0 {
-		return def
-	}
-	return n
 }
 
 // Router returns the transport's router.
@@ -485,145 +472,191 @@ func (t *Transport) attempt(ctx context.Context, d *queue.Delivery, env *queue.E
 // in a known state is released to the pool.
 func (t *Transport) transaction(ctx context.Context, s *session, d *queue.Delivery, env *queue.Envelope,
 	jobs []*rcptJob, results []queue.Result) attemptOut {
-	host := s.target.Host
-	name := s.target.String()
-	c := s.c
-	remote := func(r postern.Reply) queue.Result { return queue.Result{Reply: r, RemoteMTA: host} }
-	all := func(r queue.Result) attemptOut {
-		for _, j := range jobs {
-			setResult(results, j, r)
-		}
+	x := &txn{t: t, ctx: ctx, s: s, d: d, env: env, results: results}
+	x.hasDSN, _ = s.c.Extension("DSN")
+	hasUTF8, _ := s.c.Extension("SMTPUTF8")
+	needUTF8 := needsSMTPUTF8(env, jobs, d)
+	if refusal := x.unfit(hasUTF8, needUTF8); !refusal.IsZero() {
+		x.set(jobs, x.remote(refusal))
 		return attemptOut{}
 	}
-	// lost ends the session on a failure that is not a server reply;
-	// before DATA nothing was delivered, so the next host may have them.
-	lost := func(st step, err error, pending []*rcptJob, next bool) attemptOut {
-		s.broken = true
-		return attemptOut{pending: pending, last: queue.Result{Reply: localFailure(ctx, name, st, err)}, next: next}
+	if out, done := x.mail(jobs, hasUTF8 && (env.SMTPUTF8 || needUTF8)); done {
+		return out
 	}
+	accepted, out, done := x.rcpts(jobs)
+	if done || len(accepted) == 0 {
+		return out
+	}
+	return x.data(accepted)
+}
 
-	hasDSN, _ := c.Extension("DSN")
-	hasUTF8, _ := c.Extension("SMTPUTF8")
-	needUTF8 := needsSMTPUTF8(env, jobs, d)
+// txn is one transaction on a session: what it delivers and where the
+// results go.
+type txn struct {
+	t       *Transport
+	ctx     context.Context
+	s       *session
+	d       *queue.Delivery
+	env     *queue.Envelope
+	results []queue.Result
+	hasDSN  bool // the server offers DSN (RFC 3461)
+}
+
+// remote is a result the server gave.
+func (x *txn) remote(r postern.Reply) queue.Result {
+	return queue.Result{Reply: r, RemoteMTA: x.s.target.Host}
+}
+
+// set gives each of jobs the result r.
+func (x *txn) set(jobs []*rcptJob, r queue.Result) {
+	for _, j := range jobs {
+		setResult(x.results, j, r)
+	}
+}
+
+// lost ends the session on a failure that is not a server reply; before
+// the final dot nothing was delivered, so the next host may have them.
+func (x *txn) lost(st step, err error, pending []*rcptJob) attemptOut {
+	x.s.broken = true
+	return attemptOut{pending: pending, last: queue.Result{Reply: localFailure(x.ctx, x.s.target.String(), st, err)}, next: true}
+}
+
+// unfit returns the refusal for a message this server cannot take as it
+// stands (zero if it can): one that needs SMTPUTF8, REQUIRETLS or a
+// larger SIZE than the server offers.
+func (x *txn) unfit(hasUTF8, needUTF8 bool) postern.Reply {
+	name := x.s.target.String()
 	if needUTF8 && !hasUTF8 {
 		// RFC 6531 §3.2: no downgrade; the message cannot go this way.
-		return all(remote(postern.NewReply(550, postern.ESC(5, 6, 7), "SMTPUTF8 is required, but was not offered by host "+name)))
+		return postern.NewReply(550, postern.ESC(5, 6, 7), "SMTPUTF8 is required, but was not offered by host "+name)
 	}
-	if max, ok := c.MaxMessageSize(); ok && max > 0 && d.Size > int64(max) {
-		return all(remote(postern.NewReply(552, postern.ESC(5, 3, 4),
-			fmt.Sprintf("message size %d exceeds size limit %d of server %s", d.Size, max, name))))
+	if max, ok := x.s.c.MaxMessageSize(); ok && max > 0 && x.d.Size > int64(max) {
+		return postern.NewReply(552, postern.ESC(5, 3, 4),
+			fmt.Sprintf("message size %d exceeds size limit %d of server %s", x.d.Size, max, name))
 	}
-	if env.RequireTLS {
-		if ok, _ := c.Extension("REQUIRETLS"); !ok || !s.verified {
-			return all(remote(postern.NewReply(550, postern.ESC(5, 7, 30), "REQUIRETLS support required, but not offered by host "+name)))
+	if x.env.RequireTLS {
+		if ok, _ := x.s.c.Extension("REQUIRETLS"); !ok || !x.s.verified {
+			return postern.NewReply(550, postern.ESC(5, 7, 30), "REQUIRETLS support required, but not offered by host "+name)
 		}
 	}
+	return postern.Reply{}
+}
 
+// mail sends MAIL FROM; done says the transaction ends there, with out.
+func (x *txn) mail(jobs []*rcptJob, utf8 bool) (out attemptOut, done bool) {
 	// go-smtp writes MAIL FROM:<%s> and RCPT TO:<%s> as given: the wire
 	// form keeps a quoted local part one mailbox (RFC 5321 §4.1.2).
-	if err := c.Mail(postern.WireAddr(env.From), mailOptions(env, d.Size, hasUTF8 && (env.SMTPUTF8 || needUTF8))); err != nil {
-		rep, isReply := serverReply(err)
-		if !isReply {
-			return lost(stepMAIL, err, jobs, true)
-		}
-		if rep.Code == 421 {
-			// Closing down (RFC 5321 §3.8): like a refused greeting,
-			// the next host may take the mail.
-			s.broken = true
-			return attemptOut{pending: jobs, last: remote(rep), next: true}
-		}
-		if rep.Code/100 != 2 {
-			return all(remote(rep))
-		}
+	err := x.s.c.Mail(postern.WireAddr(x.env.From), mailOptions(x.env, x.d.Size, utf8))
+	if err == nil {
+		return attemptOut{}, false
 	}
+	rep, isReply := serverReply(err)
+	switch {
+	case !isReply:
+		return x.lost(stepMAIL, err, jobs), true
+	case rep.Code == 421:
+		// Closing down (RFC 5321 §3.8): like a refused greeting, the
+		// next host may take the mail.
+		x.s.broken = true
+		return attemptOut{pending: jobs, last: x.remote(rep), next: true}, true
+	case rep.Code/100 != 2:
+		x.set(jobs, x.remote(rep))
+		return attemptOut{}, true
+	}
+	return attemptOut{}, false
+}
 
-	var accepted []*rcptJob
+// rcpts sends RCPT TO for each job and returns those accepted; a refused
+// one gets the server's reply as its result. done says the transaction
+// ends there, with out.
+func (x *txn) rcpts(jobs []*rcptJob) (accepted []*rcptJob, out attemptOut, done bool) {
 	for k, j := range jobs {
 		var opts *smtp.RcptOptions
-		if hasDSN {
+		if x.hasDSN {
 			opts = rcptOptions(j.r)
 		}
-		err := c.Rcpt(j.wire, opts)
+		err := x.s.c.Rcpt(j.wire, opts)
 		if err == nil {
 			accepted = append(accepted, j)
 			continue
 		}
 		rep, isReply := serverReply(err)
 		if !isReply {
-			return lost(stepRCPT, err, append(accepted, jobs[k:]...), true)
+			return nil, x.lost(stepRCPT, err, append(accepted, jobs[k:]...)), true
 		}
 		if rep.Code/100 == 2 {
 			accepted = append(accepted, j)
 			continue
 		}
-		setResult(results, j, remote(rep))
+		setResult(x.results, j, x.remote(rep))
 		if rep.Code == 421 {
 			// The server is closing the session (RFC 5321 §3.8).
-			s.broken = true
-			for _, jj := range append(accepted, jobs[k+1:]...) {
-				setResult(results, jj, remote(rep))
-			}
-			return attemptOut{}
+			x.s.broken = true
+			x.set(append(accepted, jobs[k+1:]...), x.remote(rep))
+			return nil, attemptOut{}, true
 		}
 	}
-	if len(accepted) == 0 {
-		return attemptOut{}
-	}
-	setAccepted := func(r queue.Result) {
-		for _, j := range accepted {
-			setResult(results, j, r)
-		}
-	}
+	return accepted, attemptOut{}, false
+}
 
-	w, err := c.Data()
+// data sends DATA and the message to the accepted recipients and sets
+// their results from the reply (replies, for LMTP) to its end.
+func (x *txn) data(accepted []*rcptJob) attemptOut {
+	w, err := x.s.c.Data()
 	if err != nil {
 		rep, isReply := serverReply(err)
 		if !isReply || rep.Code/100 == 2 {
-			return lost(stepDATA, err, accepted, true)
+			return x.lost(stepDATA, err, accepted)
 		}
 		if rep.Code == 421 {
-			s.broken = true
+			x.s.broken = true
 		}
-		setAccepted(remote(rep))
+		x.set(accepted, x.remote(rep))
 		return attemptOut{}
 	}
-	s.conn.setPhase(time.Now().Add(t.dataTimeout))
-	defer s.conn.setPhase(time.Time{})
-	src := &readErrTracker{r: io.NewSectionReader(d.Message, 0, d.Size)}
+	x.s.conn.setPhase(time.Now().Add(x.t.dataTimeout))
+	defer x.s.conn.setPhase(time.Time{})
+	src := &readErrTracker{r: io.NewSectionReader(x.d.Message, 0, x.d.Size)}
 	if _, err := io.Copy(&bareCRWriter{w: w}, src); err != nil {
-		s.broken = true
+		x.s.broken = true
 		if src.err != nil {
-			setAccepted(queue.Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "cannot read the queued message: "+src.err.Error())})
+			x.set(accepted, queue.Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "cannot read the queued message: "+src.err.Error())})
 			return attemptOut{}
 		}
 		// The final dot was not sent: nothing was delivered.
-		return lost(stepBody, err, accepted, true)
+		return x.lost(stepBody, err, accepted)
 	}
-	relayed := s.kind == KindSMTP && !hasDSN
-	if s.kind == KindLMTP {
-		t.lmtpReplies(ctx, s, w, accepted, results)
-		s.msgs++
+	if x.s.kind == KindLMTP {
+		x.t.lmtpReplies(x.ctx, x.s, w, accepted, x.results)
+		x.s.msgs++
 		return attemptOut{}
 	}
-	resp, err := w.CloseWithResponse()
-	s.msgs++
-	if err != nil {
-		rep, isReply := serverReply(err)
-		if !isReply {
-			// The message may have been delivered; another host would
-			// get it twice, so this attempt ends here.
-			s.broken = true
-			setAccepted(queue.Result{Reply: localFailure(ctx, name, stepDot, err)})
-			return attemptOut{}
-		}
-		if rep.Code == 421 {
-			s.broken = true
-		}
-		setAccepted(queue.Result{Reply: rep, RemoteMTA: host, Relayed: relayed && rep.Code/100 == 2})
-		return attemptOut{}
-	}
-	setAccepted(queue.Result{Reply: okReply(250, resp.StatusText), RemoteMTA: host, Relayed: relayed})
+	x.endOfData(w, accepted)
 	return attemptOut{}
+}
+
+// endOfData sends the final dot and sets the accepted recipients' results
+// from the one reply.
+func (x *txn) endOfData(w *smtp.DataCommand, accepted []*rcptJob) {
+	relayed := x.s.kind == KindSMTP && !x.hasDSN
+	resp, err := w.CloseWithResponse()
+	x.s.msgs++
+	if err == nil {
+		x.set(accepted, queue.Result{Reply: okReply(250, resp.StatusText), RemoteMTA: x.s.target.Host, Relayed: relayed})
+		return
+	}
+	rep, isReply := serverReply(err)
+	if !isReply {
+		// The message may have been delivered; another host would get it
+		// twice, so this attempt ends here.
+		x.s.broken = true
+		x.set(accepted, queue.Result{Reply: localFailure(x.ctx, x.s.target.String(), stepDot, err)})
+		return
+	}
+	if rep.Code == 421 {
+		x.s.broken = true
+	}
+	x.set(accepted, queue.Result{Reply: rep, RemoteMTA: x.s.target.Host, Relayed: relayed && rep.Code/100 == 2})
 }
 
 // lmtpReplies reads one reply per accepted recipient after the end of

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -420,18 +421,28 @@ func TestDeliverSessionLimit(t *testing.T) {
 	assert.EqualValues(t, 0, third.Load(), "the third host is not tried")
 }
 
+// A peer that stops answering ends the attempt at the timeout of the
+// step it stopped in, Postfix's defaults here.
 func TestDeliverHangingPeer(t *testing.T) {
-	addr, _ := rawServer(t, "127.0.0.1:0", func(c net.Conn) { io.Copy(io.Discard, c) })
-	tr := mtTransport(t, "example.net esmtp:"+hostPort(addr)+"\n", TransportConfig{CommandTimeout: 200 * time.Millisecond})
-	res := tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
-	assert.Equal(t, "451 4.4.2 conversation with "+hostPort(addr)+" timed out while receiving the initial server greeting", res[0].Reply.Error())
+	synctest.Test(t, func(t *testing.T) {
+		// It never greets: CommandTimeout.
+		l := testutil.NewPipeListener("127.0.0.1:25")
+		serveRaw(t, l, func(c net.Conn) { io.Copy(io.Discard, c) })
+		tr := mtTransport(t, "example.net esmtp:[127.0.0.1]:25\n", TransportConfig{CommandTimeout: DefaultCommandTimeout, Dialer: l.DialContext})
+		start := time.Now()
+		res := tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
+		assert.Equal(t, "451 4.4.2 conversation with [127.0.0.1]:25 timed out while receiving the initial server greeting", res[0].Reply.Error())
+		assert.Equal(t, DefaultCommandTimeout, time.Since(start))
 
-	// Hangs after the message: the attempt ends at DataTimeout.
-	s := startSink(t, "127.0.0.1:0", sinkConfig{block: make(chan struct{})})
-	tr = mtTransport(t, "example.net esmtp:"+hostPort(s.addr)+"\n", TransportConfig{DataTimeout: 300 * time.Millisecond})
-	res = tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
-	assert.Equal(t, 451, res[0].Reply.Code)
-	assert.Contains(t, res[0].Reply.Text(), "timed out while sending end of data -- message may be sent more than once")
+		// It hangs after the message: DataTimeout.
+		s := startPipeSink(t, sinkConfig{block: make(chan struct{})})
+		tr = mtTransport(t, "example.net esmtp:[127.0.0.1]:25\n", TransportConfig{DataTimeout: DefaultDataTimeout, Dialer: s.dial})
+		start = time.Now()
+		res = tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
+		assert.Equal(t, 451, res[0].Reply.Code)
+		assert.Contains(t, res[0].Reply.Text(), "timed out while sending end of data -- message may be sent more than once")
+		assert.Equal(t, DefaultDataTimeout, time.Since(start))
+	})
 }
 
 func TestDeliverCancelled(t *testing.T) {
@@ -547,13 +558,31 @@ func TestConnectionReuse(t *testing.T) {
 		assert.Zero(t, tr.IdleConns())
 		assert.Equal(t, 2, s.ln.count("QUIT"))
 	}
+}
 
-	// Idle connections are closed after IdleTimeout.
-	s = startSink(t, "127.0.0.1:0", sinkConfig{})
-	tr = mtTransport(t, "example.net esmtp:"+hostPort(s.addr)+"\n", TransportConfig{IdleTimeout: 20 * time.Millisecond})
-	res = tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
-	require.Equal(t, 250, res[0].Reply.Code)
-	require.Eventually(t, func() bool { return tr.IdleConns() == 0 && s.ln.count("QUIT") == 1 }, 10*time.Second, 5*time.Millisecond)
+// An idle connection is kept for IdleTimeout, then closed with QUIT.
+func TestIdleConnectionClosed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := startPipeSink(t, sinkConfig{})
+		const idle = 5 * time.Second
+		tr := mtTransport(t, "example.net esmtp:[127.0.0.1]:25\n", TransportConfig{IdleTimeout: idle, Dialer: s.dial})
+		res := tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
+		require.Equal(t, 250, res[0].Reply.Code, res[0].Reply.Error())
+		time.Sleep(idle - time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, 1, tr.IdleConns(), "kept until IdleTimeout")
+		res = tr.Deliver(bg, delivery("a@sender.test", "b@example.net"))
+		require.Equal(t, 250, res[0].Reply.Code)
+		assert.EqualValues(t, 1, s.accepts(), "and used again")
+
+		time.Sleep(idle - time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, 1, tr.IdleConns(), "IdleTimeout counts from the last use")
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		assert.Zero(t, tr.IdleConns())
+		assert.Equal(t, 1, s.ln.count("QUIT"), "closed politely")
+	})
 }
 
 func TestLMTP(t *testing.T) {

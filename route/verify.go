@@ -1,6 +1,7 @@
 package route
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"fmt"
@@ -56,7 +57,8 @@ type VerifyResult struct {
 	// StatusInvalid, 450 4.1.1 or 451 4.4.x for StatusTempFail; zero
 	// otherwise.
 	Reply postern.Reply
-	// Source is "list", "maildir", "callahead" or "mailertable".
+	// Source is "list", "directory", "maildir", "callahead" or
+	// "mailertable".
 	Source string
 	// Remote is the next hop's own reply to RCPT, when it was asked.
 	Remote postern.Reply
@@ -71,6 +73,18 @@ type VerifierConfig struct {
 	// Recipients is a list of valid recipients. For a domain it covers,
 	// it decides alone.
 	Recipients RecipientsSource
+	// Directory is a user directory (auth/directory implements it). For
+	// a domain it covers and Recipients does not, it decides alone: an
+	// address it has is valid, one it has not is 550 5.1.1, and when it
+	// cannot answer, DirectoryOnError applies. It keeps its own cache.
+	Directory RecipientDirectory
+	// DirectoryOnError is the policy for a directory that cannot answer.
+	// The default, postern.OnErrorTempFail, answers 451 4.3.0 and the
+	// client retries; postern.OnErrorAccept lets the recipient through
+	// unverified (StatusUnknown). postern.OnErrorReject is refused by
+	// NewVerifier: a directory that is down never makes a recipient
+	// unknown (550), or mail would bounce for an outage.
+	DirectoryOnError postern.ErrorPolicy
 	// Mailboxes verifies recipients that Transport delivers "local:"
 	// against its Maildir: with the transport's MaildirExistingOnly a
 	// mailbox that does not exist is 550 5.1.1, else every address is
@@ -117,6 +131,8 @@ type VerifierConfig struct {
 // checks of one address share one call-ahead.
 type Verifier struct {
 	list     RecipientsSource
+	dir      RecipientDirectory
+	dirError postern.ErrorPolicy // resolved
 	boxes    bool
 	tr       *Transport
 	callAhd  bool
@@ -145,18 +161,21 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	if cfg.Mailboxes && cfg.Transport == nil {
 		return nil, fmt.Errorf("%w: Mailboxes needs a Transport", ErrConfig)
 	}
-	if cfg.Recipients == nil && !cfg.CallAhead && !cfg.Mailboxes {
-		return nil, fmt.Errorf("%w: Verifier needs Recipients, Mailboxes or CallAhead", ErrConfig)
+	if cfg.Recipients == nil && cfg.Directory == nil && !cfg.CallAhead && !cfg.Mailboxes {
+		return nil, fmt.Errorf("%w: Verifier needs Recipients, Directory, Mailboxes or CallAhead", ErrConfig)
+	}
+	if !cfg.DirectoryOnError.Valid() || cfg.DirectoryOnError == postern.OnErrorReject {
+		return nil, fmt.Errorf("%w: DirectoryOnError must be tempfail or accept", ErrConfig)
 	}
 	if !cfg.OnError.Valid() || cfg.CacheSize < 0 || cfg.Timeout < 0 {
 		return nil, fmt.Errorf("%w: bad OnError, CacheSize or Timeout", ErrConfig)
 	}
 	v := &Verifier{
-		list: cfg.Recipients, boxes: cfg.Mailboxes, tr: cfg.Transport, callAhd: cfg.CallAhead,
-		posTTL: orDur(cfg.PositiveTTL, DefaultPositiveTTL), negTTL: orDur(cfg.NegativeTTL, DefaultNegativeTTL),
-		onError: cfg.OnError.Or(postern.OnErrorTempFail), timeout: orDur(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
+		list: cfg.Recipients, dir: cfg.Directory, dirError: cfg.DirectoryOnError.Or(postern.OnErrorTempFail), boxes: cfg.Mailboxes, tr: cfg.Transport, callAhd: cfg.CallAhead,
+		posTTL: cmp.Or(cfg.PositiveTTL, DefaultPositiveTTL), negTTL: cmp.Or(cfg.NegativeTTL, DefaultNegativeTTL),
+		onError: cfg.OnError.Or(postern.OnErrorTempFail), timeout: cmp.Or(cfg.Timeout, DefaultVerifyTimeout), delim: cfg.RecipientDelimiter,
 		now: cfg.Now, log: cfg.Logger, flight: map[string]*flight{},
-		cache: newLRU(orInt(cfg.CacheSize, DefaultVerifyCache)),
+		cache: newLRU(cmp.Or(cfg.CacheSize, DefaultVerifyCache)),
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -192,6 +211,9 @@ func (v *Verifier) Verify(ctx context.Context, addr string) (VerifyResult, error
 			}
 			return VerifyResult{Status: StatusInvalid, Source: "list", Reply: invalidReply(addr, " in local recipient table")}, nil
 		}
+	}
+	if v.dir != nil && v.dir.Covers(domain) {
+		return v.directory(ctx, addr)
 	}
 	if v.boxes {
 		if r, ok := v.mailbox(addr); ok {
@@ -263,6 +285,42 @@ func (v *Verifier) applyPolicy(r VerifyResult) VerifyResult {
 		r.Status, r.Reply = StatusInvalid, rej.Reply
 	}
 	return r
+}
+
+// RecipientDirectory is a user directory that knows the recipients of
+// the domains it covers: auth/directory implements it with LDAP.
+// RecipientExists reports whether addr is one of its addresses; an error
+// means it could not answer (it is down, or timed out), not that the
+// address is unknown.
+type RecipientDirectory interface {
+	Covers(domain string) bool
+	RecipientExists(ctx context.Context, addr string) (bool, error)
+}
+
+// directory asks the Directory about addr; with RecipientDelimiter, an
+// address with an extension it does not know is asked again without.
+func (v *Verifier) directory(ctx context.Context, addr string) (VerifyResult, error) {
+	ok, err := v.dir.RecipientExists(ctx, addr)
+	if err == nil && !ok && v.delim != "" {
+		if base := stripExtension(addr, v.delim); base != addr {
+			ok, err = v.dir.RecipientExists(ctx, base)
+		}
+	}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return VerifyResult{}, ctx.Err()
+	case err != nil:
+		v.log.LogAttrs(ctx, slog.LevelWarn, "recipient directory unavailable", slog.String("rcpt", addr),
+			slog.String("action", v.dirError.String()), slog.String("error", err.Error()))
+		if v.dirError == postern.OnErrorAccept {
+			return VerifyResult{Status: StatusUnknown, Source: "directory"}, nil
+		}
+		return VerifyResult{Status: StatusTempFail, Source: "directory",
+			Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "<"+postern.WireAddr(addr)+">: Recipient address verification failed: directory unavailable, try again later")}, nil
+	case ok:
+		return VerifyResult{Status: StatusValid, Source: "directory"}, nil
+	}
+	return VerifyResult{Status: StatusInvalid, Source: "directory", Reply: invalidReply(addr, " in the directory")}, nil
 }
 
 // mailbox answers for an address the transport delivers to a Maildir;

@@ -2,11 +2,13 @@ package route
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -18,7 +20,13 @@ import (
 
 // storeSink is an internal mail store that knows some users.
 func storeSink(t *testing.T, gate chan struct{}) *sink {
-	return startSink(t, "127.0.0.1:0", sinkConfig{rcpt: func(to string) error {
+	return startSink(t, "127.0.0.1:0", storeConfig(gate))
+}
+
+// storeConfig makes a sink a mail store that knows alice and bob; each
+// RCPT waits for gate, if set.
+func storeConfig(gate chan struct{}) sinkConfig {
+	return sinkConfig{rcpt: func(to string) error {
 		if gate != nil {
 			<-gate
 		}
@@ -29,7 +37,7 @@ func storeSink(t *testing.T, gate chan struct{}) *sink {
 			return smtpErr(450, [3]int{4, 2, 1}, "Mailbox busy")
 		}
 		return smtpErr(550, [3]int{5, 1, 1}, "User unknown")
-	}})
+	}}
 }
 
 func newTestVerifier(t *testing.T, table string, cfg VerifierConfig) *Verifier {
@@ -203,44 +211,49 @@ func TestVerifierErrorPolicy(t *testing.T) {
 }
 
 func TestCallAheadSharedAndBounded(t *testing.T) {
-	gate := make(chan struct{})
-	s := storeSink(t, gate)
-	v := newTestVerifier(t, "nix.co.jj esmtp:"+hostPort(s.addr)+"\n", VerifierConfig{CallAhead: true, CacheSize: 2})
-	var wg sync.WaitGroup
-	results := make([]VerifyResult, 5)
-	for i := range results {
-		wg.Go(func() {
-			var err error
-			results[i], err = v.Verify(bg, "bob@nix.co.jj")
-			assert.NoError(t, err)
-		})
-	}
-	ctx, cancel := context.WithCancel(bg)
-	errc := make(chan error)
-	go func() {
-		_, err := v.Verify(ctx, "bob@nix.co.jj")
-		errc <- err
-	}()
-	require.Eventually(t, func() bool { return s.ln.count("RCPT TO:<bob@nix.co.jj>") == 1 }, 10*time.Second, time.Millisecond)
-	// A caller that hangs up returns while the call-ahead goes on.
-	cancel()
-	assert.ErrorIs(t, <-errc, context.Canceled)
-	close(gate)
-	wg.Wait()
-	for _, r := range results {
-		assert.Equal(t, StatusValid, r.Status)
-	}
-	assert.Equal(t, 1, s.ln.count("RCPT TO:<bob@nix.co.jj>"), "one call-ahead for concurrent checks")
-
-	for _, a := range []string{"alice@nix.co.jj", "x@nix.co.jj", "y@nix.co.jj"} {
-		_, err := v.Verify(bg, a)
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		s := startPipeSink(t, storeConfig(gate))
+		v, err := NewVerifier(VerifierConfig{CallAhead: true, CacheSize: 2,
+			Transport: mtTransport(t, "nix.co.jj esmtp:[127.0.0.1]:25\n", TransportConfig{Dialer: s.dial})})
 		require.NoError(t, err)
-	}
-	assert.Equal(t, 2, v.cache.len())
+		var wg sync.WaitGroup
+		results := make([]VerifyResult, 5)
+		for i := range results {
+			wg.Go(func() {
+				var err error
+				results[i], err = v.Verify(bg, "bob@nix.co.jj")
+				assert.NoError(t, err)
+			})
+		}
+		ctx, cancel := context.WithCancel(bg)
+		errc := make(chan error)
+		go func() {
+			_, err := v.Verify(ctx, "bob@nix.co.jj")
+			errc <- err
+		}()
+		synctest.Wait()
+		assert.Equal(t, 1, s.ln.count("RCPT TO:<bob@nix.co.jj>"), "one call-ahead, held at RCPT")
+		// A caller that hangs up returns while the call-ahead goes on.
+		cancel()
+		assert.ErrorIs(t, <-errc, context.Canceled)
+		close(gate)
+		wg.Wait()
+		for _, r := range results {
+			assert.Equal(t, StatusValid, r.Status)
+		}
+		assert.Equal(t, 1, s.ln.count("RCPT TO:<bob@nix.co.jj>"), "one call-ahead for concurrent checks")
 
-	// A caller that gave up gets ctx's error.
-	_, err := v.Verify(ctx, "z@nix.co.jj")
-	assert.ErrorIs(t, err, context.Canceled)
+		for _, a := range []string{"alice@nix.co.jj", "x@nix.co.jj", "y@nix.co.jj"} {
+			_, err := v.Verify(bg, a)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, 2, v.cache.len())
+
+		// A caller that gave up gets ctx's error.
+		_, err = v.Verify(ctx, "z@nix.co.jj")
+		assert.ErrorIs(t, err, context.Canceled)
+	})
 }
 
 func TestStaticList(t *testing.T) {
@@ -322,4 +335,81 @@ func TestFilter(t *testing.T) {
 	assert.ErrorIs(t, err, ErrConfig)
 	_, err = NewFilter(FilterConfig{Verifier: v})
 	assert.ErrorIs(t, err, ErrConfig)
+}
+
+// fakeDirectory is a RecipientDirectory from a map; down makes it fail.
+type fakeDirectory struct {
+	domain string
+	users  map[string]bool
+	down   bool
+	asked  []string
+}
+
+func (d *fakeDirectory) Covers(domain string) bool { return domain == d.domain }
+
+func (d *fakeDirectory) RecipientExists(_ context.Context, addr string) (bool, error) {
+	d.asked = append(d.asked, addr)
+	if d.down {
+		return false, errors.New("ldap: connection refused")
+	}
+	return d.users[addr], nil
+}
+
+func TestDirectory(t *testing.T) {
+	list, err := ParseRecipients(strings.NewReader("static@list.example\n"), "recipients")
+	require.NoError(t, err)
+	dir := &fakeDirectory{domain: "dir.example", users: map[string]bool{"alice@dir.example": true}}
+	var logs testutil.LogBuffer
+	v, err := NewVerifier(VerifierConfig{Recipients: list, Directory: dir, RecipientDelimiter: "+", Logger: logs.Logger()})
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		addr   string
+		status Status
+		source string
+		reply  string
+	}{
+		{"alice@dir.example", StatusValid, "directory", ""},
+		{"alice+news@dir.example", StatusValid, "directory", ""},
+		{"bob@dir.example", StatusInvalid, "directory", "550 5.1.1 <bob@dir.example>: Recipient address rejected: User unknown in the directory"},
+		{"postmaster@dir.example", StatusValid, "postmaster", ""},
+		{"static@list.example", StatusValid, "list", ""},
+		{"x@elsewhere.example", StatusUnknown, "", ""},
+	} {
+		r, err := v.Verify(bg, tc.addr)
+		require.NoError(t, err)
+		assert.Equal(t, tc.status, r.Status, tc.addr)
+		assert.Equal(t, tc.source, r.Source, tc.addr)
+		assert.Equal(t, tc.reply, strings.TrimPrefix(r.Reply.Error(), "no reply"), tc.addr)
+	}
+	assert.NotContains(t, dir.asked, "x@elsewhere.example", "a domain it does not cover is not asked")
+
+	// Down: 451 4.3.0, never 550; with accept, unverified.
+	dir.down = true
+	for _, addr := range []string{"alice@dir.example", "bob@dir.example"} {
+		r, err := v.Verify(bg, addr)
+		require.NoError(t, err)
+		assert.Equal(t, StatusTempFail, r.Status)
+		assert.Equal(t, "451 4.3.0 <"+addr+">: Recipient address verification failed: directory unavailable, try again later", r.Reply.Error())
+	}
+	assert.Len(t, logs.Records(t, "recipient directory unavailable"), 2)
+	open, err := NewVerifier(VerifierConfig{Directory: dir, DirectoryOnError: postern.OnErrorAccept})
+	require.NoError(t, err)
+	r, err := open.Verify(bg, "bob@dir.example")
+	require.NoError(t, err)
+	assert.Equal(t, StatusUnknown, r.Status)
+	_, err = NewVerifier(VerifierConfig{Directory: dir, DirectoryOnError: postern.OnErrorReject})
+	assert.ErrorIs(t, err, ErrConfig, "an outage must never make recipients unknown")
+
+	// Through the filter: 550 and 451 as verdicts.
+	f, err := NewFilter(FilterConfig{Verifier: v, Domains: []string{"dir.example"}})
+	require.NoError(t, err)
+	c := &postern.Conn{ID: "C1", Remote: netip.MustParseAddrPort("192.0.2.1:4000")}
+	vd, err := f.CheckRcpt(bg, c, &postern.Txn{}, &postern.Rcpt{Addr: "bob@dir.example"})
+	require.NoError(t, err)
+	assert.Equal(t, postern.TempFail, vd.Action)
+	assert.Equal(t, "verify: directory", vd.Reason)
+	dir.down = false
+	vd, err = f.CheckRcpt(bg, c, &postern.Txn{}, &postern.Rcpt{Addr: "bob@dir.example"})
+	require.NoError(t, err)
+	assert.Equal(t, postern.Reject, vd.Action)
 }

@@ -132,6 +132,14 @@
 // denied sender is refused at RCPT for that recipient (CheckRcpt: 550
 // 5.7.1); an allowed one is neither scored nor tagged for it.
 //
+// FilterConfig.Lookup is a source asked per recipient first, such as a
+// user directory (PolicyLookup; auth/directory reads the policy from a
+// user's LDAP entry): the policy it finds wins, a recipient it does not
+// know gets the file's entry, and when it cannot answer the filter
+// answers 451 4.3.0 (OnLookupError, a postern.ErrorPolicy). The policy
+// types (RcptPolicy, SpamMode, SenderMatch) live in scan/scanner, so such
+// a source builds them without importing this package (or enmime).
+//
 // When the recipients of one message want different things, the message
 // is scanned once and decided per recipient (Report.Rcpts). If all get
 // the same copy its edits are recorded on the message as usual. If not,

@@ -62,6 +62,17 @@ type FilterConfig struct {
 	// Policy gives per-recipient spam settings and sender lists; nil
 	// gives everyone the filter's settings.
 	Policy PolicySource
+	// Lookup, if set, is asked for each recipient's policy first (a user
+	// directory: auth/directory): the policy it finds wins, and a
+	// recipient it does not know gets Policy's entry. It is asked at RCPT
+	// (deny lists) and at DATA; it should cache its answers.
+	Lookup PolicyLookup
+	// OnLookupError applies when Lookup cannot answer. The default,
+	// postern.OnErrorTempFail, answers 451 4.3.0 (at RCPT and at DATA):
+	// the client retries, and nobody's spam setting is guessed.
+	// OnErrorAccept goes on with Policy's entry, logged; OnErrorReject
+	// answers 550 5.3.0 at RCPT and 554 5.3.0 at DATA.
+	OnLookupError postern.ErrorPolicy
 
 	// OnVirus: ActDefault means ActReject (554 5.7.0).
 	OnVirus Action
@@ -146,6 +157,9 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	if cfg.RejectScore != 0 && cfg.TagScore > cfg.RejectScore {
 		return nil, fmt.Errorf("%w: TagScore %v over RejectScore %v", ErrConfig, cfg.TagScore, cfg.RejectScore)
 	}
+	if !cfg.OnLookupError.Valid() {
+		return nil, fmt.Errorf("%w: bad OnLookupError %v", ErrConfig, cfg.OnLookupError)
+	}
 	if strings.ContainsAny(cfg.SubjectPrefix, "\r\n") {
 		return nil, fmt.Errorf("%w: SubjectPrefix with a line break", ErrConfig)
 	}
@@ -162,10 +176,43 @@ func (f *Filter) policy() *Policy {
 	return f.cfg.Policy.Current()
 }
 
+// PolicyLookup finds one recipient's spam policy in a source that is
+// asked per recipient, such as a user directory (auth/directory
+// implements it). found is false when the source has no policy for the
+// recipient; an error means it could not answer (it is down).
+type PolicyLookup interface {
+	LookupPolicy(ctx context.Context, rcpt string) (p RcptPolicy, found bool, err error)
+}
+
+// rcptPolicy returns the policy of one recipient: Lookup's, else the
+// policy file's. When Lookup fails, v is the verdict OnLookupError
+// gives, or Continue with a reason under OnErrorAccept (the file's
+// entry then applies).
+func (f *Filter) rcptPolicy(ctx context.Context, pol *Policy, st postern.Stage, rcpt string) (RcptPolicy, postern.Verdict) {
+	if f.cfg.Lookup != nil {
+		rp, found, err := f.cfg.Lookup.LookupPolicy(ctx, rcpt)
+		if err != nil {
+			v := f.cfg.OnLookupError.Or(postern.OnErrorTempFail).Verdict(st, postern.ESC(4, 3, 0),
+				"Recipient's spam policy unavailable", "scan: policy of "+rcpt+": "+err.Error())
+			return pol.Lookup(rcpt), v
+		}
+		if found {
+			return rp, postern.Pass
+		}
+	}
+	return pol.Lookup(rcpt), postern.Pass
+}
+
 // CheckRcpt refuses a recipient whose policy denies the sender: 550
 // 5.7.1. Nothing else happens at RCPT.
 func (f *Filter) CheckRcpt(ctx context.Context, c *postern.Conn, t *postern.Txn, r *postern.Rcpt) (postern.Verdict, error) {
-	rp := f.policy().Lookup(r.Addr)
+	rp, lv := f.rcptPolicy(ctx, f.policy(), postern.StageRcpt, r.Addr)
+	if lv.Reason != "" {
+		f.logDecision(ctx, c, t, postern.StageRcpt, lv, slog.String("rcpt", r.Addr))
+		if lv.Final() {
+			return lv, nil
+		}
+	}
 	if rp.Sender(t.From) != SenderDenied {
 		return postern.Pass, nil
 	}
@@ -312,7 +359,14 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, m *
 	rps := make([]RcptPolicy, len(t.Rcpts))
 	needSpam := false
 	for i, r := range t.Rcpts {
-		rps[i] = pol.Lookup(r.Addr)
+		var lv postern.Verdict
+		rps[i], lv = f.rcptPolicy(ctx, pol, postern.StageData, r.Addr)
+		if lv.Final() {
+			return lv, nil
+		}
+		if lv.Reason != "" {
+			f.logDecision(ctx, c, t, postern.StageData, lv, slog.String("rcpt", r.Addr))
+		}
 		if rps[i].SpamFiltering() && rps[i].Sender(t.From) == SenderUnlisted {
 			needSpam = true
 		}

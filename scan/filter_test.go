@@ -7,7 +7,6 @@ import (
 	"flag"
 	"io"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -25,15 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/go
 // golden compares got with testdata/golden/name, or writes it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-		return
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test ./scan -run %s -update", t.Name())
-	assert.Equal(t, string(want), got)
+	testutil.Golden(t, filepath.Join("testdata", "golden", name), []byte(got), *update)
 }
 
 // stubScanner answers with a fixed result or error. The filter's logic is
@@ -98,12 +89,7 @@ func newFilter(t *testing.T, cfg FilterConfig) *Filter {
 	return f
 }
 
-func render(t *testing.T, m *postern.Message) string {
-	t.Helper()
-	var b bytes.Buffer
-	require.NoError(t, m.Render(&b))
-	return b.String()
-}
+var render = testutil.Render
 
 func TestFilterVirus(t *testing.T) {
 	tests := []struct {

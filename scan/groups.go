@@ -2,6 +2,7 @@ package scan
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"mime"
 	"strings"
@@ -24,57 +25,11 @@ func (f *Filter) decideSpam(t *postern.Txn, m *postern.Message, rps []RcptPolicy
 		subject = enmime.DecodeRFC2047(m.Header().Get("Subject"))
 	}
 	rep.Rcpts = make([]RcptDecision, len(t.Rcpts))
-	var tagged, plain []postern.HeaderEdit // built once, shared
+	edits := &spamEditCache{f: f, m: m, subject: subject, res: res}
 	drops, rejected := 0, 0
 	for i, r := range t.Rcpts {
-		rp := rps[i]
-		d := RcptDecision{Rcpt: r.Addr, Policy: rp}
-		sender := rp.Sender(t.From)
-		switch {
-		case sender == SenderDenied:
-			d.Decision = SpamDenied
-		case !rp.SpamFiltering():
-			d.Decision = SpamFilterOff
-		case sender == SenderAllowed:
-			d.Decision = SpamAllowed
-		case res == nil:
-			d.Decision = SpamNotScored
-		default:
-			d.TagScore = nonZero(rp.TagScore, f.cfg.TagScore)
-			if !rp.NeverReject {
-				d.RejectScore = nonZero(rp.RejectScore, f.cfg.RejectScore)
-			}
-			isTagged := res.Spam
-			if d.TagScore != 0 {
-				isTagged = res.Score >= d.TagScore
-			}
-			switch {
-			case d.RejectScore != 0 && res.Score >= d.RejectScore:
-				d.Decision = SpamRejected
-			case isTagged:
-				d.Decision = SpamTagged
-				if d.TagScore == f.cfg.TagScore && tagged != nil {
-					d.Edits = tagged
-				} else {
-					d.Edits = f.spamEdits(m, subject, res, d.TagScore, true)
-					if d.TagScore == f.cfg.TagScore {
-						tagged = d.Edits
-					}
-				}
-			default:
-				d.Decision = SpamClean
-				if f.cfg.AlwaysAddStatus {
-					if d.TagScore == f.cfg.TagScore && plain != nil {
-						d.Edits = plain
-					} else {
-						d.Edits = f.spamEdits(m, subject, res, d.TagScore, false)
-						if d.TagScore == f.cfg.TagScore {
-							plain = d.Edits
-						}
-					}
-				}
-			}
-		}
+		d := RcptDecision{Rcpt: r.Addr, Policy: rps[i]}
+		f.decideRcpt(&d, t.From, res, edits)
 		if d.Decision.drops() {
 			drops++
 		}
@@ -110,11 +65,70 @@ func (f *Filter) decideSpam(t *postern.Txn, m *postern.Message, rps []RcptPolicy
 	return postern.Verdict{Reason: score}
 }
 
-func nonZero(a, b float64) float64 {
-	if a != 0 {
-		return a
+// decideRcpt decides what the spam verdict res means for one recipient,
+// by its policy: its decision, scores and header edits.
+func (f *Filter) decideRcpt(d *RcptDecision, from string, res *Result, edits *spamEditCache) {
+	rp := d.Policy
+	sender := rp.Sender(from)
+	switch {
+	case sender == SenderDenied:
+		d.Decision = SpamDenied
+		return
+	case !rp.SpamFiltering():
+		d.Decision = SpamFilterOff
+		return
+	case sender == SenderAllowed:
+		d.Decision = SpamAllowed
+		return
+	case res == nil:
+		d.Decision = SpamNotScored
+		return
 	}
-	return b
+	d.TagScore = cmp.Or(rp.TagScore, f.cfg.TagScore)
+	if !rp.NeverReject {
+		d.RejectScore = cmp.Or(rp.RejectScore, f.cfg.RejectScore)
+	}
+	isTagged := res.Spam
+	if d.TagScore != 0 {
+		isTagged = res.Score >= d.TagScore
+	}
+	switch {
+	case d.RejectScore != 0 && res.Score >= d.RejectScore:
+		d.Decision = SpamRejected
+	case isTagged:
+		d.Decision = SpamTagged
+		d.Edits = edits.get(d.TagScore, true)
+	default:
+		d.Decision = SpamClean
+		if f.cfg.AlwaysAddStatus {
+			d.Edits = edits.get(d.TagScore, false)
+		}
+	}
+}
+
+// spamEditCache builds the header edits of a message's recipients; those
+// at the filter's own tag score share one set, built once.
+type spamEditCache struct {
+	f             *Filter
+	m             *postern.Message
+	subject       string
+	res           *Result
+	tagged, plain []postern.HeaderEdit
+}
+
+func (c *spamEditCache) get(tag float64, tagged bool) []postern.HeaderEdit {
+	shared := &c.plain
+	if tagged {
+		shared = &c.tagged
+	}
+	if tag == c.f.cfg.TagScore && *shared != nil {
+		return *shared
+	}
+	e := c.f.spamEdits(c.m, c.subject, c.res, tag, tagged)
+	if tag == c.f.cfg.TagScore {
+		*shared = e
+	}
+	return e
 }
 
 // spamEdits builds the header edits of a scored copy: X-Spam-Status and

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // eicar is built at run time so that no scanner flags this source.
@@ -92,9 +92,4 @@ func walk(t testing.TB, lim Limits, msg string) (*Content, error) {
 	return w.WalkBytes(context.Background(), []byte(msg))
 }
 
-func spool(t testing.TB, msg string) *postern.Message {
-	t.Helper()
-	m, err := postern.NewMessage(strings.NewReader(msg), int64(len(msg)), 0)
-	require.NoError(t, err)
-	return m
-}
+var spool = testutil.Message

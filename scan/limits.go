@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 )
@@ -61,25 +62,14 @@ func (l Limits) withDefaults() (Limits, error) {
 		l.MaxSize < 0 || l.MaxDecodedBytes < 0 || l.MaxTextBytes < 0 || l.MaxURLs < 0 || l.Timeout < 0 {
 		return l, fmt.Errorf("%w: negative limit in %+v", ErrConfig, l)
 	}
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&l.MaxDepth, DefaultMaxDepth)
-	def(&l.MaxParts, DefaultMaxParts)
-	def(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
-	def(&l.MaxLineLength, DefaultMaxLineLength)
-	def(&l.MaxTextBytes, DefaultMaxTextBytes)
-	def(&l.MaxURLs, DefaultMaxURLs)
-	if l.MaxSize == 0 {
-		l.MaxSize = DefaultMaxSize
-	}
-	if l.MaxDecodedBytes == 0 {
-		l.MaxDecodedBytes = DefaultMaxDecodedBytes
-	}
-	if l.Timeout == 0 {
-		l.Timeout = DefaultTimeout
-	}
+	l.MaxDepth = cmp.Or(l.MaxDepth, DefaultMaxDepth)
+	l.MaxParts = cmp.Or(l.MaxParts, DefaultMaxParts)
+	l.MaxHeaderBytes = cmp.Or(l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	l.MaxLineLength = cmp.Or(l.MaxLineLength, DefaultMaxLineLength)
+	l.MaxTextBytes = cmp.Or(l.MaxTextBytes, DefaultMaxTextBytes)
+	l.MaxURLs = cmp.Or(l.MaxURLs, DefaultMaxURLs)
+	l.MaxSize = cmp.Or(l.MaxSize, DefaultMaxSize)
+	l.MaxDecodedBytes = cmp.Or(l.MaxDecodedBytes, DefaultMaxDecodedBytes)
+	l.Timeout = cmp.Or(l.Timeout, DefaultTimeout)
 	return l, nil
 }

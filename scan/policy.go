@@ -17,117 +17,39 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/internal/filewatch"
+	"github.com/postern/postern/scan/scanner"
 )
 
+// The per-recipient policy types live in scan/scanner (a source such as
+// a directory builds them without importing this package); these are
+// their names here.
+
 // SpamMode says whether spam filtering applies to a recipient.
-type SpamMode uint8
+type SpamMode = scanner.SpamMode
 
 // Spam modes.
 const (
-	SpamDefault SpamMode = iota // no entry says: filtering is on
-	SpamOn
-	SpamOff
+	SpamDefault = scanner.SpamDefault // no entry says: filtering is on
+	SpamOn      = scanner.SpamOn
+	SpamOff     = scanner.SpamOff
 )
 
-func (m SpamMode) String() string {
-	switch m {
-	case SpamOn:
-		return "on"
-	case SpamOff:
-		return "off"
-	}
-	return "default"
-}
-
 // SenderMatch is how a recipient's lists judge a sender.
-type SenderMatch uint8
+type SenderMatch = scanner.SenderMatch
 
 // Sender matches.
 const (
-	SenderUnlisted SenderMatch = iota
-	SenderAllowed
-	SenderDenied
+	SenderUnlisted = scanner.SenderUnlisted
+	SenderAllowed  = scanner.SenderAllowed
+	SenderDenied   = scanner.SenderDenied
 )
 
-func (s SenderMatch) String() string {
-	switch s {
-	case SenderAllowed:
-		return "allowed"
-	case SenderDenied:
-		return "denied"
-	}
-	return "unlisted"
-}
+// RcptPolicy is the spam policy of one recipient; see scanner.RcptPolicy.
+// The zero value is the policy of a recipient no entry names: filtering
+// on, the filter's scores, no lists.
+type RcptPolicy = scanner.RcptPolicy
 
-// RcptPolicy is a policy file's entry for one recipient. The zero value
-// is the policy of a recipient no entry names: filtering on, the filter's
-// scores, no lists.
-type RcptPolicy struct {
-	// Key is the entry that applied ("user@example.com", "@example.com",
-	// "@.example.com", "*"), "" when none did.
-	Key string
-	// Source is "file:line" of the entry.
-	Source string
-	Spam   SpamMode
-	// TagScore and RejectScore override the filter's when not zero.
-	TagScore    float64
-	RejectScore float64
-	// NeverReject ("reject=off") makes spam only tagged, never refused.
-	NeverReject bool
-	// Allow and Deny list senders: "user@domain", "@domain" (that domain),
-	// "@.domain" (its subdomains), "<>" (the null sender). Lower case.
-	Allow, Deny []string
-}
-
-// SpamFiltering reports whether spam filtering is on for the recipient.
-func (p RcptPolicy) SpamFiltering() bool { return p.Spam != SpamOff }
-
-// Sender judges the envelope sender ("" for the null sender) against the
-// lists. The more specific entry wins (an address over "@domain" over
-// "@.domain"); between equally specific entries, Deny wins.
-func (p RcptPolicy) Sender(from string) SenderMatch {
-	from = normAddr(from)
-	allow, deny := bestMatch(p.Allow, from), bestMatch(p.Deny, from)
-	switch {
-	case deny > 0 && deny >= allow:
-		return SenderDenied
-	case allow > 0:
-		return SenderAllowed
-	}
-	return SenderUnlisted
-}
-
-// bestMatch returns how specifically list names addr: 3 the address, 2
-// its domain, 1 a parent domain, 0 not at all.
-func bestMatch(list []string, addr string) int {
-	best := 0
-	dom := postern.AddrDomain(addr)
-	for _, e := range list {
-		switch {
-		case e == "<>":
-			if addr == "" {
-				return 3
-			}
-		case strings.HasPrefix(e, "@."):
-			if addr != "" && (dom == e[2:] || strings.HasSuffix(dom, e[1:])) {
-				best = max(best, 1)
-			}
-		case strings.HasPrefix(e, "@"):
-			if addr != "" && dom == e[1:] {
-				best = max(best, 2)
-			}
-		case e == addr:
-			return 3
-		}
-	}
-	return best
-}
-
-func normAddr(a string) string {
-	a = strings.TrimSpace(a)
-	a = strings.TrimSuffix(strings.TrimPrefix(a, "<"), ">")
-	return strings.TrimSuffix(strings.ToLower(a), ".")
-}
+func normAddr(a string) string { return scanner.PolicyAddr(a) }
 
 // Policy is a parsed policy file: per-recipient spam settings and sender
 // lists. It is immutable and safe for concurrent use. A nil *Policy gives
@@ -261,7 +183,7 @@ func ParsePolicy(r io.Reader, file string) (*Policy, error) {
 			fields = fields[1:]
 		}
 		for _, f := range fields {
-			if err := cur.setField(f); err != nil {
+			if err := setField(cur, f); err != nil {
 				return nil, perr("%v", err)
 			}
 		}
@@ -280,37 +202,14 @@ func policyKey(k string) (string, error) {
 	if k == "*" {
 		return k, nil
 	}
-	k = normAddr(k)
-	if err := checkListEntry(k, false); err != nil {
-		return "", fmt.Errorf("bad key %q: %v", k, err)
+	e, err := scanner.PolicyEntry(k, false)
+	if err != nil {
+		return "", fmt.Errorf("bad key %q: %v", normAddr(k), err)
 	}
-	return k, nil
+	return e, nil
 }
 
-// checkListEntry checks "user@domain", "@domain", "@.domain" (and "<>"
-// in sender lists).
-func checkListEntry(e string, sender bool) error {
-	if sender && e == "<>" {
-		return nil
-	}
-	if strings.ContainsAny(e, " \t,<>=\"") {
-		return errors.New("contains a space, comma, quote, angle bracket or '='")
-	}
-	at := strings.LastIndexByte(e, '@')
-	if at < 0 {
-		return errors.New("want user@domain, @domain or @.domain")
-	}
-	dom := e[at+1:]
-	if at == 0 && strings.HasPrefix(dom, ".") {
-		dom = dom[1:]
-	}
-	if dom == "" || strings.HasPrefix(dom, ".") || strings.HasSuffix(dom, ".") || strings.Contains(dom, "..") {
-		return errors.New("bad domain")
-	}
-	return nil
-}
-
-func (p *RcptPolicy) setField(f string) error {
+func setField(p *RcptPolicy, f string) error {
 	name, val, ok := strings.Cut(f, "=")
 	if !ok || val == "" {
 		return fmt.Errorf("field %q: want name=value", f)
@@ -342,14 +241,10 @@ func (p *RcptPolicy) setField(f string) error {
 		}
 		p.RejectScore, p.NeverReject = s, false
 	case "allow", "deny":
-		for e := range strings.SplitSeq(val, ",") {
-			if strings.TrimSpace(e) == "<>" {
-				e = "<>"
-			} else {
-				e = normAddr(e)
-			}
-			if err := checkListEntry(e, true); err != nil {
-				return fmt.Errorf("%s entry %q: %v", name, e, err)
+		for raw := range strings.SplitSeq(val, ",") {
+			e, err := scanner.PolicyEntry(raw, true)
+			if err != nil {
+				return fmt.Errorf("%s entry %q: %v", name, normAddr(raw), err)
 			}
 			if strings.EqualFold(name, "allow") {
 				p.Allow = append(p.Allow, e)

@@ -299,23 +299,29 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 	for _, e := range p.Errors {
 		part.Errors = append(part.Errors, e.Name+": "+e.Detail)
 	}
-	idx := len(st.c.Parts)
-	if isContainer(p, top) {
-		part.Multipart = true
-		st.c.Parts = append(st.c.Parts, part)
-		n := 0
-		for c := p.FirstChild; c != nil; c = c.NextSibling {
-			n++
-			if err := st.tree(ctx, c, depth+1, childID(id, n), idx, false); err != nil {
-				return err
-			}
-		}
-		return nil
+	if !isContainer(p, top) {
+		return st.leaf(ctx, p, part)
 	}
+	idx := len(st.c.Parts)
+	part.Multipart = true
+	st.c.Parts = append(st.c.Parts, part)
+	n := 0
+	for c := p.FirstChild; c != nil; c = c.NextSibling {
+		n++
+		if err := st.tree(ctx, c, depth+1, childID(id, n), idx, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leaf adds a part that is not a multipart, with its decoded content:
+// text, an attached message (walked in turn) or opaque bytes.
+func (st *walkState) leaf(ctx context.Context, p *enmime.Part, part Part) error {
 	content := p.Content
 	p.Content = nil // the part's copy below is all that is kept
 	if st.decodedLeft -= int64(len(content)); st.decodedLeft < 0 {
-		return &LimitError{Limit: LimitDecodedSize, Max: lim.MaxDecodedBytes, Part: id}
+		return &LimitError{Limit: LimitDecodedSize, Max: st.w.lim.MaxDecodedBytes, Part: part.ID}
 	}
 	st.c.Decoded += int64(len(content))
 	part.Size = int64(len(content))
@@ -327,7 +333,6 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 		if k, _ := archiveKindOf(content); k != notArchive {
 			part.data = content
 		}
-		content = nil
 		part.Size = int64(len(part.text))
 		part.SHA256 = sha256.Sum256([]byte(part.text))
 		st.textURLs(&part)
@@ -335,24 +340,29 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 		return nil
 	}
 	part.SHA256 = sha256.Sum256(content)
-	switch {
-	case isMessageType(part.ContentType) && len(content) > 0:
-		part.Message = true
-		st.c.Parts = append(st.c.Parts, part)
-		err := st.entity(ctx, content, depth+1, childID(id, 1), idx)
-		if err != nil && !errors.Is(err, ErrMalformed) {
-			return err
-		}
-		if err != nil {
-			// Not a message after all: keep it as an opaque leaf.
-			st.c.Parts[idx].Message = false
-			st.c.Parts[idx].data = content
-			st.c.Parts[idx].Errors = append(st.c.Parts[idx].Errors, err.Error())
-		}
-		return nil
-	default:
-		part.data = content
+	if isMessageType(part.ContentType) && len(content) > 0 {
+		return st.attachedMessage(ctx, part, content)
 	}
+	part.data = content
 	st.c.Parts = append(st.c.Parts, part)
+	return nil
+}
+
+// attachedMessage adds a message/rfc822 (or global) part and walks the
+// message in it; one that does not parse stays an opaque leaf.
+func (st *walkState) attachedMessage(ctx context.Context, part Part, content []byte) error {
+	idx := len(st.c.Parts)
+	part.Message = true
+	st.c.Parts = append(st.c.Parts, part)
+	err := st.entity(ctx, content, part.Depth+1, childID(part.ID, 1), idx)
+	if err != nil && !errors.Is(err, ErrMalformed) {
+		return err
+	}
+	if err != nil {
+		// Not a message after all: keep it as an opaque leaf.
+		st.c.Parts[idx].Message = false
+		st.c.Parts[idx].data = content
+		st.c.Parts[idx].Errors = append(st.c.Parts[idx].Errors, err.Error())
+	}
 	return nil
 }

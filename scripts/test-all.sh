@@ -31,6 +31,11 @@ command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+
 command -v clamd >/dev/null 2>&1 || [ -x /usr/sbin/clamd ] || need_pkgs+=(clamav-daemon clamav)
 command -v spamd >/dev/null 2>&1 || [ -x /usr/sbin/spamd ] || need_pkgs+=(spamassassin spamd)
 command -v rspamd >/dev/null 2>&1 || [ -x /usr/bin/rspamd ] || need_pkgs+=(rspamd)
+# OpenLDAP for the directory tests (auth/directory/ldaptest): they start
+# their own slapd on loopback with a configuration, schema and data they
+# write; the package's own daemon is not used.
+command -v slapd >/dev/null 2>&1 || [ -x /usr/sbin/slapd ] || need_pkgs+=(slapd)
+command -v ldapmodify >/dev/null 2>&1 || need_pkgs+=(ldap-utils)
 # ip, to give the open-relay battery an untrusted source address on lo.
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || need_pkgs+=(iproute2)
 # Archive tools: the attachment tests prove their archives real with them

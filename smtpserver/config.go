@@ -75,8 +75,12 @@ type TxnResult struct {
 }
 
 // PasswordChecker verifies SMTP AUTH credentials (PLAIN and LOGIN). It
-// returns nil for good credentials and any error otherwise; the client only
-// ever sees 535 5.7.8.
+// returns nil for good credentials and any error otherwise: the client
+// sees 535 5.7.8, and AuthLimit counts a failure. An error that says it
+// is temporary (errors.As finds a Temporary() bool method that returns
+// true, as a 4xx postern.Reply and auth/directory's unavailable error
+// have) means the checker could not tell, for example because its
+// directory is down: the client sees 454 4.7.0 and nothing is counted.
 type PasswordChecker interface {
 	CheckPassword(ctx context.Context, c *postern.Conn, user, password string) error
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -67,25 +68,35 @@ func firstLine(t *testing.T, addr string) (net.Conn, string) {
 // Past MaxConnections a client gets 421 4.7.0 before anything is read;
 // once connections close, new ones are served again.
 func TestMaxConnections(t *testing.T) {
-	srv, addr := startServer(t, Config{Handoff: &memHandoff{}, MaxConnections: 3})
-	var held []net.Conn
-	for range 3 {
-		c, line := firstLine(t, addr)
-		require.True(t, strings.HasPrefix(line, "220 "), line)
-		held = append(held, c)
-	}
-	for range 2 {
-		_, line := firstLine(t, addr)
-		assert.Equal(t, "421 4.7.0 mx.test Error: too many connections, try again later\r\n", line)
-	}
-	assert.Equal(t, 3, srv.connLimit.Stats().Open)
-	assert.EqualValues(t, 2, srv.connLimit.Stats().Refused)
-	for _, c := range held {
-		c.Close()
-	}
-	require.Eventually(t, func() bool { return srv.connLimit.Stats().Open == 0 }, 10*time.Second, 5*time.Millisecond)
-	_, line := firstLine(t, addr)
-	assert.True(t, strings.HasPrefix(line, "220 "), line)
+	synctest.Test(t, func(t *testing.T) {
+		srv, l := startPipeServer(t, Config{Handoff: &memHandoff{}, MaxConnections: 3})
+		firstLine := func() (net.Conn, string) {
+			c, err := l.Dial()
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			return c, line
+		}
+		var held []net.Conn
+		for range 3 {
+			c, line := firstLine()
+			require.True(t, strings.HasPrefix(line, "220 "), line)
+			held = append(held, c)
+		}
+		for range 2 {
+			_, line := firstLine()
+			assert.Equal(t, "421 4.7.0 mx.test Error: too many connections, try again later\r\n", line)
+		}
+		assert.Equal(t, 3, srv.connLimit.Stats().Open)
+		assert.EqualValues(t, 2, srv.connLimit.Stats().Refused)
+		for _, c := range held {
+			c.Close()
+		}
+		synctest.Wait()
+		assert.Zero(t, srv.connLimit.Stats().Open)
+		_, line := firstLine()
+		assert.True(t, strings.HasPrefix(line, "220 "), line)
+	})
 }
 
 func TestMaxConnectionsDefault(t *testing.T) {

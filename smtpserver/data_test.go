@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // refLines splits text into lines at CRLF, a lone CR or a lone LF. rest is
@@ -168,31 +168,23 @@ func (h *rawHandoff) get(id string) ([]byte, bool) {
 // pipeServer runs a Server on in-memory connections.
 type pipeServer struct {
 	srv *Server
-	l   *pipeListener
+	l   *testutil.PipeListener
 	h   *rawHandoff
 }
 
 func newPipeServer(t testing.TB, cfg Config) *pipeServer {
-	ps := &pipeServer{h: &rawHandoff{}, l: &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}}
+	ps := &pipeServer{h: &rawHandoff{}}
 	cfg.Handoff = ps.h
-	if cfg.Hostname == "" {
-		cfg.Hostname = "mx.test"
-	}
-	cfg.ErrorSleep = -1
 	cfg.CommandTimeout, cfg.DataTimeout = 5*time.Second, 5*time.Second
-	srv, err := New(cfg)
-	require.NoError(t, err)
-	ps.srv = srv
-	go srv.Serve(ps.l)
-	t.Cleanup(func() { srv.Close() })
+	ps.srv, ps.l = startPipeServer(t, cfg)
 	return ps
 }
 
 // dialog writes each of writes in turn and returns every reply until the
 // server closes the connection (or 10 s pass: a hang is a failure).
 func (ps *pipeServer) dialog(t testing.TB, writes ...[]byte) []postern.Reply {
-	client, server := net.Pipe()
-	ps.l.conns <- tcpPipe{server}
+	client, err := ps.l.Dial()
+	require.NoError(t, err)
 	defer client.Close()
 	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
 	replies := make(chan []postern.Reply, 1)

@@ -80,7 +80,9 @@
 // §6.3). SMTP AUTH PLAIN and LOGIN are offered over TLS when Config.Auth
 // is set; RequireAuth answers MAIL with 530 5.7.0 (RFC 4954 §6), and
 // AuthLimit (ratelimit.AuthLimiter fits) answers 454 4.7.0 to a client or
-// user past its allowance of failures.
+// user past its allowance of failures. A PasswordChecker error that says
+// it is temporary (a directory that is down) is 454 4.7.0 too, and not
+// counted as a failure.
 // SMTPUTF8, 8BITMIME, PIPELINING, CHUNKING and DSN (RFC 3461) are advertised;
 // DSN parameters reach the policy in postern.Txn and postern.Rcpt.
 //

@@ -251,52 +251,20 @@ func (e *edgeConn) readData(p []byte) error {
 // readCommand reads one command line; it either answers it itself or puts
 // it in e.pending for go-smtp.
 func (e *edgeConn) readCommand() error {
-	// Arm the deadline and mark the session idle under the lock, so a
-	// concurrent shutdown either sees the mark and wakes the Read or is seen
-	// here.
-	e.mu.Lock()
-	if e.shutting && !e.inTxn {
-		e.mu.Unlock()
-		e.writeReply(421, "4.3.2", e.srv.cfg.Hostname+" Service shutting down, closing transmission channel")
-		e.Close()
-		return net.ErrClosed
-	}
-	if err := e.armRead(e.srv.cfg.CommandTimeout); err != nil {
-		e.mu.Unlock()
+	line, tooLong, stop, err := e.nextLine()
+	if stop {
 		return err
 	}
-	e.idle = !e.inTxn && e.br.Buffered() == 0
-	e.mu.Unlock()
-	max := e.srv.cfg.MaxCommandLine
-	if e.saslLine {
-		max = saslLineMax
-	}
-	line, tooLong, err := e.readLine(max)
-	e.mu.Lock()
-	e.idle = false
-	e.mu.Unlock()
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && e.isShutting() && !e.inTxn && len(line) == 0 {
-			return nil // woken by shutdown: the loop answers 421
-		}
-		if len(line) == 0 || !errors.Is(err, io.EOF) {
-			return e.readErr(err)
-		}
-	}
-	if tooLong && e.saslLine {
+	switch {
+	case tooLong && e.saslLine:
 		// Cancel the exchange (RFC 4954 §4); go-smtp answers 501.
 		e.saslLine = false
 		e.setPending("*")
 		return nil
-	}
-	if tooLong {
-		e.writeReply(500, "5.5.2", "Error: command line too long")
-		return e.checkClosed()
-	}
-	if bytes.IndexByte(line, 0) >= 0 {
-		e.writeReply(500, "5.5.2", "Error: NUL character in command")
-		return e.checkClosed()
+	case tooLong:
+		return e.refuse(500, "5.5.2", "Error: command line too long")
+	case bytes.IndexByte(line, 0) >= 0:
+		return e.refuse(500, "5.5.2", "Error: NUL character in command")
 	}
 	text := strings.TrimRight(string(line), "\r\n")
 	if e.saslLine {
@@ -306,64 +274,118 @@ func (e *edgeConn) readCommand() error {
 		return nil
 	}
 	if e.srv.cfg.BareNewline == BareNewlineReject && bareLF(line) {
-		e.writeReply(550, "5.5.2", "Error: bare <LF> received")
-		return e.checkClosed()
+		return e.refuse(550, "5.5.2", "Error: bare <LF> received")
 	}
+	return e.command(text)
+}
+
+// nextLine waits for the next line from the client. stop says that
+// readCommand returns err at once: the session is shutting down (err nil
+// when the loop is to answer 421) or the read failed.
+func (e *edgeConn) nextLine() (line []byte, tooLong, stop bool, err error) {
+	// Arm the deadline and mark the session idle under the lock, so a
+	// concurrent shutdown either sees the mark and wakes the Read or is seen
+	// here.
+	e.mu.Lock()
+	if e.shutting && !e.inTxn {
+		e.mu.Unlock()
+		e.writeReply(421, "4.3.2", e.srv.cfg.Hostname+" Service shutting down, closing transmission channel")
+		e.Close()
+		return nil, false, true, net.ErrClosed
+	}
+	if err := e.armRead(e.srv.cfg.CommandTimeout); err != nil {
+		e.mu.Unlock()
+		return nil, false, true, err
+	}
+	e.idle = !e.inTxn && e.br.Buffered() == 0
+	e.mu.Unlock()
+	max := e.srv.cfg.MaxCommandLine
+	if e.saslLine {
+		max = saslLineMax
+	}
+	line, tooLong, err = e.readLine(max)
+	e.mu.Lock()
+	e.idle = false
+	e.mu.Unlock()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && e.isShutting() && !e.inTxn && len(line) == 0 {
+			return nil, false, true, nil // woken by shutdown: the loop answers 421
+		}
+		if len(line) == 0 || !errors.Is(err, io.EOF) {
+			return nil, false, true, e.readErr(err)
+		}
+	}
+	return line, tooLong, false, nil
+}
+
+// refuse answers a command the edge refuses itself; it returns an error
+// when the error limit closed the connection.
+func (e *edgeConn) refuse(code int, esc, text string) error {
+	e.writeReply(code, esc, text)
+	return e.checkClosed()
+}
+
+// command follows the protocol state through a command line, refuses
+// what go-smtp must not see, and hands go-smtp the rest.
+func (e *edgeConn) command(text string) error {
 	verb, arg, _ := strings.Cut(text, " ")
 	verb = strings.ToUpper(verb)
 	e.lastVerb = verb
 	switch verb {
 	case "":
-		e.writeReply(500, "5.5.2", "Error: bad syntax")
-		return e.checkClosed()
+		return e.refuse(500, "5.5.2", "Error: bad syntax")
 	case "HELO", "EHLO":
 		if hasControl(arg) {
 			// go-smtp echoes the name in its reply ("250-Hello <name>"):
 			// a reply must not carry control characters (RFC 5321
 			// §4.2), and no domain or address literal has them.
-			e.writeReply(501, "5.5.2", "Error: invalid characters in "+verb+" argument")
-			return e.checkClosed()
+			return e.refuse(501, "5.5.2", "Error: invalid characters in "+verb+" argument")
 		}
 		e.needHelo = false
 		e.inTxn = false
 		e.ehloInsert = verb == "EHLO" && e.srv.tlsConfig != nil && e.st.tlsState() == nil
 		e.st.setGreeting(strings.TrimSpace(arg), verb == "EHLO")
-	case "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "VRFY":
+	case "MAIL", "RCPT", "DATA", "AUTH", "VRFY":
 		if e.needHelo {
-			e.writeReply(503, "5.5.1", "Error: send HELO/EHLO first")
-			return e.checkClosed()
+			return e.refuse(503, "5.5.1", "Error: send HELO/EHLO first")
 		}
-	case "RSET", "QUIT", "NOOP":
+	case "BDAT":
+		if e.needHelo {
+			return e.refuse(503, "5.5.1", "Error: send HELO/EHLO first")
+		}
+		e.startBDAT(arg)
+	case "RSET":
+		e.inTxn = false
+	case "QUIT", "NOOP":
 	case "STARTTLS":
 		return e.startTLS(arg)
 	case "EXPN", "HELP", "SEND", "SOML", "SAML", "TURN":
 		// go-smtp answers 502 5.5.1, which is right.
 	default:
-		e.writeReply(500, "5.5.2", "Error: command not recognized")
-		return e.checkClosed()
-	}
-	switch verb {
-	case "RSET":
-		e.inTxn = false
-	case "BDAT":
-		// The session finds bare line ends in BDAT text itself; what the
-		// last DATA recorded must not be taken for them (a DATA refused
-		// before its end leaves it untaken).
-		e.st.setBareNewline(0)
-		if n, last, ok := parseBDAT(arg); ok {
-			e.bdatLeft = n
-			if n > 0 {
-				e.mode = modeBDAT
-			}
-			if last {
-				e.awaitResult = true
-			}
-		}
+		return e.refuse(500, "5.5.2", "Error: command not recognized")
 	}
 	// go-smtp's DATA reader switches on its own after our 354; the edge
 	// follows when it sees that reply.
 	e.setPending(text)
 	return nil
+}
+
+// startBDAT sets the edge up to pass a chunk's bytes to go-smtp.
+func (e *edgeConn) startBDAT(arg string) {
+	// The session finds bare line ends in BDAT text itself; what the last
+	// DATA recorded must not be taken for them (a DATA refused before its
+	// end leaves it untaken).
+	e.st.setBareNewline(0)
+	if n, last, ok := parseBDAT(arg); ok {
+		e.bdatLeft = n
+		if n > 0 {
+			e.mode = modeBDAT
+		}
+		if last {
+			e.awaitResult = true
+		}
+	}
 }
 
 func (e *edgeConn) setPending(line string) {
@@ -433,20 +455,15 @@ func parseBDAT(arg string) (n int64, last, ok bool) {
 func (e *edgeConn) startTLS(arg string) error {
 	switch {
 	case strings.TrimSpace(arg) != "":
-		e.writeReply(501, "5.5.4", "Syntax: STARTTLS")
-		return e.checkClosed()
+		return e.refuse(501, "5.5.4", "Syntax: STARTTLS")
 	case e.srv.tlsConfig == nil:
-		e.writeReply(502, "5.5.1", "Error: STARTTLS not supported")
-		return e.checkClosed()
+		return e.refuse(502, "5.5.1", "Error: STARTTLS not supported")
 	case e.st.tlsState() != nil:
-		e.writeReply(503, "5.5.1", "Error: TLS already active")
-		return e.checkClosed()
+		return e.refuse(503, "5.5.1", "Error: TLS already active")
 	case e.inTxn:
-		e.writeReply(503, "5.5.1", "Error: STARTTLS not allowed during a mail transaction")
-		return e.checkClosed()
+		return e.refuse(503, "5.5.1", "Error: STARTTLS not allowed during a mail transaction")
 	case e.authed:
-		e.writeReply(503, "5.5.1", "Error: STARTTLS not allowed after AUTH")
-		return e.checkClosed()
+		return e.refuse(503, "5.5.1", "Error: STARTTLS not allowed after AUTH")
 	}
 	e.writeReply(220, "2.0.0", "Ready to start TLS")
 	// Anything the client sent after STARTTLS in the clear is dropped

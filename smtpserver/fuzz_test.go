@@ -2,9 +2,7 @@ package smtpserver
 
 import (
 	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,33 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
-
-// pipeListener hands out in-memory connections, so the fuzzer drives the
-// real server without sockets.
-type pipeListener struct {
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func (l *pipeListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *pipeListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
-func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
-
-// tcpPipe gives both ends TCP addresses, as the server expects.
-type tcpPipe struct{ net.Conn }
-
-func (tcpPipe) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 4321} }
-func (tcpPipe) LocalAddr() net.Addr  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
 
 // FuzzDialog feeds arbitrary client bytes to the server: it must never
 // panic or hang, and must close the session when the client is done.
@@ -58,13 +31,13 @@ func FuzzDialog(f *testing.F) {
 	srv, err := New(Config{Hostname: "fuzz.test", Handoff: h, Auth: passwords{"u": "p"}, AllowInsecureAuth: true,
 		MaxMessageBytes: 4096, CommandTimeout: 2 * time.Second, ErrorSleep: -1})
 	require.NoError(f, err)
-	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	l := testutil.NewPipeListener("127.0.0.1:25")
 	go srv.Serve(l)
 	defer srv.Close()
 
 	f.Fuzz(func(t *testing.T, in []byte) {
-		client, server := net.Pipe()
-		l.conns <- tcpPipe{server}
+		client, err := l.Dial()
+		require.NoError(t, err)
 		readDone := make(chan struct{})
 		go func() {
 			io.Copy(io.Discard, client)
@@ -107,7 +80,7 @@ func FuzzAddressRoundTrip(f *testing.F) {
 	rec := &recorder{}
 	srv, err := New(Config{Hostname: "fuzz.test", Handoff: &memHandoff{}, Policy: rec, ErrorSleep: -1})
 	require.NoError(f, err)
-	l := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	l := testutil.NewPipeListener("127.0.0.1:25")
 	go srv.Serve(l)
 	defer srv.Close()
 
@@ -115,8 +88,8 @@ func FuzzAddressRoundTrip(f *testing.F) {
 		if strings.ContainsAny(path, "\r\n") {
 			return // go-smtp's client refuses to write those
 		}
-		cli, server := net.Pipe()
-		l.conns <- tcpPipe{server}
+		cli, err := l.Dial()
+		require.NoError(t, err)
 		_ = cli.SetDeadline(time.Now().Add(10 * time.Second))
 		c := smtp.NewClient(cli)
 		defer c.Close()

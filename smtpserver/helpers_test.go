@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 // memHandoff keeps rendered messages in memory (a unit-test fake; the relay
@@ -52,6 +53,23 @@ func (h *memHandoff) all() []handed {
 // startServer runs a Server on a loopback port and returns its address.
 func startServer(t testing.TB, cfg Config) (*Server, string) {
 	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	return serveOn(t, l, cfg), l.Addr().String()
+}
+
+// startPipeServer runs a Server on a listener in memory, for tests in a
+// synctest bubble; dialPipe connects to it.
+func startPipeServer(t testing.TB, cfg Config) (*Server, *testutil.PipeListener) {
+	t.Helper()
+	l := testutil.NewPipeListener("127.0.0.1:25")
+	return serveOn(t, l, cfg), l
+}
+
+// serveOn runs a Server with cfg (named mx.test, no error sleep by
+// default) on l until the test ends.
+func serveOn(t testing.TB, l net.Listener, cfg Config) *Server {
+	t.Helper()
 	if cfg.Hostname == "" {
 		cfg.Hostname = "mx.test"
 	}
@@ -59,8 +77,6 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 		cfg.ErrorSleep = -1
 	}
 	srv, err := New(cfg)
-	require.NoError(t, err)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
@@ -72,7 +88,15 @@ func startServer(t testing.TB, cfg Config) (*Server, string) {
 			t.Error("Serve did not return")
 		}
 	})
-	return srv, l.Addr().String()
+	return srv
+}
+
+func dialPipe(t testing.TB, l *testutil.PipeListener) *client {
+	t.Helper()
+	c, err := l.Dial()
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, br: bufio.NewReader(c)}
 }
 
 // client is a raw SMTP client for dialog tests.

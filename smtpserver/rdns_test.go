@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -71,9 +72,8 @@ func (s *seenAtConnect) get() clientSeen {
 
 // oneMessage sends one message and returns its Received field (up to
 // "by").
-func oneMessage(t *testing.T, addr string, h *memHandoff) string {
+func oneMessage(t *testing.T, c *client, h *memHandoff) string {
 	t.Helper()
-	c := dial(t, addr)
 	c.greet()
 	expect(t, c.cmd("MAIL FROM:<a@example.org>"), "250")
 	expect(t, c.cmd("RCPT TO:<b@example.net>"), "250")
@@ -116,7 +116,7 @@ func TestReverseDNSBeforeConnectStage(t *testing.T) {
 			h, seen := &memHandoff{}, &seenAtConnect{}
 			rev := &fakeReverse{host: tc.host}
 			_, addr := startServer(t, Config{Handoff: h, Policy: seen.filter(), ReverseDNS: rev})
-			assert.Equal(t, tc.received, oneMessage(t, addr, h))
+			assert.Equal(t, tc.received, oneMessage(t, dial(t, addr), h))
 			assert.Equal(t, tc.want, seen.get())
 			assert.Equal(t, []netip.Addr{netip.MustParseAddr("127.0.0.1")}, rev.calls())
 			rev.mu.Lock()
@@ -132,19 +132,23 @@ func TestReverseDNSSkippedAndBounded(t *testing.T) {
 		rev := &fakeReverse{host: postern.ClientHost{Resolve: postern.ResolveOK, Name: "x.example"}}
 		_, addr := startServer(t, Config{Handoff: h, Policy: seen.filter(), ReverseDNS: rev,
 			SkipReverseDNS: func(ip netip.Addr) bool { return ip.IsLoopback() }})
-		assert.Equal(t, "Received: from client.test ([127.0.0.1])\r\n", oneMessage(t, addr, h))
+		assert.Equal(t, "Received: from client.test ([127.0.0.1])\r\n", oneMessage(t, dial(t, addr), h))
 		assert.Empty(t, rev.calls())
 		assert.Equal(t, postern.ResolveNone, seen.get().ClientResolve)
 	})
 	t.Run("timeout", func(t *testing.T) {
-		// The resolver never answers by itself: the server's bound ends
-		// it, the outcome is TEMP and the client is served.
-		h, seen := &memHandoff{}, &seenAtConnect{}
-		rev := &fakeReverse{block: true}
-		_, addr := startServer(t, Config{Handoff: h, Policy: seen.filter(), ReverseDNS: rev,
-			ReverseDNSTimeout: 20 * time.Millisecond})
-		assert.Equal(t, "Received: from client.test ([127.0.0.1])\r\n", oneMessage(t, addr, h))
-		assert.Equal(t, postern.ResolveTemp, seen.get().ClientResolve)
+		synctest.Test(t, func(t *testing.T) {
+			// The resolver never answers by itself: the server's bound
+			// (default 10 s) ends it, the outcome is TEMP and the client
+			// is served.
+			h, seen := &memHandoff{}, &seenAtConnect{}
+			rev := &fakeReverse{block: true}
+			_, l := startPipeServer(t, Config{Handoff: h, Policy: seen.filter(), ReverseDNS: rev})
+			start := time.Now()
+			assert.Equal(t, "Received: from client.test ([127.0.0.1])\r\n", oneMessage(t, dialPipe(t, l), h))
+			assert.Equal(t, 10*time.Second, time.Since(start), "served once the lookup's bound ends")
+			assert.Equal(t, postern.ResolveTemp, seen.get().ClientResolve)
+		})
 	})
 	t.Run("negative timeout", func(t *testing.T) {
 		_, err := New(Config{Handoff: &memHandoff{}, ReverseDNSTimeout: -time.Second})

@@ -15,10 +15,12 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -341,29 +343,44 @@ func TestBDAT(t *testing.T) {
 	assert.Equal(t, "Postmaster", msgs[0].txn.Rcpts[0].Addr)
 }
 
+// A client that says nothing for CommandTimeout (default 5 minutes,
+// RFC 5321 §4.5.3.2.7) is told 421 and disconnected.
 func TestCommandTimeout(t *testing.T) {
-	_, addr := startServer(t, Config{Handoff: &memHandoff{}, CommandTimeout: 200 * time.Millisecond})
-	c := dial(t, addr)
-	expect(t, c.reply(), "220")
-	expect(t, c.reply(), "421 4.4.2")
-	assert.True(t, c.closed())
+	synctest.Test(t, func(t *testing.T) {
+		_, l := startPipeServer(t, Config{Handoff: &memHandoff{}})
+		c := dialPipe(t, l)
+		expect(t, c.reply(), "220")
+		start := time.Now()
+		expect(t, c.reply(), "421 4.4.2")
+		assert.Equal(t, 5*time.Minute, time.Since(start))
+		assert.True(t, c.closed())
+	})
 }
 
+// A session that keeps talking ends at SessionTimeout (default 1 hour).
 func TestSessionTimeout(t *testing.T) {
-	_, addr := startServer(t, Config{Handoff: &memHandoff{}, SessionTimeout: 300 * time.Millisecond})
-	c := dial(t, addr)
-	expect(t, c.reply(), "220")
-	deadline := time.Now().Add(10 * time.Second)
-	var r postern.Reply
-	for time.Now().Before(deadline) {
-		c.send("NOOP\r\n")
-		r = c.reply()
-		if r.Code != 250 {
-			break
+	synctest.Test(t, func(t *testing.T) {
+		_, l := startPipeServer(t, Config{Handoff: &memHandoff{}})
+		start := time.Now()
+		c := dialPipe(t, l)
+		expect(t, c.reply(), "220")
+		// A NOOP every 4.5 minutes (within CommandTimeout); between them the client reads, as it
+		// would with a socket's buffer, so the 421 is taken when it comes.
+		var r postern.Reply
+		for range 100 {
+			require.NoError(t, c.c.SetReadDeadline(time.Now().Add(270*time.Second)))
+			var err error
+			if r, err = postern.ParseReply(c.br); err == nil {
+				break
+			}
+			require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+			require.NoError(t, c.c.SetReadDeadline(time.Time{}))
+			expect(t, c.cmd("NOOP"), "250")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	expect(t, r, "421 4.4.2")
+		expect(t, r, "421 4.4.2")
+		assert.Equal(t, time.Hour, time.Since(start))
+		assert.True(t, c.closed())
+	})
 }
 
 func TestShutdownIdle(t *testing.T) {
@@ -695,4 +712,27 @@ func TestAddressTooLong(t *testing.T) {
 	expect(t, c.cmd("MAIL FROM:<a@x.test>"), "250")
 	expect(t, c.cmd("RCPT TO:<"+long+">"), "501 5.1.3")
 	expect(t, c.cmd("RCPT TO:<"+strings.Repeat("b", 240)+"@y.test>"), "250")
+}
+
+// downChecker is a PasswordChecker whose directory is down.
+type downChecker struct{}
+
+func (downChecker) CheckPassword(context.Context, *postern.Conn, string, string) error {
+	return fmt.Errorf("directory: %w", postern.NewReply(451, postern.ESC(4, 3, 0), "directory unavailable"))
+}
+
+// A checker that cannot tell answers 454 4.7.0, and the failure is not
+// counted: an outage must not lock users out.
+func TestAuthCheckerUnavailable(t *testing.T) {
+	lim, err := ratelimit.NewAuthLimiter(ratelimit.AuthConfig{MaxFailures: 2})
+	require.NoError(t, err)
+	_, addr := startServer(t, Config{Handoff: &memHandoff{}, Auth: downChecker{}, AllowInsecureAuth: true, AuthLimit: lim})
+	c := dial(t, addr)
+	c.greet()
+	plain := "AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte("\x00u\x00p"))
+	for range 4 {
+		expect(t, c.cmd(plain), "454 4.7.0 Temporary authentication failure")
+	}
+	v := lim.CheckAuth(context.Background(), "ip:127.0.0.1")
+	assert.Equal(t, postern.Continue, v.Action, "nothing counted")
 }

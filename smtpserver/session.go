@@ -257,6 +257,37 @@ func (s *session) Data(r io.Reader) error {
 
 	sp := spool.New(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size, 0) // go-smtp enforces MaxMessageBytes
 	defer sp.Release()
+	if err := s.spoolData(sp, r, t, log); err != nil {
+		return err
+	}
+	m, err := s.newMessage(sp, t, log, start)
+	if err != nil {
+		return err
+	}
+	if f, _ := s.srv.currentPolicy().(postern.DataChecker); f != nil {
+		v, err := f.CheckData(context.Background(), s.conn, t, m)
+		if err := s.apply(postern.StageData, v, err, t); err != nil {
+			code := 0
+			if se, ok := err.(*smtp.SMTPError); ok {
+				code = se.Code
+			}
+			s.logTxn(log, t, m, "reject", code, "", start)
+			return err
+		}
+	}
+	s.st.mu.Lock()
+	s.st.messages++
+	s.st.mu.Unlock()
+	if t.Discard {
+		s.logTxn(log, t, m, "discard", 250, t.ID, start)
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + t.ID}
+	}
+	return s.handoff(t, m, log, start)
+}
+
+// spoolData reads the message text into sp, with its line ends made CRLF
+// (or refused, as Config.BareNewline says).
+func (s *session) spoolData(sp *spool.Spool, r io.Reader, t *postern.Txn, log *slog.Logger) error {
 	// DATA text comes canonical from the edge; BDAT chunks come as sent,
 	// and get the same line ends here.
 	lr := newLineEndReader(r)
@@ -280,46 +311,40 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
 	}
-	if bare != 0 {
-		if cfg.BareNewline == BareNewlineReject {
-			reason := "Error: bare " + bareName(bare) + " received"
-			log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", 550, "reason", reason)
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: reason}
-		}
-		log.Debug("bare line ends made CRLF", "txn_id", t.ID, "stage", "data", "first", bareName(bare))
+	if bare == 0 {
+		return nil
 	}
+	if s.srv.cfg.BareNewline == BareNewlineReject {
+		reason := "Error: bare " + bareName(bare) + " received"
+		log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", 550, "reason", reason)
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: reason}
+	}
+	log.Debug("bare line ends made CRLF", "txn_id", t.ID, "stage", "data", "first", bareName(bare))
+	return nil
+}
+
+// newMessage parses the spooled message's header, refuses a mail loop
+// and adds this hop's Received field.
+func (s *session) newMessage(sp *spool.Spool, t *postern.Txn, log *slog.Logger, start time.Time) (*postern.Message, error) {
+	cfg := &s.srv.cfg
 	m, err := postern.NewMessage(sp, sp.Size(), cfg.MaxHeaderBytes)
 	if err != nil {
 		log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", 552, "reason", err.Error())
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header size exceeds limit"}
+		return nil, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Message header size exceeds limit"}
 	}
 	if se := tooManyHops(hopCount(m), cfg.MaxHops); se != nil {
 		log.Info("data refused", "txn_id", t.ID, "stage", "data", "action", "reject", "code", se.Code,
 			"reason", "mail loop: "+strconv.Itoa(cfg.MaxHops)+" or more Received and Delivered-To fields")
 		s.logTxn(log, t, m, "reject", se.Code, "", start)
-		return se
+		return nil, se
 	}
 	m.AddHeader("Received", s.received(t))
+	return m, nil
+}
 
-	if f, _ := s.srv.currentPolicy().(postern.DataChecker); f != nil {
-		v, err := f.CheckData(context.Background(), s.conn, t, m)
-		if err := s.apply(postern.StageData, v, err, t); err != nil {
-			code := 0
-			if se, ok := err.(*smtp.SMTPError); ok {
-				code = se.Code
-			}
-			s.logTxn(log, t, m, "reject", code, "", start)
-			return err
-		}
-	}
-	s.st.mu.Lock()
-	s.st.messages++
-	s.st.mu.Unlock()
-	if t.Discard {
-		s.logTxn(log, t, m, "discard", 250, t.ID, start)
-		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + t.ID}
-	}
-	id, err := cfg.Handoff.Handoff(context.Background(), s.conn, t, m)
+// handoff hands the message to Config.Handoff; its ID goes in the 250.
+func (s *session) handoff(t *postern.Txn, m *postern.Message, log *slog.Logger, start time.Time) error {
+	id, err := s.srv.cfg.Handoff.Handoff(context.Background(), s.conn, t, m)
 	if err != nil {
 		var rep postern.Reply
 		switch {
@@ -389,6 +414,13 @@ func (s *session) authAllowed(ctx context.Context, user string) error {
 	return toSMTPError(rep)
 }
 
+// temporary reports an error that says it is temporary (a 4xx
+// postern.Reply, a directory's unavailable error, a net.Error timeout).
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
 // AuthMechanisms offers PLAIN and LOGIN when a checker is configured and
 // the channel is encrypted (or insecure auth is allowed).
 func (s *session) AuthMechanisms() []string {
@@ -422,6 +454,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			return err
 		}
 		if err := cfg.Auth.CheckPassword(ctx, s.conn, user, pass); err != nil {
+			if temporary(err) {
+				// The checker could not tell (its directory is down): not
+				// a wrong password, so not counted (RFC 4954 §6: 454).
+				s.conn.Logger().Warn("auth unavailable", "stage", "auth", "action", "tempfail", "code", 454, "user", user, "error", err)
+				return toSMTPError(postern.NewReply(454, postern.ESC(4, 7, 0), "Temporary authentication failure"))
+			}
 			s.conn.Logger().Info("auth failed", "stage", "auth", "action", "reject", "code", 535, "user", user)
 			if cfg.AuthLimit != nil {
 				if lerr := cfg.AuthLimit.RecordAuthFailure(ctx, cfg.AuthKeys(s.conn, user)...); lerr != nil {

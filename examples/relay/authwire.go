@@ -8,6 +8,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/route"
 	"github.com/postern/postern/route/resolver"
@@ -24,14 +25,19 @@ type authParts struct {
 	creds   *auth.Credentials  // SMTP AUTH on the submission ports
 	senders *auth.SenderFilter // MAIL on the submission ports
 	sendMap *auth.SenderMap
+	dir     *directory.Directory // logins and addresses, with ldap.uses "auth"
+	dirErr  postern.ErrorPolicy
 	tls     *tls.Config
 	iprev   *auth.IPRev        // reverse DNS of clients; nil with smtp.reverse_dns off
 	hosts   *auth.HostFilter   // policy.helo_checks and client_checks; nil without
 	dns     *resolver.Resolver // the generation's one resolver, shared by every DNS user
 }
 
-func buildAuth(s *Config, res *resolver.Resolver, log *slog.Logger) (*authParts, error) {
+func buildAuth(s *Config, res *resolver.Resolver, log *slog.Logger, dir *directory.Directory) (*authParts, error) {
 	a := &authParts{dns: res}
+	if dir != nil && s.LDAP.uses("auth") {
+		a.dir, a.dirErr = dir, s.LDAP.OnError
+	}
 	if err := buildHostParts(s, a, log); err != nil {
 		return nil, err
 	}
@@ -113,8 +119,8 @@ func (a *authParts) buildSubmission(s *Config, log *slog.Logger) error {
 		if a.tls == nil {
 			return fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need tls.cert and tls.key: passwords only travel encrypted")
 		}
-		if s.Submission.Credentials == "" || s.Submission.Senders == "" {
-			return fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need submission.credentials (who may log in) and submission.senders (which addresses each user may send as)")
+		if (s.Submission.Credentials == "" || s.Submission.Senders == "") && a.dir == nil {
+			return fmt.Errorf("submission.listen and listen_tls (-submission, -submissions) need submission.credentials (who may log in) and submission.senders (which addresses each user may send as), or ldap.uses = [\"auth\"]")
 		}
 	}
 	if s.Submission.Credentials != "" {
@@ -128,8 +134,16 @@ func (a *authParts) buildSubmission(s *Config, log *slog.Logger) error {
 		if a.sendMap, err = auth.NewSenderMap(auth.SenderMapConfig{Path: s.Submission.Senders, AllowOwnAddress: true, Logger: log}); err != nil {
 			return fmt.Errorf("submission.senders: %w", err)
 		}
-		if a.senders, err = auth.NewSenderFilter(auth.SenderFilterConfig{Map: a.sendMap, IgnoreHeader: !s.Submission.BindFrom,
-			Logger: log}); err != nil {
+	}
+	if a.sendMap != nil || a.dir != nil {
+		// A user sends as what the senders file or their directory entry
+		// gives them.
+		fc := auth.SenderFilterConfig{Map: a.sendMap, IgnoreHeader: !s.Submission.BindFrom, OnDirectoryError: a.dirErr, Logger: log}
+		if a.dir != nil {
+			fc.Directory = a.dir
+		}
+		var err error
+		if a.senders, err = auth.NewSenderFilter(fc); err != nil {
 			return err
 		}
 	}
@@ -155,14 +169,31 @@ func (a *authParts) buildSigning(s *Config, log *slog.Logger) error {
 		// whether or not submission.bind_from refuses it; without a
 		// senders file it is not signed at all.
 		var senders auth.SenderAllower
-		if a.sendMap != nil {
-			senders = a.sendMap
+		if all := a.allowers(); len(all) > 0 {
+			senders = all
 		}
 		if a.sign, err = auth.NewSignFilter(auth.SignFilterConfig{Signer: signer, Senders: senders, Logger: log}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// login is the password check of the submission ports and the
+// quarantine page: the credentials file, then the directory.
+func (a *authParts) login() loginChecker { return loginChecker{creds: a.creds, dir: a.dir} }
+
+// allowers are the sources of the addresses a user may send as (and
+// whose quarantined mail they see).
+func (a *authParts) allowers() anyAllower {
+	var all anyAllower
+	if a.sendMap != nil {
+		all = append(all, a.sendMap)
+	}
+	if a.dir != nil {
+		all = append(all, a.dir)
+	}
+	return all
 }
 
 // newAuthLimiter is the login limit of the submission ports and the

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/ratelimit"
 )
@@ -33,6 +34,8 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer dr.routing.Close()
+	defer closeDirectory(dr.dir, 0)
+	describeDirectory(context.Background(), so, s, dr.dir, a)
 	dr.run(context.Background(), a)
 	return 0
 }
@@ -75,6 +78,7 @@ type dryRun struct {
 	pol     *policy
 	ap      *authParts
 	routing *delivery
+	dir     *directory.Directory // nil without ldap.urls
 	out     io.Writer
 }
 
@@ -87,14 +91,18 @@ func newDryRun(s *Config, stdout, stderr io.Writer) (*dryRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dr.routing, err = buildRouting(s, res, warnLog, nil); err != nil {
+	if dr.dir, err = buildDirectory(s, res, warnLog); err != nil {
 		return nil, err
 	}
-	fail := func(err error) (*dryRun, error) { dr.routing.Close(); return nil, err }
-	if dr.ap, err = buildAuth(s, res, warnLog); err != nil {
+	if dr.routing, err = buildRouting(s, res, warnLog, nil, dr.dir); err != nil {
+		closeDirectory(dr.dir, 0)
+		return nil, err
+	}
+	fail := func(err error) (*dryRun, error) { dr.routing.Close(); closeDirectory(dr.dir, 0); return nil, err }
+	if dr.ap, err = buildAuth(s, res, warnLog, dr.dir); err != nil {
 		return fail(err)
 	}
-	sc, err := buildScan(s, warnLog)
+	sc, err := buildScan(s, warnLog, dr.dir)
 	if err != nil {
 		return fail(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/postern/postern"
 	"github.com/postern/postern/auth"
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/milter"
@@ -68,6 +70,7 @@ type Config struct {
 	Control    ControlSection    `toml:"control"`
 	Stats      StatsSection      `toml:"stats"`
 	Web        WebSection        `toml:"web"`
+	LDAP       LDAPSection       `toml:"ldap"`
 
 	MilterServer MilterServerSection `toml:"milter_server"`
 
@@ -395,6 +398,54 @@ type WebSection struct {
 	Digests bool `toml:"digests"`
 }
 
+// LDAPSection is the user directory (auth/directory): recipients, their
+// spam policy, and logins with their addresses.
+type LDAPSection struct {
+	// URLs of the servers, tried in order; none: no directory.
+	URLs []string `toml:"urls"`
+	// TLS for ldap:// URLs: "auto" (default: StartTLS unless on
+	// loopback), "starttls" or "none". CAFile signs the servers'
+	// certificates; default the system's roots.
+	TLS    string `toml:"tls"`
+	CAFile string `toml:"ca_file"`
+	// BindDN and BindPasswordFile are the service account; Base the
+	// search base.
+	BindDN           string `toml:"bind_dn"`
+	BindPasswordFile string `toml:"bind_password_file"`
+	Base             string `toml:"base"`
+	// RecipientFilter and LoginFilter find entries; %s, %u, %d are
+	// substituted escaped.
+	RecipientFilter string `toml:"recipient_filter"`
+	LoginFilter     string `toml:"login_filter"`
+	// MailAttributes hold a user's addresses.
+	MailAttributes []string `toml:"mail_attributes"`
+	// The spam policy attributes (amavisd-new's by default).
+	SpamAttribute        string   `toml:"spam_attribute"`
+	SpamOffValues        []string `toml:"spam_off_values"`
+	TagScoreAttribute    string   `toml:"tag_score_attribute"`
+	RejectScoreAttribute string   `toml:"reject_score_attribute"`
+	AllowAttribute       string   `toml:"allow_attribute"`
+	DenyAttribute        string   `toml:"deny_attribute"`
+	MaxListEntries       int      `toml:"max_list_entries"`
+	// Domains whose recipients the directory knows; default all local
+	// and relay domains.
+	Domains []string `toml:"domains"`
+	// Timeout bounds one lookup or bind; CacheTTL and NegativeTTL keep
+	// answers ("0s": not kept).
+	Timeout     Duration `toml:"timeout"`
+	CacheTTL    Duration `toml:"cache_ttl"`
+	NegativeTTL Duration `toml:"negative_ttl"`
+	// Uses are what the directory answers: "recipients", "spam_policy",
+	// "auth".
+	Uses []string `toml:"uses"`
+	// OnError is what a directory that cannot answer gets: "tempfail"
+	// (default: 451 4.3.0) or "accept".
+	OnError postern.ErrorPolicy `toml:"on_error"`
+}
+
+// uses reports whether the directory is configured for use u.
+func (l *LDAPSection) uses(u string) bool { return len(l.URLs) > 0 && slices.Contains(l.Uses, u) }
+
 // Duration is a TOML duration: "90s", "4h", or days as "3d". A bare
 // number counts seconds, as in Postfix.
 type Duration struct{ time.Duration }
@@ -526,7 +577,7 @@ func setKeys(doc []byte) map[string]bool {
 func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{&c.Spool, &c.TLS.Cert, &c.TLS.Key, &c.Submission.Credentials, &c.Submission.Senders,
 		&c.Policy.Access, &c.Policy.Recipients, &c.Scan.Policy, &c.Delivery.Mailertable, &c.Delivery.Maildir,
-		&c.Control.Socket, &c.Stats.Dir} {
+		&c.Control.Socket, &c.Stats.Dir, &c.LDAP.BindPasswordFile, &c.LDAP.CAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -653,7 +704,7 @@ func keyLine(doc []byte, key string) int {
 // relay is built (check-config builds it without listening).
 func (c *Config) validate() error {
 	for _, check := range []func() error{c.validateNetworks, c.validateSMTP, c.validateSubmission,
-		c.validateLimits, c.validateChoices, c.validateMail} {
+		c.validateLimits, c.validateChoices, c.validateMail, c.validateLDAP} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -711,8 +762,9 @@ func (c *Config) validateSMTP() error {
 
 // validateSubmission checks what submission and the web page need.
 func (c *Config) validateSubmission() error {
-	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "") && c.Submission.Credentials == "" {
-		return keyErr("submission.credentials", "the submission listeners need a credentials file")
+	ldapAuth := c.LDAP.uses("auth")
+	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "") && c.Submission.Credentials == "" && !ldapAuth {
+		return keyErr("submission.credentials", "the submission listeners need a credentials file (or ldap.uses = [\"auth\"])")
 	}
 	if (c.Submission.Listen != "" || c.Submission.ListenTLS != "" || c.Web.Listen != "") && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		key := "submission.listen"
@@ -724,8 +776,37 @@ func (c *Config) validateSubmission() error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return keyErr("tls.cert", "tls.cert and tls.key go together")
 	}
-	if c.Web.Listen != "" && c.Submission.Credentials == "" {
+	if c.Web.Listen != "" && c.Submission.Credentials == "" && !ldapAuth {
 		return keyErr("web.listen", "needs submission.credentials (users log in with their submission passwords)")
+	}
+	return nil
+}
+
+// validateLDAP checks the directory's keys; the directory package checks
+// the rest (filters, URLs, files) when it is built.
+func (c *Config) validateLDAP() error {
+	l := &c.LDAP
+	for _, u := range l.Uses {
+		if u != "recipients" && u != "spam_policy" && u != "auth" {
+			return keyErr("ldap.uses", "%q is not recipients, spam_policy or auth", u)
+		}
+	}
+	switch {
+	case len(l.URLs) == 0 && len(l.Uses) > 0:
+		return keyErr("ldap.uses", "needs ldap.urls")
+	case len(l.URLs) > 0 && l.Base == "":
+		return keyErr("ldap.base", "ldap.urls needs a search base")
+	case l.OnError == postern.OnErrorReject:
+		return keyErr("ldap.on_error", "is tempfail or accept: a directory that cannot answer never makes mail bounce")
+	}
+	var m directory.TLSMode
+	if err := m.UnmarshalText([]byte(l.TLS)); err != nil {
+		return keyErr("ldap.tls", "%q is not auto, starttls or none", l.TLS)
+	}
+	for i, d := range l.Domains {
+		if !validDomain(strings.TrimPrefix(d, ".")) {
+			return keyErr("ldap.domains", "%q (item %d) is not a domain name", d, i+1)
+		}
 	}
 	return nil
 }

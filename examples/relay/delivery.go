@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/queue"
 	"github.com/postern/postern/route"
 	"github.com/postern/postern/route/resolver"
@@ -31,7 +32,9 @@ type delivery struct {
 // self are the sockets the relay listens on, and the host's interface
 // addresses are its own: the router refuses to deliver to them (a mail
 // loop), as Postfix refuses mail that "loops back to myself".
-func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort) (*delivery, error) {
+//
+// dir, with ldap.uses "recipients", verifies the recipients it covers.
+func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []netip.AddrPort, dir *directory.Directory) (*delivery, error) {
 	d := &delivery{}
 	// sendmail's order: mailertable, local delivery, smart host, MX.
 	rcfg := route.RouterConfig{LocalDomains: s.localDomains, LocalHop: s.Delivery.Local,
@@ -59,8 +62,12 @@ func buildRouting(s *Config, res *resolver.Resolver, log *slog.Logger, self []ne
 	if err != nil {
 		return nil, err
 	}
-	if s.Policy.Recipients != "" || s.Policy.CallAhead || !s.Delivery.MaildirCreate {
+	ldapRcpts := dir != nil && s.LDAP.uses("recipients")
+	if s.Policy.Recipients != "" || s.Policy.CallAhead || !s.Delivery.MaildirCreate || ldapRcpts {
 		vcfg := route.VerifierConfig{CallAhead: s.Policy.CallAhead, Mailboxes: !s.Delivery.MaildirCreate, Transport: d.transport, Logger: log}
+		if ldapRcpts {
+			vcfg.Directory, vcfg.DirectoryOnError = dir, s.LDAP.OnError
+		}
 		if s.Policy.Recipients != "" {
 			if d.rcptWatch, err = route.NewRecipientsWatcher(s.Policy.Recipients, route.WatcherConfig{Logger: log}); err != nil {
 				d.transport.Close()

@@ -102,9 +102,9 @@ func policyFor(t *testing.T, doc string, obs postern.Observer) (*policy, *poster
 	require.NoError(t, err)
 	res, err := newResolver(s, nil)
 	require.NoError(t, err)
-	ap, err := buildAuth(s, res, nil)
+	ap, err := buildAuth(s, res, nil, nil)
 	require.NoError(t, err)
-	sc, err := buildScan(s, nil)
+	sc, err := buildScan(s, nil, nil)
 	require.NoError(t, err)
 	pol, err := buildPolicy(s, nil, obs, nil, ap, sc, store)
 	require.NoError(t, err)
@@ -285,7 +285,7 @@ func TestLimitKeys(t *testing.T) {
 	s, err := cfg.resolved()
 	require.NoError(t, err)
 	assert.Equal(t, 50, s.SMTP.MaxRecipients)
-	sc, err := buildScan(s, nil)
+	sc, err := buildScan(s, nil, nil)
 	require.NoError(t, err)
 	deep := "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\nContent-Type: multipart/mixed; boundary=d\r\n\r\n" +

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/scan/clamav"
 	"github.com/postern/postern/scan/rspamd"
@@ -21,7 +22,9 @@ type scanning struct {
 // the walker's limits, so a hostile MIME tree is refused cheaply); virus
 // scanners, spam scorers, the attachment policy and per-recipient policy
 // come with their flags.
-func buildScan(s *Config, log *slog.Logger) (*scanning, error) {
+//
+// dir, with ldap.uses "spam_policy", gives recipients' policies first.
+func buildScan(s *Config, log *slog.Logger, dir *directory.Directory) (*scanning, error) {
 	sc := &scanning{}
 	walker, err := scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: s.maxSize,
 		MaxDepth: s.Scan.MaxMimeDepth, MaxParts: s.Scan.MaxMimeParts}})
@@ -86,6 +89,9 @@ func buildScan(s *Config, log *slog.Logger) (*scanning, error) {
 			return nil, fmt.Errorf("scan.policy: %w", err)
 		}
 		cfg.Policy = sc.policy
+	}
+	if dir != nil && s.LDAP.uses("spam_policy") {
+		cfg.Lookup, cfg.OnLookupError = dir, s.LDAP.OnError
 	}
 	if sc.filter, err = scan.NewFilter(cfg); err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/examples/relay/internal/stats"
 	"github.com/postern/postern/examples/relay/internal/webui"
 	"github.com/postern/postern/internal/filewatch"
@@ -35,6 +36,7 @@ type generation struct {
 	routing *delivery
 	ap      *authParts
 	sc      *scanning
+	dir     *directory.Directory // nil without ldap.urls
 	stop    context.CancelFunc
 	// done is closed when the generation is replaced (its context).
 	done <-chan struct{}
@@ -91,17 +93,22 @@ func (r *relayServer) buildGeneration(s *Config) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	if g.routing, err = buildRouting(s, res, r.log, r.self); err != nil {
+	if g.dir, err = buildDirectory(s, res, r.log); err != nil {
+		return nil, err
+	}
+	if g.routing, err = buildRouting(s, res, r.log, r.self, g.dir); err != nil {
+		closeDirectory(g.dir, 0)
 		return nil, err
 	}
 	fail := func(err error) (*generation, error) {
 		g.routing.transport.Close()
+		closeDirectory(g.dir, 0)
 		return nil, err
 	}
-	if g.ap, err = buildAuth(s, res, r.log); err != nil {
+	if g.ap, err = buildAuth(s, res, r.log, g.dir); err != nil {
 		return fail(err)
 	}
-	if g.sc, err = buildScan(s, r.log); err != nil {
+	if g.sc, err = buildScan(s, r.log, g.dir); err != nil {
 		return fail(err)
 	}
 	if g.pol, err = buildPolicy(s, r.log, r.observe, g.routing.verifier, g.ap, g.sc, r.store); err != nil {
@@ -132,6 +139,7 @@ func (g *generation) start(parent context.Context) {
 func (g *generation) retire() {
 	g.stop()
 	time.AfterFunc(time.Minute, func() { g.routing.transport.Close() })
+	closeDirectory(g.dir, time.Minute)
 }
 
 // listeners are the relay's SMTP sockets.
@@ -342,15 +350,16 @@ func (p swapPolicy) CheckData(ctx context.Context, c *postern.Conn, t *postern.T
 	return p.chain().CheckData(ctx, c, t, m)
 }
 
-// swapAuth checks passwords against the credentials in force.
+// swapAuth checks passwords against the credentials in force (the
+// credentials file, then the directory).
 type swapAuth struct{ r *relayServer }
 
 func (a swapAuth) CheckPassword(ctx context.Context, c *postern.Conn, user, password string) error {
-	creds := a.r.cur.Load().ap.creds
-	if creds == nil {
-		return errors.New("no credentials file")
+	ap := a.r.cur.Load().ap
+	if ap.creds == nil && ap.dir == nil {
+		return errors.New("no credentials file or directory")
 	}
-	return creds.CheckPassword(ctx, c, user, password)
+	return ap.login().CheckPassword(ctx, c, user, password)
 }
 
 // swapDeliverer delivers with the routing in force.

@@ -29,12 +29,12 @@ func startWeb(s *Config, q *queue.Queue, apNow func() *authParts, lim *ratelimit
 		return nil, func(context.Context) error { return nil }, nil
 	}
 	ap := apNow()
-	if tlsCfg == nil || ap.creds == nil {
-		return nil, nil, errors.New("web.listen (-web-listen) needs tls.cert, tls.key and submission.credentials")
+	if tlsCfg == nil || ap.creds == nil && ap.dir == nil {
+		return nil, nil, errors.New("web.listen (-web-listen) needs tls.cert, tls.key and submission.credentials or ldap.uses = [\"auth\"]")
 	}
 	owns := func(user, addr string) bool {
-		if m := apNow().sendMap; m != nil {
-			return m.Allowed(user, addr)
+		if all := apNow().allowers(); len(all) > 0 {
+			return all.Allowed(user, addr)
 		}
 		return strings.EqualFold(user, addr) // as users type them either way
 	}
@@ -44,21 +44,15 @@ func startWeb(s *Config, q *queue.Queue, apNow func() *authParts, lim *ratelimit
 	ui, err := webui.New(webui.Config{Queue: q, Owns: owns, Admins: slices.Clone(s.Web.Admins), Days: days, Logger: log,
 		Limiter: lim,
 		Authenticate: func(ctx context.Context, user, password string) error {
-			creds := apNow().creds
-			if creds == nil {
-				return errors.New("no credentials file")
+			ap := apNow()
+			if ap.creds == nil && ap.dir == nil {
+				return errors.New("no credentials file or directory")
 			}
-			return creds.CheckPassword(ctx, nil, user, password)
+			return ap.login().CheckPassword(ctx, nil, user, password)
 		},
 		// Sessions follow the credentials file: a user removed from it,
 		// or given a new password, is logged out at the next request.
-		Credential: func(user string) (string, bool) {
-			creds := apNow().creds
-			if creds == nil {
-				return "", false
-			}
-			return creds.Version(user)
-		}})
+		Credential: func(user string) (string, bool) { return apNow().login().version(user) }})
 	if err != nil {
 		return nil, nil, err
 	}

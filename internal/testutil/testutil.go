@@ -1,6 +1,7 @@
 // Package testutil holds small helpers shared by Postern's tests: a manual
-// clock, so tests move time instead of sleeping, and buffers that several
-// goroutines may log into.
+// clock, so tests move time instead of sleeping, buffers that several
+// goroutines may log into, and a listener in memory for tests in a
+// testing/synctest bubble.
 package testutil
 
 import (

@@ -80,28 +80,7 @@ func (c *Composer) Compose(w io.Writer, r *Report) (Info, error) {
 	info.EightBit = text8 || status8 || content8
 
 	var h strings.Builder
-	writeField(&h, "From", c.from)
-	sender := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(r.Sender), "<"), ">")
-	writeField(&h, "To", "<"+addrField(sender, d.global)+">")
-	writeField(&h, "Subject", info.Subject)
-	writeField(&h, "Date", formatDate(c.now()))
-	writeField(&h, "Message-ID", msgID)
-	if id := d.orig.messageID; id != "" {
-		// RFC 5322 §3.6.4: a reply names what it answers.
-		writeField(&h, "In-Reply-To", id)
-		writeField(&h, "References", id)
-		info.SMTPUTF8 = info.SMTPUTF8 || !isASCII(id)
-	}
-	writeField(&h, "Auto-Submitted", "auto-replied") // RFC 3834 §5
-	writeField(&h, "MIME-Version", "1.0")
-	reportType := "delivery-status"
-	if d.global {
-		reportType = "global-delivery-status" // RFC 6522 §3: the second part's subtype
-	}
-	writeField(&h, "Content-Type", "multipart/report; report-type="+reportType+"; boundary=\""+boundary+"\"")
-	if info.EightBit {
-		writeField(&h, "Content-Transfer-Encoding", "8bit")
-	}
+	d.writeHeader(&h, &info, boundary)
 	h.WriteString("\r\nThis is a delivery status notification in MIME format (RFC 3464).\r\n")
 
 	// Part 1: the text for people.
@@ -116,23 +95,60 @@ func (c *Composer) Compose(w io.Writer, r *Report) (Info, error) {
 	part(&h, boundary, "Delivery report", statusType, status8)
 	h.WriteString(status)
 
+	n, err := d.writeRest(w, &h, boundary, content8)
+	if err != nil {
+		return Info{}, err
+	}
+	info.Size = n
+	return info, nil
+}
+
+// writeHeader writes the DSN's header fields into h; a Message-ID it
+// answers may make info need SMTPUTF8.
+func (d *draft) writeHeader(h *strings.Builder, info *Info, boundary string) {
+	writeField(h, "From", d.c.from)
+	sender := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(d.r.Sender), "<"), ">")
+	writeField(h, "To", "<"+addrField(sender, d.global)+">")
+	writeField(h, "Subject", info.Subject)
+	writeField(h, "Date", formatDate(d.c.now()))
+	writeField(h, "Message-ID", info.MessageID)
+	if id := d.orig.messageID; id != "" {
+		// RFC 5322 §3.6.4: a reply names what it answers.
+		writeField(h, "In-Reply-To", id)
+		writeField(h, "References", id)
+		info.SMTPUTF8 = info.SMTPUTF8 || !isASCII(id)
+	}
+	writeField(h, "Auto-Submitted", "auto-replied") // RFC 3834 §5
+	writeField(h, "MIME-Version", "1.0")
+	reportType := "delivery-status"
+	if d.global {
+		reportType = "global-delivery-status" // RFC 6522 §3: the second part's subtype
+	}
+	writeField(h, "Content-Type", "multipart/report; report-type="+reportType+"; boundary=\""+boundary+"\"")
+	if info.EightBit {
+		writeField(h, "Content-Transfer-Encoding", "8bit")
+	}
+}
+
+// writeRest writes h, the returned message or header if any and the
+// close delimiter to w, and returns the DSN's size.
+func (d *draft) writeRest(w io.Writer, h *strings.Builder, boundary string, content8 bool) (int64, error) {
 	cw := &countWriter{w: w}
 	if d.orig.kind != ReturnNone {
-		part(&h, boundary, d.returnedDescription(), d.returnedType(), content8)
+		part(h, boundary, d.returnedDescription(), d.returnedType(), content8)
 		if _, err := io.WriteString(cw, h.String()); err != nil {
-			return Info{}, err
+			return 0, err
 		}
 		if _, err := cw.Write(d.orig.content); err != nil {
-			return Info{}, err
+			return 0, err
 		}
 		h.Reset()
 	}
 	h.WriteString("\r\n--" + boundary + "--\r\n")
 	if _, err := io.WriteString(cw, h.String()); err != nil {
-		return Info{}, err
+		return 0, err
 	}
-	info.Size = cw.n
-	return info, nil
+	return cw.n, nil
 }
 
 // part starts a body part: the delimiter (whose CRLF ends the previous

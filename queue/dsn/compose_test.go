@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"net/mail"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/testutil"
 )
 
 type goldenCase struct {
@@ -179,13 +179,7 @@ func TestComposeGolden(t *testing.T) {
 			assert.Equal(t, tc.info, info)
 			checkWire(t, got)
 
-			path := filepath.Join("testdata", "golden", tc.name+".eml")
-			if *update {
-				require.NoError(t, os.WriteFile(path, got, 0o644))
-			}
-			want, err := os.ReadFile(path)
-			require.NoError(t, err, "run go test -run TestComposeGolden -update")
-			assert.Equal(t, string(want), string(got))
+			testutil.Golden(t, filepath.Join("testdata", "golden", tc.name+".eml"), got, *update)
 		})
 	}
 }

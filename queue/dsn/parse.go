@@ -175,33 +175,11 @@ func (p Parser) Parse(r io.Reader) (*Parsed, error) {
 	lim := p.withDefaults()
 	lr := &limitReader{r: r, n: lim.MaxBytes, limit: lim.MaxBytes}
 	br := bufio.NewReader(lr)
-	hdr, err := readHeaderBlock(br, lim.MaxHeaderBytes)
+	header, boundary, err := readReportHeader(br, lim.MaxHeaderBytes)
 	if err != nil {
-		return nil, malformed(lr, "header: %w", err)
+		return nil, malformed(lr, "%w", err)
 	}
-	msg, err := mail.ReadMessage(bytes.NewReader(hdr))
-	if err != nil {
-		return nil, malformed(lr, "header: %w", err)
-	}
-	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil && (!errors.Is(err, mime.ErrInvalidMediaParameter) || mt == "") {
-		return nil, malformed(lr, "Content-Type: %w", err)
-	}
-	if mt != "multipart/report" {
-		return nil, malformed(lr, "Content-Type %q is not multipart/report", mt)
-	}
-	switch rt := strings.ToLower(params["report-type"]); rt {
-	case "", "delivery-status", "global-delivery-status":
-	default:
-		return nil, malformed(lr, "report-type %q is not a delivery status", rt)
-	}
-	boundary := params["boundary"]
-	if boundary == "" {
-		return nil, malformed(lr, "multipart/report without a boundary")
-	}
-
-	out := &Parsed{Header: msg.Header}
-	haveStatus := false
+	rd := &reportReader{lim: lim, lr: lr, out: &Parsed{Header: header}}
 	// multipart answers a bare io.EOF both after the close delimiter and
 	// when the input ends right after a delimiter line; watch for the
 	// close delimiter to tell the two apart.
@@ -216,8 +194,8 @@ func (p Parser) Parse(r io.Reader) (*Parsed, error) {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
-			if haveStatus {
-				out.Incomplete = true
+			if rd.haveStatus {
+				rd.out.Incomplete = true
 				break
 			}
 			return nil, malformed(lr, "%w", err)
@@ -225,47 +203,102 @@ func (p Parser) Parse(r io.Reader) (*Parsed, error) {
 		if n >= lim.MaxParts {
 			return nil, malformed(lr, "more than %d parts", lim.MaxParts)
 		}
-		pt, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
-		if pt == "" {
-			pt = "text/plain" // RFC 2045 §5.2
+		finished, err := rd.part(part)
+		if err != nil {
+			return nil, err
 		}
-		body := decodeBody(part)
-		switch {
-		case pt == "message/delivery-status" || pt == "message/global-delivery-status":
-			if haveStatus {
-				continue // only the first one counts
-			}
-			data, over, err := readAtMost(body, lim.MaxStatusBytes)
-			if err != nil {
-				return nil, malformed(lr, "delivery-status part: %w", err)
-			}
-			if over {
-				return nil, malformed(lr, "delivery-status part larger than %d bytes", lim.MaxStatusBytes)
-			}
-			if err := parseStatus(data, out, lim.MaxRecipients); err != nil {
-				return nil, err
-			}
-			out.Global = pt == "message/global-delivery-status"
-			haveStatus = true
-		case !haveStatus && out.Text == nil && strings.HasPrefix(pt, "text/"):
-			data, _, err := readAtMost(body, lim.MaxTextBytes)
-			if err != nil {
-				return nil, malformed(lr, "text part: %w", err)
-			}
-			out.Text = data
-		case haveStatus && out.ReturnedType == "" && returnedTypes[pt]:
-			data, over, err := readAtMost(body, lim.MaxReturnedBytes)
-			out.Returned, out.ReturnedType, out.ReturnedTruncated = data, pt, over
-			if err != nil {
-				out.ReturnedTruncated, out.Incomplete = true, true
-				return out, nil
-			}
+		if finished {
+			return rd.out, nil
 		}
 	}
-	if !haveStatus {
+	if !rd.haveStatus {
 		return nil, malformed(lr, "no message/delivery-status part")
 	}
-	return out, nil
+	return rd.out, nil
+}
+
+// readReportHeader reads the report's header, which must make it a
+// multipart/report of a delivery status, and returns the header and the
+// boundary of its parts.
+func readReportHeader(br *bufio.Reader, max int) (mail.Header, string, error) {
+	hdr, err := readHeaderBlock(br, max)
+	if err != nil {
+		return nil, "", fmt.Errorf("header: %w", err)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(hdr))
+	if err != nil {
+		return nil, "", fmt.Errorf("header: %w", err)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil && (!errors.Is(err, mime.ErrInvalidMediaParameter) || mt == "") {
+		return nil, "", fmt.Errorf("Content-Type: %w", err)
+	}
+	if mt != "multipart/report" {
+		return nil, "", fmt.Errorf("Content-Type %q is not multipart/report", mt)
+	}
+	switch rt := strings.ToLower(params["report-type"]); rt {
+	case "", "delivery-status", "global-delivery-status":
+	default:
+		return nil, "", fmt.Errorf("report-type %q is not a delivery status", rt)
+	}
+	boundary := params["boundary"]
+	if boundary == "" {
+		return nil, "", errors.New("multipart/report without a boundary")
+	}
+	return msg.Header, boundary, nil
+}
+
+// reportReader takes a report's parts in turn: the human-readable text
+// before the status, the first delivery-status part, the returned message
+// or header after it.
+type reportReader struct {
+	lim        Parser
+	lr         *limitReader
+	out        *Parsed
+	haveStatus bool
+}
+
+// part takes one part; finished says the report ends there (a returned
+// message cut short: what came is kept).
+func (rd *reportReader) part(part *multipart.Part) (finished bool, err error) {
+	lim, out := rd.lim, rd.out
+	pt, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type"))
+	if pt == "" {
+		pt = "text/plain" // RFC 2045 §5.2
+	}
+	body := decodeBody(part)
+	switch {
+	case pt == "message/delivery-status" || pt == "message/global-delivery-status":
+		if rd.haveStatus {
+			return false, nil // only the first one counts
+		}
+		data, over, err := readAtMost(body, lim.MaxStatusBytes)
+		if err != nil {
+			return false, malformed(rd.lr, "delivery-status part: %w", err)
+		}
+		if over {
+			return false, malformed(rd.lr, "delivery-status part larger than %d bytes", lim.MaxStatusBytes)
+		}
+		if err := parseStatus(data, out, lim.MaxRecipients); err != nil {
+			return false, err
+		}
+		out.Global = pt == "message/global-delivery-status"
+		rd.haveStatus = true
+	case !rd.haveStatus && out.Text == nil && strings.HasPrefix(pt, "text/"):
+		data, _, err := readAtMost(body, lim.MaxTextBytes)
+		if err != nil {
+			return false, malformed(rd.lr, "text part: %w", err)
+		}
+		out.Text = data
+	case rd.haveStatus && out.ReturnedType == "" && returnedTypes[pt]:
+		data, over, err := readAtMost(body, lim.MaxReturnedBytes)
+		out.Returned, out.ReturnedType, out.ReturnedTruncated = data, pt, over
+		if err != nil {
+			out.ReturnedTruncated, out.Incomplete = true, true
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 var returnedTypes = map[string]bool{

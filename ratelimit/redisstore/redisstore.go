@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -125,21 +126,15 @@ func New(cfg Config) (*Store, error) {
 	}
 	s := &Store{c: cfg.Client, prefix: cfg.Prefix, breakAfter: int64(cfg.BreakAfter), cooldown: cfg.Cooldown, now: cfg.Now,
 		incr: redis.NewScript(incrScript), take: redis.NewScript(takeScript)}
-	if s.prefix == "" {
-		s.prefix = DefaultPrefix
-	}
-	if s.breakAfter == 0 {
-		s.breakAfter = DefaultBreakAfter
-	}
-	if s.cooldown == 0 {
-		s.cooldown = DefaultCooldown
-	}
+	s.prefix = cmp.Or(s.prefix, DefaultPrefix)
+	s.breakAfter = cmp.Or(s.breakAfter, DefaultBreakAfter)
+	s.cooldown = cmp.Or(s.cooldown, DefaultCooldown)
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.c == nil {
-		dial, read, write := orDefault(cfg.DialTimeout, DefaultDialTimeout), orDefault(cfg.ReadTimeout, DefaultReadTimeout),
-			orDefault(cfg.WriteTimeout, DefaultWriteTimeout)
+		dial, read, write := cmp.Or(cfg.DialTimeout, DefaultDialTimeout), cmp.Or(cfg.ReadTimeout, DefaultReadTimeout),
+			cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout)
 		s.c = redis.NewClient(&redis.Options{
 			Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: cfg.TLSConfig,
 			PoolSize:              cfg.PoolSize,
@@ -162,13 +157,6 @@ func New(cfg Config) (*Store, error) {
 		s.own = true
 	}
 	return s, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // Close closes the client if New created it.

@@ -5,13 +5,13 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
+	"github.com/postern/postern/internal/testutil"
 	"github.com/postern/postern/route/resolver/dnstest"
 )
 
@@ -107,33 +107,11 @@ func FuzzHostileServer(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{0, 0, 0x81, 0x80})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(f, err)
-	f.Cleanup(func() { pc.Close() })
-	var reply atomic.Pointer[[]byte]
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			p := reply.Load()
-			if p == nil {
-				continue
-			}
-			out := append([]byte(nil), *p...)
-			if len(out) >= 2 && n >= 2 {
-				out[0], out[1] = buf[0], buf[1]
-			}
-			pc.WriteTo(out, from)
-		}
-	}()
-	r, err := New(Config{Servers: []string{pc.LocalAddr().String()}, Timeout: 50 * time.Millisecond, Attempts: 1, CacheSize: -1})
+	addr, answer := testutil.ReplayDNS(f)
+	r, err := New(Config{Servers: []string{addr}, Timeout: 50 * time.Millisecond, Attempts: 1, CacheSize: -1})
 	require.NoError(f, err)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		b = append([]byte(nil), b...)
-		reply.Store(&b)
+		answer(b)
 		for _, q := range []uint16{dns.TypeA, dns.TypeTXT, dns.TypeMX} {
 			a, err := r.Exchange(bg, "a.test", q)
 			if err == nil {

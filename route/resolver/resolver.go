@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -98,11 +99,11 @@ type Resolver struct {
 // when cfg.Servers is empty.
 func New(cfg Config) (*Resolver, error) {
 	r := &Resolver{
-		timeout:   orDefault(cfg.Timeout, DefaultTimeout),
+		timeout:   cmp.Or(cfg.Timeout, DefaultTimeout),
 		attempts:  cfg.Attempts,
-		minTTL:    orDefault(cfg.MinTTL, DefaultMinTTL),
-		maxTTL:    orDefault(cfg.MaxTTL, DefaultMaxTTL),
-		negMaxTTL: orDefault(cfg.NegativeMaxTTL, DefaultNegativeMaxTTL),
+		minTTL:    cmp.Or(cfg.MinTTL, DefaultMinTTL),
+		maxTTL:    cmp.Or(cfg.MaxTTL, DefaultMaxTTL),
+		negMaxTTL: cmp.Or(cfg.NegativeMaxTTL, DefaultNegativeMaxTTL),
 		now:       cfg.Now,
 		log:       cfg.Logger,
 		flights:   map[cacheKey]*flight{},
@@ -145,13 +146,6 @@ func New(cfg Config) (*Resolver, error) {
 		return nil, err
 	}
 	return r, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // servers normalises the server list, or reads /etc/resolv.conf.

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -70,14 +71,7 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{src: cfg.Map, locals: locals, log: orDiscard(cfg.Logger)}, nil
-}
-
-func orDiscard(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
+	return &Filter{src: cfg.Map, locals: locals, log: cmp.Or(cfg.Logger, postern.DiscardLogger())}, nil
 }
 
 // Name returns "access".
@@ -138,14 +132,7 @@ func (f *Filter) CheckConnect(ctx context.Context, c *postern.Conn) (postern.Ver
 func (f *Filter) CheckMail(ctx context.Context, c *postern.Conn, t *postern.Txn) (postern.Verdict, error) {
 	var markReason string
 	if mark, ok := postern.GetValue(&c.Values, ConnMarkKey); ok {
-		switch mark.Action {
-		case ActionDiscard:
-			t.Discard = true
-		case ActionQuarantine:
-			if t.Quarantine == "" {
-				t.Quarantine = mark.Reason
-			}
-		}
+		markTxn(t, mark.Action, mark.Reason)
 		markReason = "access: connection marked by " + mark.Entry.String()
 	}
 	e, ok := f.src.Current().LookupAddr(TagFrom, t.From)
@@ -159,13 +146,8 @@ func (f *Filter) CheckMail(ctx context.Context, c *postern.Conn, t *postern.Txn)
 		v = postern.Accepted(reason)
 	case ActionReject:
 		v = postern.Rejected(550, postern.ESC(5, 7, 1), "Sender address rejected: Access denied", reason)
-	case ActionDiscard:
-		t.Discard = true
-		v = postern.Accepted(reason)
-	case ActionQuarantine:
-		if t.Quarantine == "" {
-			t.Quarantine = e.Reason
-		}
+	case ActionDiscard, ActionQuarantine:
+		markTxn(t, e.Action, e.Reason)
 		v = postern.Accepted(reason)
 	case ActionError:
 		v = replyVerdict(e.Reply, reason)
@@ -174,6 +156,19 @@ func (f *Filter) CheckMail(ctx context.Context, c *postern.Conn, t *postern.Txn)
 	}
 	f.logDecision(ctx, c, postern.StageMail, v)
 	return v, nil
+}
+
+// markTxn applies a DISCARD or QUARANTINE to the transaction; the first
+// quarantine reason stays.
+func markTxn(t *postern.Txn, a Action, reason string) {
+	switch a {
+	case ActionDiscard:
+		t.Discard = true
+	case ActionQuarantine:
+		if t.Quarantine == "" {
+			t.Quarantine = reason
+		}
+	}
 }
 
 // CheckRcpt looks the recipient up under To: (Map.LookupRcpt: user@ keys
@@ -201,12 +196,10 @@ func (f *Filter) CheckRcpt(ctx context.Context, c *postern.Conn, t *postern.Txn,
 	case ActionReject:
 		v = postern.Rejected(550, postern.ESC(5, 2, 1), "Mailbox disabled for this recipient", reason)
 	case ActionDiscard:
-		t.Discard = true
+		markTxn(t, e.Action, e.Reason)
 		v = postern.Accepted(reason)
 	case ActionQuarantine:
-		if t.Quarantine == "" {
-			t.Quarantine = e.Reason
-		}
+		markTxn(t, e.Action, e.Reason)
 		v = postern.Verdict{Reason: reason}
 	case ActionError:
 		v = replyVerdict(e.Reply, reason)
@@ -329,7 +322,7 @@ func NewRelayControl(cfg RelayConfig) (*RelayControl, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc := &RelayControl{src: cfg.Map, locals: locals, subs: cfg.RelaySubdomains, log: orDiscard(cfg.Logger)}
+	rc := &RelayControl{src: cfg.Map, locals: locals, subs: cfg.RelaySubdomains, log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	for _, p := range cfg.TrustedNets {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("%w: invalid trusted network %v", ErrConfig, p)

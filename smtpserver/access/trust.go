@@ -1,6 +1,7 @@
 package access
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,7 @@ var (
 
 // NewTrust validates cfg and returns the filter.
 func NewTrust(cfg TrustConfig) (*Trust, error) {
-	t := &Trust{src: cfg.Map, log: orDiscard(cfg.Logger)}
+	t := &Trust{src: cfg.Map, log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	for _, p := range cfg.TrustedNets {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("%w: invalid trusted network %v", ErrConfig, p)

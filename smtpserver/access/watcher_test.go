@@ -9,15 +9,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
+// writeFile writes the file with its modification time on the test's
+// clock (the bubble's, in a synctest bubble), as the watcher compares
+// the two.
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(path, []byte(content), 0o644))
+	now := time.Now()
+	require.NoError(t, os.Chtimes(path, now, now))
 }
 
 func TestWatcherFirstLoad(t *testing.T) {
@@ -62,78 +68,88 @@ func TestWatcherReloadKeepsLastGood(t *testing.T) {
 }
 
 func TestWatcherRun(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "access")
-	writeFile(t, path, "a.example OK\n")
-	type event struct {
-		m   *Map
-		err error
-	}
-	var mu sync.Mutex
-	var events []event
-	var buf syncBuffer
-	w, err := NewWatcher(path, WatcherConfig{
-		Interval: 10 * time.Millisecond,
-		Logger:   slog.New(slog.NewTextHandler(&buf, nil)),
-		OnReload: func(m *Map, _ []Warning, err error) {
+	synctest.Test(t, func(t *testing.T) {
+		const every = time.Second
+		// A change is in force within two looks (see internal/filewatch).
+		twoLooks := func() {
+			time.Sleep(2 * every)
+			synctest.Wait()
+		}
+		path := filepath.Join(t.TempDir(), "access")
+		writeFile(t, path, "a.example OK\n")
+		type event struct {
+			m   *Map
+			err error
+		}
+		var mu sync.Mutex
+		var events []event
+		var buf syncBuffer
+		w, err := NewWatcher(path, WatcherConfig{
+			Interval: every,
+			Logger:   slog.New(slog.NewTextHandler(&buf, nil)),
+			OnReload: func(m *Map, _ []Warning, err error) {
+				mu.Lock()
+				events = append(events, event{m, err})
+				mu.Unlock()
+			},
+		})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		defer func() {
+			cancel()
+			assert.ErrorIs(t, <-done, context.Canceled)
+		}()
+		nEvents := func() int {
 			mu.Lock()
-			events = append(events, event{m, err})
-			mu.Unlock()
-		},
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- w.Run(ctx) }()
-	defer func() {
-		cancel()
-		assert.ErrorIs(t, <-done, context.Canceled)
-	}()
-	nEvents := func() int {
+			defer mu.Unlock()
+			return len(events)
+		}
+		require.Equal(t, 1, nEvents(), "the first load is reported too")
+
+		// A changed file is picked up.
+		writeFile(t, path, "a.example OK\nb.example REJECT\n")
+		twoLooks()
+		assert.Equal(t, 2, w.Current().Len())
+
+		// A broken file is reported once and the map stays.
+		good := w.Current()
+		writeFile(t, path, "a.example OK\nb.example\n")
+		twoLooks()
+		assert.Equal(t, 3, nEvents())
+		time.Sleep(10 * every) // several more looks
+		synctest.Wait()
+		assert.Equal(t, 3, nEvents())
+		assert.Same(t, good, w.Current())
+		assert.Equal(t, 1, strings.Count(buf.String(), "not reloaded"), buf.String())
 		mu.Lock()
-		defer mu.Unlock()
-		return len(events)
-	}
-	require.Equal(t, 1, nEvents(), "the first load is reported too")
+		assert.Nil(t, events[2].m)
+		assert.ErrorIs(t, events[2].err, ErrSyntax)
+		mu.Unlock()
 
-	// A changed file is picked up.
-	writeFile(t, path, "a.example OK\nb.example REJECT\n")
-	require.Eventually(t, func() bool { return w.Current().Len() == 2 }, 5*time.Second, 5*time.Millisecond)
-
-	// A broken file is reported once and the map stays.
-	good := w.Current()
-	writeFile(t, path, "a.example OK\nb.example\n")
-	require.Eventually(t, func() bool { return nEvents() == 3 }, 5*time.Second, 5*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // several more polls
-	assert.Equal(t, 3, nEvents())
-	assert.Same(t, good, w.Current())
-	assert.Equal(t, 1, strings.Count(buf.String(), "not reloaded"), buf.String())
-	mu.Lock()
-	assert.Nil(t, events[2].m)
-	assert.ErrorIs(t, events[2].err, ErrSyntax)
-	mu.Unlock()
-
-	// Same size, same mtime, new content: the hash of a recently touched
-	// file catches it.
-	writeFile(t, path, "a.example OK\nc.example OK\n")
-	require.Eventually(t, func() bool {
+		// Same size, same mtime, new content: the hash of a recently touched
+		// file catches it.
+		writeFile(t, path, "a.example OK\nc.example OK\n")
+		twoLooks()
 		_, ok := w.Current().Exact("", "c.example")
-		return ok
-	}, 5*time.Second, 5*time.Millisecond)
-	fi, err := os.Stat(path)
-	require.NoError(t, err)
-	writeFile(t, path, "a.example OK\nd.example OK\n")
-	require.NoError(t, os.Chtimes(path, fi.ModTime(), fi.ModTime()))
-	require.Eventually(t, func() bool {
-		_, ok := w.Current().Exact("", "d.example")
-		return ok
-	}, 5*time.Second, 5*time.Millisecond)
+		assert.True(t, ok)
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		writeFile(t, path, "a.example OK\nd.example OK\n")
+		require.NoError(t, os.Chtimes(path, fi.ModTime(), fi.ModTime()))
+		twoLooks()
+		_, ok = w.Current().Exact("", "d.example")
+		assert.True(t, ok)
 
-	// A vanished file keeps the map and is logged once.
-	last := w.Current()
-	require.NoError(t, os.Remove(path))
-	time.Sleep(100 * time.Millisecond)
-	assert.Same(t, last, w.Current())
-	assert.Equal(t, 1, strings.Count(buf.String(), "no such file"), buf.String())
+		// A vanished file keeps the map and is logged once.
+		last := w.Current()
+		require.NoError(t, os.Remove(path))
+		time.Sleep(10 * every)
+		synctest.Wait()
+		assert.Same(t, last, w.Current())
+		assert.Equal(t, 1, strings.Count(buf.String(), "no such file"), buf.String())
+	})
 }
 
 // TestWatcherConcurrentReads reads Current while reloads happen.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 
@@ -133,18 +134,44 @@ func (c *client) closed(t *testing.T) {
 	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "connection still open: %v", err)
 }
 
+// eventually waits for cond, for the tests on real sockets.
 func eventually(t *testing.T, cond func() bool, msg string) {
 	t.Helper()
 	require.Eventually(t, cond, ioTimeout, 5*time.Millisecond, msg)
 }
 
+// waitPaused waits until n connections are held, on real sockets.
 func waitPaused(t *testing.T, l *Listener, n int) {
 	t.Helper()
 	eventually(t, func() bool { return l.Stats().Paused == n }, "paused connections")
 }
 
+// settledPaused, in a synctest bubble, waits until every goroutine is
+// blocked; then n connections must be held.
+func settledPaused(t *testing.T, l *Listener, n int) {
+	t.Helper()
+	synctest.Wait()
+	require.Equal(t, n, l.Stats().Paused, "paused connections")
+}
+
 // syncBuffer collects JSON log lines from concurrent goroutines.
 type syncBuffer = testutil.LogBuffer
+
+// bubbleLeakCheck is leakCheck in a synctest bubble: once every goroutine
+// of the bubble is blocked, those the listener started must be gone.
+func bubbleLeakCheck(t *testing.T) func() {
+	t.Helper()
+	synctest.Wait()
+	base := runtime.NumGoroutine()
+	return func() {
+		t.Helper()
+		synctest.Wait()
+		if n := runtime.NumGoroutine(); n > base {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutine leak: %d running, %d before\n%s", n, base, buf[:runtime.Stack(buf, true)])
+		}
+	}
+}
 
 // leakCheck returns a function that fails the test if goroutines started
 // after this call are still running a few seconds later.
@@ -254,23 +281,23 @@ func TestPatientClientGetsBannerAfterPause(t *testing.T) {
 		{"pause func", Config{Pause: func(netip.Addr) time.Duration { return pause }}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newListener(t, tc.cfg)
-			srv := serve(t, l)
+			synctest.Test(t, func(t *testing.T) {
+				l, inner := newPipeListener(t, tc.cfg)
+				srv := serve(t, l)
 
-			start := time.Now()
-			c := dial(t, l.Addr())
-			assert.Equal(t, banner, c.line(t))
-			// Only "not before": the pause starts after the dial did.
-			assert.GreaterOrEqual(t, time.Since(start), pause)
+				start := time.Now()
+				c := inner.dial(t)
+				assert.Equal(t, banner, c.line(t))
+				assert.Equal(t, pause, time.Since(start), "the banner comes when the pause ends")
 
-			_, err := io.WriteString(c, "EHLO patient.example\r\n")
-			require.NoError(t, err)
-			assert.Equal(t, "EHLO patient.example\r\n", c.line(t), "deadline must be cleared for the server")
+				_, err := io.WriteString(c, "EHLO patient.example\r\n")
+				require.NoError(t, err)
+				assert.Equal(t, "EHLO patient.example\r\n", c.line(t), "deadline must be cleared for the server")
 
-			assert.Equal(t, uint64(1), l.Stats().Passed)
-			assert.Equal(t, 1, srv.count())
-			_, ok := srv.conn(0).(*net.TCPConn)
-			assert.True(t, ok, "a passed connection is the inner listener's own: %T", srv.conn(0))
+				assert.Equal(t, uint64(1), l.Stats().Passed)
+				assert.Equal(t, 1, srv.count())
+				assert.Same(t, inner.Server(0), srv.conn(0), "a passed connection is the inner listener's own")
+			})
 		})
 	}
 }
@@ -284,37 +311,40 @@ func TestExemptClientGetsBannerAtOnce(t *testing.T) {
 		{"negative", -time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var exempt atomic.Bool
-			var seen sync.Map
-			l := newListener(t, Config{Pause: func(ip netip.Addr) time.Duration {
-				seen.Store(ip, true)
-				if exempt.Load() {
-					return tc.exempt
-				}
-				return time.Hour
-			}})
-			serve(t, l)
+			synctest.Test(t, func(t *testing.T) {
+				var exempt atomic.Bool
+				var seen sync.Map
+				l, inner := newPipeListener(t, Config{Pause: func(ip netip.Addr) time.Duration {
+					seen.Store(ip, true)
+					if exempt.Load() {
+						return tc.exempt
+					}
+					return time.Hour
+				}})
+				serve(t, l)
 
-			// A held client proves the pause is on while the exempt client
-			// is greeted: the banner cannot come from a pause that ended.
-			held := dial(t, l.Addr())
-			waitPaused(t, l, 1)
-			exempt.Store(true)
+				// A held client proves the pause is on while the exempt
+				// client is greeted: the banner cannot come from a pause
+				// that ended.
+				start := time.Now()
+				held := inner.dial(t)
+				settledPaused(t, l, 1)
+				exempt.Store(true)
 
-			c := dial(t, l.Addr())
-			assert.Equal(t, banner, c.line(t))
-			st := l.Stats()
-			assert.Equal(t, uint64(1), st.Exempt)
-			assert.Equal(t, 1, st.Paused, "the other client is still held")
-			assert.Zero(t, st.Passed)
+				c := inner.dial(t)
+				assert.Equal(t, banner, c.line(t))
+				assert.Zero(t, time.Since(start), "no pause")
+				st := l.Stats()
+				assert.Equal(t, uint64(1), st.Exempt)
+				assert.Equal(t, 1, st.Paused, "the other client is still held")
+				assert.Zero(t, st.Passed)
 
-			_, ok := seen.Load(netip.MustParseAddr("127.0.0.1"))
-			assert.True(t, ok, "Pause gets the unmapped client IP")
-			require.NoError(t, held.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
-			_, err := held.r.ReadByte()
-			var ne net.Error
-			require.ErrorAs(t, err, &ne)
-			assert.True(t, ne.Timeout(), "held client got something: %v", err)
+				_, ok := seen.Load(netip.MustParseAddr("127.0.0.1"))
+				assert.True(t, ok, "Pause gets the unmapped client IP")
+				require.NoError(t, held.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+				_, err := held.r.ReadByte()
+				assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "held client got something")
+			})
 		})
 	}
 }
@@ -373,84 +403,82 @@ func TestMaxPaused(t *testing.T) {
 		{"pass without pause", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newListener(t, Config{Delay: time.Hour, MaxPaused: 2, PassWhenFull: tc.passWhenFull})
-			srv := serve(t, l)
+			synctest.Test(t, func(t *testing.T) {
+				l, inner := newPipeListener(t, Config{Delay: time.Hour, MaxPaused: 2, PassWhenFull: tc.passWhenFull})
+				srv := serve(t, l)
 
-			first := dial(t, l.Addr())
-			dial(t, l.Addr())
-			waitPaused(t, l, 2)
+				first := inner.dial(t)
+				inner.dial(t)
+				settledPaused(t, l, 2)
 
-			c := dial(t, l.Addr())
-			if tc.passWhenFull {
-				assert.Equal(t, banner, c.line(t))
-				assert.Equal(t, uint64(1), l.Stats().Overflow)
-				assert.Equal(t, 1, srv.count())
-			} else {
-				assert.Equal(t, BusyReply+"\r\n", c.line(t))
-				c.closed(t)
-				assert.Equal(t, uint64(1), l.Stats().Busy)
-				assert.Zero(t, srv.count())
-			}
+				c := inner.dial(t)
+				if tc.passWhenFull {
+					assert.Equal(t, banner, c.line(t))
+					assert.Equal(t, uint64(1), l.Stats().Overflow)
+					assert.Equal(t, 1, srv.count())
+				} else {
+					assert.Equal(t, BusyReply+"\r\n", c.line(t))
+					c.closed(t)
+					assert.Equal(t, uint64(1), l.Stats().Busy)
+					assert.Zero(t, srv.count())
+				}
 
-			// A slot that frees up is used again.
-			require.NoError(t, first.Close())
-			waitPaused(t, l, 1)
-			dial(t, l.Addr())
-			waitPaused(t, l, 2)
-			st := l.Stats()
-			assert.Equal(t, uint64(1), st.Hangups)
-			assert.Equal(t, uint64(1), st.Busy+st.Overflow)
+				// A slot that frees up is used again.
+				require.NoError(t, first.Close())
+				settledPaused(t, l, 1)
+				inner.dial(t)
+				settledPaused(t, l, 2)
+				st := l.Stats()
+				assert.Equal(t, uint64(1), st.Hangups)
+				assert.Equal(t, uint64(1), st.Busy+st.Overflow)
+			})
 		})
 	}
 }
 
 func TestConcurrentClients(t *testing.T) {
-	// Long enough that an early talker surely writes within it, even on a
-	// loaded machine.
-	const pause = 2 * time.Second
-	const each = 15
-	l := newListener(t, Config{Delay: pause})
-	srv := serve(t, l)
+	synctest.Test(t, func(t *testing.T) {
+		// In the bubble the pause ends only once every client is blocked:
+		// an early talker has surely written by then.
+		const pause = 2 * time.Second
+		const each = 15
+		l, inner := newPipeListener(t, Config{Delay: pause})
+		srv := serve(t, l)
 
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*each)
-	for i := range 2 * each {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("tcp", l.Addr().String())
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(ioTimeout))
-			r := bufio.NewReader(c)
-			want := banner
-			if i%2 == 0 {
-				want = EarlyTalkerReply + "\r\n"
-				if _, err := io.WriteString(c, "EHLO early\r\n"); err != nil {
-					errs <- err
-					return
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*each)
+		for i := range 2 * each {
+			c := inner.connect()
+			wg.Go(func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				want := banner
+				if i%2 == 0 {
+					want = EarlyTalkerReply + "\r\n"
+					if _, err := io.WriteString(c, "EHLO early\r\n"); err != nil {
+						errs <- err
+						return
+					}
 				}
-			}
-			got, err := r.ReadString('\n')
-			if err == nil && got != want {
-				err = errors.New("got " + got + ", want " + want)
-			}
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		assert.NoError(t, err)
-	}
-	eventually(t, func() bool { return l.Stats().Paused == 0 }, "all released")
-	st := l.Stats()
-	assert.Equal(t, uint64(each), st.Rejected)
-	assert.Equal(t, uint64(each), st.Passed)
-	assert.Equal(t, each, srv.count())
+				got, err := r.ReadString('\n')
+				if err == nil && got != want {
+					err = errors.New("got " + got + ", want " + want)
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			assert.NoError(t, err)
+		}
+		synctest.Wait()
+		st := l.Stats()
+		assert.Zero(t, st.Paused, "all released")
+		assert.Equal(t, uint64(each), st.Rejected)
+		assert.Equal(t, uint64(each), st.Passed)
+		assert.Equal(t, each, srv.count())
+	})
 }
 
 func TestCloseReleasesHeldConnections(t *testing.T) {
@@ -489,22 +517,23 @@ func TestCloseReleasesHeldConnections(t *testing.T) {
 }
 
 func TestCloseWhileWaitingForAccept(t *testing.T) {
-	done := leakCheck(t)
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	l, err := New(inner, Config{Delay: 20 * time.Millisecond})
-	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		done := bubbleLeakCheck(t)
+		l, inner := newPipeListener(t, Config{Delay: 20 * time.Millisecond})
 
-	// Nobody calls Accept: the clients wait out the pause and then wait
-	// for a hand-off that never comes.
-	c1 := dial(t, l.Addr())
-	c2 := dial(t, l.Addr())
-	eventually(t, func() bool { return l.Stats().Passed == 2 }, "passed")
-	require.NoError(t, l.Close())
-	c1.closed(t)
-	c2.closed(t)
-	assert.Zero(t, l.Stats().Paused)
-	done()
+		// Nobody calls Accept: the clients wait out the pause and then
+		// wait for a hand-off that never comes.
+		c1 := inner.dial(t)
+		c2 := inner.dial(t)
+		time.Sleep(20 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, uint64(2), l.Stats().Passed)
+		require.NoError(t, l.Close())
+		c1.closed(t)
+		c2.closed(t)
+		assert.Zero(t, l.Stats().Paused)
+		done()
+	})
 }
 
 func TestAcceptSurvivesHangups(t *testing.T) {
@@ -579,6 +608,35 @@ func (f *fakeListener) Close() error {
 
 func (f *fakeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 25} }
 
+// newPipeListener wraps a listener in memory, for tests in a synctest
+// bubble.
+func newPipeListener(t *testing.T, cfg Config) (*Listener, *pipeInner) {
+	t.Helper()
+	inner := &pipeInner{testutil.NewPipeListener("127.0.0.1:25")}
+	l, err := New(inner, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l, inner
+}
+
+type pipeInner struct{ *testutil.PipeListener }
+
+// connect makes a connection for Accept and returns the client's end.
+func (p pipeInner) connect() net.Conn {
+	c, err := p.Dial()
+	if err != nil {
+		panic(err) // the listener is open for the whole test
+	}
+	return c
+}
+
+func (p pipeInner) dial(t *testing.T) *client {
+	t.Helper()
+	c := p.connect()
+	t.Cleanup(func() { _ = c.Close() })
+	return &client{Conn: c, r: bufio.NewReader(c)}
+}
+
 type timeoutError struct{}
 
 func (timeoutError) Error() string   { return "i/o timeout" }
@@ -596,69 +654,80 @@ func TestTemporaryAcceptErrorsAreRetried(t *testing.T) {
 		{"timeout", timeoutError{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newFake()
-			l, err := New(f, Config{Pause: func(netip.Addr) time.Duration { return 0 }})
-			require.NoError(t, err)
-			defer l.Close()
-			for range 3 {
-				f.results <- acceptResult{err: tc.err}
-			}
-			a, b := net.Pipe()
-			defer b.Close()
-			f.results <- acceptResult{c: a}
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake()
+				l, err := New(f, Config{Pause: func(netip.Addr) time.Duration { return 0 }})
+				require.NoError(t, err)
+				defer l.Close()
+				for range 3 {
+					f.results <- acceptResult{err: tc.err}
+				}
+				a, b := net.Pipe()
+				defer b.Close()
+				f.results <- acceptResult{c: a}
 
-			c, err := l.Accept()
-			require.NoError(t, err)
-			assert.Same(t, a, c)
-			assert.Equal(t, uint64(3), l.Stats().AcceptErrors)
-			_ = c.Close()
+				start := time.Now()
+				c, err := l.Accept()
+				require.NoError(t, err)
+				assert.Same(t, a, c)
+				assert.Equal(t, uint64(3), l.Stats().AcceptErrors)
+				assert.Equal(t, minBackoff+2*minBackoff+4*minBackoff, time.Since(start), "backing off, doubling")
+				_ = c.Close()
+			})
 		})
 	}
 }
 
 func TestPermanentAcceptErrorEndsAccept(t *testing.T) {
-	done := leakCheck(t)
-	f := newFake()
-	l, err := New(f, Config{Delay: time.Hour})
-	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		done := bubbleLeakCheck(t)
+		f := newFake()
+		l, err := New(f, Config{Delay: time.Hour})
+		require.NoError(t, err)
 
-	// A held pipe connection: not an IP address, still paused.
-	a, b := net.Pipe()
-	defer b.Close()
-	f.results <- acceptResult{c: a}
-	waitPaused(t, l, 1)
+		// A held pipe connection: not an IP address, still paused.
+		a, b := net.Pipe()
+		defer b.Close()
+		f.results <- acceptResult{c: a}
+		settledPaused(t, l, 1)
 
-	boom := errors.New("boom")
-	f.results <- acceptResult{err: boom}
-	c, err := l.Accept()
-	assert.Nil(t, c)
-	require.ErrorIs(t, err, boom)
-	assert.True(t, strings.HasPrefix(err.Error(), "greetpause: "), err.Error())
+		boom := errors.New("boom")
+		f.results <- acceptResult{err: boom}
+		c, err := l.Accept()
+		assert.Nil(t, c)
+		require.ErrorIs(t, err, boom)
+		assert.True(t, strings.HasPrefix(err.Error(), "greetpause: "), err.Error())
 
-	// The held connection is released: nobody will accept it.
-	_, err = b.Read(make([]byte, 1))
-	assert.ErrorIs(t, err, io.EOF)
-	require.NoError(t, l.Close())
-	assert.Equal(t, uint64(1), l.Stats().Closed)
-	done()
+		// The held connection is released: nobody will accept it.
+		_, err = b.Read(make([]byte, 1))
+		assert.ErrorIs(t, err, io.EOF)
+		require.NoError(t, l.Close())
+		assert.Equal(t, uint64(1), l.Stats().Closed)
+		done()
+	})
 }
 
 func TestEarlyTalkerOnPipe(t *testing.T) {
-	// net.Pipe has no CloseWrite and no IP address; the reply still goes
-	// out.
-	f := newFake()
-	l, err := New(f, Config{Delay: time.Hour})
-	require.NoError(t, err)
-	defer l.Close()
-	a, b := net.Pipe()
-	defer b.Close()
-	f.results <- acceptResult{c: a}
-	go func() { _, _ = b.Write([]byte("HELO x\r\n")) }()
-	line, err := bufio.NewReader(b).ReadString('\n')
-	require.NoError(t, err)
-	assert.Equal(t, EarlyTalkerReply+"\r\n", line)
-	_ = b.Close()
-	eventually(t, func() bool { return l.Stats().Rejected == 1 && l.Stats().Paused == 0 }, "rejected")
+	synctest.Test(t, func(t *testing.T) {
+		// net.Pipe has no CloseWrite and no IP address; the reply still
+		// goes out.
+		f := newFake()
+		l, err := New(f, Config{Delay: time.Hour})
+		require.NoError(t, err)
+		defer l.Close()
+		a, b := net.Pipe()
+		defer b.Close()
+		f.results <- acceptResult{c: a}
+		go func() { _, _ = b.Write([]byte("HELO x\r\n")) }()
+		line, err := bufio.NewReader(b).ReadString('\n')
+		require.NoError(t, err)
+		assert.Equal(t, EarlyTalkerReply+"\r\n", line)
+		_ = b.Close()
+		synctest.Wait()
+		st := l.Stats()
+		assert.Equal(t, uint64(1), st.Rejected)
+		assert.Zero(t, st.Paused)
+	})
 }
 
 func TestConnReplay(t *testing.T) {

@@ -140,6 +140,7 @@ func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 				writeFile(t, d, f, "")
 			}
 			writeFile(t, d, "recipients", "postmaster@"+local+"\n")
+			writeFile(t, d, "ldap.secret", "stand-in\n") // the [ldap] example's service password
 			for _, f := range []string{"access", "mailertable"} {
 				if b, err := os.ReadFile(filepath.Join(root, "examples", "relay", "migration", f)); err == nil && strings.Contains(p, "migrating") {
 					writeFile(t, d, f, string(b))

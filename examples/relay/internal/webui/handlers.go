@@ -286,6 +286,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	cred, ok := s.credential(user)
 	err = s.cfg.Authenticate(ctx, user, password)
 	<-s.logins
+	if temporary(err) {
+		// The password could not be checked (the directory is down): not
+		// a failed login.
+		s.logAction(r, user, "login-unavailable", "", "error", err.Error())
+		w.Header().Set("Retry-After", "60")
+		s.showLogin(w, r, http.StatusServiceUnavailable, user, "Logins cannot be checked right now. Please try again in a minute.")
+		return
+	}
 	if err != nil {
 		if lerr := s.limiter.RecordAuthFailure(ctx, keys...); lerr != nil {
 			s.log.Warn("quarantine page: could not count a failed login", "error", lerr)
@@ -311,6 +319,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, loginCookie, "", -1, http.SameSiteStrictMode)
 	s.logAction(r, user, "login", "", "admin", s.isAdmin(user))
 	http.Redirect(w, r, safeNext(r.PostForm.Get("next")), http.StatusSeeOther)
+}
+
+// temporary reports an error that says it is temporary (a directory
+// that could not answer), as smtpserver reads a PasswordChecker's.
+func temporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // retryAfter is a Retry-After in whole seconds, at least one; a minute

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -629,4 +630,34 @@ func TestOwnsDecides(t *testing.T) {
 
 	long := e.client().tryLogin(strings.Repeat("x", 300), "pw", "")
 	assert.Equal(t, http.StatusUnauthorized, long.StatusCode)
+}
+
+// unavailable is the error of a password check that could not be made.
+type unavailable struct{}
+
+func (unavailable) Error() string   { return "directory: unavailable" }
+func (unavailable) Temporary() bool { return true }
+
+// A login the directory cannot check is 503, and not a failed login: an
+// outage locks nobody out.
+func TestLoginUnavailable(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	e := newEnv(t, func(c *Config) {
+		check := c.Authenticate
+		c.Authenticate = func(ctx context.Context, user, password string) error {
+			if down.Load() {
+				return fmt.Errorf("check: %w", unavailable{})
+			}
+			return check(ctx, user, password)
+		}
+	})
+	c := e.client()
+	for range 7 {
+		r := c.tryLogin(bob, passwords[bob], "")
+		assert.Equal(t, http.StatusServiceUnavailable, r.StatusCode)
+		assert.Contains(t, r.body, "cannot be checked right now")
+	}
+	down.Store(false)
+	c.login(bob)
 }
