@@ -202,13 +202,14 @@ func (s *session) modify(st *msgState, msg *postern.Message, m milter.Modifier) 
 	); err != nil {
 		return err
 	}
+	lead := s.protocol&milter.OptHeaderLeadingSpace != 0
 	for _, c := range changes {
-		if err := m.ChangeHeader(c.index, c.name, c.value); err != nil {
+		if err := m.ChangeHeader(c.index, c.name, wireValue(c.value, lead)); err != nil {
 			return err
 		}
 	}
 	for _, in := range inserts {
-		if err := m.InsertHeader(0, in.name, in.value); err != nil {
+		if err := m.InsertHeader(0, in.name, wireValue(in.value, lead)); err != nil {
 			return err
 		}
 	}
@@ -231,6 +232,17 @@ func (s *session) modify(st *msgState, msg *postern.Message, m milter.Modifier) 
 		return m.Quarantine(st.t.Quarantine)
 	}
 	return nil
+}
+
+// wireValue is a header value as the MTA takes it. With
+// SMFIP_HDR_LEADSPC negotiated the MTA writes "name:" and the value as
+// sent (Postfix's cleanup, sendmail), so the space after the colon is
+// ours to send; "" (a removal) stays "".
+func wireValue(v string, leadSpace bool) string {
+	if !leadSpace || v == "" || v[0] == ' ' || v[0] == '\t' {
+		return v
+	}
+	return " " + v
 }
 
 // noNUL replaces NUL bytes, which would end a milter C string early.

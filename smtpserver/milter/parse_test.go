@@ -110,3 +110,23 @@ func TestMailParams(t *testing.T) {
 	assert.Equal(t, []string{"SUCCESS", "DELAY"}, r.Notify)
 	assert.Equal(t, "bob@example.test", r.ORcpt)
 }
+
+// With SMFIP_HDR_LEADSPC the MTA writes "name:" and the value as sent
+// (Postfix wrote "Subject:[SPAM] offer" before the space was sent), so
+// the server sends the space; without it the MTA adds one itself.
+func TestWireValue(t *testing.T) {
+	for _, tc := range []struct {
+		v    string
+		lead bool
+		want string
+	}{
+		{"YES", true, " YES"},
+		{"YES", false, "YES"},
+		{"", true, ""}, // a removal
+		{" already", true, " already"},
+		{"\tfolded", true, "\tfolded"},
+		{"a\r\n\tb", true, " a\r\n\tb"},
+	} {
+		assert.Equal(t, tc.want, wireValue(tc.v, tc.lead), "%q lead=%v", tc.v, tc.lead)
+	}
+}
