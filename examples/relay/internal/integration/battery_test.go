@@ -111,7 +111,7 @@ func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 	root := filepath.Join("..", "..", "..", "..")
 	common := func(dir string) []string {
 		return []string{"-listen", "127.0.0.1:0", "-spool", filepath.Join(dir, "spool"), "-dns-resolver", dns,
-			"-greet-pause", "0", "-metrics-listen", "", "-web-listen", ""}
+			"-greet-pause", "0", "-metrics-listen", "", "-web-listen", "", "-milter-listen", ""}
 	}
 	dir := t.TempDir()
 	cfgs := []shippedConfig{{name: "built-in defaults", local: "example.test", args: common(dir)}}
