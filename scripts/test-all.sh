@@ -21,9 +21,14 @@ need_pkgs=()
 command -v swaks >/dev/null 2>&1 || need_pkgs+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-# Postfix for its smtp-sink and smtp-source test peers only; its own daemon
-# is never started ("No configuration").
+# Postfix for its smtp-sink and smtp-source test peers, and for the milter
+# test's private instance (its own config and queue directories); the
+# system's instance is never started ("No configuration").
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+=(postfix)
+# Milters the relay calls from [[milter]] tables; the tests start their own
+# with configurations they write.
+command -v opendkim >/dev/null 2>&1 || [ -x /usr/sbin/opendkim ] || need_pkgs+=(opendkim)
+command -v clamav-milter >/dev/null 2>&1 || [ -x /usr/sbin/clamav-milter ] || need_pkgs+=(clamav-milter)
 # dkimpy, the independent DKIM implementation auth's interop test uses.
 /usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || need_pkgs+=(python3-dkim python3-nacl)
 # Content scanners; the tests start their own daemons on loopback with a

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -221,3 +222,177 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 }
 
 func dialTCP(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, 5*time.Second) }
+
+// startMilterDaemon runs a milter in the foreground until the test ends
+// and waits for it to listen on addr. The returned function stops it.
+func startMilterDaemon(t *testing.T, addr string, argv ...string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", argv[0], out.String())
+		}
+	})
+	require.Eventually(t, func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+		}
+		c, err := dialTCP(addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "%s listens on %s", argv[0], addr)
+	select {
+	case <-exited:
+		t.Fatalf("%s exited: %s", argv[0], out.String())
+	default:
+	}
+	return stop
+}
+
+var txtPartRE = regexp.MustCompile(`"([^"]*)"`)
+
+// The relay calls real external milters from its [[milter]] tables:
+// clamav-milter (over a real clamd) refuses EICAR, opendkim signs, and
+// the relayed copy's signature verifies with go-msgauth against the key
+// record the relay's keygen printed; opendkim down → on_error's default,
+// 451 4.7.1.
+func TestRelayCallsRealMilters(t *testing.T) {
+	opendkim := need(t, "opendkim")
+	clamavMilter := need(t, "clamav-milter")
+	clamd := scantest.Clamd(t)
+	dir := t.TempDir()
+
+	keyOut, err := runRelayOnce("dkim", "keygen", "-domain", "example.net", "-selector", "s1", "-out", filepath.Join(dir, "s1.pem"))
+	require.NoError(t, err, keyOut)
+	line, _, _ := strings.Cut(keyOut, "\n")
+	var record strings.Builder
+	for _, m := range txtPartRE.FindAllStringSubmatch(line, -1) {
+		record.WriteString(m[1])
+	}
+	require.Contains(t, record.String(), "p=")
+
+	dkimAddr, clamAddr := freeAddr(t), freeAddr(t)
+	dh, dp, _ := strings.Cut(dkimAddr, ":")
+	ch, cp, _ := strings.Cut(clamAddr, ":")
+	odConf := writeFile(t, dir, "opendkim.conf", fmt.Sprintf(`Mode s
+Domain example.net
+Selector s1
+KeyFile %s
+Socket inet:%s@%s
+Background no
+Syslog no
+RequireSafeKeys no
+InternalHosts 127.0.0.1
+Canonicalization relaxed/relaxed
+`, filepath.Join(dir, "s1.pem"), dp, dh))
+	stopDKIM := startMilterDaemon(t, dkimAddr, opendkim, "-f", "-x", odConf)
+	cmConf := writeFile(t, dir, "clamav-milter.conf", fmt.Sprintf(`MilterSocket inet:%s@%s
+ClamdSocket tcp:%s
+Foreground yes
+LogFile %s
+OnInfected Reject
+AddHeader Replace
+`, cp, ch, clamd.Addr, filepath.Join(dir, "clamav-milter.log")))
+	startMilterDaemon(t, clamAddr, clamavMilter, "-c", cmConf)
+
+	cfg := writeFile(t, dir, "relay.toml", fmt.Sprintf(`[[milter]]
+address = "inet:%s"
+name = "clamav"
+
+[[milter]]
+address = "inet:%s@%s"
+name = "opendkim"
+`, clamAddr, dp, dh))
+	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0")
+
+	eicar := writeFile(t, dir, "eicar.com", string(scantest.EICAR()))
+	eicarOut, ok := swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
+	require.False(t, ok, eicarOut)
+	assert.Regexp(t, `^5\d\d `, refusal(t, eicarOut), "clamav-milter's refusal")
+	assert.Contains(t, r.logs(), "milter:clamav")
+
+	out, ok := swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test", "--header", "Subject: signed")
+	require.True(t, ok, out)
+	m := queuedRE.FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	got := r.delivered(t, m[1])
+	require.Contains(t, got, "DKIM-Signature:")
+	assert.Regexp(t, `(?s)DKIM-Signature:.*d=example\.net;`, got)
+	assert.Contains(t, got, "X-Virus-Scanned:", "clamav-milter's header, added by the relay")
+	_, msg, _ := strings.Cut(got, "DKIM-Signature:") // from the signature down: what opendkim saw and signed
+	verify := func(text string) error {
+		verifs, err := dkim.VerifyWithOptions(strings.NewReader(text), &dkim.VerifyOptions{
+			LookupTXT: func(domain string) ([]string, error) {
+				if domain != "s1._domainkey.example.net" {
+					return nil, fmt.Errorf("no TXT for %s", domain)
+				}
+				return []string{record.String()}, nil
+			}})
+		require.NoError(t, err)
+		require.Len(t, verifs, 1)
+		assert.Equal(t, "example.net", verifs[0].Domain)
+		return verifs[0].Err
+	}
+	assert.NoError(t, verify("DKIM-Signature:"+msg), "opendkim's signature verifies with go-msgauth")
+	assert.Error(t, verify("DKIM-Signature:"+strings.Replace(msg, "Subject: signed", "Subject: changed", 1)),
+		"and a changed copy does not")
+	t.Logf("clamav-milter's refusal through the relay: %s", refusal(t, eicarOut))
+
+	stopDKIM()
+	out, ok = swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test")
+	require.False(t, ok, out)
+	assert.Contains(t, refusal(t, out), "451 4.7.1")
+}
+
+// A milter that accepts the connection and never answers: past
+// connect_timeout the relay applies on_error ("accept": the message goes
+// on without it).
+func TestRelayHangingMilter(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held <- c // read nothing, answer nothing
+		}
+	}()
+	t.Cleanup(func() {
+		for len(held) > 0 {
+			(<-held).Close()
+		}
+	})
+	dir := t.TempDir()
+	cfg := writeFile(t, dir, "relay.toml", fmt.Sprintf(`[[milter]]
+address = "inet:%s"
+name = "hangs"
+on_error = "accept"
+connect_timeout = "1s"
+`, l.Addr()))
+	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0")
+	out, ok := swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test")
+	require.True(t, ok, out)
+	m := queuedRE.FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	r.delivered(t, m[1])
+	assert.Contains(t, r.logs(), "milter:hangs")
+	assert.NotEmpty(t, held, "the relay did connect to the milter")
+}
