@@ -396,3 +396,29 @@ connect_timeout = "1s"
 	assert.Contains(t, r.logs(), "milter:hangs")
 	assert.NotEmpty(t, held, "the relay did connect to the milter")
 }
+
+// A Postern quarantine verdict through Postfix: the client is told 250,
+// and the message waits on Postfix's hold queue (postqueue -j), not at
+// the next hop.
+func TestPostfixHoldsPosternQuarantine(t *testing.T) {
+	clamd := scantest.Clamd(t)
+	milterAddr := freeAddr(t)
+	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-milter-listen", "inet:"+milterAddr,
+		"-clamd", clamd.Addr, "-virus-action", "quarantine")
+	sink := startSink(t, "127.0.0.1:0")
+	cf := strings.ReplaceAll(docMilterBlock(t, "conf main.cf"), "inet:127.0.0.1:8891", "inet:"+milterAddr)
+	pf := startPostfix(t, sink.addr, cf)
+	eicar := writeFile(t, t.TempDir(), "eicar.com", string(scantest.EICAR()))
+	out, ok := swaksVia(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
+	require.True(t, ok, out)
+	var queue string
+	require.Eventually(t, func() bool {
+		b, err := exec.Command("postqueue", "-c", pf.etc, "-j").CombinedOutput()
+		queue = string(b)
+		return err == nil && strings.Contains(queue, `"queue_name": "hold"`)
+	}, 30*time.Second, 100*time.Millisecond, "postqueue -j: %s", queue)
+	assert.Contains(t, queue, `"sender": "a@example.net"`)
+	assert.Contains(t, queue, "bob@example.test")
+	assert.Empty(t, sink.received(), "held, not relayed")
+	assert.Contains(t, r.logs(), "action=quarantine")
+}
