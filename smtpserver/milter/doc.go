@@ -58,7 +58,7 @@
 // (a denied sender), but at the end of the message it can only treat
 // every recipient alike: tag for all (scan.Report.Split is then set, and
 // the message carries the edits common to all), or reject for all. The
-// reference relay's milter command tags for all when recipients
+// reference relay (milter_server.listen) tags for all when recipients
 // disagree.
 //
 // # Server: macros
@@ -73,7 +73,7 @@
 //	milter_mail_macros = i {auth_type} {auth_authen}
 //	milter_end_of_data_macros = i
 //
-// (docs/milter-postfix.md). Without {auth_authen} at MAIL an
+// (docs/milter.md). Without {auth_authen} at MAIL an
 // authenticated client is not known as one, and a relay control that
 // lets authenticated users relay refuses them.
 //
