@@ -56,10 +56,10 @@
 // the MTA, so a DATA-stage decision is for all its recipients. A
 // per-recipient spam policy (scan.Policy) can refuse a recipient at RCPT
 // (a denied sender), but at the end of the message it can only treat
-// every recipient alike: tag for all (scan.Report.Split is then set, and
-// the message carries the edits common to all), or reject for all. The
-// reference relay (milter_server.listen) tags for all when recipients
-// disagree.
+// every recipient alike. When recipients disagree, scan.Report.Split is
+// set and the message carries only the edits common to all; the server
+// answers with those (the reference relay's milter_server.listen does
+// so), neither tagging for one recipient nor refusing for another.
 //
 // # Server: macros
 //
