@@ -36,7 +36,6 @@ type macros map[string]string
 
 func (m macros) Get(n string) string           { return m[n] }
 func (m macros) GetEx(n string) (string, bool) { v, ok := m[n]; return v, ok }
-func (m macros) with(k, v string) macros       { m[k] = v; return m }
 
 var _ milter.Macros = macros{}
 
