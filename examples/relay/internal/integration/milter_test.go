@@ -160,8 +160,13 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 	dir := t.TempDir()
 	acc := writeFile(t, dir, "access", "From:spammer@example.net REJECT\n")
 	milterAddr := freeAddr(t)
+	dns := startDNS(t, map[string]string{"localhost": "127.0.0.1"})
 	r := startRelay(t, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-milter-listen", "inet:"+milterAddr,
-		"-spamd", spamd.Addr, "-clamd", clamd.Addr, "-spam-subject", "[SPAM]", "-access", acc)
+		"-spamd", spamd.Addr, "-clamd", clamd.Addr, "-spam-subject", "[SPAM]", "-access", acc,
+		"-auth-check", "tag", "-authserv-id", "postern.test", "-dns-resolver", dns.addr,
+		// The relay judges Postfix's client, not Postfix: loopback is an
+		// outside client here, checked like one.
+		"-trusted", "192.0.2.0/24")
 	sink := startSink(t, "127.0.0.1:0")
 	cf := docMilterBlock(t, "conf main.cf")
 	require.Contains(t, cf, "inet:127.0.0.1:8891")
@@ -206,6 +211,9 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 	assert.Contains(t, clean, "Subject: hello")
 	assert.NotContains(t, clean, "[SPAM]")
 	assert.NotContains(t, clean, "X-Spam-Flag: YES")
+	for _, m := range []string{spam, clean} {
+		assert.Regexp(t, `(?m)^Authentication-Results: postern\.test;`, m, "Postern's SPF/DKIM/DMARC results, added by Postfix")
+	}
 	// The relay knows the message by Postfix's queue ID (macro i).
 	if m := regexp.MustCompile(`with ESMTP id ([0-9A-F]+)`).FindStringSubmatch(spam); assert.NotNil(t, m) {
 		assert.Contains(t, r.logs(), "queue_id="+m[1])
