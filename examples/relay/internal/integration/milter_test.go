@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -429,4 +430,36 @@ func TestPostfixHoldsPosternQuarantine(t *testing.T) {
 	assert.Contains(t, queue, "bob@example.test")
 	assert.Empty(t, sink.received(), "held, not relayed")
 	assert.Contains(t, r.logs(), "action=quarantine")
+}
+
+// The milter server follows the relay's reloads and counts in its
+// metrics: an access file added to the configuration and SIGHUP refuse
+// through Postfix what passed before; the messages Postfix asked about
+// are in postern_messages_total.
+func TestPostfixMilterReloadAndMetrics(t *testing.T) {
+	dir := t.TempDir()
+	milterAddr := freeAddr(t)
+	acc := writeFile(t, dir, "access", "From:spammer@example.net REJECT\n")
+	cfgText := fmt.Sprintf("[milter_server]\nlisten = \"inet:%s\"\n", milterAddr)
+	cfg := writeFile(t, dir, "relay.toml", cfgText)
+	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-metrics-listen", "127.0.0.1:0")
+	sink := startSink(t, "127.0.0.1:0")
+	pf := startPostfix(t, sink.addr, strings.ReplaceAll(docMilterBlock(t, "conf main.cf"), "inet:127.0.0.1:8891", "inet:"+milterAddr))
+
+	out, ok := swaksVia(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
+	require.True(t, ok, "no access file yet: %s", out)
+	sink.waitFor(t, 1, 30*time.Second)
+
+	writeFile(t, dir, "relay.toml", cfgText+fmt.Sprintf("[policy]\naccess = %q\n", acc))
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGHUP))
+	require.Eventually(t, func() bool {
+		out, ok = swaksVia(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
+		return !ok
+	}, 30*time.Second, 200*time.Millisecond, "the reloaded access file refuses through Postfix")
+	assert.Contains(t, refusal(t, out), "550 5.7.1")
+	assert.Len(t, sink.received(), 1)
+
+	m := scrape(t, r.metricsAddr(t))
+	assert.Equal(t, 1.0, m[`postern_messages_total{outcome="queued"}`], "the message Postfix queued")
+	assert.Equal(t, 1.0, m[`postern_verdicts_total{action="reject",filter="access",stage="mail"}`])
 }
