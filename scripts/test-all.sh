@@ -63,6 +63,20 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   fi
 fi
 
+# sendmail for the milter test: Debian's sendmail-bin cannot be installed
+# beside Postfix, so its files (and sendmail-cf's m4 macros) are unpacked
+# under /opt/postern-sendmail and run from there (POSTERN_SENDMAIL_ROOT).
+sm_root=${POSTERN_SENDMAIL_ROOT:-/opt/postern-sendmail}
+if [ ! -x "$sm_root/usr/libexec/sendmail/sendmail" ] && [ -z "${SKIP_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== unpacking sendmail under $sm_root"
+  command -v m4 >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends m4 >/dev/null
+  sm_tmp=$(mktemp -d)
+  (cd "$sm_tmp" && { apt-get download sendmail-bin sendmail-cf >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && apt-get download sendmail-bin sendmail-cf >/dev/null; }; } &&
+    for f in ./*.deb; do dpkg-deb -x "$f" "$sm_root"; done)
+  rm -rf "$sm_tmp"
+fi
+
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
