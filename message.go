@@ -318,7 +318,9 @@ func (m *Message) Edits() []HeaderEdit { return m.edits }
 // received fields not deleted, then the received body. Added fields end in
 // CRLF; received bytes are copied as they are.
 func (m *Message) Render(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 32<<10)
+	// A buffer the size of the message, up to 32 KiB: most mail is a
+	// few KiB, and this runs once per message.
+	bw := bufio.NewWriterSize(w, int(min(32<<10, m.size+m.addedSize())))
 	for i := len(m.edits) - 1; i >= 0; i-- {
 		e := m.edits[i]
 		if e.Kind != EditAdd {
@@ -338,6 +340,17 @@ func (m *Message) Render(w io.Writer) error {
 		return fmt.Errorf("postern: render body: %w", err)
 	}
 	return bw.Flush()
+}
+
+// addedSize is how many bytes the added fields take when rendered.
+func (m *Message) addedSize() int64 {
+	var n int64
+	for _, e := range m.edits {
+		if e.Kind == EditAdd {
+			n += int64(len(e.Name) + len(e.Value) + 4)
+		}
+	}
+	return n
 }
 
 // headerEnd is where the received fields end: the blank line (if any) and

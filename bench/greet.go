@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/greetpause"
 )
@@ -38,7 +39,11 @@ the same runtime state:
 
 Meanwhile an exempt client (127.0.0.1, no pause) runs whole SMTP transactions against the
 greet pause server (smtpserver with a hand-off that discards, no filters), before and while
-the crowd is held.`
+the crowd is held. So does a legitimate sender that is not exempt: from 127.0.0.3, whose
+pause is the relay's default (5 s), but which waited it out once before and is in the pass
+cache (ratelimit.PassCache, memory store, as greetpause.Config.Known): with the cache it is
+greeted at once; without it (127.0.0.4, the same pause, not in the cache) it waits the
+pause on every connection, which two transactions per repetition measure.`
 
 func greetSection(ctx context.Context, h *harness) *Section {
 	s := newSection("greetpause", fmt.Sprintf("Greet pause: %d concurrent paused connections", h.o.crowd), greetSetup)
@@ -73,6 +78,10 @@ func runGreet(ctx context.Context, h *harness, s *Section) error {
 	s.ratio("rss", "Greet pause resident set per connection/bare Read", "gp/rss", "bare/rss").lowerIsBetter()
 	s.ratio("p50", "Exempt client latency with/without the crowd, p50", "crowd/p50", "alone/p50").lowerIsBetter()
 	s.ratio("p99", "Exempt client latency with/without the crowd, p99", "crowd/p99", "alone/p99").lowerIsBetter().inChart()
+	s.figure("known/p50", fmt.Sprintf("known sender (pass cache) beside %d paused connections, p50", n), "ms")
+	s.figure("known/p99", fmt.Sprintf("known sender (pass cache) beside %d paused connections, p99", n), "ms")
+	s.figure("unknown/p50", fmt.Sprintf("the same sender without the cache beside %d paused connections, p50", n), "ms")
+	s.ratio("known", "Legitimate sender latency without/with the pass cache, beside the crowd, p50 (how many times sooner it is served)", "unknown/p50", "known/p50")
 	for rep := range h.o.reps {
 		for _, mode := range []string{"greetpause", "bare"} {
 			before, after, lat, err := h.holdOnce(ctx, mode, n, probes)
@@ -95,19 +104,25 @@ func runGreet(ctx context.Context, h *harness, s *Section) error {
 				s.add("alone/p99", Quantile(lat[0], 0.99))
 				s.add("crowd/p50", Quantile(lat[1], 0.5))
 				s.add("crowd/p99", Quantile(lat[1], 0.99))
+				s.add("known/p50", Quantile(lat[2], 0.5))
+				s.add("known/p99", Quantile(lat[2], 0.99))
+				s.add("unknown/p50", Quantile(lat[3], 0.5))
 			}
 			h.logf("greetpause rep %d/%d %-10s %5.0f B heap+stack/conn, %5.0f B RSS/conn, %.2f goroutines/conn", rep+1, h.o.reps, mode,
 				float64(after.HeapStack-before.HeapStack)/k, float64(after.RSS-before.RSS)/k, float64(after.Goroutines-before.Goroutines)/k)
 		}
 	}
-	s.Checks = append(s.Checks, fmt.Sprintf("In every repetition all %d connections were held at once (none refused as busy); %d exempt transactions each before and during, all answered 250.", n, probes))
+	s.Checks = append(s.Checks, fmt.Sprintf("In every repetition all %d connections were held at once (none refused as busy); %d exempt transactions each before and during, %d from the known sender and 2 from the unknown one during, all answered 250.", n, probes, probes))
 	return nil
 }
 
 // holdOnce starts a hold server in mode, measures it before and with the
 // crowd and, for greetpause, times exempt transactions alone and beside
 // the crowd.
-func (h *harness) holdOnce(ctx context.Context, mode string, n, probes int) (before, after holdCost, lat [2][]float64, err error) {
+//
+// lat: the exempt client alone and beside the crowd, the known sender
+// and the one not in the pass cache beside the crowd.
+func (h *harness) holdOnce(ctx context.Context, mode string, n, probes int) (before, after holdCost, lat [4][]float64, err error) {
 	srv := exec.Command(h.self, "helper-hold", "-mode", mode, "-crowd", strconv.Itoa(n))
 	srvIn, err := srv.StdinPipe()
 	if err != nil {
@@ -145,10 +160,10 @@ func (h *harness) holdOnce(ctx context.Context, mode string, n, probes int) (bef
 	if err = ask("addr", &addr); err != nil {
 		return
 	}
-	timeProbes := func() ([]float64, error) {
+	timeProbes := func(src string, probes int) ([]float64, error) {
 		var out []float64
 		for range probes {
-			d, err := probe(ctx, addr, "127.0.0.1", h.msg)
+			d, err := probe(ctx, addr, src, h.msg)
 			if err != nil {
 				return nil, err
 			}
@@ -159,10 +174,10 @@ func (h *harness) holdOnce(ctx context.Context, mode string, n, probes int) (bef
 	if mode == "greetpause" {
 		// The first transactions of a new process are slower (page
 		// faults, first allocations): warm up before timing.
-		if _, err = timeProbes(); err != nil {
+		if _, err = timeProbes(exemptSrc, probes); err != nil {
 			return
 		}
-		if lat[0], err = timeProbes(); err != nil {
+		if lat[0], err = timeProbes(exemptSrc, probes); err != nil {
 			return
 		}
 	}
@@ -198,7 +213,13 @@ func (h *harness) holdOnce(ctx context.Context, mode string, n, probes int) (bef
 		return
 	}
 	if mode == "greetpause" {
-		if lat[1], err = timeProbes(); err != nil {
+		if lat[1], err = timeProbes(exemptSrc, probes); err != nil {
+			return
+		}
+		if lat[2], err = timeProbes(knownSrc, probes); err != nil {
+			return
+		}
+		if lat[3], err = timeProbes(unknownSrc, 2); err != nil {
 			return
 		}
 	}
@@ -267,17 +288,44 @@ func helperHold(args []string) int {
 	return 0
 }
 
+// The probes' source addresses: exempt (a trusted network), known to
+// the pass cache, and the same kind of sender not known to it.
+const (
+	exemptSrc  = "127.0.0.1"
+	knownSrc   = "127.0.0.3"
+	unknownSrc = "127.0.0.4"
+)
+
+// senderPause is the pause of the senders that are neither exempt nor
+// the crowd: the relay's default smtp.greet_pause.
+const senderPause = 5 * time.Second
+
 // holdGreetpause is the relay's listener stack: greetpause in front of
-// smtpserver. The crowd (not 127.0.0.1) waits ten minutes; 127.0.0.1 is
-// exempt, as trusted networks are.
+// smtpserver. The crowd waits ten minutes; 127.0.0.1 is exempt, as
+// trusted networks are; the two senders wait the relay's default pause,
+// unless the pass cache knows them (127.0.0.3 passed once before).
 func holdGreetpause(inner net.Listener, crowd int) (held func() int, stop func(), err error) {
-	exempt := netip.MustParseAddr("127.0.0.1")
+	exempt, known, unknown := netip.MustParseAddr(exemptSrc), netip.MustParseAddr(knownSrc), netip.MustParseAddr(unknownSrc)
+	pc, err := ratelimit.NewPassCache(ratelimit.PassCacheConfig{Require: ratelimit.PassGreet})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := pc.Pass(context.Background(), known, ratelimit.PassGreet); err != nil {
+		return nil, nil, err
+	}
 	gl, err := greetpause.New(inner, greetpause.Config{MaxPaused: crowd + 1000,
 		Pause: func(ip netip.Addr) time.Duration {
-			if ip == exempt {
+			switch ip {
+			case exempt:
 				return 0
+			case known, unknown:
+				return senderPause
 			}
 			return 10 * time.Minute
+		},
+		Known: func(ctx context.Context, ip netip.Addr) bool {
+			ok, err := pc.Known(ctx, ip)
+			return ok && err == nil
 		}})
 	if err != nil {
 		return nil, nil, err

@@ -84,7 +84,9 @@
 // the log then names sender and recipient, and a client that
 // authenticates is not refused. Trusted and authenticated clients are
 // never checked. A client on an allow list can be spared later filters
-// with Whitelisted as a chain entry's Skip.
+// with Whitelisted as a chain entry's Skip. FilterConfig.ClientResult
+// hears each client check: a pass cache (ratelimit.PassCache) records
+// there that a client passed or failed the lists.
 //
 // # Example
 //

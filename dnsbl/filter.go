@@ -55,6 +55,13 @@ type FilterConfig struct {
 	// CheckSender checks the envelope sender's domain against the domain
 	// zones; the null sender is not checked.
 	CheckSender bool
+	// ClientResult, if set, is told the result of each check of a
+	// client address (once per connection, at connect): what a pass
+	// cache (ratelimit.PassCache) learns from, a client not listed
+	// having passed the lists and a listed one failed them. It runs on
+	// the session's goroutine. Trusted and authenticated clients are
+	// not checked, so not reported.
+	ClientResult func(ctx context.Context, c *postern.Conn, r Result)
 	// Logger receives refusals (Info) and other results (Debug); nil
 	// discards.
 	Logger *slog.Logger
@@ -68,6 +75,7 @@ type Filter struct {
 	atRcpt      bool
 	checkHELO   bool
 	checkSender bool
+	onClient    func(context.Context, *postern.Conn, Result)
 	log         *slog.Logger
 }
 
@@ -83,7 +91,8 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	if cfg.Checker == nil {
 		return nil, fmt.Errorf("%w: filter needs a Checker", ErrConfig)
 	}
-	f := &Filter{ck: cfg.Checker, checkHELO: cfg.CheckHELO, checkSender: cfg.CheckSender, log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
+	f := &Filter{ck: cfg.Checker, checkHELO: cfg.CheckHELO, checkSender: cfg.CheckSender, onClient: cfg.ClientResult,
+		log: cmp.Or(cfg.Logger, postern.DiscardLogger())}
 	switch cfg.EnforceAt {
 	case 0, postern.StageConnect:
 	case postern.StageRcpt:
@@ -162,6 +171,9 @@ func (f *Filter) checkIP(ctx context.Context, c *postern.Conn) (Result, error) {
 		return r, err
 	}
 	postern.SetValue(&c.Values, IPResultKey, r)
+	if f.onClient != nil {
+		f.onClient(ctx, c, r)
+	}
 	return r, nil
 }
 

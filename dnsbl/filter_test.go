@@ -291,3 +291,27 @@ func TestWhitelistedSkipsLaterFilters(t *testing.T) {
 	}
 	assert.Equal(t, 1, called, "only the client not on the allow list")
 }
+
+// ClientResult hears each client check once, with what it found; trusted
+// clients are not checked, so not reported.
+func TestFilterClientResult(t *testing.T) {
+	_, c := filterDNS(t)
+	got := map[string]Result{}
+	f, err := NewFilter(FilterConfig{Checker: c, ClientResult: func(_ context.Context, conn *postern.Conn, r Result) {
+		got[conn.RemoteAddr().String()] = r
+	}})
+	require.NoError(t, err)
+	for _, ip := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"} {
+		_, err := f.CheckConnect(bg, newConn(ip))
+		require.NoError(t, err)
+	}
+	trusted := newConn("192.0.2.5")
+	trusted.Trusted = true
+	_, err = f.CheckConnect(bg, trusted)
+	require.NoError(t, err)
+	require.Len(t, got, 4)
+	assert.True(t, got["192.0.2.1"].Listed)
+	assert.False(t, got["192.0.2.2"].Listed || got["192.0.2.2"].Failed)
+	assert.True(t, got["192.0.2.3"].Whitelisted())
+	assert.True(t, got["192.0.2.4"].Failed)
+}

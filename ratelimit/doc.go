@@ -51,6 +51,9 @@
 //     the time left for an HTTP Retry-After) before an attempt; a web
 //     login page can share it.
 //   - Guard is the directory-harvest guard (below).
+//   - PassCache and Greylist are the front door's memory (below): who
+//     passed the greet pause and the DNS lists lately, and which
+//     triplets retried after being greylisted.
 //   - Store is where the shared counters live: MemoryStore in the
 //     process (the default of every component), or
 //     ratelimit/redisstore for several relay instances.
@@ -85,6 +88,31 @@
 // (Guard.Observe), or from RecordUnknown when the MTA does not use
 // postern.Chain. Place it in the RCPT stage before the recipient check:
 // a held source then learns nothing more, not even whether a name exists.
+//
+// # The pass cache and greylisting
+//
+// PassCache is postscreen's temporary allowlist. A client (an IPv4
+// address, an IPv6 /64) that waited out the greet pause in silence
+// (PassGreet), was not listed at connect (PassDNSBL) and, if asked,
+// passed the deep protocol tests (PassProtocol) is Known while each
+// required pass is current (a day, an hour, 30 days by default, as
+// postscreen_greet_ttl, postscreen_dnsbl_min_ttl and
+// postscreen_pipelining_ttl). Plug Known into greetpause.Config.Known
+// and a known client gets the banner at once. A failure (an early
+// talker, a listed client) forgets the passes and blocks new ones for
+// FailTTL. The records are keys with a lifetime in the Store, so relays
+// sharing Redis share the cache.
+//
+// Greylist is triplet greylisting (client /24 or /64, sender,
+// recipient) as postgrey does it: 451 4.7.1 on the first attempt and on
+// retries before MinDelay (5 min), a pass for a retry within RetryWindow
+// (48 h), the passed triplet kept PassTTL (36 days) after it was last
+// seen, and a client network with AutoAllow passed triplets (5) let
+// through for anything. Trusted and authenticated clients are exempt;
+// GreylistConfig.Exempt and PassCache add DNSWL listings, SPF-passed
+// domains and known clients. CheckMessage lets another filter (a spam
+// scorer's "greylist" action) hand a message to it; Day reads a day's
+// figures (greylisted, passed, never retried) from the Store.
 //
 // # Failures of the store
 //

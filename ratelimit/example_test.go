@@ -216,3 +216,72 @@ func ExampleNewListener() {
 	// 220 mx.example.test ESMTP
 	// 421 4.7.0 mx.example.test Error: too many connections from 127.0.0.1
 }
+
+// The pass cache, postscreen's temporary allowlist: a client that waited
+// out the greet pause and passed the DNS lists is known, so a greet pause
+// (greetpause.Config.Known) lets its next connections in at once; an
+// early talker is remembered as failed.
+func ExamplePassCache() {
+	ctx := context.Background()
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	pc, err := ratelimit.NewPassCache(ratelimit.PassCacheConfig{Now: clk.Now}) // memory; PassGreet|PassDNSBL
+	if err != nil {
+		log.Fatal(err)
+	}
+	patient, early := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.9")
+	_ = pc.Pass(ctx, patient, ratelimit.PassGreet)
+	known, _ := pc.Known(ctx, patient)
+	fmt.Println("after the pause:", known)
+	_ = pc.Pass(ctx, patient, ratelimit.PassDNSBL)
+	known, _ = pc.Known(ctx, patient)
+	fmt.Println("and the lists:", known)
+
+	_ = pc.Fail(ctx, early, ratelimit.PassGreet)
+	_ = pc.Pass(ctx, early, ratelimit.PassDNSBL) // not recorded while it is failed
+	e, _ := pc.Lookup(ctx, early)
+	fmt.Println("early talker failed:", e.Failed, "known:", e.Known)
+
+	clk.t = clk.t.Add(2 * time.Hour) // the lists' pass (an hour) has run out
+	known, _ = pc.Known(ctx, patient)
+	fmt.Println("two hours on:", known)
+	// Output:
+	// after the pause: false
+	// and the lists: true
+	// early talker failed: true known: false
+	// two hours on: false
+}
+
+// Triplet greylisting: the first attempt is answered 451 4.7.1, a retry
+// before the minimum delay too; one after it passes and the triplet is
+// remembered.
+func ExampleGreylist() {
+	ctx := context.Background()
+	clk := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g, err := ratelimit.NewGreylist(ratelimit.GreylistConfig{Now: clk.Now}) // 5 min, 48 h, 36 days
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := &postern.Conn{ID: "c", Remote: netip.MustParseAddrPort("192.0.2.7:40000")}
+	t := &postern.Txn{From: "alice@example.org"}
+	r := &postern.Rcpt{Addr: "bob@example.com", Original: "bob@example.com"}
+	try := func(when string) {
+		v, _ := g.CheckRcpt(ctx, c, t, r)
+		if v.Final() {
+			fmt.Println(when+":", v.Reply.Error())
+			return
+		}
+		fmt.Println(when+":", "accepted")
+	}
+	try("first")
+	clk.t = clk.t.Add(time.Minute)
+	try("a minute on")
+	clk.t = clk.t.Add(10 * time.Minute)
+	try("eleven minutes on")
+	c.Remote = netip.MustParseAddrPort("192.0.2.8:40000") // same /24
+	try("from another address of its /24")
+	// Output:
+	// first: 451 4.7.1 Greylisted, please try again in 300 seconds
+	// a minute on: 451 4.7.1 Greylisted, please try again in 240 seconds
+	// eleven minutes on: accepted
+	// from another address of its /24: accepted
+}

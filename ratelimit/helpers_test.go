@@ -35,6 +35,9 @@ func (failingStore) Take(context.Context, string, Rate, int) (Result, error) {
 func (failingStore) Incr(context.Context, string, time.Duration) (int64, error) {
 	return 0, errors.Join(ErrStoreUnavailable, errDown)
 }
+func (failingStore) Count(context.Context, string) (int64, error) {
+	return 0, errors.Join(ErrStoreUnavailable, errDown)
+}
 func (failingStore) Hold(context.Context, string, time.Duration) error {
 	return errors.Join(ErrStoreUnavailable, errDown)
 }

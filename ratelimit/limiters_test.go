@@ -198,8 +198,14 @@ func TestMemoryStore(t *testing.T) {
 		assert.Equal(t, want, n)
 		clk.Advance(10 * time.Second)
 	}
+	n, _ := m.Count(ctx, "c")
+	assert.Equal(t, int64(3), n, "Count reads without counting")
+	n, _ = m.Count(ctx, "nothing")
+	assert.Zero(t, n)
 	clk.Advance(30 * time.Second) // 60 s after the first
-	n, _ := m.Incr(ctx, "c", time.Minute)
+	n, _ = m.Count(ctx, "c")
+	assert.Zero(t, n, "the window ended")
+	n, _ = m.Incr(ctx, "c", time.Minute)
 	assert.Equal(t, int64(1), n, "a new window")
 
 	held, _, _ := m.Held(ctx, "h")

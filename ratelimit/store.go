@@ -24,6 +24,9 @@ type Store interface {
 	// counter is a fixed window: it starts at the first Incr and is gone
 	// window later, whatever happened in between.
 	Incr(ctx context.Context, key string, window time.Duration) (int64, error)
+	// Count returns key's counter as Incr left it, without changing it:
+	// 0 when there is none or its window has ended.
+	Count(ctx context.Context, key string) (int64, error)
 	// Hold sets a flag on key for ttl, replacing any earlier hold.
 	Hold(ctx context.Context, key string, ttl time.Duration) error
 	// Held reports whether key's flag is set, and for how much longer.
@@ -79,6 +82,11 @@ func (m *MemoryStore) Take(_ context.Context, key string, r Rate, n int) (Result
 // Incr implements Store.
 func (m *MemoryStore) Incr(_ context.Context, key string, window time.Duration) (int64, error) {
 	return m.t.incr(key, window, m.now()), nil
+}
+
+// Count implements Store.
+func (m *MemoryStore) Count(_ context.Context, key string) (int64, error) {
+	return m.t.count(key, m.now()), nil
 }
 
 // Hold implements Store.

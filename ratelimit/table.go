@@ -237,6 +237,18 @@ func (t *table) incr(key string, window time.Duration, now time.Time) int64 {
 	return e.n
 }
 
+// count reads key's fixed-window counter; 0 when it has none.
+func (t *table) count(key string, now time.Time) int64 {
+	s := t.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key] // reading a statistic does not make the key recent
+	if e == nil || e.kind != kindCounter || !now.Before(e.expires) {
+		return 0
+	}
+	return e.n
+}
+
 func (t *table) hold(key string, ttl time.Duration, now time.Time) {
 	s := t.shard(key)
 	s.mu.Lock()

@@ -60,6 +60,11 @@ type session struct {
 	reused   bool
 	unbind   func()
 	broken   bool
+	// clean: the last transaction ended with the reply to the end of
+	// data, which leaves the server in its initial state (RFC 5321
+	// §4.1.1.4), so no RSET is needed to begin the next one.
+	clean bool
+	idled time.Time // when it went back to the pool
 	// pool bookkeeping, guarded by pool.mu
 	timer *time.Timer
 	gen   uint64
@@ -111,6 +116,14 @@ func (t *Transport) getSession(ctx context.Context, kind Kind, tg Target, pol TL
 				break
 			}
 			s.unbind = s.conn.bind(ctx)
+			if s.clean && t.now().Sub(s.idled) < quickReuse && s.conn.quiet() {
+				// Back in the pool moments ago after a whole
+				// transaction, and the server has not closed it since:
+				// no RSET round trip (under load, one per message).
+				s.clean, s.reused = false, true
+				return s, nil
+			}
+			s.clean = false
 			// RSET between messages (RFC 5321 §4.1.1.5) also proves
 			// that the cached connection still works; a broken one
 			// is dropped and a fresh one made.
@@ -296,10 +309,17 @@ func (t *Transport) release(s *session) {
 		t.closeSession(s)
 		return
 	}
+	s.idled = t.now()
 	if !t.pool.put(s) {
 		t.closeSession(s)
 	}
 }
+
+// quickReuse is how long a session may wait in the pool and still be
+// reused without a RSET when quiet says the server has not closed it. A
+// connection idle for longer may have been lost without a FIN (a NAT or
+// firewall timing it out), which only a round trip shows.
+const quickReuse = 2 * time.Second
 
 // closeSession says QUIT, unless the session is broken, and closes it.
 // QUIT goes straight on the wire: go-smtp's Quit would say EHLO first

@@ -617,7 +617,9 @@ func (x *txn) data(accepted []*rcptJob) attemptOut {
 	x.s.conn.setPhase(time.Now().Add(x.t.dataTimeout))
 	defer x.s.conn.setPhase(time.Time{})
 	src := &readErrTracker{r: io.NewSectionReader(x.d.Message, 0, x.d.Size)}
-	if _, err := io.Copy(&bareCRWriter{w: w}, src); err != nil {
+	// io.Copy would allocate 32 KiB per message; most are a few KiB.
+	buf := make([]byte, min(32<<10, max(512, x.d.Size)))
+	if _, err := io.CopyBuffer(&bareCRWriter{w: w}, src, buf); err != nil {
 		x.s.broken = true
 		if src.err != nil {
 			x.set(accepted, queue.Result{Reply: postern.NewReply(451, postern.ESC(4, 3, 0), "cannot read the queued message: "+src.err.Error())})
@@ -629,6 +631,7 @@ func (x *txn) data(accepted []*rcptJob) attemptOut {
 	if x.s.kind == KindLMTP {
 		x.t.lmtpReplies(x.ctx, x.s, w, accepted, x.results)
 		x.s.msgs++
+		x.s.clean = !x.s.broken
 		return attemptOut{}
 	}
 	x.endOfData(w, accepted)
@@ -641,11 +644,13 @@ func (x *txn) endOfData(w *smtp.DataCommand, accepted []*rcptJob) {
 	relayed := x.s.kind == KindSMTP && !x.hasDSN
 	resp, err := w.CloseWithResponse()
 	x.s.msgs++
+	_, isReply := serverReply(err)
+	x.s.clean = err == nil || isReply
 	if err == nil {
 		x.set(accepted, queue.Result{Reply: okReply(250, resp.StatusText), RemoteMTA: x.s.target.Host, Relayed: relayed})
 		return
 	}
-	rep, isReply := serverReply(err)
+	rep, _ := serverReply(err)
 	if !isReply {
 		// The message may have been delivered; another host would get it
 		// twice, so this attempt ends here.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -530,7 +531,7 @@ func TestConnectionReuse(t *testing.T) {
 		require.Equal(t, 250, res[0].Reply.Code, "delivery %d: %s", i, res[0].Reply.Error())
 	}
 	assert.EqualValues(t, 1, s.accepts(), "three messages, one connection")
-	assert.Equal(t, 2, s.ln.count("RSET"), "RSET between messages")
+	assert.Zero(t, s.ln.count("RSET"), "reused at once after a whole transaction: no RSET")
 	assert.Equal(t, 1, tr.IdleConns())
 	assert.Len(t, s.messages(), 3)
 
@@ -782,4 +783,47 @@ func TestMaildirExistingOnly(t *testing.T) {
 	assert.Equal(t, StatusValid, r.Status)
 	_, err = NewVerifier(VerifierConfig{Mailboxes: true})
 	assert.ErrorIs(t, err, ErrConfig)
+}
+
+// A cached connection is proved with RSET (RFC 5321 §4.1.1.5) unless it
+// comes back to work at once after a whole transaction and the server has
+// not closed it: after a transaction that ended before DATA, after a
+// longer wait, and after the server said 421 and closed, RSET (or a new
+// connection) comes first.
+func TestReuseWithoutRSET(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Unix(1_700_000_000, 0)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	wait := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	s := startSink(t, "127.0.0.1:0", sinkConfig{rcpt: func(to string) error {
+		if strings.HasPrefix(to, "nobody@") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	}})
+	tr := mtTransport(t, "example.net esmtp:"+hostPort(s.addr)+"\n", TransportConfig{IdleTimeout: time.Minute, Now: now})
+	deliver := func(to string, code int) {
+		t.Helper()
+		res := tr.Deliver(bg, delivery("a@sender.test", to))
+		require.Equal(t, code, res[0].Reply.Code, res[0].Reply.Error())
+	}
+	deliver("b@example.net", 250)
+	deliver("b@example.net", 250)
+	assert.Zero(t, s.ln.count("RSET"))
+
+	deliver("nobody@example.net", 550) // ends after RCPT: the server holds MAIL's state
+	deliver("b@example.net", 250)
+	assert.Equal(t, 1, s.ln.count("RSET"), "a transaction left open is reset")
+
+	wait(quickReuse + time.Second)
+	deliver("b@example.net", 250)
+	assert.Equal(t, 2, s.ln.count("RSET"), "a connection idle for longer is proved first")
+	assert.EqualValues(t, 1, s.accepts(), "all on one connection")
+
+	// The server closes the idle connection (its timeout, a 421): the
+	// peek sees it and a new connection carries the message.
+	s.ln.cut()
+	deliver("b@example.net", 250)
+	assert.EqualValues(t, 2, s.accepts())
+	assert.Len(t, s.messages(), 5)
 }

@@ -32,6 +32,14 @@
 // missing or mismatched boundaries) do not stop the walk: what can be
 // decoded is, and Part.Errors says what was wrong.
 //
+// Most mail is one text entity: text/plain or text/html with a declared
+// charset (UTF-8, US-ASCII, ISO 8859-1, Windows-1252), in 7bit, 8bit,
+// quoted-printable or base64. The walker decodes such a message without
+// building enmime's tree, several times faster, into exactly the Content
+// the full walk gives; any header or body enmime would repair or remark
+// on takes the full walk. The Content keeps no reference into the bytes
+// walked, so WalkMessage reuses its read buffers.
+//
 // # Attachments and keywords
 //
 // AttachmentPolicy.Check reports banned extensions (DefaultBannedExtensions:
@@ -111,7 +119,24 @@
 // such as "[SPAM] original" whose original part is kept byte for byte,
 // encoded words and folding included (the rewrite is a DeleteHeader and
 // an AddHeader). X-Spam-* fields that came with the message are removed,
-// so senders cannot forge them.
+// so senders cannot forge them. Without a SubjectPrefix, rspamd's
+// "rewrite subject" gives the Subject rspamd wrote (Result.Subject).
+//
+// # rspamd's full answer
+//
+// rspamd's "greylist" and "soft reject" actions ask for a delay, not a
+// refusal (a first contact, a rate over a limit): by default
+// (SoftTempFail) the message is answered 451 4.7.1 with rspamd's
+// smtp_message, made printable ASCII and at most 120 characters;
+// SoftGreylist hands it to Postern's greylisting (FilterConfig.Greylist,
+// ratelimit.Greylist.CheckMessage), so the retry after the minimum delay
+// passes; SoftAccept only logs. Trusted and authenticated clients are
+// never delayed. The header fields rspamd's milter block asks for (its
+// DKIM signature, an ARC set, X-Spamd-Result, removals of its own
+// fields) are applied to every copy, each checked first: a name that is
+// not an RFC 5322 field name, a value with a NUL or invalid UTF-8, or
+// the removal of a trace field (Received, Return-Path) is skipped and
+// logged. The adapter already bounds their number and size.
 //
 // # Per-recipient policy
 //

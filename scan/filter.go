@@ -102,6 +102,24 @@ type FilterConfig struct {
 	// AlwaysAddStatus adds X-Spam-Status and X-Spam-Score for scored
 	// messages under the tag score too (for recipients with filtering on).
 	AlwaysAddStatus bool
+	// OnGreylist and OnSoftReject are what a spam scorer's "greylist"
+	// and "soft reject" actions (rspamd's) get: SoftTempFail, the
+	// default, answers 451 4.7.1 with the scorer's message; SoftGreylist
+	// asks Greylist; SoftAccept goes on. Trusted and authenticated
+	// clients are never delayed.
+	OnGreylist   SoftAction
+	OnSoftReject SoftAction
+	// Greylist decides for SoftGreylist: Postern's greylisting of the
+	// message's triplets (ratelimit.Greylist.CheckMessage). Required
+	// with SoftGreylist.
+	Greylist func(ctx context.Context, c *postern.Conn, t *postern.Txn) postern.Verdict
+	// IgnoreScorerHeaders leaves unapplied the header fields the spam
+	// scorer that answered asks to add or remove (rspamd's milter
+	// block: its DKIM signature, an ARC set, X-Spamd-Result). By
+	// default they are applied to every copy, each checked: an invalid
+	// name or value, or the removal of a trace field (Received,
+	// Return-Path), is skipped and logged.
+	IgnoreScorerHeaders bool
 	// KeepSpamHeaders keeps X-Spam-Flag, X-Spam-Score and X-Spam-Status
 	// fields that came with the message; by default they are removed when
 	// spam scorers are configured, so a sender cannot forge them.
@@ -156,6 +174,14 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	}
 	if cfg.RejectScore != 0 && cfg.TagScore > cfg.RejectScore {
 		return nil, fmt.Errorf("%w: TagScore %v over RejectScore %v", ErrConfig, cfg.TagScore, cfg.RejectScore)
+	}
+	for _, a := range []SoftAction{cfg.OnGreylist, cfg.OnSoftReject} {
+		if a > SoftAccept {
+			return nil, fmt.Errorf("%w: bad soft action %v", ErrConfig, a)
+		}
+		if a == SoftGreylist && cfg.Greylist == nil {
+			return nil, fmt.Errorf("%w: soft action greylist without Greylist", ErrConfig)
+		}
 	}
 	if !cfg.OnLookupError.Valid() {
 		return nil, fmt.Errorf("%w: bad OnLookupError %v", ErrConfig, cfg.OnLookupError)
@@ -398,6 +424,14 @@ func (f *Filter) check(ctx context.Context, c *postern.Conn, t *postern.Txn, m *
 	if !f.cfg.KeepSpamHeaders {
 		for _, name := range spamHeaderNames {
 			deleteAll(m, name)
+		}
+	}
+	if rep.Spam != nil {
+		if v, ok := f.softVerdict(ctx, c, t, rep.Spam); ok {
+			return v, nil
+		}
+		if !f.cfg.IgnoreScorerHeaders {
+			f.applyScorerHeaders(ctx, t, m, rep.Spam)
 		}
 	}
 	v := f.decideSpam(t, m, rps, rep)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -68,12 +69,21 @@ func FuzzWalk(f *testing.F) {
 				}
 			}
 		}
-		c, err := w.WalkBytes(ctx, data)
+		buf := bytes.Clone(data)
+		c, err := w.WalkBytes(ctx, buf)
 		if err != nil {
 			if !errors.Is(err, ErrLimit) && !errors.Is(err, ErrMalformed) {
 				t.Fatalf("unexpected error %v", err)
 			}
 			return
+		}
+		// The Content keeps nothing of the walked buffer (WalkMessage
+		// reuses it): scribbled over, it still equals a fresh walk.
+		for i := range buf {
+			buf[i] = 'X'
+		}
+		if again, err := w.WalkBytes(ctx, data); err != nil || !reflect.DeepEqual(c, again) {
+			t.Fatalf("walk changed with its buffer (%v)", err)
 		}
 		if len(c.Parts) == 0 || len(c.Parts) > lim.MaxParts {
 			t.Fatalf("%d parts", len(c.Parts))

@@ -152,6 +152,8 @@ func (f *Filter) spamEdits(m *postern.Message, subject string, res *Result, tag 
 		edits = append(edits, postern.HeaderEdit{Kind: postern.EditAdd, Name: "X-Spam-Flag", Value: "YES"})
 		if f.cfg.SubjectPrefix != "" {
 			edits = append(edits, subjectEdits(m, subject, f.cfg.SubjectPrefix)...)
+		} else if res.Action == "rewrite subject" {
+			edits = append(edits, rewrittenSubject(m, res.Subject)...)
 		}
 	}
 	return edits

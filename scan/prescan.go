@@ -57,6 +57,26 @@ const (
 type prescanStats struct {
 	parts    int
 	maxDepth int
+	top      mediaType // the top entity's Content-Type, as parsed
+}
+
+// mediaType is a Content-Type value and what mediatype.Parse made of it.
+type mediaType struct {
+	value   string
+	mtype   string
+	params  map[string]string
+	invalid []string
+	err     error
+	parsed  bool
+}
+
+// parseMediaType parses value, or takes the parse of an equal value.
+func (m *mediaType) parse(value string) mediaType {
+	if m.parsed && m.value == value {
+		return *m
+	}
+	mtype, params, invalid, err := mediatype.Parse(value)
+	return mediaType{value: value, mtype: mtype, params: params, invalid: invalid, err: err, parsed: true}
 }
 
 type prescanner struct {
@@ -68,6 +88,7 @@ type prescanner struct {
 	id       string // its ID
 	parts    int
 	maxDepth int
+	top      mediaType
 	// header of the entity being read
 	hdrBytes   int
 	collect    int // 0: nothing, 1: Content-Type value, 2: Content-Transfer-Encoding value
@@ -101,7 +122,7 @@ func prescan(ctx context.Context, data []byte, lim *Limits, baseDepth int, baseI
 		}
 		pos = end
 	}
-	return prescanStats{parts: p.parts, maxDepth: p.maxDepth}, nil
+	return prescanStats{parts: p.parts, maxDepth: p.maxDepth, top: p.top}, nil
 }
 
 func childID(parent string, n int) string {
@@ -359,7 +380,11 @@ func validFieldByte(c byte) bool {
 }
 
 func (p *prescanner) endHeader() error {
-	mtype, params, _, err := mediatype.Parse(strings.TrimSpace(string(p.ct)))
+	ct := p.top.parse(strings.TrimSpace(string(p.ct)))
+	if p.parts == 1 {
+		p.top = ct // kept for the fast path, which reads the same value
+	}
+	mtype, params, err := ct.mtype, ct.params, ct.err
 	if err == nil && params["boundary"] != "" {
 		b := params["boundary"]
 		if len(b) > maxBoundary {

@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/textproto"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/jhillyerd/enmime/v2"
@@ -26,6 +28,42 @@ type WalkerConfig struct {
 type Walker struct {
 	lim    Limits
 	parser *enmime.Parser
+	noFast bool // tests: always the full walk
+	// fastWalks counts the messages the fast path took (tests read it).
+	fastWalks atomic.Int64
+
+	spools  sync.Pool // *[]byte, WalkMessage's buffers up to maxPooledSpool
+	headers sync.Pool // *headerBuilder, the fast path's scratch
+}
+
+// Spool buffers: WalkMessage reuses buffers of up to maxPooledSpool
+// bytes (ordinary mail fits; a large message's buffer is not held on
+// to), at least minSpool so that one fits most messages.
+const (
+	maxPooledSpool = 1 << 20
+	minSpool       = 64 << 10
+)
+
+// spoolBuffer returns a buffer of at least n bytes.
+func (w *Walker) spoolBuffer(n int64) *[]byte {
+	if n <= maxPooledSpool {
+		if b, _ := w.spools.Get().(*[]byte); b != nil && int64(cap(*b)) >= n {
+			return b
+		}
+		// None, or too small for this one (dropped): a new one.
+		b := make([]byte, max(n, minSpool))
+		return &b
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// releaseSpool keeps b for the next message if it is not too large. The
+// walk copies what it keeps, so the bytes may be overwritten.
+func (w *Walker) releaseSpool(b *[]byte) {
+	if cap(*b) <= maxPooledSpool {
+		w.spools.Put(b)
+	}
 }
 
 // NewWalker validates cfg and returns a Walker.
@@ -181,12 +219,15 @@ func (w *Walker) Walk(ctx context.Context, r io.Reader) (*Content, error) {
 }
 
 // WalkMessage walks a spooled message as received (edits are not
-// applied).
+// applied). The message is read into a buffer the Walker reuses: the
+// Content keeps no reference into it.
 func (w *Walker) WalkMessage(ctx context.Context, m *postern.Message) (*Content, error) {
 	if m.Size() > w.lim.MaxSize {
 		return nil, &LimitError{Limit: LimitSize, Max: w.lim.MaxSize}
 	}
-	data := make([]byte, m.Size())
+	buf := w.spoolBuffer(m.Size())
+	defer w.releaseSpool(buf)
+	data := (*buf)[:m.Size()]
 	n, err := m.ReaderAt().ReadAt(data, 0)
 	if err != nil && (err != io.EOF || int64(n) < m.Size()) {
 		return nil, fmt.Errorf("scan: read message: %w", err)
@@ -194,23 +235,46 @@ func (w *Walker) WalkMessage(ctx context.Context, m *postern.Message) (*Content,
 	return w.WalkBytes(ctx, data)
 }
 
-// WalkBytes walks the message in data. The Content may keep
-// references into data: do not change it afterwards.
+// WalkBytes walks the message in data. The Content keeps no reference
+// into data: every part's text and content is a copy.
 func (w *Walker) WalkBytes(ctx context.Context, data []byte) (*Content, error) {
+	c, _, err := w.walk(ctx, data, !w.noFast)
+	return c, err
+}
+
+// walk is WalkBytes; fast allows the fast path for a message that is one
+// text entity (see single), and usedFast reports whether it was taken.
+func (w *Walker) walk(ctx context.Context, data []byte, fast bool) (c *Content, usedFast bool, err error) {
 	if int64(len(data)) > w.lim.MaxSize {
-		return nil, &LimitError{Limit: LimitSize, Max: w.lim.MaxSize}
+		return nil, false, &LimitError{Limit: LimitSize, Max: w.lim.MaxSize}
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, w.lim.Timeout,
 		&LimitError{Limit: LimitTime, Max: w.lim.Timeout.Milliseconds()})
 	defer cancel()
-	st := &walkState{w: w, c: &Content{Size: int64(len(data))}, decodedLeft: w.lim.MaxDecodedBytes, urls: map[string]bool{}}
-	if err := st.entity(ctx, data, 0, "0", -1); err != nil {
-		return nil, err
+	st := &walkState{w: w, c: &Content{Size: int64(len(data))}, decodedLeft: w.lim.MaxDecodedBytes}
+	// The pre-scan bounds the message on either path, with the same
+	// errors; it counts one entity for a message that is one leaf.
+	pre, err := prescan(ctx, data, &w.lim, 0, "0", w.lim.MaxParts)
+	if err != nil {
+		return nil, false, err
+	}
+	if fast && pre.parts == 1 {
+		if usedFast, err = st.single(ctx, data, &pre); err != nil {
+			return nil, usedFast, err
+		}
+		if usedFast {
+			w.fastWalks.Add(1)
+		}
+	}
+	if !usedFast {
+		if err := st.parse(ctx, data, 0, "0", -1); err != nil {
+			return nil, false, err
+		}
 	}
 	if err := ctxErr(ctx); err != nil {
-		return nil, err
+		return nil, usedFast, err
 	}
-	return st.c, nil
+	return st.c, usedFast, nil
 }
 
 func ctxErr(ctx context.Context) error {
@@ -241,13 +305,18 @@ type walkState struct {
 	urls        map[string]bool
 }
 
-// entity pre-scans and parses one message (the top one or an attached
-// one) and adds its parts.
+// entity pre-scans and parses an attached message and adds its parts.
 func (st *walkState) entity(ctx context.Context, data []byte, depth int, id string, parent int) error {
 	lim := &st.w.lim
 	if _, err := prescan(ctx, data, lim, depth, id, lim.MaxParts-len(st.c.Parts)); err != nil {
 		return err
 	}
+	return st.parse(ctx, data, depth, id, parent)
+}
+
+// parse has enmime parse a pre-scanned message (the top one or an
+// attached one) and adds its parts.
+func (st *walkState) parse(ctx context.Context, data []byte, depth int, id string, parent int) error {
 	root, err := st.w.parser.ReadParts(&ctxReader{ctx: ctx, r: bytes.NewReader(data)})
 	if err := ctxErr(ctx); err != nil {
 		return err
@@ -257,9 +326,14 @@ func (st *walkState) entity(ctx context.Context, data []byte, depth int, id stri
 	}
 	if depth == 0 {
 		st.c.Header = root.Header
-		st.c.Subject = strings.ToValidUTF8(enmime.DecodeRFC2047(root.Header.Get("Subject")), "\uFFFD")
+		st.c.Subject = subjectOf(root.Header)
 	}
 	return st.tree(ctx, root, depth, id, parent, true)
+}
+
+// subjectOf is the decoded Subject of a header (RFC 2047), in UTF-8.
+func subjectOf(h textproto.MIMEHeader) string {
+	return strings.ToValidUTF8(enmime.DecodeRFC2047(h.Get("Subject")), "\uFFFD")
 }
 
 // isContainer repeats enmime's decision to parse a part as a multipart.
@@ -300,7 +374,9 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 		part.Errors = append(part.Errors, e.Name+": "+e.Detail)
 	}
 	if !isContainer(p, top) {
-		return st.leaf(ctx, p, part)
+		content := p.Content
+		p.Content = nil // the part's copy is all that is kept
+		return st.leaf(ctx, part, content)
 	}
 	idx := len(st.c.Parts)
 	part.Multipart = true
@@ -315,27 +391,18 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 	return nil
 }
 
-// leaf adds a part that is not a multipart, with its decoded content:
-// text, an attached message (walked in turn) or opaque bytes.
-func (st *walkState) leaf(ctx context.Context, p *enmime.Part, part Part) error {
-	content := p.Content
-	p.Content = nil // the part's copy below is all that is kept
+// leaf adds a leaf entity with its decoded content: the text of a text
+// part, the content of another, the parts of an attached message. The
+// fast path adds its one entity here too.
+func (st *walkState) leaf(ctx context.Context, part Part, content []byte) error {
 	if st.decodedLeft -= int64(len(content)); st.decodedLeft < 0 {
 		return &LimitError{Limit: LimitDecodedSize, Max: st.w.lim.MaxDecodedBytes, Part: part.ID}
 	}
 	st.c.Decoded += int64(len(content))
 	part.Size = int64(len(content))
 	part.Sniffed = Sniff(content)
-	if part.IsText() && !isMessageType(part.ContentType) {
-		part.text = strings.ToValidUTF8(string(content), "\uFFFD")
-		// An archive declared text is still one once saved: its bytes
-		// are kept for the attachment check to look inside.
-		if k, _ := archiveKindOf(content); k != notArchive {
-			part.data = content
-		}
-		part.Size = int64(len(part.text))
-		part.SHA256 = sha256.Sum256([]byte(part.text))
-		st.textURLs(&part)
+	if part.IsText() {
+		st.textLeaf(&part, content)
 		st.c.Parts = append(st.c.Parts, part)
 		return nil
 	}
@@ -346,6 +413,27 @@ func (st *walkState) leaf(ctx context.Context, p *enmime.Part, part Part) error 
 	part.data = content
 	st.c.Parts = append(st.c.Parts, part)
 	return nil
+}
+
+// textLeaf fills in a text part: its text in UTF-8 (invalid bytes
+// replaced), size and hash, and the URLs in it. The text is a copy of
+// content, made once; content is hashed directly when it is the text.
+func (st *walkState) textLeaf(part *Part, content []byte) {
+	if utf8.Valid(content) {
+		part.text = string(content)
+		part.SHA256 = sha256.Sum256(content)
+	} else {
+		part.text = strings.ToValidUTF8(string(content), "\uFFFD")
+		part.SHA256 = sha256.Sum256([]byte(part.text))
+	}
+	part.Size = int64(len(part.text))
+	// An archive declared text is still one once saved: its bytes are
+	// kept for the attachment check to look inside (a copy: content may
+	// be the caller's buffer).
+	if k, _ := archiveKindOf(content); k != notArchive {
+		part.data = bytes.Clone(content)
+	}
+	st.textURLs(part)
 }
 
 // attachedMessage adds a message/rfc822 (or global) part and walks the

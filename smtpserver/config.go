@@ -242,6 +242,13 @@ type Config struct {
 	DisableSMTPUTF8 bool
 	DisableDSN      bool
 
+	// ProtocolTests, with its Select set, runs postscreen's deep
+	// protocol tests (pipelining before the greeting reply, non-SMTP
+	// commands, bare LF in commands) on the sessions it selects; a
+	// client that fails one is told 421 4.7.0 and disconnected. Off by
+	// default.
+	ProtocolTests ProtocolTests
+
 	// TxnObserver, if set, is called once for each transaction that
 	// reached the end of DATA, with its outcome (metrics, statistics). It
 	// runs on the session's goroutine and must be quick.

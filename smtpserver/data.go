@@ -213,7 +213,7 @@ type lineEndReader struct {
 }
 
 func newLineEndReader(r io.Reader) *lineEndReader {
-	l := &lineEndReader{r: r, in: make([]byte, 16<<10)}
+	l := &lineEndReader{r: r, in: make([]byte, 4<<10)}
 	l.d.reset(false)
 	return l
 }

@@ -86,6 +86,24 @@
 // SMTPUTF8, 8BITMIME, PIPELINING, CHUNKING and DSN (RFC 3461) are advertised;
 // DSN parameters reach the policy in postern.Txn and postern.Rcpt.
 //
+// # Deep protocol tests
+//
+// Config.ProtocolTests runs postscreen's "deep protocol" tests on the
+// sessions its Select chooses (not the trusted ones, not those a pass
+// cache says passed recently): a command sent together with HELO or
+// EHLO, before the reply (RFC 2920 §3.1); a line that is no SMTP (an
+// HTTP or proxy request, a header field, a TLS handshake on the plain
+// port); a command ending in a bare LF. The edge sees each command
+// line as it arrives, so the tests cost one check per command. A client
+// that fails one is told "421 4.7.0 <host> Error: <what>, try again
+// later" and disconnected; its Result callback hears the failure, or the
+// pass at the client's first MAIL (ratelimit.PassCache records both).
+// They are off by default.
+//
+// The smtpserver/proxyproto listener reads the PROXY protocol header a
+// load balancer sends, so the real client's address drives all of the
+// above.
+//
 // # Addresses
 //
 // go-smtp parses MAIL FROM and RCPT TO and hands over the local part

@@ -71,6 +71,18 @@ type edgeConn struct {
 	readArmedD  time.Duration
 	writeArmed  time.Time // when the write deadline was last set
 
+	// Replies not yet written (RFC 2920 §3.1: a server may hold the
+	// replies to pipelined commands until it would wait for input).
+	// One write per group instead of one per reply line; guarded by wmu
+	// because Close, which flushes, may come from another goroutine.
+	wmu sync.Mutex
+	out []byte
+
+	// The deep protocol tests this session runs (screen.go), and whether
+	// its first MAIL was reported.
+	screen       ProtocolTest
+	screenPassed bool
+
 	closeOnce sync.Once
 	mu        sync.Mutex // guards shutting, idle, closed
 	shutting  bool
@@ -79,7 +91,7 @@ type edgeConn struct {
 }
 
 func newEdge(raw net.Conn, nc net.Conn, srv *Server, st *connState) *edgeConn {
-	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st}
+	e := &edgeConn{raw: raw, nc: nc, srv: srv, st: st, screen: st.screen}
 	e.br = bufio.NewReaderSize(nc, 4096)
 	if srv.cfg.SessionTimeout > 0 {
 		e.deadline = st.conn.Started.Add(srv.cfg.SessionTimeout)
@@ -98,6 +110,7 @@ func (e *edgeConn) SetWriteDeadline(time.Time) error { return nil }
 func (e *edgeConn) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
+		_ = e.flush() // a 221 or 421 written just before
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
@@ -188,6 +201,11 @@ func (e *edgeConn) readBDAT(p []byte) (int, error) {
 	if err := e.armRead(e.srv.cfg.DataTimeout); err != nil {
 		return 0, err
 	}
+	if e.br.Buffered() == 0 {
+		if err := e.flush(); err != nil {
+			return 0, err
+		}
+	}
 	if int64(len(p)) > e.bdatLeft {
 		p = p[:e.bdatLeft]
 	}
@@ -230,6 +248,9 @@ func (e *edgeConn) readData(p []byte) error {
 			if len(buf) > 0 {
 				break // do not block while holding bytes for go-smtp
 			}
+			if err := e.flush(); err != nil {
+				return err
+			}
 			if _, err := e.br.Peek(1); err != nil {
 				return e.readErr(err)
 			}
@@ -263,7 +284,13 @@ func (e *edgeConn) readCommand() error {
 		return nil
 	case tooLong:
 		return e.refuse(500, "5.5.2", "Error: command line too long")
-	case bytes.IndexByte(line, 0) >= 0:
+	}
+	if e.screen != 0 && !e.saslLine {
+		if stop, err := e.screenCommand(line); stop {
+			return err
+		}
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
 		return e.refuse(500, "5.5.2", "Error: NUL character in command")
 	}
 	text := strings.TrimRight(string(line), "\r\n")
@@ -283,6 +310,12 @@ func (e *edgeConn) readCommand() error {
 // readCommand returns err at once: the session is shutting down (err nil
 // when the loop is to answer 421) or the read failed.
 func (e *edgeConn) nextLine() (line []byte, tooLong, stop bool, err error) {
+	if !e.lineBuffered() {
+		// About to wait for the client: it may be waiting for us.
+		if err := e.flush(); err != nil {
+			return nil, false, true, err
+		}
+	}
 	// Arm the deadline and mark the session idle under the lock, so a
 	// concurrent shutdown either sees the mark and wakes the Read or is seen
 	// here.
@@ -466,6 +499,10 @@ func (e *edgeConn) startTLS(arg string) error {
 		return e.refuse(503, "5.5.1", "Error: STARTTLS not allowed after AUTH")
 	}
 	e.writeReply(220, "2.0.0", "Ready to start TLS")
+	if err := e.flush(); err != nil {
+		e.Close()
+		return err
+	}
 	// Anything the client sent after STARTTLS in the clear is dropped
 	// (CVE-2011-0411: plaintext command injection).
 	e.br.Discard(e.br.Buffered())
@@ -552,19 +589,49 @@ func (e *edgeConn) writeCounted(p []byte, code int, final bool) (int, error) {
 			time.Sleep(cfg.ErrorSleep)
 		}
 	}
-	if err := e.armWrite(); err != nil {
-		return 0, err
-	}
-	n, err := e.nc.Write(p)
-	if err != nil {
-		return n, err
+	e.wmu.Lock()
+	e.out = append(e.out, p...)
+	full := len(e.out) >= maxHeldReplies
+	e.wmu.Unlock()
+	if full {
+		if err := e.flush(); err != nil {
+			return 0, err
+		}
 	}
 	if isErr && e.errors >= cfg.HardErrorLimit {
 		e.st.conn.Logger().Info("too many errors", "stage", "smtp", "action", "disconnect", "code", 421, "errors", e.errors)
-		_, _ = e.nc.Write([]byte("421 4.7.0 " + cfg.Hostname + " Error: too many errors\r\n"))
+		e.wmu.Lock()
+		e.out = append(e.out, "421 4.7.0 "+cfg.Hostname+" Error: too many errors\r\n"...)
+		e.wmu.Unlock()
 		e.Close()
 	}
-	return n, nil
+	return len(p), nil
+}
+
+// maxHeldReplies bounds the replies held for a pipelining client: a
+// flood of commands in one read is answered in pieces of this size.
+const maxHeldReplies = 4096
+
+// flush writes the replies held since the last flush, in one write.
+func (e *edgeConn) flush() error {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	if len(e.out) == 0 {
+		return nil
+	}
+	if err := e.armWrite(); err != nil {
+		return err
+	}
+	_, err := e.nc.Write(e.out)
+	e.out = e.out[:0]
+	return err
+}
+
+// lineBuffered reports whether a whole command line is already read
+// from the client, so reading it will not wait.
+func (e *edgeConn) lineBuffered() bool {
+	b, _ := e.br.Peek(e.br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // overshootOnly reports whether p refuses a recipient over the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -152,4 +153,42 @@ func ExampleConnLimit() {
 	// Output:
 	// 220 mx.example.org ESMTP Service Ready
 	// 421 4.7.0 mx.example.org Error: too many connections, try again later
+}
+
+// postscreen's deep protocol tests: a client that sends MAIL together with
+// EHLO, before the EHLO reply (a bot that does not wait for answers), is
+// told 421 4.7.0 and disconnected; Result hears it (a pass cache records
+// the failure).
+func ExampleProtocolTests() {
+	handoff := smtpserver.HandoffFunc(func(_ context.Context, _ *postern.Conn, t *postern.Txn, _ *postern.Message) (string, error) {
+		return "ID42", nil
+	})
+	srv, err := smtpserver.New(smtpserver.Config{Hostname: "mx.example.org", Handoff: handoff,
+		ProtocolTests: smtpserver.ProtocolTests{
+			Select: func(context.Context, *postern.Conn) smtpserver.ProtocolTest {
+				return smtpserver.ProtocolPipelining | smtpserver.ProtocolNonSMTP | smtpserver.ProtocolBareNewline
+			},
+			Result: func(_ context.Context, c *postern.Conn, failed smtpserver.ProtocolTest) {
+				fmt.Println("failed:", failed)
+			},
+		}})
+	if err != nil {
+		panic(err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(l)
+	defer srv.Close()
+
+	c, _ := net.Dial("tcp", l.Addr().String())
+	defer c.Close()
+	br := bufio.NewReader(c)
+	banner, _ := br.ReadString('\n')
+	fmt.Println(strings.TrimSpace(banner))
+	fmt.Fprint(c, "EHLO bot.example\r\nMAIL FROM:<a@bot.example>\r\n") // in one write
+	rest, _ := io.ReadAll(br)
+	fmt.Println(strings.TrimSpace(string(rest)))
+	// Output:
+	// 220 mx.example.org ESMTP Service Ready
+	// failed: pipelining
+	// 421 4.7.0 mx.example.org Error: command pipelined before the EHLO reply, try again later
 }

@@ -123,6 +123,7 @@ func (l *listener) admit(nc net.Conn) {
 		transport.Close()
 		return
 	}
+	st.screen = s.selectTests(ctx, st.conn)
 	e := newEdge(nc, transport, s, st)
 	if !s.trackEdge(e) {
 		transport.Close()

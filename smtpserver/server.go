@@ -240,7 +240,8 @@ type connState struct {
 	tls            *tls.ConnectionState
 	connectVerdict postern.Verdict // a connect-stage Discard/Quarantine
 	messages       int
-	bareNewline    byte // the first bare CR or LF of the last DATA; 0 for none
+	bareNewline    byte         // the first bare CR or LF of the last DATA; 0 for none
+	screen         ProtocolTest // the deep protocol tests, chosen before the edge exists
 }
 
 // setBareNewline records, at the end of DATA, the first bare line end the

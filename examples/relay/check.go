@@ -102,17 +102,22 @@ func newDryRun(s *Config, stdout, stderr io.Writer) (*dryRun, error) {
 	if dr.ap, err = buildAuth(s, res, warnLog, dr.dir); err != nil {
 		return fail(err)
 	}
-	sc, err := buildScan(s, warnLog, dr.dir)
-	if err != nil {
-		return fail(err)
-	}
 	// A dry run counts in a store of its own: taken from the shared one
-	// (Redis), its messages would count against the real client.
+	// (Redis), its messages would count against the real client (and a
+	// greylisted triplet would be recorded as seen).
 	store, err := ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})
 	if err != nil {
 		return fail(err)
 	}
-	if dr.pol, err = buildPolicy(s, warnLog, dr.observe, dr.routing.verifier, dr.ap, sc, store); err != nil {
+	front, err := buildFront(s, store, warnLog, nil)
+	if err != nil {
+		return fail(err)
+	}
+	sc, err := buildScan(s, warnLog, dr.dir, front)
+	if err != nil {
+		return fail(err)
+	}
+	if dr.pol, err = buildPolicy(s, warnLog, dr.observe, dr.routing.verifier, dr.ap, sc, store, front); err != nil {
 		return fail(err)
 	}
 	return dr, nil

@@ -58,6 +58,7 @@ type Config struct {
 	DNS        DNSSection        `toml:"dns"`
 	DNSBL      DNSBLSection      `toml:"dnsbl"`
 	Limits     LimitsSection     `toml:"limits"`
+	Greylist   GreylistSection   `toml:"greylist"`
 	Redis      RedisSection      `toml:"redis"`
 	Auth       AuthSection       `toml:"auth"`
 	DKIM       []DKIMKey         `toml:"dkim"`
@@ -93,6 +94,7 @@ type Config struct {
 	refuseQuoted bool // smtp.quoted_local_parts = "refuse"
 	bareNewline  smtpserver.BareNewline
 	hostChecks   auth.HostCheck
+	front        frontSettings // the front door's keys, parsed
 }
 
 // SMTPSection is the inbound listener (port 25).
@@ -126,6 +128,46 @@ type SMTPSection struct {
 	// MaxRecipients per message, on every listener; default 1000
 	// (Postfix smtpd_recipient_limit); more get 452 4.5.3.
 	MaxRecipients int `toml:"max_recipients"`
+
+	// The front door (frontdoor.go). PassCache remembers clients that
+	// waited out the greet pause and passed the connect-stage DNS lists,
+	// so their next connections skip the pause (postscreen's temporary
+	// allowlist); default true. The TTLs: "1d", "1h", "10m" (a failure).
+	PassCache         bool     `toml:"pass_cache"`
+	PassCacheTTL      Duration `toml:"pass_cache_ttl"`
+	PassCacheDNSBLTTL Duration `toml:"pass_cache_dnsbl_ttl"`
+	PassCacheFailTTL  Duration `toml:"pass_cache_fail_ttl"`
+	// ProtocolTests are postscreen's deep protocol tests: "pipelining",
+	// "non_smtp", "bare_newline"; default none. A pass counts for
+	// ProtocolTestsTTL; default "30d".
+	ProtocolTests    []string `toml:"protocol_tests"`
+	ProtocolTestsTTL Duration `toml:"protocol_tests_ttl"`
+	// ProxyBalancers are the load balancers whose connections start with
+	// a PROXY protocol header (v1 or v2); default none. ProxyTimeout
+	// bounds reading one; default "5s".
+	ProxyBalancers []string `toml:"proxy_balancers"`
+	ProxyTimeout   Duration `toml:"proxy_timeout"`
+}
+
+// GreylistSection is triplet greylisting (frontdoor.go).
+type GreylistSection struct {
+	// Enabled turns it on; default false.
+	Enabled bool `toml:"enabled"`
+	// At is "rcpt" (default) or "data".
+	At string `toml:"at"`
+	// MinDelay (default "5m"), RetryWindow ("2d") and PassTTL ("36d").
+	MinDelay    Duration `toml:"min_delay"`
+	RetryWindow Duration `toml:"retry_window"`
+	PassTTL     Duration `toml:"pass_ttl"`
+	// AutoAllow passes let a client network through for anyone; default
+	// 5, 0 never.
+	AutoAllow int `toml:"auto_allow"`
+	// ExemptSPFDomains: senders of these domains (and their subdomains)
+	// whose SPF passed are not greylisted.
+	ExemptSPFDomains []string `toml:"exempt_spf_domains"`
+	// ExemptPassCache: clients the pass cache knows are not greylisted;
+	// default false.
+	ExemptPassCache bool `toml:"exempt_pass_cache"`
 }
 
 // SubmissionSection is message submission for the site's own users.
@@ -309,6 +351,14 @@ type ScanSection struct {
 	// (deeper or larger is refused); default 32 and 1000.
 	MaxMimeDepth int `toml:"max_mime_depth"`
 	MaxMimeParts int `toml:"max_mime_parts"`
+	// RspamdGreylist and RspamdSoftReject are what rspamd's actions
+	// "greylist" and "soft reject" get: "tempfail" (default: 451 with
+	// rspamd's message), "greylist" (the relay's greylisting decides) or
+	// "accept". RspamdHeaders applies the fields rspamd's milter block
+	// adds and removes; default true.
+	RspamdGreylist   string `toml:"rspamd_greylist"`
+	RspamdSoftReject string `toml:"rspamd_soft_reject"`
+	RspamdHeaders    bool   `toml:"rspamd_headers"`
 }
 
 // DeliverySection is routing.
@@ -363,6 +413,8 @@ type MetricsSection struct {
 	// Listen is an HTTP address serving /metrics and /healthz; default
 	// off.
 	Listen string `toml:"listen"`
+	// Pprof adds Go's profiles (/debug/pprof/) to the listener.
+	Pprof bool `toml:"pprof"`
 }
 
 // ControlSection is the admin commands' socket.
@@ -704,7 +756,7 @@ func keyLine(doc []byte, key string) int {
 // relay is built (check-config builds it without listening).
 func (c *Config) validate() error {
 	for _, check := range []func() error{c.validateNetworks, c.validateSMTP, c.validateSubmission,
-		c.validateLimits, c.validateChoices, c.validateMail, c.validateLDAP} {
+		c.validateLimits, c.validateChoices, c.validateMail, c.validateFront, c.validateLDAP} {
 		if err := check(); err != nil {
 			return err
 		}

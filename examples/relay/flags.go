@@ -199,5 +199,5 @@ func (c *Config) resolve() error {
 	if c.hostChecks, err = hostChecks(c.Policy.HELOChecks, c.Policy.ClientChecks); err != nil {
 		return err
 	}
-	return nil
+	return c.resolveFront()
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ type metrics struct {
 	delivTime  prometheus.Histogram
 	reloads    *prometheus.CounterVec
 	limited    *limitCollector
+	greet      *prometheus.CounterVec // the greet pause's outcomes (frontdoor.go)
+	protocol   *prometheus.CounterVec // the deep protocol tests' results
+	greylist   *prometheus.CounterVec // greylisting's decisions
 }
 
 func newMetrics() *metrics {
@@ -66,8 +70,17 @@ func newMetrics() *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_config_reloads_total",
 		Help: "Configuration reloads, by result (ok, failed)."}, []string{"result"})
 	m.limited = newLimitCollector()
+	m.greet = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_greet_pause_total",
+		Help: "Connections through the greet pause, by outcome: pass (waited in silence), known (the pass cache let it in at once), exempt, reject (talked early), log-only, busy, overflow, hangup, closed."},
+		[]string{"action"})
+	m.protocol = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_protocol_tests_total",
+		Help: "Sessions through the deep protocol tests, by result: passed, or the test failed (pipelining, non_smtp, bare_newline)."},
+		[]string{"result"})
+	m.greylist = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_greylist_total",
+		Help: "Greylisting decisions per triplet: greylisted (first attempt, 451), early (retried too soon, 451), passed (retried in time), known, allowed (auto-allowlisted client), exempt, error (the store failed)."},
+		[]string{"outcome"})
 	m.reg.MustRegister(m.conns, m.connsOpen, m.verdicts, m.filterTime, m.dnsblHits, m.scans, m.messages,
-		m.enqueue, m.deliveries, m.delivTime, m.reloads, m.limited,
+		m.enqueue, m.deliveries, m.delivTime, m.reloads, m.limited, m.greet, m.protocol, m.greylist,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -87,6 +100,13 @@ func (m *metrics) watchQueue(q *queue.Queue, now func() time.Time) {
 			}
 			return now().Sub(o).Seconds()
 		}))
+}
+
+// watchGreylist adds the gauge of triplets never retried.
+func (m *metrics) watchGreylist(neverRetried func() float64) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "postern_greylist_never_retried",
+		Help: "Triplets first greylisted on the last UTC day whose retry window has closed that were never retried (from the counter store: all relays sharing it)."},
+		neverRetried))
 }
 
 // observe counts a policy decision.
@@ -217,7 +237,7 @@ func (m *metrics) observeQueue(e queue.Event) {
 
 // serveMetrics serves /metrics and /healthz until ctx is done. healthy
 // says whether the relay can take mail.
-func (m *metrics) serve(ctx context.Context, addr string, healthy func() error, log *slog.Logger) (net.Addr, error) {
+func (m *metrics) serve(ctx context.Context, addr string, profiles bool, healthy func() error, log *slog.Logger) (net.Addr, error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -231,6 +251,15 @@ func (m *metrics) serve(ctx context.Context, addr string, healthy func() error, 
 		}
 		w.Write([]byte("ok\n"))
 	})
+	if profiles {
+		// Mounted on this mux only: the relay serves nothing from
+		// http.DefaultServeMux, where the package's init also puts them.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	go func() {

@@ -32,6 +32,8 @@ const milterFilterName = "milter"
 //   - relay control before anything that could accept a recipient;
 //   - the harvest guard before recipient verification, whose 550 5.1.1
 //     answers it counts;
+//   - greylisting after recipient verification: an unknown recipient
+//     hears 550 at once, not 451 and then 550;
 //   - sender authentication (SPF at MAIL, DKIM/DMARC at DATA), then the
 //     content scan, then the external milters (they see the message as
 //     the relay's own filters left it, as Postfix's smtpd_milters see
@@ -39,7 +41,7 @@ const milterFilterName = "milter"
 //     edit.
 var defaultOrder = []string{
 	access.TrustFilterName, access.FilterName, access.RelayFilterName, auth.HostFilterName, dnsbl.FilterName,
-	ratelimit.FilterName, outboundFilterName, ratelimit.GuardName, route.FilterName,
+	ratelimit.FilterName, outboundFilterName, ratelimit.GuardName, route.FilterName, ratelimit.GreylistName,
 	auth.SPFFilterName, auth.VerifyFilterName, scan.FilterName, milterFilterName, auth.SignFilterName,
 }
 
@@ -55,6 +57,7 @@ var filterKeys = map[string]string{
 	outboundFilterName:     "limits.outbound_message_rate or limits.outbound_recipient_rate",
 	ratelimit.GuardName:    "limits.harvest_threshold",
 	route.FilterName:       "policy.recipients, policy.callahead or delivery.maildir_create = false",
+	ratelimit.GreylistName: "greylist.enabled",
 	auth.SPFFilterName:     "auth.check",
 	auth.VerifyFilterName:  "always on: it removes forged Authentication-Results",
 	scan.FilterName:        "always on: the MIME walk",

@@ -40,6 +40,7 @@ type policy struct {
 	// names are the chain's filters in order, for the check command.
 	names []string
 	s     *Config
+	front *frontParts // nil: no pass cache, no greylisting
 }
 
 // openStore opens the counters' store: Redis when configured, so relays
@@ -67,8 +68,8 @@ func closeStore(st ratelimit.Store) {
 //
 // store holds the rate and harvest counters; it outlives reloads, so a
 // reload does not forget who was limited.
-func buildPolicy(s *Config, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning, store ratelimit.Store) (*policy, error) {
-	p := &policy{s: s, store: store}
+func buildPolicy(s *Config, log *slog.Logger, obs postern.Observer, verifier *route.Verifier, ap *authParts, sc *scanning, store ratelimit.Store, front *frontParts) (*policy, error) {
+	p := &policy{s: s, store: store, front: front}
 	if s.Policy.Access != "" {
 		// The watcher logs the warnings of each load (entries that cannot
 		// mean what they say) and keeps the last good map on a broken file.
@@ -131,9 +132,16 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 	if len(s.DNSBL.Zones)+len(s.DNSBL.Allow)+len(s.DNSBL.Domain) > 0 {
 		// The filter applies its own per-zone error policy, so a lookup
 		// failure arrives as a verdict, not an error.
-		if built[dnsbl.FilterName], err = dnsblFilter(s, ap.dns, log); err != nil {
+		var record func(context.Context, *postern.Conn, dnsbl.Result)
+		if p.front != nil {
+			record = p.front.recordDNSBL
+		}
+		if built[dnsbl.FilterName], err = dnsblFilter(s, ap.dns, log, record); err != nil {
 			return nil, err
 		}
+	}
+	if p.front != nil && p.front.filter {
+		built[ratelimit.GreylistName] = p.front.grey
 	}
 	if err := p.buildLimits(built, log); err != nil {
 		return nil, err
@@ -247,7 +255,7 @@ func (s *Config) outboundExempt(ip netip.Addr) bool {
 // dnsblFilter builds the DNS list checks. A lookup that fails answers as
 // dnsbl.on_error says (by default 4xx: mail waits rather than passing
 // unchecked).
-func dnsblFilter(s *Config, res *resolver.Resolver, log *slog.Logger) (*dnsbl.Filter, error) {
+func dnsblFilter(s *Config, res *resolver.Resolver, log *slog.Logger, record func(context.Context, *postern.Conn, dnsbl.Result)) (*dnsbl.Filter, error) {
 	policy := s.DNSBL.OnError
 	var zones []dnsbl.Zone
 	add := func(list []string, kind dnsbl.Kind, defWeight float64) error {
@@ -282,7 +290,7 @@ func dnsblFilter(s *Config, res *resolver.Resolver, log *slog.Logger) (*dnsbl.Fi
 		at = postern.StageRcpt
 	}
 	return dnsbl.NewFilter(dnsbl.FilterConfig{Checker: c, EnforceAt: at, CheckHELO: len(s.DNSBL.Domain) > 0,
-		CheckSender: len(s.DNSBL.Domain) > 0, Logger: log})
+		CheckSender: len(s.DNSBL.Domain) > 0, ClientResult: record, Logger: log})
 }
 
 // trustedNet returns the trusted network (Postfix mynetworks) holding ip.
@@ -307,6 +315,19 @@ func (p *policy) pause(ip netip.Addr) (time.Duration, string) {
 		}
 	}
 	return p.s.SMTP.GreetPause.Duration, "default"
+}
+
+// greetEntry reports whether the access map has a GreetPause: entry
+// naming ip (its address or a network of it): it wins over the pass
+// cache. The default entry ("GreetPause: 5000", empty key) is the site's
+// pause for everyone, which the cache may cut short like the configured
+// one.
+func (p *policy) greetEntry(ip netip.Addr) bool {
+	if p.amap == nil {
+		return false
+	}
+	e, ok := p.amap.Current().LookupClient(access.TagGreetPause, ip, "")
+	return ok && e.Action == access.ActionValue && e.Key != ""
 }
 
 // clientLimit is a connection limit (tag access.TagClientRate or

@@ -104,9 +104,9 @@ func policyFor(t *testing.T, doc string, obs postern.Observer) (*policy, *poster
 	require.NoError(t, err)
 	ap, err := buildAuth(s, res, nil, nil)
 	require.NoError(t, err)
-	sc, err := buildScan(s, nil, nil)
+	sc, err := buildScan(s, nil, nil, nil)
 	require.NoError(t, err)
-	pol, err := buildPolicy(s, nil, obs, nil, ap, sc, store)
+	pol, err := buildPolicy(s, nil, obs, nil, ap, sc, store, nil)
 	require.NoError(t, err)
 	sub, err := submissionChain(s, ap, sc, pol, nil, obs)
 	require.NoError(t, err)
@@ -285,7 +285,7 @@ func TestLimitKeys(t *testing.T) {
 	s, err := cfg.resolved()
 	require.NoError(t, err)
 	assert.Equal(t, 50, s.SMTP.MaxRecipients)
-	sc, err := buildScan(s, nil, nil)
+	sc, err := buildScan(s, nil, nil, nil)
 	require.NoError(t, err)
 	deep := "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
 		"--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\nContent-Type: multipart/mixed; boundary=d\r\n\r\n" +
@@ -378,4 +378,16 @@ func TestPolicyOrderMilters(t *testing.T) {
 	code, _, errb = checkRun(t, "[policy]\norder = [\"trust\", \"relay\", \"outbound-ratelimit\", \"harvest-guard\", \"auth-verify\", \"scan\"]\n"+milters)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errb, "relay.toml:2: policy.order: milter is configured ([[milter]]) but not listed")
+}
+
+// An access GreetPause: entry naming the client wins over the pass cache;
+// the default entry (empty key) is only the site's pause.
+func TestGreetEntryWinsOverPassCache(t *testing.T) {
+	m, _, err := access.Parse(strings.NewReader("GreetPause: 5000\nGreetPause:192.0.2.7 8000\nGreetPause:198.51.100 0\n"), "access")
+	require.NoError(t, err)
+	p := &policy{amap: m}
+	for ip, want := range map[string]bool{"192.0.2.7": true, "198.51.100.9": true, "203.0.113.1": false} {
+		assert.Equal(t, want, p.greetEntry(netip.MustParseAddr(ip)), ip)
+	}
+	assert.False(t, (&policy{}).greetEntry(netip.MustParseAddr("192.0.2.7")), "no access file")
 }

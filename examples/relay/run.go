@@ -97,6 +97,7 @@ func (r *relayServer) open(s *Config) (*listeners, *generation, error) {
 	}
 	r.onClose(func() { r.q.Close() })
 	r.met.watchQueue(r.q, time.Now)
+	r.met.watchGreylist(r.greylistNeverRetried)
 	if r.journal, err = stats.Open(stats.JournalConfig{Dir: s.Stats.Dir, Logger: log, Retain: s.Stats.Retain.Duration}); err != nil {
 		log.Error("statistics records cannot be kept", "stats_dir", s.Stats.Dir, "error", err)
 		r.journal = nil
@@ -148,8 +149,10 @@ func (r *relayServer) frontDoors(s *Config, g *generation, lns *listeners) (*fro
 	handoff := newQueueHandoff(r.q, log, r.met, func() bool { return r.cur.Load().s.Delivery.NotifyUnverifiedSenders },
 		func() string { return r.cur.Load().s.sitePostmaster() })
 	base := r.serverConfig(s, handoff, f.tls)
+	mx := base
+	mx.ProtocolTests = r.protocolTests() // port 25 only
 	var err error
-	if f.mx.srv, err = smtpserver.New(base); err != nil {
+	if f.mx.srv, err = smtpserver.New(mx); err != nil {
 		return nil, err
 	}
 	if f.mx.l, err = r.mxListener(s, connLimit.Listener(lns.smtp)); err != nil {
@@ -224,9 +227,15 @@ func (r *relayServer) serverConfig(s *Config, h *queueHandoff, tlsCfg *tls.Confi
 		ReverseDNS: rdns, ReverseDNSTimeout: maxReverseDNSTimeout, SkipReverseDNS: rdns.skip}
 }
 
-// mxListener puts the per-client limits and the greet pause in front of
-// port 25.
+// mxListener puts the PROXY protocol reader (the client's address for
+// everything after it), the per-client limits and the greet pause (with
+// the pass cache) in front of port 25.
 func (r *relayServer) mxListener(s *Config, inner net.Listener) (net.Listener, error) {
+	proxied, err := r.proxyListener(s, r.met.countConns(inner, "smtp.listen"))
+	if err != nil {
+		return nil, err
+	}
+	r.onClose(func() { proxied.Close() })
 	rlCfg := ratelimit.ListenerConfig{Hostname: s.Hostname, Logger: r.log,
 		ClientRate: func(ip netip.Addr) (int, bool) {
 			g := r.cur.Load()
@@ -237,13 +246,14 @@ func (r *relayServer) mxListener(s *Config, inner net.Listener) (net.Listener, e
 			return g.pol.clientLimit(ip, g.s.Limits.ClientConn, access.TagClientConn)
 		},
 	}
-	limited, err := ratelimit.NewListener(r.met.countConns(inner, "smtp.listen"), rlCfg)
+	limited, err := ratelimit.NewListener(proxied, rlCfg)
 	if err != nil {
 		return nil, err
 	}
 	r.met.limited.listener.Store(limited)
 	gl, err := greetpause.New(limited, greetpause.Config{Logger: r.log, LogOnly: s.SMTP.GreetPauseLogOnly,
-		Pause: func(ip netip.Addr) time.Duration { d, _ := r.cur.Load().pol.pause(ip); return d }})
+		Pause: func(ip netip.Addr) time.Duration { d, _ := r.cur.Load().pol.pause(ip); return d },
+		Known: r.knownClient, Observer: r.greetEvent})
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +271,7 @@ func (r *relayServer) startServices(ctx context.Context, s *Config, tlsCfg *tls.
 	}
 	r.onClose(func() { ctl.Close() })
 	if s.Metrics.Listen != "" {
-		addr, err := r.met.serve(ctx, s.Metrics.Listen, r.healthy, r.log)
+		addr, err := r.met.serve(ctx, s.Metrics.Listen, s.Metrics.Pprof, r.healthy, r.log)
 		if err != nil {
 			return fmt.Errorf("metrics.listen %s: %w", s.Metrics.Listen, err)
 		}

@@ -24,7 +24,7 @@ type scanning struct {
 // come with their flags.
 //
 // dir, with ldap.uses "spam_policy", gives recipients' policies first.
-func buildScan(s *Config, log *slog.Logger, dir *directory.Directory) (*scanning, error) {
+func buildScan(s *Config, log *slog.Logger, dir *directory.Directory, front *frontParts) (*scanning, error) {
 	sc := &scanning{}
 	walker, err := scan.NewWalker(scan.WalkerConfig{Limits: scan.Limits{MaxSize: s.maxSize,
 		MaxDepth: s.Scan.MaxMimeDepth, MaxParts: s.Scan.MaxMimeParts}})
@@ -32,7 +32,11 @@ func buildScan(s *Config, log *slog.Logger, dir *directory.Directory) (*scanning
 		return nil, err
 	}
 	cfg := scan.FilterConfig{Walker: walker, TagScore: s.Scan.SpamTagScore, RejectScore: s.Scan.SpamRejectScore,
-		SubjectPrefix: s.Scan.SpamSubject, Logger: log}
+		SubjectPrefix: s.Scan.SpamSubject, Logger: log, OnGreylist: s.front.rspamdGrey, OnSoftReject: s.front.rspamdSoft,
+		IgnoreScorerHeaders: !s.Scan.RspamdHeaders}
+	if front != nil && front.grey != nil {
+		cfg.Greylist = front.checkMessage
+	}
 	if s.Scan.VirusAction != "" {
 		if cfg.OnVirus, err = scan.ParseAction(s.Scan.VirusAction); err != nil || cfg.OnVirus == scan.ActLog {
 			return nil, fmt.Errorf("-virus-action: %q is not reject, quarantine or discard", s.Scan.VirusAction)

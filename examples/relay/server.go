@@ -36,6 +36,7 @@ type generation struct {
 	routing *delivery
 	ap      *authParts
 	sc      *scanning
+	front   *frontParts          // pass cache and greylist
 	dir     *directory.Directory // nil without ldap.urls
 	stop    context.CancelFunc
 	// done is closed when the generation is replaced (its context).
@@ -108,10 +109,13 @@ func (r *relayServer) buildGeneration(s *Config) (*generation, error) {
 	if g.ap, err = buildAuth(s, res, r.log, g.dir); err != nil {
 		return fail(err)
 	}
-	if g.sc, err = buildScan(s, r.log, g.dir); err != nil {
+	if g.front, err = buildFront(s, r.store, r.log, r.observeGrey); err != nil {
 		return fail(err)
 	}
-	if g.pol, err = buildPolicy(s, r.log, r.observe, g.routing.verifier, g.ap, g.sc, r.store); err != nil {
+	if g.sc, err = buildScan(s, r.log, g.dir, g.front); err != nil {
+		return fail(err)
+	}
+	if g.pol, err = buildPolicy(s, r.log, r.observe, g.routing.verifier, g.ap, g.sc, r.store, g.front); err != nil {
 		return fail(err)
 	}
 	if s.Submission.Listen != "" || s.Submission.ListenTLS != "" {
@@ -311,6 +315,11 @@ func (r *relayServer) reload(why string) error {
 func (r *relayServer) observe(_ context.Context, d postern.Decision) {
 	r.met.observe(d)
 	r.recordDecision(d)
+}
+
+// observeGrey sees every greylisting decision (metrics).
+func (r *relayServer) observeGrey(e ratelimit.GreyEvent) {
+	r.met.greylist.WithLabelValues(e.Outcome.String()).Inc()
 }
 
 // observeQueue sees every queue event.

@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/examples/relay/internal/webui"
 	"github.com/postern/postern/internal/termsafe"
 	"github.com/postern/postern/queue"
+	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver"
 )
@@ -250,7 +251,11 @@ func (r *relayServer) sendSummary(ctx context.Context, s *Config, from, end time
 	if r.journal != nil {
 		r.journal.Flush(ctx)
 	}
-	return queueSummary(ctx, r.q, s, from, end, to, top)
+	var grey *ratelimit.Greylist
+	if g := r.cur.Load(); g != nil && g.front != nil {
+		grey = g.front.grey
+	}
+	return queueSummary(ctx, r.q, s, from, end, to, top, grey)
 }
 
 // ErrNoReportAddress: the report has nowhere to go.
@@ -259,7 +264,7 @@ var ErrNoReportAddress = errors.New("no address for the report: set stats.daily_
 // queueSummary queues the statistics report of [from, end) as the daily
 // mail is sent: from MAILER-DAEMON with the null sender, to to or
 // stats.daily_to. It returns the queue ID and the address.
-func queueSummary(ctx context.Context, q *queue.Queue, s *Config, from, end time.Time, to string, top int) (id, rcpt string, err error) {
+func queueSummary(ctx context.Context, q *queue.Queue, s *Config, from, end time.Time, to string, top int, grey *ratelimit.Greylist) (id, rcpt string, err error) {
 	if to == "" {
 		to = s.Stats.DailyTo
 	}
@@ -273,6 +278,9 @@ func queueSummary(ctx context.Context, q *queue.Queue, s *Config, from, end time
 	if err != nil {
 		return "", "", err
 	}
+	if grey != nil {
+		sum.Greylist = greylistDays(ctx, grey, from, end)
+	}
 	host := s.hostnameOrDefault()
 	msg, err := sum.Message("MAILER-DAEMON@"+host, postern.WireAddr(to), host, end)
 	if err != nil {
@@ -281,6 +289,24 @@ func queueSummary(ctx context.Context, q *queue.Queue, s *Config, from, end time
 	id, err = q.Enqueue(ctx, queue.Envelope{From: "", Recipients: []queue.Recipient{{Addr: to, Original: to}}},
 		bytes.NewReader(msg))
 	return id, to, err
+}
+
+// greylistDays reads greylisting's figures for the report of [from, end):
+// the days of the period, and before them the days whose retry window
+// closed within it (their never-retried count is final). A store that
+// cannot be asked leaves a day out.
+func greylistDays(ctx context.Context, grey *ratelimit.Greylist, from, end time.Time) []stats.GreyDay {
+	out := []stats.GreyDay{}
+	first := from.Add(-grey.RetryWindow() - 24*time.Hour).UTC().Truncate(24 * time.Hour)
+	for d := first; d.Before(end); d = d.Add(24 * time.Hour) {
+		gd, err := grey.Day(ctx, d)
+		if err != nil {
+			continue
+		}
+		out = append(out, stats.GreyDay{Date: gd.Day, Greylisted: gd.Greylisted, Passed: gd.Passed,
+			NeverRetried: gd.NeverRetried, Final: gd.Final})
+	}
+	return out
 }
 
 // mailStatsRequest is what "relay stats -mail" asks the running relay
@@ -414,7 +440,7 @@ func mailStatsCommand(s *Config, m *mailStatsRequest, stdout, stderr io.Writer) 
 	}
 	defer q.Close()
 	send := func(ctx context.Context, s *Config, from, end time.Time, to string, top int) (string, string, error) {
-		return queueSummary(ctx, q, s, from, end, to, top)
+		return queueSummary(ctx, q, s, from, end, to, top, nil)
 	}
 	code = mailStats(context.Background(), send, s, m, stdout)
 	if code == 0 {

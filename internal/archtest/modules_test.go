@@ -72,6 +72,7 @@ var modules = map[string][]string{
 	".":                       nil,
 	"smtpserver":              {smtp, sasl},
 	"smtpserver/greetpause":   nil,
+	"smtpserver/proxyproto":   nil,
 	"smtpserver/access":       nil,
 	"smtpserver/milter":       {milter, gomsg, xtext},
 	"queue":                   {xsys},
@@ -107,7 +108,7 @@ var modules = map[string][]string{
 	"internal/archtest":  nil,
 
 	// Tools of the repository, not imported by anyone.
-	"bench":       mods(enmime, []string{smtp, sasl, msgauth, dns, xcrypto}),
+	"bench":       mods(enmime, []string{smtp, sasl, msgauth, dns, xcrypto, xtime}),
 	"reliability": {spf, smtp, sasl, msgauth, dns, xcrypto, xnet, xsys, xtext},
 }
 
@@ -283,7 +284,7 @@ func TestDocClaims(t *testing.T) {
 			claimed[rel(p.ImportPath)] = "its package doc"
 		}
 	}
-	for _, want := range []string{".", "smtpserver/greetpause", "queue/dsn", "scan/scanner", "scan/clamav", "scan/spamd", "scan/rspamd", "internal/filewatch"} {
+	for _, want := range []string{".", "smtpserver/greetpause", "smtpserver/proxyproto", "queue/dsn", "scan/scanner", "scan/clamav", "scan/spamd", "scan/rspamd", "internal/filewatch"} {
 		assert.Contains(t, claimed, want, "the claim is found")
 	}
 	for name, where := range claimed {

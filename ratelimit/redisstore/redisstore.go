@@ -287,6 +287,21 @@ func (s *Store) Incr(ctx context.Context, key string, window time.Duration) (int
 	return n, err
 }
 
+// Count implements ratelimit.Store.
+func (s *Store) Count(ctx context.Context, key string) (int64, error) {
+	var n int64
+	k := s.prefix + key
+	err := s.do(ctx, "count", k, func(ctx context.Context) error {
+		v, err := s.c.Get(ctx, k).Int64()
+		if errors.Is(err, redis.Nil) {
+			return nil // no counter: 0
+		}
+		n = v
+		return err
+	})
+	return n, err
+}
+
 // Hold implements ratelimit.Store.
 func (s *Store) Hold(ctx context.Context, key string, ttl time.Duration) error {
 	k := s.prefix + key

@@ -52,12 +52,21 @@ func TestStoreOperations(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, n)
 	}
+	n, err := s.Count(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n, "Count reads the counter")
+	n, err = s.Count(ctx, "c")
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), n, "without changing it")
+	n, err = s.Count(ctx, "none")
+	require.NoError(t, err)
+	assert.Zero(t, n)
 	ttl, err := rc.PTTL(ctx, "test:c").Result()
 	require.NoError(t, err)
 	assert.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 5, "the prefix is applied and the window set")
 
 	// A short real window must pass in Redis.
-	n, err := s.Incr(ctx, "short", 150*time.Millisecond)
+	n, err = s.Incr(ctx, "short", 150*time.Millisecond)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), n)
 	require.Eventually(t, func() bool {
@@ -400,4 +409,57 @@ func TestCircuitRecovers(t *testing.T) {
 	}
 	assert.False(t, live.Stats().Open)
 	require.NoError(t, live.Ping(ctx))
+}
+
+// Two relay instances share the pass cache and the greylist through one
+// real Redis: a client that passed at A is known at B, and a triplet
+// greylisted at A passes at B after the delay (Redis's clock keeps the
+// time of the first attempt).
+func TestPassCacheAndGreylistShared(t *testing.T) {
+	srv := startRedis(t)
+	ctx := context.Background()
+	client := netip.MustParseAddr("198.51.100.40")
+	cache := func() *ratelimit.PassCache {
+		p, err := ratelimit.NewPassCache(ratelimit.PassCacheConfig{Store: newStore(t, redisstore.Config{Addr: srv.Addr})})
+		require.NoError(t, err)
+		return p
+	}
+	pa, pb := cache(), cache()
+	require.NoError(t, pa.Pass(ctx, client, ratelimit.PassGreet))
+	require.NoError(t, pa.Pass(ctx, client, ratelimit.PassDNSBL))
+	known, err := pb.Known(ctx, client)
+	require.NoError(t, err)
+	assert.True(t, known, "B knows the client A passed")
+	e, err := pb.Lookup(ctx, client)
+	require.NoError(t, err)
+	assert.InDelta(t, ratelimit.DefaultPassGreetTTL.Seconds(), e.Left[0].Seconds(), 5)
+	require.NoError(t, pb.Fail(ctx, client, ratelimit.PassGreet))
+	known, err = pa.Known(ctx, client)
+	require.NoError(t, err)
+	assert.False(t, known, "a failure at B is seen at A")
+
+	const delay = 800 * time.Millisecond
+	grey := func() *ratelimit.Greylist {
+		g, err := ratelimit.NewGreylist(ratelimit.GreylistConfig{Store: newStore(t, redisstore.Config{Addr: srv.Addr}),
+			MinDelay: delay, RetryWindow: time.Minute})
+		require.NoError(t, err)
+		return g
+	}
+	ga, gb := grey(), grey()
+	c := &postern.Conn{ID: "g", Remote: netip.MustParseAddrPort("198.51.100.40:40000")}
+	try := func(g *ratelimit.Greylist) postern.Verdict {
+		v, err := g.CheckRcpt(ctx, c, &postern.Txn{From: "s@sender.example"}, &postern.Rcpt{Addr: "bob@example.test"})
+		require.NoError(t, err)
+		return v
+	}
+	first := time.Now()
+	require.Equal(t, postern.TempFail, try(ga).Action)
+	require.Equal(t, postern.TempFail, try(gb).Action, "B sees the first attempt: still too early")
+	time.Sleep(time.Until(first.Add(delay + 200*time.Millisecond)))
+	assert.Equal(t, postern.Continue, try(gb).Action, "the retry passes at B")
+	assert.Equal(t, postern.Continue, try(ga).Action, "and the triplet is known at A")
+	d, err := ga.Day(ctx, time.Now())
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, d.Greylisted)
+	assert.EqualValues(t, 1, d.Passed)
 }

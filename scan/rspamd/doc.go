@@ -20,6 +20,17 @@
 // sender's behaviour). GTUBE is built into rspamd: it answers "reject"
 // with the GTUBE symbol. Ping asks GET /ping.
 //
+// The rest of rspamd's answer comes along: messages.smtp_message as
+// Result.Message (the text for a "greylist" or "soft reject"), the
+// rewritten "subject", and the milter block's add_headers (a string,
+// {"value", "order"} or a list of these per name; fields with an order
+// first, by it, then the others as given, the object's order kept) and
+// remove_headers (0 for all, n for the n-th, -n from the end), with a
+// "dkim-signature" given outside the block added as DKIM-Signature.
+// They are bounded: 32 fields to add of at most 16 KiB each and 64 KiB
+// together, 32 removals, 512 bytes of message and subject; the rest is
+// dropped. scan's filter checks each field before it applies it.
+//
 // # Servers, timeouts, sizes
 //
 // Config.Addrs lists workers, "host:port" or a Unix socket path, tried

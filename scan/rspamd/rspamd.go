@@ -254,6 +254,15 @@ type reply struct {
 	Action        string            `json:"action"`
 	Symbols       map[string]symbol `json:"symbols"`
 	Error         string            `json:"error"`
+	// Messages holds smtp_message, the text for the client.
+	Messages map[string]json.RawMessage `json:"messages"`
+	// Subject is the rewritten Subject ("rewrite subject").
+	Subject string `json:"subject"`
+	// Milter holds add_headers and remove_headers (read in order by
+	// parseMilter); DKIMSignature is the signature of dkim_signing
+	// when rspamd hands it over outside the milter block.
+	Milter        json.RawMessage `json:"milter"`
+	DKIMSignature json.RawMessage `json:"dkim-signature"`
 }
 
 // spamActions are the actions that mean "this is spam"; greylist and soft
@@ -297,6 +306,28 @@ func ParseReply(data []byte) (scanner.Result, error) {
 		res.Symbols = append(res.Symbols, sym)
 	}
 	slices.SortFunc(res.Symbols, func(a, b scanner.Symbol) int { return strings.Compare(a.Name, b.Name) })
+	if raw, ok := r.Messages["smtp_message"]; ok {
+		var msg string
+		if json.Unmarshal(raw, &msg) == nil {
+			res.Message = truncate(msg, maxText)
+		}
+	}
+	res.Subject = truncate(r.Subject, maxText)
+	var err error
+	if res.AddHeaders, res.RemoveHeaders, err = parseMilter(r.Milter); err != nil {
+		return scanner.Result{}, fmt.Errorf("%w: milter block: %v", ErrProtocol, err)
+	}
+	if len(r.DKIMSignature) > 0 && !slices.ContainsFunc(res.AddHeaders, func(h scanner.HeaderField) bool {
+		return strings.EqualFold(h.Name, "DKIM-Signature")
+	}) {
+		sigs, err := stringOrList(r.DKIMSignature)
+		if err != nil {
+			return scanner.Result{}, fmt.Errorf("%w: dkim-signature: %v", ErrProtocol, err)
+		}
+		for _, sig := range sigs {
+			res.AddHeaders = addField(res.AddHeaders, "DKIM-Signature", sig)
+		}
+	}
 	return res, nil
 }
 

@@ -3,6 +3,7 @@ package rspamd
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -186,5 +187,68 @@ func readsOnce(t *testing.T, err error, addrs ...string) {
 	assert.Equal(t, 1, strings.Count(text, "rspamd"), "the adapter named once: %s", text)
 	for _, a := range addrs {
 		assert.Equal(t, 1, strings.Count(text, a), "the server named once: %s", text)
+	}
+}
+
+// The milter block: values as a string, {value, order} or a list; fields
+// come out top first by order, then those without one as given; removals
+// as a number or a list; the signature outside the block too; bounds.
+func TestParseReplyMilter(t *testing.T) {
+	res, err := ParseReply([]byte(`{"score":1,"action":"no action",
+		"messages":{"smtp_message":"Thanks"},
+		"milter":{"add_headers":{
+			"Z-Last":"plain",
+			"ARC-Seal":{"value":"i=1; seal","order":2},
+			"ARC-Message-Signature":{"value":"i=1; ams","order":1},
+			"Multi":[{"value":"one","order":3},"two"]},
+		"remove_headers":{"X-Spam":0,"X-Old":[1,-1]}},
+		"dkim-signature":"v=1; d=example.test"}`))
+	require.NoError(t, err)
+	assert.Equal(t, "Thanks", res.Message)
+	names := func() []string {
+		var out []string
+		for _, h := range res.AddHeaders {
+			out = append(out, h.Name+"="+h.Value)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"ARC-Message-Signature=i=1; ams", "ARC-Seal=i=1; seal", "Multi=one", "Z-Last=plain",
+		"Multi=two", "DKIM-Signature=v=1; d=example.test"}, names())
+	assert.Equal(t, []scanner.HeaderRemoval{{Name: "X-Spam"}, {Name: "X-Old", Index: 1}, {Name: "X-Old", Index: -1}},
+		res.RemoveHeaders)
+
+	// A DKIM-Signature in the milter block is not added twice.
+	res, err = ParseReply([]byte(`{"score":1,"action":"no action","milter":{"add_headers":{"DKIM-Signature":"a"}},"dkim-signature":"b"}`))
+	require.NoError(t, err)
+	assert.Len(t, res.AddHeaders, 1)
+
+	// Bounds: too many fields, an oversized field, long texts.
+	var b strings.Builder
+	b.WriteString(`{"score":1,"action":"no action","subject":"` + strings.Repeat("s", 2000) + `","milter":{"add_headers":{`)
+	for i := range 100 {
+		fmt.Fprintf(&b, `"X-%d":"v",`, i)
+	}
+	b.WriteString(`"Huge":"` + strings.Repeat("h", 20<<10) + `"},"remove_headers":{`)
+	for i := range 100 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"R-%d":0`, i)
+	}
+	b.WriteString(`}}}`)
+	res, err = ParseReply([]byte(b.String()))
+	require.NoError(t, err)
+	assert.Len(t, res.AddHeaders, maxAddHeaders)
+	assert.Len(t, res.RemoveHeaders, maxRemoveHeaders)
+	assert.Len(t, res.Subject, maxText)
+
+	for _, bad := range []string{
+		`{"score":1,"action":"no action","milter":{"add_headers":{"A":5}}}`,
+		`{"score":1,"action":"no action","milter":{"add_headers":[1]}}`,
+		`{"score":1,"action":"no action","milter":{"remove_headers":{"A":"x"}}}`,
+		`{"score":1,"action":"no action","dkim-signature":5}`,
+	} {
+		_, err := ParseReply([]byte(bad))
+		assert.ErrorIs(t, err, ErrProtocol, bad)
 	}
 }

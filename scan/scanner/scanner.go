@@ -83,6 +83,35 @@ type Result struct {
 	// others.
 	Action  string
 	Symbols []Symbol
+
+	// Message is the scorer's text for the client, if it gave one
+	// (rspamd's messages.smtp_message): what a "greylist" or "soft
+	// reject" is answered with. It is the scorer's words, not yet fit
+	// for a reply: the filter sanitises it.
+	Message string
+	// Subject is the Subject the scorer wrote for the action "rewrite
+	// subject" (rspamd's "subject"), "" otherwise.
+	Subject string
+	// AddHeaders are header fields the scorer asks to add (rspamd's
+	// milter.add_headers: its DKIM signature, ARC set, X-Spamd-Result
+	// ...), in the order it gave them; RemoveHeaders fields to remove
+	// (milter.remove_headers). The adapter bounds their number and size;
+	// the filter checks names and values before it applies them.
+	AddHeaders    []HeaderField
+	RemoveHeaders []HeaderRemoval
+}
+
+// HeaderField is a header field a scorer asks to add.
+type HeaderField struct {
+	Name, Value string
+}
+
+// HeaderRemoval names received header fields to remove: Index 0 means
+// every field of the name, n > 0 the n-th (from 1), n < 0 the -n-th from
+// the end (rspamd's and the milter protocol's counting).
+type HeaderRemoval struct {
+	Name  string
+	Index int
 }
 
 // String describes the result for logs: "clamd: infected: Eicar-Test",

@@ -382,9 +382,59 @@ func SpamdRules(tb testing.TB, localRules string) *Daemon {
 	return d
 }
 
+// RspamdTestHeader is the header field by which a test asks the rspamd
+// that Rspamd starts for one of the answers its test-only rule gives
+// (see RspamdTestRules).
+const RspamdTestHeader = "X-Postern-Rspamd-Test"
+
+// RspamdTestRules is the test-only Lua rule Rspamd loads: a prefilter that
+// reads RspamdTestHeader and makes rspamd answer
+//
+//   - "greylist": the action greylist, smtp_message "Greylisted by the
+//     test rule, try again later";
+//   - "soft-reject": the action soft reject, smtp_message "Rate limited
+//     by the test rule";
+//   - "rewrite-subject": the action rewrite subject ("subject" is
+//     "***SPAM*** " and the Subject);
+//   - "headers": no action, and a milter block that adds
+//     X-Postern-Rspamd (order 0) and a DKIM-Signature field (order 1),
+//     removes every X-Postern-Remove-Me, and, hostile, adds a field
+//     whose name holds a line break and removes Received.
+//
+// Other messages are scored as rspamd scores them without modules.
+const RspamdTestRules = `
+local lua_mime = require "lua_mime"
+rspamd_config:register_symbol({
+  name = 'POSTERN_TEST_RULE',
+  type = 'prefilter',
+  priority = 10,
+  callback = function(task)
+    local h = task:get_header('` + RspamdTestHeader + `')
+    if not h then return end
+    if h == 'greylist' then
+      task:set_pre_result('greylist', 'Greylisted by the test rule, try again later')
+    elseif h == 'soft-reject' then
+      task:set_pre_result('soft reject', 'Rate limited by the test rule')
+    elseif h == 'rewrite-subject' then
+      task:set_pre_result('rewrite subject', 'subject rewritten by the test rule')
+    elseif h == 'headers' then
+      lua_mime.modify_headers(task, {
+        add = {
+          ['X-Postern-Rspamd'] = {value = 'added by the test rule', order = 0},
+          ['DKIM-Signature'] = {value = 'v=1; a=rsa-sha256; d=example.test; s=test; h=from; bh=x; b=y', order = 1},
+          ['X-Evil\r\nInjected'] = {value = 'no', order = 2},
+        },
+        remove = {['X-Postern-Remove-Me'] = 0, ['Received'] = 0},
+      })
+    end
+  end
+})
+`
+
 // Rspamd starts rspamd with a minimal configuration: one normal worker
 // on Addr, no modules that need Redis or DNS (lookups go to a dead
-// loopback port), actions reject 15, add header 6, greylist 4. GTUBE is
+// loopback port), actions reject 15, add header 6, greylist 4 (subject
+// "***SPAM*** %s"), and the test-only rule RspamdTestRules. GTUBE is
 // built into rspamd.
 func Rspamd(tb testing.TB) *Daemon {
 	tb.Helper()
@@ -403,13 +453,17 @@ func Rspamd(tb testing.TB) *Daemon {
   local_addrs = [];
 }
 logging { type = "console"; level = "warning"; }
-actions { reject = 15; add_header = 6; greylist = 4; }
+actions { reject = 15; add_header = 6; greylist = 4; subject = "***SPAM*** %s"; }
 worker "normal" {
   bind_socket = "` + d.Addr + `";
   count = 1;
 }
+lua = "` + filepath.Join(dir, "postern-test.lua") + `";
 `
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "postern-test.lua"), []byte(RspamdTestRules), 0o644); err != nil {
 			return err
 		}
 		args := []string{"-f", "-c", conf}

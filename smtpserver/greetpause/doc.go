@@ -32,6 +32,14 @@
 //   - a client whose pause is 0 (Config.Pause returned 0: trusted networks,
 //     "GreetPause:… 0" entries) is handed over at once.
 //
+// Config.Known lets clients that passed before skip the pause, as
+// postscreen's temporary allowlist does: it is asked about each held
+// client on a goroutine of its own while the pause runs (a pass cache in
+// Redis takes a round trip; nobody else waits for it), and a true answer
+// hands the client over at once (ActionKnown). ratelimit.PassCache is
+// such a cache; the Observer's ActionPass and ActionReject events are
+// what it learns from. The package itself stays standard library only.
+//
 // Config.MaxPaused bounds the connections held at once; a client arriving
 // over the bound is answered BusyReply ("421 4.7.0 …") and closed, as
 // postscreen does, unless Config.PassWhenFull hands it over unpaused.

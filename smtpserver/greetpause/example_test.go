@@ -2,6 +2,7 @@ package greetpause_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log"
@@ -60,4 +61,47 @@ func Example() {
 	// Output:
 	// 220 mx.example.org ESMTP
 	// exempt: 1
+}
+
+// Config.Known lets a client that passed before skip the pause: with a
+// pause of an hour, the client the pass cache knows (here loopback; in
+// the relay ratelimit.PassCache.Known) is greeted at once.
+func Example_known() {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	l, err := greetpause.New(inner, greetpause.Config{
+		Delay: time.Hour,
+		Known: func(_ context.Context, ip netip.Addr) bool { return ip.IsLoopback() },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.WriteString(c, "220 mx.example.org ESMTP\r\n")
+			_ = c.Close()
+		}
+	}()
+
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	greeting, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(strings.TrimSpace(greeting))
+	fmt.Println("known:", l.Stats().Known)
+	// Output:
+	// 220 mx.example.org ESMTP
+	// known: 1
 }

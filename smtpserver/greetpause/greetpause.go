@@ -69,6 +69,16 @@ type Config struct {
 	// so it must be quick and must not block (an in-memory lookup).
 	Pause func(remote netip.Addr) time.Duration
 
+	// Known, if set, is asked about each client held in the pause, on a
+	// goroutine of its own while the pause runs, so a lookup that takes
+	// a network round trip (a pass cache in Redis) holds nobody up: true
+	// ends the pause at once and the client is handed over
+	// (ActionKnown), as postscreen lets the clients on its temporary
+	// allowlist straight through. ctx ends with the pause. A client that
+	// talks before the answer is an early talker all the same. Exempt
+	// clients (pause 0) and clients over MaxPaused are not asked.
+	Known func(ctx context.Context, remote netip.Addr) bool
+
 	// LogOnly is the rollout mode: an early talker is logged and counted
 	// but handed over at once, and the bytes it sent are replayed to the
 	// server's first Read.
@@ -124,11 +134,14 @@ const (
 	// ActionClosed: the listener was closed during the pause; the
 	// connection was closed.
 	ActionClosed
+	// ActionKnown: Config.Known knew the client; the pause ended early
+	// and it was handed over.
+	ActionKnown
 
 	numActions
 )
 
-var actionNames = [numActions]string{"pass", "exempt", "reject", "log-only", "busy", "overflow", "hangup", "closed"}
+var actionNames = [numActions]string{"pass", "exempt", "reject", "log-only", "busy", "overflow", "hangup", "closed", "known"}
 
 // String returns the name used in logs ("pass", "reject", …).
 func (a Action) String() string {
@@ -153,8 +166,8 @@ type Stats struct {
 	// Paused is the number of connections held now: in the pause, or
 	// waiting for Accept after it.
 	Paused int
-	// Passed, Exempt, Rejected, LogOnly, Busy, Overflow, Hangups and
-	// Closed count connections by their Action.
+	// Passed, Exempt, Rejected, LogOnly, Busy, Overflow, Hangups, Closed
+	// and Known count connections by their Action.
 	Passed   uint64
 	Exempt   uint64
 	Rejected uint64
@@ -163,6 +176,7 @@ type Stats struct {
 	Overflow uint64
 	Hangups  uint64
 	Closed   uint64
+	Known    uint64
 	// AcceptErrors counts temporary errors of the inner listener, which
 	// were retried.
 	AcceptErrors uint64
@@ -174,6 +188,7 @@ type Stats struct {
 type Listener struct {
 	inner        net.Listener
 	pause        func(netip.Addr) time.Duration
+	known        func(context.Context, netip.Addr) bool
 	delay        time.Duration
 	logOnly      bool
 	maxPaused    int64
@@ -208,6 +223,13 @@ type held struct {
 	start      time.Time
 	pause      time.Duration
 	buf        [32]byte // the early talker's first bytes, for the log and LogOnly replay
+
+	// With Config.Known: the lookup's end, and what it found, which
+	// settle reads once the pause is over.
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	settled bool
+	isKnown bool
 }
 
 // New wraps inner and starts accepting from it at once. Close the Listener
@@ -228,6 +250,7 @@ func New(inner net.Listener, cfg Config) (*Listener, error) {
 	l := &Listener{
 		inner:        inner,
 		pause:        cfg.Pause,
+		known:        cfg.Known,
 		delay:        cfg.Delay,
 		logOnly:      cfg.LogOnly,
 		maxPaused:    int64(cfg.MaxPaused),
@@ -307,6 +330,7 @@ func (l *Listener) Stats() Stats {
 		Overflow:     l.count[ActionOverflow].Load(),
 		Hangups:      l.count[ActionHangup].Load(),
 		Closed:       l.count[ActionClosed].Load(),
+		Known:        l.count[ActionKnown].Load(),
 		AcceptErrors: l.aerrs.Load(),
 	}
 }
@@ -426,9 +450,35 @@ func (l *Listener) admit(c net.Conn) {
 		_ = c.Close()
 		return
 	}
+	// The lookup's context exists before hold starts: settle cancels it.
+	var ctx context.Context
+	if l.known != nil {
+		ctx, h.cancel = context.WithDeadline(context.Background(), start.Add(pause))
+	}
 	l.held.Add(1)
 	l.wg.Add(1)
 	go l.hold(h)
+	if ctx != nil {
+		l.wg.Add(1)
+		go l.ask(ctx, h)
+	}
+}
+
+// ask asks Config.Known about a held client; a client it knows has its
+// pause cut short: the read deadline, set to now, wakes the held Read.
+func (l *Listener) ask(ctx context.Context, h *held) {
+	defer l.wg.Done()
+	// An answer after the pause ended (its context is done) counts for
+	// nothing: the client waited it out and is a pass, not a known one.
+	if !l.known(ctx, h.remote.Addr()) || ctx.Err() != nil {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.settled {
+		h.isKnown = true
+		_ = h.c.SetReadDeadline(time.Now())
+	}
 }
 
 // hold waits out the pause in one small read, parked in the poller: a
@@ -443,11 +493,20 @@ func (l *Listener) hold(h *held) {
 func (l *Listener) settle(h *held, n int, err error) {
 	defer l.wg.Done()
 	defer l.held.Add(-1)
+	h.mu.Lock()
+	h.settled = true
+	known := h.isKnown
+	h.mu.Unlock()
+	if h.cancel != nil {
+		h.cancel()
+	}
 	switch {
 	case n > 0:
 		l.early(h, n)
+	case isTimeout(err) && known:
+		l.patient(h, ActionKnown)
 	case isTimeout(err):
-		l.patient(h)
+		l.patient(h, ActionPass)
 	default:
 		l.gone(h, err)
 	}
@@ -461,7 +520,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (l *Listener) patient(h *held) {
+func (l *Listener) patient(h *held, a Action) {
 	l.untrack(h)
 	if l.isDone() {
 		l.closeHeld(h, nil)
@@ -472,7 +531,7 @@ func (l *Listener) patient(h *held) {
 		l.gone(h, err)
 		return
 	}
-	l.record(ActionPass, h.remote, h.pause, time.Since(h.start), slog.LevelDebug)
+	l.record(a, h.remote, h.pause, time.Since(h.start), slog.LevelDebug)
 	l.handOff(h.c)
 }
 

@@ -2,6 +2,7 @@ package greetpause
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -756,7 +757,7 @@ func TestActionString(t *testing.T) {
 	for a, want := range map[Action]string{
 		ActionPass: "pass", ActionExempt: "exempt", ActionReject: "reject", ActionLogOnly: "log-only",
 		ActionBusy: "busy", ActionOverflow: "overflow", ActionHangup: "hangup", ActionClosed: "closed",
-		Action(200): "action(200)",
+		ActionKnown: "known", Action(200): "action(200)",
 	} {
 		assert.Equal(t, want, a.String())
 	}
@@ -776,4 +777,104 @@ func TestAddrPort(t *testing.T) {
 		assert.Equal(t, tc.want, addrPort(tc.addr), "%v", tc.addr)
 	}
 	assert.Equal(t, "", ipString(netip.Addr{}), "no \"invalid IP\" in logs")
+}
+
+// A client Known knows is handed over as soon as the lookup answers, a
+// slow lookup holding nobody else up; a client it does not know waits the
+// whole pause.
+func TestKnownClientSkipsPause(t *testing.T) {
+	release := make(chan struct{})
+	var asked atomic.Int32
+	var events []Event
+	var mu sync.Mutex
+	l := newListener(t, Config{Delay: time.Hour,
+		Known: func(ctx context.Context, ip netip.Addr) bool {
+			asked.Add(1)
+			select {
+			case <-release: // a store that answers when the test says
+			case <-ctx.Done():
+				return false
+			}
+			return ip == netip.MustParseAddr("127.0.0.1")
+		},
+		Observer: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }})
+	srv := serve(t, l)
+
+	c := dial(t, l.Addr())
+	waitPaused(t, l, 1)
+	eventually(t, func() bool { return asked.Load() == 1 }, "Known asked")
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err := c.r.ReadByte()
+	var ne net.Error
+	require.ErrorAs(t, err, &ne, "no banner before the lookup answers")
+	require.NoError(t, c.SetDeadline(time.Now().Add(ioTimeout)))
+
+	close(release)
+	assert.Equal(t, banner, c.line(t))
+	_, err = io.WriteString(c, "EHLO known.example\r\n")
+	require.NoError(t, err)
+	assert.Equal(t, "EHLO known.example\r\n", c.line(t), "the deadline the lookup set is cleared")
+	st := l.Stats()
+	assert.EqualValues(t, 1, st.Known)
+	assert.Zero(t, st.Passed)
+	_, ok := srv.conn(0).(*net.TCPConn)
+	assert.True(t, ok, "the inner listener's own connection: %T", srv.conn(0))
+	mu.Lock()
+	require.Len(t, events, 1)
+	assert.Equal(t, ActionKnown, events[0].Action)
+	assert.Equal(t, time.Hour, events[0].Pause)
+	mu.Unlock()
+}
+
+func TestUnknownClientWaitsThePause(t *testing.T) {
+	const pause = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name  string
+		known func(context.Context, netip.Addr) bool
+	}{
+		{"answers no", func(context.Context, netip.Addr) bool { return false }},
+		// A lookup that never answers ends with the pause.
+		{"never answers", func(ctx context.Context, _ netip.Addr) bool { <-ctx.Done(); return true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newListener(t, Config{Delay: pause, Known: tc.known})
+			serve(t, l)
+			start := time.Now()
+			c := dial(t, l.Addr())
+			assert.Equal(t, banner, c.line(t))
+			assert.GreaterOrEqual(t, time.Since(start), pause)
+			st := l.Stats()
+			assert.EqualValues(t, 1, st.Passed)
+			assert.Zero(t, st.Known)
+		})
+	}
+}
+
+// A client that talks while the lookup runs is an early talker, known or
+// not; closing the listener ends the lookups it waits for.
+func TestKnownEarlyTalkerAndClose(t *testing.T) {
+	done := leakCheck(t)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l, err := New(inner, Config{Delay: time.Hour,
+		Known: func(ctx context.Context, _ netip.Addr) bool { <-ctx.Done(); return true }})
+	require.NoError(t, err)
+	srv := serve(t, l)
+	c := dial(t, l.Addr())
+	waitPaused(t, l, 1)
+	_, err = io.WriteString(c, "EHLO early.example\r\n")
+	require.NoError(t, err)
+	assert.Equal(t, EarlyTalkerReply+"\r\n", c.line(t))
+	require.NoError(t, c.Close())
+	waitPaused(t, l, 0)
+	assert.EqualValues(t, 1, l.Stats().Rejected)
+
+	held := dial(t, l.Addr())
+	waitPaused(t, l, 1)
+	require.NoError(t, l.Close())
+	held.closed(t)
+	_ = held.Close()
+	srv.wg.Wait()
+	assert.EqualValues(t, 1, l.Stats().Closed)
+	done()
 }

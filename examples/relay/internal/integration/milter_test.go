@@ -132,9 +132,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 `
 }
 
-// swaksVia sends one message with swaks and returns its transcript and
+// swaksTo sends one message with swaks and returns its transcript and
 // whether the server accepted it.
-func swaksVia(t *testing.T, server string, args ...string) (string, bool) {
+func swaksTo(t *testing.T, server string, args ...string) (string, bool) {
 	t.Helper()
 	out, err := exec.Command(need(t, "swaks"), append([]string{"--server", server}, args...)...).CombinedOutput()
 	return string(out), err == nil
@@ -175,9 +175,9 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 
 	// The access file's From: REJECT at MAIL: the same reply as the
 	// relay's own port 25 gives.
-	direct, ok := swaksVia(t, r.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
+	direct, ok := swaksTo(t, r.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
 	require.False(t, ok, direct)
-	via, ok := swaksVia(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
+	via, ok := swaksTo(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
 	require.False(t, ok, via)
 	assert.Equal(t, refusal(t, direct), refusal(t, via), "Postfix gives the client Postern's reply")
 	assert.Contains(t, refusal(t, via), "550 5.7.1")
@@ -185,7 +185,7 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 
 	// A virus at the end of DATA: 554 5.7.0 with clamd's name.
 	eicar := writeFile(t, dir, "eicar.com", string(scantest.EICAR()))
-	via, ok = swaksVia(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
+	via, ok = swaksTo(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
 	require.False(t, ok, via)
 	assert.Contains(t, refusal(t, via), "554 5.7.0")
 	assert.Contains(t, via, scantest.EICARSignature)
@@ -193,10 +193,10 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 	// GTUBE is accepted and arrives tagged by Postern's edits, made by
 	// Postfix; a clean message arrives untagged.
 	body := writeFile(t, dir, "gtube", "Buy now!\n"+scantest.GTUBE()+"\n")
-	via, ok = swaksVia(t, pf.addr, "--from", "a@example.net", "--to", "alice@example.test",
+	via, ok = swaksTo(t, pf.addr, "--from", "a@example.net", "--to", "alice@example.test",
 		"--header", "Subject: offer", "--body", body)
 	require.True(t, ok, via)
-	via, ok = swaksVia(t, pf.addr, "--from", "b@example.net", "--to", "carol@example.test",
+	via, ok = swaksTo(t, pf.addr, "--from", "b@example.net", "--to", "carol@example.test",
 		"--header", "Subject: hello")
 	require.True(t, ok, via)
 	got := sink.waitFor(t, 2, 60*time.Second)
@@ -224,7 +224,7 @@ func TestPostfixWithPosternMilter(t *testing.T) {
 	require.NoError(t, r.cmd.Process.Signal(os.Interrupt))
 	require.Eventually(t, func() bool { _, err := dialTCP(milterAddr); return err != nil },
 		20*time.Second, 50*time.Millisecond, "the milter socket closes")
-	via, ok = swaksVia(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test")
+	via, ok = swaksTo(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test")
 	require.False(t, ok, via)
 	assert.Regexp(t, `^4\d\d 4\.7\.1 `, refusal(t, via))
 	assert.Len(t, sink.received(), 2)
@@ -329,12 +329,12 @@ name = "opendkim"
 	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0")
 
 	eicar := writeFile(t, dir, "eicar.com", string(scantest.EICAR()))
-	eicarOut, ok := swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
+	eicarOut, ok := swaksTo(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
 	require.False(t, ok, eicarOut)
 	assert.Regexp(t, `^5\d\d `, refusal(t, eicarOut), "clamav-milter's refusal")
 	assert.Contains(t, r.logs(), "milter:clamav")
 
-	out, ok := swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test", "--header", "Subject: signed")
+	out, ok := swaksTo(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test", "--header", "Subject: signed")
 	require.True(t, ok, out)
 	m := queuedRE.FindStringSubmatch(out)
 	require.NotNil(t, m, out)
@@ -362,7 +362,7 @@ name = "opendkim"
 	t.Logf("clamav-milter's refusal through the relay: %s", refusal(t, eicarOut))
 
 	stopDKIM()
-	out, ok = swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test")
+	out, ok = swaksTo(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test")
 	require.False(t, ok, out)
 	assert.Contains(t, refusal(t, out), "451 4.7.1")
 }
@@ -397,7 +397,7 @@ on_error = "accept"
 connect_timeout = "1s"
 `, l.Addr()))
 	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0")
-	out, ok := swaksVia(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test")
+	out, ok := swaksTo(t, r.addr, "--from", "a@example.net", "--to", "bob@example.test")
 	require.True(t, ok, out)
 	m := queuedRE.FindStringSubmatch(out)
 	require.NotNil(t, m, out)
@@ -418,7 +418,7 @@ func TestPostfixHoldsPosternQuarantine(t *testing.T) {
 	cf := strings.ReplaceAll(docMilterBlock(t, "conf main.cf"), "inet:127.0.0.1:8891", "inet:"+milterAddr)
 	pf := startPostfix(t, sink.addr, cf)
 	eicar := writeFile(t, t.TempDir(), "eicar.com", string(scantest.EICAR()))
-	out, ok := swaksVia(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
+	out, ok := swaksTo(t, pf.addr, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
 	require.True(t, ok, out)
 	var queue string
 	require.Eventually(t, func() bool {
@@ -446,14 +446,14 @@ func TestPostfixMilterReloadAndMetrics(t *testing.T) {
 	sink := startSink(t, "127.0.0.1:0")
 	pf := startPostfix(t, sink.addr, strings.ReplaceAll(docMilterBlock(t, "conf main.cf"), "inet:127.0.0.1:8891", "inet:"+milterAddr))
 
-	out, ok := swaksVia(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
+	out, ok := swaksTo(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
 	require.True(t, ok, "no access file yet: %s", out)
 	sink.waitFor(t, 1, 30*time.Second)
 
 	writeFile(t, dir, "relay.toml", cfgText+fmt.Sprintf("[policy]\naccess = %q\n", acc))
 	require.NoError(t, r.cmd.Process.Signal(syscall.SIGHUP))
 	require.Eventually(t, func() bool {
-		out, ok = swaksVia(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
+		out, ok = swaksTo(t, pf.addr, "--from", "spammer@example.net", "--to", "bob@example.test")
 		return !ok
 	}, 30*time.Second, 200*time.Millisecond, "the reloaded access file refuses through Postfix")
 	assert.Contains(t, refusal(t, out), "550 5.7.1")

@@ -155,9 +155,9 @@ func TestSendmailWithPosternMilter(t *testing.T) {
 	sm, mqueue := startSendmail(t, sink.addr, strings.ReplaceAll(mcLines, "inet:8891@127.0.0.1", "inet:"+port+"@"+host))
 
 	for _, from := range []string{"spammer@example.net", "later@example.net"} {
-		direct, ok := swaksVia(t, r.addr, "--from", from, "--to", "bob@example.test")
+		direct, ok := swaksTo(t, r.addr, "--from", from, "--to", "bob@example.test")
 		require.False(t, ok, direct)
-		via, ok := swaksVia(t, sm, "--from", from, "--to", "bob@example.test")
+		via, ok := swaksTo(t, sm, "--from", from, "--to", "bob@example.test")
 		require.False(t, ok, via)
 		// sendmail puts the address before the text of a permanent
 		// envelope refusal: "550 5.7.1 <a@b>... text".
@@ -167,7 +167,7 @@ func TestSendmailWithPosternMilter(t *testing.T) {
 	}
 
 	body := writeFile(t, dir, "gtube", "Buy now!\n"+scantest.GTUBE()+"\n")
-	via, ok := swaksVia(t, sm, "--from", "a@example.net", "--to", "alice@example.test", "--header", "Subject: offer", "--body", "@"+body)
+	via, ok := swaksTo(t, sm, "--from", "a@example.net", "--to", "alice@example.test", "--header", "Subject: offer", "--body", "@"+body)
 	require.True(t, ok, via)
 	got := sink.waitFor(t, 1, 60*time.Second)
 	msg := string(got[0].Data)
@@ -178,7 +178,7 @@ func TestSendmailWithPosternMilter(t *testing.T) {
 	// A quarantine verdict: accepted, and sendmail quarantines the queue
 	// file (an hf file with the reason) instead of relaying it.
 	eicar := writeFile(t, dir, "eicar.com", string(scantest.EICAR()))
-	via, ok = swaksVia(t, sm, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
+	via, ok = swaksTo(t, sm, "--from", "a@example.net", "--to", "bob@example.test", "--attach", "@"+eicar)
 	require.True(t, ok, via)
 	var held []string
 	require.Eventually(t, func() bool {
@@ -192,7 +192,7 @@ func TestSendmailWithPosternMilter(t *testing.T) {
 	require.NoError(t, r.cmd.Process.Signal(os.Interrupt))
 	require.Eventually(t, func() bool { _, err := dialTCP(milterAddr); return err != nil },
 		20*time.Second, 50*time.Millisecond, "the milter socket closes")
-	via, ok = swaksVia(t, sm, "--from", "a@example.net", "--to", "bob@example.test")
+	via, ok = swaksTo(t, sm, "--from", "a@example.net", "--to", "bob@example.test")
 	require.False(t, ok, via)
 	assert.Regexp(t, `^451 4\.\d\.\d `, refusal(t, via), "F=T: tempfail while the milter is down")
 	assert.Len(t, sink.received(), 1)

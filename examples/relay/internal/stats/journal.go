@@ -1,9 +1,7 @@
 package stats
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -124,8 +122,6 @@ func open(cfg JournalConfig, gate <-chan struct{}) (*Journal, error) {
 		exited:   make(chan struct{}),
 	}
 	j.w = &writer{j: j, dir: cfg.Dir, retain: cfg.Retain, log: cfg.Logger}
-	j.w.enc = json.NewEncoder(&j.w.buf)
-	j.w.enc.SetEscapeHTML(false) // keep "<>" readable for grep
 	j.w.newDay()
 	go j.w.run(gate)
 	return j, nil
@@ -197,10 +193,11 @@ type writer struct {
 	retain time.Duration
 	log    *slog.Logger
 
-	buf    bytes.Buffer
-	enc    *json.Encoder
+	buf    []byte // lines of the batch (appendEvent: JSON, "<>" kept readable for grep)
 	bufDay string // day of the events in buf
 	bufN   int    // events in buf
+
+	lastDate dayName // the last event's day (dayOf)
 
 	f       *os.File
 	fileDay string
@@ -261,21 +258,41 @@ func (w *writer) drain() {
 
 func (w *writer) add(e Event) {
 	e.Time = e.Time.UTC()
-	day := e.Time.Format(dayLayout)
+	day := w.dayOf(e.Time)
 	if day != w.bufDay && w.bufN > 0 {
 		w.flush()
 	}
 	w.bufDay = day
-	if err := w.enc.Encode(e); err != nil {
-		// Only a NaN or infinite Score gets here.
+	b, err := appendEvent(w.buf, &e)
+	if err != nil {
+		// Only a NaN or infinite Score, or a year past 9999, gets here.
 		w.j.dropped.Add(1)
 		w.lastErr = err
 		return
 	}
+	w.buf = b
 	w.bufN++
-	if w.buf.Len() >= flushBytes {
+	if len(w.buf) >= flushBytes {
 		w.flush()
 	}
+}
+
+// dayOf is the day file name of a UTC time, formatted once per day
+// rather than once per event.
+func (w *writer) dayOf(t time.Time) string {
+	y, m, d := t.Date()
+	if y != w.lastDate.y || m != w.lastDate.m || d != w.lastDate.d || w.lastDate.name == "" {
+		w.lastDate = dayName{y, m, d, t.Format(dayLayout)}
+	}
+	return w.lastDate.name
+}
+
+// dayName is a date and its day file name.
+type dayName struct {
+	y    int
+	m    time.Month
+	d    int
+	name string
 }
 
 // flush writes the batch to its day file. A batch that cannot be written
@@ -295,7 +312,7 @@ func (w *writer) flush() error {
 			w.f, w.fileDay = nil, ""
 		}
 	}
-	w.buf.Reset()
+	w.buf = w.buf[:0]
 	w.bufN = 0
 	return err
 }
@@ -312,7 +329,7 @@ func (w *writer) write() error {
 		}
 		w.f, w.fileDay = f, w.bufDay
 	}
-	_, err := w.f.Write(w.buf.Bytes())
+	_, err := w.f.Write(w.buf)
 	return err
 }
 

@@ -99,10 +99,33 @@ func (s *Summary) WriteText(w io.Writer) error {
 		p("\n")
 	}
 
+	if s.Greylist != nil {
+		s.writeGreylist(p)
+	}
+
 	if s.BadLines > 0 {
 		p("\nNote: %d unreadable journal line(s) skipped.\n", s.BadLines)
 	}
 	return bw.Flush()
+}
+
+// writeGreylist writes the greylisting table: per day of first attempt,
+// the triplets greylisted, passed and never retried ("-" while their
+// retry window is open).
+func (s *Summary) writeGreylist(p func(format string, a ...any)) {
+	p("\nGreylisting (triplets by the UTC day of their first attempt)\n")
+	if len(s.Greylist) == 0 {
+		p("  none\n")
+		return
+	}
+	p("  %-10s  %10s  %10s  %13s\n", "date", "greylisted", "passed", "never retried")
+	for _, d := range s.Greylist {
+		never := "-"
+		if d.Final {
+			never = strconv.FormatInt(d.NeverRetried, 10)
+		}
+		p("  %-10s  %10d  %10d  %13s\n", d.Date.Format(dayLayout), d.Greylisted, d.Passed, never)
+	}
 }
 
 func (d Day) values() [6]int {

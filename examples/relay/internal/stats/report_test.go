@@ -159,3 +159,23 @@ func TestPeriodInOtherZones(t *testing.T) {
 	s := &stats.Summary{From: periodFrom.In(cet), To: periodTo}
 	assert.True(t, strings.HasPrefix(text(t, s), "Postern statistics for 2026-03-09 07:00 to 2026-03-10 07:00 CET\n"))
 }
+
+// The greylisting table: one row per day of first attempt, "never
+// retried" only once the day's retry window has closed; no section when
+// the relay set none.
+func TestWriteTextGreylist(t *testing.T) {
+	s := fixtureSummary(t)
+	assert.NotContains(t, text(t, s), "Greylisting")
+	day := func(d int) time.Time { return time.Date(2026, 3, d, 0, 0, 0, 0, time.UTC) }
+	s.Greylist = []stats.GreyDay{
+		{Date: day(7), Greylisted: 40, Passed: 31, NeverRetried: 9, Final: true},
+		{Date: day(9), Greylisted: 12, Passed: 5},
+	}
+	out := text(t, s)
+	assert.Contains(t, out, "\nGreylisting (triplets by the UTC day of their first attempt)\n"+
+		"  date        greylisted      passed  never retried\n"+
+		"  2026-03-07          40          31              9\n"+
+		"  2026-03-09          12           5              -\n")
+	s.Greylist = []stats.GreyDay{}
+	assert.Contains(t, text(t, s), "Greylisting (triplets by the UTC day of their first attempt)\n  none\n")
+}

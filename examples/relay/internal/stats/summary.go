@@ -83,6 +83,24 @@ type Summary struct {
 	// Events is how many events fell in the period; BadLines how many
 	// journal lines could not be read and were skipped.
 	Events, BadLines int
+
+	// Greylist are greylisting's figures per UTC day, which the journal
+	// does not hold: the relay reads them from its counter store (so,
+	// shared in Redis, they are every relay's) and sets them before the
+	// report is written. nil leaves the section out.
+	Greylist []GreyDay
+}
+
+// GreyDay is greylisting's figures for the triplets first seen on one UTC
+// day.
+type GreyDay struct {
+	// Date is the day's midnight, UTC.
+	Date time.Time
+	// Greylisted new triplets were answered 451; Passed of them retried
+	// in time. NeverRetried is the rest, once Final: the day's retry
+	// window has closed.
+	Greylisted, Passed, NeverRetried int64
+	Final                            bool
 }
 
 // Summarize reads the journal in dir for the period [from, to): only the
