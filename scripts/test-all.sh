@@ -21,9 +21,14 @@ need_pkgs=()
 command -v swaks >/dev/null 2>&1 || need_pkgs+=(swaks)
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v /usr/bin/python3 >/dev/null 2>&1 || need_pkgs+=(python3)
-# Postfix for its smtp-sink and smtp-source test peers only; its own daemon
-# is never started ("No configuration").
+# Postfix for its smtp-sink and smtp-source test peers, and for the milter
+# test's private instance (its own config and queue directories); the
+# system's instance is never started ("No configuration").
 command -v smtp-sink >/dev/null 2>&1 || [ -x /usr/sbin/smtp-sink ] || need_pkgs+=(postfix)
+# Milters the relay calls from [[milter]] tables; the tests start their own
+# with configurations they write.
+command -v opendkim >/dev/null 2>&1 || [ -x /usr/sbin/opendkim ] || need_pkgs+=(opendkim)
+command -v clamav-milter >/dev/null 2>&1 || [ -x /usr/sbin/clamav-milter ] || need_pkgs+=(clamav-milter)
 # dkimpy, the independent DKIM implementation auth's interop test uses.
 /usr/bin/python3 -c 'import dkim, nacl' >/dev/null 2>&1 || need_pkgs+=(python3-dkim python3-nacl)
 # Content scanners; the tests start their own daemons on loopback with a
@@ -56,6 +61,20 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ -z "${SKIP_INSTALL:-}" ]; then
   else
     echo "!! missing ${need_pkgs[*]}: integration tests will skip (or fail under CI=true)"
   fi
+fi
+
+# sendmail for the milter test: Debian's sendmail-bin cannot be installed
+# beside Postfix, so its files (and sendmail-cf's m4 macros) are unpacked
+# under /opt/postern-sendmail and run from there (POSTERN_SENDMAIL_ROOT).
+sm_root=${POSTERN_SENDMAIL_ROOT:-/opt/postern-sendmail}
+if [ ! -x "$sm_root/usr/libexec/sendmail/sendmail" ] && [ -z "${SKIP_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== unpacking sendmail under $sm_root"
+  command -v m4 >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends m4 >/dev/null
+  sm_tmp=$(mktemp -d)
+  (cd "$sm_tmp" && { apt-get download sendmail-bin sendmail-cf >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && apt-get download sendmail-bin sendmail-cf >/dev/null; }; } &&
+    for f in ./*.deb; do dpkg-deb -x "$f" "$sm_root"; done)
+  rm -rf "$sm_tmp"
 fi
 
 echo "== gofmt"

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern"
+	"github.com/postern/postern/internal/spool"
 )
 
 type backend struct{ srv *Server }
@@ -254,7 +255,7 @@ func (s *session) Data(r io.Reader) error {
 	cfg := &s.srv.cfg
 	log := s.conn.Logger()
 
-	sp := newSpool(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size)
+	sp := spool.New(cfg.SpoolMemoryBytes, cfg.SpoolDir, t.Mail.Size, 0) // go-smtp enforces MaxMessageBytes
 	defer sp.Release()
 	if err := s.spoolData(sp, r, t, log); err != nil {
 		return err
@@ -286,7 +287,7 @@ func (s *session) Data(r io.Reader) error {
 
 // spoolData reads the message text into sp, with its line ends made CRLF
 // (or refused, as Config.BareNewline says).
-func (s *session) spoolData(sp *spool, r io.Reader, t *postern.Txn, log *slog.Logger) error {
+func (s *session) spoolData(sp *spool.Spool, r io.Reader, t *postern.Txn, log *slog.Logger) error {
 	// DATA text comes canonical from the edge; BDAT chunks come as sent,
 	// and get the same line ends here.
 	lr := newLineEndReader(r)
@@ -305,7 +306,7 @@ func (s *session) spoolData(sp *spool, r io.Reader, t *postern.Txn, log *slog.Lo
 			return err // the client went away or reset; nobody reads a reply
 		}
 		log.Warn("spool failed", "txn_id", t.ID, "stage", "data", "error", err)
-		if isNoSpace(err) {
+		if spool.IsNoSpace(err) {
 			return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage"}
 		}
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary local problem, try again later"}
@@ -324,7 +325,7 @@ func (s *session) spoolData(sp *spool, r io.Reader, t *postern.Txn, log *slog.Lo
 
 // newMessage parses the spooled message's header, refuses a mail loop
 // and adds this hop's Received field.
-func (s *session) newMessage(sp *spool, t *postern.Txn, log *slog.Logger, start time.Time) (*postern.Message, error) {
+func (s *session) newMessage(sp *spool.Spool, t *postern.Txn, log *slog.Logger, start time.Time) (*postern.Message, error) {
 	cfg := &s.srv.cfg
 	m, err := postern.NewMessage(sp, sp.Size(), cfg.MaxHeaderBytes)
 	if err != nil {
@@ -348,7 +349,7 @@ func (s *session) handoff(t *postern.Txn, m *postern.Message, log *slog.Logger, 
 		var rep postern.Reply
 		switch {
 		case errors.As(err, &rep):
-		case errors.Is(err, ErrNoSpace) || isNoSpace(err):
+		case errors.Is(err, ErrNoSpace) || spool.IsNoSpace(err):
 			rep = postern.NewReply(452, postern.ESC(4, 3, 1), "Insufficient system storage")
 		default:
 			rep = postern.NewReply(451, postern.ESC(4, 3, 0), "Temporary local problem, try again later")

@@ -244,6 +244,9 @@ func submissionChain(s *Config, a *authParts, sc *scanning, pol *policy, log *sl
 	if sc != nil {
 		built[scan.FilterName] = sc.filter
 	}
+	if pol.milters != nil {
+		built[milterFilterName] = pol.milters
+	}
 	if a.sign != nil {
 		built[auth.SignFilterName] = a.sign
 	}

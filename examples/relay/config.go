@@ -22,6 +22,7 @@ import (
 	"github.com/postern/postern/auth/directory"
 	"github.com/postern/postern/ratelimit"
 	"github.com/postern/postern/smtpserver"
+	"github.com/postern/postern/smtpserver/milter"
 )
 
 // Config is the relay's configuration: the TOML file, then its defaults,
@@ -61,6 +62,7 @@ type Config struct {
 	Redis      RedisSection      `toml:"redis"`
 	Auth       AuthSection       `toml:"auth"`
 	DKIM       []DKIMKey         `toml:"dkim"`
+	Milters    []MilterEntry     `toml:"milter"`
 	Scan       ScanSection       `toml:"scan"`
 	Delivery   DeliverySection   `toml:"delivery"`
 	Queue      QueueSection      `toml:"queue"`
@@ -71,6 +73,8 @@ type Config struct {
 	TLSRPT     TLSRPTSection     `toml:"tlsrpt"`
 	Web        WebSection        `toml:"web"`
 	LDAP       LDAPSection       `toml:"ldap"`
+
+	MilterServer MilterServerSection `toml:"milter_server"`
 
 	// set are the keys the file set: the others get their defaults.
 	set map[string]bool
@@ -297,6 +301,26 @@ type DKIMKey struct {
 	Domain   string `toml:"domain"`
 	Selector string `toml:"selector"`
 	Key      string `toml:"key"`
+}
+
+// MilterEntry is one external milter ([[milter]] tables), called in the
+// order of the tables, as Postfix calls smtpd_milters. The zero value of
+// each field but Address is its documented default.
+type MilterEntry struct {
+	Address        string              `toml:"address"`
+	Name           string              `toml:"name"`
+	OnError        postern.ErrorPolicy `toml:"on_error"`
+	ConnectTimeout Duration            `toml:"connect_timeout"`
+	CommandTimeout Duration            `toml:"command_timeout"`
+	ContentTimeout Duration            `toml:"content_timeout"`
+}
+
+// MilterServerSection serves the relay's port-25 chain to an MTA over
+// the milter protocol (Postfix smtpd_milters, sendmail INPUT_MAIL_FILTER).
+type MilterServerSection struct {
+	// Listen is a milter address (inet:HOST:PORT or unix:PATH); default
+	// off.
+	Listen string `toml:"listen"`
 }
 
 // ScanSection is content scanning.
@@ -918,6 +942,20 @@ func (c *Config) validateChoices() error {
 		key := fmt.Sprintf("dkim[%d]", i)
 		if k.Domain == "" || k.Selector == "" || k.Key == "" {
 			return keyErr(key, "each [[dkim]] needs domain, selector and key")
+		}
+	}
+	if a := c.MilterServer.Listen; a != "" {
+		if _, _, err := milter.ParseAddress(a); err != nil {
+			return keyErr("milter_server.listen", "%v", err)
+		}
+	}
+	for i, m := range c.Milters {
+		key := fmt.Sprintf("milter[%d]", i)
+		if m.Address == "" {
+			return keyErr(key, "each [[milter]] needs an address (inet:HOST:PORT or unix:PATH)")
+		}
+		if _, _, err := milter.ParseAddress(m.Address); err != nil {
+			return keyErr(key, "%v", err)
 		}
 	}
 	for _, a := range []struct{ key, v string }{{"scan.spam_action", c.Scan.SpamAction}, {"scan.virus_action", c.Scan.VirusAction}} {

@@ -47,6 +47,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad postmaster", "[delivery]\npostmaster = \"postmaster@[1.2.3]\"\n", `relay.toml:2: delivery.postmaster: "postmaster@[1.2.3]" is not an address`},
 		{"bad daily_to", "[stats]\ndaily_to = \"root\"\n", `relay.toml:2: stats.daily_to: "root" is not an address`},
 		{"bad bare newline", "[smtp]\nbare_newline = \"allow\"\n", `relay.toml:2: smtp.bare_newline: "allow" is not normalize or reject`},
+		{"milter without address", "[[milter]]\nname = \"dkim\"\n", "relay.toml:1: milter[0]: each [[milter]] needs an address"},
+		{"bad milter address", "[[milter]]\naddress = \"inet:8891\"\n", "relay.toml:1: milter[0]: "},
+		{"bad milter on_error", "[[milter]]\naddress = \"inet:127.0.0.1:8891\"\non_error = \"bounce\"\n", "milter"},
+		{"bad milter_server.listen", "[milter_server]\nlisten = \"inet:nowhere\"\n", "relay.toml:2: milter_server.listen: "},
 		{"backoff order", "[queue]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n", "relay.toml:2: queue.min_backoff: is longer than queue.max_backoff"},
 	}
 	for _, tt := range tests {
@@ -57,6 +61,34 @@ func TestConfigErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+// [[milter]] tables keep their order and their failure policies; the
+// listener is a milter address.
+func TestConfigMilters(t *testing.T) {
+	doc := `
+[milter_server]
+listen = "unix:/run/postern/milter.sock"
+[[milter]]
+address = "unix:/run/clamav/clamav-milter.ctl"
+name = "clamav"
+[[milter]]
+address = "inet:8892@127.0.0.1"
+on_error = "accept"
+command_timeout = "5s"
+`
+	cfg, err := parseConfig([]byte(doc), "relay.toml")
+	require.NoError(t, err)
+	require.NoError(t, cfg.applyDefaults())
+	s, err := cfg.resolved()
+	require.NoError(t, err)
+	assert.Equal(t, "unix:/run/postern/milter.sock", s.MilterServer.Listen)
+	require.Len(t, s.Milters, 2)
+	assert.Equal(t, "clamav", s.Milters[0].Name)
+	assert.Equal(t, postern.OnErrorDefault, s.Milters[0].OnError, "the client's default: tempfail")
+	assert.Equal(t, postern.OnErrorAccept, s.Milters[1].OnError)
+	assert.Equal(t, 5*time.Second, s.Milters[1].CommandTimeout.Duration)
+	assert.Contains(t, s.Policy.Order, milterFilterName)
 }
 
 func TestConfigValues(t *testing.T) {

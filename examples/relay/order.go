@@ -18,6 +18,10 @@ import (
 // outboundFilterName names the rate limit of the site's own senders.
 const outboundFilterName = "outbound-ratelimit"
 
+// milterFilterName names the external milters ([[milter]]), one chain of
+// them in the order of the tables.
+const milterFilterName = "milter"
+
 // defaultOrder is the order of the relay's filters when policy.order is
 // not set, by the names they report (Name()). The relay ran them in this
 // order before the order was a key:
@@ -31,11 +35,14 @@ const outboundFilterName = "outbound-ratelimit"
 //   - greylisting after recipient verification: an unknown recipient
 //     hears 550 at once, not 451 and then 550;
 //   - sender authentication (SPF at MAIL, DKIM/DMARC at DATA), then the
-//     content scan, then DKIM signing, the last header edit.
+//     content scan, then the external milters (they see the message as
+//     the relay's own filters left it, as Postfix's smtpd_milters see
+//     what its restrictions passed), then DKIM signing, the last header
+//     edit.
 var defaultOrder = []string{
 	access.TrustFilterName, access.FilterName, access.RelayFilterName, auth.HostFilterName, dnsbl.FilterName,
 	ratelimit.FilterName, outboundFilterName, ratelimit.GuardName, route.FilterName, ratelimit.GreylistName,
-	auth.SPFFilterName, auth.VerifyFilterName, scan.FilterName, auth.SignFilterName,
+	auth.SPFFilterName, auth.VerifyFilterName, scan.FilterName, milterFilterName, auth.SignFilterName,
 }
 
 // filterKeys says which keys turn each filter on, for the error about a
@@ -54,6 +61,7 @@ var filterKeys = map[string]string{
 	auth.SPFFilterName:     "auth.check",
 	auth.VerifyFilterName:  "always on: it removes forged Authentication-Results",
 	scan.FilterName:        "always on: the MIME walk",
+	milterFilterName:       "[[milter]]",
 	auth.SignFilterName:    "[[dkim]]",
 }
 

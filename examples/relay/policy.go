@@ -19,6 +19,7 @@ import (
 	"github.com/postern/postern/route/resolver"
 	"github.com/postern/postern/scan"
 	"github.com/postern/postern/smtpserver/access"
+	"github.com/postern/postern/smtpserver/milter"
 )
 
 // policy is the relay's chain and what the listeners need to know.
@@ -32,7 +33,10 @@ type policy struct {
 	// outbound limits the site's own senders; nil when both outbound
 	// rates are unlimited. The submission chain shares it.
 	outbound *ratelimit.Filter
-	store    ratelimit.Store // shared counters: memory, or Redis
+	// milters are the [[milter]] tables as one filter, nil without
+	// them; the submission chain shares it.
+	milters *postern.Chain
+	store   ratelimit.Store // shared counters: memory, or Redis
 	// names are the chain's filters in order, for the check command.
 	names []string
 	s     *Config
@@ -168,7 +172,30 @@ func (p *policy) buildFilters(log *slog.Logger, verifier *route.Verifier, ap *au
 	if sc != nil {
 		built[scan.FilterName] = sc.filter
 	}
+	if len(s.Milters) > 0 {
+		if p.milters, err = milterChain(s, log); err != nil {
+			return nil, err
+		}
+		built[milterFilterName] = p.milters
+	}
 	return built, nil
+}
+
+// milterChain is the [[milter]] tables as one filter: a chain of milter
+// clients in their order. Each applies its own on_error, so the chain
+// sees verdicts, never errors.
+func milterChain(s *Config, log *slog.Logger) (*postern.Chain, error) {
+	var entries []postern.Entry
+	for i, m := range s.Milters {
+		c, err := milter.NewClient(milter.ClientConfig{Address: m.Address, Name: m.Name, OnError: m.OnError,
+			ConnectTimeout: m.ConnectTimeout.Duration, CommandTimeout: m.CommandTimeout.Duration,
+			ContentTimeout: m.ContentTimeout.Duration, Hostname: s.Hostname, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("milter[%d]: %w", i, err)
+		}
+		entries = append(entries, postern.Entry{Filter: c})
+	}
+	return postern.NewChain(postern.ChainConfig{Name: milterFilterName, Entries: entries})
 }
 
 // buildLimits builds the inbound and outbound rate limits and the

@@ -368,6 +368,18 @@ func TestLimitReason(t *testing.T) {
 	}
 }
 
+// [[milter]] tables are one filter, "milter", in the order: after scan,
+// before dkim-sign by default; an order that leaves it out is refused.
+func TestPolicyOrderMilters(t *testing.T) {
+	milters := "[[milter]]\naddress = \"inet:127.0.0.1:9\"\nname = \"a\"\n[[milter]]\naddress = \"unix:/nonexistent/b.sock\"\n"
+	code, out, errb := checkRun(t, milters, "-ip", "192.0.2.7")
+	require.Equal(t, 0, code, errb)
+	assert.Contains(t, out, "filters: trust, relay, outbound-ratelimit, harvest-guard, auth-verify, scan, milter (default order)")
+	code, _, errb = checkRun(t, "[policy]\norder = [\"trust\", \"relay\", \"outbound-ratelimit\", \"harvest-guard\", \"auth-verify\", \"scan\"]\n"+milters)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errb, "relay.toml:2: policy.order: milter is configured ([[milter]]) but not listed")
+}
+
 // An access GreetPause: entry naming the client wins over the pass cache;
 // the default entry (empty key) is only the site's pause.
 func TestGreetEntryWinsOverPassCache(t *testing.T) {

@@ -17,7 +17,7 @@ var updateReference = flag.Bool("update-reference", false, "rewrite the key tabl
 // writes.
 const referencePath = "../../docs/configuration.md"
 
-var referenceTableRE = regexp.MustCompile("(?s)(<!-- keys: ([a-z]*) -->\n)(.*?)(<!-- /keys -->)")
+var referenceTableRE = regexp.MustCompile("(?s)(<!-- keys: ([a-z_]*) -->\n)(.*?)(<!-- /keys -->)")
 
 // TestConfigReference: the key tables of docs/configuration.md are those
 // keys.go declares (go test -run TestConfigReference -update-reference

@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/smtpserver"
 	"github.com/postern/postern/smtpserver/access"
 	"github.com/postern/postern/smtpserver/greetpause"
+	"github.com/postern/postern/smtpserver/milter"
 )
 
 // runServer runs the relay until SIGINT or SIGTERM: it opens the state
@@ -130,6 +131,10 @@ type frontDoors struct {
 	subs     []frontDoor
 	tls      *tls.Config // nil without a certificate
 	maxConns int
+	// milter serves port 25's chain to an MTA; nil without
+	// milter_server.listen.
+	milter  *milter.Server
+	milterL net.Listener
 }
 
 // frontDoors builds the SMTP servers. TCP → global connection limit →
@@ -179,7 +184,26 @@ func (r *relayServer) frontDoors(s *Config, g *generation, lns *listeners) (*fro
 		f.subs = append(f.subs, frontDoor{srv, r.met.countConns(connLimit.Listener(l), sub.key)})
 		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
 	}
+	if lns.milter != nil {
+		if f.milter, err = r.milterServer(s); err != nil {
+			return nil, err
+		}
+		f.milterL = lns.milter
+		log.Info("milter server listening", "addr", s.MilterServer.Listen)
+	}
 	return f, nil
+}
+
+// milterServer serves port 25's chain, of the generation in force, to an
+// MTA. The MTA answers its clients and keeps its queue, so the relay's
+// connection limits, greet pause and queue are not in the way; its
+// outcomes are counted and recorded as port 25's are.
+func (r *relayServer) milterServer(s *Config) (*milter.Server, error) {
+	return milter.New(milter.Config{Policy: swapPolicy{r, false}, Logger: r.log, MaxMessageBytes: s.maxSize,
+		TxnObserver: func(ctx context.Context, res milter.TxnResult) {
+			r.observeTxn(ctx, smtpserver.TxnResult{Conn: res.Conn, Txn: res.Txn, Size: res.Size,
+				Outcome: res.Outcome, Code: res.Code, QueueID: res.QueueID, Duration: res.Duration})
+		}})
 }
 
 // tlsConfig serves the certificate of the generation in force, so a
@@ -299,9 +323,12 @@ func (r *relayServer) runQueue() {
 // serve serves until a server fails or ctx ends, then shuts the servers
 // down gracefully (30 s for transactions under way).
 func (f *frontDoors) serve(ctx context.Context, log *slog.Logger) error {
-	done := make(chan error, 1+len(f.subs))
+	done := make(chan error, 2+len(f.subs))
 	for _, d := range append([]frontDoor{f.mx}, f.subs...) {
 		go func() { done <- d.srv.Serve(d.l) }()
+	}
+	if f.milter != nil {
+		go func() { done <- f.milter.Serve(f.milterL) }()
 	}
 	select {
 	case err := <-done:
@@ -313,6 +340,9 @@ func (f *frontDoors) serve(ctx context.Context, log *slog.Logger) error {
 	defer cancel()
 	for _, d := range f.subs {
 		go d.srv.Shutdown(sctx)
+	}
+	if f.milter != nil {
+		go f.milter.Shutdown(sctx)
 	}
 	err := f.mx.srv.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {

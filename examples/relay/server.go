@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/route"
 	"github.com/postern/postern/route/tlsrpt"
 	"github.com/postern/postern/smtpserver"
+	"github.com/postern/postern/smtpserver/milter"
 )
 
 // generation is everything built from one configuration. A reload builds
@@ -158,6 +159,8 @@ func (g *generation) retire() {
 type listeners struct {
 	smtp net.Listener
 	sub  map[string]net.Listener // by key: submission.listen, submission.listen_tls
+	// milter is milter_server.listen's socket, nil when off.
+	milter net.Listener
 }
 
 func (l *listeners) close() {
@@ -166,6 +169,9 @@ func (l *listeners) close() {
 	}
 	for _, s := range l.sub {
 		s.Close()
+	}
+	if l.milter != nil {
+		l.milter.Close()
 	}
 }
 
@@ -194,6 +200,12 @@ func (r *relayServer) listenAll(s *Config) (*listeners, error) {
 		}
 		if lns.sub[key], err = listen(key, addr); err != nil {
 			return nil, err
+		}
+	}
+	if a := s.MilterServer.Listen; a != "" {
+		if lns.milter, err = milter.Listen(a); err != nil {
+			lns.close()
+			return nil, fmt.Errorf("milter_server.listen %s: %w", a, err)
 		}
 	}
 	return lns, nil

@@ -34,6 +34,8 @@ const (
 	enmimeV2 = "github.com/jhillyerd/enmime/v2"
 	testify  = "github.com/stretchr/testify"
 	yaml     = "go.yaml.in/yaml/v3" // testify
+	milter   = "github.com/d--j/go-milter"
+	gomsg    = "github.com/emersion/go-message" // go-milter's client reads headers with its textproto
 )
 
 // ldap is go-ldap and what it pulls: only auth/directory may have it.
@@ -72,6 +74,7 @@ var modules = map[string][]string{
 	"smtpserver/greetpause":   nil,
 	"smtpserver/proxyproto":   nil,
 	"smtpserver/access":       nil,
+	"smtpserver/milter":       {milter, gomsg, xtext},
 	"queue":                   {xsys},
 	"queue/dsn":               nil,
 	"route":                   {smtp, sasl, dns, xnet, xsys, xtext},
@@ -104,6 +107,7 @@ var modules = map[string][]string{
 	// Not public API, but under the same rule: the file watcher is
 	// imported by public packages and must add nothing to them.
 	"internal/filewatch": nil,
+	"internal/spool":     nil,
 	"internal/termsafe":  nil,
 	"internal/proc":      nil,
 	"internal/testutil":  {testify, yaml}, // tests only: public packages may not import it (violations)

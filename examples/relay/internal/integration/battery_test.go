@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/postern/postern/smtpserver/milter"
 )
 
 // relayAttempt is one try at using the relay for a domain that is not
@@ -114,7 +117,7 @@ func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 	root := filepath.Join("..", "..", "..", "..")
 	common := func(dir string) []string {
 		return []string{"-listen", "127.0.0.1:0", "-spool", filepath.Join(dir, "spool"), "-dns-resolver", dns,
-			"-greet-pause", "0", "-metrics-listen", "", "-web-listen", ""}
+			"-greet-pause", "0", "-metrics-listen", "", "-web-listen", "", "-milter-listen", ""}
 	}
 	dir := t.TempDir()
 	cfgs := []shippedConfig{{name: "built-in defaults", local: "example.test", args: common(dir)}}
@@ -150,6 +153,12 @@ func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 					writeFile(t, d, f, string(b))
 				}
 			}
+			if strings.Contains(block, "[[milter]]") {
+				// The milters a page names are a Postern milter server
+				// that lets everything pass: the battery is about the
+				// relay's own decisions.
+				block = milterAddressRE.ReplaceAllString(block, `address = "inet:`+standInMilter(t)+`"`)
+			}
 			cfg := writeFile(t, d, "relay.toml", block)
 			args := append([]string{"-config", cfg}, common(d)...)
 			if strings.Contains(block, "[redis]") {
@@ -162,6 +171,21 @@ func shippedConfigs(t *testing.T, dns string) []shippedConfig {
 	}
 	require.GreaterOrEqual(t, len(cfgs), 4, "defaults, the migration example and the docs' configurations")
 	return cfgs
+}
+
+var milterAddressRE = regexp.MustCompile(`(?m)^address = "[^"]*"`)
+
+// standInMilter serves an empty policy (everything passes) over the
+// milter protocol and returns its address.
+func standInMilter(t *testing.T) string {
+	t.Helper()
+	srv, err := milter.New(milter.Config{})
+	require.NoError(t, err)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String()
 }
 
 var greylistOnRE = regexp.MustCompile(`(?m)^\[greylist\][^\[]*^enabled\s*=\s*true`)
