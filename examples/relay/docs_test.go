@@ -333,6 +333,8 @@ func needsServer(args []string) string {
 	switch {
 	case len(args) == 0 || strings.HasPrefix(args[0], "-") || args[0] == "serve":
 		return "serves until stopped; examples/relay/internal/integration TestQuickStart runs it"
+	case args[0] == "milter":
+		return "serves until stopped; examples/relay/internal/integration TestPostfixMilterReloadAndMetrics runs it"
 	case args[0] == "reload":
 		return "asks a running relay over its control socket; examples/relay/internal/integration TestReloadUnderLoad runs it"
 	case args[0] == "stats" && slices.Contains(args, "-mail"):

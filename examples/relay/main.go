@@ -58,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return serve(args, stderr)
+	case "milter":
+		return milterCommand(args, stderr)
 	case "check-config":
 		return checkConfig(args, stdout, stderr)
 	case "check":
@@ -80,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 const usage = `usage:
   relay [serve] [-config file] [flags]   run the server (the default)
+  relay milter [-config file] -listen inet:HOST:PORT|unix:PATH
+                                         serve the port-25 filters to Postfix or sendmail only
   relay check-config [-config file]      check the configuration and the files it names
   relay check [-config file] -ip A -helo H -from S -rcpt R   policy dry run
   relay queue list|show|hold|release|delete|retry|bounce [ID...]

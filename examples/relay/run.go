@@ -28,8 +28,8 @@ import (
 // first generation, puts the SMTP servers in front, starts the services
 // beside them (control socket, metrics, web page, reloads, daily mail) and
 // the queue runner, and serves until told to stop.
-func runServer(s *Config, path string, args []string, log *slog.Logger) error {
-	r := &relayServer{args: args, path: path, log: log, met: newMetrics()}
+func runServer(s *Config, path string, args []string, milterOnly bool, log *slog.Logger) error {
+	r := &relayServer{args: args, milterOnly: milterOnly, path: path, log: log, met: newMetrics()}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	r.ctx = ctx
@@ -46,7 +46,11 @@ func runServer(s *Config, path string, args []string, log *slog.Logger) error {
 		return err
 	}
 	r.runQueue()
-	log.Info("relay listening", "addr", lns.smtp.Addr().String(), "domains", s.domains, "spool", s.Spool,
+	addr := lns.milter
+	if lns.smtp != nil {
+		addr = lns.smtp
+	}
+	log.Info("relay listening", "addr", addr.Addr().String(), "milter_only", milterOnly, "domains", s.domains, "spool", s.Spool,
 		"config", cmp.Or(path, "built-in defaults"),
 		"mailertable", cmp.Or(s.Delivery.Mailertable, "none"), "local_delivery", s.Delivery.Local,
 		"greet_pause", s.SMTP.GreetPause.Duration.String(), "control", s.Control.Socket, "max_connections", front.maxConns)
@@ -153,6 +157,9 @@ func (r *relayServer) frontDoors(s *Config, g *generation, lns *listeners) (*fro
 	warnConnLimit(f.maxConns, log)
 	handoff := newQueueHandoff(r.q, log, r.met, func() bool { return r.cur.Load().s.Delivery.NotifyUnverifiedSenders },
 		func() string { return r.cur.Load().s.sitePostmaster() })
+	if r.milterOnly {
+		return f, r.milterDoor(s, f, lns)
+	}
 	base := r.serverConfig(s, handoff, f.tls)
 	mx := base
 	mx.ProtocolTests = r.protocolTests() // port 25 only
@@ -184,14 +191,21 @@ func (r *relayServer) frontDoors(s *Config, g *generation, lns *listeners) (*fro
 		f.subs = append(f.subs, frontDoor{srv, r.met.countConns(connLimit.Listener(l), sub.key)})
 		log.Info("submission listening", "addr", l.Addr().String(), "implicit_tls", sub.implicit)
 	}
-	if lns.milter != nil {
-		if f.milter, err = r.milterServer(s); err != nil {
-			return nil, err
-		}
-		f.milterL = lns.milter
-		log.Info("milter server listening", "addr", s.MilterServer.Listen)
+	return f, r.milterDoor(s, f, lns)
+}
+
+// milterDoor adds the milter server when milter_server.listen is set.
+func (r *relayServer) milterDoor(s *Config, f *frontDoors, lns *listeners) error {
+	if lns.milter == nil {
+		return nil
 	}
-	return f, nil
+	var err error
+	if f.milter, err = r.milterServer(s); err != nil {
+		return err
+	}
+	f.milterL = lns.milter
+	r.log.Info("milter server listening", "addr", s.MilterServer.Listen)
+	return nil
 }
 
 // milterServer serves port 25's chain, of the generation in force, to an
@@ -324,7 +338,11 @@ func (r *relayServer) runQueue() {
 // down gracefully (30 s for transactions under way).
 func (f *frontDoors) serve(ctx context.Context, log *slog.Logger) error {
 	done := make(chan error, 2+len(f.subs))
-	for _, d := range append([]frontDoor{f.mx}, f.subs...) {
+	doors := f.subs
+	if f.mx.srv != nil {
+		doors = append([]frontDoor{f.mx}, doors...)
+	}
+	for _, d := range doors {
 		go func() { done <- d.srv.Serve(d.l) }()
 	}
 	if f.milter != nil {
@@ -340,6 +358,9 @@ func (f *frontDoors) serve(ctx context.Context, log *slog.Logger) error {
 	defer cancel()
 	for _, d := range f.subs {
 		go d.srv.Shutdown(sctx)
+	}
+	if f.milter != nil && f.mx.srv == nil {
+		return f.milter.Shutdown(sctx)
 	}
 	if f.milter != nil {
 		go f.milter.Shutdown(sctx)

@@ -52,6 +52,9 @@ func (g *generation) replaced() <-chan struct{} { return g.done }
 // relayServer is a running relay.
 type relayServer struct {
 	args  []string // the command line, read again with the file on reload
+	// milterOnly: `relay milter` — the milter server without the SMTP
+	// and submission listeners.
+	milterOnly bool
 	path  string   // the configuration file, "" for none
 	log   *slog.Logger
 	cur   atomic.Pointer[generation]
@@ -84,7 +87,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := s.logger(stderr)
-	if err := runServer(s, path, args, log); err != nil {
+	if err := runServer(s, path, args, false, log); err != nil {
 		log.Error("relay stopped", "error", err)
 		return 1
 	}
@@ -191,11 +194,13 @@ func (r *relayServer) listenAll(s *Config) (*listeners, error) {
 		return l, nil
 	}
 	var err error
-	if lns.smtp, err = listen("smtp.listen", s.SMTP.Listen); err != nil {
-		return nil, err
+	if !r.milterOnly {
+		if lns.smtp, err = listen("smtp.listen", s.SMTP.Listen); err != nil {
+			return nil, err
+		}
 	}
 	for key, addr := range map[string]string{"submission.listen": s.Submission.Listen, "submission.listen_tls": s.Submission.ListenTLS} {
-		if addr == "" {
+		if addr == "" || r.milterOnly {
 			continue
 		}
 		if lns.sub[key], err = listen(key, addr); err != nil {

@@ -432,17 +432,22 @@ func TestPostfixHoldsPosternQuarantine(t *testing.T) {
 	assert.Contains(t, r.logs(), "action=quarantine")
 }
 
-// The milter server follows the relay's reloads and counts in its
-// metrics: an access file added to the configuration and SIGHUP refuse
-// through Postfix what passed before; the messages Postfix asked about
-// are in postern_messages_total.
+// `relay milter` serves the filters to the MTA and opens no SMTP port;
+// it follows the relay's reloads and counts in its metrics: an access
+// file added to the configuration and SIGHUP refuse through Postfix what
+// passed before; the messages Postfix asked about are in
+// postern_messages_total.
 func TestPostfixMilterReloadAndMetrics(t *testing.T) {
 	dir := t.TempDir()
-	milterAddr := freeAddr(t)
+	milterAddr, smtpAddr := freeAddr(t), freeAddr(t)
 	acc := writeFile(t, dir, "access", "From:spammer@example.net REJECT\n")
-	cfgText := fmt.Sprintf("[milter_server]\nlisten = \"inet:%s\"\n", milterAddr)
+	cfgText := fmt.Sprintf("[smtp]\nlisten = %q\n", smtpAddr)
 	cfg := writeFile(t, dir, "relay.toml", cfgText)
-	r := startRelay(t, "-config", cfg, "-listen", "127.0.0.1:0", "-greet-pause", "0", "-metrics-listen", "127.0.0.1:0")
+	r := startRelay(t, "milter", "-config", cfg, "-listen", "inet:"+milterAddr, "-metrics-listen", "127.0.0.1:0")
+	assert.Equal(t, milterAddr, r.addr, "the milter socket is the one it listens on")
+	assert.Contains(t, r.logs(), "milter_only=true")
+	_, err := net.DialTimeout("tcp", smtpAddr, time.Second)
+	assert.Error(t, err, "no SMTP listener in relay milter")
 	sink := startSink(t, "127.0.0.1:0")
 	pf := startPostfix(t, sink.addr, strings.ReplaceAll(docMilterBlock(t, "conf main.cf"), "inet:127.0.0.1:8891", "inet:"+milterAddr))
 
