@@ -51,17 +51,17 @@ func (g *generation) replaced() <-chan struct{} { return g.done }
 
 // relayServer is a running relay.
 type relayServer struct {
-	args  []string // the command line, read again with the file on reload
+	args []string // the command line, read again with the file on reload
 	// milterOnly: `relay milter` — the milter server without the SMTP
 	// and submission listeners.
 	milterOnly bool
-	path  string   // the configuration file, "" for none
-	log   *slog.Logger
-	cur   atomic.Pointer[generation]
-	store ratelimit.Store
-	q     *queue.Queue
-	met   *metrics
-	ctx   context.Context // lives as long as the server
+	path       string // the configuration file, "" for none
+	log        *slog.Logger
+	cur        atomic.Pointer[generation]
+	store      ratelimit.Store
+	q          *queue.Queue
+	met        *metrics
+	ctx        context.Context // lives as long as the server
 	// reloadMu makes reloads one at a time.
 	reloadMu sync.Mutex
 	// authLim counts AUTH failures across reloads.
