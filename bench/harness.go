@@ -99,14 +99,14 @@ func newHarness(ctx context.Context, o options, selected map[string]bool, logw i
 		return h, err
 	}
 	h.closers = append(h.closers, func() { h.sink.stop(5 * time.Second) })
-	if selected["ingest"] || selected["latency"] || selected["breakdown"] {
+	if selected["ingest"] || selected["latency"] || selected["breakdown"] || selected["milter"] {
 		if err := h.startRelay(ctx); err != nil {
 			return h, err
 		}
 	}
-	if selected["ingest"] {
+	if selected["ingest"] || selected["milter"] {
 		h.logf("starting a private Postfix instance")
-		if h.postfix, err = startPostfix(ctx, h.work, h.sink.addr); err != nil {
+		if h.postfix, err = startPostfix(ctx, h.work, h.sink.addr, ""); err != nil {
 			return h, err
 		}
 		h.closers = append(h.closers, h.postfix.stop)

@@ -42,7 +42,7 @@ type options struct {
 // sectionNames in the order they run, numbered as in issue 8; the
 // optional ones run only when asked for.
 var (
-	sectionNames     = []string{"ingest", "durability", "greetpause", "content", "delivery", "latency", "breakdown"}
+	sectionNames     = []string{"ingest", "durability", "greetpause", "content", "delivery", "latency", "milter", "breakdown"}
 	optionalSections = map[string]bool{"breakdown": true}
 )
 
@@ -235,7 +235,7 @@ func measure(ctx context.Context, o options, selected map[string]bool, logw io.W
 	type sectionFunc func(context.Context, *harness) *Section
 	funcs := map[string]sectionFunc{"ingest": ingestSection, "durability": durabilitySection,
 		"greetpause": greetSection, "content": contentSection, "delivery": deliverySection, "latency": latencySection,
-		"breakdown": breakdownSection}
+		"milter": milterSection, "breakdown": breakdownSection}
 	for i, name := range sectionNames {
 		if !selected[name] {
 			continue

@@ -388,7 +388,8 @@ type postfixInstance struct {
 	log     string
 }
 
-func startPostfix(ctx context.Context, work, sinkAddr string) (*postfixInstance, error) {
+// extra is appended to main.cf.
+func startPostfix(ctx context.Context, work, sinkAddr, extra string) (*postfixInstance, error) {
 	p := &postfixInstance{dir: filepath.Join(work, "postfix")}
 	p.etc = filepath.Join(p.dir, "etc")
 	p.log = filepath.Join(p.dir, "maillog")
@@ -411,7 +412,7 @@ func startPostfix(ctx context.Context, work, sinkAddr string) (*postfixInstance,
 		return nil, err
 	}
 	p.addr = addr
-	if err := os.WriteFile(filepath.Join(p.etc, "main.cf"), []byte(postfixMain(p.dir, sinkAddr)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(p.etc, "main.cf"), []byte(postfixMain(p.dir, sinkAddr)+extra), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(p.etc, "master.cf"), []byte(postfixMaster(addr)), 0o644); err != nil {

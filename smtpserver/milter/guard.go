@@ -68,6 +68,7 @@ func (g *guardConn) Read(p []byte) (int, error) {
 
 // next reads one whole packet into buf.
 func (g *guardConn) next() error {
+	quickAck(g.Conn)
 	var hdr [4]byte
 	if _, err := io.ReadFull(g.Conn, hdr[:]); err != nil {
 		return err // io.EOF: the peer closed between packets
