@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -373,6 +374,9 @@ func (st *walkState) tree(ctx context.Context, p *enmime.Part, depth int, id str
 	for _, e := range p.Errors {
 		part.Errors = append(part.Errors, e.Name+": "+e.Detail)
 	}
+	// enmime reports a media type's malformed parameters in map order:
+	// sorted, the same message always gets the same findings.
+	slices.Sort(part.Errors)
 	if !isContainer(p, top) {
 		content := p.Content
 		p.Content = nil // the part's copy is all that is kept
