@@ -7,9 +7,10 @@ import (
 )
 
 // The entries a test puts in the directory. In a test, pass them to
-// ldaptest.Start(t, ldaptest.Options{LDIF: ...}) and point a
-// directory.Config at the server's URL, BindDN ldaptest.ServiceDN and
-// ldaptest.ServicePassword; slapd is killed when the test ends.
+// ldaptest.Start(t, ldaptest.Options{LDIF: ...}) and give a
+// directory.Config the server's URL, Base ldaptest.Suffix, BindDN
+// ldaptest.ServiceDN and BindPassword ldaptest.ServicePassword; slapd is
+// killed when the test ends.
 func ExamplePerson() {
 	fmt.Print(ldaptest.Person("alice", "secret", []string{"alice@example.test", "a@example.test"},
 		"amavisBypassSpamChecks: TRUE"))
