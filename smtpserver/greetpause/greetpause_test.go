@@ -160,18 +160,41 @@ type syncBuffer = testutil.LogBuffer
 
 // bubbleLeakCheck is leakCheck in a synctest bubble: once every goroutine
 // of the bubble is blocked, those the listener started must be gone.
+// Only the bubble's goroutines are counted: runtime.NumGoroutine would
+// also count those of earlier tests still ending outside it (-shuffle).
 func bubbleLeakCheck(t *testing.T) func() {
 	t.Helper()
 	synctest.Wait()
-	base := runtime.NumGoroutine()
+	base, _ := bubbleGoroutines()
 	return func() {
 		t.Helper()
 		synctest.Wait()
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("goroutine leak: %d running, %d before\n%s", n, base, buf[:runtime.Stack(buf, true)])
+		if n, dump := bubbleGoroutines(); n > base {
+			t.Fatalf("goroutine leak: %d running, %d before\n%s", n, base, dump)
 		}
 	}
+}
+
+// bubbleGoroutines counts the goroutines of the calling goroutine's
+// synctest bubble, from the headers of a dump of all goroutines
+// ("goroutine 7 [chan receive, synctest bubble 3]:").
+func bubbleGoroutines() (int, string) {
+	buf := make([]byte, 1<<20)
+	self := string(buf[:runtime.Stack(buf, false)])
+	i := strings.Index(self, "synctest bubble ")
+	if i < 0 {
+		return 0, self
+	}
+	j := strings.IndexAny(self[i:], "]")
+	tag := self[i : i+j]
+	all := string(buf[:runtime.Stack(buf, true)])
+	n := 0
+	for _, line := range strings.Split(all, "\n") {
+		if strings.HasPrefix(line, "goroutine ") && strings.HasSuffix(line, tag+"]:") {
+			n++
+		}
+	}
+	return n, all
 }
 
 // leakCheck returns a function that fails the test if goroutines started
