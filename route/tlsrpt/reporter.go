@@ -168,6 +168,7 @@ func readJournal(path string) (map[string][]Result, error) {
 }
 
 // Build returns the report of one domain's results of one UTC day.
+// domain is not empty: Record keeps no result without one.
 func (r *Reporter) Build(day time.Time, domain string, results []Result) Report {
 	start := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, time.UTC)
 	return Report{
